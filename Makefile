@@ -1,0 +1,44 @@
+# The README's two commands: `make demo` and `make test`. Both set up what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ES := $(BIN)/python deploy/es-local
+
+.PHONY: demo test lint venv es-start es-stop prereqs clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@deploy/prereqs
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+demo: venv
+	$(BIN)/nis2triage demo
+
+lint: venv
+	$(BIN)/ruff check plugin tests deploy/es-local
+	$(BIN)/ruff format --check plugin tests
+	$(BIN)/mypy
+
+# Starts the node unless one is already running from this checkout, and stops
+# only a node it started, whatever the checks said.
+test: venv
+	@started=0; \
+	if ! $(ES) status >/dev/null; then $(ES) start || exit 1; started=1; fi; \
+	rc=0; \
+	$(MAKE) --no-print-directory lint && $(BIN)/pytest || rc=$$?; \
+	if [ $$started = 1 ]; then $(ES) stop; fi; \
+	exit $$rc
+
+es-start: venv
+	$(ES) start
+
+es-stop: venv
+	$(ES) stop
+
+clean:
+	-$(ES) stop
+	rm -rf $(VENV) .es

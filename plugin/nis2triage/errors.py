@@ -1,0 +1,38 @@
+"""The exceptions nis2triage raises on purpose.
+
+    Nis2TriageError
+    ├── ConfigError        a configuration, rule or detector file is wrong (file, line, key)
+    ├── ConnectionSetupError  Elasticsearch cannot be reached or refuses the credentials
+    ├── SnapshotError      a model snapshot is unsigned, tampered or unreadable
+    └── DeliveryError      a notification channel failed (retried by the outbox)
+"""
+
+from __future__ import annotations
+
+
+class Nis2TriageError(Exception):
+    """Base of every error nis2triage raises deliberately."""
+
+
+class ConfigError(Nis2TriageError):
+    """A file the operator wrote is wrong; the message names the file, line and fix."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        where = path or ""
+        if line is not None:
+            where = f"{where}:{line}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ConnectionSetupError(Nis2TriageError):
+    """Elasticsearch could not be reached, or refused the credentials."""
+
+
+class SnapshotError(Nis2TriageError):
+    """A model snapshot failed its signature check or could not be restored."""
+
+
+class DeliveryError(Nis2TriageError):
+    """A notification could not be delivered on this attempt."""

@@ -1,0 +1,92 @@
+"""Connections to Elasticsearch, built from settings rather than from raw dicts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch
+
+from nis2triage.errors import ConnectionSetupError
+
+
+@dataclass(frozen=True)
+class ESSettings:
+    """Where Elasticsearch is and how to authenticate; secrets are values, never logged."""
+
+    hosts: tuple[str, ...]
+    username: str | None = None
+    password: str | None = None
+    api_key: str | None = None
+    ca_file: str | None = None
+    verify_certs: bool = True
+    request_timeout: float = 30.0
+
+    def __repr__(self) -> str:
+        # Keeps the password and API key out of tracebacks and log lines.
+        return f"ESSettings(hosts={self.hosts!r}, username={self.username!r})"
+
+
+def connect(settings: ESSettings) -> Elasticsearch:
+    auth: dict[str, object] = {}
+    if settings.api_key:
+        auth["api_key"] = settings.api_key
+    elif settings.username:
+        auth["basic_auth"] = (settings.username, settings.password or "")
+    return Elasticsearch(
+        list(settings.hosts),
+        ca_certs=settings.ca_file,
+        verify_certs=settings.verify_certs,
+        request_timeout=settings.request_timeout,
+        retry_on_timeout=True,
+        max_retries=3,
+        **auth,  # type: ignore[arg-type]
+    )
+
+
+def dev_settings() -> ESSettings:
+    """Settings for the development node: `NIS2TRIAGE_ES_*` variables, else the local node."""
+    url = os.environ.get("NIS2TRIAGE_ES_URL")
+    if url:
+        password = os.environ.get("NIS2TRIAGE_ES_PASSWORD")
+        pw_file = os.environ.get("NIS2TRIAGE_ES_PASSWORD_FILE")
+        if password is None and pw_file:
+            password = Path(pw_file).read_text().strip()
+        return ESSettings(
+            hosts=(url,),
+            username=os.environ.get("NIS2TRIAGE_ES_USER", "elastic"),
+            password=password,
+            api_key=os.environ.get("NIS2TRIAGE_ES_API_KEY"),
+            ca_file=os.environ.get("NIS2TRIAGE_ES_CA"),
+        )
+    from nis2triage import localnode
+
+    node = localnode.running()
+    if node is None:
+        raise ConnectionSetupError(
+            "no Elasticsearch given: set NIS2TRIAGE_ES_URL, or start the local node "
+            "with 'deploy/es-local start'"
+        )
+    return ESSettings(hosts=(node.url,), username=node.user, password=node.password)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    name: str
+    version: str
+
+
+def cluster_info(client: Elasticsearch) -> ClusterInfo:
+    """Name and version of the cluster.
+
+    Uses the nodes API rather than `GET /`: the integration-test distribution
+    of Elasticsearch does not serve the root endpoint.
+    """
+    try:
+        nodes = client.nodes.info(node_id="_local", metric="settings").body
+    except (ApiError, TransportError) as exc:
+        raise ConnectionSetupError(f"Elasticsearch did not answer the nodes API: {exc}") from exc
+    node = next(iter(nodes["nodes"].values()))
+    return ClusterInfo(name=str(nodes["cluster_name"]), version=str(node["version"]))

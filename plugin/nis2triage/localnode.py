@@ -1,0 +1,426 @@
+"""A local Elasticsearch node on 127.0.0.1 for development, tests and the demo.
+
+Only the standard library is used, so `deploy/es-local` works before any
+virtualenv exists. The node is Elasticsearch's integration-test distribution,
+fetched from Maven Central with Maven and cached in Maven's local repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# The one place the version is pinned. Maven Central served no 9.x build of
+# the integration-test zip on 2026-12-04 (newest: 8.19.21), so 8.19 it is.
+DEFAULT_VERSION = "8.19.21"
+GROUP = "org.elasticsearch.distribution.integ-test-zip"
+ARTIFACT = "elasticsearch"
+SERVICE_USER = "nis2es"
+DEFAULT_HEAP = "2g"
+START_TIMEOUT_S = 180.0
+
+
+class LocalNodeError(RuntimeError):
+    """The local node could not be fetched, started or reached."""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    url: str
+    user: str
+    password: str
+    pid: int
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def home() -> Path:
+    """Where the node's files live: `NIS2TRIAGE_ES_HOME` or `.es/` in the checkout."""
+    configured = os.environ.get("NIS2TRIAGE_ES_HOME")
+    return Path(configured) if configured else repo_root() / ".es"
+
+
+def version() -> str:
+    return os.environ.get("NIS2TRIAGE_ES_VERSION", DEFAULT_VERSION)
+
+
+def password_file() -> Path:
+    return home() / "elastic-password"
+
+
+def state_file() -> Path:
+    return home() / "node.json"
+
+
+# --- fetching -------------------------------------------------------------
+
+
+def maven_zip(ver: str) -> Path:
+    m2 = Path(os.environ.get("MAVEN_REPO", Path.home() / ".m2" / "repository"))
+    return m2.joinpath(*GROUP.split("."), ARTIFACT, ver, f"{ARTIFACT}-{ver}.zip")
+
+
+def fetch(ver: str) -> Path:
+    """Download the distribution with Maven unless it is already cached."""
+    cached = maven_zip(ver)
+    if cached.is_file():
+        return cached
+    if shutil.which("mvn") is None:
+        raise LocalNodeError("Maven (mvn) is needed to fetch Elasticsearch; install it (apt-get install maven)")
+    print(f"fetching Elasticsearch {ver} from Maven Central (about 100 MB, once)...", flush=True)
+    started = time.monotonic()
+    artifact = f"{GROUP}:{ARTIFACT}:{ver}:zip"
+    result = subprocess.run(
+        ["mvn", "-q", "-B", "dependency:get", f"-Dartifact={artifact}", "-Dtransitive=false"],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0 or not cached.is_file():
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
+        raise LocalNodeError(f"Maven could not fetch {artifact}:\n{tail}")
+    print(f"fetched {cached.stat().st_size / 1e6:.0f} MB in {time.monotonic() - started:.1f} s", flush=True)
+    return cached
+
+
+def install_dir(ver: str) -> Path:
+    return home() / f"elasticsearch-{ver}"
+
+
+def unpack(ver: str) -> Path:
+    target = install_dir(ver)
+    if (target / "bin" / "elasticsearch").is_file():
+        return target
+    archive = fetch(ver)
+    home().mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(home())
+    # zipfile drops the executable bits that the archive records.
+    for script in (target / "bin").iterdir():
+        script.chmod(0o755)
+    return target
+
+
+# --- Java -----------------------------------------------------------------
+
+
+def java_range(ver: str) -> tuple[int, int]:
+    """Java majors the Elasticsearch major supports (its support matrix)."""
+    major = int(ver.split(".")[0])
+    return (21, 25) if major >= 9 else (17, 24)
+
+
+def java_major(java_home: Path) -> int | None:
+    java = java_home / "bin" / "java"
+    if not java.is_file():
+        return None
+    out = subprocess.run([str(java), "-version"], capture_output=True, text=True).stderr
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not found:
+        return None
+    first = int(found.group(1))
+    return int(found.group(2) or 0) if first == 1 else first
+
+
+def java_candidates() -> list[Path]:
+    named = [os.environ.get(v) for v in ("ES_JAVA_HOME", "JAVA_HOME")]
+    found = [Path(p) for p in named if p]
+    for root in ("/usr/lib/jvm", "/usr/java", "/opt/java", "/Library/Java/JavaVirtualMachines"):
+        base = Path(root)
+        if base.is_dir():
+            found.extend(sorted(p for p in base.iterdir() if not p.is_symlink()))
+    on_path = shutil.which("java")
+    if on_path:
+        found.append(Path(on_path).resolve().parents[1])
+    return found
+
+
+def pick_java(ver: str) -> Path:
+    low, high = java_range(ver)
+    seen = []
+    for candidate in java_candidates():
+        major = java_major(candidate)
+        seen.append(f"{candidate} (Java {major})")
+        if major is not None and low <= major <= high:
+            return candidate
+    raise LocalNodeError(
+        f"Elasticsearch {ver} needs Java {low} to {high}; none found among: "
+        f"{', '.join(seen) or 'nothing'}. Install one (apt-get install openjdk-17-jdk-headless) "
+        "or set ES_JAVA_HOME."
+    )
+
+
+# --- the unprivileged user --------------------------------------------------
+
+
+def service_user() -> pwd.struct_passwd | None:
+    """None when not root; otherwise the system user the node runs as (created once)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            check=True,
+        )
+        return pwd.getpwnam(SERVICE_USER)
+
+
+def open_path_for(user: pwd.struct_passwd, path: Path) -> None:
+    """Let the service user traverse every parent of `path` (o+x), nothing more."""
+    for parent in reversed(path.resolve().parents):
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
+
+
+def chown_tree(path: Path, user: pwd.struct_passwd) -> None:
+    """Hand the node's files to the service user; the password file stays the caller's."""
+    keep = password_file().resolve()
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            entry = os.path.join(root, name)
+            if Path(entry).resolve() != keep:
+                os.lchown(entry, user.pw_uid, user.pw_gid)
+    os.chown(path, user.pw_uid, user.pw_gid)
+
+
+# --- configuration ----------------------------------------------------------
+
+
+def free_port(preferred: int) -> int:
+    for port in [preferred, 0]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise LocalNodeError("no free TCP port on 127.0.0.1")
+
+
+def write_config(es_dir: Path, http_port: int, transport_port: int) -> None:
+    data, logs = home() / "data", home() / "logs"
+    data.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "cluster.name": "nis2triage-dev",
+        "node.name": "nis2triage-local",
+        "network.host": "127.0.0.1",
+        "http.port": http_port,
+        "transport.port": transport_port,
+        "discovery.type": "single-node",
+        "path.data": str(data),
+        "path.logs": str(logs),
+        "xpack.security.enabled": True,
+        # Plain HTTP on loopback: this node is for development and tests only.
+        "xpack.security.http.ssl.enabled": False,
+        "xpack.security.transport.ssl.enabled": False,
+        "action.destructive_requires_name": False,
+    }
+    lines = [f"{k}: {json.dumps(v)}" for k, v in settings.items()]
+    (es_dir / "config" / "elasticsearch.yml").write_text("\n".join(lines) + "\n")
+    heap = os.environ.get("NIS2TRIAGE_ES_HEAP", DEFAULT_HEAP)
+    (es_dir / "config" / "jvm.options.d").mkdir(exist_ok=True)
+    (es_dir / "config" / "jvm.options.d" / "heap.options").write_text(f"-Xms{heap}\n-Xmx{heap}\n")
+
+
+# --- the running node -------------------------------------------------------
+
+
+def read_state() -> dict[str, object] | None:
+    try:
+        return dict(json.loads(state_file().read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def request(url: str, password: str, path: str, timeout: float = 5.0) -> dict[str, object]:
+    token = base64.b64encode(f"elastic:{password}".encode()).decode()
+    req = urllib.request.Request(url + path, headers={"Authorization": f"Basic {token}"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def healthy(url: str, password: str) -> bool:
+    try:
+        health = request(url, password, "/_cluster/health?wait_for_status=yellow&timeout=1s")
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    return health.get("status") in ("green", "yellow")
+
+
+def running() -> NodeInfo | None:
+    state = read_state()
+    if not state or not password_file().is_file():
+        return None
+    pid, url = int(str(state["pid"])), str(state["url"])
+    if not pid_alive(pid):
+        return None
+    return NodeInfo(url=url, user="elastic", password=password_file().read_text().strip(), pid=pid)
+
+
+def log_tail(lines: int = 40) -> str:
+    log = home() / "logs" / "nis2triage-dev.log"
+    console = home() / "logs" / "console.log"
+    chunks = []
+    for path in (console, log):
+        if path.is_file():
+            chunks.append(f"--- {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+    return "\n".join(chunks) or "(the node wrote no log)"
+
+
+def start() -> NodeInfo:
+    """Start the node, or return the one already running from this home."""
+    current = running()
+    if current and healthy(current.url, current.password):
+        return current
+    ver = version()
+    es_dir = unpack(ver)
+    java_home = pick_java(ver)
+    user = service_user()
+    http_port, transport_port = free_port(9200), free_port(9300)
+    write_config(es_dir, http_port, transport_port)
+
+    env = dict(os.environ, ES_JAVA_HOME=str(java_home), ES_PATH_CONF=str(es_dir / "config"))
+    env.pop("JAVA_HOME", None)
+    if user is not None:
+        # Elasticsearch refuses to run as root; everything under home() is handed to the
+        # service user, then the password file is taken back for the caller alone.
+        open_path_for(user, home())
+        chown_tree(home(), user)
+        env["HOME"] = "/tmp"
+    password = ensure_password_as(es_dir, java_home, env, user)
+    return launch(es_dir, env, user, password, http_port)
+
+
+def ensure_password_as(es_dir: Path, java_home: Path, env: dict[str, str], user: pwd.struct_passwd | None) -> str:
+    pw_file = password_file()
+    if pw_file.is_file():
+        return pw_file.read_text().strip()
+    password = secrets.token_urlsafe(18)
+    keystore = str(es_dir / "bin" / "elasticsearch-keystore")
+    run_as = {"user": user.pw_uid, "group": user.pw_gid} if user else {}
+    if not (es_dir / "config" / "elasticsearch.keystore").exists():
+        subprocess.run([keystore, "create"], env=env, check=True, capture_output=True, **run_as)
+    subprocess.run(
+        [keystore, "add", "-x", "-f", "bootstrap.password"],
+        input=password, text=True, env=env, check=True, capture_output=True, **run_as,
+    )
+    fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    return password
+
+
+def launch(es_dir: Path, env: dict[str, str], user: pwd.struct_passwd | None, password: str, port: int) -> NodeInfo:
+    console = home() / "logs" / "console.log"
+    run_as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
+    with open(console, "ab") as out:
+        proc = subprocess.Popen(
+            [str(es_dir / "bin" / "elasticsearch")],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, **run_as,
+        )
+    url = f"http://127.0.0.1:{port}"
+    state_file().write_text(json.dumps({"pid": proc.pid, "url": url, "version": version()}))
+    started = time.monotonic()
+    while time.monotonic() - started < START_TIMEOUT_S:
+        if proc.poll() is not None:
+            raise LocalNodeError(f"Elasticsearch exited with code {proc.returncode}\n{log_tail()}")
+        if healthy(url, password):
+            return NodeInfo(url=url, user="elastic", password=password, pid=proc.pid)
+        time.sleep(1)
+    stop()
+    raise LocalNodeError(f"Elasticsearch did not become healthy within {START_TIMEOUT_S:.0f} s\n{log_tail()}")
+
+
+def stop(timeout: float = 60.0) -> bool:
+    """Stop the node started from this home; True when one was running."""
+    state = read_state()
+    if not state:
+        return False
+    pid = int(str(state["pid"]))
+    if not pid_alive(pid):
+        state_file().unlink(missing_ok=True)
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    if pid_alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+    state_file().unlink(missing_ok=True)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="es-local", description=__doc__)
+    parser.add_argument("command", choices=["start", "stop", "status", "url", "password-file", "env"])
+    args = parser.parse_args(argv)
+    try:
+        return run_command(args.command)
+    except LocalNodeError as exc:
+        print(f"es-local: {exc}", file=sys.stderr)
+        return 1
+
+
+def run_command(command: str) -> int:
+    if command == "start":
+        t0 = time.monotonic()
+        node = start()
+        print(f"Elasticsearch {version()} ready at {node.url} (pid {node.pid}, {time.monotonic() - t0:.1f} s)")
+        return 0
+    if command == "stop":
+        print("stopped" if stop() else "no node was running")
+        return 0
+    node = running()
+    if command == "status":
+        print(f"running at {node.url} (pid {node.pid})" if node else "not running")
+        return 0 if node else 3
+    if node is None:
+        print("es-local: no node is running; start one with 'deploy/es-local start'", file=sys.stderr)
+        return 3
+    if command == "url":
+        print(node.url)
+    elif command == "password-file":
+        print(password_file())
+    else:
+        print(f"NIS2TRIAGE_ES_URL={node.url}\nNIS2TRIAGE_ES_USER=elastic\nNIS2TRIAGE_ES_PASSWORD_FILE={password_file()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The node the tests run against is a real Elasticsearch, not a stand-in."""
+
+from __future__ import annotations
+
+import pytest
+from elasticsearch import AuthenticationException, Elasticsearch, helpers
+
+from nis2triage import esclient
+
+
+def test_node_reports_its_version(es: Elasticsearch) -> None:
+    info = esclient.cluster_info(es)
+
+    assert info.version.split(".")[0] in {"8", "9"}
+    assert es.cluster.health().body["status"] in {"green", "yellow"}
+
+
+def test_bulk_index_count_range_and_terms(es: Elasticsearch, index_name: str) -> None:
+    docs = ({"_index": index_name, "_id": str(i), "n": i, "host": f"h{i % 7}"} for i in range(10_000))
+    indexed, errors = helpers.bulk(es, docs, chunk_size=2_000)
+    es.indices.refresh(index=index_name)
+
+    assert (indexed, errors) == (10_000, [])
+    assert es.count(index=index_name)["count"] == 10_000
+    ranged = es.search(index=index_name, query={"range": {"n": {"gte": 100, "lt": 250}}}, size=0)
+    assert ranged["hits"]["total"]["value"] == 150
+    aggs = es.search(index=index_name, size=0, aggs={"h": {"terms": {"field": "host.keyword"}}})
+    counts = {b["key"]: b["doc_count"] for b in aggs["aggregations"]["h"]["buckets"]}
+    assert counts["h0"] == len(range(0, 10_000, 7))
+    assert sum(counts.values()) == 10_000
+
+
+def test_wrong_password_is_refused(es_settings: esclient.ESSettings) -> None:
+    wrong = esclient.ESSettings(hosts=es_settings.hosts, username="elastic", password="not-it")
+    client = esclient.connect(wrong)
+
+    with pytest.raises(AuthenticationException) as refused:
+        client.cluster.health()
+    assert refused.value.meta.status == 401
+
+
+def test_settings_repr_hides_the_password() -> None:
+    settings = esclient.ESSettings(hosts=("http://x",), username="u", password="s3cret-pw")
+
+    assert "s3cret-pw" not in repr(settings)
