@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from elasticsearch import Elasticsearch
-
 from nis2triage import esclient
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from elasticsearch import AuthenticationException, Elasticsearch, helpers
-
 from nis2triage import esclient
 
 
@@ -16,7 +15,9 @@ def test_node_reports_its_version(es: Elasticsearch) -> None:
 
 
 def test_bulk_index_count_range_and_terms(es: Elasticsearch, index_name: str) -> None:
-    docs = ({"_index": index_name, "_id": str(i), "n": i, "host": f"h{i % 7}"} for i in range(10_000))
+    docs = (
+        {"_index": index_name, "_id": str(i), "n": i, "host": f"h{i % 7}"} for i in range(10_000)
+    )
     indexed, errors = helpers.bulk(es, docs, chunk_size=2_000)
     es.indices.refresh(index=index_name)
 

@@ -1,10 +1,10 @@
 """The exceptions nis2triage raises on purpose.
 
-    Nis2TriageError
-    ├── ConfigError        a configuration, rule or detector file is wrong (file, line, key)
-    ├── ConnectionSetupError  Elasticsearch cannot be reached or refuses the credentials
-    ├── SnapshotError      a model snapshot is unsigned, tampered or unreadable
-    └── DeliveryError      a notification channel failed (retried by the outbox)
+Nis2TriageError
+├── ConfigError        a configuration, rule or detector file is wrong (file, line, key)
+├── ConnectionSetupError  Elasticsearch cannot be reached or refuses the credentials
+├── SnapshotError      a model snapshot is unsigned, tampered or unreadable
+└── DeliveryError      a notification channel failed (retried by the outbox)
 """
 
 from __future__ import annotations

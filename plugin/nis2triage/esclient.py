@@ -35,9 +35,10 @@ def connect(settings: ESSettings) -> Elasticsearch:
         auth["api_key"] = settings.api_key
     elif settings.username:
         auth["basic_auth"] = (settings.username, settings.password or "")
+    if settings.ca_file:
+        auth["ca_certs"] = settings.ca_file
     return Elasticsearch(
         list(settings.hosts),
-        ca_certs=settings.ca_file,
         verify_certs=settings.verify_certs,
         request_timeout=settings.request_timeout,
         retry_on_timeout=True,

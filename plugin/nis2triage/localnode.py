@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import pwd
@@ -84,7 +85,9 @@ def fetch(ver: str) -> Path:
     if cached.is_file():
         return cached
     if shutil.which("mvn") is None:
-        raise LocalNodeError("Maven (mvn) is needed to fetch Elasticsearch; install it (apt-get install maven)")
+        raise LocalNodeError(
+            "Maven (mvn) is needed to fetch Elasticsearch; install it (apt-get install maven)"
+        )
     print(f"fetching Elasticsearch {ver} from Maven Central (about 100 MB, once)...", flush=True)
     started = time.monotonic()
     artifact = f"{GROUP}:{ARTIFACT}:{ver}:zip"
@@ -96,7 +99,10 @@ def fetch(ver: str) -> Path:
     if result.returncode != 0 or not cached.is_file():
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
         raise LocalNodeError(f"Maven could not fetch {artifact}:\n{tail}")
-    print(f"fetched {cached.stat().st_size / 1e6:.0f} MB in {time.monotonic() - started:.1f} s", flush=True)
+    print(
+        f"fetched {cached.stat().st_size / 1e6:.0f} MB in {time.monotonic() - started:.1f} s",
+        flush=True,
+    )
     return cached
 
 
@@ -178,7 +184,14 @@ def service_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
             check=True,
         )
         return pwd.getpwnam(SERVICE_USER)
@@ -294,7 +307,9 @@ def log_tail(lines: int = 40) -> str:
     chunks = []
     for path in (console, log):
         if path.is_file():
-            chunks.append(f"--- {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+            chunks.append(
+                f"--- {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            )
     return "\n".join(chunks) or "(the node wrote no log)"
 
 
@@ -322,18 +337,28 @@ def start() -> NodeInfo:
     return launch(es_dir, env, user, password, http_port)
 
 
-def ensure_password_as(es_dir: Path, java_home: Path, env: dict[str, str], user: pwd.struct_passwd | None) -> str:
+def ensure_password_as(
+    es_dir: Path, java_home: Path, env: dict[str, str], user: pwd.struct_passwd | None
+) -> str:
     pw_file = password_file()
     if pw_file.is_file():
         return pw_file.read_text().strip()
     password = secrets.token_urlsafe(18)
     keystore = str(es_dir / "bin" / "elasticsearch-keystore")
-    run_as = {"user": user.pw_uid, "group": user.pw_gid} if user else {}
+    uid, gid = (user.pw_uid, user.pw_gid) if user else (None, None)
     if not (es_dir / "config" / "elasticsearch.keystore").exists():
-        subprocess.run([keystore, "create"], env=env, check=True, capture_output=True, **run_as)
+        subprocess.run(
+            [keystore, "create"], env=env, check=True, capture_output=True, user=uid, group=gid
+        )
     subprocess.run(
         [keystore, "add", "-x", "-f", "bootstrap.password"],
-        input=password, text=True, env=env, check=True, capture_output=True, **run_as,
+        input=password,
+        text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        user=uid,
+        group=gid,
     )
     fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -341,14 +366,22 @@ def ensure_password_as(es_dir: Path, java_home: Path, env: dict[str, str], user:
     return password
 
 
-def launch(es_dir: Path, env: dict[str, str], user: pwd.struct_passwd | None, password: str, port: int) -> NodeInfo:
+def launch(
+    es_dir: Path, env: dict[str, str], user: pwd.struct_passwd | None, password: str, port: int
+) -> NodeInfo:
     console = home() / "logs" / "console.log"
-    run_as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
+    uid, gid = (user.pw_uid, user.pw_gid) if user else (None, None)
     with open(console, "ab") as out:
         proc = subprocess.Popen(
             [str(es_dir / "bin" / "elasticsearch")],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, **run_as,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            user=uid,
+            group=gid,
+            extra_groups=[] if user else None,
         )
     url = f"http://127.0.0.1:{port}"
     state_file().write_text(json.dumps({"pid": proc.pid, "url": url, "version": version()}))
@@ -360,7 +393,9 @@ def launch(es_dir: Path, env: dict[str, str], user: pwd.struct_passwd | None, pa
             return NodeInfo(url=url, user="elastic", password=password, pid=proc.pid)
         time.sleep(1)
     stop()
-    raise LocalNodeError(f"Elasticsearch did not become healthy within {START_TIMEOUT_S:.0f} s\n{log_tail()}")
+    raise LocalNodeError(
+        f"Elasticsearch did not become healthy within {START_TIMEOUT_S:.0f} s\n{log_tail()}"
+    )
 
 
 def stop(timeout: float = 60.0) -> bool:
@@ -376,10 +411,8 @@ def stop(timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.5)
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
     if pid_alive(pid):
         os.killpg(pid, signal.SIGKILL)
     state_file().unlink(missing_ok=True)
@@ -388,7 +421,9 @@ def stop(timeout: float = 60.0) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="es-local", description=__doc__)
-    parser.add_argument("command", choices=["start", "stop", "status", "url", "password-file", "env"])
+    parser.add_argument(
+        "command", choices=["start", "stop", "status", "url", "password-file", "env"]
+    )
     args = parser.parse_args(argv)
     try:
         return run_command(args.command)
@@ -401,24 +436,29 @@ def run_command(command: str) -> int:
     if command == "start":
         t0 = time.monotonic()
         node = start()
-        print(f"Elasticsearch {version()} ready at {node.url} (pid {node.pid}, {time.monotonic() - t0:.1f} s)")
+        took = time.monotonic() - t0
+        print(f"Elasticsearch {version()} ready at {node.url} (pid {node.pid}, {took:.1f} s)")
         return 0
     if command == "stop":
         print("stopped" if stop() else "no node was running")
         return 0
-    node = running()
+    current = running()
     if command == "status":
-        print(f"running at {node.url} (pid {node.pid})" if node else "not running")
-        return 0 if node else 3
-    if node is None:
-        print("es-local: no node is running; start one with 'deploy/es-local start'", file=sys.stderr)
+        print(f"running at {current.url} (pid {current.pid})" if current else "not running")
+        return 0 if current else 3
+    if current is None:
+        print(
+            "es-local: no node is running; start one with 'deploy/es-local start'", file=sys.stderr
+        )
         return 3
     if command == "url":
-        print(node.url)
+        print(current.url)
     elif command == "password-file":
         print(password_file())
     else:
-        print(f"NIS2TRIAGE_ES_URL={node.url}\nNIS2TRIAGE_ES_USER=elastic\nNIS2TRIAGE_ES_PASSWORD_FILE={password_file()}")
+        print(
+            f"NIS2TRIAGE_ES_URL={node.url}\nNIS2TRIAGE_ES_USER=elastic\nNIS2TRIAGE_ES_PASSWORD_FILE={password_file()}"
+        )
     return 0
 
 
