@@ -1,0 +1,64 @@
+"""Plain typed records passed between the stages of the flow.
+
+A stage never hands another stage an Elasticsearch response: it hands it one
+of these. They are frozen so that no stage mutates what another produced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Route = Literal["contain", "early_warning", "soc"]
+Severity = Literal["low", "medium", "high", "critical"]
+SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One source document: where it came from and its ECS body."""
+
+    index: str
+    id: str
+    timestamp: datetime
+    doc: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A detection, from an anomaly detector or a rule, before or after triage."""
+
+    kind: Literal["detector", "rule"]
+    name: str
+    version: str
+    severity: Severity
+    timestamp: datetime
+    start: datetime
+    end: datetime
+    score: float
+    threshold: float
+    entity_field: str
+    entity: str
+    message: str
+    index_pattern: str
+    query: str
+    related_ips: tuple[str, ...] = ()
+    related_users: tuple[str, ...] = ()
+    evidence: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    route: Route | None = None
+    route_reason: str | None = None
+
+    @property
+    def id(self) -> str:
+        """Deterministic: the same detection over the same window always gets the same id."""
+        return stable_id(self.kind, self.name, self.entity_field, self.entity, self.start, self.end)
+
+
+def stable_id(*parts: object) -> str:
+    """A hash of what makes a document unique, used as its `_id`."""
+    text = json.dumps([p.isoformat() if isinstance(p, datetime) else p for p in parts])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
