@@ -47,8 +47,10 @@ class Alert:
     query: str
     related_ips: tuple[str, ...] = ()
     related_users: tuple[str, ...] = ()
+    related_hosts: tuple[str, ...] = ()
     evidence: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    hints: tuple[str, ...] = ()
     route: Route | None = None
     route_reason: str | None = None
 

@@ -1,0 +1,237 @@
+"""The agent's configuration: one YAML file, validated once at start, never mutated.
+
+Secrets are never in the YAML itself: the file names an environment variable
+or a file that holds them, and they are read when the agent connects.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from nis2triage import yamlload
+from nis2triage.errors import ConfigError
+from nis2triage.esclient import ESSettings
+from nis2triage.nis2.entity import Entity
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """'30s', '5m', '1h', '2d' or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    found = _DURATION.match(str(value))
+    if not found:
+        raise ValueError(f"{value!r} is not a duration: write it like 30s, 5m, 1h or 2d")
+    return timedelta(seconds=float(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ElasticsearchConfig(Strict):
+    hosts: list[str] = Field(min_length=1)
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+    ca_file: str | None = None
+    verify_certs: bool = True
+    request_timeout: Duration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> ElasticsearchConfig:
+        if self.username and not (self.password_env or self.password_file):
+            raise ValueError("username needs password_env or password_file (never the password)")
+        return self
+
+
+class SourceConfig(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    indices: list[str] = Field(min_length=1)
+    time_field: str = "@timestamp"
+    query: str | dict[str, Any] | None = None
+    batch_size: int = Field(default=1000, ge=1, le=10_000)
+    poll_interval: Duration = timedelta(seconds=30)
+    max_lateness: Duration = timedelta(minutes=5)
+
+
+class NotifierConfig(Strict):
+    endpoint: str | None = None
+    token_env: str | None = None
+    mode: Literal["send", "dry-run"] = "dry-run"
+    pseudonymise: bool = True
+    pseudonym_key_env: str = "NIS2TRIAGE_PSEUDONYM_KEY"
+    group_window: Duration = timedelta(hours=1)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    timeout: Duration = timedelta(seconds=10)
+    max_attempts: int = Field(default=8, ge=1)
+
+    @model_validator(mode="after")
+    def _endpoint_for_send(self) -> NotifierConfig:
+        if self.mode == "send" and not self.endpoint:
+            raise ValueError("mode 'send' needs an endpoint (or use mode: dry-run)")
+        return self
+
+
+class StateConfig(Strict):
+    index_prefix: str = Field(default="nis2triage", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    snapshot_key_env: str = "NIS2TRIAGE_SNAPSHOT_KEY"
+
+
+class AgentConfig(Strict):
+    elasticsearch: ElasticsearchConfig
+    entity: Entity
+    sources: list[SourceConfig] = Field(min_length=1)
+    detectors: list[str] = Field(default_factory=list)
+    triage: str | None = None
+    assets: str | None = None
+    notifier: NotifierConfig = NotifierConfig()
+    state: StateConfig = StateConfig()
+    base_dir: str = "."
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        names = [s.name for s in sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
+        return sources
+
+    def resolve(self, path: str) -> Path:
+        """A path from the file, relative to the file's own folder."""
+        p = Path(os.path.expanduser(path))
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def detector_files(self) -> list[Path]:
+        files: list[Path] = []
+        for pattern in self.detectors:
+            matched = sorted(glob.glob(str(self.resolve(pattern))))
+            files.extend(Path(m) for m in matched)
+        return files
+
+    def source(self, name: str) -> SourceConfig:
+        for src in self.sources:
+            if src.name == name:
+                return src
+        raise KeyError(name)
+
+
+def validation_error(
+    located: yamlload.Located, exc: ValidationError, model: type[BaseModel]
+) -> ConfigError:
+    """One ConfigError listing every problem with its line, key and expectation."""
+    lines = []
+    first_line = None
+    for err in exc.errors():
+        loc = tuple(
+            p for p in err["loc"] if not isinstance(p, str) or not p.startswith("function-")
+        )
+        line = located.line_of(loc)
+        first_line = first_line or line
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        hint = _hint(err, loc, model)
+        lines.append(f"{located.path}:{line or '?'}: {key}: {err['msg']}{hint}")
+    message = "\n".join(lines)
+    error = ConfigError(message)
+    error.path, error.line = located.path, first_line
+    return error
+
+
+def _hint(err: Any, loc: tuple[Any, ...], model: type[BaseModel]) -> str:
+    if err["type"] != "extra_forbidden" or not loc:
+        return ""
+    known = _known_keys(model, loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (known keys: {', '.join(sorted(known))})" if known else ""
+
+
+def _known_keys(model: type[BaseModel], parent: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in parent:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    return list(getattr(current, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Read and validate the agent's YAML file; ConfigError names file, line and key."""
+    located = yamlload.load_file(path)
+    if not isinstance(located.data, dict):
+        raise ConfigError(
+            "expected a mapping with elasticsearch, entity, sources, ...", path=str(path)
+        )
+    data = dict(located.data)
+    data.setdefault("base_dir", str(Path(path).resolve().parent))
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(located, exc, AgentConfig) from exc
+
+
+def read_secret(env: str | None, file: str | None, what: str) -> str | None:
+    """A secret from an environment variable or a file; a named but empty source is an error."""
+    if env:
+        value = os.environ.get(env)
+        if not value:
+            raise ConfigError(f"{what}: environment variable {env} is not set")
+        return value
+    if file:
+        try:
+            return Path(file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot read {file}: {exc.strerror}") from exc
+    return None
+
+
+def es_settings(cfg: ElasticsearchConfig) -> ESSettings:
+    return ESSettings(
+        hosts=tuple(cfg.hosts),
+        username=cfg.username,
+        password=read_secret(cfg.password_env, cfg.password_file, "elasticsearch password"),
+        api_key=read_secret(cfg.api_key_env, cfg.api_key_file, "elasticsearch API key"),
+        ca_file=cfg.ca_file,
+        verify_certs=cfg.verify_certs,
+        request_timeout=cfg.request_timeout.total_seconds(),
+    )

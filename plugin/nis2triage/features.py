@@ -1,0 +1,220 @@
+"""From events to feature vectors: per detector, per entity, per time bucket.
+
+A detector names a filter (which events count), an entity field (who the
+bucket belongs to) and features (what is measured in each bucket). Buckets
+are tumbling windows aligned on the epoch, so the same events always fall in
+the same buckets whatever the polling rhythm.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_DISTINCT = 10_000  # per bucket and field; beyond it the distinct count saturates
+MAX_RELATED = 20  # addresses, users and hosts kept per bucket as evidence
+
+
+def get_field(doc: dict[str, Any], path: str) -> Any:
+    """The value at a dotted ECS path, nested (`source: {ip: ..}`) or flat (`source.ip`)."""
+    if path in doc:
+        return doc[path]
+    head, _, rest = path.partition(".")
+    inner = doc.get(head)
+    if rest and isinstance(inner, dict):
+        return get_field(inner, rest)
+    return None
+
+
+def values_of(doc: dict[str, Any], path: str) -> list[Any]:
+    value = get_field(doc, path)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+class Match(BaseModel):
+    """Field conditions, all of which must hold: `{event.outcome: failure, event.category: [a, b]}`.
+
+    A list means any of its values; a field holding a list matches when any element does.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    all_of: dict[str, Any] = Field(default_factory=dict)
+    none_of: dict[str, Any] = Field(default_factory=dict)
+    exists: list[str] = Field(default_factory=list)
+
+    def matches(self, doc: dict[str, Any]) -> bool:
+        if not all(values_of(doc, f) for f in self.exists):
+            return False
+        if not all(_field_matches(doc, f, want) for f, want in self.all_of.items()):
+            return False
+        return not any(_field_matches(doc, f, want) for f, want in self.none_of.items())
+
+
+def _field_matches(doc: dict[str, Any], path: str, want: Any) -> bool:
+    wanted = {str(w) for w in want} if isinstance(want, list) else {str(want)}
+    return any(str(v) in wanted for v in values_of(doc, path))
+
+
+class FeatureSpec(BaseModel):
+    """One number per entity and bucket."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: Literal["count", "distinct", "ratio", "sum", "max"]
+    field: str | None = None
+    where: Match | None = None
+    transform: Literal["none", "log1p"] = "none"
+
+    def model_post_init(self, _: Any) -> None:
+        if self.kind in ("distinct", "sum", "max") and not self.field:
+            raise ValueError(f"feature {self.name}: kind {self.kind} needs a field")
+        if self.kind == "ratio" and self.where is None:
+            raise ValueError(f"feature {self.name}: kind ratio needs `where` (the numerator)")
+
+
+@dataclass
+class Bucket:
+    """What one entity did in one bucket; holds only what its features need."""
+
+    start_ms: int
+    events: int = 0
+    first_ms: int | None = None
+    last_ms: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    distinct: dict[str, set[str]] = field(default_factory=dict)
+    sums: dict[str, float] = field(default_factory=dict)
+    maxes: dict[str, float] = field(default_factory=dict)
+    ips: set[str] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)
+    hosts: set[str] = field(default_factory=set)
+
+    def add(self, doc: dict[str, Any], ts_ms: int, features: list[FeatureSpec]) -> None:
+        self.events += 1
+        self.first_ms = ts_ms if self.first_ms is None else min(self.first_ms, ts_ms)
+        self.last_ms = ts_ms if self.last_ms is None else max(self.last_ms, ts_ms)
+        for spec in features:
+            self._add_feature(doc, spec)
+        _keep_some(self.ips, values_of(doc, "source.ip") + values_of(doc, "related.ip"))
+        _keep_some(self.users, values_of(doc, "user.name") + values_of(doc, "related.user"))
+        _keep_some(self.hosts, values_of(doc, "host.name") + values_of(doc, "host.hostname"))
+
+    def _add_feature(self, doc: dict[str, Any], spec: FeatureSpec) -> None:
+        if spec.kind in ("count", "ratio"):
+            if spec.where is None or spec.where.matches(doc):
+                self.counts[spec.name] = self.counts.get(spec.name, 0) + 1
+            return
+        assert spec.field is not None  # checked when the spec was loaded
+        if spec.where is not None and not spec.where.matches(doc):
+            return
+        values = values_of(doc, spec.field)
+        if spec.kind == "distinct":
+            seen = self.distinct.setdefault(spec.name, set())
+            if len(seen) < MAX_DISTINCT:
+                seen.update(str(v) for v in values)
+            return
+        numbers = [n for n in (_number(v) for v in values) if n is not None]
+        if spec.kind == "sum":
+            self.sums[spec.name] = self.sums.get(spec.name, 0.0) + sum(numbers)
+        elif numbers:
+            self.maxes[spec.name] = max([self.maxes.get(spec.name, -math.inf), *numbers])
+
+    def vector(self, features: list[FeatureSpec]) -> dict[str, float]:
+        return {spec.name: _transform(self._raw(spec), spec.transform) for spec in features}
+
+    def raw(self, features: list[FeatureSpec]) -> dict[str, float]:
+        return {spec.name: self._raw(spec) for spec in features}
+
+    def _raw(self, spec: FeatureSpec) -> float:
+        if spec.kind == "count":
+            return float(self.counts.get(spec.name, 0))
+        if spec.kind == "ratio":
+            return self.counts.get(spec.name, 0) / self.events if self.events else 0.0
+        if spec.kind == "distinct":
+            return float(len(self.distinct.get(spec.name, ())))
+        if spec.kind == "sum":
+            return self.sums.get(spec.name, 0.0)
+        return self.maxes.get(spec.name, 0.0)
+
+
+def _keep_some(target: set[str], values: list[Any]) -> None:
+    for value in values:
+        if len(target) >= MAX_RELATED:
+            return
+        target.add(str(value))
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _transform(value: float, how: str) -> float:
+    return math.log1p(max(value, 0.0)) if how == "log1p" else value
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class BucketTable:
+    """Open buckets per entity, capped: the least recently active entity is evicted first."""
+
+    span: timedelta
+    max_entities: int
+    open: OrderedDict[str, dict[int, Bucket]] = field(default_factory=OrderedDict)
+    evicted_entities: int = 0
+    evicted_events: int = 0
+
+    @property
+    def span_ms(self) -> int:
+        return int(self.span.total_seconds() * 1000)
+
+    def add(
+        self, entity: str, ts_ms: int, doc: dict[str, Any], features: list[FeatureSpec]
+    ) -> None:
+        start = ts_ms - ts_ms % self.span_ms
+        buckets = self.open.get(entity)
+        if buckets is None:
+            buckets = self.open[entity] = {}
+            self._evict_beyond_cap()
+        else:
+            self.open.move_to_end(entity)
+        buckets.setdefault(start, Bucket(start)).add(doc, ts_ms, features)
+
+    def _evict_beyond_cap(self) -> None:
+        while len(self.open) > self.max_entities:
+            _, dropped = self.open.popitem(last=False)
+            self.evicted_entities += 1
+            self.evicted_events += sum(b.events for b in dropped.values())
+
+    def close_until(self, cutoff_ms: int) -> list[tuple[str, Bucket]]:
+        """Remove and return every bucket that ends at or before `cutoff_ms`, in time order."""
+        closed: list[tuple[str, Bucket]] = []
+        for entity in list(self.open):
+            buckets = self.open[entity]
+            for start in [s for s in buckets if s + self.span_ms <= cutoff_ms]:
+                closed.append((entity, buckets.pop(start)))
+            if not buckets:
+                del self.open[entity]
+        closed.sort(key=lambda item: (item[1].start_ms, item[0]))
+        return closed

@@ -1,0 +1,137 @@
+"""River pipelines built from a detector spec, from an allow-list only.
+
+A spec names estimators as `module.Class` with keyword parameters. Only the
+classes below can be named and only plain values can be passed, so a
+detector file cannot make the agent import or run anything else.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from river import anomaly, compose, preprocessing, stats
+
+from nis2triage.errors import ConfigError
+
+ALLOWED: dict[str, Callable[..., Any]] = {
+    "preprocessing.MinMaxScaler": preprocessing.MinMaxScaler,
+    "preprocessing.StandardScaler": preprocessing.StandardScaler,
+    "preprocessing.MaxAbsScaler": preprocessing.MaxAbsScaler,
+    "anomaly.HalfSpaceTrees": anomaly.HalfSpaceTrees,
+    "anomaly.OneClassSVM": anomaly.OneClassSVM,
+    "anomaly.LocalOutlierFactor": anomaly.LocalOutlierFactor,
+    "anomaly.GaussianScorer": anomaly.GaussianScorer,
+    "anomaly.StandardAbsoluteDeviation": anomaly.StandardAbsoluteDeviation,
+}
+# Scorers of one target value (River's `score_one(None, y)` form).
+UNIVARIATE = {"anomaly.GaussianScorer", "anomaly.StandardAbsoluteDeviation"}
+SCALARS = (int, float, bool, str, type(None))
+
+
+class Scorer(Protocol):
+    def score_one(self, x: dict[str, float]) -> float: ...
+
+    def learn_one(self, x: dict[str, float]) -> None: ...
+
+
+class MultivariateScorer:
+    """A River pipeline ending in an unsupervised anomaly detector."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    def score_one(self, x: dict[str, float]) -> float:
+        return _finite(self.pipeline.score_one(x))
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        self.pipeline.learn_one(x)
+
+
+class UnivariateScorer:
+    """A River scorer of one feature, with the guards its pitfalls call for."""
+
+    def __init__(self, scorer: Any, target: str) -> None:
+        self.scorer = scorer
+        self.target = target
+        self.spread = stats.Var()
+        self.seen = 0
+
+    def score_one(self, x: dict[str, float]) -> float:
+        y = x[self.target]
+        # GaussianScorer's cdf is 0 on a constant stretch, so every point scored 1.0
+        # there (see docs/anomaly-notes): with no variance yet, only a change is news.
+        if self.seen < 2 or self.spread.get() == 0.0:
+            return 0.0 if self.seen == 0 or y == self.spread.mean.get() else 1.0
+        return _finite(self.scorer.score_one(None, y))
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        y = x[self.target]
+        self.scorer.learn_one(None, y)
+        self.spread.update(y)
+        self.seen += 1
+
+
+def _finite(score: Any) -> float:
+    value = float(score)
+    return value if math.isfinite(value) else 0.0
+
+
+def build(steps: list[dict[str, dict[str, Any] | None]], target: str | None, where: str) -> Scorer:
+    """A scorer from `[{name: params}, ...]`; ConfigError (with `where`) when anything is off."""
+    if not steps:
+        raise ConfigError(f"{where}: model needs at least one step")
+    built = [_step(step, where) for step in steps]
+    names = [name for name, _ in built]
+    last = names[-1]
+    if not last.startswith("anomaly."):
+        raise ConfigError(f"{where}: the last step must be an anomaly.* detector, not {last}")
+    if any(n.startswith("anomaly.") for n in names[:-1]):
+        raise ConfigError(f"{where}: only the last step may be an anomaly detector")
+    if last in UNIVARIATE:
+        if len(built) > 1 or target is None:
+            raise ConfigError(f"{where}: {last} scores one feature: give `target` and no scaler")
+        return UnivariateScorer(built[0][1], target)
+    pipeline = built[0][1] if len(built) == 1 else compose.Pipeline(*(obj for _, obj in built))
+    return MultivariateScorer(pipeline)
+
+
+def _step(step: dict[str, dict[str, Any] | None], where: str) -> tuple[str, Any]:
+    if not isinstance(step, dict) or len(step) != 1:
+        raise ConfigError(f"{where}: each model step is one `Name: {{params}}` mapping")
+    name, params = next(iter(step.items()))
+    factory = ALLOWED.get(name)
+    if factory is None:
+        known = ", ".join(sorted(ALLOWED))
+        raise ConfigError(f"{where}: unknown River estimator {name!r}; allowed: {known}")
+    params = params or {}
+    _check_params(name, factory, params, where)
+    try:
+        return name, factory(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {name}: {exc}") from exc
+
+
+def _check_params(name: str, factory: Callable[..., Any], params: Any, where: str) -> None:
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}: {name}: parameters must be a mapping")
+    accepted = set(inspect.signature(factory).parameters) - {"anomaly_detector"}
+    for key, value in params.items():
+        if key not in accepted:
+            raise ConfigError(
+                f"{where}: {name} has no parameter {key!r}; it takes {sorted(accepted)}"
+            )
+        if not _plain(value):
+            raise ConfigError(f"{where}: {name}.{key}: only numbers, strings and lists of them")
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, SCALARS):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False

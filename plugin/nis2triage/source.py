@@ -1,0 +1,177 @@
+"""Incremental reading of the configured indices.
+
+Each poll opens a point in time over the source's index patterns and pages
+through it with `search_after`, sorted by event time, from the watermark
+(the newest event time already processed) minus the maximum lateness. Events
+indexed late, with a time inside that margin, are still read; the cursor
+remembers which of the events inside the margin were already processed, so
+none is processed twice. An event older than the margin when it is indexed
+is not seen: that is what `max_lateness` means.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from elasticsearch import Elasticsearch, NotFoundError
+
+from nis2triage.config import SourceConfig
+from nis2triage.records import Event
+
+log = logging.getLogger(__name__)
+PIT_KEEP_ALIVE = "2m"
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Cursor:
+    """Where a source stands: the watermark and the events already seen inside the margin."""
+
+    watermark_ms: int | None = None
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def lower_bound_ms(self, lateness: timedelta) -> int | None:
+        if self.watermark_ms is None:
+            return None
+        return self.watermark_ms - int(lateness.total_seconds() * 1000)
+
+    def mark(self, key: str, ts_ms: int) -> None:
+        self.seen[key] = ts_ms
+        if self.watermark_ms is None or ts_ms > self.watermark_ms:
+            self.watermark_ms = ts_ms
+
+    def prune(self, lateness: timedelta) -> None:
+        """Forget events that have fallen out of the lateness margin."""
+        low = self.lower_bound_ms(lateness)
+        if low is not None:
+            self.seen = {k: t for k, t in self.seen.items() if t >= low}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"watermark_ms": self.watermark_ms, "seen": self.seen}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Cursor:
+        if not data:
+            return cls()
+        return cls(watermark_ms=data.get("watermark_ms"), seen=dict(data.get("seen") or {}))
+
+
+def event_key(index: str, doc_id: str) -> str:
+    # Short and fixed-length, so the cursor stays small whatever the ids look like.
+    return hashlib.blake2b(f"{index}\0{doc_id}".encode(), digest_size=12).hexdigest()
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+class Source:
+    """Reads one configured source; yields batches of events not processed before."""
+
+    def __init__(self, es: Elasticsearch, cfg: SourceConfig, clock: Clock = utcnow) -> None:
+        self.es = es
+        self.cfg = cfg
+        self.clock = clock
+        self._said_empty = False
+
+    def poll(self, cursor: Cursor) -> Iterator[list[Event]]:
+        """Batches of new events in time order; `cursor` is advanced as each batch is yielded."""
+        pit = self._open_pit()
+        if pit is None:
+            return
+        try:
+            yield from self._pages(pit, cursor)
+        finally:
+            self.es.options(ignore_status=404).close_point_in_time(id=pit)
+
+    def _open_pit(self) -> str | None:
+        try:
+            resp = self.es.open_point_in_time(
+                index=",".join(self.cfg.indices),
+                keep_alive=PIT_KEEP_ALIVE,
+                ignore_unavailable=True,
+                allow_partial_search_results=False,
+            )
+        except NotFoundError:
+            self._say_empty("does not exist yet")
+            return None
+        return str(resp["id"])
+
+    def _say_empty(self, why: str) -> None:
+        # One line per condition, not one per poll: the operator needs to know once.
+        if not self._said_empty:
+            log.warning(
+                "source %s: %s %s; waiting for events",
+                self.cfg.name,
+                ", ".join(self.cfg.indices),
+                why,
+            )
+            self._said_empty = True
+
+    def _query(self, cursor: Cursor) -> dict[str, Any]:
+        upper = self.clock()
+        time_range: dict[str, Any] = {
+            "lte": int(upper.timestamp() * 1000),
+            "format": "epoch_millis",
+        }
+        lower = cursor.lower_bound_ms(self.cfg.max_lateness)
+        if lower is not None:
+            time_range["gte"] = lower
+        filters: list[dict[str, Any]] = [{"range": {self.cfg.time_field: time_range}}]
+        if isinstance(self.cfg.query, str):
+            filters.append({"query_string": {"query": self.cfg.query}})
+        elif isinstance(self.cfg.query, dict):
+            filters.append(self.cfg.query)
+        return {"bool": {"filter": filters}}
+
+    def _pages(self, pit: str, cursor: Cursor) -> Iterator[list[Event]]:
+        query = self._query(cursor)
+        sort: list[dict[str, Any]] = [
+            {self.cfg.time_field: {"order": "asc", "numeric_type": "date"}},
+            {"_shard_doc": "asc"},
+        ]
+        after: list[Any] | None = None
+        total = 0
+        while True:
+            resp = self.es.search(
+                pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
+                query=query,
+                sort=sort,
+                size=self.cfg.batch_size,
+                search_after=after,
+                track_total_hits=False,
+            )
+            pit = resp.get("pit_id", pit)
+            hits = resp["hits"]["hits"]
+            if not hits:
+                break
+            after = hits[-1]["sort"]
+            batch = self._new_events(hits, cursor)
+            total += len(batch)
+            if batch:
+                yield batch
+        if total == 0 and cursor.watermark_ms is None:
+            self._say_empty("holds no events")
+        elif total:
+            self._said_empty = False
+        cursor.prune(self.cfg.max_lateness)
+
+    def _new_events(self, hits: list[dict[str, Any]], cursor: Cursor) -> list[Event]:
+        batch = []
+        for hit in hits:
+            key = event_key(hit["_index"], hit["_id"])
+            if key in cursor.seen:
+                continue
+            ts_ms = int(hit["sort"][0])
+            cursor.mark(key, ts_ms)
+            batch.append(Event(hit["_index"], hit["_id"], ms_to_datetime(ts_ms), hit["_source"]))
+        return batch

@@ -1,0 +1,221 @@
+"""Everything nis2triage writes to Elasticsearch: its own indices and their mappings.
+
+Every document has a deterministic `_id`; alerts, outbox entries and
+containment requests are created with `op_type=create`, so a batch replayed
+after a crash finds them already there and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from elasticsearch import ApiError, Elasticsearch, helpers
+
+from nis2triage.records import SEVERITY_RANK, Alert
+
+log = logging.getLogger(__name__)
+
+KEYWORD = {"type": "keyword", "ignore_above": 1024}
+DATE = {"type": "date"}
+
+ALERT_MAPPING: dict[str, Any] = {
+    "dynamic": "false",
+    "properties": {
+        "@timestamp": DATE,
+        "message": {"type": "text"},
+        "tags": KEYWORD,
+        "event": {
+            "properties": {
+                "kind": KEYWORD,
+                "category": KEYWORD,
+                "type": KEYWORD,
+                "module": KEYWORD,
+                "dataset": KEYWORD,
+                "severity": {"type": "long"},
+                "risk_score": {"type": "float"},
+                "start": DATE,
+                "end": DATE,
+            }
+        },
+        "rule": {"properties": {"name": KEYWORD, "version": KEYWORD, "category": KEYWORD}},
+        "related": {"properties": {"ip": {"type": "ip"}, "user": KEYWORD, "hosts": KEYWORD}},
+        "source": {"properties": {"ip": {"type": "ip"}}},
+        "user": {"properties": {"name": KEYWORD}},
+        "host": {"properties": {"name": KEYWORD}},
+        "nis2triage": {
+            "properties": {
+                "alert_id": KEYWORD,
+                "kind": KEYWORD,
+                "severity": KEYWORD,
+                "score": {"type": "float"},
+                "threshold": {"type": "float"},
+                "entity": {"properties": {"field": KEYWORD, "value": KEYWORD}},
+                "route": KEYWORD,
+                "route_reason": {"type": "text"},
+                "query": {"type": "text", "index": False},
+                "index_pattern": KEYWORD,
+                "hints": KEYWORD,
+                "asset": KEYWORD,
+                "service": KEYWORD,
+                "evidence": {"type": "object", "enabled": False},
+            }
+        },
+    },
+}
+STATE_MAPPING: dict[str, Any] = {
+    "dynamic": "false",
+    "properties": {
+        "kind": KEYWORD,
+        "source": KEYWORD,
+        "updated": DATE,
+        "cursor": {"type": "object", "enabled": False},
+        "snapshot": {"type": "object", "enabled": False},
+        "stats": {"type": "object", "enabled": False},
+    },
+}
+OUTBOX_MAPPING: dict[str, Any] = {
+    "dynamic": "false",
+    "properties": {
+        "kind": KEYWORD,
+        "status": KEYWORD,
+        "channel": KEYWORD,
+        "entity_key": KEYWORD,
+        "created": DATE,
+        "window_end": DATE,
+        "next_attempt": DATE,
+        "attempts": {"type": "integer"},
+        "alert_ids": KEYWORD,
+        "last_error": {"type": "text"},
+        "sent_at": DATE,
+        "payload": {"type": "object", "enabled": False},
+    },
+}
+SIMPLE_MAPPING: dict[str, Any] = {
+    "dynamic": "false",
+    "properties": {
+        "@timestamp": DATE,
+        "kind": KEYWORD,
+        "status": KEYWORD,
+        "reason": {"type": "text"},
+    },
+}
+
+
+class Store:
+    """The agent's indices, named from one prefix."""
+
+    def __init__(self, es: Elasticsearch, prefix: str) -> None:
+        self.es = es
+        self.prefix = prefix
+
+    def index(self, what: str) -> str:
+        return f"{self.prefix}-{what}"
+
+    def ensure_indices(self) -> None:
+        """Create the agent's indices with explicit mappings where they are missing."""
+        wanted = {
+            "alerts": ALERT_MAPPING,
+            "state": STATE_MAPPING,
+            "outbox": OUTBOX_MAPPING,
+            "containment": SIMPLE_MAPPING,
+            "pseudonyms": SIMPLE_MAPPING,
+            "deadletter": SIMPLE_MAPPING,
+        }
+        for what, mapping in wanted.items():
+            name = self.index(what)
+            if self.es.indices.exists(index=name):
+                continue
+            try:
+                self.es.indices.create(
+                    index=name,
+                    mappings=mapping,
+                    settings={"number_of_shards": 1, "number_of_replicas": 0},
+                )
+                log.info("created index %s", name)
+            except ApiError as exc:
+                if exc.meta.status != 400 or "already_exists" not in str(exc):
+                    raise
+
+    def create_many(self, what: str, docs: list[tuple[str, dict[str, Any]]]) -> int:
+        """Create documents that do not exist yet; return how many were new."""
+        if not docs:
+            return 0
+        actions = (
+            {"_op_type": "create", "_index": self.index(what), "_id": i, "_source": d}
+            for i, d in docs
+        )
+        created = 0
+        for ok, item in helpers.streaming_bulk(
+            self.es, actions, raise_on_error=False, raise_on_exception=True, max_retries=3
+        ):
+            result = item.get("create", {})
+            if ok:
+                created += 1
+            elif result.get("status") != 409:
+                raise RuntimeError(f"could not write to {self.index(what)}: {result.get('error')}")
+        return created
+
+    def put(self, what: str, doc_id: str, doc: dict[str, Any], refresh: bool = False) -> None:
+        self.es.index(index=self.index(what), id=doc_id, document=doc, refresh=refresh)
+
+    def get(self, what: str, doc_id: str) -> dict[str, Any] | None:
+        resp = self.es.options(ignore_status=404).get(index=self.index(what), id=doc_id)
+        return dict(resp["_source"]) if resp.get("found") else None
+
+    def refresh(self, *what: str) -> None:
+        self.es.indices.refresh(index=",".join(self.index(w) for w in what))
+
+
+def alert_document(
+    alert: Alert, asset: str | None = None, service: str | None = None
+) -> dict[str, Any]:
+    """The ECS alert document that analysts (and Elastic Security) read."""
+    doc: dict[str, Any] = {
+        "@timestamp": _iso(alert.timestamp),
+        "message": alert.message,
+        "tags": list(alert.tags),
+        "event": {
+            "kind": "alert",
+            "category": ["intrusion_detection"],
+            "type": ["info"],
+            "module": "nis2triage",
+            "dataset": "nis2triage.alerts",
+            "severity": SEVERITY_RANK[alert.severity] * 25,
+            "risk_score": alert.score,
+            "start": _iso(alert.start),
+            "end": _iso(alert.end),
+        },
+        "rule": {"name": alert.name, "version": alert.version, "category": alert.kind},
+        "related": {
+            "ip": list(alert.related_ips),
+            "user": list(alert.related_users),
+            "hosts": list(alert.related_hosts),
+        },
+        "nis2triage": {
+            "alert_id": alert.id,
+            "kind": alert.kind,
+            "severity": alert.severity,
+            "score": alert.score,
+            "threshold": alert.threshold,
+            "entity": {"field": alert.entity_field, "value": alert.entity},
+            "route": alert.route,
+            "route_reason": alert.route_reason,
+            "query": alert.query,
+            "index_pattern": alert.index_pattern,
+            "hints": list(alert.hints),
+            "asset": asset,
+            "service": service,
+            "evidence": alert.evidence,
+        },
+    }
+    if alert.entity_field == "source.ip":
+        doc["source"] = {"ip": alert.entity}
+    elif alert.entity_field == "user.name":
+        doc["user"] = {"name": alert.entity}
+    return doc
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat().replace("+00:00", "Z")
