@@ -1,0 +1,270 @@
+"""The agent loop: fetch, featurise, score, learn, write, triage, notify, save.
+
+One cycle reads each source from its checkpoint, feeds the events to the
+detectors of that source, closes the buckets no late event can still reach,
+writes the alerts they produce, routes them, queues what must be reported and
+saves the checkpoint together with the models, so a restart resumes exactly
+where the last save left off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from nis2triage import contain, snapshots, triage
+from nis2triage.assets import Asset, Inventory, load_inventory
+from nis2triage.config import AgentConfig, SourceConfig
+from nis2triage.detectors import Detector, DetectorSpec, load_spec
+from nis2triage.errors import ConfigError, SnapshotError
+from nis2triage.notify.channel import HttpChannel
+from nis2triage.notify.notifier import Notifier
+from nis2triage.notify.outbox import Outbox
+from nis2triage.notify.pseudonym import Pseudonymiser
+from nis2triage.records import Alert, Event, stable_id
+from nis2triage.source import Cursor, Source
+from nis2triage.store import Store, alert_document
+
+log = logging.getLogger(__name__)
+SAVE_EVERY_BATCHES = 50
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def spec_fingerprint(spec: DetectorSpec) -> str:
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
+
+
+@dataclass
+class CycleReport:
+    events: int = 0
+    alerts: list[Alert] = field(default_factory=list)
+    routes: Counter[str] = field(default_factory=Counter)
+    new_alerts: int = 0
+    notifications_queued: int = 0
+    notifications_sent: int = 0
+    dead_letters: int = 0
+
+
+@dataclass
+class SourceRun:
+    """A source with its detectors and where it stands."""
+
+    cfg: SourceConfig
+    source: Source
+    detectors: list[Detector]
+    cursor: Cursor
+
+
+class Agent:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        es: Elasticsearch,
+        snapshot_key: bytes,
+        pseudonym_key: bytes | None,
+        clock: Callable[[], datetime] = utcnow,
+        token: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.es = es
+        self.clock = clock
+        self.snapshot_key = snapshot_key
+        self.store = Store(es, cfg.state.index_prefix)
+        self.inventory: Inventory = load_inventory(cfg.resolve(cfg.assets) if cfg.assets else None)
+        self.rules = triage.load_rules(cfg.resolve(cfg.triage) if cfg.triage else None)
+        self.notifier = self._notifier(pseudonym_key)
+        self.outbox = Outbox(self.store, self._channel(token), cfg.notifier.max_attempts)
+        self.stopping = False
+        self.runs: list[SourceRun] = []
+
+    def _notifier(self, pseudonym_key: bytes | None) -> Notifier:
+        n = self.cfg.notifier
+        pseudonymiser = Pseudonymiser(pseudonym_key) if n.pseudonymise and pseudonym_key else None
+        if n.pseudonymise and pseudonymiser is None:
+            raise ConfigError(
+                f"notifier.pseudonymise is on but {n.pseudonym_key_env} is not set; "
+                "set it to a secret (openssl rand -hex 32) or turn pseudonymise off"
+            )
+        return Notifier(
+            self.store, self.cfg.entity, n.mode, "http", n.group_window, pseudonymiser, self.clock
+        )
+
+    def _channel(self, token: str | None) -> HttpChannel | None:
+        n = self.cfg.notifier
+        if n.mode != "send" or not n.endpoint:
+            return None
+        return HttpChannel(n.endpoint, token, n.timeout.total_seconds(), n.allowed_hosts)
+
+    # --- start -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the agent's indices, load the detectors and restore each source's state."""
+        self.store.ensure_indices()
+        specs = [load_spec(p) for p in self.cfg.detector_files()]
+        if not specs:
+            log.warning("no detector files matched %s", self.cfg.detectors)
+        for spec in specs:
+            if spec.source not in {s.name for s in self.cfg.sources}:
+                names = ", ".join(s.name for s in self.cfg.sources)
+                raise ConfigError(
+                    f"detector {spec.name}: source {spec.source!r} is not configured ({names})"
+                )
+        for src in self.cfg.sources:
+            mine = [s for s in specs if s.source == src.name]
+            self.runs.append(self._restore(src, mine))
+
+    def _state_id(self, src: SourceConfig) -> str:
+        return f"source-{src.name}"
+
+    def _restore(self, src: SourceConfig, specs: list[DetectorSpec]) -> SourceRun:
+        saved = self.store.get("state", self._state_id(src))
+        cursor = Cursor.from_dict(saved.get("cursor") if saved else None)
+        models: dict[str, Any] = {}
+        if saved and saved.get("snapshot"):
+            models = snapshots.unseal(saved["snapshot"], self.snapshot_key)
+        detectors = [self._detector(spec, models) for spec in specs]
+        if saved:
+            log.info(
+                "source %s resumes from its checkpoint (%d detectors)", src.name, len(detectors)
+            )
+        return SourceRun(src, Source(self.es, src, self.clock), detectors, cursor)
+
+    def _detector(self, spec: DetectorSpec, models: dict[str, Any]) -> Detector:
+        saved = models.get(spec.name)
+        if saved is None:
+            return Detector(spec)
+        fingerprint, detector = saved
+        if fingerprint != spec_fingerprint(spec):
+            log.warning(
+                "detector %s changed since its snapshot; it starts learning afresh", spec.name
+            )
+            return Detector(spec)
+        if not isinstance(detector, Detector):
+            raise SnapshotError(f"snapshot for {spec.name} does not hold a detector")
+        return detector
+
+    # --- one cycle ---------------------------------------------------------
+
+    def run_once(self) -> CycleReport:
+        report = CycleReport()
+        for run in self.runs:
+            self._cycle(run, report)
+            if self.stopping:
+                break
+        delivered = self.outbox.deliver_due(self.clock())
+        report.notifications_sent += delivered.sent
+        return report
+
+    def _cycle(self, run: SourceRun, report: CycleReport) -> None:
+        lateness_ms = int(run.cfg.max_lateness.total_seconds() * 1000)
+        for batches, batch in enumerate(run.source.poll(run.cursor), start=1):
+            self._ingest(run, batch, report)
+            report.events += len(batch)
+            # Buckets that end before watermark - lateness can receive no more events.
+            self._close(run, (run.cursor.watermark_ms or 0) - lateness_ms, report)
+            if batches % SAVE_EVERY_BATCHES == 0:
+                self._save(run)
+            if self.stopping:
+                break
+        else:
+            # Everything indexed by now is read: buckets ending before now - lateness are final.
+            self._close(run, int(self.clock().timestamp() * 1000) - lateness_ms, report)
+        self._save(run)
+
+    def _ingest(self, run: SourceRun, batch: list[Event], report: CycleReport) -> None:
+        dead: list[tuple[str, dict[str, Any]]] = []
+        for event in batch:
+            for detector in run.detectors:
+                try:
+                    detector.ingest(event)
+                except Exception as exc:  # the loop's edge: one bad document must not stop it
+                    dead.append(self._dead_letter(event, detector.spec.name, exc))
+        if dead:
+            report.dead_letters += self.store.create_many("deadletter", dead)
+
+    def _dead_letter(self, event: Event, where: str, exc: Exception) -> tuple[str, dict[str, Any]]:
+        log.warning("event %s/%s set aside for %s: %s", event.index, event.id, where, exc)
+        doc = {
+            "@timestamp": self.clock().isoformat(),
+            "kind": "event",
+            "status": "dead",
+            "reason": f"{where}: {type(exc).__name__}: {exc}"[:2000],
+            "event": {"index": event.index, "id": event.id},
+        }
+        return stable_id("dead", event.index, event.id, where), doc
+
+    def _close(self, run: SourceRun, cutoff_ms: int, report: CycleReport) -> None:
+        pattern = ",".join(run.cfg.indices)
+        alerts = [a for d in run.detectors for a in d.close(cutoff_ms, pattern)]
+        if alerts:
+            self.handle_alerts(alerts, report)
+
+    def handle_alerts(self, alerts: list[Alert], report: CycleReport) -> None:
+        """Route, write, contain and queue: the same path for detector and rule alerts."""
+        routed = [triage.route(a, self.rules, self.inventory) for a in alerts]
+        docs = [(a.id, alert_document(a, *_asset_names(asset))) for a, asset in routed]
+        report.new_alerts += self.store.create_many("alerts", docs)
+        contain.request_containment(self.store, routed, self.clock())
+        report.notifications_queued += self.notifier.enqueue(routed)
+        for alert, _ in routed:
+            report.alerts.append(alert)
+            report.routes[alert.route or "?"] += 1
+
+    def _save(self, run: SourceRun) -> None:
+        """Checkpoint and models in one document, so they can never disagree."""
+        models = {d.spec.name: (spec_fingerprint(d.spec), d) for d in run.detectors}
+        doc = {
+            "kind": "source_state",
+            "source": run.cfg.name,
+            "updated": self.clock().isoformat(),
+            "cursor": run.cursor.to_dict(),
+            "snapshot": snapshots.seal(models, self.snapshot_key),
+            "stats": {d.spec.name: d.stats() for d in run.detectors},
+        }
+        self.store.put("state", self._state_id(run.cfg), doc, refresh=True)
+
+    # --- the loop ----------------------------------------------------------
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        log.info("stopping after the current batch (signal %d)", signum)
+        self.stopping = True
+
+    def run_forever(self) -> None:
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self.request_stop)
+        interval = min(s.poll_interval for s in self.cfg.sources).total_seconds()
+        while not self.stopping:
+            started = time.monotonic()
+            report = self.run_once()
+            if report.events or report.alerts:
+                log.info(
+                    "cycle: %d events, %d alerts (%s), %d notifications queued, %d sent",
+                    report.events,
+                    len(report.alerts),
+                    dict(report.routes),
+                    report.notifications_queued,
+                    report.notifications_sent,
+                )
+            self._sleep(interval - (time.monotonic() - started))
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + max(seconds, 0.0)
+        while not self.stopping and time.monotonic() < end:
+            time.sleep(min(0.5, end - time.monotonic()))
+
+
+def _asset_names(asset: Asset | None) -> tuple[str | None, str | None]:
+    return (asset.name, asset.service) if asset else (None, None)

@@ -1,0 +1,1 @@
+"""Notifications to the authority: payloads, pseudonyms, the outbox and its channels."""

@@ -1,0 +1,64 @@
+"""Keyed pseudonyms for addresses and user names in anything leaving the organisation.
+
+GDPR Art. 5(1)(c) (data minimisation): the CCB needs to know that an account
+or address was involved, not which person it belongs to. A pseudonym is an
+HMAC of the value under the entity's own key, so the entity (and only it) can
+map it back through the lookup table it keeps in its own index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+from collections.abc import Iterable
+from typing import Any
+
+# Candidate IPv4 and IPv6 literals; each candidate is confirmed by `ipaddress`.
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_IPV6 = re.compile(r"(?<![0-9A-Za-z:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z:])")
+
+
+class Pseudonymiser:
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.table: dict[str, str] = {}
+
+    def pseudonym(self, value: str, kind: str) -> str:
+        digest = hmac.new(self.key, f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()
+        name = f"{kind}-{digest[:16]}"
+        self.table[name] = value
+        return name
+
+    def scrub(self, payload: Any, users: Iterable[str] = ()) -> Any:
+        """A copy of `payload` with every address and every listed user name replaced."""
+        names = sorted({u for u in users if u}, key=len, reverse=True)
+        return self._walk(payload, names)
+
+    def _walk(self, value: Any, users: list[str]) -> Any:
+        if isinstance(value, str):
+            return self._text(value, users)
+        if isinstance(value, dict):
+            return {k: self._walk(v, users) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._walk(v, users) for v in value]
+        return value
+
+    def _text(self, text: str, users: list[str]) -> str:
+        if text in users:
+            return self.pseudonym(text, "user")
+        text = _IPV4.sub(lambda m: self._address(m.group(0)), text)
+        text = _IPV6.sub(lambda m: self._address(m.group(0)), text)
+        for user in users:
+            # Whole words only: a user called "a" must not eat every letter a.
+            pattern = rf"(?<![\w.-]){re.escape(user)}(?![\w.-])"
+            text = re.sub(pattern, self.pseudonym(user, "user"), text)
+        return text
+
+    def _address(self, candidate: str) -> str:
+        try:
+            ipaddress.ip_address(candidate)
+        except ValueError:
+            return candidate
+        return self.pseudonym(candidate, "ip")
