@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -16,14 +17,42 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nis2triage import esclient, localnode
+    from rich.console import Console
 
-    node = localnode.start()
-    client = esclient.connect(
-        esclient.ESSettings(hosts=(node.url,), username=node.user, password=node.password)
+    from nis2triage.demo import run_demo
+
+    # Piped into a file or CI log, rich would wrap the table at 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=140)
+    return run_demo(console)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nis2triage import esclient, snapshots
+    from nis2triage.agent import Agent
+    from nis2triage.config import es_settings, load_config, read_secret
+
+    cfg = load_config(args.config)
+    es = esclient.connect(es_settings(cfg))
+    info = esclient.cluster_info(es)
+    log.info("connected to Elasticsearch %s (cluster %s)", info.version, info.name)
+    key = snapshots.key_from_env(cfg.state.snapshot_key_env)
+    pseudonym = os.environ.get(cfg.notifier.pseudonym_key_env)
+    token = (
+        read_secret(cfg.notifier.token_env, None, "notifier token")
+        if cfg.notifier.mode == "send"
+        else None
     )
-    info = esclient.cluster_info(client)
-    print(f"Elasticsearch {info.version} (cluster {info.name}) at {node.url}")
+    agent = Agent(cfg, es, key, pseudonym.encode() if pseudonym else None, token=token)
+    agent.start()
+    if args.once:
+        report = agent.run_once()
+        print(
+            f"{report.events} events, {len(report.alerts)} alerts "
+            f"({report.new_alerts} new; routes {dict(report.routes)}), "
+            f"{report.notifications_queued} notifications queued, {report.notifications_sent} sent"
+        )
+        return 0
+    agent.run_forever()
     return 0
 
 
@@ -35,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nis2triage {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="run the whole flow on a local node with sample data")
+
+    run = sub.add_parser("run", help="poll, detect, triage and notify (Ctrl-C stops cleanly)")
+    run.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
+    run.add_argument("--once", action="store_true", help="one pass over new events, then exit")
+    run.set_defaults(handler=cmd_run)
+
+    demo = sub.add_parser("demo", help="the whole flow on a local node with the real SSH log")
     demo.set_defaults(handler=cmd_demo)
     return parser
 

@@ -225,13 +225,18 @@ def read_secret(env: str | None, file: str | None, what: str) -> str | None:
     return None
 
 
-def es_settings(cfg: ElasticsearchConfig) -> ESSettings:
+def es_settings(agent: AgentConfig) -> ESSettings:
+    cfg = agent.elasticsearch
+
+    def path(p: str | None) -> str | None:
+        return str(agent.resolve(p)) if p else None
+
     return ESSettings(
         hosts=tuple(cfg.hosts),
         username=cfg.username,
-        password=read_secret(cfg.password_env, cfg.password_file, "elasticsearch password"),
-        api_key=read_secret(cfg.api_key_env, cfg.api_key_file, "elasticsearch API key"),
-        ca_file=cfg.ca_file,
+        password=read_secret(cfg.password_env, path(cfg.password_file), "elasticsearch password"),
+        api_key=read_secret(cfg.api_key_env, path(cfg.api_key_file), "elasticsearch API key"),
+        ca_file=path(cfg.ca_file),
         verify_certs=cfg.verify_certs,
         request_timeout=cfg.request_timeout.total_seconds(),
     )

@@ -1,0 +1,162 @@
+"""`nis2triage demo`: the whole flow on the local node with the real SSH log.
+
+Starts (or reuses) the local node, turns loghub's OpenSSH sample into ECS
+documents moved to yesterday, indexes them, runs the agent once over them
+with the shipped detectors and a dry-run notifier, and shows the alerts and
+the early warning that would go to the CCB.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from elasticsearch import Elasticsearch, helpers
+from rich.console import Console
+from rich.table import Table
+
+from nis2triage import esclient, localnode, sshlog
+from nis2triage.agent import Agent, CycleReport
+from nis2triage.config import AgentConfig, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_CONFIG = REPO / "deploy" / "demo" / "nis2triage.yml"
+SSH_LOG = REPO.parent / "shared" / "data" / "loghub" / "OpenSSH_2k.log"
+
+LOG_MAPPING: dict[str, Any] = {
+    "properties": {
+        "@timestamp": {"type": "date"},
+        "message": {"type": "text"},
+        "source": {"properties": {"ip": {"type": "ip"}, "port": {"type": "integer"}}},
+        "user": {"properties": {"name": {"type": "keyword"}}},
+        "host": {"properties": {"name": {"type": "keyword"}, "hostname": {"type": "keyword"}}},
+        "event": {
+            "properties": {
+                f: {"type": "keyword"}
+                for f in ("kind", "category", "type", "action", "outcome", "dataset", "module")
+            }
+        },
+        "related": {"properties": {"ip": {"type": "ip"}, "user": {"type": "keyword"}}},
+    }
+}
+
+
+def demo_docs(log_path: Path = SSH_LOG) -> tuple[list[dict[str, Any]], str]:
+    """The real SSH log moved to yesterday, or a generated sample when it is absent."""
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    if log_path.is_file():
+        return list(sshlog.move_to(sshlog.read_log(log_path, 2016), yesterday)), str(log_path)
+    lines = generated_ssh_lines(yesterday)
+    docs = [d for d in (sshlog.parse_line(line, yesterday.year) for line in lines) if d]
+    return docs, "a generated sample (the loghub file was not found)"
+
+
+def generated_ssh_lines(day: date, seed: int = 7) -> list[str]:
+    """sshd lines for one morning: scattered failures, two guessing bursts, one good login."""
+    rng = random.Random(seed)
+    start = datetime(day.year, day.month, day.day, 7, 0, tzinfo=UTC)
+    events: list[tuple[datetime, str]] = []
+    for _ in range(40):
+        ip = f"198.51.100.{rng.randint(1, 250)}"
+        events.append((start + timedelta(seconds=rng.randint(0, 4 * 3600)), _fail(rng, ip)))
+    for burst_ip, minute in (("203.0.113.7", 95), ("203.0.113.66", 170)):
+        for i in range(60):
+            when = start + timedelta(minutes=minute, seconds=4 * i)
+            events.append((when, _fail(rng, burst_ip)))
+    events.append(
+        (
+            start + timedelta(minutes=130),
+            "Accepted password for ops from 192.0.2.10 port 50022 ssh2",
+        )
+    )
+    events.sort()
+    return [
+        f"{t:%b} {t.day:2d} {t:%H:%M:%S} demohost sshd[{1000 + i}]: {m}"
+        for i, (t, m) in enumerate(events)
+    ]
+
+
+def _fail(rng: random.Random, ip: str) -> str:
+    user = rng.choice(["root", "admin", "test", "oracle", "git"])
+    return f"Failed password for {user} from {ip} port {rng.randint(30000, 60000)} ssh2"
+
+
+def index_docs(es: Elasticsearch, index: str, docs: list[dict[str, Any]]) -> int:
+    es.options(ignore_status=404).indices.delete(index=index)
+    es.indices.create(index=index, mappings=LOG_MAPPING, settings={"number_of_replicas": 0})
+    actions = ({"_index": index, "_id": str(i), "_source": d} for i, d in enumerate(docs))
+    indexed, _ = helpers.bulk(es, actions, chunk_size=1000)
+    es.indices.refresh(index=index)
+    return int(indexed)
+
+
+def reset_state(es: Elasticsearch, cfg: AgentConfig) -> None:
+    prefix = cfg.state.index_prefix
+    es.options(ignore_status=404).indices.delete(index=f"{prefix}-*", expand_wildcards="all")
+
+
+def run_demo(console: Console) -> int:
+    started = time.monotonic()
+    node = localnode.start()
+    cfg = load_config(DEMO_CONFIG)
+    cfg = cfg.model_copy(
+        update={"elasticsearch": cfg.elasticsearch.model_copy(update={"hosts": [node.url]})}
+    )
+    es = esclient.connect(
+        esclient.ESSettings(hosts=(node.url,), username=node.user, password=node.password)
+    )
+    info = esclient.cluster_info(es)
+    console.print(f"Elasticsearch {info.version} at {node.url}")
+
+    reset_state(es, cfg)
+    docs, origin = demo_docs()
+    count = index_docs(es, cfg.sources[0].indices[0], docs)
+    console.print(f"indexed {count} sshd events from {origin} into {cfg.sources[0].indices[0]}")
+
+    agent = Agent(
+        cfg, es, snapshot_key=secrets.token_bytes(32), pseudonym_key=secrets.token_bytes(32)
+    )
+    agent.start()
+    report = agent.run_once()
+    show(console, report)
+    show_early_warning(console, es, cfg)
+    console.print(f"demo finished in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def show(console: Console, report: CycleReport) -> None:
+    table = Table(title=f"{len(report.alerts)} alerts from {report.events} events")
+    for column in ("bucket (UTC)", "detector", "entity", "score", "bar", "route", "evidence"):
+        table.add_column(column, no_wrap=column != "evidence")
+    for a in sorted(report.alerts, key=lambda a: a.timestamp):
+        features = a.evidence.get("features", {})
+        table.add_row(
+            f"{a.start:%H:%M}-{a.end:%H:%M}",
+            a.name,
+            a.entity,
+            f"{a.score:.3f}",
+            f"{a.threshold:.3f}",
+            a.route or "",
+            ", ".join(f"{k} {v:g}" for k, v in features.items()),
+        )
+    console.print(table)
+    console.print(
+        f"routes: {dict(report.routes)}; early warnings queued: {report.notifications_queued}"
+    )
+
+
+def show_early_warning(console: Console, es: Elasticsearch, cfg: AgentConfig) -> None:
+    index = f"{cfg.state.index_prefix}-outbox"
+    es.indices.refresh(index=index)
+    hits = es.search(index=index, sort=[{"created": "asc"}], size=1)["hits"]["hits"]
+    if not hits:
+        console.print("no early warning would be sent")
+        return
+    doc = hits[0]["_source"]
+    console.print(f"early warning {hits[0]['_id']} ({doc['status']}; not sent), payload:")
+    console.print_json(json.dumps(doc["payload"]))
