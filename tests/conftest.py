@@ -47,3 +47,56 @@ def shared_data(*parts: str) -> Path:
 
 def in_ci() -> bool:
     return os.environ.get("CI") == "true"
+
+
+# --- the agent against the real node -------------------------------------------
+
+DETECTORS = REPO / "detectors"
+TRIAGE = REPO / "rules" / "triage.yml"
+
+
+@pytest.fixture
+def agent_env(monkeypatch: pytest.MonkeyPatch, es_settings: esclient.ESSettings) -> None:
+    """The secrets the agent reads from the environment, set for this test only."""
+    monkeypatch.setenv("NIS2TRIAGE_TEST_ES_PASSWORD", es_settings.password or "")
+    monkeypatch.setenv("NIS2TRIAGE_SNAPSHOT_KEY", "test-snapshot-key-0123456789abcdef")
+    monkeypatch.setenv("NIS2TRIAGE_PSEUDONYM_KEY", "test-pseudonym-key-0123456789abcdef")
+    monkeypatch.setenv("NIS2TRIAGE_CCB_TOKEN", "test-ccb-token-s3cr3t")
+
+
+def write_agent_config(
+    tmp_path: Path,
+    es_settings: esclient.ESSettings,
+    index: str,
+    prefix: str,
+    notifier: dict[str, object] | None = None,
+) -> Path:
+    """A complete agent configuration file for `index`, with state under `prefix`."""
+    import yaml
+
+    assets = tmp_path / "assets.yml"
+    assets.write_text(
+        "assets:\n  - {name: labsz, hosts: [LabSZ], criticality: high, service: research}\n"
+    )
+    config = {
+        "elasticsearch": {
+            "hosts": list(es_settings.hosts),
+            "username": es_settings.username,
+            "password_env": "NIS2TRIAGE_TEST_ES_PASSWORD",
+        },
+        "entity": {
+            "legal_name": "Test Entity NV",
+            "enterprise_number": "0403.019.261",
+            "sector": "energy",
+            "entity_class": "essential",
+        },
+        "sources": [{"name": "auth", "indices": [index], "batch_size": 250}],
+        "detectors": [str(DETECTORS / "*.yml")],
+        "triage": str(TRIAGE),
+        "assets": str(assets),
+        "notifier": notifier or {"mode": "dry-run"},
+        "state": {"index_prefix": prefix},
+    }
+    path = tmp_path / "nis2triage.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -76,7 +76,7 @@ def early_warning(
         + first.message,
         "indicators": {
             "ip": sorted({ip for a in alerts for ip in a.related_ips}),
-            "user": sorted({u for a in alerts for u in a.related_users}),
+            "accounts": sorted({u for a in alerts for u in a.related_users}),
         },
         "detections": [detection_summary(a) for a in alerts],
     }

@@ -1,0 +1,164 @@
+"""End to end: early warnings reach a real HTTP server on loopback, exactly once."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ccb_server import CcbServer, running_ccb
+from conftest import write_agent_config
+from elasticsearch import Elasticsearch
+from test_agent_ssh import real_log_docs
+
+from nis2triage import esclient
+from nis2triage.demo import index_docs
+
+TOKEN = "test-ccb-token-s3cr3t"
+
+
+@pytest.fixture
+def ccb() -> Any:
+    with running_ccb() as server:
+        yield server
+
+
+def send_config(
+    tmp_path: Path, es_settings: esclient.ESSettings, index: str, ccb: CcbServer
+) -> Path:
+    notifier = {"mode": "send", "endpoint": ccb.url, "token_env": "NIS2TRIAGE_CCB_TOKEN"}
+    return write_agent_config(tmp_path, es_settings, index, f"{index}-st", notifier)
+
+
+def run_once(config: Path) -> str:
+    """`nis2triage run --once` in its own process, as an operator would run it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "nis2triage.cli", "run", "--config", str(config), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def string_values(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in string_values(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in string_values(v)]
+    return []
+
+
+def related_users_of_alerts(es: Elasticsearch, index: str) -> set[str]:
+    es.indices.refresh(index=index)
+    hits = es.search(index=index, query={"term": {"nis2triage.route": "early_warning"}}, size=100)
+    return {u for h in hits["hits"]["hits"] for u in h["_source"]["related"]["user"]}
+
+
+@pytest.fixture
+def indexed(es: Elasticsearch, index_name: str) -> tuple[str, list[dict[str, Any]]]:
+    docs = real_log_docs()
+    index_docs(es, index_name, docs)
+    return index_name, docs
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_one_post_per_notification_with_token_and_key_and_no_personal_data(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    indexed: tuple[str, list[dict[str, Any]]],
+    tmp_path: Path,
+    ccb: CcbServer,
+) -> None:
+    index, docs = indexed
+    run_once(send_config(tmp_path, es_settings, index, ccb))
+
+    es.indices.refresh(index=f"{index}-st-outbox")
+    outbox = es.search(index=f"{index}-st-outbox", size=100)["hits"]["hits"]
+    assert len(outbox) >= 3
+    assert sorted(ccb.idempotency_keys) == sorted(h["_id"] for h in outbox)
+    assert all(h["_source"]["status"] == "sent" for h in outbox)
+    assert {r.headers["Authorization"] for r in ccb.received} == {f"Bearer {TOKEN}"}
+    raw_ips = {d["source"]["ip"] for d in docs if "source" in d}
+    raw_users = {d["user"]["name"] for d in docs if "user" in d}
+    alerted_users = related_users_of_alerts(es, f"{index}-st-alerts")
+    assert alerted_users, "the alerts must name users for this check to mean anything"
+    for request in ccb.received:
+        body = request.body.decode()
+        values = string_values(request.json())
+        assert not raw_ips & set(re.findall(r"[0-9]+(?:\.[0-9]+){3}", body))
+        assert not set(values) & (raw_ips | raw_users)
+        # Inside free text, as a whole word (the log has users called "0" and "user").
+        word = r"(?<![\w.-]){}(?![\w.-])"
+        leaked = [
+            u for u in alerted_users for v in values if re.search(word.format(re.escape(u)), v)
+        ]
+        assert not leaked
+        assert request.json()["pseudonymised"] is True
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_running_once_twice_creates_no_duplicate_alert_and_no_second_post(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    indexed: tuple[str, list[dict[str, Any]]],
+    tmp_path: Path,
+    ccb: CcbServer,
+) -> None:
+    index, _ = indexed
+    config = send_config(tmp_path, es_settings, index, ccb)
+
+    first = run_once(config)
+    es.indices.refresh(index=f"{index}-st-alerts")
+    alerts_after_first = es.count(index=f"{index}-st-alerts")["count"]
+    posts_after_first = len(ccb.received)
+    second = run_once(config)
+    es.indices.refresh(index=f"{index}-st-alerts")
+
+    assert alerts_after_first > 0 and posts_after_first > 0
+    assert es.count(index=f"{index}-st-alerts")["count"] == alerts_after_first
+    assert len(ccb.received) == posts_after_first
+    assert "2000 events" in first
+    assert "0 events" in second
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_429_with_retry_after_is_retried_once_the_time_has_come(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    indexed: tuple[str, list[dict[str, Any]]],
+    tmp_path: Path,
+    ccb: CcbServer,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from nis2triage.agent import Agent
+    from nis2triage.config import load_config
+
+    index, _ = indexed
+    ccb.script = [(429, {"Retry-After": "120"})]
+    now = [datetime.now(UTC)]
+    agent = Agent(
+        load_config(send_config(tmp_path, es_settings, index, ccb)),
+        es,
+        b"test-snapshot-key-0123456789abcdef",
+        b"pseudonym-key-0123456789",
+        clock=lambda: now[0],
+        token=TOKEN,
+    )
+    agent.start()
+
+    first = agent.run_once()
+    refused_key = ccb.received[0].headers["Idempotency-Key"]
+    assert first.notifications_sent == first.notifications_queued - 1
+    now[0] += timedelta(seconds=60)
+    assert agent.outbox.deliver_due(now[0]).sent == 0
+    now[0] += timedelta(seconds=61)
+    assert agent.outbox.deliver_due(now[0]).sent == 1
+    assert ccb.idempotency_keys.count(refused_key) == 2
