@@ -12,10 +12,9 @@ import pytest
 from ccb_server import CcbServer, running_ccb
 from conftest import write_agent_config
 from elasticsearch import Elasticsearch
-from test_agent_ssh import real_log_docs
-
 from nis2triage import esclient
 from nis2triage.demo import index_docs
+from test_agent_ssh import real_log_docs
 
 TOKEN = "test-ccb-token-s3cr3t"
 

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from conftest import shared_data, write_agent_config
 from elasticsearch import Elasticsearch
-
 from nis2triage import esclient, sshlog
 from nis2triage.agent import Agent, CycleReport
 from nis2triage.config import load_config

@@ -6,7 +6,6 @@ from collections import Counter
 from datetime import date
 
 from conftest import shared_data
-
 from nis2triage import sshlog
 
 
@@ -34,7 +33,10 @@ def test_real_log_counts_match_the_data_readme() -> None:
 
 
 def test_failed_password_line_becomes_ecs_authentication_failure() -> None:
-    line = "Dec 10 09:12:35 LabSZ sshd[24501]: Failed password for invalid user admin from 187.141.143.180 port 34144 ssh2"
+    line = (
+        "Dec 10 09:12:35 LabSZ sshd[24501]: "
+        "Failed password for invalid user admin from 187.141.143.180 port 34144 ssh2"
+    )
     doc = sshlog.parse_line(line, 2016)
 
     assert doc is not None
@@ -51,7 +53,10 @@ def test_failed_password_line_becomes_ecs_authentication_failure() -> None:
 
 
 def test_accepted_login_is_a_success() -> None:
-    line = "Dec 10 09:32:20 LabSZ sshd[24680]: Accepted password for fztu from 119.137.62.142 port 49116 ssh2"
+    line = (
+        "Dec 10 09:32:20 LabSZ sshd[24680]: "
+        "Accepted password for fztu from 119.137.62.142 port 49116 ssh2"
+    )
     doc = sshlog.parse_line(line, 2016)
 
     assert doc is not None
