@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from elasticsearch import Elasticsearch
+
 from nis2triage import esclient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +75,7 @@ def write_agent_config(
     """A complete agent configuration file for `index`, with state under `prefix`."""
     import yaml
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     assets = tmp_path / "assets.yml"
     assets.write_text(
         "assets:\n  - {name: labsz, hosts: [LabSZ], criticality: high, service: research}\n"

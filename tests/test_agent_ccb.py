@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ccb_server import CcbServer, running_ccb
-from conftest import write_agent_config
 from elasticsearch import Elasticsearch
+
 from nis2triage import esclient
 from nis2triage.demo import index_docs
+
+from ccb_server import CcbServer, running_ccb
+from conftest import write_agent_config
 from test_agent_ssh import real_log_docs
 
 TOKEN = "test-ccb-token-s3cr3t"

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import shared_data, write_agent_config
 from elasticsearch import Elasticsearch
+
 from nis2triage import esclient, sshlog
 from nis2triage.agent import Agent, CycleReport
 from nis2triage.config import load_config
 from nis2triage.demo import index_docs
+
+from conftest import shared_data, write_agent_config
 
 GROUND_TRUTH_COUNT = 10
 GROUND_TRUTH_WINDOW = timedelta(minutes=5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from elasticsearch import AuthenticationException, Elasticsearch, helpers
+
 from nis2triage import esclient
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date
 
-from conftest import shared_data
 from nis2triage import sshlog
+
+from conftest import shared_data
 
 
 def failed_passwords(docs: list[dict]) -> Counter[str]:

@@ -1,0 +1,58 @@
+"""The HTTP channel judges answers; Retry-After in both of its forms."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from nis2triage.notify.channel import Delivered, HttpChannel, Rejected, RetryLater, retry_after
+from nis2triage.notify.outbox import BACKOFF_MAX, backoff
+
+from ccb_server import running_ccb
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    assert retry_after("120", NOW) == NOW + timedelta(seconds=120)
+    assert retry_after("Fri, 04 Dec 2026 12:05:00 GMT", NOW) == NOW + timedelta(minutes=5)
+    assert retry_after("soon", NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "kind"),
+    [
+        pytest.param(200, {}, Delivered, id="ok"),
+        pytest.param(202, {}, Delivered, id="accepted"),
+        pytest.param(429, {"Retry-After": "30"}, RetryLater, id="too-many"),
+        pytest.param(503, {}, RetryLater, id="unavailable"),
+        pytest.param(302, {"Location": "http://elsewhere.example/"}, Rejected, id="redirect"),
+        pytest.param(400, {}, Rejected, id="bad-request"),
+    ],
+)
+def test_answers_are_judged(status: int, headers: dict, kind: type) -> None:
+    with running_ccb() as ccb:
+        ccb.script = [(status, headers)]
+        outcome = HttpChannel(ccb.url, "tok", 5.0, []).send("key-1", {"a": 1}, NOW)
+
+    assert isinstance(outcome, kind)
+    assert ccb.received[0].headers["Idempotency-Key"] == "key-1"
+    if status == 429:
+        assert outcome.not_before == NOW + timedelta(seconds=30)
+
+
+def test_dead_endpoint_is_retried_later() -> None:
+    with running_ccb() as ccb:
+        url = ccb.url
+    outcome = HttpChannel(url, None, 2.0, []).send("k", {}, NOW)
+
+    assert isinstance(outcome, RetryLater)
+    assert "cannot connect" in outcome.reason
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    assert backoff(1, lambda: 1.0) == timedelta(seconds=5)
+    assert backoff(3, lambda: 1.0) == timedelta(seconds=20)
+    assert backoff(30, lambda: 1.0) == BACKOFF_MAX
+    assert backoff(3, lambda: 0.0) == timedelta(seconds=10)

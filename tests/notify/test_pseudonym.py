@@ -1,0 +1,38 @@
+"""Pseudonyms replace addresses and user names, and only them."""
+
+from __future__ import annotations
+
+from nis2triage.notify.pseudonym import Pseudonymiser
+
+KEY = b"p" * 32
+
+
+def test_same_value_same_pseudonym_other_key_other_pseudonym() -> None:
+    a, b = Pseudonymiser(KEY), Pseudonymiser(b"q" * 32)
+
+    assert a.pseudonym("10.0.0.1", "ip") == a.pseudonym("10.0.0.1", "ip")
+    assert a.pseudonym("10.0.0.1", "ip") != b.pseudonym("10.0.0.1", "ip")
+    assert a.pseudonym("10.0.0.1", "ip").startswith("ip-")
+
+
+def test_scrub_replaces_addresses_and_named_users_everywhere() -> None:
+    p = Pseudonymiser(KEY)
+    payload = {
+        "summary": "root tried from 203.0.113.9 and 2001:db8::1 (port 22), version 1.2.3",
+        "list": ["root", "admin", 7],
+    }
+
+    out = p.scrub(payload, users=["root", "admin"])
+
+    assert "203.0.113.9" not in str(out) and "2001:db8::1" not in str(out)
+    assert "root" not in str(out) and "admin" not in str(out)
+    assert "version 1.2.3" in out["summary"] and "port 22" in out["summary"]
+    assert out["list"][2] == 7
+    assert p.table[out["list"][0]] == "root"
+
+
+def test_short_user_name_replaces_whole_words_only() -> None:
+    out = Pseudonymiser(KEY).scrub({"s": "a admin"}, users=["a"])
+
+    assert out["s"].endswith(" admin")
+    assert out["s"].startswith("user-")

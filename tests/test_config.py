@@ -1,0 +1,89 @@
+"""Configuration errors name the file, the line and the key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from nis2triage.config import load_config, parse_duration
+from nis2triage.errors import ConfigError
+
+GOOD = """\
+elasticsearch:
+  hosts: [http://127.0.0.1:9200]
+  username: elastic
+  password_env: ES_PW
+entity:
+  legal_name: Example NV
+  enterprise_number: "0403.019.261"
+  sector: energy
+  entity_class: essential
+sources:
+  - name: auth
+    indices: [logs-*]
+    batch_size: 500
+    max_lateness: 2m
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.yml"
+    path.write_text(text)
+    return path
+
+
+def test_good_file_loads_with_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD))
+
+    assert cfg.sources[0].max_lateness == timedelta(minutes=2)
+    assert cfg.sources[0].time_field == "@timestamp"
+    assert cfg.elasticsearch.verify_certs is True
+    assert cfg.notifier.mode == "dry-run"
+    assert cfg.entity.enterprise_number == "0403019261"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "match"),
+    [
+        pytest.param(
+            "batch_size: 500", "batch_size: many", r":13: sources\.0\.batch_size", id="type"
+        ),
+        pytest.param("max_lateness: 2m", "max_lateness: soon", r":14: .*duration", id="duration"),
+        pytest.param(
+            '"0403.019.261"', '"0403.019.262"', r":7: entity\.enterprise_number.*mod-97", id="kbo"
+        ),
+        pytest.param(
+            "batch_size: 500", "batchsize: 500", r":13: .*did you mean 'batch_size'", id="typo"
+        ),
+        pytest.param(
+            "  password_env: ES_PW\n", "", r":1: elasticsearch: .*password_env", id="no-secret"
+        ),
+        pytest.param(
+            "entity_class: essential", "entity_class: vital", r":9: entity\.entity_class", id="enum"
+        ),
+    ],
+)
+def test_mistakes_name_file_line_and_key(tmp_path: Path, old: str, new: str, match: str) -> None:
+    path = write(tmp_path, GOOD.replace(old, new))
+
+    with pytest.raises(ConfigError, match=match) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1.5h", 5400), ("2d", 172800), (45, 45), ("250ms", 0.25)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+def test_a_password_in_the_yaml_is_not_a_known_key(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("password_env: ES_PW", "password: hunter2"))
+
+    with pytest.raises(ConfigError, match="password") as err:
+        load_config(path)
+    assert "hunter2" not in str(err.value)

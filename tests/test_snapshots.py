@@ -1,0 +1,52 @@
+"""Model snapshots are unpickled only when their signature holds."""
+
+from __future__ import annotations
+
+import base64
+import pickle
+
+import pytest
+
+from nis2triage import snapshots
+from nis2triage.errors import ConfigError, SnapshotError
+
+KEY = b"k" * 32
+
+
+class Boom:
+    def __reduce__(self) -> tuple:
+        return (pytest.fail, ("an unverified snapshot was unpickled",))
+
+
+def test_round_trip() -> None:
+    assert snapshots.unseal(snapshots.seal({"a": [1, 2]}, KEY), KEY) == {"a": [1, 2]}
+
+
+def test_tampered_snapshot_is_refused_without_unpickling() -> None:
+    sealed = snapshots.seal({"a": 1}, KEY)
+    sealed["blob"] = base64.b64encode(pickle.dumps(Boom())).decode()
+
+    with pytest.raises(SnapshotError, match="signature does not match"):
+        snapshots.unseal(sealed, KEY)
+
+
+@pytest.mark.parametrize(
+    "sealed",
+    [None, {}, {"format": 1, "blob": base64.b64encode(pickle.dumps(Boom())).decode()}],
+    ids=["none", "empty", "no-signature"],
+)
+def test_unsigned_snapshot_is_refused(sealed: dict | None) -> None:
+    with pytest.raises(SnapshotError, match="not signed"):
+        snapshots.unseal(sealed, KEY)
+
+
+def test_other_key_is_refused() -> None:
+    with pytest.raises(SnapshotError, match="another key"):
+        snapshots.unseal(snapshots.seal([1], KEY), b"o" * 32)
+
+
+def test_a_short_key_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SNAPKEY", "short")
+
+    with pytest.raises(ConfigError, match="openssl rand"):
+        snapshots.key_from_env("SNAPKEY")

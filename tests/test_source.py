@@ -1,0 +1,80 @@
+"""Incremental polling against the real node: late events, no repeats, missing indices."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from nis2triage.config import SourceConfig
+from nis2triage.source import Cursor, Source
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+def put(es: Elasticsearch, index: str, doc_id: str, minutes_ago: float) -> None:
+    ts = NOW - timedelta(minutes=minutes_ago)
+    es.index(index=index, id=doc_id, document={"@timestamp": ts.isoformat()}, refresh=True)
+
+
+def read_all(source: Source, cursor: Cursor) -> list[str]:
+    return [e.id for batch in source.poll(cursor) for e in batch]
+
+
+def make(es: Elasticsearch, index: str, lateness_min: float = 5, batch: int = 2) -> Source:
+    cfg = SourceConfig(
+        name="s", indices=[index], batch_size=batch, max_lateness=timedelta(minutes=lateness_min)
+    )
+    return Source(es, cfg, clock=lambda: NOW)
+
+
+def test_pages_in_time_order_and_never_twice(es: Elasticsearch, index_name: str) -> None:
+    for i in range(7):
+        put(es, index_name, f"e{i}", minutes_ago=30 - i)
+    source, cursor = make(es, index_name), Cursor()
+
+    assert read_all(source, cursor) == [f"e{i}" for i in range(7)]
+    assert read_all(source, cursor) == []
+
+
+def test_a_late_event_inside_the_margin_is_seen_once(es: Elasticsearch, index_name: str) -> None:
+    put(es, index_name, "early", minutes_ago=10)
+    put(es, index_name, "last", minutes_ago=1)
+    source, cursor = make(es, index_name), Cursor()
+    assert read_all(source, cursor) == ["early", "last"]
+
+    put(es, index_name, "late-ok", minutes_ago=4)  # 3 min older than the watermark
+    put(es, index_name, "too-late", minutes_ago=7)  # 6 min older: outside the margin
+
+    assert read_all(source, cursor) == ["late-ok"]
+    assert read_all(source, cursor) == []
+
+
+def test_future_events_wait_for_their_time(es: Elasticsearch, index_name: str) -> None:
+    put(es, index_name, "now", minutes_ago=0)
+    put(es, index_name, "future", minutes_ago=-10)
+
+    assert read_all(make(es, index_name), Cursor()) == ["now"]
+
+
+def test_a_missing_index_waits_and_says_so_once(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    source, cursor = make(es, f"{index_name}-nothing-here"), Cursor()
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        assert read_all(source, cursor) == []
+        assert read_all(source, cursor) == []
+    assert len([r for r in caplog.records if "waiting for events" in r.message]) == 1
+
+
+def test_cursor_survives_a_round_trip_through_json(es: Elasticsearch, index_name: str) -> None:
+    put(es, index_name, "a", minutes_ago=2)
+    cursor = Cursor()
+    read_all(make(es, index_name), cursor)
+    restored = Cursor.from_dict(cursor.to_dict())
+
+    assert read_all(make(es, index_name), restored) == []
+    assert restored.watermark_ms == int((NOW - timedelta(minutes=2)).timestamp() * 1000)

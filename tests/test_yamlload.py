@@ -1,0 +1,50 @@
+"""Safe YAML: line numbers kept, tags and alias bombs refused quickly."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from nis2triage.errors import ConfigError
+from nis2triage.yamlload import load_text
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_lines_of_nested_keys_are_remembered() -> None:
+    loaded = load_text("a:\n  b: 1\n  c:\n    - x\n    - y: 2\n", "f.yml")
+
+    assert loaded.data == {"a": {"b": 1, "c": ["x", {"y": 2}]}}
+    assert loaded.line_of(("a", "c", 1, "y")) == 5
+    assert loaded.line_of(("a", "missing")) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        pytest.param(
+            "a: !!python/object:os.system x\n", r"t\.yml:1: .*constructor", id="python-tag"
+        ),
+        pytest.param("a: [1, 2\nb: 3\n", r"t\.yml:2: not valid YAML", id="unclosed-list"),
+        pytest.param("a: &x [1, *x]\n", "recursive alias", id="recursive-alias"),
+        pytest.param(BOMB, "expands to .* nodes", id="billion-laughs"),
+    ],
+)
+def test_hostile_or_broken_yaml_is_refused_with_file_and_line(text: str, match: str) -> None:
+    started = time.monotonic()
+
+    with pytest.raises(ConfigError, match=match):
+        load_text(text, "t.yml")
+    assert time.monotonic() - started < 2.0
+
+
+def test_oversized_file_is_refused() -> None:
+    with pytest.raises(ConfigError, match="larger than"):
+        load_text("a: " + "x" * 1_100_000, "big.yml")
+
+
+def test_shared_anchor_within_limits_loads() -> None:
+    assert load_text("a: &x {k: 1}\nb: *x\n", "ok.yml").data == {"a": {"k": 1}, "b": {"k": 1}}
