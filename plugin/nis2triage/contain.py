@@ -42,10 +42,12 @@ def request_containment(
                 },
             )
         )
+    created = store.create_many("containment", docs)
+    if created:
+        # Replays find the requests already there and stay quiet.
         log.warning(
-            "containment requested for %s %s (alert %s); not executed: no action is configured",
-            alert.entity_field,
-            alert.entity,
-            alert.id,
+            "%d containment request(s) recorded in %s; nothing executed: no action is configured",
+            created,
+            store.index("containment"),
         )
-    return store.create_many("containment", docs)
+    return created
