@@ -21,6 +21,7 @@ Nothing in a file is executed.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -61,7 +62,13 @@ class Compare(_Strict):
     @classmethod
     def _known_fact(cls, name: str | None) -> str | None:
         if name is not None and name not in FACT_KINDS:
-            raise ValueError(f"unknown fact {name!r}; known facts: {', '.join(sorted(FACT_KINDS))}")
+            close = difflib.get_close_matches(name, FACT_KINDS, n=1)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"known: {', '.join(sorted(FACT_KINDS))}"
+            )
+            raise ValueError(f"unknown fact {name!r}; {hint}")
         return name
 
     @field_validator("times")
@@ -192,9 +199,15 @@ def load_directory(directory: str | Path) -> CriteriaSet:
 
 
 def _config_error(located: yamlload.Located, exc: ValidationError) -> ConfigError:
-    first = exc.errors()[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith(_TAG)))
-    message = first["msg"].removeprefix("Value error, ")
-    if exc.error_count() > 1:
-        message += f" (and {exc.error_count() - 1} more problem(s) in this file)"
-    return located.error(loc, message)
+    """The first problem, with its line; a misspelt key comes first, as it explains the rest."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first, *others = [(_yaml_loc(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in errors]
+    message = first[1]
+    for loc, text in others[:3]:
+        message += f"; also line {located.line_of(loc)}: {'.'.join(map(str, loc))}: {text}"
+    return located.error(first[0], message)
+
+
+def _yaml_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """A pydantic error location as a YAML key path: without the discriminator tags."""
+    return tuple(p for p in loc if not (isinstance(p, str) and p.startswith(_TAG)))

@@ -137,6 +137,7 @@ def namespace(facts: Facts, entity: Entity) -> dict[str, Known]:
     plain = {name: getattr(facts, name) for name in FACT_KINDS if name in Facts.model_fields}
     known = {name: _plain(name, value, facts) for name, value in plain.items()}
     known["full_outage"], known["unavailability_minutes"] = _outage(facts)
+    known["planned_maintenance"] = _planned(facts)
     known["annual_turnover_eur"] = _plain("annual_turnover_eur", entity.annual_turnover_eur, facts)
     known["recurrence_count"], known["recurrence_loss_eur"] = _recurrence(facts)
     return known
@@ -154,6 +155,17 @@ def _outage(facts: Facts) -> tuple[Known, Known]:
     if minutes is None and full is False:
         minutes = 0.0
     return _plain("full_outage", full, facts), _plain("unavailability_minutes", minutes, facts)
+
+
+def _planned(facts: Facts) -> Known:
+    """Unless the analyst said otherwise, what a suspected malicious action did was not planned.
+
+    Our reading of IR Art. 3(2): an attack's effects are never "planned consequences of
+    scheduled maintenance", so a detection of malice settles the question.
+    """
+    if facts.planned_maintenance is None and facts.malicious_suspected is True:
+        return Known(False, (), "malicious action suspected, so not planned maintenance")
+    return _plain("planned_maintenance", facts.planned_maintenance, facts)
 
 
 def _recurrence(facts: Facts) -> tuple[Known, Known]:

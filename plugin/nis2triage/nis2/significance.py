@@ -45,10 +45,19 @@ class CriterionMet:
 class Significance:
     verdict: Verdict
     met: tuple[CriterionMet, ...]
-    missing: tuple[str, ...]
-    entity_kind: str
+    missing: tuple[str, ...]  # facts whose absence prevents a verdict
+    entity_kind: str  # an IR Art. 1 type, or "other"
     excluded_by: CriterionMet | None = None
     undecided: tuple[str, ...] = ()  # ids of criteria whose outcome is still unknown
+    unmet: tuple[str, ...] = ()  # ids of criteria known not to be met
+
+    def status(self, criterion_id: str) -> Literal["met", "unmet", "unknown", "not_assessed"]:
+        """One criterion's outcome; not_assessed if it does not apply or an exclusion held."""
+        if any(m.id == criterion_id for m in self.met):
+            return "met"
+        if criterion_id in self.unmet:
+            return "unmet"
+        return "unknown" if criterion_id in self.undecided else "not_assessed"
 
 
 @dataclass(frozen=True)
@@ -76,10 +85,11 @@ def assess(entity: Entity, facts: Facts, criteria: CriteriaSet) -> Significance:
     outcomes = [(c, evaluate(c.when, known)) for c in applicable]
     met = tuple(_met(c, o) for c, o in outcomes if o.value is True)
     undecided = [(c, o) for c, o in outcomes if o.value is None]
-    verdict = _verdict(met, undecided, criteria.exclusions_for(kind), known)
-    log.debug("significance for %s (%s): %s", entity.legal_name, kind, verdict[0])
+    unmet = tuple(c.id for c, o in outcomes if o.value is False)
+    verdict, missing = _verdict(met, undecided, criteria.exclusions_for(kind), known)
+    log.debug("significance for %s (%s): %s", entity.legal_name, kind, verdict)
     ids = tuple(c.id for c, _ in undecided)
-    return Significance(verdict[0], met, verdict[1], kind, undecided=ids)
+    return Significance(verdict, met, missing, kind, undecided=ids, unmet=unmet)
 
 
 def _verdict(
