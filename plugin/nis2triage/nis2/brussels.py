@@ -6,8 +6,8 @@ import calendar
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-# The IANA data comes from the system or, where it has none (Windows), from the
-# `tzdata` package that pandas (a River dependency) already installs.
+# The IANA data comes from the system or, where it has none (Windows, slim
+# containers), from the `tzdata` package (a dependency in setup.cfg).
 BRUSSELS = ZoneInfo("Europe/Brussels")
 
 

@@ -9,7 +9,6 @@ Nothing here reads the system clock; callers pass `now`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,8 +16,6 @@ from typing import Literal
 
 from nis2triage.nis2.brussels import add_months, local_days_later, require_aware, show
 from nis2triage.nis2.entity import Entity
-
-log = logging.getLogger(__name__)
 
 Report = Literal[
     "early_warning",
@@ -144,7 +141,7 @@ def _closing_reports(
 
 def _intermediate(request: IntermediateRequest) -> Deadline:
     due = require_aware(request.due, "request.due")
-    basis = f"requested {show(request.requested_at)}"
+    basis = f"requested {show(require_aware(request.requested_at, 'request.requested_at'))}"
     return Deadline("intermediate_report", due, basis, "NIS2 Art. 23(4)(c)", request.ref)
 
 
@@ -163,6 +160,4 @@ def watchdog(
     pending = [d for d in due if d.key not in delivered]
     overdue = tuple(d for d in pending if moment > d.due)
     near = tuple(d for d in pending if d.due - margin <= moment <= d.due)
-    for deadline in overdue:
-        log.warning("NIS2 report overdue: %s", deadline.describe())
     return Watch(near, overdue)

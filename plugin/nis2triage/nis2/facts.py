@@ -183,16 +183,21 @@ def _recurrence(facts: Facts) -> tuple[Known, Known]:
         if p.root_cause_id == facts.root_cause_id and since <= p.occurred_at <= facts.occurred_at
     ]
     note = _recurrence_note(facts.root_cause_id, linked, since)
-    count = Known(float(1 + len(linked)), (), note)
+    return Known(float(1 + len(linked)), (), note), _joint_loss(facts, linked, note)
 
-    losses = [facts.financial_loss_eur, *(p.financial_loss_eur for p in linked)]
-    if any(loss is None for loss in losses):
-        unknown = [p.ref for p in linked if p.financial_loss_eur is None]
-        gaps = (["financial_loss_eur"] if facts.financial_loss_eur is None else []) + [
-            f"previous_incidents[{ref}].financial_loss_eur" for ref in unknown
-        ]
-        return count, Known(None, tuple(gaps), note)
-    return count, Known(sum(loss for loss in losses if loss is not None), (), note)
+
+def _joint_loss(facts: Facts, linked: list[PreviousIncident], note: str) -> Known:
+    """The loss of this incident and the linked ones together, or which losses are unknown."""
+    gaps = ["financial_loss_eur"] if facts.financial_loss_eur is None else []
+    gaps += [f"previous_incidents[{p.ref}].financial_loss_eur" for p in linked
+             if p.financial_loss_eur is None]  # fmt: skip
+    if gaps:
+        return Known(None, tuple(gaps), note)
+    return Known(
+        sum(p.financial_loss_eur or 0.0 for p in linked) + (facts.financial_loss_eur or 0.0),
+        (),
+        note,
+    )
 
 
 def _recurrence_note(
