@@ -241,3 +241,14 @@ def test_watchdog_tracks_each_intermediate_request(make_entity: MakeEntity) -> N
 def test_watchdog_refuses_a_naive_now(make_entity: MakeEntity) -> None:
     with pytest.raises(ValueError, match="now must be timezone-aware"):
         watchdog(deadlines(make_entity(None), AWARE), set(), datetime(2025, 6, 3, 9, 0))
+
+
+def test_a_deadline_describes_itself_for_the_analyst(make_entity: MakeEntity) -> None:
+    schedule = deadlines(make_entity("trust_service"), brussels("2026-10-24 10:00"))
+
+    notification = next(d for d in schedule if d.report == "incident_notification")
+
+    assert notification.describe() == (
+        "incident_notification due 2026-10-25 09:00 CET "
+        "(awareness + 24 h (trust service provider); NIS2 Art. 23(4)(b))"
+    )

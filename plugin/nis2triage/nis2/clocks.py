@@ -90,12 +90,8 @@ def deadlines(
     """
     aware = require_aware(aware_at, "aware_at")
     notification = _notification(entity, aware, affects_trust_services)
-    sent = (
-        require_aware(notification_sent_at, "notification_sent_at")
-        if notification_sent_at
-        else None
-    )
-    handled = require_aware(handled_at, "handled_at") if handled_at else None
+    sent = _optional(notification_sent_at, "notification_sent_at")
+    handled = _optional(handled_at, "handled_at")
 
     due = [
         Deadline("early_warning", aware + EARLY_WARNING, "awareness + 24 h", "NIS2 Art. 23(4)(a)"),
@@ -104,6 +100,10 @@ def deadlines(
         *(_intermediate(r) for r in requests),
     ]
     return tuple(sorted(due, key=lambda d: d.due))
+
+
+def _optional(moment: datetime | None, name: str) -> datetime | None:
+    return None if moment is None else require_aware(moment, name)
 
 
 def _notification(entity: Entity, aware: datetime, affects_trust_services: bool) -> Deadline:
