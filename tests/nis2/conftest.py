@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from nis2triage.nis2.criteria import CriteriaSet, load_directory
 from nis2triage.nis2.entity import Entity
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from nis2triage.nis2.brussels import BRUSSELS, add_months, local_days_later, show
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from nis2triage.nis2.brussels import BRUSSELS, show
 from nis2triage.nis2.clocks import (
     Deadline,

@@ -6,6 +6,7 @@ import typing
 from pathlib import Path
 
 import pytest
+
 from nis2triage.errors import ConfigError
 from nis2triage.nis2.criteria import CriteriaSet, EntityKind, load_directory, load_file
 

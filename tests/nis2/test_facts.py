@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from nis2triage.nis2.entity import Entity
 from nis2triage.nis2.facts import FACT_KINDS, Facts, namespace
-from pydantic import ValidationError
 
 MakeEntity = Callable[..., Entity]
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from nis2triage.nis2.criteria import CriteriaSet
 from nis2triage.nis2.entity import Entity
 from nis2triage.nis2.facts import Facts

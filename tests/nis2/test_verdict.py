@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from nis2triage.errors import ConfigError
 from nis2triage.nis2.criteria import CriteriaSet
 from nis2triage.nis2.entity import Entity
