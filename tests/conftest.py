@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from elasticsearch import Elasticsearch
 
 from nis2triage import esclient
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -38,22 +33,7 @@ def index_name(es: Elasticsearch, request: pytest.FixtureRequest) -> Iterator[st
     es.options(ignore_status=404).indices.delete(index=f"{name}*", expand_wildcards="all")
 
 
-def shared_data(*parts: str) -> Path:
-    """A file under ../shared/data; a missing file fails the test loudly rather than skipping."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.fail(f"real data missing: {path} (the shared/ folder must sit beside the checkout)")
-    return path
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI") == "true"
-
-
 # --- the agent against the real node -------------------------------------------
-
-DETECTORS = REPO / "detectors"
-TRIAGE = REPO / "rules" / "triage.yml"
 
 
 @pytest.fixture
@@ -63,42 +43,3 @@ def agent_env(monkeypatch: pytest.MonkeyPatch, es_settings: esclient.ESSettings)
     monkeypatch.setenv("NIS2TRIAGE_SNAPSHOT_KEY", "test-snapshot-key-0123456789abcdef")
     monkeypatch.setenv("NIS2TRIAGE_PSEUDONYM_KEY", "test-pseudonym-key-0123456789abcdef")
     monkeypatch.setenv("NIS2TRIAGE_CCB_TOKEN", "test-ccb-token-s3cr3t")
-
-
-def write_agent_config(
-    tmp_path: Path,
-    es_settings: esclient.ESSettings,
-    index: str,
-    prefix: str,
-    notifier: dict[str, object] | None = None,
-) -> Path:
-    """A complete agent configuration file for `index`, with state under `prefix`."""
-    import yaml
-
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    assets = tmp_path / "assets.yml"
-    assets.write_text(
-        "assets:\n  - {name: labsz, hosts: [LabSZ], criticality: high, service: research}\n"
-    )
-    config = {
-        "elasticsearch": {
-            "hosts": list(es_settings.hosts),
-            "username": es_settings.username,
-            "password_env": "NIS2TRIAGE_TEST_ES_PASSWORD",
-        },
-        "entity": {
-            "legal_name": "Test Entity NV",
-            "enterprise_number": "0403.019.261",
-            "sector": "energy",
-            "entity_class": "essential",
-        },
-        "sources": [{"name": "auth", "indices": [index], "batch_size": 250}],
-        "detectors": [str(DETECTORS / "*.yml")],
-        "triage": str(TRIAGE),
-        "assets": str(assets),
-        "notifier": notifier or {"mode": "dry-run"},
-        "state": {"index_prefix": prefix},
-    }
-    path = tmp_path / "nis2triage.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path

@@ -15,8 +15,7 @@ from nis2triage import esclient
 from nis2triage.demo import index_docs
 
 from ccb_server import CcbServer, running_ccb
-from conftest import write_agent_config
-from test_agent_ssh import real_log_docs
+from support import real_log_docs, write_agent_config
 
 TOKEN = "test-ccb-token-s3cr3t"
 

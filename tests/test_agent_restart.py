@@ -15,8 +15,7 @@ from elasticsearch import Elasticsearch, helpers
 from nis2triage import esclient
 from nis2triage.demo import LOG_MAPPING
 
-from conftest import write_agent_config
-from test_agent_ssh import real_log_docs, run_agent
+from support import real_log_docs, run_agent, write_agent_config
 
 
 def index_part(es: Elasticsearch, index: str, docs: list[dict[str, Any]], first_id: int) -> None:

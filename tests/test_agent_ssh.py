@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
 
-from nis2triage import esclient, sshlog
-from nis2triage.agent import Agent, CycleReport
-from nis2triage.config import load_config
+from nis2triage import esclient
 from nis2triage.demo import index_docs
 
-from conftest import shared_data, write_agent_config
+from support import real_log_docs, run_agent, write_agent_config
 
 GROUND_TRUTH_COUNT = 10
 GROUND_TRUTH_WINDOW = timedelta(minutes=5)
-
-
-def real_log_docs() -> list[dict[str, Any]]:
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)
-    docs = sshlog.read_log(shared_data("loghub", "OpenSSH_2k.log"), 2016)
-    return list(sshlog.move_to(docs, yesterday))
 
 
 def brute_forcers(docs: list[dict[str, Any]]) -> set[str]:
@@ -42,13 +34,6 @@ def brute_forcers(docs: list[dict[str, Any]]) -> set[str]:
                 found.add(ip)
                 break
     return found
-
-
-def run_agent(config: Path, es: Elasticsearch) -> CycleReport:
-    cfg = load_config(config)
-    agent = Agent(cfg, es, b"test-snapshot-key-0123456789abcdef", b"pseudonym-key-0123456789")
-    agent.start()
-    return agent.run_once()
 
 
 @pytest.fixture

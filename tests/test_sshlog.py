@@ -7,7 +7,7 @@ from datetime import date
 
 from nis2triage import sshlog
 
-from conftest import shared_data
+from support import shared_data
 
 
 def failed_passwords(docs: list[dict]) -> Counter[str]:

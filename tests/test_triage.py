@@ -10,7 +10,7 @@ from nis2triage.assets import Asset, Inventory
 from nis2triage.records import Alert
 from nis2triage.triage import load_rules, route
 
-from conftest import REPO
+from support import REPO
 
 T = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 RULES = load_rules(REPO / "rules" / "triage.yml")
