@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import signal
 import time
 from collections import Counter
@@ -20,13 +21,14 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from elasticsearch import Elasticsearch
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage import contain, snapshots, triage
 from nis2triage.assets import Asset, Inventory, load_inventory
 from nis2triage.config import AgentConfig, SourceConfig
 from nis2triage.detectors import Detector, DetectorSpec, load_spec
-from nis2triage.errors import ConfigError, SnapshotError
+from nis2triage.errors import ConfigError, SnapshotError, StoreError
 from nis2triage.notify.channel import HttpChannel
 from nis2triage.notify.notifier import Notifier
 from nis2triage.notify.outbox import Outbox
@@ -88,7 +90,9 @@ class Agent:
         self.notifier = self._notifier(pseudonym_key)
         self.outbox = Outbox(self.store, self._channel(token), cfg.notifier.max_attempts)
         self.stopping = False
+        self.specs: list[DetectorSpec] = []
         self.runs: list[SourceRun] = []
+        self.condition: str | None = None
 
     def _notifier(self, pseudonym_key: bytes | None) -> Notifier:
         n = self.cfg.notifier
@@ -122,9 +126,15 @@ class Agent:
                 raise ConfigError(
                     f"detector {spec.name}: source {spec.source!r} is not configured ({names})"
                 )
-        for src in self.cfg.sources:
-            mine = [s for s in specs if s.source == src.name]
-            self.runs.append(self._restore(src, mine))
+        self.specs = specs
+        self.restore_all()
+
+    def restore_all(self) -> None:
+        """(Re)build every source's run from its last saved checkpoint and models."""
+        self.runs = [
+            self._restore(src, [s for s in self.specs if s.source == src.name])
+            for src in self.cfg.sources
+        ]
 
     def _state_id(self, src: SourceConfig) -> str:
         return f"source-{src.name}"
@@ -246,24 +256,73 @@ class Agent:
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGTERM, self.request_stop)
         interval = min(s.poll_interval for s in self.cfg.sources).total_seconds()
+        failures = 0
         while not self.stopping:
             started = time.monotonic()
-            report = self.run_once()
-            if report.events or report.alerts:
-                log.info(
-                    "cycle: %d events, %d alerts (%s), %d notifications queued, %d sent",
-                    report.events,
-                    len(report.alerts),
-                    dict(report.routes),
-                    report.notifications_queued,
-                    report.notifications_sent,
-                )
+            try:
+                if failures:
+                    # What was processed since the last save is redone from it.
+                    self.restore_all()
+                report = self.run_once()
+            except OUTAGES as exc:
+                failures += 1
+                self._say(describe_outage(exc))
+                self._sleep(outage_backoff(failures))
+                continue
+            if failures:
+                log.info("Elasticsearch answers again; resumed from the last checkpoint")
+                failures, self.condition = 0, None
+            self._log_cycle(report)
             self._sleep(interval - (time.monotonic() - started))
+
+    def _say(self, condition: str) -> None:
+        """One log line per condition, not one per failed attempt."""
+        if condition != self.condition:
+            log.error("%s; retrying with backoff, nothing is lost meanwhile", condition)
+            self.condition = condition
+
+    def _log_cycle(self, report: CycleReport) -> None:
+        if report.events or report.alerts:
+            log.info(
+                "cycle: %d events, %d alerts (%s), %d notifications queued, %d sent",
+                report.events,
+                len(report.alerts),
+                dict(report.routes),
+                report.notifications_queued,
+                report.notifications_sent,
+            )
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + max(seconds, 0.0)
         while not self.stopping and time.monotonic() < end:
             time.sleep(min(0.5, end - time.monotonic()))
+
+
+OUTAGES = (TransportError, ApiError, StoreError)
+OUTAGE_BACKOFF_MAX_S = 60.0
+
+
+def outage_backoff(failures: int) -> float:
+    """Seconds to wait after the n-th failure in a row: doubling, capped, with jitter."""
+    capped = min(OUTAGE_BACKOFF_MAX_S, 0.5 * 2.0 ** min(failures, 10))
+    return float(capped * random.uniform(0.5, 1.0))
+
+
+def describe_outage(exc: Exception) -> str:
+    """What is wrong, in words an operator can act on."""
+    if isinstance(exc, ApiError):
+        status = exc.meta.status
+        if status == 429:
+            return "Elasticsearch rejects requests (429, overloaded)"
+        if status in (401, 403):
+            return (
+                f"Elasticsearch refuses the agent ({status}): "
+                f"check its role and credentials ({exc.message})"
+            )
+        return f"Elasticsearch answered {status} ({exc.message})"
+    if isinstance(exc, StoreError):
+        return str(exc)
+    return f"Elasticsearch cannot be reached ({type(exc).__name__})"
 
 
 def _asset_names(asset: Asset | None) -> tuple[str | None, str | None]:

@@ -88,10 +88,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    from elastic_transport import TransportError
+    from elasticsearch import ApiError
+
+    from nis2triage.agent import describe_outage
+
     try:
         return handler(args)
     except Nis2TriageError as exc:
         print(f"nis2triage: {exc}", file=sys.stderr)
+        return 1
+    except (TransportError, ApiError) as exc:
+        print(f"nis2triage: {describe_outage(exc)}", file=sys.stderr)
         return 1
 
 

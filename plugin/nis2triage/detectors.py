@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from nis2triage import yamlload
 from nis2triage.config import Duration, validation_error
 from nis2triage.errors import ConfigError
-from nis2triage.features import Bucket, BucketTable, FeatureSpec, Match, is_ip, values_of
+from nis2triage.features import Bucket, BucketTable, FeatureSpec, Match, clean, is_ip, values_of
 from nis2triage.models.pipeline import Scorer, build
 from nis2triage.models.threshold import AdaptiveThreshold
 from nis2triage.records import Alert, Event, Severity
@@ -109,7 +109,7 @@ class Detector:
             return
         ts_ms = int(event.timestamp.timestamp() * 1000)
         for entity in entities[:8]:
-            self.table.add(str(entity), ts_ms, event.doc, self.spec.features)
+            self.table.add(clean(entity), ts_ms, event.doc, self.spec.features)
 
     def close(self, cutoff_ms: int, index_pattern: str) -> list[Alert]:
         """Score, then learn, every bucket ending by `cutoff_ms`; return the alerts."""

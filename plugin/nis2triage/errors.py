@@ -34,5 +34,9 @@ class SnapshotError(Nis2TriageError):
     """A model snapshot failed its signature check or could not be restored."""
 
 
+class StoreError(Nis2TriageError):
+    """Elasticsearch refused some of the documents the agent writes (read-only, rejected)."""
+
+
 class DeliveryError(Nis2TriageError):
     """A notification could not be delivered on this attempt."""

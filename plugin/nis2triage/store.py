@@ -13,6 +13,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, helpers
 
+from nis2triage.errors import StoreError
 from nis2triage.records import SEVERITY_RANK, Alert
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,12 @@ class Store:
             if ok:
                 created += 1
             elif result.get("status") != 409:
-                raise RuntimeError(f"could not write to {self.index(what)}: {result.get('error')}")
+                error = result.get("error") or {}
+                reason = error.get("reason", error) if isinstance(error, dict) else error
+                raise StoreError(
+                    f"Elasticsearch refused writes to {self.index(what)} "
+                    f"({result.get('status')}: {reason})"
+                )
         return created
 
     def put(self, what: str, doc_id: str, doc: dict[str, Any], refresh: bool = False) -> None:
