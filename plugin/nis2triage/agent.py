@@ -29,6 +29,7 @@ from nis2triage.assets import Asset, Inventory, load_inventory
 from nis2triage.config import AgentConfig, SourceConfig
 from nis2triage.detectors import Detector, DetectorSpec, load_spec
 from nis2triage.errors import ConfigError, SnapshotError, StoreError
+from nis2triage.faults import crash_point
 from nis2triage.notify.channel import HttpChannel
 from nis2triage.notify.notifier import Notifier
 from nis2triage.notify.outbox import Outbox
@@ -221,6 +222,7 @@ class Agent:
         alerts = [a for d in run.detectors for a in d.close(cutoff_ms, pattern)]
         if alerts:
             self.handle_alerts(alerts, report)
+            crash_point("alerts-written")
 
     def handle_alerts(self, alerts: list[Alert], report: CycleReport) -> None:
         """Route, write, contain and queue: the same path for detector and rule alerts."""
@@ -245,6 +247,7 @@ class Agent:
             "stats": {d.spec.name: d.stats() for d in run.detectors},
         }
         self.store.put("state", self._state_id(run.cfg), doc, refresh=True)
+        crash_point("state-saved")
 
     # --- the loop ----------------------------------------------------------
 

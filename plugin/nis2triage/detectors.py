@@ -99,10 +99,12 @@ class Detector:
         self.learned = 0
         self.held_out = 0
         self.missing_entity = 0
+        self.events = 0
 
     def ingest(self, event: Event) -> None:
         if not self.spec.filter.matches(event.doc):
             return
+        self.events += 1
         entities = values_of(event.doc, self.spec.entity)
         if not entities:
             self.missing_entity += 1
@@ -193,6 +195,7 @@ class Detector:
 
     def stats(self) -> dict[str, int]:
         return {
+            "events": self.events,
             "scored": self.scored,
             "learned": self.learned,
             "held_out": self.held_out,

@@ -14,6 +14,7 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, helpers
 
 from nis2triage.errors import StoreError
+from nis2triage.faults import crash_point
 from nis2triage.records import SEVERITY_RANK, Alert
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,8 @@ class Store:
             result = item.get("create", {})
             if ok:
                 created += 1
+                if what == "alerts":
+                    crash_point("bulk-alerts")
             elif result.get("status") != 409:
                 error = result.get("error") or {}
                 reason = error.get("reason", error) if isinstance(error, dict) else error

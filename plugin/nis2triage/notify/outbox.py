@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from nis2triage.faults import crash_point
 from nis2triage.notify.channel import Channel, Delivered, Outcome, RetryLater
 from nis2triage.store import Store
 
@@ -72,6 +73,7 @@ class Outbox:
         sent = retrying = failed = 0
         for hit in self.due(now):
             outcome = self.channel.send(hit["_id"], hit["_source"]["payload"], now)
+            crash_point("post-answered")
             status = self._record(hit, outcome, now)
             sent += status == "sent"
             retrying += status == "pending"
