@@ -134,8 +134,9 @@ def _without_misspelt(errors: list[ErrorDetails], data: dict[str, Any]) -> list[
     unknown = [str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden"]
 
     def misspelt(error: ErrorDetails) -> bool:
-        name = str(error["loc"][-1])
-        return error["type"] == "missing" and bool(difflib.get_close_matches(name, unknown, n=1))
+        if error["type"] != "missing":
+            return False
+        return bool(difflib.get_close_matches(str(error["loc"][-1]), unknown, n=1))
 
     return [e for e in errors if not misspelt(e)]
 

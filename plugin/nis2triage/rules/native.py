@@ -14,7 +14,15 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
 
 from nis2triage.records import Severity
-from nis2triage.rules.options import AttackTag, Duration, Filter, ListFile, Regex, TriageHint
+from nis2triage.rules.options import (
+    AttackTag,
+    Duration,
+    Filter,
+    ListFile,
+    Period,
+    Regex,
+    TriageHint,
+)
 
 # When a rule without a timeframe says nothing, ElastAlert's default: one minute.
 DEFAULT_REALERT = timedelta(minutes=1)
@@ -31,7 +39,7 @@ class RuleBase(BaseModel):
     index: str = Field(min_length=1)
     timestamp_field: str = "@timestamp"
     filter: Filter | None = None
-    realert: Duration | None = None
+    realert: Period | None = None
     severity: Severity = "medium"
     tags: tuple[AttackTag, ...] = ()
     triage: TriageHint = TriageHint()

@@ -58,7 +58,15 @@ def _positive(value: timedelta) -> timedelta:
     return value
 
 
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("cannot be negative")
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(_to_timedelta), AfterValidator(_positive)]
+# A duration that may be zero: `realert: 0s` alerts on every detection.
+Period = Annotated[timedelta, BeforeValidator(_to_timedelta), AfterValidator(_not_negative)]
 
 
 def _check_filter(value: Any) -> Any:
