@@ -121,11 +121,15 @@ def _explain(rule: NativeRule, exc: ApiError) -> str:
 
 
 def _root_cause(exc: ApiError) -> str:
+    """The first root cause Elasticsearch gives, and the deepest cause if it says more."""
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error", {})
     if not isinstance(error, dict):
         return str(error or exc.message)
-    causes = error.get("root_cause") or [error]
-    first = causes[0]
-    caused_by = error.get("caused_by", {}).get("reason", "")
-    return f"{first.get('type', '')}: {first.get('reason', '')} {caused_by}".strip()
+    first = (error.get("root_cause") or [error])[0]
+    text = f"{first.get('type', '')}: {first.get('reason', '')}"
+    deepest = error
+    while isinstance(deepest.get("caused_by"), dict):
+        deepest = deepest["caused_by"]
+    extra = str(deepest.get("reason", ""))
+    return text if deepest is error or extra in text else f"{text} ({extra})"
