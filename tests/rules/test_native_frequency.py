@@ -8,6 +8,7 @@ import pytest
 from elasticsearch import Elasticsearch
 from native_support import CaseIndex, case_index, ev, run, summary
 from nis2triage.rules.state import RuleState
+from nis2triage.rules.types import frequency
 
 IP = "10.0.0.5"
 
@@ -84,3 +85,21 @@ def test_alert_reports_documents_without_the_key(es: Elasticsearch, cases: CaseI
 
     assert alert.evidence["documents_without_query_key"] == 2
     assert alert.related_ips == (IP,)
+
+
+def test_coarse_buckets_for_a_very_busy_key(
+    es: Elasticsearch, cases: CaseIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 700 events of one key, over a budget of 600 buckets: 2-second buckets instead of 1 ms.
+    case = cases.add([ev(i * 0.0071, ip=IP) for i in range(700)])
+    rule = case.rule(
+        "frequency", num_events=100, timeframe="5m", query_key="source.ip", realert="0s"
+    )
+    exact = run(es, rule, 0, 15)
+    monkeypatch.setattr(frequency, "BUCKET_BUDGET", 600)
+
+    coarse = run(es, rule, 0, 15)
+
+    assert [a.score for a in exact] == [100.0] * 7
+    # Events sharing a bucket (4 to 5 of them) count together, so triggers overshoot.
+    assert len(coarse) == 6 and all(100 < a.score <= 105 for a in coarse)

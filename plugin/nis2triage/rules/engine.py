@@ -58,8 +58,9 @@ def run_rule(
         found = [_noting_missing(f, missing) for f in found]
     alerts = suppress.apply([to_alert(rule, f) for f in found], state, rule.suppression)
     state.forget_before(_cutoffs(rule, start))
+    level = logging.INFO if found else logging.DEBUG
     suppressed = len(found) - len(alerts)
-    log.info("rule %s: %d alerts (%d suppressed)", rule.name, len(alerts), suppressed)
+    log.log(level, "rule %s: %d alerts (%d suppressed)", rule.name, len(alerts), suppressed)
     return alerts
 
 

@@ -26,6 +26,8 @@ from nis2triage.rules.search import Run, from_millis, millis
 from nis2triage.rules.state import RuleState
 
 BUCKET_BUDGET = 10_000
+# One filter per key in the histogram request; more make the request itself heavy.
+MAX_KEYS_PER_REQUEST = 500
 
 Buckets = list[tuple[int, int]]
 
@@ -45,10 +47,11 @@ def _candidates(run: Run, rule: FrequencyRule, lookback: datetime) -> list[tuple
     query = search.rule_query(rule, lookback, run.end)
     recent = {"recent": {"filter": search.time_clause(rule.timestamp_field, run.start, run.end)}}
     if rule.query_key is None:
-        aggs = search.aggregate(run.es, rule.index, query, {"all": {"filter": {"match_all": {}}}})
+        everything = {"all": {"filter": {"match_all": {}}}, **recent}
+        aggs = search.aggregate(run.es, rule.index, query, everything)
         total = aggs.get("all", {}).get("doc_count", 0)
-        got = search.aggregate(run.es, rule.index, query, recent).get("recent", {})
-        return [(None, total)] if total >= rule.num_events and got.get("doc_count") else []
+        fresh = aggs.get("recent", {}).get("doc_count", 0)
+        return [(None, total)] if total >= rule.num_events and fresh else []
     sources = [{"k": {"terms": {"field": rule.query_key}}}]
     return [
         (b["key"]["k"], b["doc_count"])
@@ -65,7 +68,7 @@ def _batches(candidates: list[tuple[Any, int]], span_ms: int) -> Iterator[tuple[
         if count > BUCKET_BUDGET:
             yield [value], max(1, math.ceil(span_ms / BUCKET_BUDGET))
             continue
-        if used + count > BUCKET_BUDGET:
+        if used + count > BUCKET_BUDGET or len(batch) == MAX_KEYS_PER_REQUEST:
             yield batch, 1
             batch, used = [], 0
         batch.append(value)

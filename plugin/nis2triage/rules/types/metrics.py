@@ -9,6 +9,7 @@ silence).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -37,41 +38,51 @@ EXACT_CARDINALITY = 40_000
 Reading = Callable[[dict[str, Any]], float | None]
 
 
+@dataclass(frozen=True)
+class Measure:
+    """What is computed per window, how to read it, and the bounds it must stay within."""
+
+    what: str
+    aggs: dict[str, Any]
+    read: Reading
+    high: float | None
+    low: float | None
+
+
 def evaluate_cardinality(run: Run, rule: CardinalityRule) -> list[Finding]:
-    spec = {
-        "cardinality": {"field": rule.cardinality_field, "precision_threshold": EXACT_CARDINALITY}
-    }
-    what = f"distinct {rule.cardinality_field}"
-    return _judge(run, rule, {"v": spec}, _value, rule.max_cardinality, rule.min_cardinality, what)
+    field = rule.cardinality_field
+    spec = {"cardinality": {"field": field, "precision_threshold": EXACT_CARDINALITY}}
+    measure = Measure(
+        f"distinct {field}", {"v": spec}, _value, rule.max_cardinality, rule.min_cardinality
+    )
+    return _judge(run, rule, rule.timeframe, measure)
 
 
 def evaluate_metric(run: Run, rule: MetricAggregationRule) -> list[Finding]:
-    kind = rule.metric_agg_type
-    spec: dict[str, Any] = {"field": rule.metric_agg_key}
+    kind, field = rule.metric_agg_type, rule.metric_agg_key
+    spec: dict[str, Any] = {"field": field}
     read: Reading = _value
+    what = f"{kind} of {field}"
     if kind == "percentiles":
         spec["percents"] = [rule.percentile_range]
-        read = _percentile
-    what = f"{kind} of {rule.metric_agg_key}"
-    if kind == "percentiles":
-        what = f"p{rule.percentile_range:g} of {rule.metric_agg_key}"
+        read, what = _percentile, f"p{rule.percentile_range:g} of {field}"
 
     def enough(bucket: dict[str, Any]) -> float | None:
         return read(bucket) if bucket["doc_count"] >= rule.min_doc_count else None
 
-    aggs = {"v": {kind: spec}}
-    return _judge(run, rule, aggs, enough, rule.max_threshold, rule.min_threshold, what)
+    measure = Measure(what, {"v": {kind: spec}}, enough, rule.max_threshold, rule.min_threshold)
+    return _judge(run, rule, rule.timeframe, measure)
 
 
 def evaluate_percentage(run: Run, rule: PercentageMatchRule) -> list[Finding]:
-    aggs = {"m": {"filter": search.filter_clause(rule.match_bucket_filter)}}
-
     def share(bucket: dict[str, Any]) -> float | None:
         total = bucket["doc_count"]
         return 100.0 * bucket["m"]["doc_count"] / total if total >= rule.min_denominator else None
 
-    bounds = (rule.max_percentage, rule.min_percentage)
-    return _judge(run, rule, aggs, share, *bounds, "percentage matching the bucket filter")
+    aggs = {"m": {"filter": search.filter_clause(rule.match_bucket_filter)}}
+    what = "percentage matching the bucket filter"
+    measure = Measure(what, aggs, share, rule.max_percentage, rule.min_percentage)
+    return _judge(run, rule, rule.timeframe, measure)
 
 
 def _value(bucket: dict[str, Any]) -> float | None:
@@ -84,27 +95,29 @@ def _percentile(bucket: dict[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
-def _judge(
-    run: Run,
-    rule: KeyedRule,
-    aggs: dict[str, Any],
-    read: Reading,
-    high: float | None,
-    low: float | None,
-    what: str,
-) -> list[Finding]:
+def _judge(run: Run, rule: KeyedRule, timeframe: timedelta, measure: Measure) -> list[Finding]:
     """A finding for every judged window whose value is above `high` or below `low`."""
-    plan = tiles(run, rule.timeframe_or_none or timedelta(0))
+    plan = tiles(run, timeframe)
     found: list[Finding] = []
-    for value, start, bucket in judged_buckets(plan, window_buckets(run, rule, plan, aggs)):
-        observed = read(bucket)
+    for value, start, bucket in judged_buckets(plan, window_buckets(run, rule, plan, measure.aggs)):
+        observed = measure.read(bucket)
         if observed is None:
             continue
-        if high is not None and observed > high:
-            found.append(_finding(rule, plan, value, start, (observed, high), what, bucket))
-        elif low is not None and observed < low:
-            found.append(_finding(rule, plan, value, start, (observed, low), what, bucket))
+        bound = _crossed(observed, measure)
+        if bound is not None:
+            found.append(
+                _finding(rule, plan, value, start, (observed, bound), measure.what, bucket)
+            )
     return found
+
+
+def _crossed(observed: float, measure: Measure) -> float | None:
+    """The bound `observed` is beyond (strictly, as ElastAlert compares), if any."""
+    if measure.high is not None and observed > measure.high:
+        return measure.high
+    if measure.low is not None and observed < measure.low:
+        return measure.low
+    return None
 
 
 def _finding(
