@@ -38,7 +38,9 @@ KEYWORD = {"type": "keyword"}
 MAPPING: dict[str, Any] = {
     "properties": {
         "@timestamp": {"type": "date"},
-        "event": {"properties": {"outcome": KEYWORD, "action": KEYWORD}},
+        "event": {
+            "properties": {"outcome": KEYWORD, "action": KEYWORD, "created": {"type": "date"}}
+        },
         "source": {"properties": {"ip": {"type": "ip"}}},
         "user": {"properties": {"name": KEYWORD}},
         "host": {"properties": {"name": KEYWORD}},

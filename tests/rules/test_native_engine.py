@@ -52,3 +52,28 @@ def test_bad_window_is_refused(
 
     with pytest.raises(ValueError, match="need timezone-aware start < end"):
         run_rule(es, rule, start, end, RuleState())
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("any", {}),
+        ("frequency", {"num_events": 2, "timeframe": "5m"}),
+        (
+            "cardinality",
+            {"cardinality_field": "user.name", "max_cardinality": 1, "timeframe": "5m"},
+        ),
+    ],
+    ids=["any", "frequency", "cardinality"],
+)
+def test_windows_follow_the_rules_time_field(
+    es: Elasticsearch, cases: CaseIndex, kind: str, options: dict[str, object]
+) -> None:
+    # Ingested at minute 1, created at minute 31: only the rule's own time field places them.
+    late = [ev(1, user=u) | {"event.created": at(31).isoformat()} for u in ("a", "b")]
+    case = cases.add(late)
+    by_creation = case.rule(kind, timestamp_field="event.created", realert="0s", **options)
+    by_ingest = case.rule(kind, realert="0s", **options)
+
+    assert run_rule(es, by_creation, at(30), at(35), RuleState())
+    assert run_rule(es, by_ingest, at(30), at(35), RuleState()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -121,3 +122,4 @@ def test_alert_query_finds_the_events_it_counted(
     for alert in alerts:
         found = es.count(index=case.index, query={"query_string": {"query": alert.query}})
         assert found["count"] == expected(alert), alert.query
+        assert json.loads(json.dumps(alert.evidence))["start"] == lucene.iso(alert.start)

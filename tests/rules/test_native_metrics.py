@@ -139,3 +139,24 @@ def test_percentage_of_server_errors(
     )
 
     assert summary(run(es, rule, 4, 5)) == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("avg", []), ("value_count", [("web1", 0.0)])],
+    ids=["average-of-nothing-not-judged", "count-of-nothing-is-zero"],
+)
+def test_metric_field_missing(
+    es: Elasticsearch, cases: CaseIndex, kind: str, expected: list[object]
+) -> None:
+    case = cases.add([ev(1, host="web1"), ev(2, host="web1")])
+    rule = case.rule(
+        "metric_aggregation",
+        metric_agg_key="http.response.bytes",
+        metric_agg_type=kind,
+        query_key="host.name",
+        timeframe="5m",
+        min_threshold=1,
+    )
+
+    assert summary(run(es, rule, 4, 5)) == expected
