@@ -57,7 +57,7 @@ def test_state_survives_serialisation(es: Elasticsearch, cases: CaseIndex) -> No
     second = run(es, rule, 5, 10, restored)
 
     # The second burst ends at minute 9, within the 10m suppression after minute 4.
-    assert (len(first), second, restored.last_alert) == (1, [], {"10.1.1.1": at(4)})
+    assert (len(first), second, restored.last_alert) == (1, [], {"source.ip=10.1.1.1": at(4)})
 
 
 def alert(entity: str, minute: float) -> Alert:
@@ -81,7 +81,7 @@ def alert(entity: str, minute: float) -> Alert:
 
 
 def test_replayed_alert_is_kept_for_its_idempotent_id() -> None:
-    state = RuleState(last_alert={"a": at(1)})
+    state = RuleState(last_alert={"k=a": at(1)})
 
     kept = suppress.apply([alert("a", 1), alert("a", 2)], state, timedelta(minutes=5))
 

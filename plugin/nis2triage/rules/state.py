@@ -31,7 +31,7 @@ class RuleState(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # Suppression: the time of the last alert per entity.
+    # Suppression: the time of the last alert per "field=value" entity.
     last_alert: dict[str, datetime] = Field(default_factory=dict)
     # frequency: events up to this time per entity were counted by an earlier alert.
     counted_until: dict[str, datetime] = Field(default_factory=dict)

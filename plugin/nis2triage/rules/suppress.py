@@ -23,11 +23,17 @@ def apply(alerts: list[Alert], state: RuleState, period: timedelta) -> list[Aler
     """
     kept: list[Alert] = []
     for alert in sorted(alerts, key=lambda a: (a.timestamp, a.entity)):
-        last = state.last_alert.get(alert.entity)
+        key = entity_key(alert)
+        last = state.last_alert.get(key)
         if last is not None and last < alert.timestamp < last + period:
-            log.debug("rule %s: %s suppressed until %s", alert.name, alert.entity, last + period)
+            log.debug("rule %s: %s suppressed until %s", alert.name, key, last + period)
             continue
         if last is None or alert.timestamp > last:
-            state.last_alert[alert.entity] = alert.timestamp
+            state.last_alert[key] = alert.timestamp
         kept.append(alert)
     return kept
+
+
+def entity_key(alert: Alert) -> str:
+    """Field and value: a new_term rule over two fields may meet one value in both."""
+    return f"{alert.entity_field}={alert.entity}"
