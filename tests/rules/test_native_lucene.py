@@ -123,3 +123,17 @@ def test_alert_query_finds_the_events_it_counted(
         found = es.count(index=case.index, query={"query_string": {"query": alert.query}})
         assert found["count"] == expected(alert), alert.query
         assert json.loads(json.dumps(alert.evidence))["start"] == lucene.iso(alert.start)
+
+
+def test_dsl_filter_without_lucene_form_goes_into_evidence(
+    es: Elasticsearch, cases: CaseIndex
+) -> None:
+    odd = {"bool": {"must_not": [{"ids": {"values": ["no-such-id"]}}]}}
+    case = cases.add([ev(6, user="u1")])
+    rule = case.rule("any", filter=odd, triage={"early_warning_candidate": True})
+
+    (alert,) = run(es, rule, 5, 10)
+
+    assert alert.evidence["filter_dsl"]["bool"]["filter"][1] == odd
+    assert alert.evidence["triage_hint"] == {"early_warning_candidate": True}
+    assert es.count(index=case.index, q=alert.query)["count"] == 1

@@ -27,6 +27,9 @@ RELATED_FIELDS = (
     "source.user.name",
 )
 
+# Entities that stand for "no value": the whole rule, or an event lacking the field.
+NO_ENTITY = frozenset({"*", "(missing)"})
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -56,10 +59,6 @@ def is_user_field(name: str) -> bool:
     return name.endswith(("user.name", "UserName")) or name in ("related.user", "user")
 
 
-def entity_condition(field_name: str, value: object) -> str:
-    return lucene.term(field_name, value)
-
-
 def to_alert(rule: RuleBase, found: Finding) -> Alert:
     entity_field = found.entity_field or rule.entity_field
     query, evidence = _kibana_query(rule, found)
@@ -81,7 +80,7 @@ def to_alert(rule: RuleBase, found: Finding) -> Alert:
         query=query,
         related_ips=ips,
         related_users=users,
-        evidence={**_window(found), **found.evidence, **evidence},
+        evidence={**_window(found), **found.evidence, **evidence, **_hint(rule)},
         tags=rule.tags,
     )
 
@@ -96,27 +95,33 @@ def _window(found: Finding) -> dict[str, Any]:
 def _kibana_query(rule: RuleBase, found: Finding) -> tuple[str, dict[str, Any]]:
     """The Lucene query for Kibana, and evidence to add when the filter has no Lucene form."""
     evidence: dict[str, Any] = {}
-    if rule.triage.early_warning_candidate:
-        evidence["triage_hint"] = rule.triage.model_dump()
     text: str | None
     if isinstance(rule.filter, dict):
         text = lucene.from_dsl(rule.filter)
         if text is None:
             evidence["filter_dsl"] = rule.filter
-            evidence["query_note"] = "the rule's DSL filter has no Lucene form; add filter_dsl"
+            evidence["query_note"] = "query leaves out the filter (no Lucene form): filter_dsl"
     else:
         text = rule.filter
     timing = lucene.time_range(rule.timestamp_field, found.start, found.end)
     return lucene.conjunction(text, *found.conditions, timing), evidence
 
 
+def _hint(rule: RuleBase) -> dict[str, Any]:
+    """The author's triage hint, for the triage stage to weigh."""
+    if not rule.triage.early_warning_candidate:
+        return {}
+    return {"triage_hint": rule.triage.model_dump()}
+
+
 def _related(entity_field: str, found: Finding) -> tuple[tuple[str, ...], tuple[str, ...]]:
     ips: set[str] = set()
     users: set[str] = set()
-    if is_ip_field(entity_field) and found.entity != "*":
-        ips.add(found.entity)
-    if is_user_field(entity_field) and found.entity != "*":
-        users.add(found.entity)
+    if found.entity not in NO_ENTITY:
+        if is_ip_field(entity_field):
+            ips.add(found.entity)
+        elif is_user_field(entity_field):
+            users.add(found.entity)
     for hit in found.hits:
         for name, values in hit.fields.items():
             if is_ip_field(name):
