@@ -1,0 +1,1 @@
+"""Detection rules: native YAML rule types and Sigma, evaluated against Elasticsearch."""
