@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
+
 from nis2triage.records import Alert
 from nis2triage.rules.engine import run_rule
 from nis2triage.rules.loader import rule_from_dict

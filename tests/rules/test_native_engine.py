@@ -7,9 +7,11 @@ from datetime import datetime
 
 import pytest
 from elasticsearch import Elasticsearch
-from native_support import CaseIndex, at, case_index, ev
+
 from nis2triage.rules.engine import RuleExecutionError, run_rule
 from nis2triage.rules.state import RuleState
+
+from native_support import CaseIndex, at, case_index, ev
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 from elasticsearch import Elasticsearch
-from native_support import CaseIndex, case_index, ev, run, summary
+
 from nis2triage.rules import search
+
+from native_support import CaseIndex, case_index, ev, run, summary
 
 
 @pytest.fixture(scope="module")

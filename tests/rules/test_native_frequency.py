@@ -6,9 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 from elasticsearch import Elasticsearch
-from native_support import CaseIndex, case_index, ev, run, summary
+
 from nis2triage.rules.state import RuleState
 from nis2triage.rules.types import frequency
+
+from native_support import CaseIndex, case_index, ev, run, summary
 
 IP = "10.0.0.5"
 

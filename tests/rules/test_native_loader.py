@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from nis2triage.errors import ConfigError
 from nis2triage.rules.loader import load_rule, load_rules, rule_from_dict
 from nis2triage.rules.native import BlacklistRule, FrequencyRule

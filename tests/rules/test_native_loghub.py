@@ -6,13 +6,15 @@ import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
-from conftest import REPO, shared_data
 from elasticsearch import Elasticsearch, helpers
-from native_support import MAPPING
+
 from nis2triage.rules.engine import run_rule
 from nis2triage.rules.loader import load_rule
 from nis2triage.rules.native import FrequencyRule
 from nis2triage.rules.state import RuleState
+
+from native_support import MAPPING
+from support import REPO, shared_data
 
 # The log has no year or zone; 2024 and UTC are assumptions that change nothing here.
 LINE = re.compile(

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
-from native_support import CaseIndex, case_index, ev, run
+
 from nis2triage.records import Alert
 from nis2triage.rules import lucene
+
+from native_support import CaseIndex, case_index, ev, run
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from elasticsearch import Elasticsearch
+
 from native_support import CaseIndex, case_index, ev, run, summary
 
 

@@ -7,10 +7,12 @@ from datetime import timedelta
 
 import pytest
 from elasticsearch import Elasticsearch
-from native_support import T0, CaseIndex, at, case_index, ev, run
+
 from nis2triage.records import Alert
 from nis2triage.rules import suppress
 from nis2triage.rules.state import MAX_ENTRIES, RuleState
+
+from native_support import T0, CaseIndex, at, case_index, ev, run
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 from elasticsearch import Elasticsearch
-from native_support import CaseIndex, case_index, ev, run, summary
+
 from nis2triage.rules.state import RuleState
+
+from native_support import CaseIndex, case_index, ev, run, summary
 
 
 @pytest.fixture(scope="module")
