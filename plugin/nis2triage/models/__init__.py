@@ -1,0 +1,1 @@
+"""Online anomaly models (River) and the post-processing that makes their scores usable."""
