@@ -21,7 +21,8 @@ _LUCENE_SPECIAL = set('@&~<>#"/')
 _NEGATED_CLASSES = {"D": r"[^\d]", "S": r"[^\s]", "W": r"[^\w]"}
 _CONTROL = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v"}
 _LEADING_FLAGS = re.compile(r"^\(\?[imsx]+\)")
-_QUANTIFIER = re.compile(r"\{\d+(,\d*)?\}")
+_QUANTIFIER = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+WIDE_REPEAT = 32
 _START, _END = "\x00start", "\x00end"
 
 
@@ -32,7 +33,7 @@ class UnsupportedRegex(SigmaFeatureNotSupportedByBackendError):
 def translate(pattern: str) -> str:
     """A Lucene RegExp matching the terms in which `pattern` finds a match."""
     pattern = _LEADING_FLAGS.sub("", pattern)
-    branches = _split_branches(_tokens(pattern))
+    branches = _split_branches(_fill_empty_branches(_tokens(pattern)))
     return "|".join(_anchor(branch) for branch in branches)
 
 
@@ -44,6 +45,16 @@ def _anchor(tokens: list[str]) -> str:
     if _START in body or _END in body:
         raise UnsupportedRegex("an anchor ('^' or '$') inside the pattern has no Lucene form")
     return ("" if starts else ".*") + "".join(body) + ("" if ends else ".*")
+
+
+def _fill_empty_branches(tokens: list[str]) -> list[str]:
+    """`(a|)` is 'a or nothing' in PCRE; Lucene refuses the empty branch but accepts `()`."""
+    out: list[str] = []
+    for token in tokens:
+        if token in ("|", ")") and out and out[-1] in ("(", "|"):
+            out.append("()")
+        out.append(token)
+    return out
 
 
 def _split_branches(tokens: list[str]) -> list[list[str]]:
@@ -155,6 +166,11 @@ def _group_open(pattern: str, i: int) -> tuple[str, int]:
 
 def _brace(pattern: str, i: int) -> tuple[str, int]:
     quantifier = _QUANTIFIER.match(pattern, i)
+    if quantifier and int(quantifier.group(2) or 0) >= WIDE_REPEAT:
+        # Between two '.*', a gap such as '.{6,64}' costs Lucene more than the 10,000
+        # determinization steps it allows, and the whole rule is refused; '.{6,}'
+        # matches a little more (a gap longer than 64) but stays within budget.
+        return "{" + quantifier.group(1) + ",}", quantifier.end()
     if quantifier:
         return quantifier.group(), quantifier.end()
     # PCRE reads a brace that does not open a repeat count as a literal.

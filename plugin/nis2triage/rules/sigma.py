@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 
@@ -69,6 +70,8 @@ class SigmaQuery:
     fields: tuple[str, ...]
     path: str
     version: str
+    # Unbound keywords ('keywords:' lists) search every field of the event.
+    keywords: bool = False
 
     @property
     def name(self) -> str:
@@ -125,13 +128,16 @@ class SigmaConverter:
             located = load_file(path)
         except ConfigError as exc:
             return SkippedRule(str(path), exc.line, str(exc).split(": ", 1)[-1])
+        except yaml.YAMLError as exc:
+            # yamlload lets the reader's own errors (control characters) through.
+            return SkippedRule(str(path), None, f"not valid YAML: {exc}")
         refusal = _refusal(located)
         if refusal:
             return refusal
         try:
             rule = SigmaRule.from_dict(located.data)
         except SigmaError as exc:
-            return _skipped(located, exc, None)
+            return _skipped(located, exc, _declared_logsource(located.data))
         return self._convert(located, rule)
 
     def _convert(self, located: Located, rule: SigmaRule) -> SigmaQuery | SkippedRule:
@@ -143,6 +149,7 @@ class SigmaConverter:
         except Exception as exc:  # a pySigma bug on one rule must not stop the others
             log.warning("sigma: %s: pySigma failed: %r", located.path, exc)
             return SkippedRule(located.path, None, f"pySigma failed: {exc!r}", source)
+        fields = referenced_fields(rule)
         return SigmaQuery(
             rule_id=str(rule.id or ""),
             title=rule.title,
@@ -150,21 +157,24 @@ class SigmaConverter:
             tags=tuple(str(t) for t in rule.tags if t.namespace == "attack"),
             logsource=source,
             query=_one_query(converted),
-            fields=tuple(sorted(referenced_fields(rule))),
+            fields=tuple(sorted(f for f in fields if f)),
             path=located.path,
             version=str(rule.modified or rule.date or ""),
+            keywords=None in fields,
         )
 
 
-def referenced_fields(rule: SigmaRule) -> set[str]:
-    """The field names a rule's detection uses (after processing, once converted)."""
+def referenced_fields(rule: SigmaRule) -> set[str | None]:
+    """The field names a rule's detection uses (after processing, once converted).
+
+    None stands for the unbound keywords of a `keywords:` list.
+    """
     return {f for detection in rule.detection.detections.values() for f in _fields(detection)}
 
 
-def _fields(node: SigmaDetection | SigmaDetectionItem) -> Iterator[str]:
+def _fields(node: SigmaDetection | SigmaDetectionItem) -> Iterator[str | None]:
     if isinstance(node, SigmaDetectionItem):
-        if node.field:
-            yield node.field
+        yield node.field
         return
     for item in node.detection_items:
         yield from _fields(item)
@@ -175,15 +185,22 @@ def _one_query(converted: list[Any]) -> str:
     return queries[0] if len(queries) == 1 else " OR ".join(f"({q})" for q in queries)
 
 
+def _declared_logsource(data: dict[str, Any]) -> LogSource | None:
+    declared = data.get("logsource")
+    if not isinstance(declared, dict):
+        return None
+    parts = (declared.get(key) for key in ("product", "category", "service"))
+    return LogSource(*(str(p) if p is not None else None for p in parts))
+
+
 def _refusal(located: Located) -> SkippedRule | None:
     data = located.data
     if not isinstance(data, dict):
         return SkippedRule(located.path, 1, "not a Sigma rule: the file is not a mapping")
     if "correlation" in data:
         # Correlations need ES|QL or EQL; this node's distribution has neither module.
-        return SkippedRule(
-            located.path, located.line_of(("correlation",)), "correlation rules are not supported"
-        )
+        line = located.line_of(("correlation",))
+        return SkippedRule(located.path, line, "correlation rules are not supported")
     if "detection" not in data:
         return SkippedRule(located.path, 1, "not a Sigma rule: no 'detection' section")
     return None

@@ -22,7 +22,7 @@ from sigma.pipelines.elasticsearch.windows import ecs_windows
 from sigma.pipelines.elasticsearch.zeek import ecs_zeek_beats
 from sigma.pipelines.sysmon.sysmon import sysmon_pipeline
 from sigma.pipelines.windows.windows import windows_logsource_pipeline
-from sigma.processing.conditions import LogsourceCondition
+from sigma.processing.conditions import LogsourceCondition, MatchStringCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import FieldMappingTransformation
 from sigma.rule import SigmaLogSource
@@ -34,6 +34,15 @@ from nis2triage.rules import lucene_regex
 # Runs after pySigma's ECS pipelines (priority 10-20), so renames see their output names.
 RENAME_PRIORITY = 90
 FAMILIES = ("windows", "zeek", "kubernetes", "macos")
+# Sigma's Windows fields that pySigma's ECS pipeline maps onto `ip`-typed fields.
+ADDRESS_FIELDS = (
+    "IpAddress",
+    "SourceIp",
+    "SourceAddress",
+    "ClientAddress",
+    "DestinationIp",
+    "DestAddress",
+)
 
 
 class CaselessLuceneBackend(LuceneBackend):
@@ -72,9 +81,28 @@ def shipped_pipeline(name: str) -> ProcessingPipeline:
     if name == "windows":
         # Sysmon for the generic categories (process_creation...), the Windows pipeline for
         # the PowerShell ones; ECS last. Winlogbeat's 8.x field names (ecs_windows, not _old).
-        return _ordered([sysmon_pipeline(), _powershell_categories(), ecs_windows()])
+        parts = [sysmon_pipeline(), _powershell_categories(), _non_addresses(), ecs_windows()]
+        return _ordered(parts)
     shipped = {"zeek": ecs_zeek_beats, "kubernetes": ecs_kubernetes, "macos": ecs_macos_esf}
     return shipped[name]() if name in shipped else ProcessingPipeline()
+
+
+def _non_addresses() -> ProcessingPipeline:
+    """Comparisons with '-' or a wildcard stay on the event data copy of an address field.
+
+    pySigma's ECS pipeline sends `IpAddress`, `DestinationIp`... to `source.ip` and
+    `destination.ip`, which are `ip` fields: Elasticsearch refuses `source.ip:-` and
+    `destination.ip:127.*` outright. The original string stays in `winlog.event_data`.
+    """
+    item = ProcessingItem(
+        identifier="nis2triage_non_address_values",
+        transformation=FieldMappingTransformation(
+            {name: f"winlog.event_data.{name}" for name in ADDRESS_FIELDS}
+        ),
+        rule_conditions=[LogsourceCondition(product="windows")],
+        detection_item_conditions=[MatchStringCondition(cond="any", pattern=r".*[*?]|-?$")],
+    )
+    return ProcessingPipeline(name="non-address values", priority=15, items=[item])
 
 
 def _powershell_categories() -> ProcessingPipeline:

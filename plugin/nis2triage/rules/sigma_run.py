@@ -69,14 +69,26 @@ def search_body(
         "query": {
             "bool": {
                 "filter": [
-                    # As Kibana sends a Lucene query, so the query an alert shows behaves the same.
-                    {"query_string": {"query": rule.query, "analyze_wildcard": True}},
+                    query_string(rule),
                     {"range": {settings.time_field: window}},
                 ]
             }
         },
         "aggs": {"entities": _entity_aggregation(settings)},
     }
+
+
+def query_string(rule: SigmaQuery) -> dict[str, Any]:
+    """The rule's query as Kibana's Lucene bar sends it, but lenient only for keywords.
+
+    Left to itself this node's query_string is lenient: `destination.ip:10.*` on an
+    `ip` field then matches nothing, silently. A rule that can never fire is a blind
+    spot, so a type mismatch is made an error that names the rule instead. Unbound
+    keywords search every field, dates and addresses included, and need leniency;
+    the field-bound parts of such a rule then lose that check (a known gap).
+    """
+    body = {"query": rule.query, "analyze_wildcard": True, "lenient": rule.keywords}
+    return {"query_string": body}
 
 
 def _entity_aggregation(settings: RunSettings) -> dict[str, Any]:

@@ -254,6 +254,8 @@ def _sysmon_extras(doc: dict[str, Any], data: Mapping[str, str], event_id: int) 
         _put_hashes(doc, hashes, "file" if event_id in (6, 7, 15) else "process")
     if "TargetObject" in data:
         _put_registry(doc, data["TargetObject"])
+    if data.get("Signed") in ("true", "false"):
+        doc["file.code_signature.signed"] = data["Signed"] == "true"
     direction = {"true": "egress", "false": "ingress"}.get(data.get("Initiated", ""))
     if direction:
         doc["network.direction"] = direction
