@@ -8,7 +8,7 @@ import pytest
 from conftest import shared_data
 from nis2triage.errors import ConfigError
 from nis2triage.rules.sigma import SigmaConverter, SigmaQuery, SkippedRule, rule_files
-from nis2triage.rules.sigma_backend import FieldMapping, load_pipeline_file
+from nis2triage.rules.sigma_backend import FieldMapping, load_pipeline_file, load_renames_file
 
 RULE = """\
 title: Reg query
@@ -148,3 +148,16 @@ def test_zeek_rules_use_the_zeek_pipeline() -> None:
     rule = convert(path)
 
     assert rule.query.startswith("event.dataset:zeek.")
+
+
+def test_renames_file_is_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "process.command_line: cmd\nhost.name: agent.name\n", "renames.yml")
+
+    assert load_renames_file(path) == {"process.command_line": "cmd", "host.name": "agent.name"}
+
+
+def test_renames_file_with_a_list_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "process.command_line: cmd\nhost.name: [a, b]\n", "renames.yml")
+
+    with pytest.raises(ConfigError, match=r"renames\.yml:2: host\.name: each rename maps"):
+        load_renames_file(path)

@@ -140,6 +140,17 @@ def load_pipeline_file(path: str | Path) -> ProcessingPipeline:
     return pipeline
 
 
+def load_renames_file(path: str | Path) -> dict[str, str]:
+    """A site's field renames: a YAML mapping from query field name to index field name."""
+    located = yamlload.load_file(path)
+    if not isinstance(located.data, dict):
+        raise located.error((), "field renames must be a mapping such as 'process.name: proc'")
+    for key, value in located.data.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not value:
+            raise located.error((key,), "each rename maps one field name to another (text)")
+    return dict(located.data)
+
+
 def pipeline_for(name: str, mapping: FieldMapping) -> ProcessingPipeline:
     """The shipped pipeline for a family, then the site's extra pipeline and renames."""
     parts = [shipped_pipeline(name)]

@@ -51,7 +51,15 @@ def run_rule(
         _alert(rule, settings, start, end, bucket)
         for bucket in _buckets(es, rule, settings, start, end)
     ]
-    log.info("sigma rule %r: %d alert(s) over %s..%s", rule.name, len(alerts), start, end)
+    for alert in alerts:
+        log.info(
+            "sigma rule %r fired on %s=%s (%s events), alert %s",
+            rule.name,
+            alert.entity_field,
+            alert.entity,
+            alert.evidence["matched"],
+            alert.id,
+        )
     return alerts
 
 

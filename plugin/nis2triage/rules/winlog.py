@@ -5,7 +5,12 @@ An EVTX export holds `Event.System` (channel, event id, computer, time) and
 as `winlog.*` plus the ECS fields its Sysmon, Security and PowerShell modules
 fill in; Sigma rules converted with pySigma's ECS pipeline query those ECS
 fields, so a faithful document is what makes a regression test meaningful.
-The field tables follow Winlogbeat's Sysmon module (x-pack/winlogbeat/module/sysmon).
+The field tables (winlog_fields) follow Winlogbeat's Sysmon module.
+
+One difference, on purpose: Winlogbeat moves the fields it maps out of
+`winlog.event_data`; here every EventData field also stays there under its
+original name, so a rule keyed on a name no pipeline maps (`Hashes`, `Details`)
+still finds it. A Sysmon index written by Winlogbeat itself lacks those copies.
 """
 
 from __future__ import annotations
@@ -16,109 +21,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from nis2triage.errors import ConfigError
+from nis2triage.rules.winlog_fields import CHANNEL_ECS, SYSMON_ECS
 
 SYSMON_CHANNEL = "Microsoft-Windows-Sysmon/Operational"
-
-_PROCESS = {
-    "ProcessGuid": "process.entity_id",
-    "ProcessId": "process.pid",
-    "Image": "process.executable",
-}
-_PROCESS_PE = {
-    "Company": "process.pe.company",
-    "Description": "process.pe.description",
-    "FileVersion": "process.pe.file_version",
-    "Product": "process.pe.product",
-    "OriginalFileName": "process.pe.original_file_name",
-}
-_FILE_PE = {key: value.replace("process.", "file.") for key, value in _PROCESS_PE.items()}
-_SIGNATURE = {
-    "Signature": "file.code_signature.subject_name",
-    "SignatureStatus": "file.code_signature.status",
-}
-_FILE_STATE = {
-    "TargetFilename": "file.path",
-    "Archived": "sysmon.file.archived",
-    "IsExecutable": "sysmon.file.is_executable",
-}
-
-# Sysmon EventData name -> ECS field, per Sysmon event id.
-SYSMON_ECS: dict[int, dict[str, str]] = {
-    1: {
-        **_PROCESS,
-        **_PROCESS_PE,
-        "CommandLine": "process.command_line",
-        "CurrentDirectory": "process.working_directory",
-        "ParentProcessGuid": "process.parent.entity_id",
-        "ParentProcessId": "process.parent.pid",
-        "ParentImage": "process.parent.executable",
-        "ParentCommandLine": "process.parent.command_line",
-    },
-    2: {**_PROCESS, "TargetFilename": "file.path"},
-    3: {
-        **_PROCESS,
-        "Protocol": "network.transport",
-        "SourceIp": "source.ip",
-        "SourceHostname": "source.domain",
-        "SourcePort": "source.port",
-        "DestinationIp": "destination.ip",
-        "DestinationHostname": "destination.domain",
-        "DestinationPort": "destination.port",
-        "DestinationPortName": "network.protocol",
-    },
-    5: _PROCESS,
-    6: {"ImageLoaded": "file.path", **_SIGNATURE},
-    7: {**_PROCESS, **_FILE_PE, **_SIGNATURE, "ImageLoaded": "file.path"},
-    8: {
-        "SourceProcessGuid": "process.entity_id",
-        "SourceProcessId": "process.pid",
-        "SourceImage": "process.executable",
-    },
-    9: {**_PROCESS, "Device": "file.path"},
-    10: {
-        "SourceProcessGUID": "process.entity_id",
-        "SourceProcessId": "process.pid",
-        "SourceThreadId": "process.thread.id",
-        "SourceImage": "process.executable",
-    },
-    11: {**_PROCESS, "TargetFilename": "file.path"},
-    12: {**_PROCESS, "TargetObject": "registry.path"},
-    13: {**_PROCESS, "TargetObject": "registry.path"},
-    14: {**_PROCESS, "TargetObject": "registry.path"},
-    15: {**_PROCESS, "TargetFilename": "file.path"},
-    17: {**_PROCESS, "PipeName": "file.name"},
-    18: {**_PROCESS, "PipeName": "file.name"},
-    20: {"Destination": "process.executable"},
-    22: {**_PROCESS, "QueryName": "dns.question.name", "QueryStatus": "sysmon.dns.status"},
-    23: {**_PROCESS, **_FILE_STATE},
-    24: {**_PROCESS, **_FILE_STATE},
-    25: {**_PROCESS, **_FILE_STATE},
-    26: {**_PROCESS, **_FILE_STATE},
-}
-
-# The Security and PowerShell channels, as Winlogbeat's security and powershell modules map them.
-CHANNEL_ECS: dict[str, dict[str, str]] = {
-    "Security": {
-        "SubjectUserName": "user.name",
-        "SubjectDomainName": "user.domain",
-        "SubjectUserSid": "user.id",
-        "SubjectLogonId": "winlog.logon.id",
-        "NewProcessName": "process.executable",
-        "ProcessName": "process.executable",
-        "CommandLine": "process.command_line",
-        "ParentProcessName": "process.parent.executable",
-        "ServiceName": "service.name",
-        "IpAddress": "source.ip",
-        "IpPort": "source.port",
-        "WorkstationName": "source.domain",
-    },
-    "Microsoft-Windows-PowerShell/Operational": {
-        "ScriptBlockText": "powershell.file.script_block_text",
-        "ScriptBlockId": "powershell.file.script_block_id",
-        "Path": "file.path",
-    },
-}
-
 _LONG_FIELDS = {"process.pid", "process.parent.pid", "process.thread.id"}
 _LONG_FIELDS |= {"source.port", "destination.port"}
 _IP_FIELDS = {"source.ip", "destination.ip"}
@@ -254,6 +159,7 @@ def _sysmon_extras(doc: dict[str, Any], data: Mapping[str, str], event_id: int) 
         _put_hashes(doc, hashes, "file" if event_id in (6, 7, 15) else "process")
     if "TargetObject" in data:
         _put_registry(doc, data["TargetObject"])
+    # ECS meaning; Winlogbeat's own script sets `signed: true` for any non-empty value.
     if data.get("Signed") in ("true", "false"):
         doc["file.code_signature.signed"] = data["Signed"] == "true"
     direction = {"true": "egress", "false": "ingress"}.get(data.get("Initiated", ""))
