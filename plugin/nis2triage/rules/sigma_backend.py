@@ -50,7 +50,9 @@ class CaselessLuceneBackend(LuceneBackend):
 
     Only regular expressions change: see `lucene_regex` for why. Strings, wildcards
     and prefixes are emitted as pySigma writes them; the index normalizer makes them
-    case-insensitive, as Sigma requires.
+    case-insensitive, as Sigma requires. Known gap: the normalizer also makes the
+    case-sensitive forms (`|cased`, and `|re` without `i`) match regardless of case,
+    a superset; the SigmaHQ corpus has no `|cased` rule.
     """
 
     def convert_value_re(self, r: SigmaRegularExpression, state: ConversionState) -> str:
