@@ -48,3 +48,8 @@ def test_oversized_file_is_refused() -> None:
 
 def test_shared_anchor_within_limits_loads() -> None:
     assert load_text("a: &x {k: 1}\nb: *x\n", "ok.yml").data == {"a": {"k": 1}, "b": {"k": 1}}
+
+
+def test_control_characters_are_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match=r"nul\.yml: not valid YAML"):
+        load_text("a: b\x00c\n", "nul.yml")

@@ -79,7 +79,11 @@ def load_text(text: str, path: str) -> Located:
     """Parse one YAML document; any problem becomes a ConfigError naming `path` and line."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise ConfigError(f"file is larger than {MAX_BYTES} bytes; split it", path=path)
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks for control characters as soon as the loader is built.
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path=path) from exc
     try:
         node = loader.get_single_node()
         if node is None:
