@@ -80,6 +80,18 @@ class SourceConfig(Strict):
     max_lateness: Duration = timedelta(minutes=5)
 
 
+class RulesConfig(Strict):
+    """Detection rules: native rule files (each names its own index) and Sigma rule files."""
+
+    native: list[str] = Field(default_factory=list)
+    sigma: list[str] = Field(default_factory=list)
+    sigma_indices: list[str] = Field(default_factory=lambda: ["winlogbeat-*", "logs-windows*"])
+    sigma_entity_field: str = "host.name"
+    time_field: str = "@timestamp"
+    max_lateness: Duration = timedelta(minutes=5)
+    initial_lookback: Duration = timedelta(hours=1)
+
+
 class NotifierConfig(Strict):
     endpoint: str | None = None
     token_env: str | None = None
@@ -108,6 +120,7 @@ class AgentConfig(Strict):
     entity: Entity
     sources: list[SourceConfig] = Field(min_length=1)
     detectors: list[str] = Field(default_factory=list)
+    rules: RulesConfig = RulesConfig()
     triage: str | None = None
     assets: str | None = None
     notifier: NotifierConfig = NotifierConfig()
