@@ -165,11 +165,12 @@ def validation_error(
         loc = tuple(
             p for p in err["loc"] if not isinstance(p, str) or not p.startswith("function-")
         )
-        line = located.line_of(loc)
+        line, column = located.line_of(loc), located.column_of(loc)
         first_line = first_line or line
         key = ".".join(str(p) for p in loc) or "(top level)"
         hint = _hint(err, loc, model)
-        lines.append(f"{located.path}:{line or '?'}: {key}: {err['msg']}{hint}")
+        where = f"{located.path}:{line or '?'}" + (f":{column}" if column else "")
+        lines.append(f"{where}: {key}: {err['msg']}{hint}")
     message = "\n".join(lines)
     error = ConfigError(message)
     error.path, error.line = located.path, first_line
