@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ from elasticsearch import Elasticsearch
 
 from nis2triage import esclient
 from nis2triage.demo import index_docs
+from nis2triage.rules import winlog, winlog_mapping
 
-from support import REPO, real_log_docs, run_agent, write_agent_config
+from support import REPO, real_log_docs, run_agent, shared_data, write_agent_config
 
 
 def rule_file(tmp_path: Path, index: str, extra: str = "") -> Path:
@@ -67,3 +69,29 @@ def test_a_rule_the_node_refuses_is_paused_and_the_rest_go_on(
     assert report.events == 2000
     assert any(a.name == "ssh-brute-force" for a in report.alerts)
     assert not [a for a in report.alerts if a.kind == "rule"]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_sigma_rule_in_the_agent_loop_alerts_on_a_real_sysmon_event(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    case = sorted(p for p in shared_data("sigma-regression", "cases").iterdir() if p.is_dir())[0]
+    [event] = winlog.read_exported((case / "event.json").read_text(), str(case))[:1]
+    doc = winlog.to_document(event)
+    doc["@timestamp"] = (datetime.now(UTC) - timedelta(minutes=30)).isoformat()
+    es.indices.create(index=index_name, **winlog_mapping.index_body())
+    es.index(index=index_name, document=doc, refresh=True)
+    rules = {
+        "sigma": [str(case / "rule.yml")],
+        "sigma_indices": [index_name],
+        "initial_lookback": "2h",
+    }
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", rules=rules)
+
+    report = run_agent(config, es)
+
+    [alert] = [a for a in report.alerts if a.kind == "rule"]
+    title = yaml.safe_load((case / "rule.yml").read_text())["title"]
+    assert alert.name == title
+    assert alert.entity == doc["host"]["name"]
+    assert alert.route in {"soc", "early_warning", "contain"}
