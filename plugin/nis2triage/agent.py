@@ -202,8 +202,11 @@ class Agent:
             if self.stopping:
                 break
         else:
-            # Everything indexed by now is read: buckets ending before now - lateness are final.
-            self._close(run, int(self.clock().timestamp() * 1000) - lateness_ms, report)
+            # Everything indexed when the poll began is read: buckets ending before that
+            # moment minus the lateness can receive no more events.
+            if run.source.read_until is not None:
+                read_until_ms = int(run.source.read_until.timestamp() * 1000)
+                self._close(run, read_until_ms - lateness_ms, report)
         self._save(run)
 
     def _ingest(self, run: SourceRun, batch: list[Event], report: CycleReport) -> None:
