@@ -77,6 +77,13 @@ def state_file() -> Path:
     return home() / "node.json"
 
 
+def last_port() -> int | None:
+    try:
+        return int((home() / "last-port").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 # --- fetching -------------------------------------------------------------
 
 
@@ -228,6 +235,9 @@ def chown_tree(path: Path, user: pwd.struct_passwd) -> None:
 def free_port(preferred: int) -> int:
     for port in [preferred, 0]:
         with socket.socket() as s:
+            # As Elasticsearch itself binds: connections of a stopped node that linger in
+            # TIME_WAIT must not make its own port look taken.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
@@ -364,7 +374,8 @@ def start() -> NodeInfo:
     es_dir = unpack(ver)
     java_home = pick_java(ver)
     user = service_user()
-    http_port, transport_port = free_port(9200), free_port(9300)
+    # The port it had last time when free, so a restarted node keeps its address.
+    http_port, transport_port = free_port(last_port() or 9200), free_port(9300)
     write_config(es_dir, http_port, transport_port)
 
     env = dict(os.environ, ES_JAVA_HOME=str(java_home), ES_PATH_CONF=str(es_dir / "config"))
@@ -426,6 +437,7 @@ def launch(
             extra_groups=[] if user else None,
         )
     _children[proc.pid] = proc
+    (home() / "last-port").write_text(str(port))
     url = f"{'https' if tls_files() else 'http'}://127.0.0.1:{port}"
     state_file().write_text(json.dumps({"pid": proc.pid, "url": url, "version": version()}))
     started = time.monotonic()
