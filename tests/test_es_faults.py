@@ -92,7 +92,8 @@ def test_agent_rides_out_a_fault_and_ends_where_a_clean_run_ends(
     assert alert_ids(es, f"{index_name}-f-alerts") == {a.id for a in reference.alerts}
     if fault != "slow":
         said = [line for line in output.splitlines() if "retrying with backoff" in line]
-        assert 1 <= len(said) <= 2, output  # one per condition (startup may add a second)
+        # Once per condition: a proxy that answers 429 and hangs up can also look unreachable.
+        assert 1 <= len(said) == len(set(line.split(": ", 1)[1] for line in said)), output
         assert "answers again" in output or "connected" in output
 
 

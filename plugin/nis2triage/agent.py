@@ -95,7 +95,8 @@ class Agent:
         self.stopping = False
         self.specs: list[DetectorSpec] = []
         self.runs: list[SourceRun] = []
-        self.condition: str | None = None
+        # Conditions already reported during the current outage (cleared on recovery).
+        self.conditions: set[str] = set()
         self.rules_runner: RuleRunner | None = None
 
     def _notifier(self, pseudonym_key: bytes | None) -> Notifier:
@@ -294,7 +295,7 @@ class Agent:
                 continue
             if failures:
                 log.info("Elasticsearch answers again; starting")
-                self.condition = None
+                self.conditions.clear()
             return True
         return False
 
@@ -319,15 +320,16 @@ class Agent:
                 continue
             if failures:
                 log.info("Elasticsearch answers again; resumed from the last checkpoint")
-                failures, self.condition = 0, None
+                failures = 0
+                self.conditions.clear()
             self._log_cycle(report)
             self._sleep(interval - (time.monotonic() - started))
 
     def _say(self, condition: str) -> None:
         """One log line per condition, not one per failed attempt."""
-        if condition != self.condition:
+        if condition not in self.conditions:
             log.error("%s; retrying with backoff, nothing is lost meanwhile", condition)
-            self.condition = condition
+            self.conditions.add(condition)
 
     def _log_cycle(self, report: CycleReport) -> None:
         if report.events or report.alerts:
