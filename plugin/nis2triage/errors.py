@@ -48,5 +48,9 @@ class StoreError(Nis2TriageError):
     """Elasticsearch refused some of the documents the agent writes (read-only, rejected)."""
 
 
+class RuleExecutionError(Nis2TriageError):
+    """Elasticsearch refused a rule's query; the message names the rule and the fix."""
+
+
 class DeliveryError(Nis2TriageError):
     """A notification could not be delivered on this attempt."""

@@ -20,6 +20,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from nis2triage.config import AgentConfig, RulesConfig
+from nis2triage.errors import RuleExecutionError
 from nis2triage.records import Alert
 from nis2triage.rules import engine, sigma_run
 from nis2triage.rules.loader import load_rules
@@ -92,7 +93,7 @@ class RuleRunner:
                 continue
             try:
                 alerts.extend(run(start, end, progress.state))
-            except (engine.RuleExecutionError, sigma_run.RuleExecutionError) as exc:
+            except RuleExecutionError as exc:
                 progress.paused = str(exc)
                 log.error("rule %s paused: %s", name, exc)
                 continue

@@ -17,7 +17,7 @@ from typing import Any
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
-from nis2triage.errors import Nis2TriageError
+from nis2triage.errors import RuleExecutionError
 from nis2triage.records import Alert
 from nis2triage.rules.sigma import SigmaQuery
 
@@ -26,10 +26,6 @@ log = logging.getLogger(__name__)
 MISSING_ENTITY = "(none)"
 PAGE_SIZE = 500
 SAMPLE_SIZE = 3
-
-
-class RuleExecutionError(Nis2TriageError):
-    """Elasticsearch refused a rule's query (syntax, or a field whose type does not fit)."""
 
 
 @dataclass(frozen=True)
