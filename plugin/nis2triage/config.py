@@ -101,6 +101,11 @@ class NotifierConfig(Strict):
 class StateConfig(Strict):
     index_prefix: str = Field(default="nis2triage", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     snapshot_key_env: str = "NIS2TRIAGE_SNAPSHOT_KEY"
+    # A read alias over the alerts in Elastic Security's default `logs-*` pattern, so its
+    # external-alerts views list them; null leaves it out.
+    security_alias: str | None = Field(
+        default="logs-nis2triage.alerts-default", pattern=r"^[a-z0-9][a-z0-9_.-]*$"
+    )
 
 
 class AgentConfig(Strict):
