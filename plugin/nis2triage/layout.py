@@ -132,10 +132,14 @@ def update_mapping(es: Elasticsearch, name: str, spec: IndexSpec) -> Change:
     return Change("index", name, "updated", f"mapping of {', '.join(sorted(stale))}")
 
 
-def ensure_alias(es: Elasticsearch, target: str, alias: str) -> Change:
-    """A read-only alias over the data stream or every index behind `target`."""
+def ensure_alias(es: Elasticsearch, target: str, alias: str, existed: bool) -> Change:
+    """A read-only alias over the data stream or every index behind `target`.
+
+    `existed` says whether it was there before setup began: the template puts it on
+    an index it creates, and that is a creation too.
+    """
     if es.indices.exists_alias(name=alias, index=target):
-        return Change("alias", alias, "unchanged", f"over {target}")
+        return Change("alias", alias, "unchanged" if existed else "created", f"over {target}")
     resolved = es.indices.resolve_index(name=target).body
     # An alias cannot point at another alias: name the indices (or the data stream) behind it.
     concrete = [a["indices"] for a in resolved.get("aliases", []) if a["name"] == target]
@@ -179,6 +183,9 @@ def apply(
 ) -> list[Change]:
     """The whole layout: lifecycle policy, then per index its template and its target."""
     changes = [ensure_policy(es, prefix, caps)]
+    had_alias = bool(security_alias) and bool(
+        es.indices.exists_alias(name=str(security_alias), index=f"{prefix}-alerts")
+    )
     for what, spec in INDICES.items():
         name = f"{prefix}-{what}"
         alias = security_alias if what == "alerts" else None
@@ -187,5 +194,5 @@ def apply(
     if security_alias:
         # Elastic Security's default index setting covers `logs-*`: through this alias its
         # external-alerts views list the alerts (event.kind: alert).
-        changes.append(ensure_alias(es, f"{prefix}-alerts", security_alias))
+        changes.append(ensure_alias(es, f"{prefix}-alerts", security_alias, had_alias))
     return changes

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 ECS_VERSION = "8.11.0"
 REDACTED = "[redacted]"
+OURS = "_nis2triage_handler"
 _secrets: set[str] = set()
 
 
@@ -83,8 +84,10 @@ def configure(verbose: bool = False, stream: TextIO | None = None) -> None:
         handler.setFormatter(EcsFormatter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
-    for old in list(root.handlers):
+    # Only the handler set up here before is replaced; others (a test harness's) stay.
+    for old in [h for h in root.handlers if getattr(h, OURS, False)]:
         root.removeHandler(old)
+    setattr(handler, OURS, True)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     # The client logs every request at INFO; one line per request drowns what matters.

@@ -42,10 +42,10 @@ def role_descriptor(cfg: AgentConfig) -> dict[str, Any]:
     }
 
 
-def roles_yml(cfg: AgentConfig) -> str:
+def roles_yml(cfg: AgentConfig, name: str = ROLE_NAME) -> str:
     """The same role as a file-realm entry, for `config/roles.yml` on every node."""
     descriptor = {k: v for k, v in role_descriptor(cfg).items() if k != "metadata"}
-    return yaml.safe_dump({ROLE_NAME: descriptor}, sort_keys=False)
+    return yaml.safe_dump({name: descriptor}, sort_keys=False)
 
 
 @dataclass(frozen=True)
