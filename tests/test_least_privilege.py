@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -260,3 +265,63 @@ def test_logs_off_a_terminal_are_ecs_json_lines(
     assert len(lines) > 3
     assert all(line["ecs.version"] and line["log.level"] and line["@timestamp"] for line in lines)
     assert {"nis2triage", "nis2triage.notify.outbox"} <= {line["log"]["logger"] for line in lines}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def metric(text: str, name: str) -> float:
+    [line] = [x for x in text.splitlines() if x.startswith(name + " ")]
+    return float(line.split()[-1])
+
+
+@pytest.fixture(scope="module")
+def service(agent_config: Path, agent_run: subprocess.CompletedProcess[str]) -> Iterator[str]:
+    """`nis2triage run` as the service runs it, with /metrics and /health on loopback."""
+    port = free_port()
+    command = ["run", "--config", str(agent_config), "--metrics-port", str(port)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nis2triage.cli", *command],
+        env={**os.environ, **SECRETS},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while scrape(f"{url}/health")[0] != 200 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.5)
+    try:
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
+def test_health_answers_200_with_json_while_the_service_runs(service: str) -> None:
+    status, body = scrape(f"{service}/health")
+
+    assert status == 200
+    assert json.loads(body)["status"] == "ok"
+
+
+def test_metrics_answer_with_the_lag_and_the_outbox_while_the_service_runs(service: str) -> None:
+    _, text = scrape(f"{service}/metrics")
+
+    assert 0 < metric(text, 'nis2triage_lag_seconds{source="auth"}') < 3 * 86400
+    assert metric(text, 'nis2triage_notifications{status="sent"}') > 0
+    assert metric(text, "nis2triage_last_cycle_duration_seconds") > 0
