@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from elasticsearch import Elasticsearch
 
-from nis2triage import kibana
+from nis2triage import esclient, kibana
 from nis2triage.esclient import ESSettings
 from nis2triage.layout import Capabilities, template_body
 from nis2triage.store import INDICES, IndexSpec
+
+from support import write_agent_config
 
 OBJECTS = kibana.load(kibana.DEFAULT_OBJECTS)
 NO_EXTRAS = Capabilities(data_streams=False, ilm=False)
@@ -234,3 +239,28 @@ def test_kibanas_answer_becomes_the_setup_line(
 
     assert change.status == status
     assert note in change.note
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_setup_with_kibana_imports_the_objects_pointed_at_the_agents_prefix(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    fake_kibana: FakeKibana,
+) -> None:
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    command = ["setup", "--config", str(config), "--kibana", fake_kibana.url]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "nis2triage.cli", *command], capture_output=True, text=True
+        )
+    finally:
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-st-*")
+
+    assert done.returncode == 0, done.stderr
+    [(_, _, headers, body)] = fake_kibana.requests
+    sent = [json.loads(x) for x in parts(headers, body)[0].get_payload(decode=True).splitlines()]
+    titles = {o["attributes"]["title"] for o in sent if o["type"] == "index-pattern"}
+    assert titles == {f"{index_name}-st-alerts", f"{index_name}-st-incidents"}
+    assert f"created    Kibana objects    {fake_kibana.url}" in done.stdout

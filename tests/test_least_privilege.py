@@ -310,6 +310,7 @@ def service(agent_config: Path, agent_run: subprocess.CompletedProcess[str]) -> 
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
+        assert proc.returncode == 0
 
 
 def test_health_answers_200_with_json_while_the_service_runs(service: str) -> None:
