@@ -326,3 +326,23 @@ def test_metrics_answer_with_the_lag_and_the_outbox_while_the_service_runs(servi
     assert 0 < metric(text, 'nis2triage_lag_seconds{source="auth"}') < 3 * 86400
     assert metric(text, 'nis2triage_notifications{status="sent"}') > 0
     assert metric(text, "nis2triage_last_cycle_duration_seconds") > 0
+
+
+def test_setup_with_the_agents_own_credential_is_refused_in_words(agent_config: Path) -> None:
+    done = cli("setup", "--config", str(agent_config), env={**os.environ, **SECRETS})
+
+    assert done.returncode == 1
+    assert "setup needs an administrator's credential (403" in done.stderr
+
+
+def test_setup_takes_an_administrators_credential_over_the_files(
+    agent_config: Path, admin_env: dict[str, str]
+) -> None:
+    env = {**admin_env, "ADMIN_PASSWORD": admin_env["NIS2TRIAGE_TEST_ES_PASSWORD"]}
+    env["NIS2TRIAGE_TEST_ES_PASSWORD"] = SECRETS["NIS2TRIAGE_TEST_ES_PASSWORD"]
+    admin = ["--admin-user", "elastic", "--admin-password-env", "ADMIN_PASSWORD"]
+
+    done = cli("setup", "--config", str(agent_config), *admin, env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert "0 changed" in done.stdout

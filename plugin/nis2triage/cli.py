@@ -96,8 +96,11 @@ def _agent(
 def cmd_setup(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from elasticsearch import ApiError
+
     from nis2triage import esclient, provision
     from nis2triage.config import es_settings, load_config
+    from nis2triage.errors import ConnectionSetupError
     from nis2triage.kibana import DEFAULT_OBJECTS
 
     cfg = load_config(args.config)
@@ -105,10 +108,19 @@ def cmd_setup(args: argparse.Namespace) -> int:
     es = esclient.connect(settings)
     request = provision.SetupRequest(
         create_role=args.create_role,
+        create_api_key=args.create_api_key,
         kibana_url=args.kibana,
         kibana_objects=Path(args.kibana_objects) if args.kibana_objects else DEFAULT_OBJECTS,
     )
-    result = provision.setup(es, cfg, settings, request)
+    try:
+        result = provision.setup(es, cfg, settings, request)
+    except ApiError as exc:
+        if exc.meta.status not in (401, 403):
+            raise
+        raise ConnectionSetupError(
+            f"setup needs an administrator's credential ({exc.meta.status}: {exc.message}); "
+            "pass --admin-user with --admin-password-env, or --admin-api-key-env"
+        ) from exc
     print(provision.render(result))
     return 1 if result.failed else 0
 
@@ -156,7 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     setup.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     setup.add_argument(
-        "--create-role", action="store_true", help="the agent's role and an API key for it"
+        "--create-role", action="store_true", help="the agent's least-privilege role"
+    )
+    setup.add_argument(
+        "--create-api-key",
+        action="store_true",
+        help="the role and an API key that carries it (printed once)",
     )
     setup.add_argument("--admin-user", help="an administrator, instead of the file's credential")
     setup.add_argument("--admin-password-env", help="variable holding that user's password")

@@ -21,6 +21,7 @@ from nis2triage.layout import CHANGES, Change
 @dataclass(frozen=True)
 class SetupRequest:
     create_role: bool = False
+    create_api_key: bool = False
     kibana_url: str | None = None
     kibana_objects: Path = kibana.DEFAULT_OBJECTS
 
@@ -46,20 +47,22 @@ def setup(
     result = SetupResult()
     caps = layout.capabilities(es)
     result.changes += layout.apply(es, cfg.state.index_prefix, cfg.state.security_alias, caps)
-    if request.create_role:
-        _role_and_key(es, cfg, result)
+    if request.create_role or request.create_api_key:
+        _role_and_key(es, cfg, result, request.create_api_key)
     if request.kibana_url:
         objects = kibana.checked(request.kibana_objects, cfg.state.index_prefix)
         result.changes.append(kibana.import_objects(request.kibana_url, objects, settings))
     return result
 
 
-def _role_and_key(es: Elasticsearch, cfg: AgentConfig, result: SetupResult) -> None:
+def _role_and_key(es: Elasticsearch, cfg: AgentConfig, result: SetupResult, with_key: bool) -> None:
     role = roles.ensure_role(es, cfg)
     result.changes.append(role)
     if role.status == "refused":
         # The same privileges as a file-realm role, which every node reads from its config dir.
         result.roles_yml = roles.roles_yml(cfg)
+        return
+    if not with_key:
         return
     key_change, result.api_key = roles.ensure_api_key(es, cfg)
     result.changes.append(key_change)
