@@ -56,16 +56,23 @@ class Refusal:
 
     @classmethod
     def of(cls, exc: ApiError) -> Refusal:
-        text = str(exc.message)
-        if "pattern_capture" in str(exc) or "analysis" in str(exc):
+        said = f"{exc.meta.status}: {_reason(exc)}"
+        if "pattern_capture" in said or "analysis" in said:
             # Seen on builds without analysis-common: the security index cannot be created.
-            text = (
-                "the cluster cannot store native roles or API keys: its security index cannot "
-                f"be created ({exc.meta.status}: {exc})"
+            return cls(
+                "the cluster cannot store native roles or API keys: its security index "
+                f"cannot be created ({said})"
             )
-        elif exc.meta.status == 403:
-            text = f"the credential may not manage security ({exc.meta.status}); use an admin's"
-        return cls(text)
+        if exc.meta.status == 403:
+            return cls(f"this credential may not manage security ({said}); use an admin's")
+        return cls(said)
+
+
+def _reason(exc: ApiError) -> str:
+    error = exc.body.get("error") if isinstance(exc.body, dict) else None
+    if isinstance(error, dict) and error.get("reason"):
+        return str(error["reason"])
+    return str(exc.message)
 
 
 def ensure_role(es: Elasticsearch, cfg: AgentConfig) -> Change:
