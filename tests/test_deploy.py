@@ -72,3 +72,16 @@ def test_compose_publishes_ports_on_loopback_only() -> None:
     ports = [p for s in compose["services"].values() for p in s.get("ports", [])]
 
     assert ports and all(p.startswith("127.0.0.1:") for p in ports)
+
+
+def test_the_compose_agent_gets_its_own_secrets_and_not_the_administrators() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yml").read_text())
+
+    agent = compose["services"]["agent"]
+
+    assert set(agent["environment"]) == {
+        "NIS2TRIAGE_ES_PASSWORD",
+        "NIS2TRIAGE_SNAPSHOT_KEY",
+        "NIS2TRIAGE_PSEUDONYM_KEY",
+    }
+    assert "env_file" not in agent
