@@ -7,10 +7,12 @@ import copy
 import pytest
 import yaml
 
-from nis2triage.config import AgentConfig
+from nis2triage.config import AgentConfig, RulesConfig
 from nis2triage.layout import Capabilities, lifecycle_body, policy_name, template_body
-from nis2triage.roles import OWN_PRIVILEGES, ROLE_NAME, role_descriptor, roles_yml
+from nis2triage.roles import OWN_PRIVILEGES, ROLE_NAME, read_patterns, role_descriptor, roles_yml
 from nis2triage.store import INDICES, IndexSpec
+
+from support import REPO
 
 FULL = Capabilities(data_streams=True, ilm=True)
 BARE = Capabilities(data_streams=False, ilm=False)
@@ -98,6 +100,27 @@ def test_the_role_reads_the_sources_and_writes_only_under_the_prefix() -> None:
         {"names": ["acme-*"], "privileges": OWN_PRIVILEGES},
     ]
     assert not {"manage", "create_index", "delete_index", "all"} & set(OWN_PRIVILEGES)
+
+
+def test_the_role_also_reads_what_the_rules_search() -> None:
+    cfg = agent_config("acme").model_copy(
+        update={
+            "rules": RulesConfig(
+                native=[str(REPO / "rules" / "detection" / "port-scan.yml")],
+                sigma=["sigma/"],
+                sigma_indices=["winlogbeat-*"],
+            )
+        }
+    )
+
+    assert read_patterns(cfg) == [
+        "filebeat-*",
+        "logs-*",
+        "logs-system.auth-*",
+        "logs-windows.*",
+        "packetbeat-*",
+        "winlogbeat-*",
+    ]
 
 
 def test_the_roles_yml_entry_is_the_same_role() -> None:

@@ -35,11 +35,13 @@ from nis2triage.notify.notifier import Notifier
 from nis2triage.notify.outbox import Outbox
 from nis2triage.notify.pseudonym import Pseudonymiser
 from nis2triage.records import Alert, Event, stable_id
+from nis2triage.rulerunner import RuleRunner, load_native, load_sigma
 from nis2triage.source import Cursor, Source
 from nis2triage.store import Store, alert_document
 
 log = logging.getLogger(__name__)
 SAVE_EVERY_BATCHES = 50
+RULES_STATE_ID = "rules"
 
 
 def utcnow() -> datetime:
@@ -94,6 +96,7 @@ class Agent:
         self.specs: list[DetectorSpec] = []
         self.runs: list[SourceRun] = []
         self.condition: str | None = None
+        self.rules_runner: RuleRunner | None = None
 
     def _notifier(self, pseudonym_key: bytes | None) -> Notifier:
         n = self.cfg.notifier
@@ -128,6 +131,9 @@ class Agent:
                     f"detector {spec.name}: source {spec.source!r} is not configured ({names})"
                 )
         self.specs = specs
+        self.rules_runner = RuleRunner(
+            self.es, self.cfg.rules, load_native(self.cfg), load_sigma(self.cfg), self.clock
+        )
         self.restore_all()
 
     def restore_all(self) -> None:
@@ -136,6 +142,9 @@ class Agent:
             self._restore(src, [s for s in self.specs if s.source == src.name])
             for src in self.cfg.sources
         ]
+        if self.rules_runner is not None:
+            saved = self.store.get("state", RULES_STATE_ID)
+            self.rules_runner.restore(saved.get("rules") if saved else None)
 
     def _state_id(self, src: SourceConfig) -> str:
         return f"source-{src.name}"
@@ -175,6 +184,8 @@ class Agent:
             self._cycle(run, report)
             if self.stopping:
                 break
+        if self.rules_runner and not self.stopping:
+            self._run_rules(self.rules_runner, report)
         delivered = self.outbox.deliver_due(self.clock())
         report.notifications_sent += delivered.sent
         return report
@@ -191,8 +202,11 @@ class Agent:
             if self.stopping:
                 break
         else:
-            # Everything indexed by now is read: buckets ending before now - lateness are final.
-            self._close(run, int(self.clock().timestamp() * 1000) - lateness_ms, report)
+            # Everything indexed when the poll began is read: buckets ending before that
+            # moment minus the lateness can receive no more events.
+            if run.source.read_until is not None:
+                read_until_ms = int(run.source.read_until.timestamp() * 1000)
+                self._close(run, read_until_ms - lateness_ms, report)
         self._save(run)
 
     def _ingest(self, run: SourceRun, batch: list[Event], report: CycleReport) -> None:
@@ -240,6 +254,18 @@ class Agent:
         for alert, _ in routed:
             report.alerts.append(alert)
             report.routes[alert.route or "?"] += 1
+
+    def _run_rules(self, runner: RuleRunner, report: CycleReport) -> None:
+        alerts = runner.run_due()
+        if alerts:
+            self.handle_alerts(alerts, report)
+        # Saved after the alerts are written: a crash in between replays the same windows.
+        doc = {
+            "kind": "rules_state",
+            "updated": self.clock().isoformat(),
+            "rules": runner.to_dict(),
+        }
+        self.store.put("state", RULES_STATE_ID, doc, refresh=True)
 
     def _save(self, run: SourceRun) -> None:
         """Checkpoint and models in one document, so they can never disagree."""

@@ -7,9 +7,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from nis2triage import __version__, logs
+from nis2triage import __version__, cli_setup, logs
 from nis2triage.errors import Nis2TriageError
 
 if TYPE_CHECKING:
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
 
     from nis2triage.agent import Agent
     from nis2triage.config import AgentConfig
-    from nis2triage.esclient import ESSettings
     from nis2triage.metrics import MetricsServer
 
 log = logging.getLogger("nis2triage")
@@ -93,51 +93,71 @@ def _agent(
     return MeteredAgent(metrics, cfg, es, key, pseudonym, token=token), server
 
 
-def cmd_setup(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def cmd_validate(args: argparse.Namespace) -> int:
+    from nis2triage.validate import validate
 
-    from elasticsearch import ApiError
+    findings = validate(args.paths)
+    if not findings:
+        print("nis2triage: no YAML files found under " + ", ".join(args.paths), file=sys.stderr)
+        return 1
+    for finding in findings:
+        if finding.ok:
+            print(f"ok      {finding.path} ({finding.kind})")
+        else:
+            print(f"ERROR   {finding.problem}")
+    failed = sum(not f.ok for f in findings)
+    print(f"{len(findings)} files checked, {failed} with errors")
+    return 1 if failed else 0
 
-    from nis2triage import esclient, provision
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time (UTC when no zone is given), or 'now', or 'now-2d' style."""
+    from nis2triage.config import parse_duration
+
+    now = datetime.now(UTC)
+    if text == "now":
+        return now
+    if text.startswith("now-"):
+        return now - parse_duration(text[4:])
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: write 2026-12-01T00:00, 2026-12-01 or now-2d"
+        ) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from nis2triage import esclient, triage
+    from nis2triage.assets import load_inventory
     from nis2triage.config import es_settings, load_config
-    from nis2triage.errors import ConnectionSetupError
-    from nis2triage.kibana import DEFAULT_OBJECTS
+    from nis2triage.detectors import load_spec
+    from nis2triage.replay import run_replay, summary
+    from nis2triage.rulerunner import load_native
+    from nis2triage.store import Store, alert_document
 
     cfg = load_config(args.config)
-    settings = _admin(es_settings(cfg), args)
-    es = esclient.connect(settings)
-    request = provision.SetupRequest(
-        create_role=args.create_role,
-        create_api_key=args.create_api_key,
-        kibana_url=args.kibana,
-        kibana_objects=Path(args.kibana_objects) if args.kibana_objects else DEFAULT_OBJECTS,
-    )
-    try:
-        result = provision.setup(es, cfg, settings, request)
-    except ApiError as exc:
-        if exc.meta.status not in (401, 403):
-            raise
-        raise ConnectionSetupError(
-            f"setup needs an administrator's credential ({exc.meta.status}: {exc.message}); "
-            "pass --admin-user with --admin-password-env, or --admin-api-key-env"
-        ) from exc
-    print(provision.render(result))
-    return 1 if result.failed else 0
-
-
-def _admin(settings: ESSettings, args: argparse.Namespace) -> ESSettings:
-    """The configuration's connection with the administrator's credential, if one is given."""
-    from dataclasses import replace
-
-    from nis2triage.config import read_secret
-
-    if args.admin_api_key_env:
-        key = read_secret(args.admin_api_key_env, None, "administrator's API key")
-        return replace(settings, username=None, password=None, api_key=key)
-    if args.admin_user:
-        password = read_secret(args.admin_password_env, None, "administrator's password")
-        return replace(settings, username=args.admin_user, password=password, api_key=None)
-    return settings
+    specs = [load_spec(p) for p in cfg.detector_files()]
+    rules = load_native(cfg)
+    if args.detector or args.rule:
+        specs = [s for s in specs if s.name in (args.detector or [])]
+        rules = [r for r in rules if r.name in (args.rule or [])]
+    es = esclient.connect(es_settings(cfg))
+    console = Console(stderr=True)
+    result = run_replay(es, cfg, specs, rules, args.start, args.end, console)
+    summary(result, Console())
+    if args.write:
+        inventory = load_inventory(cfg.resolve(cfg.assets) if cfg.assets else None)
+        rules_t = triage.load_rules(cfg.resolve(cfg.triage) if cfg.triage else None)
+        routed = [triage.route(a, rules_t, inventory) for a in result.alerts]
+        store = Store(es, cfg.state.index_prefix)
+        store.ensure_indices()
+        docs = [(a.id, alert_document(a)) for a, _ in routed]
+        print(f"{store.create_many('alerts', docs)} new alerts written to {store.index('alerts')}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,27 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=cmd_run)
 
-    setup = sub.add_parser(
-        "setup", help="create or update index templates, indices, aliases, role, Kibana objects"
-    )
-    setup.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
-    setup.add_argument(
-        "--create-role", action="store_true", help="the agent's least-privilege role"
-    )
-    setup.add_argument(
-        "--create-api-key",
-        action="store_true",
-        help="the role and an API key that carries it (printed once)",
-    )
-    setup.add_argument("--admin-user", help="an administrator, instead of the file's credential")
-    setup.add_argument("--admin-password-env", help="variable holding that user's password")
-    setup.add_argument("--admin-api-key-env", help="variable holding an administrator's API key")
-    setup.add_argument("--kibana", metavar="URL", help="import the saved objects into this Kibana")
-    setup.add_argument(
-        "--kibana-objects",
-        help="the saved objects file (default: deploy/kibana/nis2triage.ndjson in the checkout)",
-    )
-    setup.set_defaults(handler=cmd_setup)
+    cli_setup.add_parser(sub)
+
+    check = sub.add_parser("validate", help="check configuration, rules and detector files")
+    check.add_argument("paths", nargs="+", help="files or folders of YAML files")
+    check.set_defaults(handler=cmd_validate)
+
+    replay = sub.add_parser("replay", help="run detectors and rules over a past time range")
+    replay.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
+    replay.add_argument("--from", dest="start", type=parse_time, required=True, help="start")
+    replay.add_argument("--to", dest="end", type=parse_time, default="now", help="end (now)")
+    replay.add_argument("--rule", action="append", help="only this native rule (repeatable)")
+    replay.add_argument("--detector", action="append", help="only this detector (repeatable)")
+    replay.add_argument("--write", action="store_true", help="write the alerts (default: no)")
+    replay.set_defaults(handler=cmd_replay)
 
     demo = sub.add_parser("demo", help="the whole flow on a local node with the real SSH log")
     demo.set_defaults(handler=cmd_demo)

@@ -2,7 +2,8 @@
 
 What the agent does with Elasticsearch, and the privilege each needs:
 
-- reads the configured source indices (search, point in time): `read`; their
+- reads the configured source indices, the indices its native rules name and, with
+  Sigma rules, `rules.sigma_indices` (search, point in time, counts): `read`; their
   mappings for the rules' field checks: `view_index_metadata`;
 - reads and writes its own indices under `<prefix>-*`: `read`, `write`,
   `view_index_metadata`, and `maintenance` for the refreshes that make a
@@ -24,14 +25,24 @@ from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage.config import AgentConfig
 from nis2triage.layout import Change
+from nis2triage.rulerunner import load_native
 
 ROLE_NAME = "nis2triage_agent"
 SOURCE_PRIVILEGES = ["read", "view_index_metadata"]
 OWN_PRIVILEGES = ["read", "write", "view_index_metadata", "maintenance"]
 
 
+def read_patterns(cfg: AgentConfig) -> list[str]:
+    """Every index pattern the agent searches: sources, native rules, Sigma rules."""
+    patterns = {pattern for s in cfg.sources for pattern in s.indices}
+    patterns |= {p.strip() for rule in load_native(cfg) for p in rule.index.split(",")}
+    if cfg.rules.sigma:
+        patterns |= set(cfg.rules.sigma_indices)
+    return sorted(p for p in patterns if p)
+
+
 def role_descriptor(cfg: AgentConfig) -> dict[str, Any]:
-    sources = sorted({pattern for s in cfg.sources for pattern in s.indices})
+    sources = read_patterns(cfg)
     return {
         "cluster": ["monitor"],
         "indices": [
