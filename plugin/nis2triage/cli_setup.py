@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nis2triage.esclient import ESSettings
+if TYPE_CHECKING:
+    from nis2triage.config import AgentConfig
+    from nis2triage.esclient import ESSettings
 
 
 def add_parser(sub: Any) -> None:
@@ -40,12 +42,12 @@ def cmd_setup(args: argparse.Namespace) -> int:
     from elasticsearch import ApiError
 
     from nis2triage import esclient, provision
-    from nis2triage.config import es_settings, load_config
+    from nis2triage.config import load_config
     from nis2triage.errors import ConnectionSetupError
     from nis2triage.kibana import DEFAULT_OBJECTS
 
     cfg = load_config(args.config)
-    settings = _admin(es_settings(cfg), args)
+    settings = _admin(cfg, args)
     es = esclient.connect(settings)
     request = provision.SetupRequest(
         create_role=args.create_role,
@@ -66,14 +68,16 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
-def _admin(settings: ESSettings, args: argparse.Namespace) -> ESSettings:
-    """The configuration's connection with the administrator's credential, if one is given."""
-    from nis2triage.config import read_secret
+def _admin(cfg: AgentConfig, args: argparse.Namespace) -> ESSettings:
+    """The administrator's credential if one is given (the file's is then not even read)."""
+    from nis2triage.config import es_settings, read_secret
 
     if args.admin_api_key_env:
         key = read_secret(args.admin_api_key_env, None, "administrator's API key")
-        return replace(settings, username=None, password=None, api_key=key)
+        return replace(es_settings(cfg, credential=False), api_key=key)
     if args.admin_user:
         password = read_secret(args.admin_password_env, None, "administrator's password")
-        return replace(settings, username=args.admin_user, password=password, api_key=None)
-    return settings
+        return replace(
+            es_settings(cfg, credential=False), username=args.admin_user, password=password
+        )
+    return es_settings(cfg)
