@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,9 +16,14 @@ import pytest
 from elastic_transport import ApiResponseMeta, ConnectionError, HttpHeaders, NodeConfig
 from elasticsearch import ApiError
 
+from nis2triage import esclient
 from nis2triage.agent import CycleReport
+from nis2triage.config import load_config
 from nis2triage.errors import StoreError
-from nis2triage.metrics import AgentMetrics, MetricsServer, condition_of
+from nis2triage.esclient import ESSettings
+from nis2triage.metrics import AgentMetrics, MeteredAgent, MetricsServer, condition_of
+
+from support import write_agent_config
 
 
 class Clock:
@@ -174,3 +181,22 @@ def test_health_over_http_is_json(served: tuple[AgentMetrics, str]) -> None:
     status, content_type, text = get(f"{url}/health")
 
     assert (status, content_type, json.loads(text)["status"]) == (200, "application/json", "ok")
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_start_that_cannot_reach_elasticsearch_counts_one_failure(tmp_path: Path) -> None:
+    settings = ESSettings(hosts=(f"http://127.0.0.1:{closed_port()}",), username="u", password="p")
+    config = load_config(write_agent_config(tmp_path, settings, "src", "pfx"))
+    metrics = AgentMetrics(60)
+    agent = MeteredAgent(metrics, config, esclient.connect(settings), b"k" * 32, b"p" * 32)
+
+    with pytest.raises(ConnectionError):
+        agent.start()
+
+    assert sample(metrics, "nis2triage_errors_total", condition="unreachable") == 1
+    assert metrics.health() == (503, {"status": "failing", "condition": "unreachable"})

@@ -42,8 +42,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     settings = es_settings(cfg)
     es = esclient.connect(settings)
-    info = esclient.cluster_info(es)
-    log.info("connected to Elasticsearch %s (cluster %s)", info.version, info.name)
     key = snapshots.key_from_env(cfg.state.snapshot_key_env)
     pseudonym = os.environ.get(cfg.notifier.pseudonym_key_env)
     token = (
@@ -54,8 +52,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for secret in (settings.password, settings.api_key, token, pseudonym, key):
         logs.register_secret(secret)
     agent, server = _agent(args, cfg, es, key, pseudonym.encode() if pseudonym else None, token)
-    agent.start()
     if args.once:
+        info = esclient.cluster_info(es)
+        log.info("connected to Elasticsearch %s (cluster %s)", info.version, info.name)
+        agent.start()
         report = agent.run_once()
         print(
             f"{report.events} events, {len(report.alerts)} alerts "

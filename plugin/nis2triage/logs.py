@@ -90,5 +90,6 @@ def configure(verbose: bool = False, stream: TextIO | None = None) -> None:
     setattr(handler, OURS, True)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    # The client logs every request at INFO; one line per request drowns what matters.
-    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    # The client logs every request at INFO and every retry, with its traceback, at
+    # WARNING; the agent says once per condition what is wrong instead.
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)

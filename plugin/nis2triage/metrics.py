@@ -168,6 +168,7 @@ class MeteredAgent(Agent):
     def __init__(self, metrics: AgentMetrics, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.metrics = metrics
+        self._counted: BaseException | None = None
 
     def run_once(self) -> CycleReport:
         started = time.monotonic()
@@ -175,6 +176,10 @@ class MeteredAgent(Agent):
             report = super().run_once()
         self.metrics.cycle_done(self, report, time.monotonic() - started)
         return report
+
+    def start(self) -> None:
+        with self._counting_failures():
+            super().start()
 
     def restore_all(self) -> None:
         with self._counting_failures():
@@ -185,7 +190,10 @@ class MeteredAgent(Agent):
         try:
             yield
         except OUTAGES as exc:
-            self.metrics.cycle_failed(exc)
+            # start() calls restore_all(): one failure passes both; count it once.
+            if exc is not self._counted:
+                self.metrics.cycle_failed(exc)
+                self._counted = exc
             raise
 
 

@@ -92,21 +92,28 @@ class Outbox:
                 doc.get("channel"),
                 outcome.detail,
             )
-        elif isinstance(outcome, RetryLater) and attempts < self.max_attempts:
+        elif isinstance(outcome, RetryLater):
+            # A legal deadline does not go away because the endpoint is down: keep trying
+            # (at most every BACKOFF_MAX), and raise the alarm once max_attempts is reached.
             later = max(outcome.not_before or now, now + backoff(attempts))
             update.update(status="pending", next_attempt=_iso(later), last_error=outcome.reason)
-            log.warning(
-                "notification %s not delivered (%s); attempt %d of %d, next at %s",
+            level = logging.ERROR if attempts == self.max_attempts else logging.WARNING
+            log.log(
+                level,
+                "notification %s not delivered (%s); attempt %d, next at %s%s",
                 hit["_id"],
                 outcome.reason,
                 attempts,
-                self.max_attempts,
                 _iso(later),
+                "; still failing: send it by hand if its deadline is near"
+                if attempts >= self.max_attempts
+                else "",
             )
         else:
             update.update(status="failed", last_error=outcome.reason)
             log.error(
-                "notification %s FAILED for good after %d attempt(s): %s; send it by hand",
+                "notification %s REJECTED after %d attempt(s): %s; trying again cannot help, "
+                "fix the cause and send it by hand",
                 hit["_id"],
                 attempts,
                 outcome.reason,
