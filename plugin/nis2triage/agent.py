@@ -219,10 +219,16 @@ class Agent:
                 except Exception as exc:  # the loop's edge: one bad document must not stop it
                     dead.append(self._dead_letter(event, detector.spec.name, exc))
         if dead:
+            # One line per batch, not per event: a broken field can hit thousands of events.
+            log.warning(
+                "%d events set aside in %s (first: %s)",
+                len(dead),
+                self.store.index("deadletter"),
+                dead[0][1]["reason"],
+            )
             report.dead_letters += self.store.create_many("deadletter", dead)
 
     def _dead_letter(self, event: Event, where: str, exc: Exception) -> tuple[str, dict[str, Any]]:
-        log.warning("event %s/%s set aside for %s: %s", event.index, event.id, where, exc)
         doc = {
             "@timestamp": self.clock().isoformat(),
             "kind": "event",

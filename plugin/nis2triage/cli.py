@@ -8,9 +8,17 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from nis2triage import __version__
+from nis2triage import __version__, cli_setup, logs
 from nis2triage.errors import Nis2TriageError
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+
+    from nis2triage.agent import Agent
+    from nis2triage.config import AgentConfig
+    from nis2triage.metrics import MetricsServer
 
 log = logging.getLogger("nis2triage")
 
@@ -29,11 +37,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from nis2triage import esclient, snapshots
-    from nis2triage.agent import Agent
     from nis2triage.config import es_settings, load_config, read_secret
 
     cfg = load_config(args.config)
-    es = esclient.connect(es_settings(cfg))
+    settings = es_settings(cfg)
+    es = esclient.connect(settings)
     key = snapshots.key_from_env(cfg.state.snapshot_key_env)
     pseudonym = os.environ.get(cfg.notifier.pseudonym_key_env)
     token = (
@@ -41,7 +49,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if cfg.notifier.mode == "send"
         else None
     )
-    agent = Agent(cfg, es, key, pseudonym.encode() if pseudonym else None, token=token)
+    for secret in (settings.password, settings.api_key, token, pseudonym, key):
+        logs.register_secret(secret)
+    agent, server = _agent(args, cfg, es, key, pseudonym.encode() if pseudonym else None, token)
     if args.once:
         info = esclient.cluster_info(es)
         log.info("connected to Elasticsearch %s (cluster %s)", info.version, info.name)
@@ -53,8 +63,34 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{report.notifications_queued} notifications queued, {report.notifications_sent} sent"
         )
         return 0
-    agent.run_forever()
+    try:
+        agent.run_forever()
+    finally:
+        if server:
+            server.stop()
     return 0
+
+
+def _agent(
+    args: argparse.Namespace,
+    cfg: AgentConfig,
+    es: Elasticsearch,
+    key: bytes,
+    pseudonym: bytes | None,
+    token: str | None,
+) -> tuple[Agent, MetricsServer | None]:
+    """The agent, metered and serving /metrics and /health when a port is given."""
+    from nis2triage.agent import Agent
+    from nis2triage.metrics import AgentMetrics, MeteredAgent, MetricsServer
+
+    if args.metrics_port is None:
+        return Agent(cfg, es, key, pseudonym, token=token), None
+    interval = min(s.poll_interval for s in cfg.sources).total_seconds()
+    # A cycle that has not ended well for 5 intervals (at least 5 minutes) makes /health 503.
+    metrics = AgentMetrics(stale_after_s=max(5 * interval, 300.0))
+    server = MetricsServer(metrics, args.metrics_host, args.metrics_port)
+    server.start()
+    return MeteredAgent(metrics, cfg, es, key, pseudonym, token=token), server
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -136,7 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="poll, detect, triage and notify (Ctrl-C stops cleanly)")
     run.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     run.add_argument("--once", action="store_true", help="one pass over new events, then exit")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve /metrics (Prometheus) and /health on this port (off by default; 9464 is usual)",
+    )
+    run.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address to serve them on (loopback)"
+    )
     run.set_defaults(handler=cmd_run)
+
+    cli_setup.add_parser(sub)
 
     check = sub.add_parser("validate", help="check configuration, rules and detector files")
     check.add_argument("paths", nargs="+", help="files or folders of YAML files")
@@ -159,13 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # The client logs every request at INFO and every retry, with its traceback, at
-    # WARNING; the agent says once per condition what is wrong instead.
-    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+    logs.configure(verbose=args.verbose)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

@@ -10,6 +10,7 @@ import difflib
 import glob
 import os
 import re
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -113,6 +114,11 @@ class NotifierConfig(Strict):
 class StateConfig(Strict):
     index_prefix: str = Field(default="nis2triage", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     snapshot_key_env: str = "NIS2TRIAGE_SNAPSHOT_KEY"
+    # A read alias over the alerts in Elastic Security's default `logs-*` pattern, so its
+    # external-alerts views list them; null leaves it out.
+    security_alias: str | None = Field(
+        default="logs-nis2triage.alerts-default", pattern=r"^[a-z0-9][a-z0-9_.-]*$"
+    )
 
 
 class AgentConfig(Strict):
@@ -239,18 +245,24 @@ def read_secret(env: str | None, file: str | None, what: str) -> str | None:
     return None
 
 
-def es_settings(agent: AgentConfig) -> ESSettings:
+def es_settings(agent: AgentConfig, credential: bool = True) -> ESSettings:
+    """Where and how to connect; `credential=False` leaves the file's secrets unread."""
     cfg = agent.elasticsearch
 
     def path(p: str | None) -> str | None:
         return str(agent.resolve(p)) if p else None
 
-    return ESSettings(
+    settings = ESSettings(
         hosts=tuple(cfg.hosts),
-        username=cfg.username,
-        password=read_secret(cfg.password_env, path(cfg.password_file), "elasticsearch password"),
-        api_key=read_secret(cfg.api_key_env, path(cfg.api_key_file), "elasticsearch API key"),
         ca_file=path(cfg.ca_file),
         verify_certs=cfg.verify_certs,
         request_timeout=cfg.request_timeout.total_seconds(),
+    )
+    if not credential:
+        return settings
+    return replace(
+        settings,
+        username=cfg.username,
+        password=read_secret(cfg.password_env, path(cfg.password_file), "elasticsearch password"),
+        api_key=read_secret(cfg.api_key_env, path(cfg.api_key_file), "elasticsearch API key"),
     )

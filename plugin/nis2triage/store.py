@@ -7,7 +7,10 @@ after a crash finds them already there and changes nothing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -94,6 +97,53 @@ OUTBOX_MAPPING: dict[str, Any] = {
         "payload": {"type": "object", "enabled": False},
     },
 }
+# Searchable fields for Kibana and the deadline watch; the rest is kept whole but not indexed.
+# `next_due` is the earliest deadline of a report still owed: the dashboard sorts on it.
+INCIDENT_MAPPING: dict[str, Any] = {
+    "dynamic": "false",
+    "properties": {
+        "@timestamp": DATE,
+        "id": KEYWORD,
+        "title": {"type": "text"},
+        "status": KEYWORD,
+        "opened_at": DATE,
+        "last_seen": DATE,
+        "window_end": DATE,
+        "aware_at": DATE,
+        "closed_at": DATE,
+        "next_due": DATE,
+        "keys": KEYWORD,
+        "alert_ids": KEYWORD,
+        "alert_count": {"type": "integer"},
+        "routes": KEYWORD,
+        "assets": {"properties": {"name": KEYWORD, "service": KEYWORD, "criticality": KEYWORD}},
+        "services": KEYWORD,
+        "pending": KEYWORD,
+        "overdue": KEYWORD,
+        "open_reports": KEYWORD,
+        "significance": {"properties": {"verdict": KEYWORD, "entity_kind": KEYWORD}},
+        "deadlines": {"type": "object", "enabled": False},
+        "reports": {"type": "object", "enabled": False},
+        "alerts": {"type": "object", "enabled": False},
+        "impact": {"type": "object", "enabled": False},
+        "gdpr": {"type": "object", "enabled": False},
+        "history": {"type": "object", "enabled": False},
+    },
+}
+AUDIT_MAPPING: dict[str, Any] = {
+    "dynamic": "false",
+    "properties": {
+        "@timestamp": DATE,
+        "incident_id": KEYWORD,
+        "seq": {"type": "integer"},
+        "action": KEYWORD,
+        "who": KEYWORD,
+        "why": {"type": "text"},
+        "from": KEYWORD,
+        "to": KEYWORD,
+        "details": {"type": "object", "enabled": False},
+    },
+}
 SIMPLE_MAPPING: dict[str, Any] = {
     "dynamic": "false",
     "properties": {
@@ -103,6 +153,63 @@ SIMPLE_MAPPING: dict[str, Any] = {
         "reason": {"type": "text"},
     },
 }
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One of the agent's indices: its mapping, and whether documents are only ever added."""
+
+    mapping: dict[str, Any]
+    # Append-only indices may be data streams where the cluster has them; the others are
+    # updated in place by id, which a data stream does not allow.
+    append_only: bool = False
+
+    def versioned_mapping(self) -> dict[str, Any]:
+        """The mapping with its digest in `_meta`, by which setup sees whether it is current."""
+        return {**self.mapping, "_meta": {META_KEY: {"digest": digest(self.mapping)}}}
+
+
+def digest(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+META_KEY = "nis2triage"
+# The one list of the agent's indices: `ensure_indices` and `nis2triage setup` both read it.
+# Adding an index is one line here.
+INDICES: dict[str, IndexSpec] = {
+    "alerts": IndexSpec(ALERT_MAPPING, append_only=True),
+    "state": IndexSpec(STATE_MAPPING),
+    "outbox": IndexSpec(OUTBOX_MAPPING),
+    "containment": IndexSpec(SIMPLE_MAPPING),
+    "pseudonyms": IndexSpec(SIMPLE_MAPPING),
+    "deadletter": IndexSpec(SIMPLE_MAPPING, append_only=True),
+    "incidents": IndexSpec(INCIDENT_MAPPING),
+    "audit": IndexSpec(AUDIT_MAPPING, append_only=True),
+}
+# One shard is plenty for the agent's volumes; a replica wherever a second node can hold it.
+INDEX_SETTINGS: dict[str, Any] = {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
+FIRST_GENERATION = "000001"
+
+
+def first_index(name: str) -> str:
+    """The concrete index behind the alias `name`, so it can be rolled over or reindexed."""
+    return f"{name}-{FIRST_GENERATION}"
+
+
+def create_index(es: Elasticsearch, name: str, spec: IndexSpec) -> bool:
+    """Create `name` as a write alias over its first index; False if it already existed."""
+    try:
+        es.indices.create(
+            index=first_index(name),
+            mappings=spec.versioned_mapping(),
+            settings=INDEX_SETTINGS,
+            aliases={name: {"is_write_index": True}},
+        )
+    except ApiError as exc:
+        if exc.meta.status == 400 and "already_exists" in str(exc):
+            return False
+        raise
+    return True
 
 
 class Store:
@@ -116,29 +223,21 @@ class Store:
         return f"{self.prefix}-{what}"
 
     def ensure_indices(self) -> None:
-        """Create the agent's indices with explicit mappings where they are missing."""
-        wanted = {
-            "alerts": ALERT_MAPPING,
-            "state": STATE_MAPPING,
-            "outbox": OUTBOX_MAPPING,
-            "containment": SIMPLE_MAPPING,
-            "pseudonyms": SIMPLE_MAPPING,
-            "deadletter": SIMPLE_MAPPING,
-        }
-        for what, mapping in wanted.items():
+        """Create the agent's indices that are missing, as `nis2triage setup` would."""
+        for what, spec in INDICES.items():
             name = self.index(what)
             if self.es.indices.exists(index=name):
                 continue
             try:
-                self.es.indices.create(
-                    index=name,
-                    mappings=mapping,
-                    settings={"number_of_shards": 1, "number_of_replicas": 0},
-                )
-                log.info("created index %s", name)
+                if create_index(self.es, name, spec):
+                    log.info("created index %s", name)
             except ApiError as exc:
-                if exc.meta.status != 400 or "already_exists" not in str(exc):
-                    raise
+                if exc.meta.status == 403:
+                    raise StoreError(
+                        f"{name} does not exist and the agent may not create it; run "
+                        "'nis2triage setup --config FILE' once with an administrator's credential"
+                    ) from exc
+                raise
 
     def create_many(self, what: str, docs: list[tuple[str, dict[str, Any]]]) -> int:
         """Create documents that do not exist yet; return how many were new."""

@@ -51,6 +51,7 @@ def kind_of(data: Any) -> str:
         ("triage", "routes" in keys),
         ("assets", "assets" in keys),
         ("nis2 criteria", "criteria" in keys),
+        ("compose file", "services" in keys),
     ]
     return next((kind for kind, holds in checks if holds), "unknown")
 
@@ -59,6 +60,11 @@ def _sigma(path: Path) -> None:
     result = SigmaConverter().load_file(path)
     if isinstance(result, SkippedRule):
         raise ConfigError(result.reason, path=result.path, line=result.line)
+
+
+def _compose(path: Path) -> None:
+    # deploy/compose/compose.yml is Docker Compose's to check (`docker compose config`).
+    return None
 
 
 def _unknown(path: Path) -> None:
@@ -79,6 +85,7 @@ LOADERS: dict[str, Callable[[Path], object]] = {
     "triage": load_triage,
     "assets": load_inventory,
     "nis2 criteria": load_criteria,
+    "compose file": _compose,
     "unknown": _unknown,
 }
 
