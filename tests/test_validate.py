@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from nis2triage import esclient
 from nis2triage.validate import validate
 
-from support import REPO
+from support import DETECTORS, REPO, write_agent_config
 
 RULE = "name: r\ntype: frequency\nindex: logs-*\nnum_events: 5\ntimeframe: 5m\n"
 DETECTOR = (REPO / "detectors" / "ssh-brute-force.yml").read_text()
@@ -77,7 +78,13 @@ def test_estimator_error_points_at_the_model_line(tmp_path: Path) -> None:
 
 
 def test_shipped_files_are_valid() -> None:
-    findings = validate([str(REPO / "rules"), str(REPO / "detectors"), str(REPO / "deploy")])
+    # The example and compose configurations name files on the agent's machine.
+    findings = validate(
+        [str(REPO / "rules"), str(REPO / "detectors"), str(REPO / "deploy")], references=False
+    )
+    [demo] = validate([str(REPO / "deploy" / "demo" / "nis2triage.yml")])
+
+    assert demo.ok, demo.problem
 
     assert [f.problem for f in findings if not f.ok] == []
     assert {f.kind for f in findings} >= {"native rule", "detector", "triage", "configuration"}
@@ -95,3 +102,18 @@ def test_cli_exits_non_zero_on_any_error(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "2 files checked, 1 with errors" in done.stdout
     assert "cannot tell what this file is" in done.stdout
+
+
+def test_a_configuration_naming_missing_files_is_refused(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    path = write_agent_config(tmp_path, es_settings, "logs-x", "x-st")
+    path.write_text(path.read_text().replace(str(DETECTORS), str(tmp_path / "nope")))
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is not None
+    assert re.search(
+        r"nis2triage\.yml:\d+:1: detectors: '.*nope/\*\.yml' matches no file", finding.problem
+    )
+    assert validate([str(path)], references=False)[0].ok

@@ -123,8 +123,10 @@ class Agent:
         """Create the agent's indices, load the detectors and restore each source's state."""
         self.store.ensure_indices()
         specs = [load_spec(p) for p in self.cfg.detector_files()]
-        if not specs:
-            log.warning("no detector files matched %s", self.cfg.detectors)
+        unmatched = self.cfg.unmatched_detector_patterns()
+        if unmatched:
+            # Running on would move the checkpoint past events no detector has seen.
+            raise ConfigError(f"detectors: no file matches {', '.join(unmatched)}")
         for spec in specs:
             if spec.source not in {s.name for s in self.cfg.sources}:
                 names = ", ".join(s.name for s in self.cfg.sources)

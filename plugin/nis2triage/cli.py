@@ -96,7 +96,7 @@ def _agent(
 def cmd_validate(args: argparse.Namespace) -> int:
     from nis2triage.validate import validate
 
-    findings = validate(args.paths)
+    findings = validate(args.paths, references=not args.no_references)
     if not findings:
         print("nis2triage: no YAML files found under " + ", ".join(args.paths), file=sys.stderr)
         return 1
@@ -187,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("validate", help="check configuration, rules and detector files")
     check.add_argument("paths", nargs="+", help="files or folders of YAML files")
+    check.add_argument(
+        "--no-references",
+        action="store_true",
+        help="do not check the files a configuration names (validating for another machine)",
+    )
     check.set_defaults(handler=cmd_validate)
 
     replay = sub.add_parser("replay", help="run detectors and rules over a past time range")

@@ -154,6 +154,19 @@ class AgentConfig(Strict):
             files.extend(Path(m) for m in matched)
         return files
 
+    def unmatched_detector_patterns(self) -> list[str]:
+        return [p for p in self.detectors if not glob.glob(str(self.resolve(p)))]
+
+    def missing_files(self) -> list[tuple[str, str]]:
+        """(key, path) of every file the configuration names that does not exist."""
+        named = [("triage", self.triage), ("assets", self.assets)]
+        missing = [(k, p) for k, p in named if p and not self.resolve(p).exists()]
+        missing += [("detectors", p) for p in self.unmatched_detector_patterns()]
+        patterns = [("rules.native", p) for p in self.rules.native]
+        patterns += [("rules.sigma", p) for p in self.rules.sigma]
+        missing += [(k, p) for k, p in patterns if not glob.glob(str(self.resolve(p)))]
+        return missing
+
     def source(self, name: str) -> SourceConfig:
         for src in self.sources:
             if src.name == name:

@@ -28,6 +28,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+# Standard library only, besides the error tree: deploy/es-local runs before any virtualenv.
+from nis2triage.errors import Nis2TriageError
+
 # The one place the version is pinned. Maven Central served no 9.x build of
 # the integration-test zip on 2026-12-04 (newest: 8.19.21), so 8.19 it is.
 DEFAULT_VERSION = "8.19.21"
@@ -43,7 +46,7 @@ START_TIMEOUT_S = 180.0
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-class LocalNodeError(RuntimeError):
+class LocalNodeError(Nis2TriageError):
     """The local node could not be fetched, started or reached."""
 
 
@@ -246,7 +249,7 @@ def free_port(preferred: int) -> int:
     raise LocalNodeError("no free TCP port on 127.0.0.1")
 
 
-def write_config(es_dir: Path, http_port: int, transport_port: int) -> None:
+def write_config(es_dir: Path, http_port: int) -> None:
     data, logs = home() / "data", home() / "logs"
     data.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
@@ -255,7 +258,9 @@ def write_config(es_dir: Path, http_port: int, transport_port: int) -> None:
         "node.name": "nis2triage-local",
         "network.host": "127.0.0.1",
         "http.port": http_port,
-        "transport.port": transport_port,
+        # A range: the node binds the first free port itself, so no other process can
+        # take a port between our choosing it and the node binding it.
+        "transport.port": "9300-9499",
         "discovery.type": "single-node",
         "path.data": str(data),
         "path.logs": str(logs),
@@ -354,14 +359,13 @@ def running() -> NodeInfo | None:
 
 
 def log_tail(lines: int = 40) -> str:
-    log = home() / "logs" / "nis2triage-dev.log"
-    console = home() / "logs" / "console.log"
+    """The node's last words, without Java stack frames, so the cause shows."""
     chunks = []
-    for path in (console, log):
+    for path in (home() / "logs" / "console.log", home() / "logs" / "nis2triage-dev.log"):
         if path.is_file():
-            chunks.append(
-                f"--- {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-            )
+            text = path.read_text(errors="replace").splitlines()
+            said = [line for line in text if line and not line.startswith(("\t", " ", "at "))]
+            chunks.append(f"--- {path}\n" + "\n".join(said[-lines:]))
     return "\n".join(chunks) or "(the node wrote no log)"
 
 
@@ -375,8 +379,8 @@ def start() -> NodeInfo:
     java_home = pick_java(ver)
     user = service_user()
     # The port it had last time when free, so a restarted node keeps its address.
-    http_port, transport_port = free_port(last_port() or 9200), free_port(9300)
-    write_config(es_dir, http_port, transport_port)
+    http_port = free_port(last_port() or 9200)
+    write_config(es_dir, http_port)
 
     env = dict(os.environ, ES_JAVA_HOME=str(java_home), ES_PATH_CONF=str(es_dir / "config"))
     env.pop("JAVA_HOME", None)
@@ -515,7 +519,8 @@ def run_command(command: str) -> int:
         print(password_file())
     else:
         print(
-            f"NIS2TRIAGE_ES_URL={node.url}\nNIS2TRIAGE_ES_USER=elastic\nNIS2TRIAGE_ES_PASSWORD_FILE={password_file()}"
+            f"NIS2TRIAGE_ES_URL={current.url}\nNIS2TRIAGE_ES_USER=elastic\n"
+            f"NIS2TRIAGE_ES_PASSWORD_FILE={password_file()}"
         )
     return 0
 

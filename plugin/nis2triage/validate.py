@@ -77,8 +77,29 @@ def _unknown(path: Path) -> None:
     )
 
 
+def _configuration(path: Path, references: bool = True) -> None:
+    """The file itself, then every file it names, as the agent would read them."""
+    cfg = load_config(path)
+    if not references:
+        return
+    located = yamlload.load_file(path)
+    missing = [
+        str(located.error(tuple(key.split(".")), f"{named!r} matches no file"))
+        for key, named in cfg.missing_files()
+    ]
+    if missing:
+        hint = f"\n  (paths are relative to {path.parent}; --no-references skips this check)"
+        raise ConfigError("\n  also ".join(missing) + hint)
+    for detector in cfg.detector_files():
+        load_spec(detector)
+    if cfg.triage:
+        load_triage(cfg.resolve(cfg.triage))
+    if cfg.assets:
+        load_inventory(cfg.resolve(cfg.assets))
+
+
 LOADERS: dict[str, Callable[[Path], object]] = {
-    "configuration": load_config,
+    "configuration": _configuration,
     "sigma rule": _sigma,
     "detector": load_spec,
     "native rule": load_rule,
@@ -101,17 +122,22 @@ def files_under(paths: Iterable[str]) -> list[Path]:
     return found
 
 
-def check_file(path: Path) -> Finding:
+def check_file(path: Path, references: bool = True) -> Finding:
     try:
         kind = kind_of(yamlload.load_file(path).data)
     except ConfigError as exc:
         return Finding(str(path), "yaml", str(exc))
     try:
-        LOADERS[kind](path)
+        if kind == "configuration":
+            _configuration(path, references)
+        else:
+            LOADERS[kind](path)
     except ConfigError as exc:
         return Finding(str(path), kind, str(exc))
     return Finding(str(path), kind, None)
 
 
-def validate(paths: Iterable[str]) -> list[Finding]:
-    return [check_file(p) for p in files_under(paths)]
+def validate(paths: Iterable[str], references: bool = True) -> list[Finding]:
+    """Check every YAML file under `paths`; `references=False` skips the files a
+    configuration names (for a configuration meant for another machine)."""
+    return [check_file(p, references) for p in files_under(paths)]
