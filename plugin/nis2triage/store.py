@@ -89,7 +89,68 @@ OUTBOX_MAPPING: dict[str, Any] = {
         "alert_ids": KEYWORD,
         "last_error": {"type": "text"},
         "sent_at": DATE,
+        "incident_id": KEYWORD,
+        "stage": KEYWORD,
+        "channels": KEYWORD,
+        "deliveries": {"type": "object", "enabled": False},
         "payload": {"type": "object", "enabled": False},
+    },
+}
+# Searchable fields for Kibana and the watchdog; the rest is kept whole but not indexed.
+INCIDENT_MAPPING: dict[str, Any] = {
+    "dynamic": "false",
+    "properties": {
+        "@timestamp": DATE,
+        "id": KEYWORD,
+        "title": {"type": "text"},
+        "status": KEYWORD,
+        "opened_at": DATE,
+        "last_seen": DATE,
+        "window_end": DATE,
+        "aware_at": DATE,
+        "closed_at": DATE,
+        "keys": KEYWORD,
+        "alert_ids": KEYWORD,
+        "alert_count": {"type": "integer"},
+        "routes": KEYWORD,
+        "assets": {"properties": {"name": KEYWORD, "service": KEYWORD, "criticality": KEYWORD}},
+        "services": KEYWORD,
+        "pending": KEYWORD,
+        "overdue": KEYWORD,
+        "open_reports": KEYWORD,
+        "significance": {"properties": {"verdict": KEYWORD, "entity_kind": KEYWORD}},
+        "deadlines": {"type": "object", "enabled": False},
+        "reports": {"type": "object", "enabled": False},
+        "alerts": {"type": "object", "enabled": False},
+        "impact": {"type": "object", "enabled": False},
+        "gdpr": {"type": "object", "enabled": False},
+        "history": {"type": "object", "enabled": False},
+    },
+}
+AUDIT_MAPPING: dict[str, Any] = {
+    "dynamic": "false",
+    "properties": {
+        "@timestamp": DATE,
+        "incident_id": KEYWORD,
+        "seq": {"type": "integer"},
+        "action": KEYWORD,
+        "who": KEYWORD,
+        "why": {"type": "text"},
+        "from": KEYWORD,
+        "to": KEYWORD,
+        "details": {"type": "object", "enabled": False},
+    },
+}
+ESCALATION_MAPPING: dict[str, Any] = {
+    "dynamic": "false",
+    "properties": {
+        "@timestamp": DATE,
+        "kind": KEYWORD,
+        "incident_id": KEYWORD,
+        "report": KEYWORD,
+        "due": DATE,
+        "message": {"type": "text"},
+        "details": {"type": "object", "enabled": False},
     },
 }
 SIMPLE_MAPPING: dict[str, Any] = {
@@ -122,6 +183,9 @@ class Store:
             "containment": SIMPLE_MAPPING,
             "pseudonyms": SIMPLE_MAPPING,
             "deadletter": SIMPLE_MAPPING,
+            "incidents": INCIDENT_MAPPING,
+            "audit": AUDIT_MAPPING,
+            "escalations": ESCALATION_MAPPING,
         }
         for what, mapping in wanted.items():
             name = self.index(what)
@@ -159,6 +223,32 @@ class Store:
 
     def put(self, what: str, doc_id: str, doc: dict[str, Any], refresh: bool = False) -> None:
         self.es.index(index=self.index(what), id=doc_id, document=doc, refresh=refresh)
+
+    def get_versioned(self, what: str, doc_id: str) -> tuple[dict[str, Any], int, int] | None:
+        """A document with the sequence number and primary term that guard its next update."""
+        resp = self.es.options(ignore_status=404).get(index=self.index(what), id=doc_id)
+        if not resp.get("found"):
+            return None
+        return dict(resp["_source"]), int(resp["_seq_no"]), int(resp["_primary_term"])
+
+    def put_if(self, what: str, doc_id: str, doc: dict[str, Any], version: tuple[int, int]) -> bool:
+        """Replace a document only if nobody changed it since `version`; False on a conflict."""
+        resp = self.es.options(ignore_status=409).index(
+            index=self.index(what),
+            id=doc_id,
+            document=doc,
+            if_seq_no=version[0],
+            if_primary_term=version[1],
+            refresh=True,
+        )
+        return resp.meta.status != 409
+
+    def create(self, what: str, doc_id: str, doc: dict[str, Any]) -> bool:
+        """Create one document, visible to searches at once; False if it already exists."""
+        resp = self.es.options(ignore_status=409).create(
+            index=self.index(what), id=doc_id, document=doc, refresh=True
+        )
+        return resp.meta.status != 409
 
     def get(self, what: str, doc_id: str) -> dict[str, Any] | None:
         resp = self.es.options(ignore_status=404).get(index=self.index(what), id=doc_id)
