@@ -87,7 +87,17 @@ def _histogram(
         index=pattern,
         size=0,
         query={"bool": {"filter": filters}},
-        aggs={"rate": {"date_histogram": {"field": field, "fixed_interval": interval}}},
+        aggs={
+            "rate": {
+                "date_histogram": {
+                    "field": field,
+                    "fixed_interval": interval,
+                    # Empty steps too, so both series share every step of the window.
+                    "min_doc_count": 0,
+                    "extended_bounds": {"min": _iso(start), "max": _iso(end)},
+                }
+            }
+        },
         ignore_unavailable=True,
         allow_no_indices=True,
     )
@@ -111,6 +121,7 @@ def draw(chart: dict[str, Any]) -> bytes:
     score.plot(at, [s["score"] for s in scores], "o", color="tab:red", label="anomaly score")
     score.plot(at, [s["threshold"] for s in scores], "_", color="black", label="threshold")
     score.set_ylabel("score")
+    score.set_ylim(bottom=0)
     score.legend(loc="upper left", fontsize=8)
     score.xaxis.set_major_formatter(DateFormatter("%H:%M"))  # type: ignore[no-untyped-call]
     score.set_xlabel("time (UTC)")

@@ -10,7 +10,7 @@ the Markdown and PDF documents.
 from __future__ import annotations
 
 import ipaddress
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from nis2triage.incidents.assess import facts_of
@@ -48,7 +48,8 @@ def _iso(ts: datetime | None) -> str | None:
 
 def _moment(ts: datetime | None) -> dict[str, str | None]:
     """A time as stored (UTC) and as the reader expects it (Europe/Brussels)."""
-    return {"utc": _iso(ts), "brussels": show(ts) if ts else None}
+    utc = ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else None
+    return {"utc": utc, "brussels": show(ts) if ts else None}
 
 
 def tri_state(value: bool | None) -> str:

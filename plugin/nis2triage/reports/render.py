@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from matplotlib import get_data_path
 from nis2triage.reports import chart
 from nis2triage.reports.document import Block, Bullets, Chart, Heading, Para, Table, blocks
 
+# fpdf2 subsets fonts through fontTools, which logs every table it prunes at INFO.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 # DejaVu Sans ships with matplotlib: a Unicode font (EUR sign, accents) with no extra download.
 FONTS = Path(get_data_path()) / "fonts" / "ttf"
 
