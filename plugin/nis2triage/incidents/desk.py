@@ -123,7 +123,8 @@ class Desk:
 
     def change(self, incident_id: str, fn: Callable[[Incident], Incident]) -> Incident:
         """Apply a lifecycle change and re-assess, under the book's concurrency control."""
-        return self.book.update(incident_id, lambda i: self._settle_same(fn(i), i))
+        full_id = self.book.get(incident_id).id  # analysts may give a unique prefix
+        return self.book.update(full_id, lambda i: self._settle_same(fn(i), i))
 
     def _settle_same(self, after: Incident, before: Incident) -> Incident:
         return before if after == before else assess.refresh(after, self.entity, self.criteria)

@@ -128,6 +128,7 @@ class Reporter:
         self, incident_id: str, stage: Stage, who: str, reference: str, ref: str | None = None
     ) -> Incident:
         """A person submitted the report on the CCB's platform; its reference is recorded."""
+        incident_id = self.desk.book.get(incident_id).id
         deadline_key, _ = report_key(incident_id, stage, ref)
         now = self.clock()
 
