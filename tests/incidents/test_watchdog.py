@@ -63,7 +63,11 @@ CASES = [
 def escalations(es: Elasticsearch, prefix: str, key: str) -> list[str]:
     es.indices.refresh(index=f"{prefix}-escalations")
     hits = es.search(index=f"{prefix}-escalations", query={"term": {"report": key}}, size=10)
-    return sorted(h["_source"]["kind"] for h in hits["hits"]["hits"])
+    return sorted(
+        h["_source"]["kind"]
+        for h in hits["hits"]["hits"]
+        if h["_source"]["kind"] != "gdpr_reminder"
+    )
 
 
 @pytest.mark.parametrize(("key", "setup", "due"), CASES)
@@ -90,3 +94,19 @@ def test_each_deadline_escalates_once_when_near_and_is_marked_overdue_once_past(
     flow.cycle(clock())
     assert escalations(es, index_name, key) == ["deadline_near", "deadline_overdue"]
     assert key in flow.desk.book.find({"match_all": {}})[0].overdue
+
+
+def test_personal_data_raises_the_gdpr_reminder_at_once_and_only_once(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str
+) -> None:
+    flow = make_flow()
+    flow.take([(alert(), LAB)])
+    personal_data(flow, flow.desk.book.find({"match_all": {}})[0], clock)
+
+    flow.cycle(clock())
+    flow.cycle(clock())
+
+    es.indices.refresh(index=f"{index_name}-escalations")
+    hits = es.search(index=f"{index_name}-escalations", query={"term": {"kind": "gdpr_reminder"}})
+    assert [h["_source"]["due"] for h in hits["hits"]["hits"]] == ["2026-03-05T11:00:00Z"]
+    assert "GBA/APD" in hits["hits"]["hits"][0]["_source"]["message"]

@@ -58,9 +58,20 @@ class Watchdog:
                 now,
                 self.desk.options.escalate_before,
             )
+            self._gdpr_reminder(incident)
             near += sum(self._near(incident, d) for d in watch.near)
             overdue += sum(self._overdue(incident, d, now) for d in watch.overdue)
         return WatchReport(len(incidents), near, overdue)
+
+    def _gdpr_reminder(self, incident: Incident) -> None:
+        """Once per incident with personal data: the CCB report does not discharge the GDPR one."""
+        if incident.gdpr is None or incident.gdpr.status != "due":
+            return
+        message = (
+            f"personal data involved: notify the GBA/APD by {show(incident.gdpr.due)} "
+            "(GDPR Art. 33(1)), separately from the CCB, through its web form"
+        )
+        self.soc.raise_once("gdpr_reminder", incident.id, GDPR_KEY, message, incident.gdpr.due)
 
     def _near(self, incident: Incident, deadline: clocks.Deadline) -> bool:
         message = f"{label(deadline.key)} due {show(deadline.due)} and not delivered yet"
