@@ -83,6 +83,7 @@ def test_each_deadline_escalates_once_when_near_and_is_marked_overdue_once_past(
     flow.cycle(clock())
     assert escalations(es, index_name, key) == []
     clock.to(due - timedelta(hours=5))
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="nis2triage.notify.soc"):
         flow.cycle(clock())
         flow.cycle(clock())
