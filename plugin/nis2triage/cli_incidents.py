@@ -12,6 +12,7 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -286,6 +287,10 @@ def _print_json(value: Any) -> int:
 # --- the parser ---------------------------------------------------------------
 
 
+Parents = list[argparse.ArgumentParser]
+Handler = Callable[[Context, argparse.Namespace], int]
+
+
 def register(sub: Any) -> None:
     """Add `incidents` and its subcommands to the main parser's subparsers."""
     parser = sub.add_parser("incidents", help="list, show, acknowledge and report incidents")
@@ -297,59 +302,57 @@ def register(sub: Any) -> None:
     default_by = os.environ.get("NIS2TRIAGE_ANALYST") or getpass.getuser()
     who.add_argument("--by", default=default_by, help=f"who acts (default {default_by})")
 
-    listing = commands.add_parser("list", parents=[common], help="open incidents, newest first")
+    _reading(commands, [common])
+    _acting(commands, [common, who])
+    _impact_parser(commands, [common, who])
+    _reporting(commands, [common, who])
+
+
+def _command(commands: Any, name: str, handler: Handler, parents: Parents, what: str) -> Any:
+    parser = commands.add_parser(name, parents=parents, help=what)
+    parser.set_defaults(handler=run, incident_handler=handler)
+    return parser
+
+
+def _reading(commands: Any, parents: Parents) -> None:
+    listing = _command(commands, "list", cmd_list, parents, "open incidents, newest first")
     listing.add_argument("--status", help="only this status (e.g. aware, closed)")
     listing.add_argument("--all", action="store_true", help="closed ones too")
     listing.add_argument("--limit", type=int, default=50)
-    listing.set_defaults(handler=run, incident_handler=cmd_list)
-
-    showing = commands.add_parser("show", parents=[common], help="one incident with its timeline")
+    showing = _command(commands, "show", cmd_show, parents, "one incident with its timeline")
     showing.add_argument("id", help="the incident id or a unique prefix (6+ characters)")
-    showing.set_defaults(handler=run, incident_handler=cmd_show)
 
-    ack = commands.add_parser(
-        "ack", parents=[common, who], help="acknowledge: the NIS2 clocks start"
-    )
+
+def _acting(commands: Any, parents: Parents) -> None:
+    ack = _command(commands, "ack", cmd_ack, parents, "acknowledge: the NIS2 clocks start")
     ack.add_argument("id")
     ack.add_argument("--reason", default="acknowledged by an analyst after the initial assessment")
-    ack.set_defaults(handler=run, incident_handler=cmd_ack)
+    close = _command(commands, "close", cmd_close, parents, "handling has ended")
+    close.add_argument("id")
+    close.add_argument("--reason", default="handling ended")
 
-    _impact_parser(commands, [common, who])
 
-    report = commands.add_parser("report", parents=[common, who], help="make and queue one report")
+def _reporting(commands: Any, parents: Parents) -> None:
+    report = _command(commands, "report", cmd_report, parents, "make and queue one report")
     report.add_argument("id")
     report.add_argument("--stage", required=True, choices=sorted(BY_CLI))
     report.add_argument("--request", help="the request an intermediate report answers")
     report.add_argument("--out", help="where to write the files (default incidents.report_dir)")
-    report.set_defaults(handler=run, incident_handler=cmd_report)
-
-    submitted = commands.add_parser(
-        "submitted", parents=[common, who], help="record a report submitted on the CCB platform"
-    )
+    what = "record a report submitted on the CCB platform"
+    submitted = _command(commands, "submitted", cmd_submitted, parents, what)
     submitted.add_argument("id")
     submitted.add_argument("--stage", required=True, choices=sorted(BY_CLI))
     submitted.add_argument("--reference", required=True, help="the CCB's reference for it")
     submitted.add_argument("--request", help="for an intermediate report: the request it answered")
-    submitted.set_defaults(handler=run, incident_handler=cmd_submitted)
-
-    request = commands.add_parser(
-        "request", parents=[common, who], help="record a request for an intermediate report"
-    )
+    what = "record a request for an intermediate report"
+    request = _command(commands, "request", cmd_request, parents, what)
     request.add_argument("id")
     request.add_argument("ref", help="the CSIRT's or authority's reference for the request")
-    request.add_argument(
-        "--due", required=True, type=_when, help="ISO time with offset, or e.g. 48h"
-    )
-    request.set_defaults(handler=run, incident_handler=cmd_request)
-
-    close = commands.add_parser("close", parents=[common, who], help="handling has ended")
-    close.add_argument("id")
-    close.add_argument("--reason", default="handling ended")
-    close.set_defaults(handler=run, incident_handler=cmd_close)
+    request.add_argument("--due", required=True, type=_when, help="ISO time with offset or 48h")
 
 
-def _impact_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
-    impact = commands.add_parser("impact", parents=parents, help="record impact, cause, mitigation")
+def _impact_parser(commands: Any, parents: Parents) -> None:
+    impact = _command(commands, "impact", cmd_impact, parents, "record impact, cause, mitigation")
     impact.add_argument("id")
     for flag, (_, kind, what) in NUMBERS.items():
         impact.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, help=what)
@@ -367,7 +370,6 @@ def _impact_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> Non
     impact.add_argument(
         "--gdpr-not-required", metavar="REASON", help="why no GDPR notification is due"
     )
-    impact.set_defaults(handler=run, incident_handler=cmd_impact)
 
 
 def run(args: argparse.Namespace) -> int:

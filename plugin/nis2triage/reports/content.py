@@ -68,8 +68,36 @@ def build(
     chart: dict[str, Any],
     ref: str | None = None,
 ) -> dict[str, Any]:
-    facts = facts_of(incident)
-    body: dict[str, Any] = {
+    body = {
+        **_header(stage, incident, entity, key, now, who, tlp, ref),
+        **_assessment(incident, entity),
+        "indicators": _indicators(incident),
+        "detections": [_detection(a) for a in incident.alerts[:MAX_DETECTIONS]],
+        "detections_total": incident.alert_count,
+        "deadlines": _deadlines(incident, now),
+        "previous_reports": _previous(incident),
+        "gdpr": _gdpr(incident),
+        "timeline": [_step(t) for t in incident.history],
+        "chart": chart,
+    }
+    body["requirements"] = [
+        {"field": f, "provided": _provided(body.get(f))} for f in stage.requires
+    ]
+    return body
+
+
+def _header(
+    stage: Stage,
+    incident: Incident,
+    entity: Entity,
+    key: str,
+    now: datetime,
+    who: str,
+    tlp: str,
+    ref: str | None,
+) -> dict[str, Any]:
+    """Who reports what, under which article, and when the incident was seen and known."""
+    return {
         "schema": SCHEMA,
         "report_type": stage.report,
         "legal_basis": f"NIS2 Directive (EU) 2022/2555, {stage.article.removeprefix('NIS2 ')}",
@@ -85,6 +113,14 @@ def build(
         "detected_at": _moment(incident.opened_at),
         "aware_at": _moment(incident.aware_at),
         "handled_at": _moment(incident.closed_at),
+    }
+
+
+def _assessment(incident: Incident, entity: Entity) -> dict[str, Any]:
+    """What is known: malice, reach, severity, impact, significance and the analyst's account."""
+    facts = facts_of(incident)
+    significance = incident.significance
+    return {
         "suspected_unlawful_or_malicious": tri_state(facts.malicious_suspected),
         "possible_cross_border_impact": tri_state(facts.cross_border),
         "member_states_affected": list(incident.narrative.member_states),
@@ -92,23 +128,9 @@ def build(
         "affected_assets": [a.name for a in incident.assets],
         "severity": _severity(incident),
         "impact": _impact(facts.model_dump(), entity),
-        "significance": incident.significance.model_dump(mode="json")
-        if incident.significance
-        else None,
+        "significance": significance.model_dump(mode="json") if significance else None,
         **incident.narrative.model_dump(exclude={"member_states"}),
-        "indicators": _indicators(incident),
-        "detections": [_detection(a) for a in incident.alerts[:MAX_DETECTIONS]],
-        "detections_total": incident.alert_count,
-        "deadlines": _deadlines(incident, now),
-        "previous_reports": _previous(incident),
-        "gdpr": _gdpr(incident),
-        "timeline": [_step(t) for t in incident.history],
-        "chart": chart,
     }
-    body["requirements"] = [
-        {"field": f, "provided": _provided(body.get(f))} for f in stage.requires
-    ]
-    return body
 
 
 def _entity(entity: Entity) -> dict[str, Any]:
