@@ -33,6 +33,7 @@ def write_agent_config(
     index: str,
     prefix: str,
     notifier: dict[str, object] | None = None,
+    rules: dict[str, object] | None = None,
 ) -> Path:
     """A complete agent configuration file for `index`, with state under `prefix`."""
     import yaml
@@ -56,6 +57,7 @@ def write_agent_config(
         },
         "sources": [{"name": "auth", "indices": [index], "batch_size": 250}],
         "detectors": [str(DETECTORS / "*.yml")],
+        "rules": rules or {},
         "triage": str(TRIAGE),
         "assets": str(assets),
         "notifier": notifier or {"mode": "dry-run"},

@@ -27,6 +27,17 @@ def index_part(es: Elasticsearch, index: str, docs: list[dict[str, Any]], first_
     helpers.bulk(es, actions, refresh=True)
 
 
+def wait_for_state(es: Elasticsearch, index: str) -> dict[str, Any]:
+    """The agent's saved state, once it exists (the index may be younger than its shard)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        saved = es.options(ignore_status=(404, 503)).get(index=index, id="source-auth")
+        if saved.get("found"):
+            return dict(saved)
+        time.sleep(0.5)
+    raise AssertionError(f"the agent saved no state in {index} within 120 s")
+
+
 def alert_ids(report: Any) -> set[str]:
     return {a.id for a in report.alerts}
 
@@ -71,14 +82,13 @@ def test_ctrl_c_finishes_the_batch_saves_and_exits_zero(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        saved = es.options(ignore_status=404).get(index=f"{index_name}-st-state", id="source-auth")
-        if saved.get("found"):
-            break
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=60)
+    try:
+        saved = wait_for_state(es, f"{index_name}-st-state")
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
 
     assert proc.returncode == 0, output
     assert "stopping after the current batch" in output

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import signal
 import time
 from collections import Counter
@@ -20,22 +21,26 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from elasticsearch import Elasticsearch
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage import contain, snapshots, triage
 from nis2triage.assets import Asset, Inventory, load_inventory
 from nis2triage.config import AgentConfig, SourceConfig
 from nis2triage.detectors import Detector, DetectorSpec, load_spec
-from nis2triage.errors import ConfigError, SnapshotError
+from nis2triage.errors import ConfigError, SnapshotError, StoreError
+from nis2triage.faults import crash_point
 from nis2triage.incidents.flow import IncidentFlow
 from nis2triage.notify import build
 from nis2triage.notify.outbox import Outbox
 from nis2triage.records import Alert, Event, stable_id
+from nis2triage.rulerunner import RuleRunner, load_native, load_sigma
 from nis2triage.source import Cursor, Source
 from nis2triage.store import Store, alert_document
 
 log = logging.getLogger(__name__)
 SAVE_EVERY_BATCHES = 50
+RULES_STATE_ID = "rules"
 
 
 def utcnow() -> datetime:
@@ -89,7 +94,10 @@ class Agent:
         channels = build.channels(cfg, token, self.incidents.soc)
         self.outbox = Outbox(self.store, channels, cfg.notifier.max_attempts)
         self.stopping = False
+        self.specs: list[DetectorSpec] = []
         self.runs: list[SourceRun] = []
+        self.condition: str | None = None
+        self.rules_runner: RuleRunner | None = None
 
     # --- start -------------------------------------------------------------
 
@@ -105,9 +113,21 @@ class Agent:
                 raise ConfigError(
                     f"detector {spec.name}: source {spec.source!r} is not configured ({names})"
                 )
-        for src in self.cfg.sources:
-            mine = [s for s in specs if s.source == src.name]
-            self.runs.append(self._restore(src, mine))
+        self.specs = specs
+        self.rules_runner = RuleRunner(
+            self.es, self.cfg.rules, load_native(self.cfg), load_sigma(self.cfg), self.clock
+        )
+        self.restore_all()
+
+    def restore_all(self) -> None:
+        """(Re)build every source's run from its last saved checkpoint and models."""
+        self.runs = [
+            self._restore(src, [s for s in self.specs if s.source == src.name])
+            for src in self.cfg.sources
+        ]
+        if self.rules_runner is not None:
+            saved = self.store.get("state", RULES_STATE_ID)
+            self.rules_runner.restore(saved.get("rules") if saved else None)
 
     def _state_id(self, src: SourceConfig) -> str:
         return f"source-{src.name}"
@@ -147,6 +167,8 @@ class Agent:
             self._cycle(run, report)
             if self.stopping:
                 break
+        if self.rules_runner and not self.stopping:
+            self._run_rules(self.rules_runner, report)
         delivered = self.outbox.deliver_due(self.clock())
         report.notifications_sent += delivered.sent
         # After delivery, so a report confirmed just now is not escalated as missing.
@@ -165,8 +187,11 @@ class Agent:
             if self.stopping:
                 break
         else:
-            # Everything indexed by now is read: buckets ending before now - lateness are final.
-            self._close(run, int(self.clock().timestamp() * 1000) - lateness_ms, report)
+            # Everything indexed when the poll began is read: buckets ending before that
+            # moment minus the lateness can receive no more events.
+            if run.source.read_until is not None:
+                read_until_ms = int(run.source.read_until.timestamp() * 1000)
+                self._close(run, read_until_ms - lateness_ms, report)
         self._save(run)
 
     def _ingest(self, run: SourceRun, batch: list[Event], report: CycleReport) -> None:
@@ -196,6 +221,7 @@ class Agent:
         alerts = [a for d in run.detectors for a in d.close(cutoff_ms, pattern)]
         if alerts:
             self.handle_alerts(alerts, report)
+            crash_point("alerts-written")
 
     def handle_alerts(self, alerts: list[Alert], report: CycleReport) -> None:
         """Route, write, contain and queue: the same path for detector and rule alerts."""
@@ -207,6 +233,18 @@ class Agent:
         for alert, _ in routed:
             report.alerts.append(alert)
             report.routes[alert.route or "?"] += 1
+
+    def _run_rules(self, runner: RuleRunner, report: CycleReport) -> None:
+        alerts = runner.run_due()
+        if alerts:
+            self.handle_alerts(alerts, report)
+        # Saved after the alerts are written: a crash in between replays the same windows.
+        doc = {
+            "kind": "rules_state",
+            "updated": self.clock().isoformat(),
+            "rules": runner.to_dict(),
+        }
+        self.store.put("state", RULES_STATE_ID, doc, refresh=True)
 
     def _save(self, run: SourceRun) -> None:
         """Checkpoint and models in one document, so they can never disagree."""
@@ -220,6 +258,7 @@ class Agent:
             "stats": {d.spec.name: d.stats() for d in run.detectors},
         }
         self.store.put("state", self._state_id(run.cfg), doc, refresh=True)
+        crash_point("state-saved")
 
     # --- the loop ----------------------------------------------------------
 
@@ -231,24 +270,73 @@ class Agent:
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGTERM, self.request_stop)
         interval = min(s.poll_interval for s in self.cfg.sources).total_seconds()
+        failures = 0
         while not self.stopping:
             started = time.monotonic()
-            report = self.run_once()
-            if report.events or report.alerts:
-                log.info(
-                    "cycle: %d events, %d alerts (%s), %d notifications queued, %d sent",
-                    report.events,
-                    len(report.alerts),
-                    dict(report.routes),
-                    report.notifications_queued,
-                    report.notifications_sent,
-                )
+            try:
+                if failures:
+                    # What was processed since the last save is redone from it.
+                    self.restore_all()
+                report = self.run_once()
+            except OUTAGES as exc:
+                failures += 1
+                self._say(describe_outage(exc))
+                self._sleep(outage_backoff(failures))
+                continue
+            if failures:
+                log.info("Elasticsearch answers again; resumed from the last checkpoint")
+                failures, self.condition = 0, None
+            self._log_cycle(report)
             self._sleep(interval - (time.monotonic() - started))
+
+    def _say(self, condition: str) -> None:
+        """One log line per condition, not one per failed attempt."""
+        if condition != self.condition:
+            log.error("%s; retrying with backoff, nothing is lost meanwhile", condition)
+            self.condition = condition
+
+    def _log_cycle(self, report: CycleReport) -> None:
+        if report.events or report.alerts:
+            log.info(
+                "cycle: %d events, %d alerts (%s), %d notifications queued, %d sent",
+                report.events,
+                len(report.alerts),
+                dict(report.routes),
+                report.notifications_queued,
+                report.notifications_sent,
+            )
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + max(seconds, 0.0)
         while not self.stopping and time.monotonic() < end:
             time.sleep(min(0.5, end - time.monotonic()))
+
+
+OUTAGES = (TransportError, ApiError, StoreError)
+OUTAGE_BACKOFF_MAX_S = 60.0
+
+
+def outage_backoff(failures: int) -> float:
+    """Seconds to wait after the n-th failure in a row: doubling, capped, with jitter."""
+    capped = min(OUTAGE_BACKOFF_MAX_S, 0.5 * 2.0 ** min(failures, 10))
+    return float(capped * random.uniform(0.5, 1.0))
+
+
+def describe_outage(exc: Exception) -> str:
+    """What is wrong, in words an operator can act on."""
+    if isinstance(exc, ApiError):
+        status = exc.meta.status
+        if status == 429:
+            return "Elasticsearch rejects requests (429, overloaded)"
+        if status in (401, 403):
+            return (
+                f"Elasticsearch refuses the agent ({status}): "
+                f"check its role and credentials ({exc.message})"
+            )
+        return f"Elasticsearch answered {status} ({exc.message})"
+    if isinstance(exc, StoreError):
+        return str(exc)
+    return f"Elasticsearch cannot be reached ({type(exc).__name__})"
 
 
 def _asset_names(asset: Asset | None) -> tuple[str | None, str | None]:

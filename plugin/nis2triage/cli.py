@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from nis2triage import __version__
 from nis2triage.errors import Nis2TriageError
@@ -56,6 +57,73 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from nis2triage.validate import validate
+
+    findings = validate(args.paths)
+    if not findings:
+        print("nis2triage: no YAML files found under " + ", ".join(args.paths), file=sys.stderr)
+        return 1
+    for finding in findings:
+        if finding.ok:
+            print(f"ok      {finding.path} ({finding.kind})")
+        else:
+            print(f"ERROR   {finding.problem}")
+    failed = sum(not f.ok for f in findings)
+    print(f"{len(findings)} files checked, {failed} with errors")
+    return 1 if failed else 0
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time (UTC when no zone is given), or 'now', or 'now-2d' style."""
+    from nis2triage.config import parse_duration
+
+    now = datetime.now(UTC)
+    if text == "now":
+        return now
+    if text.startswith("now-"):
+        return now - parse_duration(text[4:])
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: write 2026-12-01T00:00, 2026-12-01 or now-2d"
+        ) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from nis2triage import esclient, triage
+    from nis2triage.assets import load_inventory
+    from nis2triage.config import es_settings, load_config
+    from nis2triage.detectors import load_spec
+    from nis2triage.replay import run_replay, summary
+    from nis2triage.rulerunner import load_native
+    from nis2triage.store import Store, alert_document
+
+    cfg = load_config(args.config)
+    specs = [load_spec(p) for p in cfg.detector_files()]
+    rules = load_native(cfg)
+    if args.detector or args.rule:
+        specs = [s for s in specs if s.name in (args.detector or [])]
+        rules = [r for r in rules if r.name in (args.rule or [])]
+    es = esclient.connect(es_settings(cfg))
+    console = Console(stderr=True)
+    result = run_replay(es, cfg, specs, rules, args.start, args.end, console)
+    summary(result, Console())
+    if args.write:
+        inventory = load_inventory(cfg.resolve(cfg.assets) if cfg.assets else None)
+        rules_t = triage.load_rules(cfg.resolve(cfg.triage) if cfg.triage else None)
+        routed = [triage.route(a, rules_t, inventory) for a in result.alerts]
+        store = Store(es, cfg.state.index_prefix)
+        store.ensure_indices()
+        docs = [(a.id, alert_document(a)) for a, _ in routed]
+        print(f"{store.create_many('alerts', docs)} new alerts written to {store.index('alerts')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nis2triage",
@@ -69,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     run.add_argument("--once", action="store_true", help="one pass over new events, then exit")
     run.set_defaults(handler=cmd_run)
+
+    check = sub.add_parser("validate", help="check configuration, rules and detector files")
+    check.add_argument("paths", nargs="+", help="files or folders of YAML files")
+    check.set_defaults(handler=cmd_validate)
+
+    replay = sub.add_parser("replay", help="run detectors and rules over a past time range")
+    replay.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
+    replay.add_argument("--from", dest="start", type=parse_time, required=True, help="start")
+    replay.add_argument("--to", dest="end", type=parse_time, default="now", help="end (now)")
+    replay.add_argument("--rule", action="append", help="only this native rule (repeatable)")
+    replay.add_argument("--detector", action="append", help="only this detector (repeatable)")
+    replay.add_argument("--write", action="store_true", help="write the alerts (default: no)")
+    replay.set_defaults(handler=cmd_replay)
 
     demo = sub.add_parser("demo", help="the whole flow on a local node with the real SSH log")
     demo.set_defaults(handler=cmd_demo)
@@ -92,10 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    from elastic_transport import TransportError
+    from elasticsearch import ApiError
+
+    from nis2triage.agent import describe_outage
+
     try:
         return handler(args)
     except Nis2TriageError as exc:
         print(f"nis2triage: {exc}", file=sys.stderr)
+        return 1
+    except (TransportError, ApiError) as exc:
+        print(f"nis2triage: {describe_outage(exc)}", file=sys.stderr)
         return 1
 
 

@@ -81,6 +81,18 @@ class SourceConfig(Strict):
     max_lateness: Duration = timedelta(minutes=5)
 
 
+class RulesConfig(Strict):
+    """Detection rules: native rule files (each names its own index) and Sigma rule files."""
+
+    native: list[str] = Field(default_factory=list)
+    sigma: list[str] = Field(default_factory=list)
+    sigma_indices: list[str] = Field(default_factory=lambda: ["winlogbeat-*", "logs-windows*"])
+    sigma_entity_field: str = "host.name"
+    time_field: str = "@timestamp"
+    max_lateness: Duration = timedelta(minutes=5)
+    initial_lookback: Duration = timedelta(hours=1)
+
+
 class NotifierConfig(Strict):
     endpoint: str | None = None
     token_env: str | None = None
@@ -150,6 +162,7 @@ class AgentConfig(Strict):
     entity: Entity
     sources: list[SourceConfig] = Field(min_length=1)
     detectors: list[str] = Field(default_factory=list)
+    rules: RulesConfig = RulesConfig()
     triage: str | None = None
     assets: str | None = None
     notifier: NotifierConfig = NotifierConfig()
@@ -205,11 +218,12 @@ def validation_error(
         loc = tuple(
             p for p in err["loc"] if not isinstance(p, str) or not p.startswith("function-")
         )
-        line = located.line_of(loc)
+        line, column = located.line_of(loc), located.column_of(loc)
         first_line = first_line or line
         key = ".".join(str(p) for p in loc) or "(top level)"
         hint = _hint(err, loc, model)
-        lines.append(f"{located.path}:{line or '?'}: {key}: {err['msg']}{hint}")
+        where = f"{located.path}:{line or '?'}" + (f":{column}" if column else "")
+        lines.append(f"{where}: {key}: {err['msg']}{hint}")
     message = "\n".join(lines)
     error = ConfigError(message)
     error.path, error.line = located.path, first_line

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from nis2triage import yamlload
 from nis2triage.config import Duration, validation_error
 from nis2triage.errors import ConfigError
-from nis2triage.features import Bucket, BucketTable, FeatureSpec, Match, is_ip, values_of
+from nis2triage.features import Bucket, BucketTable, FeatureSpec, Match, clean, is_ip, values_of
 from nis2triage.models.pipeline import Scorer, build
 from nis2triage.models.threshold import AdaptiveThreshold
 from nis2triage.records import Alert, Event, Severity
@@ -99,17 +99,19 @@ class Detector:
         self.learned = 0
         self.held_out = 0
         self.missing_entity = 0
+        self.events = 0
 
     def ingest(self, event: Event) -> None:
         if not self.spec.filter.matches(event.doc):
             return
+        self.events += 1
         entities = values_of(event.doc, self.spec.entity)
         if not entities:
             self.missing_entity += 1
             return
         ts_ms = int(event.timestamp.timestamp() * 1000)
         for entity in entities[:8]:
-            self.table.add(str(entity), ts_ms, event.doc, self.spec.features)
+            self.table.add(clean(entity), ts_ms, event.doc, self.spec.features)
 
     def close(self, cutoff_ms: int, index_pattern: str) -> list[Alert]:
         """Score, then learn, every bucket ending by `cutoff_ms`; return the alerts."""
@@ -193,6 +195,7 @@ class Detector:
 
     def stats(self) -> dict[str, int]:
         return {
+            "events": self.events,
             "scored": self.scored,
             "learned": self.learned,
             "held_out": self.held_out,

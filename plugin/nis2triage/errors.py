@@ -18,12 +18,22 @@ class Nis2TriageError(Exception):
 class ConfigError(Nis2TriageError):
     """A file the operator wrote is wrong; the message names the file, line and fix."""
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
         self.path = path
         self.line = line
+        self.column = column
         where = path or ""
         if line is not None:
             where = f"{where}:{line}"
+            if column is not None:
+                where = f"{where}:{column}"
         super().__init__(f"{where}: {message}" if where else message)
 
 
@@ -33,6 +43,10 @@ class ConnectionSetupError(Nis2TriageError):
 
 class SnapshotError(Nis2TriageError):
     """A model snapshot failed its signature check or could not be restored."""
+
+
+class StoreError(Nis2TriageError):
+    """Elasticsearch refused some of the documents the agent writes (read-only, rejected)."""
 
 
 class DeliveryError(Nis2TriageError):

@@ -19,6 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MAX_DISTINCT = 10_000  # per bucket and field; beyond it the distinct count saturates
 MAX_RELATED = 20  # addresses, users and hosts kept per bucket as evidence
+MAX_VALUE_CHARS = 1024  # longer values are cut, as a keyword field's ignore_above would
+
+
+def clean(value: Any) -> str:
+    """A value as bounded, encodable text: megabyte strings are cut, lone surrogates replaced."""
+    text = value if isinstance(value, str) else str(value)
+    text = text[:MAX_VALUE_CHARS]
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def get_field(doc: dict[str, Any], path: str) -> Any:
@@ -120,7 +128,7 @@ class Bucket:
         if spec.kind == "distinct":
             seen = self.distinct.setdefault(spec.name, set())
             if len(seen) < MAX_DISTINCT:
-                seen.update(str(v) for v in values)
+                seen.update(clean(v) for v in values)
             return
         numbers = [n for n in (_number(v) for v in values) if n is not None]
         if spec.kind == "sum":
@@ -150,7 +158,8 @@ def _keep_some(target: set[str], values: list[Any]) -> None:
     for value in values:
         if len(target) >= MAX_RELATED:
             return
-        target.add(str(value))
+        if not isinstance(value, dict | list):
+            target.add(clean(value))
 
 
 def _number(value: Any) -> float | None:

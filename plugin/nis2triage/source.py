@@ -82,12 +82,16 @@ class Source:
         self.cfg = cfg
         self.clock = clock
         self._said_empty = False
+        # When the last poll opened its point in time: everything indexed by then was read.
+        self.read_until: datetime | None = None
 
     def poll(self, cursor: Cursor) -> Iterator[list[Event]]:
         """Batches of new events in time order; `cursor` is advanced as each batch is yielded."""
+        opened = self.clock()
         pit = self._open_pit()
         if pit is None:
             return
+        self.read_until = opened
         try:
             yield from self._pages(pit, cursor)
         finally:
@@ -118,7 +122,7 @@ class Source:
             self._said_empty = True
 
     def _query(self, cursor: Cursor) -> dict[str, Any]:
-        upper = self.clock()
+        upper = self.read_until or self.clock()
         time_range: dict[str, Any] = {
             "lte": int(upper.timestamp() * 1000),
             "format": "epoch_millis",

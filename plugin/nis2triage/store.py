@@ -13,6 +13,8 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, helpers
 
+from nis2triage.errors import StoreError
+from nis2triage.faults import crash_point
 from nis2triage.records import SEVERITY_RANK, Alert
 
 log = logging.getLogger(__name__)
@@ -217,8 +219,15 @@ class Store:
             result = item.get("create", {})
             if ok:
                 created += 1
+                if what == "alerts":
+                    crash_point("bulk-alerts")
             elif result.get("status") != 409:
-                raise RuntimeError(f"could not write to {self.index(what)}: {result.get('error')}")
+                error = result.get("error") or {}
+                reason = error.get("reason", error) if isinstance(error, dict) else error
+                raise StoreError(
+                    f"Elasticsearch refused writes to {self.index(what)} "
+                    f"({result.get('status')}: {reason})"
+                )
         return created
 
     def put(self, what: str, doc_id: str, doc: dict[str, Any], refresh: bool = False) -> None:

@@ -1,1 +1,1 @@
-"""Online anomaly models (River) and what turns their scores into decisions."""
+"""Online anomaly models (River), and what turns their scores into decisions."""

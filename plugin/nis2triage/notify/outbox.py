@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from nis2triage.faults import crash_point
 from nis2triage.notify.channel import Channel, Delivered, HandedOver, Outcome, Rejected, RetryLater
 from nis2triage.store import Store
 
@@ -110,6 +111,7 @@ class Outbox:
             if state["status"] != "pending" or _when(state.get("next_attempt"), now) > now:
                 continue
             outcome = self._send(name, hit["_id"], doc["payload"], now)
+            crash_point("post-answered")
             deliveries[name] = self._judge(hit["_id"], name, state, outcome, now)
             tried.append(deliveries[name]["status"])
         if tried:

@@ -1,0 +1,136 @@
+"""Running a native rule over one time window: `run_rule(es, rule, start, end, state)`.
+
+The steps: evaluate the rule's type against Elasticsearch, turn what it found
+into alerts, drop those within the suppression period, and forget state too old
+to matter. An error from Elasticsearch becomes a RuleExecutionError naming the
+rule and what to change, so the agent loop can pause that rule and go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from elasticsearch import ApiError, Elasticsearch
+
+from nis2triage.errors import Nis2TriageError
+from nis2triage.records import Alert
+from nis2triage.rules import search, suppress
+from nis2triage.rules.alerts import Finding, to_alert
+from nis2triage.rules.native import (
+    AnyRule,
+    BlacklistRule,
+    CardinalityRule,
+    ChangeRule,
+    FlatlineRule,
+    FrequencyRule,
+    MetricAggregationRule,
+    NativeRule,
+    NewTermRule,
+    PercentageMatchRule,
+    SpikeRule,
+    WhitelistRule,
+)
+from nis2triage.rules.search import Run
+from nis2triage.rules.state import RuleState
+from nis2triage.rules.types import change, events, frequency, metrics, newterm, volume
+
+log = logging.getLogger(__name__)
+
+
+class RuleExecutionError(Nis2TriageError):
+    """Elasticsearch refused a rule's query; the message names the rule and the fix."""
+
+
+def run_rule(
+    es: Elasticsearch, rule: NativeRule, start: datetime, end: datetime, state: RuleState
+) -> list[Alert]:
+    """The alerts of `rule` for events in [start, end); `state` is updated in place."""
+    if start.tzinfo is None or end.tzinfo is None or not start < end:
+        raise ValueError(f"need timezone-aware start < end, got {start!r} and {end!r}")
+    run = Run(es, start, end)
+    try:
+        found = _evaluate(run, rule, state)
+        missing = _without_key(run, rule)
+    except ApiError as exc:
+        raise RuleExecutionError(_explain(rule, exc)) from exc
+    if missing:
+        found = [_noting_missing(f, missing) for f in found]
+    alerts = suppress.apply([to_alert(rule, f) for f in found], state, rule.suppression)
+    state.forget_before(_cutoffs(rule, start))
+    level = logging.INFO if found else logging.DEBUG
+    suppressed = len(found) - len(alerts)
+    log.log(level, "rule %s: %d alerts (%d suppressed)", rule.name, len(alerts), suppressed)
+    return alerts
+
+
+def _evaluate(run: Run, rule: NativeRule, state: RuleState) -> list[Finding]:
+    match rule:
+        case AnyRule():
+            return events.evaluate_any(run, rule)
+        case BlacklistRule() | WhitelistRule():
+            return events.evaluate_list(run, rule)
+        case FrequencyRule():
+            return frequency.evaluate(run, rule, state)
+        case FlatlineRule():
+            return volume.evaluate_flatline(run, rule)
+        case SpikeRule():
+            return volume.evaluate_spike(run, rule)
+        case CardinalityRule():
+            return metrics.evaluate_cardinality(run, rule)
+        case MetricAggregationRule():
+            return metrics.evaluate_metric(run, rule)
+        case PercentageMatchRule():
+            return metrics.evaluate_percentage(run, rule)
+        case NewTermRule():
+            return newterm.evaluate(run, rule, state)
+        case ChangeRule():
+            return change.evaluate(run, rule, state)
+
+
+def _without_key(run: Run, rule: NativeRule) -> int:
+    """Matching documents in the window that lack the query_key: not counted per key."""
+    key = getattr(rule, "query_key", None)
+    return search.count_without_key(run, rule, key, run.start) if key else 0
+
+
+def _noting_missing(found: Finding, missing: int) -> Finding:
+    evidence = {**found.evidence, "documents_without_query_key": missing}
+    return Finding(**{**vars(found), "evidence": evidence})
+
+
+def _cutoffs(rule: NativeRule, start: datetime) -> dict[str, datetime]:
+    """How far back each part of the state can still matter for the next window."""
+    cutoffs = {"last_alert": start - rule.suppression}
+    if isinstance(rule, FrequencyRule):
+        cutoffs["counted_until"] = start - rule.timeframe
+    if isinstance(rule, ChangeRule) and rule.timeframe is not None:
+        cutoffs["previous"] = start - rule.timeframe
+    if isinstance(rule, NewTermRule):
+        cutoffs["seen_terms"] = start - rule.terms_window
+    return cutoffs
+
+
+def _explain(rule: NativeRule, exc: ApiError) -> str:
+    reason = _root_cause(exc)
+    hint = ""
+    if "Fielddata is disabled" in reason or "Text fields are not optimised" in reason:
+        hint = "; count on a keyword field (e.g. user.name, or a text field's .keyword)"
+    elif "Failed to parse query" in reason or "parse_exception" in reason:
+        hint = "; fix the filter's Lucene syntax"
+    return f"rule {rule.name!r}: Elasticsearch refused the query: {reason}{hint}"
+
+
+def _root_cause(exc: ApiError) -> str:
+    """The first root cause Elasticsearch gives, and the deepest cause if it says more."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", {})
+    if not isinstance(error, dict):
+        return str(error or exc.message)
+    first = (error.get("root_cause") or [error])[0]
+    text = f"{first.get('type', '')}: {first.get('reason', '')}"
+    deepest = error
+    while isinstance(deepest.get("caused_by"), dict):
+        deepest = deepest["caused_by"]
+    extra = str(deepest.get("reason", ""))
+    return text if deepest is error or extra in text else f"{text} ({extra})"

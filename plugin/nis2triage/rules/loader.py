@@ -1,0 +1,168 @@
+"""Reading native rule files: YAML in, a validated frozen rule out, or an error with a fix.
+
+Every problem becomes a ConfigError naming the file, the line, the key, what
+was expected and what to write instead: an unknown type lists the known ones,
+a misspelt key names the closest known key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, get_args
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
+
+from nis2triage import yamlload
+from nis2triage.errors import ConfigError
+from nis2triage.rules.native import RULE_TYPES, NativeRule
+from nis2triage.rules.options import DURATION_HINT, TriageHint
+
+log = logging.getLogger(__name__)
+
+_ADAPTER: TypeAdapter[NativeRule] = TypeAdapter(NativeRule)
+_KNOWN_TYPES = ", ".join(RULE_TYPES)
+
+# What to write instead, by pydantic error type, when its own message says too little.
+_FIXES = {
+    "int_parsing": "write a whole number, without quotes",
+    "int_type": "write a whole number, without quotes",
+    "int_from_float": "write a whole number, without a fraction",
+    "float_parsing": "write a number, without quotes",
+    "float_type": "write a number, without quotes",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "string_type": "write a text value; quote it if YAML reads it as a number or date",
+    "tuple_type": "write a list, e.g. [a, b] or one '- item' per line",
+    "list_type": "write a list, e.g. [a, b] or one '- item' per line",
+    "model_type": "write a mapping of keys, e.g. {early_warning_candidate: true}",
+    "dict_type": "write a mapping of keys",
+    "timedelta_type": f"write {DURATION_HINT}",
+    "timedelta_parsing": f"write {DURATION_HINT}",
+}
+
+
+def load_rule(path: str | Path) -> NativeRule:
+    """Load and validate one rule file."""
+    doc = yamlload.load_file(path)
+    if not isinstance(doc.data, dict):
+        raise doc.error((), "a rule file holds one mapping of keys (name, type, index, ...)")
+    if "detection" in doc.data and "logsource" in doc.data:
+        raise doc.error((), "this is a Sigma rule (logsource/detection); load it as Sigma")
+    return _validate(doc.data, doc, Path(path).parent)
+
+
+def load_rules(paths: Iterable[str | Path]) -> list[NativeRule]:
+    """Load rule files and the `*.yml`/`*.yaml` files of folders; names must be unique."""
+    rules: list[NativeRule] = []
+    seen: dict[str, Path] = {}
+    for file in _rule_files(paths):
+        rule = load_rule(file)
+        if rule.name in seen:
+            raise ConfigError(
+                f"rule name {rule.name!r} is also used by {seen[rule.name]}; names must be unique",
+                path=str(file),
+            )
+        seen[rule.name] = file
+        rules.append(rule)
+    log.info("loaded %d native rules", len(rules))
+    return rules
+
+
+def rule_from_dict(data: dict[str, Any], *, source: str = "<rule>") -> NativeRule:
+    """Validate a rule given as a mapping (tests, the API); errors name `source`, no line."""
+    return _validate(data, yamlload.Located(source, data, {}), Path("."))
+
+
+def _rule_files(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            files.extend(sorted(p for p in given.iterdir() if p.suffix in (".yml", ".yaml")))
+        else:
+            files.append(given)
+    return files
+
+
+def _validate(data: dict[str, Any], doc: yamlload.Located, rule_dir: Path) -> NativeRule:
+    try:
+        return _ADAPTER.validate_python(data, context={"rule_dir": rule_dir})
+    except ValidationError as exc:
+        found = [_describe(e, data) for e in _without_misspelt(exc.errors(), data)]
+        found.sort(key=lambda p: doc.line_of(p[0]) or 0)
+        (loc, message), others = found[0], found[1:]
+        also = "".join(f"\n  also {doc.error(o_loc, o_msg)}" for o_loc, o_msg in others)
+        raise doc.error(loc, message + also) from None
+
+
+def _loc(error: ErrorDetails, data: dict[str, Any]) -> tuple[str | int, ...]:
+    """The key path in the file: pydantic puts the union's tag first, the file does not."""
+    loc = tuple(error["loc"])
+    if loc and loc[0] == data.get("type") and error["type"] != "union_tag_invalid":
+        loc = loc[1:]
+    return loc
+
+
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def _describe(error: ErrorDetails, data: dict[str, Any]) -> Problem:
+    """Where the problem is, and a message saying what was expected and how to fix it."""
+    loc = _loc(error, data)
+    kind = error["type"]
+    if kind == "union_tag_invalid":
+        return ("type",), _unknown_type(str(data.get("type")))
+    if kind == "union_tag_not_found":
+        return ("type",), f"missing; add 'type:' with one of: {_KNOWN_TYPES}"
+    if kind == "extra_forbidden":
+        return loc, _unknown_key(str(loc[-1]), loc[:-1], data)
+    if kind == "missing":
+        expected = _expected(RULE_TYPES[data["type"]], str(loc[-1]))
+        return loc, f"missing; a {data['type']} rule needs it ({expected})"
+    message = error["msg"].removeprefix("Value error, ")
+    fix = _FIXES.get(kind)
+    if fix:
+        message = f"{message} (got {error['input']!r}); {fix}"
+    return loc, message
+
+
+def _without_misspelt(errors: list[ErrorDetails], data: dict[str, Any]) -> list[ErrorDetails]:
+    """Drop "missing X" when an unknown key is a misspelling of X: that error says it all."""
+    unknown = [str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden"]
+
+    def misspelt(error: ErrorDetails) -> bool:
+        if error["type"] != "missing":
+            return False
+        return bool(difflib.get_close_matches(str(error["loc"][-1]), unknown, n=1))
+
+    return [e for e in errors if not misspelt(e)]
+
+
+def _expected(model: type[BaseModel], name: str) -> str:
+    annotation = repr(model.model_fields[name].annotation)
+    if "timedelta" in annotation:
+        return DURATION_HINT
+    if "Literal" in annotation:
+        return "one of " + ", ".join(get_args(model.model_fields[name].annotation))
+    for word, text in (("int", "a whole number"), ("float", "a number"), ("str", "a text")):
+        if word in annotation:
+            return text
+    return "see the rule type's documentation"
+
+
+def _unknown_type(given: str) -> str:
+    close = difflib.get_close_matches(given, RULE_TYPES, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown rule type {given!r}; {hint}known types: {_KNOWN_TYPES}"
+
+
+def _unknown_key(key: str, parent: tuple[str | int, ...], data: dict[str, Any]) -> str:
+    model: type[BaseModel] = TriageHint if parent == ("triage",) else RULE_TYPES[data["type"]]
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key {key!r}; did you mean {close[0]!r}?"
+    return f"unknown key {key!r}; known keys here: {', '.join(sorted(known))}"

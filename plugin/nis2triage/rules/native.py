@@ -1,0 +1,266 @@
+"""Native rule definitions: one pydantic model per rule type, chosen by `type`.
+
+The types and their options follow ElastAlert 2, which SOC engineers already
+know; every type shares the fields of `RuleBase`. A loaded rule is frozen:
+what changes from run to run lives in `RuleState`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+
+from nis2triage.records import Severity
+from nis2triage.rules.options import (
+    AttackTag,
+    Duration,
+    Filter,
+    ListFile,
+    Period,
+    Regex,
+    TriageHint,
+)
+
+# When a rule without a timeframe says nothing, ElastAlert's default: one minute.
+DEFAULT_REALERT = timedelta(minutes=1)
+
+
+class RuleBase(BaseModel):
+    """What every native rule has, whatever its type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    version: str = "1"
+    index: str = Field(min_length=1)
+    timestamp_field: str = "@timestamp"
+    filter: Filter | None = None
+    realert: Period | None = None
+    severity: Severity = "medium"
+    tags: tuple[AttackTag, ...] = ()
+    triage: TriageHint = TriageHint()
+
+    @property
+    def timeframe_or_none(self) -> timedelta | None:
+        return getattr(self, "timeframe", None)
+
+    @property
+    def suppression(self) -> timedelta:
+        """How long an entity stays quiet after an alert: `realert`, else the timeframe."""
+        if self.realert is not None:
+            return self.realert
+        return self.timeframe_or_none or DEFAULT_REALERT
+
+    @property
+    def entity_field(self) -> str:
+        return getattr(self, "query_key", None) or "rule"
+
+
+class KeyedRule(RuleBase):
+    """A rule that can count per value of `query_key` (per source address, per user, ...)."""
+
+    query_key: str | None = None
+
+
+class AnyRule(KeyedRule):
+    """Every matching event alerts."""
+
+    type: Literal["any"]
+
+
+class FrequencyRule(KeyedRule):
+    """At least `num_events` matching events within `timeframe`."""
+
+    type: Literal["frequency"]
+    num_events: PositiveInt
+    timeframe: Duration
+
+
+class FlatlineRule(KeyedRule):
+    """Fewer than `threshold` events within `timeframe`: a source or service went silent."""
+
+    type: Literal["flatline"]
+    threshold: PositiveInt
+    timeframe: Duration
+    # With a query_key, the values seen this long before a window are expected in it.
+    key_lookback: Duration = timedelta(days=1)
+
+
+class SpikeRule(KeyedRule):
+    """The count in the current timeframe against the count in the one before it."""
+
+    type: Literal["spike"]
+    timeframe: Duration
+    spike_height: float = Field(ge=1.0)
+    spike_type: Literal["up", "down", "both"]
+    threshold_cur: NonNegativeInt = 0
+    threshold_ref: NonNegativeInt = 0
+    alert_on_new_data: bool = False
+
+
+class NewTermRule(RuleBase):
+    """A value of one of `fields` not seen within `terms_window` before it appeared."""
+
+    type: Literal["new_term"]
+    fields: tuple[str, ...] = Field(min_length=1)
+    terms_window: Duration = timedelta(days=30)
+
+    @property
+    def entity_field(self) -> str:
+        return self.fields[0]
+
+
+class CardinalityRule(KeyedRule):
+    """Distinct values of `cardinality_field` above `max_cardinality` or below `min_cardinality`."""
+
+    type: Literal["cardinality"]
+    cardinality_field: str
+    timeframe: Duration
+    max_cardinality: NonNegativeInt | None = None
+    min_cardinality: NonNegativeInt | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> CardinalityRule:
+        if self.max_cardinality is None and self.min_cardinality is None:
+            raise ValueError("give max_cardinality, min_cardinality or both")
+        return self
+
+
+class ChangeRule(RuleBase):
+    """The value of `compare_key` changed for a `query_key`, against its previous value."""
+
+    type: Literal["change"]
+    query_key: str
+    compare_key: str
+    ignore_null: bool = True
+    # The previous value is forgotten once older than this (no limit when absent).
+    timeframe: Duration | None = None
+
+
+class _ListRule(KeyedRule):
+    compare_key: str
+
+    def exact_values(self) -> frozenset[str]:
+        raise NotImplementedError
+
+    def patterns(self) -> tuple[re.Pattern[str], ...]:
+        raise NotImplementedError
+
+
+class BlacklistRule(_ListRule):
+    """`compare_key` is one of the listed values or matches one of the regexes."""
+
+    type: Literal["blacklist"]
+    blacklist: tuple[str, ...] = ()
+    blacklist_files: tuple[ListFile, ...] = ()
+    blacklist_regex: tuple[Regex, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> BlacklistRule:
+        if not (self.blacklist or self.blacklist_files or self.blacklist_regex):
+            raise ValueError("give blacklist, blacklist_files or blacklist_regex")
+        return self
+
+    def exact_values(self) -> frozenset[str]:
+        return frozenset(self.blacklist).union(*(f.values for f in self.blacklist_files))
+
+    def patterns(self) -> tuple[re.Pattern[str], ...]:
+        return self.blacklist_regex
+
+
+class WhitelistRule(_ListRule):
+    """`compare_key` is none of the listed values and matches none of the regexes."""
+
+    type: Literal["whitelist"]
+    whitelist: tuple[str, ...] = ()
+    whitelist_files: tuple[ListFile, ...] = ()
+    whitelist_regex: tuple[Regex, ...] = ()
+    # Events without compare_key are not judged (ElastAlert's `ignore_null`).
+    ignore_null: bool = True
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> WhitelistRule:
+        if not (self.whitelist or self.whitelist_files or self.whitelist_regex):
+            raise ValueError("give whitelist, whitelist_files or whitelist_regex")
+        return self
+
+    def exact_values(self) -> frozenset[str]:
+        return frozenset(self.whitelist).union(*(f.values for f in self.whitelist_files))
+
+    def patterns(self) -> tuple[re.Pattern[str], ...]:
+        return self.whitelist_regex
+
+
+MetricType = Literal["avg", "min", "max", "sum", "cardinality", "value_count", "percentiles"]
+
+
+class MetricAggregationRule(KeyedRule):
+    """A metric of `metric_agg_key` per timeframe (and query_key) outside the thresholds."""
+
+    type: Literal["metric_aggregation"]
+    metric_agg_key: str
+    metric_agg_type: MetricType
+    percentile_range: float | None = Field(default=None, gt=0, lt=100)
+    timeframe: Duration
+    max_threshold: float | None = None
+    min_threshold: float | None = None
+    min_doc_count: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MetricAggregationRule:
+        if self.max_threshold is None and self.min_threshold is None:
+            raise ValueError("give max_threshold, min_threshold or both")
+        if (self.metric_agg_type == "percentiles") != (self.percentile_range is not None):
+            raise ValueError("percentile_range (e.g. 95) goes with metric_agg_type: percentiles")
+        return self
+
+
+class PercentageMatchRule(KeyedRule):
+    """The share of events matching `match_bucket_filter` outside min/max percentage."""
+
+    type: Literal["percentage_match"]
+    match_bucket_filter: Filter
+    timeframe: Duration
+    min_percentage: float | None = Field(default=None, ge=0, le=100)
+    max_percentage: float | None = Field(default=None, ge=0, le=100)
+    min_denominator: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> PercentageMatchRule:
+        if self.max_percentage is None and self.min_percentage is None:
+            raise ValueError("give min_percentage, max_percentage or both")
+        return self
+
+
+NativeRule = Annotated[
+    AnyRule
+    | FrequencyRule
+    | FlatlineRule
+    | SpikeRule
+    | NewTermRule
+    | CardinalityRule
+    | ChangeRule
+    | BlacklistRule
+    | WhitelistRule
+    | MetricAggregationRule
+    | PercentageMatchRule,
+    Field(discriminator="type"),
+]
+
+RULE_TYPES: dict[str, type[RuleBase]] = {
+    "any": AnyRule,
+    "frequency": FrequencyRule,
+    "flatline": FlatlineRule,
+    "spike": SpikeRule,
+    "new_term": NewTermRule,
+    "cardinality": CardinalityRule,
+    "change": ChangeRule,
+    "blacklist": BlacklistRule,
+    "whitelist": WhitelistRule,
+    "metric_aggregation": MetricAggregationRule,
+    "percentage_match": PercentageMatchRule,
+}

@@ -1,0 +1,114 @@
+"""`any`, `blacklist` and `whitelist`: rules that judge events one by one.
+
+Exact list values are matched by Elasticsearch (a terms query, so an `ip`
+field also takes CIDR ranges such as 10.0.0.0/8); regular expressions are
+matched here, against the whole value (Python `re.fullmatch`), because
+Lucene's regular-expression dialect is not the one operators test with.
+
+Events of one entity at the same millisecond make one alert: an alert's id is
+a hash of rule, entity and time, so two alerts there would be one document anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import groupby
+from typing import Any
+
+from nis2triage.rules import lucene, search
+from nis2triage.rules.alerts import RELATED_FIELDS, Finding, describe_key
+from nis2triage.rules.native import AnyRule, BlacklistRule, WhitelistRule
+from nis2triage.rules.search import Hit, Run
+from nis2triage.rules.types.tiles import entity
+
+_LISTED = "listed"
+ListRule = BlacklistRule | WhitelistRule
+
+
+def evaluate_any(run: Run, rule: AnyRule) -> list[Finding]:
+    key = rule.query_key
+    also = [search.exists(key)] if key else []
+    query = search.rule_query(rule, run.start, run.end, *also)
+    hits = search.documents(run, rule, query, _fields(key))
+    return [
+        _finding(group, key, f"{rule.name}: matching event{describe_key(key, who)}")
+        for who, group in _by_entity_and_time(hits, key)
+    ]
+
+
+def evaluate_list(run: Run, rule: ListRule) -> list[Finding]:
+    field = rule.compare_key
+    key = rule.query_key or field
+    hits = search.documents(run, rule, _list_query(run, rule), _fields(key, field))
+    judged = (h for h in hits if _verdict(rule, h))
+    return [
+        _finding(group, key, _list_message(rule, group[0]))
+        for _, group in _by_entity_and_time(judged, key)
+    ]
+
+
+def _list_query(run: Run, rule: ListRule) -> dict[str, Any]:
+    field = rule.compare_key
+    also = [search.exists(rule.query_key)] if rule.query_key else []
+    listed = sorted(rule.exact_values())
+    named = {"terms": {field: listed, "_name": _LISTED}}
+    if isinstance(rule, WhitelistRule):
+        if rule.ignore_null:
+            also.append(search.exists(field))
+        query = search.rule_query(rule, run.start, run.end, *also)
+        query["bool"]["must_not"] = [named] if listed else []
+        return query
+    # A blacklist event is either listed (Elasticsearch says so) or has a value to test here.
+    wanted = ([named] if listed else []) + ([search.exists(field)] if rule.patterns() else [])
+    also.append({"bool": {"should": wanted, "minimum_should_match": 1}})
+    return search.rule_query(rule, run.start, run.end, *also)
+
+
+def _verdict(rule: ListRule, hit: Hit) -> bool:
+    values = [str(v) for v in hit.fields.get(rule.compare_key, [])]
+    fits = any(p.fullmatch(v) for p in rule.patterns() for v in values)
+    if isinstance(rule, BlacklistRule):
+        return _LISTED in hit.matched or fits
+    return not fits
+
+
+def _list_message(rule: ListRule, hit: Hit) -> str:
+    field = rule.compare_key
+    value = hit.first(field)
+    if isinstance(rule, BlacklistRule):
+        return f"{rule.name}: {field}={value} is on the blacklist"
+    if value is None:
+        return f"{rule.name}: event without {field}, so not on the whitelist"
+    return f"{rule.name}: {field}={value} is not on the whitelist"
+
+
+def _fields(*names: str | None) -> list[str]:
+    return sorted({*RELATED_FIELDS, *(n for n in names if n)})
+
+
+def _by_entity_and_time(hits: Iterable[Hit], key: str | None) -> list[tuple[str, list[Hit]]]:
+    ordered = sorted(hits, key=lambda h: (entity(h.first(key) if key else None), h.at))
+    grouped = groupby(ordered, key=lambda h: (entity(h.first(key) if key else None), h.at))
+    return [(who, list(group)) for (who, _), group in grouped]
+
+
+def _finding(group: list[Hit], key: str | None, message: str) -> Finding:
+    first = group[0]
+    value = first.first(key) if key else None
+    conditions = [lucene.term(key, value)] if key and value is not None else []
+    return Finding(
+        entity="(missing)" if key and value is None else entity(value),
+        at=first.at,
+        start=first.at,
+        end=search.from_millis(search.millis(first.at) + 1),
+        score=float(len(group)),
+        threshold=1.0,
+        message=message,
+        entity_field=key,
+        conditions=(*conditions, _id_condition(group)),
+        hits=tuple(group),
+    )
+
+
+def _id_condition(group: list[Hit]) -> str:
+    return f"_id:({' OR '.join(lucene.quote(h.id) for h in group)})"
