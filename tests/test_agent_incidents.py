@@ -180,3 +180,6 @@ def test_a_brute_force_is_acknowledged_assessed_escalated_and_reported_once_per_
         (t.seq, t.action, t.who) for t in history
     ]
     assert ("aware", "alice") in {(a["action"], a["who"]) for a in trail}
+    # Appended only: no audit document was ever written twice.
+    audit = es.search(index=f"{index_name}-st-audit", size=1000, version=True)["hits"]["hits"]
+    assert len(audit) >= len(history) and {h["_version"] for h in audit} == {1}
