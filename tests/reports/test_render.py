@@ -6,12 +6,14 @@ import io
 import re
 
 import pytest
+from elasticsearch import Elasticsearch
 from pypdf import PdfReader
 
+from nis2triage.reports import chart
 from nis2triage.reports.render import render
 from nis2triage.reports.stages import BY_REPORT, FIELD_LABELS, STAGES
 
-from report_sample import ACCOUNTS, ATTACKER, sample_payload
+from report_sample import ACCOUNTS, ATTACKER, sample_incident, sample_payload
 
 REPORTS = [pytest.param(s.report, id=s.cli) for s in STAGES]
 
@@ -70,3 +72,17 @@ def test_the_significance_verdict_and_the_criterion_met_are_shown() -> None:
 
     assert "Verdict: significant (criteria for entity type other)." in markdown
     assert "| art23-severe-disruption | NIS2 Art. 23(3)(a) |" in markdown
+
+
+def test_a_query_the_node_refuses_leaves_the_incident_series_empty(
+    es: Elasticsearch, index_name: str
+) -> None:
+    es.index(index=index_name, document={"@timestamp": "2026-03-02T09:00:00Z"}, refresh=True)
+    broken = sample_incident()
+    alerts = [a.model_copy(update={"index_pattern": index_name, "query": "source.ip:(("})
+              for a in broken.alerts]  # fmt: skip
+
+    drawn = chart.gather(es, broken.model_copy(update={"alerts": tuple(alerts)}), {})
+
+    assert sum(e["all"] for e in drawn["events"]) == 1
+    assert sum(e["incident"] for e in drawn["events"]) == 0

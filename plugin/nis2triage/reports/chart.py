@@ -9,6 +9,7 @@ backend, so any channel can redraw the same chart without Elasticsearch.
 from __future__ import annotations
 
 import io
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from matplotlib.figure import Figure
 
 from nis2triage.incidents.record import Incident
 
+log = logging.getLogger(__name__)
 MARGIN = timedelta(hours=1)
 # Histogram steps, finest first; the first giving at most MAX_BUCKETS buckets is used.
 STEPS = (
@@ -83,7 +85,9 @@ def _histogram(
     filters: list[dict[str, Any]] = [{"range": {field: {"gte": _iso(start), "lt": _iso(end)}}}]
     if query:
         filters.append({"query_string": {"query": query}})
-    resp = es.options(ignore_status=404).search(
+    # 400: an alert's query the query_string parser refuses; the chart goes without that
+    # series rather than the report (or the agent's cycle) failing over a picture.
+    resp = es.options(ignore_status=(400, 404)).search(
         index=pattern,
         size=0,
         query={"bool": {"filter": filters}},
@@ -101,6 +105,8 @@ def _histogram(
         ignore_unavailable=True,
         allow_no_indices=True,
     )
+    if resp.meta.status == 400:
+        log.warning("chart: %s refused the query %r; that series stays empty", pattern, query)
     buckets = resp.get("aggregations", {}).get("rate", {}).get("buckets", [])
     return {str(b["key_as_string"]): int(b["doc_count"]) for b in buckets}
 
