@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +30,8 @@ class CcbServer:
     url: str
     received: list[Received] = field(default_factory=list)
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    # The crash harness sets this: the next POST kills that process before it is answered.
+    kill_pid: int | None = None
 
     def respond(self) -> tuple[int, dict[str, str]]:
         return self.script.pop(0) if self.script else (200, {})
@@ -43,6 +47,9 @@ def _handler(server: CcbServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length", 0))
             body = self.rfile.read(length)
             server.received.append(Received(self.path, dict(self.headers.items()), body))
+            if server.kill_pid is not None:
+                os.kill(server.kill_pid, signal.SIGKILL)
+                server.kill_pid = None
             status, headers = server.respond()
             self.send_response(status)
             for name, value in headers.items():
