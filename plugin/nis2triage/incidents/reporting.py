@@ -92,13 +92,40 @@ class Reporter:
 
     def sync(self) -> int:
         """Mark reports the outbox has confirmed, handed over or given up; how many changed."""
+        changed = self.adopt()
         open_ones = self.desk.book.find({"exists": {"field": "open_reports"}}, size=500)
-        changed = 0
         for incident in open_ones:
             for key, report in incident.reports.items():
                 if report.status in OPEN_REPORT:
                     changed += self._follow(incident.id, key, report)
         return changed
+
+    def adopt(self) -> int:
+        """Reports in the outbox that their incident does not know of: the agent stopped
+        between queuing one and recording it. Their keys are deterministic, so look them up."""
+        adopted = 0
+        for incident in self.desk.book.find({"exists": {"field": "pending"}}, size=1000):
+            for key in incident.pending:
+                report, _, ref = key.partition(":")
+                if key in incident.reports or report not in BY_REPORT:
+                    continue
+                _, outbox_id = report_key(incident.id, BY_REPORT[report], ref or None)
+                entry = self.notifier.entry(outbox_id)
+                if entry is not None:
+                    adopted += self._adopt(incident.id, key, report, outbox_id, entry)
+        return adopted
+
+    def _adopt(
+        self, incident_id: str, key: str, report: str, outbox_id: str, entry: dict[str, Any]
+    ) -> int:
+        status: StageStatus = "dry-run" if entry["status"] == "dry-run" else "queued"
+        queued_at = datetime.fromisoformat(entry["created"])
+        found = StageReport(key=key, report=report, outbox_id=outbox_id, status=status,
+                            queued_at=queued_at, by=lifecycle.AGENT)  # fmt: skip
+        why = f"{BY_REPORT[report].label} found queued in the outbox after a restart"
+        self.desk.change(incident_id, lambda i: _with_report(i, found, lifecycle.AGENT, why))
+        log.warning("incident %s: %s was queued but not recorded; recorded now", incident_id, key)
+        return 1
 
     def _follow(self, incident_id: str, key: str, report: StageReport) -> int:
         now = self.clock()
