@@ -266,9 +266,28 @@ class Agent:
         log.info("stopping after the current batch (signal %d)", signum)
         self.stopping = True
 
+    def start_when_ready(self) -> bool:
+        """start(), waiting out an unreachable Elasticsearch (a service may start before it)."""
+        failures = 0
+        while not self.stopping:
+            try:
+                self.start()
+            except OUTAGES as exc:
+                failures += 1
+                self._say(describe_outage(exc))
+                self._sleep(outage_backoff(failures))
+                continue
+            if failures:
+                log.info("Elasticsearch answers again; starting")
+                self.condition = None
+            return True
+        return False
+
     def run_forever(self) -> None:
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGTERM, self.request_stop)
+        if not self.start_when_ready():
+            return
         interval = min(s.poll_interval for s in self.cfg.sources).total_seconds()
         failures = 0
         while not self.stopping:

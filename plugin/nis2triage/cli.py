@@ -34,8 +34,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     es = esclient.connect(es_settings(cfg))
-    info = esclient.cluster_info(es)
-    log.info("connected to Elasticsearch %s (cluster %s)", info.version, info.name)
     key = snapshots.key_from_env(cfg.state.snapshot_key_env)
     pseudonym = os.environ.get(cfg.notifier.pseudonym_key_env)
     token = (
@@ -44,8 +42,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         else None
     )
     agent = Agent(cfg, es, key, pseudonym.encode() if pseudonym else None, token=token)
-    agent.start()
     if args.once:
+        info = esclient.cluster_info(es)
+        log.info("connected to Elasticsearch %s (cluster %s)", info.version, info.name)
+        agent.start()
         report = agent.run_once()
         print(
             f"{report.events} events, {len(report.alerts)} alerts "
@@ -167,8 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # The client logs every request at INFO; one line per request drowns what matters.
-    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    # The client logs every request at INFO and every retry, with its traceback, at
+    # WARNING; the agent says once per condition what is wrong instead.
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

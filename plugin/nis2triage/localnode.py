@@ -18,6 +18,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,6 +36,11 @@ ARTIFACT = "elasticsearch"
 SERVICE_USER = "nis2es"
 DEFAULT_HEAP = "2g"
 START_TIMEOUT_S = 180.0
+
+
+# Nodes started by this process, kept so that stop() can reap them (and so Python does
+# not warn about a child still running when the Popen object is collected).
+_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class LocalNodeError(RuntimeError):
@@ -244,16 +250,52 @@ def write_config(es_dir: Path, http_port: int, transport_port: int) -> None:
         "path.data": str(data),
         "path.logs": str(logs),
         "xpack.security.enabled": True,
-        # Plain HTTP on loopback: this node is for development and tests only.
+        # Plain HTTP on loopback unless TLS files are given: this node is for development
+        # and tests only.
         "xpack.security.http.ssl.enabled": False,
         "xpack.security.transport.ssl.enabled": False,
         "action.destructive_requires_name": False,
     }
+    settings.update(tls_settings(es_dir))
     lines = [f"{k}: {json.dumps(v)}" for k, v in settings.items()]
     (es_dir / "config" / "elasticsearch.yml").write_text("\n".join(lines) + "\n")
     heap = os.environ.get("NIS2TRIAGE_ES_HEAP", DEFAULT_HEAP)
     (es_dir / "config" / "jvm.options.d").mkdir(exist_ok=True)
     (es_dir / "config" / "jvm.options.d" / "heap.options").write_text(f"-Xms{heap}\n-Xmx{heap}\n")
+
+
+def tls_files() -> tuple[Path, Path, Path] | None:
+    """Certificate, key and CA (PEM) from NIS2TRIAGE_ES_TLS_{CERT,KEY,CA}, or None for HTTP."""
+    names = ("NIS2TRIAGE_ES_TLS_CERT", "NIS2TRIAGE_ES_TLS_KEY", "NIS2TRIAGE_ES_TLS_CA")
+    values = [os.environ.get(n) for n in names]
+    if not any(values):
+        return None
+    if not all(values):
+        raise LocalNodeError(f"TLS needs all of {', '.join(names)}")
+    cert, key, ca = (Path(v) for v in values if v)
+    return cert, key, ca
+
+
+def tls_settings(es_dir: Path) -> dict[str, object]:
+    files = tls_files()
+    if files is None:
+        return {}
+    # Elasticsearch reads key material only from inside its config folder.
+    certs = es_dir / "config" / "certs"
+    certs.mkdir(exist_ok=True)
+    for source, name in zip(files, ("node.crt", "node.key", "ca.crt"), strict=True):
+        shutil.copyfile(source, certs / name)
+    return {
+        "xpack.security.http.ssl.enabled": True,
+        "xpack.security.http.ssl.certificate": "certs/node.crt",
+        "xpack.security.http.ssl.key": "certs/node.key",
+        "xpack.security.http.ssl.certificate_authorities": ["certs/ca.crt"],
+    }
+
+
+def ssl_context() -> ssl.SSLContext | None:
+    files = tls_files()
+    return ssl.create_default_context(cafile=str(files[2])) if files else None
 
 
 # --- the running node -------------------------------------------------------
@@ -279,7 +321,7 @@ def pid_alive(pid: int) -> bool:
 def request(url: str, password: str, path: str, timeout: float = 5.0) -> dict[str, object]:
     token = base64.b64encode(f"elastic:{password}".encode()).decode()
     req = urllib.request.Request(url + path, headers={"Authorization": f"Basic {token}"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    with urllib.request.urlopen(req, timeout=timeout, context=ssl_context()) as resp:
         return dict(json.loads(resp.read()))
 
 
@@ -383,7 +425,8 @@ def launch(
             group=gid,
             extra_groups=[] if user else None,
         )
-    url = f"http://127.0.0.1:{port}"
+    _children[proc.pid] = proc
+    url = f"{'https' if tls_files() else 'http'}://127.0.0.1:{port}"
     state_file().write_text(json.dumps({"pid": proc.pid, "url": url, "version": version()}))
     started = time.monotonic()
     while time.monotonic() - started < START_TIMEOUT_S:
@@ -415,6 +458,9 @@ def stop(timeout: float = 60.0) -> bool:
             os.waitpid(pid, os.WNOHANG)
     if pid_alive(pid):
         os.killpg(pid, signal.SIGKILL)
+    child = _children.pop(pid, None)
+    if child is not None:
+        child.wait(timeout=10)
     state_file().unlink(missing_ok=True)
     return True
 

@@ -137,11 +137,17 @@ class Outbox:
                 "at": _iso(now),
                 "detail": outcome.detail,
             }
-        if isinstance(outcome, RetryLater) and attempts < self.max_attempts:
+        if isinstance(outcome, RetryLater):
+            # A legal deadline does not go away because the endpoint is down: keep trying
+            # (at most every BACKOFF_MAX), and raise the alarm once max_attempts is reached.
             later = max(outcome.not_before or now, now + backoff(attempts))
-            log.warning(
-                "notification %s not delivered over %s (%s); attempt %d of %d, next at %s",
-                key, name, outcome.reason, attempts, self.max_attempts, _iso(later),
+            level = logging.ERROR if attempts == self.max_attempts else logging.WARNING
+            still = attempts >= self.max_attempts
+            log.log(
+                level,
+                "notification %s not delivered over %s (%s); attempt %d, next at %s%s",
+                key, name, outcome.reason, attempts, _iso(later),
+                "; still failing: send it by hand if its deadline is near" if still else "",
             )  # fmt: skip
             return {
                 "status": "pending",
@@ -150,7 +156,8 @@ class Outbox:
                 "last_error": outcome.reason,
             }
         log.error(
-            "notification %s FAILED over %s for good after %d attempt(s): %s; send it by hand",
+            "notification %s REJECTED over %s after %d attempt(s): %s; trying again cannot "
+            "help, fix the cause and send it by hand",
             key, name, attempts, outcome.reason,
         )  # fmt: skip
         return {"status": "failed", "attempts": attempts, "last_error": outcome.reason}
