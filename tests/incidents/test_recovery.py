@@ -26,3 +26,19 @@ def test_the_next_cycle_records_a_report_the_outbox_holds(
     recovered = flow.desk.book.get(incident.id)
     assert recovered.reports["early_warning"].outbox_id == key
     assert [t.action for t in recovered.history].count("report queued") == 1
+
+
+def test_an_early_warning_owed_but_never_queued_is_queued_at_the_next_cycle(
+    make_flow: MakeFlow, clock: Clock
+) -> None:
+    flow = make_flow()
+    # What Desk.take does before IncidentFlow queues the early warning, and no more.
+    [incident] = flow.desk.take([(alert(), LAB)])
+    assert incident.status == "aware" and incident.reports == {}
+
+    flow.cycle(clock())
+    flow.cycle(clock())
+
+    _, key = report_key(incident.id, BY_REPORT["early_warning"], None)
+    assert flow.desk.book.get(incident.id).reports["early_warning"].outbox_id == key
+    assert flow.reporter.notifier.entry(key) is not None

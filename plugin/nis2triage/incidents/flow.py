@@ -55,5 +55,12 @@ class IncidentFlow:
 
     def cycle(self, now: datetime) -> CycleWatch:
         """Follow deliveries into the incidents, then escalate near and missed deadlines."""
+        self._catch_up()
         synced = self.reporter.sync()
         return CycleWatch(synced, self.watchdog.run(now))
+
+    def _catch_up(self) -> None:
+        """Early warnings the agent owed but did not queue: it stopped between opening (or
+        making aware) an incident and queuing its report, and a replayed alert changes nothing."""
+        for incident in self.desk.book.find({"term": {"pending": "early_warning"}}, size=1000):
+            self._early_warning(incident)
