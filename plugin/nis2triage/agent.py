@@ -30,10 +30,9 @@ from nis2triage.config import AgentConfig, SourceConfig
 from nis2triage.detectors import Detector, DetectorSpec, load_spec
 from nis2triage.errors import ConfigError, SnapshotError, StoreError
 from nis2triage.faults import crash_point
-from nis2triage.notify.channel import HttpChannel
-from nis2triage.notify.notifier import Notifier
+from nis2triage.incidents.flow import IncidentFlow
+from nis2triage.notify import build
 from nis2triage.notify.outbox import Outbox
-from nis2triage.notify.pseudonym import Pseudonymiser
 from nis2triage.records import Alert, Event, stable_id
 from nis2triage.rulerunner import RuleRunner, load_native, load_sigma
 from nis2triage.source import Cursor, Source
@@ -90,32 +89,16 @@ class Agent:
         self.store = Store(es, cfg.state.index_prefix)
         self.inventory: Inventory = load_inventory(cfg.resolve(cfg.assets) if cfg.assets else None)
         self.rules = triage.load_rules(cfg.resolve(cfg.triage) if cfg.triage else None)
-        self.notifier = self._notifier(pseudonym_key)
-        self.outbox = Outbox(self.store, self._channel(token), cfg.notifier.max_attempts)
+        self.notifier = build.notifier(cfg, self.store, pseudonym_key, clock)
+        self.incidents = IncidentFlow(cfg, self.store, self.notifier, clock)
+        channels = build.channels(cfg, token, self.incidents.soc)
+        self.outbox = Outbox(self.store, channels, cfg.notifier.max_attempts)
         self.stopping = False
         self.specs: list[DetectorSpec] = []
         self.runs: list[SourceRun] = []
         # Conditions already reported during the current outage (cleared on recovery).
         self.conditions: set[str] = set()
         self.rules_runner: RuleRunner | None = None
-
-    def _notifier(self, pseudonym_key: bytes | None) -> Notifier:
-        n = self.cfg.notifier
-        pseudonymiser = Pseudonymiser(pseudonym_key) if n.pseudonymise and pseudonym_key else None
-        if n.pseudonymise and pseudonymiser is None:
-            raise ConfigError(
-                f"notifier.pseudonymise is on but {n.pseudonym_key_env} is not set; "
-                "set it to a secret (openssl rand -hex 32) or turn pseudonymise off"
-            )
-        return Notifier(
-            self.store, self.cfg.entity, n.mode, "http", n.group_window, pseudonymiser, self.clock
-        )
-
-    def _channel(self, token: str | None) -> HttpChannel | None:
-        n = self.cfg.notifier
-        if n.mode != "send" or not n.endpoint:
-            return None
-        return HttpChannel(n.endpoint, token, n.timeout.total_seconds(), n.allowed_hosts)
 
     # --- start -------------------------------------------------------------
 
@@ -191,6 +174,8 @@ class Agent:
             self._run_rules(self.rules_runner, report)
         delivered = self.outbox.deliver_due(self.clock())
         report.notifications_sent += delivered.sent
+        # After delivery, so a report confirmed just now is not escalated as missing.
+        self.incidents.cycle(self.clock())
         return report
 
     def _cycle(self, run: SourceRun, report: CycleReport) -> None:
@@ -253,7 +238,7 @@ class Agent:
         docs = [(a.id, alert_document(a, *_asset_names(asset))) for a, asset in routed]
         report.new_alerts += self.store.create_many("alerts", docs)
         contain.request_containment(self.store, routed, self.clock())
-        report.notifications_queued += self.notifier.enqueue(routed)
+        report.notifications_queued += self.incidents.take(routed)
         for alert, _ in routed:
             report.alerts.append(alert)
             report.routes[alert.route or "?"] += 1

@@ -29,6 +29,7 @@ from nis2triage import yamlload
 from nis2triage.errors import ConfigError
 from nis2triage.esclient import ESSettings
 from nis2triage.nis2.entity import Entity
+from nis2triage.records import Route
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -99,15 +100,56 @@ class NotifierConfig(Strict):
     mode: Literal["send", "dry-run"] = "dry-run"
     pseudonymise: bool = True
     pseudonym_key_env: str = "NIS2TRIAGE_PSEUDONYM_KEY"
-    group_window: Duration = timedelta(hours=1)
     allowed_hosts: list[str] = Field(default_factory=list)
     timeout: Duration = timedelta(seconds=10)
     max_attempts: int = Field(default=8, ge=1)
 
+
+ChannelName = Literal["http", "smtp", "manual"]
+CorrelateBy = Literal["entity", "asset", "service"]
+
+
+class SmtpConfig(Strict):
+    """E-mail delivery of reports; the password comes from the environment, never the file."""
+
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    # STARTTLS (RFC 3207) on the submission port, or implicit TLS (RFC 8314) on 465.
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    sender: str
+    recipients: list[str] = Field(min_length=1)
+    timeout: Duration = timedelta(seconds=30)
+
     @model_validator(mode="after")
-    def _endpoint_for_send(self) -> NotifierConfig:
-        if self.mode == "send" and not self.endpoint:
-            raise ValueError("mode 'send' needs an endpoint (or use mode: dry-run)")
+    def _password_for_user(self) -> SmtpConfig:
+        if self.username and not self.password_env:
+            raise ValueError("username needs password_env (never the password itself)")
+        return self
+
+
+class IncidentsConfig(Strict):
+    """How alerts become incidents, when awareness starts the clocks, and where reports go."""
+
+    # Alerts sharing one of these keys within `window` of the incident's last alert join it.
+    correlate_by: tuple[CorrelateBy, ...] = Field(default=("entity",), min_length=1)
+    window: Duration = timedelta(hours=1)
+    open_on_routes: tuple[Route, ...] = ("contain", "early_warning")
+    # High-confidence routes: the entity is aware as soon as the agent sees them (NIS2 Art. 23(4)).
+    auto_aware_routes: tuple[Route, ...] = ("contain", "early_warning")
+    auto_early_warning: bool = True
+    criteria: str | None = None
+    escalate_before: Duration = timedelta(hours=6)
+    channels: tuple[ChannelName, ...] = Field(default=("http",), min_length=1)
+    report_dir: str = "reports"
+    smtp: SmtpConfig | None = None
+    tlp: Literal["TLP:CLEAR", "TLP:GREEN", "TLP:AMBER", "TLP:AMBER+STRICT", "TLP:RED"] = "TLP:AMBER"
+
+    @model_validator(mode="after")
+    def _smtp_when_used(self) -> IncidentsConfig:
+        if "smtp" in self.channels and self.smtp is None:
+            raise ValueError("channel smtp needs an `smtp` section (host, sender, recipients)")
         return self
 
 
@@ -130,6 +172,7 @@ class AgentConfig(Strict):
     triage: str | None = None
     assets: str | None = None
     notifier: NotifierConfig = NotifierConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
     state: StateConfig = StateConfig()
     base_dir: str = "."
 
@@ -141,6 +184,16 @@ class AgentConfig(Strict):
         if duplicates:
             raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
         return sources
+
+    @model_validator(mode="after")
+    def _endpoint_for_http(self) -> AgentConfig:
+        n = self.notifier
+        if "http" in self.incidents.channels and n.mode == "send" and not n.endpoint:
+            raise ValueError(
+                "mode 'send' over the http channel needs notifier.endpoint "
+                "(or use mode: dry-run, or drop http from incidents.channels)"
+            )
+        return self
 
     def resolve(self, path: str) -> Path:
         """A path from the file, relative to the file's own folder."""

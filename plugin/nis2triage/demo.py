@@ -168,4 +168,5 @@ def show_early_warning(console: Console, es: Elasticsearch, cfg: AgentConfig) ->
         return
     doc = hits[0]["_source"]
     console.print(f"early warning {hits[0]['_id']} ({doc['status']}; not sent), payload:")
-    console.print_json(json.dumps(doc["payload"]))
+    # The chart's numbers are for the PDF; a screenful of them would hide the rest.
+    console.print_json(json.dumps({k: v for k, v in doc["payload"].items() if k != "chart"}))

@@ -4,7 +4,8 @@ Nis2TriageError
 ├── ConfigError        a configuration, rule or detector file is wrong (file, line, key)
 ├── ConnectionSetupError  Elasticsearch cannot be reached or refuses the credentials
 ├── SnapshotError      a model snapshot is unsigned, tampered or unreadable
-└── DeliveryError      a notification channel failed (retried by the outbox)
+├── DeliveryError      a notification channel failed (retried by the outbox)
+└── IncidentError      an incident command cannot apply (unknown id, wrong stage, bad fact)
 """
 
 from __future__ import annotations
@@ -54,3 +55,7 @@ class RuleExecutionError(Nis2TriageError):
 
 class DeliveryError(Nis2TriageError):
     """A notification could not be delivered on this attempt."""
+
+
+class IncidentError(Nis2TriageError):
+    """An incident operation cannot apply as asked; the message says what to do instead."""

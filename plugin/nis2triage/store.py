@@ -94,6 +94,10 @@ OUTBOX_MAPPING: dict[str, Any] = {
         "alert_ids": KEYWORD,
         "last_error": {"type": "text"},
         "sent_at": DATE,
+        "incident_id": KEYWORD,
+        "stage": KEYWORD,
+        "channels": KEYWORD,
+        "deliveries": {"type": "object", "enabled": False},
         "payload": {"type": "object", "enabled": False},
     },
 }
@@ -144,6 +148,18 @@ AUDIT_MAPPING: dict[str, Any] = {
         "details": {"type": "object", "enabled": False},
     },
 }
+ESCALATION_MAPPING: dict[str, Any] = {
+    "dynamic": "false",
+    "properties": {
+        "@timestamp": DATE,
+        "kind": KEYWORD,
+        "incident_id": KEYWORD,
+        "report": KEYWORD,
+        "due": DATE,
+        "message": {"type": "text"},
+        "details": {"type": "object", "enabled": False},
+    },
+}
 SIMPLE_MAPPING: dict[str, Any] = {
     "dynamic": "false",
     "properties": {
@@ -185,6 +201,7 @@ INDICES: dict[str, IndexSpec] = {
     "deadletter": IndexSpec(SIMPLE_MAPPING, append_only=True),
     "incidents": IndexSpec(INCIDENT_MAPPING),
     "audit": IndexSpec(AUDIT_MAPPING, append_only=True),
+    "escalations": IndexSpec(ESCALATION_MAPPING),
 }
 # One shard is plenty for the agent's volumes; a replica wherever a second node can hold it.
 INDEX_SETTINGS: dict[str, Any] = {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
@@ -267,6 +284,32 @@ class Store:
 
     def put(self, what: str, doc_id: str, doc: dict[str, Any], refresh: bool = False) -> None:
         self.es.index(index=self.index(what), id=doc_id, document=doc, refresh=refresh)
+
+    def get_versioned(self, what: str, doc_id: str) -> tuple[dict[str, Any], int, int] | None:
+        """A document with the sequence number and primary term that guard its next update."""
+        resp = self.es.options(ignore_status=404).get(index=self.index(what), id=doc_id)
+        if not resp.get("found"):
+            return None
+        return dict(resp["_source"]), int(resp["_seq_no"]), int(resp["_primary_term"])
+
+    def put_if(self, what: str, doc_id: str, doc: dict[str, Any], version: tuple[int, int]) -> bool:
+        """Replace a document only if nobody changed it since `version`; False on a conflict."""
+        resp = self.es.options(ignore_status=409).index(
+            index=self.index(what),
+            id=doc_id,
+            document=doc,
+            if_seq_no=version[0],
+            if_primary_term=version[1],
+            refresh=True,
+        )
+        return resp.meta.status != 409
+
+    def create(self, what: str, doc_id: str, doc: dict[str, Any]) -> bool:
+        """Create one document, visible to searches at once; False if it already exists."""
+        resp = self.es.options(ignore_status=409).create(
+            index=self.index(what), id=doc_id, document=doc, refresh=True
+        )
+        return resp.meta.status != 409
 
     def get(self, what: str, doc_id: str) -> dict[str, Any] | None:
         resp = self.es.options(ignore_status=404).get(index=self.index(what), id=doc_id)

@@ -1,8 +1,9 @@
 """Delivery channels. Each one sends one outbox entry and says what happened.
 
 A channel never decides whether to retry; it reports `Delivered`, `RetryLater`
-(with the earliest time worth trying again, when the other side said) or
-`Rejected` (trying again cannot help), and the outbox does the rest.
+(with the earliest time worth trying again, when the other side said),
+`Rejected` (trying again cannot help) or `HandedOver` (a person must submit it;
+nothing reached the authority yet), and the outbox does the rest.
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ class Rejected:
     reason: str
 
 
-Outcome = Delivered | RetryLater | Rejected
+@dataclass(frozen=True)
+class HandedOver:
+    """Ready for a person to submit by hand; the report counts as sent only once they say so."""
+
+    detail: str
+
+
+Outcome = Delivered | RetryLater | Rejected | HandedOver
 
 
 class Channel(Protocol):
