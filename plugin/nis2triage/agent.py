@@ -137,10 +137,15 @@ class Agent:
 
     def _restore(self, src: SourceConfig, specs: list[DetectorSpec]) -> SourceRun:
         saved = self.store.get("state", self._state_id(src))
-        cursor = Cursor.from_dict(saved.get("cursor") if saved else None)
-        models: dict[str, Any] = {}
-        if saved and saved.get("snapshot"):
-            models = snapshots.unseal(saved["snapshot"], self.snapshot_key)
+        cursor, models = Cursor(), dict[str, Any]()
+        if saved:
+            if not saved.get("snapshot"):
+                raise SnapshotError(
+                    f"the state of source {src.name} has no signed snapshot; delete the "
+                    f"document {self._state_id(src)} of {self.store.index('state')} to start "
+                    "afresh"
+                )
+            cursor, models = _unpack(snapshots.unseal(saved["snapshot"], self.snapshot_key))
         detectors = [self._detector(spec, models) for spec in specs]
         if saved:
             log.info(
@@ -258,12 +263,14 @@ class Agent:
     def _save(self, run: SourceRun) -> None:
         """Checkpoint and models in one document, so they can never disagree."""
         models = {d.spec.name: (spec_fingerprint(d.spec), d) for d in run.detectors}
+        # The cursor is sealed with the models: a checkpoint edited in place is refused.
+        sealed = {"cursor": run.cursor.to_dict(), "models": models}
         doc = {
             "kind": "source_state",
             "source": run.cfg.name,
             "updated": self.clock().isoformat(),
             "cursor": run.cursor.to_dict(),
-            "snapshot": snapshots.seal(models, self.snapshot_key),
+            "snapshot": snapshots.seal(sealed, self.snapshot_key),
             "stats": {d.spec.name: d.stats() for d in run.detectors},
         }
         self.store.put("state", self._state_id(run.cfg), doc, refresh=True)
@@ -366,6 +373,16 @@ def describe_outage(exc: Exception) -> str:
     if isinstance(exc, StoreError):
         return str(exc)
     return f"Elasticsearch cannot be reached ({type(exc).__name__})"
+
+
+def _unpack(state: Any) -> tuple[Cursor, dict[str, Any]]:
+    """Cursor and models from a verified snapshot, checking their shapes."""
+    if not isinstance(state, dict) or not isinstance(state.get("models"), dict):
+        raise SnapshotError("the signed snapshot does not hold a cursor and models")
+    try:
+        return Cursor.from_dict(state.get("cursor")), state["models"]
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(f"the signed checkpoint is unreadable: {exc}") from exc
 
 
 def _asset_names(asset: Asset | None) -> tuple[str | None, str | None]:

@@ -139,6 +139,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from nis2triage.rulerunner import load_native
     from nis2triage.store import Store, alert_document
 
+    if not args.start < args.end:
+        print("nis2triage: --from must be before --to", file=sys.stderr)
+        return 2
     cfg = load_config(args.config)
     specs = [load_spec(p) for p in cfg.detector_files()]
     rules = load_native(cfg)
@@ -213,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Elasticsearch accepts documents nested about a thousand levels deep; decoding one
+    # must not exhaust Python's default recursion limit of 1,000 frames.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.configure(verbose=args.verbose)

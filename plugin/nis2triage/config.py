@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -40,14 +41,26 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except OverflowError as exc:
+            raise ValueError(f"{value!r} is too long a duration") from exc
     found = _DURATION.match(str(value))
     if not found:
         raise ValueError(f"{value!r} is not a duration: write it like 30s, 5m, 1h or 2d")
-    return timedelta(seconds=float(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+    try:
+        return timedelta(seconds=float(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+    except OverflowError as exc:
+        raise ValueError(f"{value!r} is too long a duration") from exc
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 
 
 class Strict(BaseModel):

@@ -11,13 +11,14 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, helpers
 
 from nis2triage.errors import StoreError
 from nis2triage.faults import crash_point
+from nis2triage.features import is_ip
 from nis2triage.records import SEVERITY_RANK, Alert
 
 log = logging.getLogger(__name__)
@@ -257,14 +258,21 @@ class Store:
                 raise
 
     def create_many(self, what: str, docs: list[tuple[str, dict[str, Any]]]) -> int:
-        """Create documents that do not exist yet; return how many were new."""
+        """Create documents that do not exist yet; return how many were new.
+
+        A document the index's mapping refuses (400) is set aside in the dead-letter
+        index with the reason: it would be refused again on every retry, and must not
+        hold back the rest. Anything else refused raises StoreError.
+        """
         if not docs:
             return 0
+        bodies = dict(docs)
         actions = (
             {"_op_type": "create", "_index": self.index(what), "_id": i, "_source": d}
             for i, d in docs
         )
         created = 0
+        refused: list[tuple[str, str]] = []
         for ok, item in helpers.streaming_bulk(
             self.es, actions, raise_on_error=False, raise_on_exception=True, max_retries=3
         ):
@@ -273,14 +281,42 @@ class Store:
                 created += 1
                 if what == "alerts":
                     crash_point("bulk-alerts")
+            elif result.get("status") == 400 and what != "deadletter":
+                refused.append((str(result.get("_id")), _reason(result)))
             elif result.get("status") != 409:
-                error = result.get("error") or {}
-                reason = error.get("reason", error) if isinstance(error, dict) else error
                 raise StoreError(
                     f"Elasticsearch refused writes to {self.index(what)} "
-                    f"({result.get('status')}: {reason})"
+                    f"({result.get('status')}: {_reason(result)})"
                 )
+        if refused:
+            self._set_aside(what, refused, bodies)
         return created
+
+    def _set_aside(
+        self, what: str, refused: list[tuple[str, str]], bodies: dict[str, dict[str, Any]]
+    ) -> None:
+        log.warning(
+            "%d document(s) refused by the mapping of %s, set aside in %s; first: %s",
+            len(refused),
+            self.index(what),
+            self.index("deadletter"),
+            refused[0][1],
+        )
+        now = datetime.now(UTC).isoformat()
+        dead = [
+            (
+                f"{what}-{doc_id}",
+                {
+                    "@timestamp": now,
+                    "kind": what,
+                    "status": "refused",
+                    "reason": reason,
+                    "document": bodies.get(doc_id),
+                },
+            )
+            for doc_id, reason in refused
+        ]
+        self.create_many("deadletter", dead)
 
     def put(self, what: str, doc_id: str, doc: dict[str, Any], refresh: bool = False) -> None:
         self.es.index(index=self.index(what), id=doc_id, document=doc, refresh=refresh)
@@ -319,6 +355,11 @@ class Store:
         self.es.indices.refresh(index=",".join(self.index(w) for w in what))
 
 
+def _reason(result: dict[str, Any]) -> str:
+    error = result.get("error") or {}
+    return str(error.get("reason", error) if isinstance(error, dict) else error)[:500]
+
+
 def alert_document(
     alert: Alert, asset: str | None = None, service: str | None = None
 ) -> dict[str, Any]:
@@ -340,7 +381,7 @@ def alert_document(
         },
         "rule": {"name": alert.name, "version": alert.version, "category": alert.kind},
         "related": {
-            "ip": list(alert.related_ips),
+            "ip": [ip for ip in alert.related_ips if is_ip(ip)],
             "user": list(alert.related_users),
             "hosts": list(alert.related_hosts),
         },
@@ -361,7 +402,7 @@ def alert_document(
             "evidence": alert.evidence,
         },
     }
-    if alert.entity_field == "source.ip":
+    if alert.entity_field == "source.ip" and is_ip(alert.entity):
         doc["source"] = {"ip": alert.entity}
     elif alert.entity_field == "user.name":
         doc["user"] = {"name": alert.entity}

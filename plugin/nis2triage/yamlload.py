@@ -118,6 +118,8 @@ def load_text(text: str, path: str) -> Located:
         ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"refused: {exc}", path=path) from exc
+    except RecursionError as exc:
+        raise ConfigError("refused: nested too deeply", path=path) from exc
     finally:
         loader.dispose()
     return Located(path, data, lines, columns)
@@ -126,6 +128,11 @@ def load_text(text: str, path: str) -> Located:
 def load_file(path: str | Path) -> Located:
     p = Path(path)
     try:
+        # Checked before reading: /dev/zero or a FIFO must not be read without end.
+        if not p.is_file():
+            raise ConfigError("not a regular file", path=str(p))
+        if p.stat().st_size > MAX_BYTES:
+            raise ConfigError(f"file is larger than {MAX_BYTES} bytes; split it", path=str(p))
         raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", path=str(p)) from exc

@@ -109,13 +109,28 @@ class HttpChannel:
         return Rejected(f"HTTP {status}: {resp.text[:200]}")
 
 
+RETRY_AFTER_MAX = timedelta(hours=1)
+
+
 def retry_after(value: str | None, now: datetime) -> datetime | None:
-    """RFC 9110 §10.2.3: Retry-After is either seconds or an HTTP date."""
+    """RFC 9110 §10.2.3: Retry-After is either seconds or an HTTP date.
+
+    Capped at an hour: a server asking for days would shelve a report with a legal
+    deadline; a value that does not parse is ignored.
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return now + timedelta(seconds=int(value))
+    try:
+        when = now + timedelta(seconds=int(value)) if value.isdigit() else _http_date(value)
+    except (OverflowError, ValueError):
+        return now + RETRY_AFTER_MAX
+    if when is None:
+        return None
+    return min(when, now + RETRY_AFTER_MAX)
+
+
+def _http_date(value: str) -> datetime | None:
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
