@@ -21,7 +21,8 @@ from typing import Any
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
 # Identifiers derived from an entity by a plain hash: a dictionary attack would undo
 # them, so anything leaving the organisation carries a keyed version instead.
-ID_KEYS = {"alert_id", "alert_ids", "reference", "incident_id", "incident"}
+# The incident id stays: the operator names it to record a manual submission.
+ID_KEYS = {"alert_id", "alert_ids", "reference"}
 _IPV6 = re.compile(r"(?<![0-9A-Za-z:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z:])")
 
 
