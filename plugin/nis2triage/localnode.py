@@ -456,9 +456,9 @@ def run_command(command: str) -> int:
     elif command == "password-file":
         print(password_file())
     else:
-        print(
-            f"NIS2TRIAGE_ES_URL={node.url}\nNIS2TRIAGE_ES_USER=elastic\nNIS2TRIAGE_ES_PASSWORD_FILE={password_file()}"
-        )
+        print(f"NIS2TRIAGE_ES_URL={current.url}")
+        print("NIS2TRIAGE_ES_USER=elastic")
+        print(f"NIS2TRIAGE_ES_PASSWORD_FILE={password_file()}")
     return 0
 
 
