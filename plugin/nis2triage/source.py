@@ -156,6 +156,10 @@ class Source:
                 break
             after = hits[-1]["sort"]
             batch = self._new_events(hits, cursor)
+            # Hits come in time order, so a key behind the margin cannot come back in this
+            # poll either: pruning per page keeps the cursor (saved with every checkpoint)
+            # to the margin's events instead of every event of a long catch-up poll.
+            cursor.prune(self.cfg.max_lateness)
             total += len(batch)
             if batch:
                 yield batch
