@@ -143,7 +143,7 @@ class Detector:
         raw = bucket.raw(self.spec.features)
         start = ms_to_datetime(bucket.start_ms)
         end = ms_to_datetime(bucket.start_ms + self.table.span_ms)
-        ips = sorted(bucket.ips | ({entity} if is_ip(entity) else set()))
+        ips = sorted(set(bucket.ips) | ({entity} if is_ip(entity) else set()))
         return Alert(
             kind="detector",
             name=self.spec.name,
