@@ -51,34 +51,36 @@ class Timed:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-def agent_config(
+def agent_settings(
     node: NodeInfo,
     index: str,
     prefix: str,
     detectors: str = str(SHIPPED_DETECTORS),
     **source: Any,
-) -> AgentConfig:
+) -> dict[str, Any]:
     """An agent reading `index` as source `auth`, state under `prefix`, notifier in dry run."""
-    return AgentConfig.model_validate(
-        {
-            "elasticsearch": {
-                "hosts": [node.url],
-                "username": node.user,
-                "password_env": PASSWORD_ENV,
-            },
-            "entity": {
-                "legal_name": "Benchmark Logistics NV",
-                "enterprise_number": "0999.999.922",
-                "sector": "transport",
-                "entity_class": "essential",
-            },
-            "sources": [{"name": "auth", "indices": [index], **source}],
-            "detectors": [detectors],
-            "triage": str(TRIAGE),
-            "notifier": {"mode": "dry-run", "pseudonymise": True},
-            "state": {"index_prefix": prefix},
-        }
-    )
+    return {
+        "elasticsearch": {
+            "hosts": [node.url],
+            "username": node.user,
+            "password_env": PASSWORD_ENV,
+        },
+        "entity": {
+            "legal_name": "Benchmark Logistics NV",
+            "enterprise_number": "0999.999.922",
+            "sector": "transport",
+            "entity_class": "essential",
+        },
+        "sources": [{"name": "auth", "indices": [index], **source}],
+        "detectors": [detectors],
+        "triage": str(TRIAGE),
+        "notifier": {"mode": "dry-run", "pseudonymise": True},
+        "state": {"index_prefix": prefix},
+    }
+
+
+def agent_config(node: NodeInfo, index: str, prefix: str, **source: Any) -> AgentConfig:
+    return AgentConfig.model_validate(agent_settings(node, index, prefix, **source))
 
 
 def fresh_agent(es: Elasticsearch, cfg: AgentConfig) -> Agent:
