@@ -13,12 +13,13 @@ import ipaddress
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+Checks = tuple[tuple[str, frozenset[str]], ...]
 MAX_DISTINCT = 10_000  # per bucket and field; beyond it the distinct count saturates
 MAX_RELATED = 20  # addresses, users and hosts kept per bucket as evidence
 MAX_VALUE_CHARS = 1024  # longer values are cut, as a keyword field's ignore_above would
@@ -85,7 +86,7 @@ class Match(BaseModel):
     exists: list[str] = Field(default_factory=list)
 
     @cached_property
-    def compiled(self) -> tuple[tuple[str, frozenset[str]], tuple[tuple[str, frozenset[str]], ...]]:
+    def compiled(self) -> tuple[Checks, Checks]:
         """The wanted values as sets of text, built once rather than for every event."""
         return (
             tuple((f, _wanted(w)) for f, w in self.all_of.items()),

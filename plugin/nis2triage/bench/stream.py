@@ -17,7 +17,7 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 MINUTES_PER_DAY = 1440
@@ -104,7 +104,9 @@ def _plan(spec: StreamSpec) -> list[_Planned]:
     return sorted(planned, key=lambda p: p.attack.start)
 
 
-def _attack(kind: str, entities: dict[str, tuple[str, ...]], docs: list[tuple[int, Doc]]) -> _Planned:
+def _attack(
+    kind: str, entities: dict[str, tuple[str, ...]], docs: list[tuple[int, Doc]]
+) -> _Planned:
     docs.sort(key=lambda item: item[0])
     first, last = docs[0][0], docs[-1][0]
     moment = datetime.fromtimestamp
@@ -137,7 +139,12 @@ def _credential_stuffing(spec: StreamSpec, rng: random.Random, i: int, start: in
     user = f"user{rng.randrange(spec.users)}"
     ips = tuple(f"100.{64 + i}.{rng.randrange(256)}.{rng.randrange(256)}" for _ in range(40))
     docs = [
-        (t, _logon(rng, rng.randrange(spec.hosts), user, rng.choice(ips), failed=rng.random() < 0.9))
+        (
+            t,
+            _logon(
+                rng, rng.randrange(spec.hosts), user, rng.choice(ips), failed=rng.random() < 0.9
+            ),
+        )
         for t in _spread(rng, start, 15, 80)
     ]
     return _attack("credential_stuffing", {"user.name": (user,), "source.ip": ips}, docs)
@@ -151,7 +158,10 @@ def _exfiltration(spec: StreamSpec, rng: random.Random, i: int, start: int) -> _
         (t, _connection(host, target, 443, rng.randint(50, 200) * 1_000_000, "outbound"))
         for t in _spread(rng, start, 15, 40)
     ]
-    entities = {"source.ip": (host_ip(host),), "host.name": (f"host{host}",)}
+    entities: dict[str, tuple[str, ...]] = {
+        "source.ip": (host_ip(host),),
+        "host.name": (f"host{host}",),
+    }
     return _attack("exfiltration", entities, docs)
 
 
@@ -194,17 +204,18 @@ def _background(spec: StreamSpec, rng: random.Random) -> Doc:
     if roll < 0.02:
         # Internet scanners: a few guesses each, from a large pool (the loghub sshd pattern).
         ip = f"100.{100 + rng.randrange(20)}.{rng.randrange(256)}.{rng.randrange(256)}"
-        user = rng.choice(("root", "admin", "test", "oracle", "git", "ubuntu"))
-        return _ssh(rng, rng.randrange(spec.hosts), user, ip, failed=True, invalid=user != "root")
+        guess = rng.choice(("root", "admin", "test", "oracle", "git", "ubuntu"))
+        return _ssh(rng, rng.randrange(spec.hosts), guess, ip, failed=True, invalid=guess != "root")
     user = int(spec.users * rng.random() ** 2)  # a few busy accounts, a long quiet tail
     host = (user * 7 + rng.randrange(3)) % spec.hosts
+    name, address = f"user{user}", host_ip(user % spec.hosts)
     if roll < 0.30:
-        return _ssh(rng, host, f"user{user}", host_ip(user % spec.hosts), rng.random() < 0.03)
+        return _ssh(rng, host, name, address, rng.random() < 0.03)
     if roll < 0.50:
-        return _logon(rng, host, f"user{user}", host_ip(user % spec.hosts), rng.random() < 0.03)
+        return _logon(rng, host, name, address, rng.random() < 0.03)
     if roll < 0.85:
         return _background_connection(spec, rng, host)
-    return _cloud(rng, f"user{user}", host_ip(user % spec.hosts))
+    return _cloud(rng, name, address)
 
 
 def _ssh(
@@ -261,7 +272,9 @@ def _connection(host: int, target: str, port: int, size: int, direction: str) ->
 
 
 def _cloud(rng: random.Random, user: str, ip: str) -> Doc:
-    action = rng.choice(("GetObject", "GetObject", "ListBuckets", "DescribeInstances", "AssumeRole"))
+    action = rng.choice(
+        ("GetObject", "GetObject", "ListBuckets", "DescribeInstances", "AssumeRole")
+    )
     return {
         "event": {
             "category": "configuration" if action == "AssumeRole" else "web",
@@ -273,4 +286,3 @@ def _cloud(rng: random.Random, user: str, ip: str) -> Doc:
         "user": {"name": user},
         "source": {"ip": ip},
     }
-

@@ -144,7 +144,9 @@ def end_to_end(
         agent.handle_alerts(alerts, report)
     seconds = time.perf_counter() - started
 
-    log.info("end to end: %d events, %d alerts in %.1f s", report.events, len(report.alerts), seconds)
+    log.info(
+        "end to end: %d events, %d alerts in %.1f s", report.events, len(report.alerts), seconds
+    )
     return Timed(report.events, seconds, report.alerts)
 
 
