@@ -59,7 +59,7 @@ def draw(path: Path, details: dict[str, Any]) -> None:
 
 def _bars(ax: Any, labels: list[str], values: list[float], title: str, unit: str) -> None:
     bars = ax.bar(labels, values, color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(values)])
-    ax.bar_label(bars, labels=[f"{v:,.3g}" for v in values])
+    ax.bar_label(bars, labels=[f"{v:,.0f}" if v >= 10 else f"{v:.2f}" for v in values])
     ax.set_title(title)
     ax.set_ylabel(unit)
 
@@ -88,8 +88,10 @@ def _latency(ax: Any, d: dict[str, Any]) -> None:
     if not lat:
         ax.set_axis_off()
         return
-    ax.plot(lat["from_indexed"], "o-", label="from indexing")
-    ax.plot(lat["from_closable"], "s-", label="from bucket closable")
+    bursts = range(1, len(lat["from_indexed"]) + 1)
+    ax.plot(bursts, lat["from_indexed"], "o-", label="from indexing")
+    ax.plot(bursts, lat["from_closable"], "s-", label="from bucket closable")
+    ax.set_ylim(bottom=0)
     ax.set_title("Detection latency per burst")
     ax.set_xlabel("burst")
     ax.set_ylabel("seconds")
@@ -102,7 +104,15 @@ def _memory(ax: Any, d: dict[str, Any]) -> None:
         ax.set_axis_off()
         return
     labels = [f"cap {r['max_entities']:,}" for r in runs]
-    _bars(ax, labels, [r["peak_mb"] for r in runs], "Peak RSS, 1 M entities", "MB")
+    width = 0.4
+    spots = range(len(runs))
+    ax.bar([x - width / 2 for x in spots], [r["state_mb"] for r in runs], width, label="state")
+    ax.bar([x + width / 2 for x in spots], [r["peak_mb"] for r in runs], width, label="peak")
+    ax.axhline(1024, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(list(spots), labels)
+    ax.set_ylabel("MB")
+    ax.set_title(f"Resident memory, {runs[0]['entities']:,} entities")
+    ax.legend()
 
 
 def _nab(ax: Any, d: dict[str, Any]) -> None:
@@ -122,6 +132,8 @@ def _accuracy(ax: Any, d: dict[str, Any]) -> None:
         ax.set_axis_off()
         return
     kinds = acc["by_kind"]
-    ax.bar([k["kind"] for k in kinds], [k["detected"] / k["attacks"] for k in kinds])
+    ax.bar(
+        [k["kind"].replace("_", "\n") for k in kinds], [k["detected"] / k["attacks"] for k in kinds]
+    )
     ax.set_ylim(0, 1.05)
     ax.set_title(f"Recall per attack kind (precision {acc['precision']:.2f})")

@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 from elasticsearch import Elasticsearch
 
 from nis2triage import esclient, localnode
-from nis2triage.bench import elastalert, indexing, latency, memory, metrics, throughput
+from nis2triage.bench import indexing, latency, memory, metrics, throughput
+from nis2triage.bench import versus_elastalert as elastalert
 from nis2triage.bench.report import Row, draw, format_table, write_json
 from nis2triage.bench.stream import StreamSpec, plan_attacks
 from nis2triage.localnode import NodeInfo
@@ -133,10 +134,10 @@ def accuracy(spec: StreamSpec, alerts: list[Any]) -> dict[str, Any]:
     """Detector alerts, rule alerts and both, against the generator's record of attacks."""
     attacks = plan_attacks(spec)
     groups = {
-        "detectors": [a for a in alerts if a.kind == "detector"],
-        "rule": [a for a in alerts if a.kind == "rule"],
-        "all": alerts,
+        name: [a for a in alerts if a.name == name] for name in sorted({a.name for a in alerts})
     }
+    groups["detectors"] = [a for a in alerts if a.kind == "detector"]
+    groups["all"] = alerts
     scored = {name: metrics.score(group, attacks) for name, group in groups.items()}
     return {
         name: {**asdict(a), "precision": a.precision, "recall": a.recall}

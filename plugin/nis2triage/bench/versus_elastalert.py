@@ -133,7 +133,8 @@ def run(
     python: Path, config: Path, rule_file: Path, node: NodeInfo, day: tuple[datetime, datetime]
 ) -> EaRun:
     """Fresh writeback indices, then the rule over the day, timed inside ElastAlert's process."""
-    driver = [str(python), str(DRIVER)]
+    # -P: the driver's folder (this package) must not shadow the `elastalert` package.
+    driver = [str(python), "-P", str(DRIVER)]
     _run([*driver, "--create-index", str(config)], "elastalert-create-index", _env(node))
     start, end = (moment.isoformat() for moment in day)
     args = [*driver, str(config), str(rule_file), start, end, "--version-from-nodes"]
