@@ -16,7 +16,7 @@ T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 
 def alert(field: str, entity: str, start_min: int, end_min: int) -> Alert:
     start, end = T0 + timedelta(minutes=start_min), T0 + timedelta(minutes=end_min)
-    return Alert("detector", "d", "1", "high", end, start, end, 1.0, 0.5, field, entity, "m", "i", "q")
+    return Alert("detector", "d", "1", "high", end, start, end, 1.0, 0.5, field, entity, "", "", "")
 
 
 def attack(kind: str, ip: str, start_min: int, end_min: int) -> Attack:
