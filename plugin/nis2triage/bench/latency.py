@@ -52,7 +52,8 @@ class Burst:
 
 def write_config(folder: Path, node: NodeInfo) -> Path:
     """The shipped SSH detector with a 10 s bucket, and an agent polling every second."""
-    detectors = folder / "detectors"
+    # Absolute: the agent resolves relative paths against its configuration file's folder.
+    detectors = folder.resolve() / "detectors"
     detectors.mkdir(parents=True, exist_ok=True)
     spec = yaml.safe_load((throughput.REPO / "detectors" / "ssh-brute-force.yml").read_text())
     spec["bucket"] = f"{BUCKET_S}s"

@@ -11,6 +11,7 @@ Every timed measure is repeated and reported as its median.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -307,6 +308,20 @@ def measure_all(args: argparse.Namespace, es: Elasticsearch, node: NodeInfo) -> 
     return details
 
 
+def keep_skipped(previous: Path, details: dict[str, Any], skipped: list[str]) -> None:
+    """Sections skipped now keep the figures of the last run at the same scale, if any."""
+    if not previous.is_file():
+        return
+    before = json.loads(previous.read_text()).get("details", {})
+    if before.get("events") != details["events"]:
+        return
+    carried = {"throughput": ("throughput", "accuracy")}
+    for section in skipped:
+        for key in carried.get(section, (section,)):
+            if key in before:
+                details[key] = before[key]
+
+
 def machine() -> str:
     gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores, {gib:.0f} GB"
@@ -323,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     details = measure_all(args, es, node)
     details["wall_seconds"] = time.monotonic() - started
+    keep_skipped(args.out / "bench.json", details, args.skip)
 
     args.out.mkdir(parents=True, exist_ok=True)
     table = rows(details)
