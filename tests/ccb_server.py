@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +31,12 @@ class CcbServer:
     url: str
     received: list[Received] = field(default_factory=list)
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    # The crash harness sets this: the next POST kills that process before it is answered.
+    kill_pid: int | None = None
+    # Seconds to sit on each request before answering (a stalled endpoint).
+    stall: float = 0.0
+    # Hang up on every request without answering (an endpoint that is down).
+    down: bool = False
 
     def respond(self) -> tuple[int, dict[str, str]]:
         return self.script.pop(0) if self.script else (200, {})
@@ -43,6 +52,15 @@ def _handler(server: CcbServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length", 0))
             body = self.rfile.read(length)
             server.received.append(Received(self.path, dict(self.headers.items()), body))
+            if server.kill_pid is not None:
+                os.kill(server.kill_pid, signal.SIGKILL)
+                server.kill_pid = None
+            if server.down:
+                self.close_connection = True
+                self.connection.close()
+                return
+            if server.stall:
+                time.sleep(server.stall)
             status, headers = server.respond()
             self.send_response(status)
             for name, value in headers.items():

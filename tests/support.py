@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ def write_agent_config(
     index: str,
     prefix: str,
     notifier: dict[str, object] | None = None,
+    rules: dict[str, object] | None = None,
 ) -> Path:
     """A complete agent configuration file for `index`, with state under `prefix`."""
     import yaml
@@ -56,6 +61,7 @@ def write_agent_config(
         },
         "sources": [{"name": "auth", "indices": [index], "batch_size": 250}],
         "detectors": [str(DETECTORS / "*.yml")],
+        "rules": rules or {},
         "triage": str(TRIAGE),
         "assets": str(assets),
         "notifier": notifier or {"mode": "dry-run"},
@@ -80,3 +86,29 @@ def run_agent(config: Path, es: Elasticsearch) -> CycleReport:
     )
     agent.start()
     return agent.run_once()
+
+
+@contextmanager
+def own_node(name: str, **env: str) -> Iterator[Any]:
+    """A second local node for tests that stop, restart or reconfigure one.
+
+    Its home is in the checkout, not under pytest's private temporary folder, which
+    the node's unprivileged user could not reach.
+    """
+    from nis2triage import localnode
+
+    home = localnode.repo_root() / f".es-{name}"
+    shutil.rmtree(home, ignore_errors=True)
+    env = {"NIS2TRIAGE_ES_HOME": str(home), "NIS2TRIAGE_ES_HEAP": "512m", **env}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield localnode
+    finally:
+        localnode.stop()
+        shutil.rmtree(home, ignore_errors=True)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

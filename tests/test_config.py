@@ -48,20 +48,23 @@ def test_good_file_loads_with_defaults(tmp_path: Path) -> None:
     ("old", "new", "match"),
     [
         pytest.param(
-            "batch_size: 500", "batch_size: many", r":13: sources\.0\.batch_size", id="type"
+            "batch_size: 500", "batch_size: many", r":13:5: sources\.0\.batch_size", id="type"
         ),
-        pytest.param("max_lateness: 2m", "max_lateness: soon", r":14: .*duration", id="duration"),
+        pytest.param("max_lateness: 2m", "max_lateness: soon", r":14:5: .*duration", id="duration"),
         pytest.param(
-            '"0403.019.261"', '"0403.019.262"', r":7: entity\.enterprise_number.*mod-97", id="kbo"
+            '"0403.019.261"', '"0403.019.262"', r":7:3: entity\.enterprise_number.*mod-97", id="kbo"
         ),
         pytest.param(
-            "batch_size: 500", "batchsize: 500", r":13: .*did you mean 'batch_size'", id="typo"
+            "batch_size: 500", "batchsize: 500", r":13:5: .*did you mean 'batch_size'", id="typo"
         ),
         pytest.param(
             "  password_env: ES_PW\n", "", r":1: elasticsearch: .*password_env", id="no-secret"
         ),
         pytest.param(
-            "entity_class: essential", "entity_class: vital", r":9: entity\.entity_class", id="enum"
+            "entity_class: essential",
+            "entity_class: vital",
+            r":9:3: entity\.entity_class",
+            id="enum",
         ),
     ],
 )

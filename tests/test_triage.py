@@ -23,7 +23,9 @@ INVENTORY = Inventory(
 )
 
 
-def alert(severity: str, score: float, host: str, hints: tuple[str, ...] = ()) -> Alert:
+def alert(
+    severity: str, score: float, host: str, hints: tuple[str, ...] = (), events: int = 20
+) -> Alert:
     return Alert(
         kind="detector",
         name="d",
@@ -41,6 +43,7 @@ def alert(severity: str, score: float, host: str, hints: tuple[str, ...] = ()) -
         query="q",
         related_hosts=(host,),
         hints=hints,
+        evidence={"events": events},
     )
 
 
@@ -60,6 +63,14 @@ def alert(severity: str, score: float, host: str, hints: tuple[str, ...] = ()) -
 )
 def test_routes(severity: str, score: float, host: str, hints: tuple, expected: str) -> None:
     routed, _ = route(alert(severity, score, host, hints), RULES, INVENTORY)
+
+    assert routed.route == expected
+    assert routed.route_reason
+
+
+@pytest.mark.parametrize(("events", "expected"), [(9, "soc"), (10, "early_warning")])
+def test_a_handful_of_events_is_not_an_early_warning(events: int, expected: str) -> None:
+    routed, _ = route(alert("high", 0.95, "LabSZ", events=events), RULES, INVENTORY)
 
     assert routed.route == expected
     assert routed.route_reason

@@ -26,9 +26,9 @@ def test_lines_of_nested_keys_are_remembered() -> None:
     ("text", "match"),
     [
         pytest.param(
-            "a: !!python/object:os.system x\n", r"t\.yml:1: .*constructor", id="python-tag"
+            "a: !!python/object:os.system x\n", r"t\.yml:1:4: .*constructor", id="python-tag"
         ),
-        pytest.param("a: [1, 2\nb: 3\n", r"t\.yml:2: not valid YAML", id="unclosed-list"),
+        pytest.param("a: [1, 2\nb: 3\n", r"t\.yml:2:2: not valid YAML", id="unclosed-list"),
         pytest.param("a: &x [1, *x]\n", "recursive alias", id="recursive-alias"),
         pytest.param(BOMB, "expands to .* nodes", id="billion-laughs"),
     ],
@@ -48,3 +48,8 @@ def test_oversized_file_is_refused() -> None:
 
 def test_shared_anchor_within_limits_loads() -> None:
     assert load_text("a: &x {k: 1}\nb: *x\n", "ok.yml").data == {"a": {"k": 1}, "b": {"k": 1}}
+
+
+def test_control_characters_are_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match=r"nul\.yml: not valid YAML"):
+        load_text("a: b\x00c\n", "nul.yml")

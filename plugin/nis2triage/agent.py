@@ -30,16 +30,17 @@ from nis2triage.config import AgentConfig, SourceConfig
 from nis2triage.detectors import Detector, DetectorSpec, load_spec
 from nis2triage.errors import ConfigError, SnapshotError, StoreError
 from nis2triage.faults import crash_point
-from nis2triage.notify.channel import HttpChannel
-from nis2triage.notify.notifier import Notifier
+from nis2triage.incidents.flow import IncidentFlow
+from nis2triage.notify import build
 from nis2triage.notify.outbox import Outbox
-from nis2triage.notify.pseudonym import Pseudonymiser
 from nis2triage.records import Alert, Event, stable_id
+from nis2triage.rulerunner import RuleRunner, load_native, load_sigma
 from nis2triage.source import Cursor, Source
 from nis2triage.store import Store, alert_document
 
 log = logging.getLogger(__name__)
 SAVE_EVERY_BATCHES = 50
+RULES_STATE_ID = "rules"
 
 
 def utcnow() -> datetime:
@@ -88,30 +89,16 @@ class Agent:
         self.store = Store(es, cfg.state.index_prefix)
         self.inventory: Inventory = load_inventory(cfg.resolve(cfg.assets) if cfg.assets else None)
         self.rules = triage.load_rules(cfg.resolve(cfg.triage) if cfg.triage else None)
-        self.notifier = self._notifier(pseudonym_key)
-        self.outbox = Outbox(self.store, self._channel(token), cfg.notifier.max_attempts)
+        self.notifier = build.notifier(cfg, self.store, pseudonym_key, clock)
+        self.incidents = IncidentFlow(cfg, self.store, self.notifier, clock)
+        channels = build.channels(cfg, token, self.incidents.soc)
+        self.outbox = Outbox(self.store, channels, cfg.notifier.max_attempts)
         self.stopping = False
         self.specs: list[DetectorSpec] = []
         self.runs: list[SourceRun] = []
-        self.condition: str | None = None
-
-    def _notifier(self, pseudonym_key: bytes | None) -> Notifier:
-        n = self.cfg.notifier
-        pseudonymiser = Pseudonymiser(pseudonym_key) if n.pseudonymise and pseudonym_key else None
-        if n.pseudonymise and pseudonymiser is None:
-            raise ConfigError(
-                f"notifier.pseudonymise is on but {n.pseudonym_key_env} is not set; "
-                "set it to a secret (openssl rand -hex 32) or turn pseudonymise off"
-            )
-        return Notifier(
-            self.store, self.cfg.entity, n.mode, "http", n.group_window, pseudonymiser, self.clock
-        )
-
-    def _channel(self, token: str | None) -> HttpChannel | None:
-        n = self.cfg.notifier
-        if n.mode != "send" or not n.endpoint:
-            return None
-        return HttpChannel(n.endpoint, token, n.timeout.total_seconds(), n.allowed_hosts)
+        # Conditions already reported during the current outage (cleared on recovery).
+        self.conditions: set[str] = set()
+        self.rules_runner: RuleRunner | None = None
 
     # --- start -------------------------------------------------------------
 
@@ -119,8 +106,10 @@ class Agent:
         """Create the agent's indices, load the detectors and restore each source's state."""
         self.store.ensure_indices()
         specs = [load_spec(p) for p in self.cfg.detector_files()]
-        if not specs:
-            log.warning("no detector files matched %s", self.cfg.detectors)
+        unmatched = self.cfg.unmatched_detector_patterns()
+        if unmatched:
+            # Running on would move the checkpoint past events no detector has seen.
+            raise ConfigError(f"detectors: no file matches {', '.join(unmatched)}")
         for spec in specs:
             if spec.source not in {s.name for s in self.cfg.sources}:
                 names = ", ".join(s.name for s in self.cfg.sources)
@@ -128,6 +117,9 @@ class Agent:
                     f"detector {spec.name}: source {spec.source!r} is not configured ({names})"
                 )
         self.specs = specs
+        self.rules_runner = RuleRunner(
+            self.es, self.cfg.rules, load_native(self.cfg), load_sigma(self.cfg), self.clock
+        )
         self.restore_all()
 
     def restore_all(self) -> None:
@@ -136,16 +128,24 @@ class Agent:
             self._restore(src, [s for s in self.specs if s.source == src.name])
             for src in self.cfg.sources
         ]
+        if self.rules_runner is not None:
+            saved = self.store.get("state", RULES_STATE_ID)
+            self.rules_runner.restore(saved.get("rules") if saved else None)
 
     def _state_id(self, src: SourceConfig) -> str:
         return f"source-{src.name}"
 
     def _restore(self, src: SourceConfig, specs: list[DetectorSpec]) -> SourceRun:
         saved = self.store.get("state", self._state_id(src))
-        cursor = Cursor.from_dict(saved.get("cursor") if saved else None)
-        models: dict[str, Any] = {}
-        if saved and saved.get("snapshot"):
-            models = snapshots.unseal(saved["snapshot"], self.snapshot_key)
+        cursor, models = Cursor(), dict[str, Any]()
+        if saved:
+            if not saved.get("snapshot"):
+                raise SnapshotError(
+                    f"the state of source {src.name} has no signed snapshot; delete the "
+                    f"document {self._state_id(src)} of {self.store.index('state')} to start "
+                    "afresh"
+                )
+            cursor, models = _unpack(snapshots.unseal(saved["snapshot"], self.snapshot_key))
         detectors = [self._detector(spec, models) for spec in specs]
         if saved:
             log.info(
@@ -175,8 +175,12 @@ class Agent:
             self._cycle(run, report)
             if self.stopping:
                 break
+        if self.rules_runner and not self.stopping:
+            self._run_rules(self.rules_runner, report)
         delivered = self.outbox.deliver_due(self.clock())
         report.notifications_sent += delivered.sent
+        # After delivery, so a report confirmed just now is not escalated as missing.
+        self.incidents.cycle(self.clock())
         return report
 
     def _cycle(self, run: SourceRun, report: CycleReport) -> None:
@@ -191,8 +195,11 @@ class Agent:
             if self.stopping:
                 break
         else:
-            # Everything indexed by now is read: buckets ending before now - lateness are final.
-            self._close(run, int(self.clock().timestamp() * 1000) - lateness_ms, report)
+            # Everything indexed when the poll began is read: buckets ending before that
+            # moment minus the lateness can receive no more events.
+            if run.source.read_until is not None:
+                read_until_ms = int(run.source.read_until.timestamp() * 1000)
+                self._close(run, read_until_ms - lateness_ms, report)
         self._save(run)
 
     def _ingest(self, run: SourceRun, batch: list[Event], report: CycleReport) -> None:
@@ -204,10 +211,16 @@ class Agent:
                 except Exception as exc:  # the loop's edge: one bad document must not stop it
                     dead.append(self._dead_letter(event, detector.spec.name, exc))
         if dead:
+            # One line per batch, not per event: a broken field can hit thousands of events.
+            log.warning(
+                "%d events set aside in %s (first: %s)",
+                len(dead),
+                self.store.index("deadletter"),
+                dead[0][1]["reason"],
+            )
             report.dead_letters += self.store.create_many("deadletter", dead)
 
     def _dead_letter(self, event: Event, where: str, exc: Exception) -> tuple[str, dict[str, Any]]:
-        log.warning("event %s/%s set aside for %s: %s", event.index, event.id, where, exc)
         doc = {
             "@timestamp": self.clock().isoformat(),
             "kind": "event",
@@ -230,20 +243,34 @@ class Agent:
         docs = [(a.id, alert_document(a, *_asset_names(asset))) for a, asset in routed]
         report.new_alerts += self.store.create_many("alerts", docs)
         contain.request_containment(self.store, routed, self.clock())
-        report.notifications_queued += self.notifier.enqueue(routed)
+        report.notifications_queued += self.incidents.take(routed)
         for alert, _ in routed:
             report.alerts.append(alert)
             report.routes[alert.route or "?"] += 1
 
+    def _run_rules(self, runner: RuleRunner, report: CycleReport) -> None:
+        alerts = runner.run_due()
+        if alerts:
+            self.handle_alerts(alerts, report)
+        # Saved after the alerts are written: a crash in between replays the same windows.
+        doc = {
+            "kind": "rules_state",
+            "updated": self.clock().isoformat(),
+            "rules": runner.to_dict(),
+        }
+        self.store.put("state", RULES_STATE_ID, doc, refresh=True)
+
     def _save(self, run: SourceRun) -> None:
         """Checkpoint and models in one document, so they can never disagree."""
         models = {d.spec.name: (spec_fingerprint(d.spec), d) for d in run.detectors}
+        # The cursor is sealed with the models: a checkpoint edited in place is refused.
+        sealed = {"cursor": run.cursor.to_dict(), "models": models}
         doc = {
             "kind": "source_state",
             "source": run.cfg.name,
             "updated": self.clock().isoformat(),
             "cursor": run.cursor.to_dict(),
-            "snapshot": snapshots.seal(models, self.snapshot_key),
+            "snapshot": snapshots.seal(sealed, self.snapshot_key),
             "stats": {d.spec.name: d.stats() for d in run.detectors},
         }
         self.store.put("state", self._state_id(run.cfg), doc, refresh=True)
@@ -255,9 +282,28 @@ class Agent:
         log.info("stopping after the current batch (signal %d)", signum)
         self.stopping = True
 
+    def start_when_ready(self) -> bool:
+        """start(), waiting out an unreachable Elasticsearch (a service may start before it)."""
+        failures = 0
+        while not self.stopping:
+            try:
+                self.start()
+            except OUTAGES as exc:
+                failures += 1
+                self._say(describe_outage(exc))
+                self._sleep(outage_backoff(failures))
+                continue
+            if failures:
+                log.info("Elasticsearch answers again; starting")
+                self.conditions.clear()
+            return True
+        return False
+
     def run_forever(self) -> None:
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGTERM, self.request_stop)
+        if not self.start_when_ready():
+            return
         interval = min(s.poll_interval for s in self.cfg.sources).total_seconds()
         failures = 0
         while not self.stopping:
@@ -274,15 +320,16 @@ class Agent:
                 continue
             if failures:
                 log.info("Elasticsearch answers again; resumed from the last checkpoint")
-                failures, self.condition = 0, None
+                failures = 0
+                self.conditions.clear()
             self._log_cycle(report)
             self._sleep(interval - (time.monotonic() - started))
 
     def _say(self, condition: str) -> None:
         """One log line per condition, not one per failed attempt."""
-        if condition != self.condition:
+        if condition not in self.conditions:
             log.error("%s; retrying with backoff, nothing is lost meanwhile", condition)
-            self.condition = condition
+            self.conditions.add(condition)
 
     def _log_cycle(self, report: CycleReport) -> None:
         if report.events or report.alerts:
@@ -326,6 +373,16 @@ def describe_outage(exc: Exception) -> str:
     if isinstance(exc, StoreError):
         return str(exc)
     return f"Elasticsearch cannot be reached ({type(exc).__name__})"
+
+
+def _unpack(state: Any) -> tuple[Cursor, dict[str, Any]]:
+    """Cursor and models from a verified snapshot, checking their shapes."""
+    if not isinstance(state, dict) or not isinstance(state.get("models"), dict):
+        raise SnapshotError("the signed snapshot does not hold a cursor and models")
+    try:
+        return Cursor.from_dict(state.get("cursor")), state["models"]
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(f"the signed checkpoint is unreadable: {exc}") from exc
 
 
 def _asset_names(asset: Asset | None) -> tuple[str | None, str | None]:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nis2triage import yamlload
 from nis2triage.errors import ConfigError
+from nis2triage.nis2.entity import IrType
 from nis2triage.records import Alert
 
 Criticality = Literal["low", "medium", "high", "critical"]
@@ -25,6 +26,10 @@ class Asset(BaseModel):
     networks: list[str] = Field(default_factory=list)
     criticality: Criticality = "medium"
     service: str | None = None
+    # The service's type in Implementing Regulation (EU) 2024/2690 Art. 1, if it has one: it
+    # picks the significance thresholds (e.g. cloud: outage over 30 minutes, IR Art. 7(a)).
+    service_type: IrType | None = None
+    # Users of the service in the Union (IR Art. 3(3): contract customers included).
     users_served: int | None = Field(default=None, ge=0)
     cross_border: bool | None = None
 

@@ -7,9 +7,18 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from nis2triage import __version__
+from nis2triage import __version__, cli_setup, logs
 from nis2triage.errors import Nis2TriageError
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+
+    from nis2triage.agent import Agent
+    from nis2triage.config import AgentConfig
+    from nis2triage.metrics import MetricsServer
 
 log = logging.getLogger("nis2triage")
 
@@ -28,13 +37,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from nis2triage import esclient, snapshots
-    from nis2triage.agent import Agent
     from nis2triage.config import es_settings, load_config, read_secret
 
     cfg = load_config(args.config)
-    es = esclient.connect(es_settings(cfg))
-    info = esclient.cluster_info(es)
-    log.info("connected to Elasticsearch %s (cluster %s)", info.version, info.name)
+    settings = es_settings(cfg)
+    es = esclient.connect(settings)
     key = snapshots.key_from_env(cfg.state.snapshot_key_env)
     pseudonym = os.environ.get(cfg.notifier.pseudonym_key_env)
     token = (
@@ -42,9 +49,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if cfg.notifier.mode == "send"
         else None
     )
-    agent = Agent(cfg, es, key, pseudonym.encode() if pseudonym else None, token=token)
-    agent.start()
+    for secret in (settings.password, settings.api_key, token, pseudonym, key):
+        logs.register_secret(secret)
+    agent, server = _agent(args, cfg, es, key, pseudonym.encode() if pseudonym else None, token)
     if args.once:
+        info = esclient.cluster_info(es)
+        log.info("connected to Elasticsearch %s (cluster %s)", info.version, info.name)
+        agent.start()
         report = agent.run_once()
         print(
             f"{report.events} events, {len(report.alerts)} alerts "
@@ -52,7 +63,103 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{report.notifications_queued} notifications queued, {report.notifications_sent} sent"
         )
         return 0
-    agent.run_forever()
+    try:
+        agent.run_forever()
+    finally:
+        if server:
+            server.stop()
+    return 0
+
+
+def _agent(
+    args: argparse.Namespace,
+    cfg: AgentConfig,
+    es: Elasticsearch,
+    key: bytes,
+    pseudonym: bytes | None,
+    token: str | None,
+) -> tuple[Agent, MetricsServer | None]:
+    """The agent, metered and serving /metrics and /health when a port is given."""
+    from nis2triage.agent import Agent
+    from nis2triage.metrics import AgentMetrics, MeteredAgent, MetricsServer
+
+    if args.metrics_port is None:
+        return Agent(cfg, es, key, pseudonym, token=token), None
+    interval = min(s.poll_interval for s in cfg.sources).total_seconds()
+    # A cycle that has not ended well for 5 intervals (at least 5 minutes) makes /health 503.
+    metrics = AgentMetrics(stale_after_s=max(5 * interval, 300.0))
+    server = MetricsServer(metrics, args.metrics_host, args.metrics_port)
+    server.start()
+    return MeteredAgent(metrics, cfg, es, key, pseudonym, token=token), server
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from nis2triage.validate import validate
+
+    findings = validate(args.paths, references=not args.no_references)
+    if not findings:
+        print("nis2triage: no YAML files found under " + ", ".join(args.paths), file=sys.stderr)
+        return 1
+    for finding in findings:
+        if finding.ok:
+            print(f"ok      {finding.path} ({finding.kind})")
+        else:
+            print(f"ERROR   {finding.problem}")
+    failed = sum(not f.ok for f in findings)
+    print(f"{len(findings)} files checked, {failed} with errors")
+    return 1 if failed else 0
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time (UTC when no zone is given), or 'now', or 'now-2d' style."""
+    from nis2triage.config import parse_duration
+
+    now = datetime.now(UTC)
+    if text == "now":
+        return now
+    if text.startswith("now-"):
+        return now - parse_duration(text[4:])
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: write 2026-12-01T00:00, 2026-12-01 or now-2d"
+        ) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from nis2triage import esclient, triage
+    from nis2triage.assets import load_inventory
+    from nis2triage.config import es_settings, load_config
+    from nis2triage.detectors import load_spec
+    from nis2triage.replay import run_replay, summary
+    from nis2triage.rulerunner import load_native
+    from nis2triage.store import Store, alert_document
+
+    if not args.start < args.end:
+        print("nis2triage: --from must be before --to", file=sys.stderr)
+        return 2
+    cfg = load_config(args.config)
+    specs = [load_spec(p) for p in cfg.detector_files()]
+    rules = load_native(cfg)
+    if args.detector or args.rule:
+        specs = [s for s in specs if s.name in (args.detector or [])]
+        rules = [r for r in rules if r.name in (args.rule or [])]
+    es = esclient.connect(es_settings(cfg))
+    console = Console(stderr=True)
+    result = run_replay(es, cfg, specs, rules, args.start, args.end, console)
+    summary(result, Console())
+    if args.write:
+        inventory = load_inventory(cfg.resolve(cfg.assets) if cfg.assets else None)
+        rules_t = triage.load_rules(cfg.resolve(cfg.triage) if cfg.triage else None)
+        routed = [triage.route(a, rules_t, inventory) for a in result.alerts]
+        store = Store(es, cfg.state.index_prefix)
+        store.ensure_indices()
+        docs = [(a.id, alert_document(a)) for a, _ in routed]
+        print(f"{store.create_many('alerts', docs)} new alerts written to {store.index('alerts')}")
     return 0
 
 
@@ -68,22 +175,53 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="poll, detect, triage and notify (Ctrl-C stops cleanly)")
     run.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     run.add_argument("--once", action="store_true", help="one pass over new events, then exit")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve /metrics (Prometheus) and /health on this port (off by default; 9464 is usual)",
+    )
+    run.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address to serve them on (loopback)"
+    )
     run.set_defaults(handler=cmd_run)
+
+    cli_setup.add_parser(sub)
+
+    check = sub.add_parser("validate", help="check configuration, rules and detector files")
+    check.add_argument("paths", nargs="+", help="files or folders of YAML files")
+    check.add_argument(
+        "--no-references",
+        action="store_true",
+        help="do not check the files a configuration names (validating for another machine)",
+    )
+    check.set_defaults(handler=cmd_validate)
+
+    replay = sub.add_parser("replay", help="run detectors and rules over a past time range")
+    replay.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
+    replay.add_argument("--from", dest="start", type=parse_time, required=True, help="start")
+    replay.add_argument("--to", dest="end", type=parse_time, default="now", help="end (now)")
+    replay.add_argument("--rule", action="append", help="only this native rule (repeatable)")
+    replay.add_argument("--detector", action="append", help="only this detector (repeatable)")
+    replay.add_argument("--write", action="store_true", help="write the alerts (default: no)")
+    replay.set_defaults(handler=cmd_replay)
 
     demo = sub.add_parser("demo", help="the whole flow on a local node with the real SSH log")
     demo.set_defaults(handler=cmd_demo)
+
+    from nis2triage import cli_incidents
+
+    cli_incidents.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Elasticsearch accepts documents nested about a thousand levels deep; decoding one
+    # must not exhaust Python's default recursion limit of 1,000 frames.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # The client logs every request at INFO; one line per request drowns what matters.
-    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    logs.configure(verbose=args.verbose)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

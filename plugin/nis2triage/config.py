@@ -10,11 +10,13 @@ import difflib
 import glob
 import os
 import re
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -28,6 +30,7 @@ from nis2triage import yamlload
 from nis2triage.errors import ConfigError
 from nis2triage.esclient import ESSettings
 from nis2triage.nis2.entity import Entity
+from nis2triage.records import Route
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -38,14 +41,26 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except OverflowError as exc:
+            raise ValueError(f"{value!r} is too long a duration") from exc
     found = _DURATION.match(str(value))
     if not found:
         raise ValueError(f"{value!r} is not a duration: write it like 30s, 5m, 1h or 2d")
-    return timedelta(seconds=float(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+    try:
+        return timedelta(seconds=float(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+    except OverflowError as exc:
+        raise ValueError(f"{value!r} is too long a duration") from exc
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 
 
 class Strict(BaseModel):
@@ -80,27 +95,85 @@ class SourceConfig(Strict):
     max_lateness: Duration = timedelta(minutes=5)
 
 
+class RulesConfig(Strict):
+    """Detection rules: native rule files (each names its own index) and Sigma rule files."""
+
+    native: list[str] = Field(default_factory=list)
+    sigma: list[str] = Field(default_factory=list)
+    sigma_indices: list[str] = Field(default_factory=lambda: ["winlogbeat-*", "logs-windows*"])
+    sigma_entity_field: str = "host.name"
+    time_field: str = "@timestamp"
+    max_lateness: Duration = timedelta(minutes=5)
+    initial_lookback: Duration = timedelta(hours=1)
+
+
 class NotifierConfig(Strict):
     endpoint: str | None = None
     token_env: str | None = None
     mode: Literal["send", "dry-run"] = "dry-run"
     pseudonymise: bool = True
     pseudonym_key_env: str = "NIS2TRIAGE_PSEUDONYM_KEY"
-    group_window: Duration = timedelta(hours=1)
     allowed_hosts: list[str] = Field(default_factory=list)
     timeout: Duration = timedelta(seconds=10)
     max_attempts: int = Field(default=8, ge=1)
 
+
+ChannelName = Literal["http", "smtp", "manual"]
+CorrelateBy = Literal["entity", "asset", "service"]
+
+
+class SmtpConfig(Strict):
+    """E-mail delivery of reports; the password comes from the environment, never the file."""
+
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    # STARTTLS (RFC 3207) on the submission port, or implicit TLS (RFC 8314) on 465.
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    sender: str
+    recipients: list[str] = Field(min_length=1)
+    timeout: Duration = timedelta(seconds=30)
+
     @model_validator(mode="after")
-    def _endpoint_for_send(self) -> NotifierConfig:
-        if self.mode == "send" and not self.endpoint:
-            raise ValueError("mode 'send' needs an endpoint (or use mode: dry-run)")
+    def _password_for_user(self) -> SmtpConfig:
+        if self.username and not self.password_env:
+            raise ValueError("username needs password_env (never the password itself)")
+        return self
+
+
+class IncidentsConfig(Strict):
+    """How alerts become incidents, when awareness starts the clocks, and where reports go."""
+
+    # Alerts sharing one of these keys within `window` of the incident's last alert join it.
+    correlate_by: tuple[CorrelateBy, ...] = Field(default=("entity",), min_length=1)
+    window: Duration = timedelta(hours=1)
+    open_on_routes: tuple[Route, ...] = ("contain", "early_warning")
+    # High-confidence routes: the entity is aware as soon as the agent sees them (NIS2 Art. 23(4)).
+    auto_aware_routes: tuple[Route, ...] = ("contain", "early_warning")
+    auto_early_warning: bool = True
+    criteria: str | None = None
+    escalate_before: Duration = timedelta(hours=6)
+    channels: tuple[ChannelName, ...] = Field(default=("http",), min_length=1)
+    report_dir: str = "reports"
+    smtp: SmtpConfig | None = None
+    tlp: Literal["TLP:CLEAR", "TLP:GREEN", "TLP:AMBER", "TLP:AMBER+STRICT", "TLP:RED"] = "TLP:AMBER"
+
+    @model_validator(mode="after")
+    def _smtp_when_used(self) -> IncidentsConfig:
+        if "smtp" in self.channels and self.smtp is None:
+            raise ValueError("channel smtp needs an `smtp` section (host, sender, recipients)")
         return self
 
 
 class StateConfig(Strict):
     index_prefix: str = Field(default="nis2triage", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     snapshot_key_env: str = "NIS2TRIAGE_SNAPSHOT_KEY"
+    # A read alias over the alerts in Elastic Security's default `logs-*` pattern, so its
+    # external-alerts views list them; null leaves it out.
+    security_alias: str | None = Field(
+        default="logs-nis2triage.alerts-default", pattern=r"^[a-z0-9][a-z0-9_.-]*$"
+    )
 
 
 class AgentConfig(Strict):
@@ -108,9 +181,11 @@ class AgentConfig(Strict):
     entity: Entity
     sources: list[SourceConfig] = Field(min_length=1)
     detectors: list[str] = Field(default_factory=list)
+    rules: RulesConfig = RulesConfig()
     triage: str | None = None
     assets: str | None = None
     notifier: NotifierConfig = NotifierConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
     state: StateConfig = StateConfig()
     base_dir: str = "."
 
@@ -123,6 +198,16 @@ class AgentConfig(Strict):
             raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
         return sources
 
+    @model_validator(mode="after")
+    def _endpoint_for_http(self) -> AgentConfig:
+        n = self.notifier
+        if "http" in self.incidents.channels and n.mode == "send" and not n.endpoint:
+            raise ValueError(
+                "mode 'send' over the http channel needs notifier.endpoint "
+                "(or use mode: dry-run, or drop http from incidents.channels)"
+            )
+        return self
+
     def resolve(self, path: str) -> Path:
         """A path from the file, relative to the file's own folder."""
         p = Path(os.path.expanduser(path))
@@ -134,6 +219,19 @@ class AgentConfig(Strict):
             matched = sorted(glob.glob(str(self.resolve(pattern))))
             files.extend(Path(m) for m in matched)
         return files
+
+    def unmatched_detector_patterns(self) -> list[str]:
+        return [p for p in self.detectors if not glob.glob(str(self.resolve(p)))]
+
+    def missing_files(self) -> list[tuple[str, str]]:
+        """(key, path) of every file the configuration names that does not exist."""
+        named = [("triage", self.triage), ("assets", self.assets)]
+        missing = [(k, p) for k, p in named if p and not self.resolve(p).exists()]
+        missing += [("detectors", p) for p in self.unmatched_detector_patterns()]
+        patterns = [("rules.native", p) for p in self.rules.native]
+        patterns += [("rules.sigma", p) for p in self.rules.sigma]
+        missing += [(k, p) for k, p in patterns if not glob.glob(str(self.resolve(p)))]
+        return missing
 
     def source(self, name: str) -> SourceConfig:
         for src in self.sources:
@@ -152,11 +250,12 @@ def validation_error(
         loc = tuple(
             p for p in err["loc"] if not isinstance(p, str) or not p.startswith("function-")
         )
-        line = located.line_of(loc)
+        line, column = located.line_of(loc), located.column_of(loc)
         first_line = first_line or line
         key = ".".join(str(p) for p in loc) or "(top level)"
         hint = _hint(err, loc, model)
-        lines.append(f"{located.path}:{line or '?'}: {key}: {err['msg']}{hint}")
+        where = f"{located.path}:{line or '?'}" + (f":{column}" if column else "")
+        lines.append(f"{where}: {key}: {err['msg']}{hint}")
     message = "\n".join(lines)
     error = ConfigError(message)
     error.path, error.line = located.path, first_line
@@ -225,18 +324,24 @@ def read_secret(env: str | None, file: str | None, what: str) -> str | None:
     return None
 
 
-def es_settings(agent: AgentConfig) -> ESSettings:
+def es_settings(agent: AgentConfig, credential: bool = True) -> ESSettings:
+    """Where and how to connect; `credential=False` leaves the file's secrets unread."""
     cfg = agent.elasticsearch
 
     def path(p: str | None) -> str | None:
         return str(agent.resolve(p)) if p else None
 
-    return ESSettings(
+    settings = ESSettings(
         hosts=tuple(cfg.hosts),
-        username=cfg.username,
-        password=read_secret(cfg.password_env, path(cfg.password_file), "elasticsearch password"),
-        api_key=read_secret(cfg.api_key_env, path(cfg.api_key_file), "elasticsearch API key"),
         ca_file=path(cfg.ca_file),
         verify_certs=cfg.verify_certs,
         request_timeout=cfg.request_timeout.total_seconds(),
+    )
+    if not credential:
+        return settings
+    return replace(
+        settings,
+        username=cfg.username,
+        password=read_secret(cfg.password_env, path(cfg.password_file), "elasticsearch password"),
+        api_key=read_secret(cfg.api_key_env, path(cfg.api_key_file), "elasticsearch API key"),
     )

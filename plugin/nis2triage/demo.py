@@ -131,18 +131,27 @@ def run_demo(console: Console) -> int:
 
 def show(console: Console, report: CycleReport) -> None:
     table = Table(title=f"{len(report.alerts)} alerts from {report.events} events")
-    for column in ("bucket (UTC)", "detector", "entity", "score", "bar", "route", "evidence"):
+    for column in (
+        "window (UTC)",
+        "detector or rule",
+        "entity",
+        "score",
+        "bar",
+        "route",
+        "evidence",
+    ):
         table.add_column(column, no_wrap=column != "evidence")
     for a in sorted(report.alerts, key=lambda a: a.timestamp):
-        features = a.evidence.get("features", {})
+        numbers = {k: v for k, v in a.evidence.items() if isinstance(v, int | float)}
+        features = a.evidence.get("features") or numbers
         table.add_row(
             f"{a.start:%H:%M}-{a.end:%H:%M}",
             a.name,
             a.entity,
-            f"{a.score:.3f}",
-            f"{a.threshold:.3f}",
+            f"{a.score:.3g}",
+            f"{a.threshold:.3g}",
             a.route or "",
-            ", ".join(f"{k} {v:g}" for k, v in features.items()),
+            ", ".join(f"{k} {v:.3g}" for k, v in features.items()),
         )
     console.print(table)
     console.print(
@@ -159,4 +168,5 @@ def show_early_warning(console: Console, es: Elasticsearch, cfg: AgentConfig) ->
         return
     doc = hits[0]["_source"]
     console.print(f"early warning {hits[0]['_id']} ({doc['status']}; not sent), payload:")
-    console.print_json(json.dumps(doc["payload"]))
+    # The chart's numbers are for the PDF; a screenful of them would hide the rest.
+    console.print_json(json.dumps({k: v for k, v in doc["payload"].items() if k != "chart"}))

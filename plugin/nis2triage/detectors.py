@@ -46,7 +46,7 @@ class DetectorSpec(BaseModel):
     source: str
     filter: Match = Match()
     entity: str
-    bucket: Duration = timedelta(minutes=5)
+    bucket: Duration = Field(default=timedelta(minutes=5), ge=timedelta(seconds=1))
     features: list[FeatureSpec] = Field(min_length=1)
     model: list[dict[str, dict[str, Any] | None]] = Field(min_length=1)
     target: str | None = None
@@ -81,10 +81,24 @@ def load_spec(path: str | Path) -> DetectorSpec:
     except ValidationError as exc:
         raise validation_error(located, exc, DetectorSpec) from exc
     try:
-        build(spec.model, spec.target, "model")
+        trial(spec)
     except ConfigError as exc:
-        raise located.error(("model",), str(exc)) from exc
+        raise located.error(("model",), str(exc).removeprefix("model: ")) from exc
     return spec
+
+
+def trial(spec: DetectorSpec) -> None:
+    """Build the model and run it once on a zero vector, so a parameter of the wrong
+    type fails here, naming the file, not at the first bucket in production."""
+    scorer = build(spec.model, spec.target, "model")
+    zeros = {f.name: 0.0 for f in spec.features}
+    try:
+        scorer.learn_one(zeros)
+        scorer.score_one(zeros)
+    except Exception as exc:  # whatever River raises for a bad parameter
+        raise ConfigError(
+            f"the model fails on its first input: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 class Detector:
@@ -143,7 +157,9 @@ class Detector:
         raw = bucket.raw(self.spec.features)
         start = ms_to_datetime(bucket.start_ms)
         end = ms_to_datetime(bucket.start_ms + self.table.span_ms)
-        ips = sorted(set(bucket.ips) | ({entity} if is_ip(entity) else set()))
+        # related.ip is an ip field: a value that is not an address would make the alert
+        # unwritable, so such values stay in the evidence only.
+        ips = sorted(ip for ip in {*bucket.ips, entity} if is_ip(ip))
         return Alert(
             kind="detector",
             name=self.spec.name,

@@ -4,7 +4,8 @@ Nis2TriageError
 ├── ConfigError        a configuration, rule or detector file is wrong (file, line, key)
 ├── ConnectionSetupError  Elasticsearch cannot be reached or refuses the credentials
 ├── SnapshotError      a model snapshot is unsigned, tampered or unreadable
-└── DeliveryError      a notification channel failed (retried by the outbox)
+├── DeliveryError      a notification channel failed (retried by the outbox)
+└── IncidentError      an incident command cannot apply (unknown id, wrong stage, bad fact)
 """
 
 from __future__ import annotations
@@ -17,12 +18,22 @@ class Nis2TriageError(Exception):
 class ConfigError(Nis2TriageError):
     """A file the operator wrote is wrong; the message names the file, line and fix."""
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
         self.path = path
         self.line = line
+        self.column = column
         where = path or ""
         if line is not None:
             where = f"{where}:{line}"
+            if column is not None:
+                where = f"{where}:{column}"
         super().__init__(f"{where}: {message}" if where else message)
 
 
@@ -38,5 +49,13 @@ class StoreError(Nis2TriageError):
     """Elasticsearch refused some of the documents the agent writes (read-only, rejected)."""
 
 
+class RuleExecutionError(Nis2TriageError):
+    """Elasticsearch refused a rule's query; the message names the rule and the fix."""
+
+
 class DeliveryError(Nis2TriageError):
     """A notification could not be delivered on this attempt."""
+
+
+class IncidentError(Nis2TriageError):
+    """An incident operation cannot apply as asked; the message says what to do instead."""

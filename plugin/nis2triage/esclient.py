@@ -43,6 +43,9 @@ def connect(settings: ESSettings) -> Elasticsearch:
         request_timeout=settings.request_timeout,
         retry_on_timeout=True,
         max_retries=3,
+        # The client would otherwise park a failed node for up to 30 s and sleep through
+        # it; the agent does its own backoff and wants to see the node back at once.
+        max_dead_node_backoff=2.0,
         **auth,  # type: ignore[arg-type]
     )
 

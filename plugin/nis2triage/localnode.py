@@ -18,6 +18,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -26,6 +27,9 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+# Standard library only, besides the error tree: deploy/es-local runs before any virtualenv.
+from nis2triage.errors import Nis2TriageError
 
 # The one place the version is pinned. Maven Central served no 9.x build of
 # the integration-test zip on 2026-12-04 (newest: 8.19.21), so 8.19 it is.
@@ -37,7 +41,12 @@ DEFAULT_HEAP = "2g"
 START_TIMEOUT_S = 180.0
 
 
-class LocalNodeError(RuntimeError):
+# Nodes started by this process, kept so that stop() can reap them (and so Python does
+# not warn about a child still running when the Popen object is collected).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class LocalNodeError(Nis2TriageError):
     """The local node could not be fetched, started or reached."""
 
 
@@ -69,6 +78,13 @@ def password_file() -> Path:
 
 def state_file() -> Path:
     return home() / "node.json"
+
+
+def last_port() -> int | None:
+    try:
+        return int((home() / "last-port").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 # --- fetching -------------------------------------------------------------
@@ -222,6 +238,9 @@ def chown_tree(path: Path, user: pwd.struct_passwd) -> None:
 def free_port(preferred: int) -> int:
     for port in [preferred, 0]:
         with socket.socket() as s:
+            # As Elasticsearch itself binds: connections of a stopped node that linger in
+            # TIME_WAIT must not make its own port look taken.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
@@ -230,7 +249,7 @@ def free_port(preferred: int) -> int:
     raise LocalNodeError("no free TCP port on 127.0.0.1")
 
 
-def write_config(es_dir: Path, http_port: int, transport_port: int) -> None:
+def write_config(es_dir: Path, http_port: int) -> None:
     data, logs = home() / "data", home() / "logs"
     data.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
@@ -239,21 +258,59 @@ def write_config(es_dir: Path, http_port: int, transport_port: int) -> None:
         "node.name": "nis2triage-local",
         "network.host": "127.0.0.1",
         "http.port": http_port,
-        "transport.port": transport_port,
+        # A range: the node binds the first free port itself, so no other process can
+        # take a port between our choosing it and the node binding it.
+        "transport.port": "9300-9499",
         "discovery.type": "single-node",
         "path.data": str(data),
         "path.logs": str(logs),
         "xpack.security.enabled": True,
-        # Plain HTTP on loopback: this node is for development and tests only.
+        # Plain HTTP on loopback unless TLS files are given: this node is for development
+        # and tests only.
         "xpack.security.http.ssl.enabled": False,
         "xpack.security.transport.ssl.enabled": False,
         "action.destructive_requires_name": False,
     }
+    settings.update(tls_settings(es_dir))
     lines = [f"{k}: {json.dumps(v)}" for k, v in settings.items()]
     (es_dir / "config" / "elasticsearch.yml").write_text("\n".join(lines) + "\n")
     heap = os.environ.get("NIS2TRIAGE_ES_HEAP", DEFAULT_HEAP)
     (es_dir / "config" / "jvm.options.d").mkdir(exist_ok=True)
     (es_dir / "config" / "jvm.options.d" / "heap.options").write_text(f"-Xms{heap}\n-Xmx{heap}\n")
+
+
+def tls_files() -> tuple[Path, Path, Path] | None:
+    """Certificate, key and CA (PEM) from NIS2TRIAGE_ES_TLS_{CERT,KEY,CA}, or None for HTTP."""
+    names = ("NIS2TRIAGE_ES_TLS_CERT", "NIS2TRIAGE_ES_TLS_KEY", "NIS2TRIAGE_ES_TLS_CA")
+    values = [os.environ.get(n) for n in names]
+    if not any(values):
+        return None
+    if not all(values):
+        raise LocalNodeError(f"TLS needs all of {', '.join(names)}")
+    cert, key, ca = (Path(v) for v in values if v)
+    return cert, key, ca
+
+
+def tls_settings(es_dir: Path) -> dict[str, object]:
+    files = tls_files()
+    if files is None:
+        return {}
+    # Elasticsearch reads key material only from inside its config folder.
+    certs = es_dir / "config" / "certs"
+    certs.mkdir(exist_ok=True)
+    for source, name in zip(files, ("node.crt", "node.key", "ca.crt"), strict=True):
+        shutil.copyfile(source, certs / name)
+    return {
+        "xpack.security.http.ssl.enabled": True,
+        "xpack.security.http.ssl.certificate": "certs/node.crt",
+        "xpack.security.http.ssl.key": "certs/node.key",
+        "xpack.security.http.ssl.certificate_authorities": ["certs/ca.crt"],
+    }
+
+
+def ssl_context() -> ssl.SSLContext | None:
+    files = tls_files()
+    return ssl.create_default_context(cafile=str(files[2])) if files else None
 
 
 # --- the running node -------------------------------------------------------
@@ -279,7 +336,7 @@ def pid_alive(pid: int) -> bool:
 def request(url: str, password: str, path: str, timeout: float = 5.0) -> dict[str, object]:
     token = base64.b64encode(f"elastic:{password}".encode()).decode()
     req = urllib.request.Request(url + path, headers={"Authorization": f"Basic {token}"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    with urllib.request.urlopen(req, timeout=timeout, context=ssl_context()) as resp:
         return dict(json.loads(resp.read()))
 
 
@@ -302,14 +359,13 @@ def running() -> NodeInfo | None:
 
 
 def log_tail(lines: int = 40) -> str:
-    log = home() / "logs" / "nis2triage-dev.log"
-    console = home() / "logs" / "console.log"
+    """The node's last words, without Java stack frames, so the cause shows."""
     chunks = []
-    for path in (console, log):
+    for path in (home() / "logs" / "console.log", home() / "logs" / "nis2triage-dev.log"):
         if path.is_file():
-            chunks.append(
-                f"--- {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-            )
+            text = path.read_text(errors="replace").splitlines()
+            said = [line for line in text if line and not line.startswith(("\t", " ", "at "))]
+            chunks.append(f"--- {path}\n" + "\n".join(said[-lines:]))
     return "\n".join(chunks) or "(the node wrote no log)"
 
 
@@ -322,8 +378,9 @@ def start() -> NodeInfo:
     es_dir = unpack(ver)
     java_home = pick_java(ver)
     user = service_user()
-    http_port, transport_port = free_port(9200), free_port(9300)
-    write_config(es_dir, http_port, transport_port)
+    # The port it had last time when free, so a restarted node keeps its address.
+    http_port = free_port(last_port() or 9200)
+    write_config(es_dir, http_port)
 
     env = dict(os.environ, ES_JAVA_HOME=str(java_home), ES_PATH_CONF=str(es_dir / "config"))
     env.pop("JAVA_HOME", None)
@@ -383,7 +440,9 @@ def launch(
             group=gid,
             extra_groups=[] if user else None,
         )
-    url = f"http://127.0.0.1:{port}"
+    _children[proc.pid] = proc
+    (home() / "last-port").write_text(str(port))
+    url = f"{'https' if tls_files() else 'http'}://127.0.0.1:{port}"
     state_file().write_text(json.dumps({"pid": proc.pid, "url": url, "version": version()}))
     started = time.monotonic()
     while time.monotonic() - started < START_TIMEOUT_S:
@@ -415,6 +474,9 @@ def stop(timeout: float = 60.0) -> bool:
             os.waitpid(pid, os.WNOHANG)
     if pid_alive(pid):
         os.killpg(pid, signal.SIGKILL)
+    child = _children.pop(pid, None)
+    if child is not None:
+        child.wait(timeout=10)
     state_file().unlink(missing_ok=True)
     return True
 
@@ -456,9 +518,10 @@ def run_command(command: str) -> int:
     elif command == "password-file":
         print(password_file())
     else:
-        print(f"NIS2TRIAGE_ES_URL={current.url}")
-        print("NIS2TRIAGE_ES_USER=elastic")
-        print(f"NIS2TRIAGE_ES_PASSWORD_FILE={password_file()}")
+        print(
+            f"NIS2TRIAGE_ES_URL={current.url}\nNIS2TRIAGE_ES_USER=elastic\n"
+            f"NIS2TRIAGE_ES_PASSWORD_FILE={password_file()}"
+        )
     return 0
 
 

@@ -38,6 +38,7 @@ class Cursor:
 
     watermark_ms: int | None = None
     seen: dict[str, int] = field(default_factory=dict)
+    events: int = 0
 
     def lower_bound_ms(self, lateness: timedelta) -> int | None:
         if self.watermark_ms is None:
@@ -46,6 +47,7 @@ class Cursor:
 
     def mark(self, key: str, ts_ms: int) -> None:
         self.seen[key] = ts_ms
+        self.events += 1
         if self.watermark_ms is None or ts_ms > self.watermark_ms:
             self.watermark_ms = ts_ms
 
@@ -56,13 +58,17 @@ class Cursor:
             self.seen = {k: t for k, t in self.seen.items() if t >= low}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"watermark_ms": self.watermark_ms, "seen": self.seen}
+        return {"watermark_ms": self.watermark_ms, "seen": self.seen, "events": self.events}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Cursor:
         if not data:
             return cls()
-        return cls(watermark_ms=data.get("watermark_ms"), seen=dict(data.get("seen") or {}))
+        return cls(
+            watermark_ms=data.get("watermark_ms"),
+            seen=dict(data.get("seen") or {}),
+            events=int(data.get("events") or 0),
+        )
 
 
 def event_key(index: str, doc_id: str) -> str:
@@ -82,12 +88,16 @@ class Source:
         self.cfg = cfg
         self.clock = clock
         self._said_empty = False
+        # When the last poll opened its point in time: everything indexed by then was read.
+        self.read_until: datetime | None = None
 
     def poll(self, cursor: Cursor) -> Iterator[list[Event]]:
         """Batches of new events in time order; `cursor` is advanced as each batch is yielded."""
+        opened = self.clock()
         pit = self._open_pit()
         if pit is None:
             return
+        self.read_until = opened
         try:
             yield from self._pages(pit, cursor)
         finally:
@@ -118,7 +128,7 @@ class Source:
             self._said_empty = True
 
     def _query(self, cursor: Cursor) -> dict[str, Any]:
-        upper = self.clock()
+        upper = self.read_until or self.clock()
         time_range: dict[str, Any] = {
             "lte": int(upper.timestamp() * 1000),
             "format": "epoch_millis",

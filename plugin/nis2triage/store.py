@@ -7,14 +7,18 @@ after a crash finds them already there and changes nothing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, helpers
 
 from nis2triage.errors import StoreError
 from nis2triage.faults import crash_point
+from nis2triage.features import is_ip
 from nis2triage.records import SEVERITY_RANK, Alert
 
 log = logging.getLogger(__name__)
@@ -91,7 +95,70 @@ OUTBOX_MAPPING: dict[str, Any] = {
         "alert_ids": KEYWORD,
         "last_error": {"type": "text"},
         "sent_at": DATE,
+        "incident_id": KEYWORD,
+        "stage": KEYWORD,
+        "channels": KEYWORD,
+        "deliveries": {"type": "object", "enabled": False},
         "payload": {"type": "object", "enabled": False},
+    },
+}
+# Searchable fields for Kibana and the deadline watch; the rest is kept whole but not indexed.
+# `next_due` is the earliest deadline of a report still owed: the dashboard sorts on it.
+INCIDENT_MAPPING: dict[str, Any] = {
+    "dynamic": "false",
+    "properties": {
+        "@timestamp": DATE,
+        "id": KEYWORD,
+        "title": {"type": "text"},
+        "status": KEYWORD,
+        "opened_at": DATE,
+        "last_seen": DATE,
+        "window_end": DATE,
+        "aware_at": DATE,
+        "closed_at": DATE,
+        "next_due": DATE,
+        "keys": KEYWORD,
+        "alert_ids": KEYWORD,
+        "alert_count": {"type": "integer"},
+        "routes": KEYWORD,
+        "assets": {"properties": {"name": KEYWORD, "service": KEYWORD, "criticality": KEYWORD}},
+        "services": KEYWORD,
+        "pending": KEYWORD,
+        "overdue": KEYWORD,
+        "open_reports": KEYWORD,
+        "significance": {"properties": {"verdict": KEYWORD, "entity_kind": KEYWORD}},
+        "deadlines": {"type": "object", "enabled": False},
+        "reports": {"type": "object", "enabled": False},
+        "alerts": {"type": "object", "enabled": False},
+        "impact": {"type": "object", "enabled": False},
+        "gdpr": {"type": "object", "enabled": False},
+        "history": {"type": "object", "enabled": False},
+    },
+}
+AUDIT_MAPPING: dict[str, Any] = {
+    "dynamic": "false",
+    "properties": {
+        "@timestamp": DATE,
+        "incident_id": KEYWORD,
+        "seq": {"type": "integer"},
+        "action": KEYWORD,
+        "who": KEYWORD,
+        "why": {"type": "text"},
+        "from": KEYWORD,
+        "to": KEYWORD,
+        "details": {"type": "object", "enabled": False},
+    },
+}
+ESCALATION_MAPPING: dict[str, Any] = {
+    "dynamic": "false",
+    "properties": {
+        "@timestamp": DATE,
+        "kind": KEYWORD,
+        "incident_id": KEYWORD,
+        "report": KEYWORD,
+        "due": DATE,
+        "message": {"type": "text"},
+        "details": {"type": "object", "enabled": False},
     },
 }
 SIMPLE_MAPPING: dict[str, Any] = {
@@ -105,6 +172,64 @@ SIMPLE_MAPPING: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class IndexSpec:
+    """One of the agent's indices: its mapping, and whether documents are only ever added."""
+
+    mapping: dict[str, Any]
+    # Append-only indices may be data streams where the cluster has them; the others are
+    # updated in place by id, which a data stream does not allow.
+    append_only: bool = False
+
+    def versioned_mapping(self) -> dict[str, Any]:
+        """The mapping with its digest in `_meta`, by which setup sees whether it is current."""
+        return {**self.mapping, "_meta": {META_KEY: {"digest": digest(self.mapping)}}}
+
+
+def digest(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+META_KEY = "nis2triage"
+# The one list of the agent's indices: `ensure_indices` and `nis2triage setup` both read it.
+# Adding an index is one line here.
+INDICES: dict[str, IndexSpec] = {
+    "alerts": IndexSpec(ALERT_MAPPING, append_only=True),
+    "state": IndexSpec(STATE_MAPPING),
+    "outbox": IndexSpec(OUTBOX_MAPPING),
+    "containment": IndexSpec(SIMPLE_MAPPING),
+    "pseudonyms": IndexSpec(SIMPLE_MAPPING),
+    "deadletter": IndexSpec(SIMPLE_MAPPING, append_only=True),
+    "incidents": IndexSpec(INCIDENT_MAPPING),
+    "audit": IndexSpec(AUDIT_MAPPING, append_only=True),
+    "escalations": IndexSpec(ESCALATION_MAPPING),
+}
+# One shard is plenty for the agent's volumes; a replica wherever a second node can hold it.
+INDEX_SETTINGS: dict[str, Any] = {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
+FIRST_GENERATION = "000001"
+
+
+def first_index(name: str) -> str:
+    """The concrete index behind the alias `name`, so it can be rolled over or reindexed."""
+    return f"{name}-{FIRST_GENERATION}"
+
+
+def create_index(es: Elasticsearch, name: str, spec: IndexSpec) -> bool:
+    """Create `name` as a write alias over its first index; False if it already existed."""
+    try:
+        es.indices.create(
+            index=first_index(name),
+            mappings=spec.versioned_mapping(),
+            settings=INDEX_SETTINGS,
+            aliases={name: {"is_write_index": True}},
+        )
+    except ApiError as exc:
+        if exc.meta.status == 400 and "already_exists" in str(exc):
+            return False
+        raise
+    return True
+
+
 class Store:
     """The agent's indices, named from one prefix."""
 
@@ -116,39 +241,38 @@ class Store:
         return f"{self.prefix}-{what}"
 
     def ensure_indices(self) -> None:
-        """Create the agent's indices with explicit mappings where they are missing."""
-        wanted = {
-            "alerts": ALERT_MAPPING,
-            "state": STATE_MAPPING,
-            "outbox": OUTBOX_MAPPING,
-            "containment": SIMPLE_MAPPING,
-            "pseudonyms": SIMPLE_MAPPING,
-            "deadletter": SIMPLE_MAPPING,
-        }
-        for what, mapping in wanted.items():
+        """Create the agent's indices that are missing, as `nis2triage setup` would."""
+        for what, spec in INDICES.items():
             name = self.index(what)
             if self.es.indices.exists(index=name):
                 continue
             try:
-                self.es.indices.create(
-                    index=name,
-                    mappings=mapping,
-                    settings={"number_of_shards": 1, "number_of_replicas": 0},
-                )
-                log.info("created index %s", name)
+                if create_index(self.es, name, spec):
+                    log.info("created index %s", name)
             except ApiError as exc:
-                if exc.meta.status != 400 or "already_exists" not in str(exc):
-                    raise
+                if exc.meta.status == 403:
+                    raise StoreError(
+                        f"{name} does not exist and the agent may not create it; run "
+                        "'nis2triage setup --config FILE' once with an administrator's credential"
+                    ) from exc
+                raise
 
     def create_many(self, what: str, docs: list[tuple[str, dict[str, Any]]]) -> int:
-        """Create documents that do not exist yet; return how many were new."""
+        """Create documents that do not exist yet; return how many were new.
+
+        A document the index's mapping refuses (400) is set aside in the dead-letter
+        index with the reason: it would be refused again on every retry, and must not
+        hold back the rest. Anything else refused raises StoreError.
+        """
         if not docs:
             return 0
+        bodies = dict(docs)
         actions = (
             {"_op_type": "create", "_index": self.index(what), "_id": i, "_source": d}
             for i, d in docs
         )
         created = 0
+        refused: list[tuple[str, str]] = []
         for ok, item in helpers.streaming_bulk(
             self.es, actions, raise_on_error=False, raise_on_exception=True, max_retries=3
         ):
@@ -157,17 +281,71 @@ class Store:
                 created += 1
                 if what == "alerts":
                     crash_point("bulk-alerts")
+            elif result.get("status") == 400 and what != "deadletter":
+                refused.append((str(result.get("_id")), _reason(result)))
             elif result.get("status") != 409:
-                error = result.get("error") or {}
-                reason = error.get("reason", error) if isinstance(error, dict) else error
                 raise StoreError(
                     f"Elasticsearch refused writes to {self.index(what)} "
-                    f"({result.get('status')}: {reason})"
+                    f"({result.get('status')}: {_reason(result)})"
                 )
+        if refused:
+            self._set_aside(what, refused, bodies)
         return created
+
+    def _set_aside(
+        self, what: str, refused: list[tuple[str, str]], bodies: dict[str, dict[str, Any]]
+    ) -> None:
+        log.warning(
+            "%d document(s) refused by the mapping of %s, set aside in %s; first: %s",
+            len(refused),
+            self.index(what),
+            self.index("deadletter"),
+            refused[0][1],
+        )
+        now = datetime.now(UTC).isoformat()
+        dead = [
+            (
+                f"{what}-{doc_id}",
+                {
+                    "@timestamp": now,
+                    "kind": what,
+                    "status": "refused",
+                    "reason": reason,
+                    "document": bodies.get(doc_id),
+                },
+            )
+            for doc_id, reason in refused
+        ]
+        self.create_many("deadletter", dead)
 
     def put(self, what: str, doc_id: str, doc: dict[str, Any], refresh: bool = False) -> None:
         self.es.index(index=self.index(what), id=doc_id, document=doc, refresh=refresh)
+
+    def get_versioned(self, what: str, doc_id: str) -> tuple[dict[str, Any], int, int] | None:
+        """A document with the sequence number and primary term that guard its next update."""
+        resp = self.es.options(ignore_status=404).get(index=self.index(what), id=doc_id)
+        if not resp.get("found"):
+            return None
+        return dict(resp["_source"]), int(resp["_seq_no"]), int(resp["_primary_term"])
+
+    def put_if(self, what: str, doc_id: str, doc: dict[str, Any], version: tuple[int, int]) -> bool:
+        """Replace a document only if nobody changed it since `version`; False on a conflict."""
+        resp = self.es.options(ignore_status=409).index(
+            index=self.index(what),
+            id=doc_id,
+            document=doc,
+            if_seq_no=version[0],
+            if_primary_term=version[1],
+            refresh=True,
+        )
+        return resp.meta.status != 409
+
+    def create(self, what: str, doc_id: str, doc: dict[str, Any]) -> bool:
+        """Create one document, visible to searches at once; False if it already exists."""
+        resp = self.es.options(ignore_status=409).create(
+            index=self.index(what), id=doc_id, document=doc, refresh=True
+        )
+        return resp.meta.status != 409
 
     def get(self, what: str, doc_id: str) -> dict[str, Any] | None:
         resp = self.es.options(ignore_status=404).get(index=self.index(what), id=doc_id)
@@ -175,6 +353,11 @@ class Store:
 
     def refresh(self, *what: str) -> None:
         self.es.indices.refresh(index=",".join(self.index(w) for w in what))
+
+
+def _reason(result: dict[str, Any]) -> str:
+    error = result.get("error") or {}
+    return str(error.get("reason", error) if isinstance(error, dict) else error)[:500]
 
 
 def alert_document(
@@ -198,7 +381,7 @@ def alert_document(
         },
         "rule": {"name": alert.name, "version": alert.version, "category": alert.kind},
         "related": {
-            "ip": list(alert.related_ips),
+            "ip": [ip for ip in alert.related_ips if is_ip(ip)],
             "user": list(alert.related_users),
             "hosts": list(alert.related_hosts),
         },
@@ -219,7 +402,7 @@ def alert_document(
             "evidence": alert.evidence,
         },
     }
-    if alert.entity_field == "source.ip":
+    if alert.entity_field == "source.ip" and is_ip(alert.entity):
         doc["source"] = {"ip": alert.entity}
     elif alert.entity_field == "user.name":
         doc["user"] = {"name": alert.entity}

@@ -23,6 +23,7 @@ class Conditions(BaseModel):
 
     severity_at_least: Severity | None = None
     score_ratio_at_least: float | None = Field(default=None, gt=0)
+    events_at_least: int | None = Field(default=None, ge=1)
     asset_criticality_in: list[Criticality] | None = None
     kinds: list[str] | None = None
     names: list[str] | None = None
@@ -75,6 +76,13 @@ def _holds(when: Conditions, alert: Alert, asset: Asset | None) -> list[str] | N
         if ratio < when.score_ratio_at_least:
             return None
         said.append(f"score/threshold {ratio:.2f} >= {when.score_ratio_at_least}")
+    if when.events_at_least is not None:
+        # Detectors count "events", native rules "count", Sigma rules "matched".
+        ev = alert.evidence
+        events = ev.get("events", ev.get("count", ev.get("matched", 0)))
+        if not isinstance(events, int | float) or events < when.events_at_least:
+            return None
+        said.append(f"{events:g} events >= {when.events_at_least}")
     if when.asset_criticality_in is not None:
         if asset is None or asset.criticality not in when.asset_criticality_in:
             return None

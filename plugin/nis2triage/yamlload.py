@@ -8,7 +8,7 @@ refused before they can exhaust memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +27,27 @@ class Located:
     path: str
     data: Any
     lines: dict[tuple[str | int, ...], int]
+    columns: dict[tuple[str | int, ...], int] = field(default_factory=dict)
+
+    def _nearest(self, loc: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
+        for cut in range(len(loc), -1, -1):
+            if loc[:cut] in self.lines:
+                return loc[:cut]
+        return None
 
     def line_of(self, loc: tuple[str | int, ...]) -> int | None:
         """The line of `loc`, or of its nearest parent that has one."""
-        for cut in range(len(loc), -1, -1):
-            if loc[:cut] in self.lines:
-                return self.lines[loc[:cut]]
-        return None
+        found = self._nearest(loc)
+        return None if found is None else self.lines[found]
+
+    def column_of(self, loc: tuple[str | int, ...]) -> int | None:
+        found = self._nearest(loc)
+        return None if found is None else self.columns.get(found)
 
     def error(self, loc: tuple[str | int, ...], message: str) -> ConfigError:
         key = ".".join(str(p) for p in loc)
         text = f"{key}: {message}" if key else message
-        return ConfigError(text, path=self.path, line=self.line_of(loc))
+        return ConfigError(text, path=self.path, line=self.line_of(loc), column=self.column_of(loc))
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
@@ -58,9 +67,14 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
 
 
 def _collect(
-    node: yaml.Node, loc: tuple[str | int, ...], out: dict[Any, int], seen: set[int]
+    node: yaml.Node,
+    loc: tuple[str | int, ...],
+    out: dict[Any, int],
+    cols: dict[Any, int],
+    seen: set[int],
 ) -> None:
     out.setdefault(loc, node.start_mark.line + 1)
+    cols.setdefault(loc, node.start_mark.column + 1)
     # An aliased node is walked once: its lines are those of the anchor.
     if id(node) in seen:
         return
@@ -69,17 +83,22 @@ def _collect(
         for key, value in node.value:
             name = key.value if isinstance(key, yaml.ScalarNode) else str(key.start_mark)
             out[(*loc, name)] = key.start_mark.line + 1
-            _collect(value, (*loc, name), out, seen)
+            cols[(*loc, name)] = key.start_mark.column + 1
+            _collect(value, (*loc, name), out, cols, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _collect(item, (*loc, i), out, seen)
+            _collect(item, (*loc, i), out, cols, seen)
 
 
 def load_text(text: str, path: str) -> Located:
     """Parse one YAML document; any problem becomes a ConfigError naming `path` and line."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise ConfigError(f"file is larger than {MAX_BYTES} bytes; split it", path=path)
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks for control characters as soon as the loader is built.
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path=path) from exc
     try:
         node = loader.get_single_node()
         if node is None:
@@ -88,22 +107,32 @@ def load_text(text: str, path: str) -> Located:
         if size > MAX_NODES:
             raise yaml.YAMLError(f"expands to {size} nodes through aliases (limit {MAX_NODES})")
         lines: dict[Any, int] = {}
-        _collect(node, (), lines, set())
+        columns: dict[Any, int] = {}
+        _collect(node, (), lines, columns, set())
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise ConfigError(f"not valid YAML: {exc.problem or exc}", path=path, line=line) from exc
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise ConfigError(
+            f"not valid YAML: {exc.problem or exc}", path=path, line=line, column=column
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"refused: {exc}", path=path) from exc
+    except RecursionError as exc:
+        raise ConfigError("refused: nested too deeply", path=path) from exc
     finally:
         loader.dispose()
-    return Located(path, data, lines)
+    return Located(path, data, lines, columns)
 
 
 def load_file(path: str | Path) -> Located:
     p = Path(path)
     try:
+        # Checked before reading: /dev/zero or a FIFO must not be read without end.
+        if not p.is_file():
+            raise ConfigError("not a regular file", path=str(p))
+        if p.stat().st_size > MAX_BYTES:
+            raise ConfigError(f"file is larger than {MAX_BYTES} bytes; split it", path=str(p))
         raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", path=str(p)) from exc

@@ -143,7 +143,7 @@ def test_every_mistake_is_reported_at_once(tmp_path: Path) -> None:
     path = tmp_path / "rule.yml"
     path.write_text(HEAD + "type: frequency\nnum_events: x\ntimeframe: 5\n")
 
-    with pytest.raises(ConfigError, match=r"num_events.*\n  also .*rule.yml:5: timeframe"):
+    with pytest.raises(ConfigError, match=r"num_events.*\n  also .*rule.yml:5:1: timeframe"):
         load_rule(path)
 
 

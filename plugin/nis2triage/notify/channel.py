@@ -1,8 +1,9 @@
 """Delivery channels. Each one sends one outbox entry and says what happened.
 
 A channel never decides whether to retry; it reports `Delivered`, `RetryLater`
-(with the earliest time worth trying again, when the other side said) or
-`Rejected` (trying again cannot help), and the outbox does the rest.
+(with the earliest time worth trying again, when the other side said),
+`Rejected` (trying again cannot help) or `HandedOver` (a person must submit it;
+nothing reached the authority yet), and the outbox does the rest.
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ class Rejected:
     reason: str
 
 
-Outcome = Delivered | RetryLater | Rejected
+@dataclass(frozen=True)
+class HandedOver:
+    """Ready for a person to submit by hand; the report counts as sent only once they say so."""
+
+    detail: str
+
+
+Outcome = Delivered | RetryLater | Rejected | HandedOver
 
 
 class Channel(Protocol):
@@ -101,13 +109,28 @@ class HttpChannel:
         return Rejected(f"HTTP {status}: {resp.text[:200]}")
 
 
+RETRY_AFTER_MAX = timedelta(hours=1)
+
+
 def retry_after(value: str | None, now: datetime) -> datetime | None:
-    """RFC 9110 §10.2.3: Retry-After is either seconds or an HTTP date."""
+    """RFC 9110 §10.2.3: Retry-After is either seconds or an HTTP date.
+
+    Capped at an hour: a server asking for days would shelve a report with a legal
+    deadline; a value that does not parse is ignored.
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return now + timedelta(seconds=int(value))
+    try:
+        when = now + timedelta(seconds=int(value)) if value.isdigit() else _http_date(value)
+    except (OverflowError, ValueError):
+        return now + RETRY_AFTER_MAX
+    if when is None:
+        return None
+    return min(when, now + RETRY_AFTER_MAX)
+
+
+def _http_date(value: str) -> datetime | None:
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -1,23 +1,18 @@
-"""From early-warning alerts to outbox entries, one per entity and window.
+"""From a report to an outbox entry: minimised, keyed, and queued for its channels.
 
-Alerts for the same entity within `group_window` of the first share one
-notification: the authority gets one early warning for one brute-force
-campaign, not one per five-minute bucket. Later alerts are attached to the
-entry as follow-ups without being sent again.
+Anything leaving the organisation is minimised first (GDPR Art. 5(1)(c)):
+addresses and the user names involved become keyed pseudonyms, and the table
+that maps them back stays in the entity's own `<prefix>-pseudonyms` index.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
-from nis2triage.assets import Asset
-from nis2triage.nis2.entity import Entity
-from nis2triage.notify import payload
 from nis2triage.notify.pseudonym import Pseudonymiser
-from nis2triage.records import Alert, stable_id
 from nis2triage.store import Store
 
 log = logging.getLogger(__name__)
@@ -31,123 +26,53 @@ class Notifier:
     def __init__(
         self,
         store: Store,
-        entity: Entity,
         mode: str,
-        channel_name: str,
-        window: timedelta,
+        channels: list[str],
         pseudonymiser: Pseudonymiser | None,
         clock: Callable[[], datetime],
     ) -> None:
         self.store = store
-        self.entity = entity
         self.mode = mode
-        self.channel_name = channel_name
-        self.window = window
+        self.channels = channels
         self.pseudonymiser = pseudonymiser
         self.clock = clock
 
-    def enqueue(self, alerts: list[tuple[Alert, Asset | None]]) -> int:
-        """Outbox entries for early-warning alerts; returns how many new ones were created."""
-        created = 0
-        for alert, asset in sorted(alerts, key=lambda pair: pair[0].timestamp):
-            if alert.route != "early_warning":
-                continue
-            group = self._open_group(alert)
-            if group is None:
-                created += self._create(alert, asset)
-            else:
-                self._attach(group, alert)
-        return created
+    def minimise(self, body: dict[str, Any], users: Iterable[str]) -> dict[str, Any]:
+        """`body` with addresses and the named users pseudonymised, unless that is turned off."""
+        if self.pseudonymiser is None:
+            return {**body, "pseudonymised": False}
+        scrubbed: dict[str, Any] = self.pseudonymiser.scrub(body, users)
+        self._save_lookup()
+        return {**scrubbed, "pseudonymised": True}
 
-    def _entity_key(self, alert: Alert) -> str:
-        return stable_id(alert.entity_field, alert.entity)
-
-    def _open_group(self, alert: Alert) -> dict[str, Any] | None:
-        self.store.refresh("outbox")
-        resp = self.store.es.search(
-            index=self.store.index("outbox"),
-            query={
-                "bool": {
-                    "filter": [
-                        {"term": {"kind": "early_warning"}},
-                        {"term": {"entity_key": self._entity_key(alert)}},
-                        {"range": {"created": {"lte": _iso(alert.timestamp)}}},
-                        {"range": {"window_end": {"gt": _iso(alert.timestamp)}}},
-                    ]
-                }
-            },
-            sort=[{"created": "asc"}],
-            size=1,
-            seq_no_primary_term=True,
-        )
-        hits = resp["hits"]["hits"]
-        return dict(hits[0]) if hits else None
-
-    def _create(self, alert: Alert, asset: Asset | None) -> int:
-        doc_id = stable_id("early_warning", alert.entity_field, alert.entity, alert.id)
-        body = payload.early_warning(
-            doc_id, self.entity, [alert], [asset] if asset else [], self.clock()
-        )
-        body = self._minimise(body, alert)
+    def queue(self, key: str, kind: str, body: dict[str, Any], meta: dict[str, Any]) -> bool:
+        """An outbox entry for an already minimised `body`; False if `key` was queued before."""
+        now = _iso(self.clock())
         doc = {
-            "kind": "early_warning",
+            **meta,
+            "kind": kind,
             "status": "dry-run" if self.mode == "dry-run" else "pending",
-            "channel": self.channel_name,
-            "entity_key": self._entity_key(alert),
-            "created": _iso(alert.timestamp),
-            "window_end": _iso(alert.timestamp + self.window),
-            "next_attempt": _iso(self.clock()),
+            "channels": list(self.channels),
+            "created": now,
+            "next_attempt": now,
             "attempts": 0,
-            "alert_ids": [alert.id],
             "payload": body,
         }
-        new = self.store.create_many("outbox", [(doc_id, doc)])
+        new = self.store.create_many("outbox", [(key, doc)]) == 1
         if new:
-            log.info(
-                "early warning %s queued (%s) for %s %s",
-                doc_id,
-                doc["status"],
-                alert.entity_field,
-                alert.entity,
-            )
+            log.info("%s %s queued (%s) for %s", kind, key, doc["status"], ", ".join(self.channels))
         return new
 
-    def _minimise(self, body: dict[str, Any], alert: Alert) -> dict[str, Any]:
-        if self.pseudonymiser is None:
-            body["pseudonymised"] = False
-            return body
-        scrubbed: dict[str, Any] = self.pseudonymiser.scrub(body, alert.related_users)
-        scrubbed["pseudonymised"] = True
-        self._save_lookup()
-        return scrubbed
+    def entry(self, key: str) -> dict[str, Any] | None:
+        return self.store.get("outbox", key)
 
     def _save_lookup(self) -> None:
         """Keep the pseudonym -> value table in the entity's own index, never in a payload."""
         assert self.pseudonymiser is not None
+        now = _iso(self.clock())
         docs = [
-            (
-                name,
-                {"kind": name.split("-", 1)[0], "value": value, "@timestamp": _iso(self.clock())},
-            )
+            (name, {"kind": name.split("-", 1)[0], "value": value, "@timestamp": now})
             for name, value in self.pseudonymiser.table.items()
         ]
         self.store.create_many("pseudonyms", docs)
         self.pseudonymiser.table.clear()
-
-    def _attach(self, group: dict[str, Any], alert: Alert) -> None:
-        ids = list(group["_source"].get("alert_ids", []))
-        if alert.id in ids:
-            return
-        self.store.es.update(
-            index=self.store.index("outbox"),
-            id=group["_id"],
-            doc={"alert_ids": [*ids, alert.id]},
-            if_seq_no=group["_seq_no"],
-            if_primary_term=group["_primary_term"],
-            refresh=True,
-        )
-        log.info(
-            "alert %s attached to early warning %s (same entity, same window)",
-            alert.id,
-            group["_id"],
-        )

@@ -1,22 +1,24 @@
 """The outbox: every notification is written to Elasticsearch before it is sent.
 
-An entry is created once (deterministic id, `op_type=create`), sent by a
-channel, and marked `sent` only when the channel confirms. A crash between
-sending and marking means one more attempt with the same idempotency key,
-which the receiver uses to recognise the repeat.
+An entry is created once (deterministic id, `op_type=create`); its id is the
+idempotency key every channel sends with it. Each channel the entry names
+delivers it on its own schedule: a failed channel is retried with backoff
+while the others go on, and an entry counts as sent (`sent_at`) only when a
+channel confirms. A crash between sending and recording means one more
+attempt with the same key, which the receiver uses to recognise the repeat.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from nis2triage.faults import crash_point
-from nis2triage.notify.channel import Channel, Delivered, Outcome, RetryLater
+from nis2triage.notify.channel import Channel, Delivered, HandedOver, Outcome, Rejected, RetryLater
 from nis2triage.store import Store
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,10 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat().replace("+00:00", "Z")
 
 
+def _when(text: str | None, default: datetime) -> datetime:
+    return datetime.fromisoformat(text) if text else default
+
+
 def backoff(attempts: int, rand: Callable[[], float] = random.random) -> timedelta:
     """Exponential backoff with full jitter (half to all of the capped delay)."""
     capped = min(BACKOFF_MAX, BACKOFF_BASE * (2 ** max(attempts - 1, 0)))
@@ -37,15 +43,30 @@ def backoff(attempts: int, rand: Callable[[], float] = random.random) -> timedel
 
 @dataclass(frozen=True)
 class DeliveryReport:
-    sent: int = 0
+    sent: int = 0  # channel confirmations
     retrying: int = 0
     failed: int = 0
+    handed_over: int = 0
+
+
+def channels_of(doc: dict[str, Any]) -> list[str]:
+    """The channels an entry goes out on (entries written before there were several name one)."""
+    return list(doc.get("channels") or [doc.get("channel", "http")])
+
+
+def overall_status(deliveries: dict[str, dict[str, Any]]) -> str:
+    """pending while a channel still tries; then sent if any confirmed, else handed_over, failed."""
+    states = {d.get("status", "pending") for d in deliveries.values()}
+    for status in ("pending", "sent", "handed_over"):
+        if status in states:
+            return status
+    return "failed"
 
 
 class Outbox:
-    def __init__(self, store: Store, channel: Channel | None, max_attempts: int) -> None:
+    def __init__(self, store: Store, channels: Mapping[str, Channel], max_attempts: int) -> None:
         self.store = store
-        self.channel = channel
+        self.channels = dict(channels)
         self.max_attempts = max_attempts
 
     def due(self, now: datetime) -> list[dict[str, Any]]:
@@ -67,50 +88,101 @@ class Outbox:
         return list(resp["hits"]["hits"])
 
     def deliver_due(self, now: datetime) -> DeliveryReport:
-        """Try every pending entry whose time has come, once."""
-        if self.channel is None:
+        """Try every pending channel of every entry whose time has come, once."""
+        if not self.channels:
             return DeliveryReport()
-        sent = retrying = failed = 0
+        counts: dict[str, int] = {}
         for hit in self.due(now):
-            outcome = self.channel.send(hit["_id"], hit["_source"]["payload"], now)
-            crash_point("post-answered")
-            status = self._record(hit, outcome, now)
-            sent += status == "sent"
-            retrying += status == "pending"
-            failed += status == "failed"
-        return DeliveryReport(sent, retrying, failed)
+            for status in self._deliver(hit, now):
+                counts[status] = counts.get(status, 0) + 1
+        return DeliveryReport(
+            counts.get("sent", 0),
+            counts.get("pending", 0),
+            counts.get("failed", 0),
+            counts.get("handed_over", 0),
+        )
 
-    def _record(self, hit: dict[str, Any], outcome: Outcome, now: datetime) -> str:
+    def _deliver(self, hit: dict[str, Any], now: datetime) -> list[str]:
         doc = hit["_source"]
-        attempts = int(doc.get("attempts", 0)) + 1
-        update: dict[str, Any] = {"attempts": attempts}
-        if isinstance(outcome, Delivered):
-            update.update(status="sent", sent_at=_iso(now), last_error=None)
-            log.info(
-                "notification %s delivered over %s (%s)",
-                hit["_id"],
-                doc.get("channel"),
-                outcome.detail,
-            )
-        elif isinstance(outcome, RetryLater) and attempts < self.max_attempts:
+        deliveries = {name: dict(state) for name, state in doc.get("deliveries", {}).items()}
+        tried = []
+        for name in channels_of(doc):
+            state = deliveries.setdefault(name, {"status": "pending", "attempts": 0})
+            if state["status"] != "pending" or _when(state.get("next_attempt"), now) > now:
+                continue
+            outcome = self._send(name, hit["_id"], doc["payload"], now)
+            crash_point("post-answered")
+            deliveries[name] = self._judge(hit["_id"], name, state, outcome, now)
+            tried.append(deliveries[name]["status"])
+        if tried:
+            self._save(hit, deliveries, now)
+        return tried
+
+    def _send(self, name: str, key: str, payload: dict[str, Any], now: datetime) -> Outcome:
+        channel = self.channels.get(name)
+        if channel is None:
+            return Rejected(f"channel {name} is not configured (incidents.channels)")
+        return channel.send(key, payload, now)
+
+    def _judge(
+        self, key: str, name: str, state: dict[str, Any], outcome: Outcome, now: datetime
+    ) -> dict[str, Any]:
+        attempts = int(state.get("attempts", 0)) + 1
+        if isinstance(outcome, Delivered | HandedOver):
+            status = "sent" if isinstance(outcome, Delivered) else "handed_over"
+            log.info("notification %s %s over %s (%s)", key, status, name, outcome.detail)
+            return {
+                "status": status,
+                "attempts": attempts,
+                "at": _iso(now),
+                "detail": outcome.detail,
+            }
+        if isinstance(outcome, RetryLater):
+            # A legal deadline does not go away because the endpoint is down: keep trying
+            # (at most every BACKOFF_MAX), and raise the alarm once max_attempts is reached.
             later = max(outcome.not_before or now, now + backoff(attempts))
-            update.update(status="pending", next_attempt=_iso(later), last_error=outcome.reason)
-            log.warning(
-                "notification %s not delivered (%s); attempt %d of %d, next at %s",
-                hit["_id"],
-                outcome.reason,
-                attempts,
-                self.max_attempts,
-                _iso(later),
+            level = logging.ERROR if attempts == self.max_attempts else logging.WARNING
+            still = attempts >= self.max_attempts
+            log.log(
+                level,
+                "notification %s not delivered over %s (%s); attempt %d, next at %s%s",
+                key, name, outcome.reason, attempts, _iso(later),
+                "; still failing: send it by hand if its deadline is near" if still else "",
+            )  # fmt: skip
+            return {
+                "status": "pending",
+                "attempts": attempts,
+                "next_attempt": _iso(later),
+                "last_error": outcome.reason,
+            }
+        log.error(
+            "notification %s REJECTED over %s after %d attempt(s): %s; trying again cannot "
+            "help, fix the cause and send it by hand",
+            key, name, attempts, outcome.reason,
+        )  # fmt: skip
+        return {"status": "failed", "attempts": attempts, "last_error": outcome.reason}
+
+    def _save(
+        self, hit: dict[str, Any], deliveries: dict[str, dict[str, Any]], now: datetime
+    ) -> None:
+        doc = hit["_source"]
+        confirmed = [_when(d["at"], now) for d in deliveries.values() if d["status"] == "sent"]
+        waiting = [
+            _when(d.get("next_attempt"), now)
+            for d in deliveries.values()
+            if d["status"] == "pending"
+        ]
+        update: dict[str, Any] = {
+            "deliveries": deliveries,
+            "status": overall_status(deliveries),
+            "attempts": sum(int(d.get("attempts", 0)) for d in deliveries.values()),
+            "next_attempt": _iso(min(waiting)) if waiting else doc.get("next_attempt"),
+            "sent_at": doc.get("sent_at") or (_iso(min(confirmed)) if confirmed else None),
+            "last_error": "; ".join(
+                f"{n}: {d['last_error']}" for n, d in deliveries.items() if d.get("last_error")
             )
-        else:
-            update.update(status="failed", last_error=outcome.reason)
-            log.error(
-                "notification %s FAILED for good after %d attempt(s): %s; send it by hand",
-                hit["_id"],
-                attempts,
-                outcome.reason,
-            )
+            or None,
+        }
         self.store.es.update(
             index=self.store.index("outbox"),
             id=hit["_id"],
@@ -119,4 +191,3 @@ class Outbox:
             if_primary_term=hit["_primary_term"],
             refresh=True,
         )
-        return str(update["status"])

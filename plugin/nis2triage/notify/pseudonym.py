@@ -16,7 +16,13 @@ from collections.abc import Iterable
 from typing import Any
 
 # Candidate IPv4 and IPv6 literals; each candidate is confirmed by `ipaddress`.
-_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+# A full stop may end the sentence after an address ("from 203.0.113.7."), so only a
+# full stop followed by a digit continues it.
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
+# Identifiers derived from an entity by a plain hash: a dictionary attack would undo
+# them, so anything leaving the organisation carries a keyed version instead.
+# The incident id stays: the operator names it to record a manual submission.
+ID_KEYS = {"alert_id", "alert_ids", "reference"}
 _IPV6 = re.compile(r"(?<![0-9A-Za-z:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z:])")
 
 
@@ -40,10 +46,17 @@ class Pseudonymiser:
         if isinstance(value, str):
             return self._text(value, users)
         if isinstance(value, dict):
-            return {k: self._walk(v, users) for k, v in value.items()}
+            return {
+                k: self._id(v) if k in ID_KEYS else self._walk(v, users) for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
             return [self._walk(v, users) for v in value]
         return value
+
+    def _id(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self._id(v) for v in value]
+        return self.pseudonym(str(value), "ref") if isinstance(value, str) else value
 
     def _text(self, text: str, users: list[str]) -> str:
         if text in users:
@@ -52,7 +65,7 @@ class Pseudonymiser:
         text = _IPV6.sub(lambda m: self._address(m.group(0)), text)
         for user in users:
             # Whole words only: a user called "a" must not eat every letter a.
-            pattern = rf"(?<![\w.-]){re.escape(user)}(?![\w.-])"
+            pattern = rf"(?<![\w.-]){re.escape(user)}(?![\w-]|\.[\w-])"
             text = re.sub(pattern, self.pseudonym(user, "user"), text)
         return text
 

@@ -1,1 +1,1 @@
-"""Detection rules: native YAML rule types and Sigma, evaluated against Elasticsearch."""
+"""Detection rules evaluated against the indexed events: native YAML rule types and Sigma."""

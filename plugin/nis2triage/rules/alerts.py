@@ -56,7 +56,14 @@ def is_ip_field(name: str) -> bool:
 
 
 def is_user_field(name: str) -> bool:
-    return name.endswith(("user.name", "UserName")) or name in ("related.user", "user")
+    # ECS puts accounts under user.name, user.target.name, user.effective.name, ...
+    leaf = name.rsplit(".", 1)[-1]
+    under_user = name.startswith("user.") or ".user." in f".{name}"
+    return (
+        name.endswith("UserName")
+        or name in ("related.user", "user")
+        or (under_user and leaf == "name")
+    )
 
 
 def to_alert(rule: RuleBase, found: Finding) -> Alert:
@@ -80,9 +87,21 @@ def to_alert(rule: RuleBase, found: Finding) -> Alert:
         query=query,
         related_ips=ips,
         related_users=users,
+        related_hosts=_hosts(entity_field, found),
         evidence={**_window(found), **found.evidence, **evidence, **_hint(rule)},
         tags=rule.tags,
+        hints=("early_warning_candidate",) if rule.triage.early_warning_candidate else (),
     )
+
+
+def _hosts(entity_field: str, found: Finding) -> tuple[str, ...]:
+    """Host names the alert is about, so triage can find the asset it touches."""
+    hosts = {found.entity} if entity_field in ("host.name", "host.hostname") else set()
+    for hit in found.hits:
+        for name, values in hit.fields.items():
+            if name in ("host.name", "host.hostname"):
+                hosts.update(map(str, values))
+    return tuple(sorted(h for h in hosts if h not in NO_ENTITY))
 
 
 def _window(found: Finding) -> dict[str, Any]:

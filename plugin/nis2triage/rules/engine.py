@@ -13,7 +13,7 @@ from datetime import datetime
 
 from elasticsearch import ApiError, Elasticsearch
 
-from nis2triage.errors import Nis2TriageError
+from nis2triage.errors import RuleExecutionError
 from nis2triage.records import Alert
 from nis2triage.rules import search, suppress
 from nis2triage.rules.alerts import Finding, to_alert
@@ -36,10 +36,6 @@ from nis2triage.rules.state import RuleState
 from nis2triage.rules.types import change, events, frequency, metrics, newterm, volume
 
 log = logging.getLogger(__name__)
-
-
-class RuleExecutionError(Nis2TriageError):
-    """Elasticsearch refused a rule's query; the message names the rule and the fix."""
 
 
 def run_rule(

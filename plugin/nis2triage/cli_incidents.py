@@ -1,0 +1,379 @@
+"""`nis2triage incidents ...`: list, show, acknowledge, record impact, report, submit, close.
+
+Every subcommand reads the agent's configuration (`--config`), prints a table
+by default and JSON with `--json`, and records who acted (`--by`, by default
+the login name) in the incident's audit trail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from nis2triage.config import AgentConfig, load_config, parse_duration
+from nis2triage.errors import IncidentError
+from nis2triage.incidents.record import Incident
+from nis2triage.nis2.brussels import show
+from nis2triage.reports.stages import BY_CLI, stage_named
+
+if TYPE_CHECKING:
+    from nis2triage.incidents.flow import IncidentFlow
+
+# Flags of the `impact` command and the fact each records (nis2triage.nis2.facts.Facts).
+NUMBERS = {
+    "users": ("users_affected", int, "service recipients affected (IR Art. 3(3))"),
+    "loss": ("financial_loss_eur", float, "direct financial loss in EUR"),
+    "down": ("unavailability_minutes", float, "minutes the service was fully unavailable"),
+    "limited": ("limited_availability_minutes", float, "minutes of limited availability"),
+    "users_data": ("users_data_affected", int, "users whose data was compromised"),
+}
+FLAGS = {
+    "malicious": "malicious_suspected",
+    "unauthorised_access": "unauthorised_access_confirmed",
+    "data_compromised": "data_compromised",
+    "personal_data": "personal_data_involved",
+    "cross_border": "cross_border",
+    "severe_disruption": "severe_operational_disruption",
+    "severe_loss": "severe_financial_loss",
+    "damage_to_others": "considerable_damage_to_others",
+    "planned_maintenance": "planned_maintenance",
+    "trade_secrets": "trade_secrets_exfiltrated",
+    "health_damage": "health_damage",
+}
+TEXTS = ("description", "threat_type", "root_cause", "mitigation_applied", "mitigation_ongoing")
+
+
+@dataclass
+class Context:
+    cfg: AgentConfig
+    flow: IncidentFlow
+    console: Console
+
+
+def connect(config: str) -> Context:
+    from nis2triage import esclient
+    from nis2triage.config import es_settings
+    from nis2triage.incidents.flow import IncidentFlow
+    from nis2triage.notify import build
+    from nis2triage.store import Store
+
+    cfg = load_config(config)
+    store = Store(esclient.connect(es_settings(cfg)), cfg.state.index_prefix)
+    store.ensure_indices()
+    key = os.environ.get(cfg.notifier.pseudonym_key_env)
+    clock = _now
+    notifier = build.notifier(cfg, store, key.encode() if key else None, clock)
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    return Context(cfg, IncidentFlow(cfg, store, notifier, clock), console)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _yes_no(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("yes", "true", "y"):
+        return True
+    if lowered in ("no", "false", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r}: answer yes or no")
+
+
+def _fact(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r}: write NAME=VALUE, e.g. deaths=0")
+    lowered = raw.strip().lower()
+    if lowered in ("yes", "no", "true", "false"):
+        return name.strip(), lowered in ("yes", "true")
+    try:
+        return name.strip(), int(raw) if raw.strip().isdigit() else float(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: a fact is yes, no or a number") from exc
+
+
+def _when(text: str) -> datetime:
+    """An absolute time (ISO 8601 with its offset) or a duration from now (e.g. 48h)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return _now() + parse_duration(text)
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the offset too, e.g. +01:00 or Z")
+    return moment
+
+
+# --- commands ---------------------------------------------------------------
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    query: dict[str, Any] = {"match_all": {}}
+    if args.status:
+        query = {"term": {"status": args.status}}
+    elif not args.all:
+        query = {"bool": {"must_not": [{"term": {"status": "closed"}}]}}
+    found = ctx.flow.desk.book.find(query, size=args.limit)
+    if args.json:
+        return _print_json([_row(i) for i in found])
+    table = Table(title=f"{len(found)} incident(s)")
+    for column in ("id", "status", "opened (Brussels)", "alerts", "verdict", "next due", "title"):
+        table.add_column(column, overflow="fold")
+    for i in found:
+        row = _row(i)
+        table.add_row(
+            i.id[:12], i.status, row["opened"], str(i.alert_count), row["verdict"],
+            row["next_due"] or "-", i.title,
+        )  # fmt: skip
+    ctx.console.print(table)
+    return 0
+
+
+def _row(i: Incident) -> dict[str, Any]:
+    due = [d for d in i.deadlines if d.key in i.pending]
+    return {
+        "id": i.id,
+        "status": i.status,
+        "opened": show(i.opened_at),
+        "alerts": i.alert_count,
+        "verdict": i.significance.verdict if i.significance else "-",
+        "next_due": f"{due[0].key} {show(due[0].due)}" if due else None,
+        "overdue": list(i.overdue),
+        "title": i.title,
+    }
+
+
+def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+    incident = ctx.flow.desk.book.get(args.id)
+    if args.json:
+        trail = ctx.flow.desk.book.audit_trail(incident.id)
+        return _print_json({"incident": incident.to_doc(_now()), "audit": trail})
+    _show(ctx.console, incident)
+    return 0
+
+
+def _show(console: Console, i: Incident) -> None:
+    facts = Table(title=f"incident {i.id}", show_header=False)
+    for name, value in (
+        ("status", i.status),
+        ("title", i.title),
+        ("opened", show(i.opened_at)),
+        ("aware", show(i.aware_at) if i.aware_at else "not yet (incidents ack)"),
+        ("alerts", str(i.alert_count)),
+        ("assets", ", ".join(a.name for a in i.assets) or "-"),
+        ("impact", ", ".join(f"{k}={v}" for k, v in i.impact.items()) or "-"),
+        ("verdict", i.significance.verdict if i.significance else "-"),
+        ("criteria met", ", ".join(m.id for m in i.significance.met) if i.significance else "-"),
+        ("missing", ", ".join(i.significance.missing) if i.significance else "-"),
+        ("gdpr", f"{i.gdpr.status}, due {show(i.gdpr.due)}" if i.gdpr else "-"),
+    ):
+        facts.add_row(name, value)
+    console.print(facts)
+    _show_deadlines(console, i)
+    history = Table(title="timeline")
+    for column in ("when (Brussels)", "who", "what", "why"):
+        history.add_column(column, overflow="fold")
+    for t in i.history:
+        history.add_row(show(t.at), t.who, t.action, t.why)
+    console.print(history)
+
+
+def _show_deadlines(console: Console, i: Incident) -> None:
+    table = Table(title="deadlines and reports")
+    for column in ("report", "due (Brussels)", "state", "report status", "source"):
+        table.add_column(column)
+    delivered = i.delivered()
+    for d in i.deadlines:
+        state = "delivered" if d.key in delivered else "OVERDUE" if d.key in i.overdue else "open"
+        report = i.reports.get(d.key)
+        table.add_row(d.key, show(d.due), state, report.status if report else "-", d.source)
+    console.print(table)
+
+
+def cmd_ack(ctx: Context, args: argparse.Namespace) -> int:
+    incident = ctx.flow.desk.ack(args.id, args.by, args.reason)
+    return _done(ctx, args, incident, f"acknowledged by {args.by}")
+
+
+def cmd_impact(ctx: Context, args: argparse.Namespace) -> int:
+    facts: dict[str, Any] = dict(args.fact or [])
+    for flag, (name, _, _) in NUMBERS.items():
+        if getattr(args, flag) is not None:
+            facts[name] = getattr(args, flag)
+    for flag, name in FLAGS.items():
+        if getattr(args, flag) is not None:
+            facts[name] = getattr(args, flag)
+    narrative: dict[str, Any] = {t: getattr(args, t) for t in TEXTS if getattr(args, t)}
+    if args.member_states:
+        narrative["member_states"] = [s.strip().upper() for s in args.member_states.split(",")]
+    gdpr = {
+        k: v
+        for k, v in (
+            ("gba_reference", args.gba_reference),
+            ("not_required", args.gdpr_not_required),
+        )
+        if v
+    }
+    if not (facts or narrative or gdpr):
+        raise IncidentError("nothing to record: give at least one fact, e.g. --users 1200")
+    incident = ctx.flow.desk.record_impact(args.id, args.by, facts, narrative, gdpr)
+    verdict = incident.significance.verdict if incident.significance else "-"
+    return _done(ctx, args, incident, f"impact recorded; significance: {verdict}")
+
+
+def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
+    stage = stage_named(args.stage)
+    incident = ctx.flow.desk.book.get(args.id)
+    incident, key, new = ctx.flow.reporter.queue(incident, stage, args.by, args.request)
+    entry = ctx.flow.reporter.notifier.entry(key)
+    if entry is None:
+        raise IncidentError(f"outbox entry {key} is missing; run the command again")
+    from nis2triage.reports.render import write
+
+    out = Path(args.out) if args.out else ctx.cfg.resolve(ctx.cfg.incidents.report_dir)
+    files = write(out, entry["payload"])
+    said = "queued" if new else f"already queued ({entry['status']})"
+    if args.json:
+        return _print_json(
+            {"key": key, "new": new, "status": entry["status"], "files": [str(f) for f in files]}
+        )
+    ctx.console.print(f"{stage.label} {key} {said} for {', '.join(entry.get('channels', []))}")
+    for f in files:
+        ctx.console.print(f"  {f}")
+    return 0
+
+
+def cmd_submitted(ctx: Context, args: argparse.Namespace) -> int:
+    stage = stage_named(args.stage)
+    incident = ctx.flow.reporter.submitted(args.id, stage, args.by, args.reference, args.request)
+    return _done(ctx, args, incident, f"{stage.label} recorded as submitted ({args.reference})")
+
+
+def cmd_request(ctx: Context, args: argparse.Namespace) -> int:
+    incident = ctx.flow.desk.request(args.id, args.ref, args.due, args.by)
+    return _done(ctx, args, incident, f"intermediate report {args.ref} due {show(args.due)}")
+
+
+def cmd_close(ctx: Context, args: argparse.Namespace) -> int:
+    incident = ctx.flow.desk.close(args.id, args.by, args.reason)
+    return _done(
+        ctx, args, incident, "closed; the final report is due a month after the notification"
+    )
+
+
+def _done(ctx: Context, args: argparse.Namespace, incident: Incident, said: str) -> int:
+    if args.json:
+        return _print_json(incident.to_doc(_now()))
+    ctx.console.print(f"incident {incident.id}: {said} (status {incident.status})")
+    return 0
+
+
+def _print_json(value: Any) -> int:
+    print(json.dumps(value, indent=2, default=str))
+    return 0
+
+
+# --- the parser ---------------------------------------------------------------
+
+
+Parents = list[argparse.ArgumentParser]
+Handler = Callable[[Context, argparse.Namespace], int]
+
+
+def register(sub: Any) -> None:
+    """Add `incidents` and its subcommands to the main parser's subparsers."""
+    parser = sub.add_parser("incidents", help="list, show, acknowledge and report incidents")
+    commands = parser.add_subparsers(dest="incidents_command", metavar="SUBCOMMAND", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    who = argparse.ArgumentParser(add_help=False)
+    default_by = os.environ.get("NIS2TRIAGE_ANALYST") or getpass.getuser()
+    who.add_argument("--by", default=default_by, help=f"who acts (default {default_by})")
+
+    _reading(commands, [common])
+    _acting(commands, [common, who])
+    _impact_parser(commands, [common, who])
+    _reporting(commands, [common, who])
+
+
+def _command(commands: Any, name: str, handler: Handler, parents: Parents, what: str) -> Any:
+    parser = commands.add_parser(name, parents=parents, help=what)
+    parser.set_defaults(handler=run, incident_handler=handler)
+    return parser
+
+
+def _reading(commands: Any, parents: Parents) -> None:
+    listing = _command(commands, "list", cmd_list, parents, "open incidents, newest first")
+    listing.add_argument("--status", help="only this status (e.g. aware, closed)")
+    listing.add_argument("--all", action="store_true", help="closed ones too")
+    listing.add_argument("--limit", type=int, default=50)
+    showing = _command(commands, "show", cmd_show, parents, "one incident with its timeline")
+    showing.add_argument("id", help="the incident id or a unique prefix (6+ characters)")
+
+
+def _acting(commands: Any, parents: Parents) -> None:
+    ack = _command(commands, "ack", cmd_ack, parents, "acknowledge: the NIS2 clocks start")
+    ack.add_argument("id")
+    ack.add_argument("--reason", default="acknowledged by an analyst after the initial assessment")
+    close = _command(commands, "close", cmd_close, parents, "handling has ended")
+    close.add_argument("id")
+    close.add_argument("--reason", default="handling ended")
+
+
+def _reporting(commands: Any, parents: Parents) -> None:
+    report = _command(commands, "report", cmd_report, parents, "make and queue one report")
+    report.add_argument("id")
+    report.add_argument("--stage", required=True, choices=sorted(BY_CLI))
+    report.add_argument("--request", help="the request an intermediate report answers")
+    report.add_argument("--out", help="where to write the files (default incidents.report_dir)")
+    what = "record a report submitted on the CCB platform"
+    submitted = _command(commands, "submitted", cmd_submitted, parents, what)
+    submitted.add_argument("id")
+    submitted.add_argument("--stage", required=True, choices=sorted(BY_CLI))
+    submitted.add_argument("--reference", required=True, help="the CCB's reference for it")
+    submitted.add_argument("--request", help="for an intermediate report: the request it answered")
+    what = "record a request for an intermediate report"
+    request = _command(commands, "request", cmd_request, parents, what)
+    request.add_argument("id")
+    request.add_argument("ref", help="the CSIRT's or authority's reference for the request")
+    request.add_argument("--due", required=True, type=_when, help="ISO time with offset or 48h")
+
+
+def _impact_parser(commands: Any, parents: Parents) -> None:
+    impact = _command(commands, "impact", cmd_impact, parents, "record impact, cause, mitigation")
+    impact.add_argument("id")
+    for flag, (_, kind, what) in NUMBERS.items():
+        impact.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, help=what)
+    for flag, name in FLAGS.items():
+        impact.add_argument(
+            f"--{flag.replace('_', '-')}", dest=flag, type=_yes_no, metavar="yes|no", help=name
+        )
+    impact.add_argument(
+        "--fact", type=_fact, action="append", metavar="NAME=VALUE", help="any other fact"
+    )
+    for text in TEXTS:
+        impact.add_argument(f"--{text.replace('_', '-')}", dest=text)
+    impact.add_argument("--member-states", help="Member States affected, e.g. BE,NL")
+    impact.add_argument("--gba-reference", help="the GBA/APD reference of the GDPR notification")
+    impact.add_argument(
+        "--gdpr-not-required", metavar="REASON", help="why no GDPR notification is due"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point from nis2triage.cli: connect, then the chosen subcommand."""
+    handler = getattr(args, "incident_handler", None)
+    assert handler is not None
+    return int(handler(connect(args.config), args))

@@ -1,0 +1,83 @@
+"""`nis2triage setup`: its options and the command (the work is in nis2triage.provision)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nis2triage.config import AgentConfig
+    from nis2triage.esclient import ESSettings
+
+
+def add_parser(sub: Any) -> None:
+    """Add `setup` to the subcommands `sub` of the main parser."""
+    setup = sub.add_parser(
+        "setup", help="create or update index templates, indices, aliases, role, Kibana objects"
+    )
+    setup.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
+    setup.add_argument(
+        "--create-role", action="store_true", help="the agent's least-privilege role"
+    )
+    setup.add_argument(
+        "--create-api-key",
+        action="store_true",
+        help="the role and an API key that carries it (printed once)",
+    )
+    setup.add_argument("--admin-user", help="an administrator, instead of the file's credential")
+    setup.add_argument("--admin-password-env", help="variable holding that user's password")
+    setup.add_argument("--admin-api-key-env", help="variable holding an administrator's API key")
+    setup.add_argument("--kibana", metavar="URL", help="import the saved objects into this Kibana")
+    setup.add_argument(
+        "--kibana-objects",
+        help="the saved objects file (default: deploy/kibana/nis2triage.ndjson in the checkout)",
+    )
+    setup.set_defaults(handler=cmd_setup)
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from elasticsearch import ApiError
+
+    from nis2triage import esclient, provision
+    from nis2triage.config import load_config
+    from nis2triage.errors import ConnectionSetupError
+    from nis2triage.kibana import DEFAULT_OBJECTS
+
+    cfg = load_config(args.config)
+    settings = _admin(cfg, args)
+    es = esclient.connect(settings)
+    request = provision.SetupRequest(
+        create_role=args.create_role,
+        create_api_key=args.create_api_key,
+        kibana_url=args.kibana,
+        kibana_objects=Path(args.kibana_objects) if args.kibana_objects else DEFAULT_OBJECTS,
+    )
+    try:
+        result = provision.setup(es, cfg, settings, request)
+    except ApiError as exc:
+        if exc.meta.status not in (401, 403):
+            raise
+        raise ConnectionSetupError(
+            f"setup needs an administrator's credential ({exc.meta.status}: {exc.message}); "
+            "pass --admin-user with --admin-password-env, or --admin-api-key-env"
+        ) from exc
+    print(provision.render(result))
+    return 1 if result.failed else 0
+
+
+def _admin(cfg: AgentConfig, args: argparse.Namespace) -> ESSettings:
+    """The administrator's credential if one is given (the file's is then not even read)."""
+    from nis2triage.config import es_settings, read_secret
+
+    if args.admin_api_key_env:
+        key = read_secret(args.admin_api_key_env, None, "administrator's API key")
+        return replace(es_settings(cfg, credential=False), api_key=key)
+    if args.admin_user:
+        password = read_secret(args.admin_password_env, None, "administrator's password")
+        return replace(
+            es_settings(cfg, credential=False), username=args.admin_user, password=password
+        )
+    return es_settings(cfg)

@@ -1,0 +1,1 @@
+"""Incidents: alerts grouped by correlation, their lifecycle, significance, clocks and reports."""

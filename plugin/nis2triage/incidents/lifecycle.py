@@ -1,0 +1,154 @@
+"""The incident lifecycle as pure functions: each returns the changed record, history included.
+
+detected -> triaged -> aware -> <report>_sent ... -> closed. Awareness starts
+the NIS2 clocks (Art. 23(4)): it is set by the agent for high-confidence
+routes, or by an analyst's acknowledgement. Nothing here touches
+Elasticsearch or reads the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from nis2triage.assets import Asset
+from nis2triage.errors import IncidentError
+from nis2triage.incidents.record import (
+    MAX_ALERTS,
+    AlertSummary,
+    AssetView,
+    Incident,
+    Status,
+    Transition,
+)
+from nis2triage.records import Alert, stable_id
+
+AGENT = "nis2triage"
+_BEFORE_AWARE: tuple[Status, ...] = ("detected", "triaged")
+
+
+def step(
+    incident: Incident,
+    at: datetime,
+    who: str,
+    action: str,
+    why: str,
+    to: Status | None = None,
+    details: dict[str, Any] | None = None,
+    **changes: Any,
+) -> Incident:
+    """`incident` with `changes` applied and the transition recorded in its history."""
+    target = to or incident.status
+    move = Transition(
+        seq=len(incident.history),
+        at=at,
+        who=who,
+        action=action,
+        from_status=incident.status if incident.history else None,
+        to_status=target,
+        why=why,
+        details=details or {},
+    )
+    return incident.model_copy(
+        update={**changes, "status": target, "history": (*incident.history, move)}
+    )
+
+
+def correlation_keys(alert: Alert, asset: Asset | None, by: Iterable[str]) -> tuple[str, ...]:
+    """What an alert can share with an incident: its entity, its asset, its service."""
+    keys = {
+        "entity": f"entity:{alert.entity_field}={alert.entity}",
+        "asset": f"asset:{asset.name}" if asset else None,
+        "service": f"service:{asset.service}" if asset and asset.service else None,
+    }
+    return tuple(k for name in by if (k := keys[name]))
+
+
+def open_incident(
+    alert: Alert, asset: Asset | None, keys: tuple[str, ...], now: datetime
+) -> Incident:
+    """A new incident from its first alert: detected when the alert fired, triaged at once."""
+    incident = Incident(
+        id=stable_id("incident", keys[0], alert.id),
+        title=alert.message,
+        status="detected",
+        opened_at=alert.timestamp,
+        last_seen=alert.timestamp,
+        window_end=alert.timestamp,
+        keys=keys,
+        alert_ids=(),
+        alerts=(),
+    )
+    incident = step(incident, alert.timestamp, AGENT, "detected", f"{alert.name}: {alert.message}")
+    incident = with_alert(incident, alert, asset, keys)
+    return step(incident, now, AGENT, "triaged", alert.route_reason or "triaged", to="triaged")
+
+
+def with_alert(
+    incident: Incident, alert: Alert, asset: Asset | None, keys: tuple[str, ...]
+) -> Incident:
+    """The incident with one more alert: its IoCs, asset and route merged in."""
+    alerts = incident.alerts
+    if len(alerts) < MAX_ALERTS:
+        alerts = (*alerts, AlertSummary.of(alert))
+    assets = incident.assets
+    if asset is not None and asset.name not in {a.name for a in assets}:
+        assets = (*assets, _asset_view(asset))
+    return incident.model_copy(
+        update={
+            "alert_ids": (*incident.alert_ids, alert.id),
+            "alerts": alerts,
+            "assets": assets,
+            "keys": _merged(incident.keys, keys),
+            "routes": _merged(incident.routes, [alert.route or "soc"]),
+            "ips": _merged(incident.ips, alert.related_ips),
+            "users": _merged(incident.users, _users(alert)),
+            "hosts": _merged(incident.hosts, alert.related_hosts),
+            "last_seen": max(incident.last_seen, alert.timestamp),
+        }
+    )
+
+
+def _users(alert: Alert) -> tuple[str, ...]:
+    own = (alert.entity,) if alert.entity_field == "user.name" else ()
+    return (*alert.related_users, *own)
+
+
+def _merged(old: Iterable[str], new: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*old, *new]))
+
+
+def _asset_view(asset: Asset) -> AssetView:
+    return AssetView(
+        name=asset.name,
+        criticality=asset.criticality,
+        service=asset.service,
+        service_type=asset.service_type,
+        users_served=asset.users_served,
+        cross_border=asset.cross_border,
+    )
+
+
+def become_aware(incident: Incident, at: datetime, who: str, why: str) -> Incident:
+    """Awareness starts the reporting clocks; a later acknowledgement is only recorded."""
+    if incident.status == "closed":
+        raise IncidentError(f"incident {incident.id} is closed; it cannot be acknowledged")
+    if incident.status not in _BEFORE_AWARE:
+        return step(incident, at, who, "acknowledged", why)
+    return step(incident, at, who, "aware", why, to="aware", aware_at=at)
+
+
+def require_aware(incident: Incident, what: str) -> None:
+    if incident.status in _BEFORE_AWARE:
+        raise IncidentError(
+            f"incident {incident.id} is not acknowledged yet, so no {what}: "
+            f"run `nis2triage incidents ack {incident.id}` first"
+        )
+
+
+def close(incident: Incident, at: datetime, who: str, why: str) -> Incident:
+    """Handling has ended (the date NIS2 Art. 23(4)(e) counts the final report from)."""
+    if incident.status == "closed":
+        raise IncidentError(f"incident {incident.id} is already closed")
+    return step(incident, at, who, "closed", why, to="closed", closed_at=at)

@@ -1,0 +1,233 @@
+"""Reports on incidents: built, minimised, queued once per stage, and followed to delivery.
+
+One idempotency key per report: a hash of the incident, the stage and (for
+intermediate reports) the request. Queuing the same stage again finds the
+outbox entry there and changes nothing. A stage counts as sent only when a
+channel confirmed it (`sent_at` in the outbox) or a person recorded the
+submission on the CCB's platform with its reference.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from nis2triage.errors import IncidentError
+from nis2triage.incidents import lifecycle
+from nis2triage.incidents.desk import Desk
+from nis2triage.incidents.record import (
+    OPEN_REPORT,
+    Incident,
+    StageReport,
+    StageStatus,
+    Status,
+    later_status,
+)
+from nis2triage.notify.notifier import Notifier
+from nis2triage.notify.soc import Soc
+from nis2triage.records import stable_id
+from nis2triage.reports import chart, content
+from nis2triage.reports.stages import BY_REPORT, Stage
+
+log = logging.getLogger(__name__)
+
+
+def report_key(incident_id: str, stage: Stage, ref: str | None) -> tuple[str, str]:
+    """(deadline key, idempotency key) of one report."""
+    deadline_key = f"{stage.report}:{ref}" if ref else stage.report
+    return deadline_key, stable_id("report", incident_id, deadline_key)
+
+
+class Reporter:
+    def __init__(
+        self,
+        desk: Desk,
+        es: Elasticsearch,
+        notifier: Notifier,
+        soc: Soc,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.desk = desk
+        self.es = es
+        self.notifier = notifier
+        self.soc = soc
+        self.clock = clock
+        self.time_fields = {",".join(s.indices): s.time_field for s in desk.cfg.sources}
+
+    def queue(
+        self, incident: Incident, stage: Stage, who: str, ref: str | None = None
+    ) -> tuple[Incident, str, bool]:
+        """Build and queue one report; (incident, idempotency key, whether it is new)."""
+        lifecycle.require_aware(incident, "report")
+        _check_order(incident, stage, ref)
+        deadline_key, key = report_key(incident.id, stage, ref)
+        if deadline_key in incident.reports:
+            return incident, key, False
+        body = self.payload(incident, stage, who, key, ref)
+        meta = {"incident_id": incident.id, "stage": deadline_key}
+        new = self.notifier.queue(key, "incident_report", body, meta)
+        status: StageStatus = "dry-run" if self.notifier.mode == "dry-run" else "queued"
+        entry = StageReport(
+            key=deadline_key, report=stage.report, outbox_id=key, status=status,
+            queued_at=self.clock(), by=who,
+        )  # fmt: skip
+        why = f"{stage.label} queued for {', '.join(self.notifier.channels)} ({status})"
+        updated = self.desk.change(incident.id, lambda i: _with_report(i, entry, who, why))
+        return updated, key, new
+
+    def payload(
+        self, incident: Incident, stage: Stage, who: str, key: str, ref: str | None
+    ) -> dict[str, Any]:
+        """The report as it leaves the organisation: addresses and user names pseudonymised."""
+        drawn = chart.gather(self.es, incident, self.time_fields)
+        body = content.build(
+            stage, incident, self.desk.entity, key=key, now=self.clock(), who=who,
+            tlp=self.desk.options.tlp, chart=drawn, ref=ref,
+        )  # fmt: skip
+        return self.notifier.minimise(body, incident.users)
+
+    def sync(self) -> int:
+        """Mark reports the outbox has confirmed, handed over or given up; how many changed."""
+        changed = self.adopt()
+        open_ones = self.desk.book.find({"exists": {"field": "open_reports"}}, size=500)
+        for incident in open_ones:
+            for key, report in incident.reports.items():
+                if report.status in OPEN_REPORT:
+                    changed += self._follow(incident.id, key, report)
+        return changed
+
+    def adopt(self) -> int:
+        """Reports in the outbox that their incident does not know of: the agent stopped
+        between queuing one and recording it. Their keys are deterministic, so look them up."""
+        adopted = 0
+        for incident in self.desk.book.find({"exists": {"field": "pending"}}, size=1000):
+            for key in incident.pending:
+                report, _, ref = key.partition(":")
+                if key in incident.reports or report not in BY_REPORT:
+                    continue
+                _, outbox_id = report_key(incident.id, BY_REPORT[report], ref or None)
+                entry = self.notifier.entry(outbox_id)
+                if entry is not None:
+                    adopted += self._adopt(incident.id, key, report, outbox_id, entry)
+        return adopted
+
+    def _adopt(
+        self, incident_id: str, key: str, report: str, outbox_id: str, entry: dict[str, Any]
+    ) -> int:
+        status: StageStatus = "dry-run" if entry["status"] == "dry-run" else "queued"
+        queued_at = datetime.fromisoformat(entry["created"])
+        found = StageReport(key=key, report=report, outbox_id=outbox_id, status=status,
+                            queued_at=queued_at, by=lifecycle.AGENT)  # fmt: skip
+        why = f"{BY_REPORT[report].label} found queued in the outbox after a restart"
+        self.desk.change(incident_id, lambda i: _with_report(i, found, lifecycle.AGENT, why))
+        log.warning("incident %s: %s was queued but not recorded; recorded now", incident_id, key)
+        return 1
+
+    def _follow(self, incident_id: str, key: str, report: StageReport) -> int:
+        now = self.clock()
+        entry = self.notifier.entry(report.outbox_id)
+        if entry is None:
+            return 0
+        if entry.get("sent_at"):
+            channels = [n for n, d in entry.get("deliveries", {}).items() if d["status"] == "sent"]
+            at = datetime.fromisoformat(entry["sent_at"])
+            self.desk.change(
+                incident_id, lambda i: mark_sent(i, key, at, ", ".join(channels), None)
+            )
+            return 1
+        if entry.get("status") == "handed_over" and report.status == "queued":
+            self.desk.change(incident_id, lambda i: _mark(i, key, "awaiting_submission", now))
+            return 1
+        if entry.get("status") == "failed":
+            self.desk.change(incident_id, lambda i: _mark(i, key, "failed", now))
+            self.soc.raise_once(
+                "delivery_failed", incident_id, key,
+                f"{key} could not be delivered ({entry.get('last_error')}); submit it by hand",
+            )  # fmt: skip
+            return 1
+        return 0
+
+    def submitted(
+        self, incident_id: str, stage: Stage, who: str, reference: str, ref: str | None = None
+    ) -> Incident:
+        """A person submitted the report on the CCB's platform; its reference is recorded."""
+        incident_id = self.desk.book.get(incident_id).id
+        deadline_key, _ = report_key(incident_id, stage, ref)
+        now = self.clock()
+
+        def record(i: Incident) -> Incident:
+            if deadline_key not in i.reports:
+                raise IncidentError(
+                    f"no {stage.label.lower()} was made for {i.id}; run `incidents report` first"
+                )
+            return mark_sent(i, deadline_key, now, "manual", reference, who)
+
+        return self.desk.change(incident_id, record)
+
+
+def _check_order(incident: Incident, stage: Stage, ref: str | None) -> None:
+    if stage.report == "final_report" and "incident_notification" not in incident.reports:
+        raise IncidentError(
+            "the final report follows the incident notification (NIS2 Art. 23(4)(d)): "
+            "make the notification first"
+        )
+    if stage.report == "intermediate_report" and not ref:
+        raise IncidentError("an intermediate report answers a request: give --request REF")
+    if stage.report == "progress_report" and incident.closed_at is not None:
+        raise IncidentError(
+            "the incident is closed: send the final report instead of a progress report"
+        )
+
+
+def _with_report(incident: Incident, entry: StageReport, who: str, why: str) -> Incident:
+    if entry.key in incident.reports:
+        return incident
+    reports = {**incident.reports, entry.key: entry}
+    return lifecycle.step(incident, entry.queued_at, who, "report queued", why, reports=reports)
+
+
+def _mark(incident: Incident, key: str, status: StageStatus, now: datetime) -> Incident:
+    report = incident.reports[key]
+    if report.status == status:
+        return incident
+    reports = {**incident.reports, key: report.model_copy(update={"status": status})}
+    why = f"{key}: {status.replace('_', ' ')}"
+    action = f"report {status.replace('_', ' ')}"
+    return lifecycle.step(incident, now, lifecycle.AGENT, action, why, reports=reports)
+
+
+def mark_sent(
+    incident: Incident,
+    key: str,
+    at: datetime,
+    channel: str,
+    reference: str | None,
+    who: str = lifecycle.AGENT,
+) -> Incident:
+    report = incident.reports[key]
+    if report.status == "sent":
+        return incident
+    sent = report.model_copy(
+        update={"status": "sent", "sent_at": at, "channel": channel, "reference": reference}
+    )
+    reports = {**incident.reports, key: sent}
+    target = later_status(incident.status, _sent_status(report.report))
+    why = f"{BY_REPORT[report.report].label} delivered over {channel}" + (
+        f", reference {reference}" if reference else ""
+    )
+    return lifecycle.step(incident, at, who, "report sent", why, to=target, reports=reports)
+
+
+def _sent_status(report: str) -> Status:
+    statuses: dict[str, Status] = {
+        "early_warning": "early_warning_sent",
+        "incident_notification": "incident_notification_sent",
+        "intermediate_report": "intermediate_report_sent",
+        "progress_report": "progress_report_sent",
+        "final_report": "final_report_sent",
+    }
+    return statuses[report]

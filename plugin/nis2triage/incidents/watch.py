@@ -1,0 +1,102 @@
+"""The deadline watchdog, run once per agent cycle.
+
+For every incident with a report still due it asks nis2triage.nis2.clocks
+which deadlines are near (within `escalate_before`, 6 hours by default) or
+past, escalates each to the SOC once (a WARNING line and a document in
+`<prefix>-escalations`), and marks past ones on the incident as overdue.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from nis2triage.incidents import lifecycle
+from nis2triage.incidents.desk import Desk
+from nis2triage.incidents.record import GDPR_KEY, DeadlineView, Incident
+from nis2triage.nis2 import clocks
+from nis2triage.nis2.brussels import show
+from nis2triage.notify.soc import Soc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WatchReport:
+    watched: int = 0
+    near: int = 0  # escalations raised this time
+    overdue: int = 0
+
+
+def _deadline(view: DeadlineView) -> clocks.Deadline:
+    report, _, ref = view.key.partition(":")
+    return clocks.Deadline(
+        cast(clocks.Report, report), view.due, view.basis, view.source, ref or None
+    )
+
+
+def label(key: str) -> str:
+    if key == GDPR_KEY:
+        return "GDPR notification to the GBA/APD"
+    return key.replace("_", " ")
+
+
+class Watchdog:
+    def __init__(self, desk: Desk, soc: Soc) -> None:
+        self.desk = desk
+        self.soc = soc
+
+    def run(self, now: datetime) -> WatchReport:
+        incidents = self.desk.book.find({"exists": {"field": "pending"}}, size=1000)
+        near = overdue = 0
+        for incident in incidents:
+            watch = clocks.watchdog(
+                [_deadline(d) for d in incident.deadlines],
+                incident.delivered() | _discharged(incident),
+                now,
+                self.desk.options.escalate_before,
+            )
+            self._gdpr_reminder(incident)
+            near += sum(self._near(incident, d) for d in watch.near)
+            overdue += sum(self._overdue(incident, d, now) for d in watch.overdue)
+        return WatchReport(len(incidents), near, overdue)
+
+    def _gdpr_reminder(self, incident: Incident) -> None:
+        """Once per incident with personal data: the CCB report does not discharge the GDPR one."""
+        if incident.gdpr is None or incident.gdpr.status != "due":
+            return
+        message = (
+            f"personal data involved: notify the GBA/APD by {show(incident.gdpr.due)} "
+            "(GDPR Art. 33(1)), separately from the CCB, through its web form"
+        )
+        self.soc.raise_once("gdpr_reminder", incident.id, GDPR_KEY, message, incident.gdpr.due)
+
+    def _near(self, incident: Incident, deadline: clocks.Deadline) -> bool:
+        message = f"{label(deadline.key)} due {show(deadline.due)} and not delivered yet"
+        return self.soc.raise_once(
+            "deadline_near", incident.id, deadline.key, message, deadline.due
+        )
+
+    def _overdue(self, incident: Incident, deadline: clocks.Deadline, now: datetime) -> bool:
+        message = f"{label(deadline.key)} was due {show(deadline.due)}: OVERDUE, not delivered"
+        raised = self.soc.raise_once(
+            "deadline_overdue", incident.id, deadline.key, message, deadline.due
+        )
+        if deadline.key not in incident.overdue:
+            self.desk.change(incident.id, lambda i: _mark_overdue(i, deadline, now))
+        return raised
+
+
+def _discharged(incident: Incident) -> set[str]:
+    """Keys the watchdog must not chase though not delivered themselves (see assess.pending)."""
+    return {d.key for d in incident.deadlines} - set(incident.pending)
+
+
+def _mark_overdue(incident: Incident, deadline: clocks.Deadline, now: datetime) -> Incident:
+    if deadline.key in incident.overdue or deadline.key not in incident.pending:
+        return incident
+    why = f"{label(deadline.key)} was due {show(deadline.due)} ({deadline.source})"
+    overdue = (*incident.overdue, deadline.key)
+    return lifecycle.step(incident, now, lifecycle.AGENT, "deadline missed", why, overdue=overdue)

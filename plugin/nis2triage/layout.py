@@ -1,0 +1,198 @@
+"""The agent's indices on a cluster: index templates, indices or data streams, aliases, lifecycle.
+
+`nis2triage setup` applies this layout; each step says whether it created,
+updated or left an object unchanged, so running setup twice changes nothing the
+second time. Every object carries a digest of its definition in `_meta`, which
+is what "unchanged" is judged by: Elasticsearch echoes settings back in its own
+normalised form, so comparing bodies field by field would report false changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from elasticsearch import ApiError, Elasticsearch
+
+from nis2triage.store import (
+    INDEX_SETTINGS,
+    INDICES,
+    META_KEY,
+    IndexSpec,
+    create_index,
+    digest,
+    first_index,
+)
+
+Status = Literal["created", "updated", "unchanged", "skipped", "refused", "failed"]
+CHANGES: frozenset[str] = frozenset({"created", "updated"})
+TEMPLATE_PRIORITY = 200
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the cluster can do that changes the layout."""
+
+    data_streams: bool
+    ilm: bool
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object setup looked at, and what it did to it."""
+
+    what: str
+    name: str
+    status: Status
+    note: str = ""
+
+    def line(self) -> str:
+        text = f"{self.status:<10} {self.what:<17} {self.name}"
+        return f"{text}  ({self.note})" if self.note else text
+
+
+def capabilities(es: Elasticsearch) -> Capabilities:
+    """Read from the modules the nodes run (the `monitor` cluster privilege suffices)."""
+    nodes = es.nodes.info(metric="plugins").body["nodes"].values()
+    modules = [{m["name"] for m in n.get("modules", [])} for n in nodes]
+    everywhere = set.intersection(*modules) if modules else set()
+    return Capabilities("data-streams" in everywhere, "x-pack-ilm" in everywhere)
+
+
+def policy_name(prefix: str) -> str:
+    return f"{prefix}-append-only"
+
+
+def as_data_stream(spec: IndexSpec, caps: Capabilities) -> bool:
+    return caps.data_streams and spec.append_only
+
+
+def template_body(
+    prefix: str, what: str, spec: IndexSpec, caps: Capabilities, read_alias: str | None = None
+) -> dict[str, Any]:
+    """A composable template; `read_alias` is put on every index it creates (not data streams)."""
+    name = f"{prefix}-{what}"
+    settings = dict(INDEX_SETTINGS)
+    body: dict[str, Any] = {"priority": TEMPLATE_PRIORITY}
+    if as_data_stream(spec, caps):
+        body.update(index_patterns=[name], data_stream={})
+        if caps.ilm:
+            settings["index.lifecycle.name"] = policy_name(prefix)
+    else:
+        # The bare name too: a write to a missing alias would otherwise create an index
+        # with dynamic mappings (the agent's role cannot, but an administrator's can).
+        body["index_patterns"] = [name, f"{name}-*"]
+    body["template"] = {"settings": settings, "mappings": spec.versioned_mapping()}
+    if read_alias and "data_stream" not in body:
+        # Indices created by a rollover get the alias too.
+        body["template"]["aliases"] = {read_alias: {}}
+    body["_meta"] = {META_KEY: {"digest": digest(body)}}
+    return body
+
+
+def put_template(es: Elasticsearch, name: str, body: dict[str, Any]) -> Change:
+    found = es.options(ignore_status=404).indices.get_index_template(name=name)
+    templates = found.body.get("index_templates", []) if found.meta.status == 200 else []
+    current = templates[0]["index_template"].get("_meta", {}) if templates else None
+    if current is not None and current.get(META_KEY) == body["_meta"][META_KEY]:
+        return Change("index template", name, "unchanged")
+    es.indices.put_index_template(name=name, **body)
+    return Change("index template", name, "created" if current is None else "updated")
+
+
+def ensure_target(es: Elasticsearch, name: str, spec: IndexSpec, caps: Capabilities) -> Change:
+    """The alias (over `-000001`) or data stream the agent writes to, with a current mapping."""
+    if not es.indices.exists(index=name):
+        if as_data_stream(spec, caps):
+            es.indices.create_data_stream(name=name)
+            return Change("data stream", name, "created")
+        create_index(es, name, spec)
+        return Change("index", name, "created", f"alias over {first_index(name)}")
+    return update_mapping(es, name, spec)
+
+
+def update_mapping(es: Elasticsearch, name: str, spec: IndexSpec) -> Change:
+    """Bring the mapping of every index behind `name` to the current definition."""
+    wanted = spec.versioned_mapping()
+    found = es.indices.get_mapping(index=name).body
+    stale = [i for i, m in found.items() if m["mappings"].get("_meta") != wanted["_meta"]]
+    if not stale:
+        return Change("index", name, "unchanged")
+    try:
+        es.indices.put_mapping(index=name, **wanted)
+    except ApiError as exc:
+        # A field whose type changed cannot be updated in place: it takes a new index.
+        return Change(
+            "index",
+            name,
+            "failed",
+            f"mapping cannot be updated in place ({exc.message}); reindex into "
+            f"{name}-000002 and move the alias",
+        )
+    return Change("index", name, "updated", f"mapping of {', '.join(sorted(stale))}")
+
+
+def ensure_alias(es: Elasticsearch, target: str, alias: str, existed: bool) -> Change:
+    """A read-only alias over the data stream or every index behind `target`.
+
+    `existed` says whether it was there before setup began: the template puts it on
+    an index it creates, and that is a creation too.
+    """
+    if es.indices.exists_alias(name=alias, index=target):
+        return Change("alias", alias, "unchanged" if existed else "created", f"over {target}")
+    resolved = es.indices.resolve_index(name=target).body
+    # An alias cannot point at another alias: name the indices (or the data stream) behind it.
+    concrete = [a["indices"] for a in resolved.get("aliases", []) if a["name"] == target]
+    indices = concrete[0] if concrete else [target]
+    es.indices.update_aliases(actions=[{"add": {"indices": indices, "alias": alias}}])
+    return Change("alias", alias, "created", f"over {', '.join(indices)}")
+
+
+def lifecycle_body(prefix: str) -> dict[str, Any]:
+    # Roll over only; how long alerts and the audit trail are kept is the operator's call
+    # (evidence for the final report, NIS2 Art. 23(4)(d), against GDPR minimisation).
+    policy: dict[str, Any] = {
+        "phases": {
+            "hot": {"actions": {"rollover": {"max_primary_shard_size": "10gb", "max_age": "30d"}}}
+        }
+    }
+    return {**policy, "_meta": {META_KEY: {"digest": digest(policy)}}}
+
+
+def ensure_policy(es: Elasticsearch, prefix: str, caps: Capabilities) -> Change:
+    name = policy_name(prefix)
+    if not (caps.ilm and caps.data_streams):
+        return Change(
+            "lifecycle policy",
+            name,
+            "skipped",
+            "no ILM or data streams on this cluster: indices do not roll over by themselves; "
+            "roll an append-only one over by hand with POST <alias>/_rollover when it grows",
+        )
+    body = lifecycle_body(prefix)
+    found = es.options(ignore_status=404).ilm.get_lifecycle(name=name)
+    current = found.body.get(name, {}).get("policy") if found.meta.status == 200 else None
+    if current is not None and current.get("_meta") == body["_meta"]:
+        return Change("lifecycle policy", name, "unchanged")
+    es.ilm.put_lifecycle(name=name, policy=body)
+    return Change("lifecycle policy", name, "created" if current is None else "updated")
+
+
+def apply(
+    es: Elasticsearch, prefix: str, security_alias: str | None, caps: Capabilities
+) -> list[Change]:
+    """The whole layout: lifecycle policy, then per index its template and its target."""
+    changes = [ensure_policy(es, prefix, caps)]
+    had_alias = bool(security_alias) and bool(
+        es.indices.exists_alias(name=str(security_alias), index=f"{prefix}-alerts")
+    )
+    for what, spec in INDICES.items():
+        name = f"{prefix}-{what}"
+        alias = security_alias if what == "alerts" else None
+        changes.append(put_template(es, name, template_body(prefix, what, spec, caps, alias)))
+        changes.append(ensure_target(es, name, spec, caps))
+    if security_alias:
+        # Elastic Security's default index setting covers `logs-*`: through this alias its
+        # external-alerts views list the alerts (event.kind: alert).
+        changes.append(ensure_alias(es, f"{prefix}-alerts", security_alias, had_alias))
+    return changes

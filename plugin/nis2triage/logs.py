@@ -1,0 +1,95 @@
+"""Log set-up: ECS JSON lines for machines, coloured lines for people.
+
+When stderr is a terminal, rich's handler writes readable, coloured lines;
+otherwise (systemd's journal, a container, a pipe) each record is one JSON
+object with the ECS fields Filebeat and Elastic Agent expect, so the agent's
+own log can be shipped into the same cluster. Secret values the agent has read
+are registered here and replaced in every line, whatever the handler: a last
+guard behind the rule that no code logs a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+ECS_VERSION = "8.11.0"
+REDACTED = "[redacted]"
+OURS = "_nis2triage_handler"
+_secrets: set[str] = set()
+
+
+def register_secret(value: str | bytes | None) -> None:
+    """Never let `value` reach a log line. Short values are skipped: they would mask words."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    if text and len(text) >= 8:
+        _secrets.add(text)
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Formats the message once, without secrets, before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+class EcsFormatter(logging.Formatter):
+    """One ECS JSON object per record (the ecs-logging layout: dotted level and version)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        doc: dict[str, Any] = {
+            "@timestamp": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "log.level": record.levelname.lower(),
+            "message": record.getMessage(),
+            "ecs.version": ECS_VERSION,
+            "log": {"logger": record.name},
+            "process": {"pid": record.process, "thread": {"name": record.threadName}},
+            "service": {"name": "nis2triage"},
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            trace = "".join(traceback.format_exception(exc))
+            doc["error"] = {
+                "type": type(exc).__name__,
+                "message": redact(str(exc)),
+                "stack_trace": redact(trace),
+            }
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def configure(verbose: bool = False, stream: TextIO | None = None) -> None:
+    """Route every logger to one handler on `stream` (stderr by default)."""
+    out = stream or sys.stderr
+    handler: logging.Handler
+    if out.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=Console(file=out), show_path=False, markup=False)
+    else:
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(EcsFormatter())
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    # Only the handler set up here before is replaced; others (a test harness's) stay.
+    for old in [h for h in root.handlers if getattr(h, OURS, False)]:
+        root.removeHandler(old)
+    setattr(handler, OURS, True)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # The client logs every request at INFO and every retry, with its traceback, at
+    # WARNING; the agent says once per condition what is wrong instead.
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)

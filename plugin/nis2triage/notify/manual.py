@@ -1,0 +1,44 @@
+"""The `manual` channel: report files for a person to submit, and a SOC notification.
+
+The CCB takes NIS2 notifications through its web platform and publishes no
+API (docs/nis2-reporting.md, section 4), so this channel writes the report as
+JSON, Markdown and PDF into a directory and tells the SOC. The report only
+counts as sent once the person records the submission and the CCB's
+reference (`nis2triage incidents submitted`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from nis2triage.notify.channel import HandedOver, Outcome, RetryLater
+from nis2triage.notify.soc import Soc
+from nis2triage.reports.render import write
+
+
+class ManualChannel:
+    name = "manual"
+
+    def __init__(self, directory: Path, soc: Soc) -> None:
+        self.directory = directory
+        self.soc = soc
+
+    def send(self, key: str, payload: dict[str, Any], now: datetime) -> Outcome:
+        try:
+            paths = write(self.directory, payload)
+        except OSError as exc:
+            return RetryLater(f"cannot write the report into {self.directory}: {exc.strerror}")
+        pdf = next(p for p in paths if p.suffix == ".pdf")
+        stage = payload["report_type"]
+        self.soc.raise_once(
+            "manual_submission",
+            payload["incident_id"],
+            stage,
+            f"submit {pdf} on the CCB notification platform, then run "
+            f"`nis2triage incidents submitted {payload['incident_id']} --stage {stage} "
+            "--reference <CCB reference>`",
+            details={"files": [str(p) for p in paths], "key": key},
+        )
+        return HandedOver(f"written to {pdf.parent}")

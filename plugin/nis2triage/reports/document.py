@@ -1,0 +1,239 @@
+"""A report as a document a person reads and signs: blocks that Markdown and PDF both render.
+
+Built from the payload alone, which is already pseudonymised, so what a
+person prints, signs and uploads by hand is what an API would have received.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nis2triage.reports.stages import BY_REPORT, FIELD_LABELS
+
+MAX_ROWS = 30
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Chart:
+    caption: str
+
+
+Block = Heading | Para | Table | Bullets | Chart
+
+
+def text(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.2f}".rstrip("0").rstrip(".")
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list | tuple):
+        return ", ".join(text(v) for v in value) or "-"
+    return str(value)
+
+
+def when(moment: dict[str, Any] | None) -> str:
+    if not moment or not moment.get("utc"):
+        return "-"
+    return f"{moment['brussels']} ({moment['utc']})"
+
+
+def blocks(p: dict[str, Any]) -> list[Block]:
+    stage = BY_REPORT[p["report_type"]]
+    entity = p["entity"]
+    title = f"NIS2 {stage.label.lower()}: {entity['legal_name']}"
+    return [
+        Heading(title, 1),
+        Para(f"{p['tlp']}. {p['legal_basis']}. Reference {p['reference']}."),
+        Para(f"Generated {when(p['generated'])} by {p['prepared_by']}."),
+        *_requirements(p, stage.requires),
+        *_entity(entity),
+        *_incident(p),
+        *_significance(p.get("significance")),
+        *_impact(p),
+        *_narrative(p),
+        *_deadlines(p),
+        *_gdpr(p.get("gdpr")),
+        *_indicators(p["indicators"]),
+        *_detections(p),
+        *_timeline(p["timeline"]),
+        Heading("Event rate and anomaly score"),
+        Chart(f"Events per {p['chart'].get('interval', '?')} and alert scores, UTC"),
+        *_sign_off(),
+    ]
+
+
+def _requirements(p: dict[str, Any], fields: tuple[str, ...]) -> list[Block]:
+    rows = tuple(
+        (FIELD_LABELS[r["field"]], "provided" if r["provided"] else "MISSING")
+        for r in p["requirements"]
+    )
+    return [Heading("What this stage requires"), Table(("item", "state"), rows)]
+
+
+def _entity(e: dict[str, Any]) -> list[Block]:
+    rows = (
+        ("Legal name", text(e["legal_name"])),
+        ("Enterprise number (KBO/BCE)", text(e["enterprise_number"])),
+        ("Sector", text(e["sector"])),
+        ("Class (NIS2 Art. 3)", text(e["entity_class"])),
+        ("Type (IR 2024/2690 Art. 1)", text(e.get("ir_type"))),
+        ("24/7 contact", text(e.get("contact_24x7"))),
+    )
+    return [Heading("Entity"), Table(("field", "value"), rows)]
+
+
+def _incident(p: dict[str, Any]) -> list[Block]:
+    rows = (
+        ("Incident", p["incident_id"]),
+        ("Summary", text(p["summary"])),
+        ("Status", text(p["status"])),
+        ("First detected", when(p["detected_at"])),
+        ("Aware (clock start)", when(p["aware_at"])),
+        ("Handling ended", when(p["handled_at"])),
+        ("Suspected unlawful or malicious act", p["suspected_unlawful_or_malicious"]),
+        ("Possible cross-border impact", p["possible_cross_border_impact"]),
+        ("Member States affected", text(p["member_states_affected"])),
+        ("Affected services", text(p["affected_services"])),
+        ("Affected assets", text(p["affected_assets"])),
+        ("Severity of the detections", text(p["severity"])),
+    )
+    return [Heading("Incident"), Table(("field", "value"), rows)]
+
+
+def _significance(s: dict[str, Any] | None) -> list[Block]:
+    if s is None:
+        return [Heading("Significance"), Para("Not assessed.")]
+    out: list[Block] = [
+        Heading("Significance"),
+        Para(f"Verdict: {s['verdict']} (criteria for entity type {s['entity_kind']})."),
+    ]
+    if s["met"]:
+        rows = tuple((m["id"], m["source"], m["evidence"]) for m in s["met"])
+        out.append(Table(("criterion met", "source", "evidence"), rows))
+    if s.get("excluded_by"):
+        out.append(Para(f"Excluded by {s['excluded_by']['id']}: {s['excluded_by']['evidence']}"))
+    if s["missing"]:
+        out += [Para("Facts still missing for a verdict:"), Bullets(tuple(s["missing"]))]
+    return out
+
+
+def _impact(p: dict[str, Any]) -> list[Block]:
+    rows = tuple((k.replace("_", " "), text(v)) for k, v in p["impact"].items())
+    if not rows:
+        return [Heading("Impact"), Para("No impact recorded yet.")]
+    return [Heading("Impact"), Table(("fact", "value"), rows)]
+
+
+def _narrative(p: dict[str, Any]) -> list[Block]:
+    fields = (
+        "description",
+        "threat_type",
+        "root_cause",
+        "mitigation_applied",
+        "mitigation_ongoing",
+    )
+    rows = tuple((FIELD_LABELS[f].rsplit(" (", 1)[0], text(p.get(f))) for f in fields)
+    return [Heading("Description, cause and mitigation"), Table(("item", "value"), rows)]
+
+
+def _deadlines(p: dict[str, Any]) -> list[Block]:
+    rows = tuple(
+        (d["report"], when(d["due"]), d["state"], f"{d['basis']}; {d['source']}")
+        for d in p["deadlines"]
+    )
+    sent = tuple(
+        (r["report"], r["status"], text(r["sent_at"]), text(r["reference"]))
+        for r in p["previous_reports"]
+    )
+    out: list[Block] = [Heading("Deadlines"), Table(("report", "due", "state", "basis"), rows)]
+    if sent:
+        out.append(Table(("report", "status", "sent (UTC)", "reference"), sent))
+    return out
+
+
+def _gdpr(g: dict[str, Any] | None) -> list[Block]:
+    if g is None:
+        return []
+    return [
+        Heading("Personal data: separate GDPR notification"),
+        Para(
+            "Personal data are involved. Notifying the CCB does not discharge the duty to "
+            f"notify the {g['authority']} within 72 hours of awareness ({g['source']}), "
+            "unless the breach is unlikely to result in a risk to people."
+        ),
+        Table(
+            ("field", "value"),
+            (
+                ("Aware of the breach", when(g["aware_at"])),
+                ("Due", when(g["due"])),
+                ("Status", text(g["status"])),
+                ("GBA/APD reference", text(g["reference"])),
+            ),
+        ),
+    ]
+
+
+def _indicators(i: dict[str, list[str]]) -> list[Block]:
+    items = tuple(f"{kind}: {text(values)}" for kind, values in i.items() if values)
+    return [Heading("Indicators of compromise"), Bullets(items or ("none recorded",))]
+
+
+def _detections(p: dict[str, Any]) -> list[Block]:
+    rows = tuple(
+        (
+            text(d["start"]),
+            d["detector"],
+            d["severity"],
+            f"{d['score']} / {d['threshold']}",
+            text(d["summary"]),
+        )
+        for d in p["detections"][:MAX_ROWS]
+    )
+    shown = f"{len(rows)} of {p['detections_total']} detections."
+    return [
+        Heading("Detections"),
+        Para(shown),
+        Table(("start (UTC)", "detector", "severity", "score / bar", "summary"), rows),
+    ]
+
+
+def _timeline(steps: list[dict[str, Any]]) -> list[Block]:
+    rows = tuple((when(s["at"]), s["who"], s["action"], text(s["why"])) for s in steps)
+    return [Heading("Timeline"), Table(("when", "who", "what", "why"), rows)]
+
+
+def _sign_off() -> list[Block]:
+    rows = (
+        ("Prepared by", ""),
+        ("Reviewed and approved by", ""),
+        ("Date and signature", ""),
+        ("Submitted to the CCB on / its reference", ""),
+    )
+    return [Heading("Sign-off"), Table(("role", "name, date, signature"), rows)]

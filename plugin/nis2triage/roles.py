@@ -1,0 +1,140 @@
+"""The agent's least-privilege role, and an API key that carries it.
+
+What the agent does with Elasticsearch, and the privilege each needs:
+
+- reads the configured source indices, the indices its native rules name and, with
+  Sigma rules, `rules.sigma_indices` (search, point in time, counts): `read`; their
+  mappings for the rules' field checks: `view_index_metadata`;
+- reads and writes its own indices under `<prefix>-*`: `read`, `write`,
+  `view_index_metadata`, and `maintenance` for the refreshes that make a
+  write visible to the next search;
+- asks for the cluster's name, version and modules: the `monitor` cluster privilege.
+
+It creates no index, alias or template: `nis2triage setup`, run with an
+administrator's credential, does that. Without `create_index` a write to a
+missing alias fails loudly instead of creating an index with guessed mappings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from elasticsearch import ApiError, Elasticsearch
+
+from nis2triage.config import AgentConfig
+from nis2triage.layout import Change
+from nis2triage.rulerunner import load_native
+
+ROLE_NAME = "nis2triage_agent"
+SOURCE_PRIVILEGES = ["read", "view_index_metadata"]
+OWN_PRIVILEGES = ["read", "write", "view_index_metadata", "maintenance"]
+
+
+def read_patterns(cfg: AgentConfig) -> list[str]:
+    """Every index pattern the agent searches: sources, native rules, Sigma rules."""
+    patterns = {pattern for s in cfg.sources for pattern in s.indices}
+    patterns |= {p.strip() for rule in load_native(cfg) for p in rule.index.split(",")}
+    if cfg.rules.sigma:
+        patterns |= set(cfg.rules.sigma_indices)
+    return sorted(p for p in patterns if p)
+
+
+def role_descriptor(cfg: AgentConfig) -> dict[str, Any]:
+    sources = read_patterns(cfg)
+    return {
+        "cluster": ["monitor"],
+        "indices": [
+            {"names": sources, "privileges": SOURCE_PRIVILEGES},
+            {"names": [f"{cfg.state.index_prefix}-*"], "privileges": OWN_PRIVILEGES},
+        ],
+        "metadata": {"managed_by": "nis2triage setup"},
+    }
+
+
+def roles_yml(cfg: AgentConfig, name: str = ROLE_NAME) -> str:
+    """The same role as a file-realm entry, for `config/roles.yml` on every node."""
+    descriptor = {k: v for k, v in role_descriptor(cfg).items() if k != "metadata"}
+    return yaml.safe_dump({name: descriptor}, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the cluster would not store a native role or key, in an operator's words."""
+
+    reason: str
+
+    @classmethod
+    def of(cls, exc: ApiError) -> Refusal:
+        said = f"{exc.meta.status}: {_reason(exc)}"
+        if "pattern_capture" in said or "analysis" in said:
+            # Seen on builds without analysis-common: the security index cannot be created.
+            return cls(
+                "the cluster cannot store native roles or API keys: its security index "
+                f"cannot be created ({said})"
+            )
+        if exc.meta.status == 403:
+            return cls(f"this credential may not manage security ({said}); use an admin's")
+        return cls(said)
+
+
+def _reason(exc: ApiError) -> str:
+    error = exc.body.get("error") if isinstance(exc.body, dict) else None
+    if isinstance(error, dict) and error.get("reason"):
+        return str(error["reason"])
+    return str(exc.message)
+
+
+def ensure_role(es: Elasticsearch, cfg: AgentConfig) -> Change:
+    wanted = role_descriptor(cfg)
+    try:
+        found = es.options(ignore_status=404).security.get_role(name=ROLE_NAME)
+        current = found.body.get(ROLE_NAME) if found.meta.status == 200 else None
+        if current is not None and _same_role(current, wanted):
+            return Change("role", ROLE_NAME, "unchanged")
+        es.security.put_role(name=ROLE_NAME, **wanted)
+    except ApiError as exc:
+        return Change("role", ROLE_NAME, "refused", Refusal.of(exc).reason)
+    return Change("role", ROLE_NAME, "created" if current is None else "updated")
+
+
+def _same_role(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    def indices(role: dict[str, Any]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        return sorted(
+            (tuple(sorted(i["names"])), tuple(sorted(i["privileges"]))) for i in role["indices"]
+        )
+
+    same_cluster = sorted(current.get("cluster", [])) == sorted(wanted["cluster"])
+    return same_cluster and indices(current) == indices(wanted)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """An API key just created: shown once, never logged."""
+
+    id: str
+    encoded: str
+
+    def __repr__(self) -> str:
+        return f"NewKey(id={self.id!r})"
+
+
+def ensure_api_key(es: Elasticsearch, cfg: AgentConfig) -> tuple[Change, NewKey | None]:
+    """An API key limited to the agent's role, unless an active one already exists."""
+    name = f"{cfg.state.index_prefix}-agent"
+    try:
+        found = es.security.get_api_key(name=name, active_only=True).body.get("api_keys", [])
+        if found:
+            note = f"id {found[0]['id']}; invalidate it to have setup make a new one"
+            return Change("API key", name, "unchanged", note), None
+        made = es.security.create_api_key(
+            name=name,
+            role_descriptors={ROLE_NAME: role_descriptor(cfg)},
+            metadata={"managed_by": "nis2triage setup"},
+        ).body
+    except ApiError as exc:
+        return Change("API key", name, "refused", Refusal.of(exc).reason), None
+    return Change("API key", name, "created", f"id {made['id']}"), NewKey(
+        made["id"], made["encoded"]
+    )

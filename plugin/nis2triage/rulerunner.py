@@ -1,0 +1,137 @@
+"""Detection rules in the agent loop: native rule types and Sigma, window after window.
+
+Each cycle runs every rule over the window from where it stopped to now minus
+the maximum lateness, so late events are still inside a window when it is
+evaluated. A rule that Elasticsearch refuses is paused and reported once while
+the others go on (an operator fixes it and restarts). Each rule's window end
+and state are saved in the agent's state index after its alerts are written.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from nis2triage.config import AgentConfig, RulesConfig
+from nis2triage.errors import RuleExecutionError
+from nis2triage.records import Alert
+from nis2triage.rules import engine, sigma_run
+from nis2triage.rules.loader import load_rules
+from nis2triage.rules.native import NativeRule
+from nis2triage.rules.sigma import SigmaConverter, SigmaQuery, rule_files
+from nis2triage.rules.state import RuleState
+
+log = logging.getLogger(__name__)
+RunOne = Callable[[datetime, datetime, RuleState], list[Alert]]
+
+
+@dataclass
+class RuleProgress:
+    """Where one rule stands: the end of its last window, its state, and whether it is paused."""
+
+    window_end: datetime | None = None
+    state: RuleState = field(default_factory=RuleState)
+    paused: str | None = None
+
+
+def _expand(cfg: AgentConfig, patterns: list[str]) -> list[str]:
+    return sorted(p for pattern in patterns for p in glob.glob(str(cfg.resolve(pattern))))
+
+
+def load_native(cfg: AgentConfig) -> list[NativeRule]:
+    return load_rules(_expand(cfg, cfg.rules.native)) if cfg.rules.native else []
+
+
+def load_sigma(cfg: AgentConfig) -> list[SigmaQuery]:
+    files = [f for p in _expand(cfg, cfg.rules.sigma) for f in rule_files(p)]
+    converted = SigmaConverter().load(files)
+    for skipped in converted.skipped:
+        # A rule that cannot be converted is reported and skipped; it never stops the agent.
+        log.warning("sigma rule skipped: %s", skipped)
+    return list(converted.queries)
+
+
+class RuleRunner:
+    def __init__(
+        self,
+        es: Elasticsearch,
+        cfg: RulesConfig,
+        native: list[NativeRule],
+        sigma: list[SigmaQuery],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.es = es
+        self.cfg = cfg
+        self.native = native
+        self.sigma = sigma
+        self.clock = clock
+        self.progress: dict[str, RuleProgress] = {}
+        self.sigma_settings = sigma_run.RunSettings(
+            index_pattern=",".join(cfg.sigma_indices),
+            entity_field=cfg.sigma_entity_field,
+            time_field=cfg.time_field,
+        )
+
+    def __len__(self) -> int:
+        return len(self.native) + len(self.sigma)
+
+    def run_due(self) -> list[Alert]:
+        """Every active rule over its next window; returns the alerts."""
+        end = self.clock() - self.cfg.max_lateness
+        alerts: list[Alert] = []
+        for name, run in self._runs():
+            progress = self.progress.setdefault(name, RuleProgress())
+            start = progress.window_end or end - self.cfg.initial_lookback
+            if progress.paused or start >= end:
+                continue
+            try:
+                alerts.extend(run(start, end, progress.state))
+            except RuleExecutionError as exc:
+                progress.paused = str(exc)
+                log.error("rule %s paused: %s", name, exc)
+                continue
+            progress.window_end = end
+        return alerts
+
+    def _runs(self) -> list[tuple[str, RunOne]]:
+        runs: list[tuple[str, RunOne]] = [(r.name, partial(self._native, r)) for r in self.native]
+        runs += [(f"sigma:{q.name}", partial(self._sigma, q)) for q in self.sigma]
+        return runs
+
+    def _native(
+        self, rule: NativeRule, start: datetime, end: datetime, st: RuleState
+    ) -> list[Alert]:
+        return engine.run_rule(self.es, rule, start, end, st)
+
+    def _sigma(
+        self, query: SigmaQuery, start: datetime, end: datetime, _: RuleState
+    ) -> list[Alert]:
+        return sigma_run.run_rule(self.es, query, self.sigma_settings, start, end)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            name: {
+                "window_end": p.window_end.isoformat() if p.window_end else None,
+                "state": p.state.model_dump(mode="json"),
+                "paused": p.paused,
+            }
+            for name, p in self.progress.items()
+        }
+
+    def restore(self, saved: dict[str, Any] | None) -> None:
+        self.progress = {}
+        for name, item in (saved or {}).items():
+            end = item.get("window_end")
+            self.progress[name] = RuleProgress(
+                window_end=datetime.fromisoformat(end) if end else None,
+                state=RuleState.model_validate(item.get("state") or {}),
+                # A paused rule gets another chance after a restart: the operator may have fixed it.
+                paused=None,
+            )

@@ -1,0 +1,73 @@
+"""The lifecycle as pure functions: correlation keys, opening, awareness, closing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from nis2triage.errors import IncidentError
+from nis2triage.incidents import lifecycle
+from nis2triage.incidents.record import later_status
+
+from .conftest import LAB, T0, alert
+
+
+@pytest.mark.parametrize(
+    ("by", "expected"),
+    [
+        pytest.param(["entity"], ("entity:source.ip=203.0.113.9",), id="entity"),
+        pytest.param(["asset", "service"], ("asset:labsz", "service:research"), id="asset-service"),
+    ],
+)
+def test_correlation_keys_follow_the_configuration(
+    by: list[str], expected: tuple[str, ...]
+) -> None:
+    assert lifecycle.correlation_keys(alert(), LAB, by) == expected
+
+
+def test_a_new_incident_is_detected_at_the_alert_and_triaged_when_filed() -> None:
+    filed = T0 + timedelta(hours=2)
+    incident = lifecycle.open_incident(alert(), LAB, ("k",), filed)
+
+    assert [(t.action, t.at) for t in incident.history] == [("detected", T0), ("triaged", filed)]
+    assert incident.status == "triaged"
+    assert incident.aware_at is None
+    assert incident.users == ("oracle",)
+    assert incident.ips == ("203.0.113.9",)
+
+
+def test_awareness_is_set_once_and_a_later_acknowledgement_only_recorded() -> None:
+    incident = lifecycle.open_incident(alert(), LAB, ("k",), T0)
+    aware = lifecycle.become_aware(incident, T0 + timedelta(hours=1), "alice", "confirmed")
+    again = lifecycle.become_aware(aware, T0 + timedelta(hours=3), "bob", "seen")
+
+    assert aware.aware_at == again.aware_at == T0 + timedelta(hours=1)
+    assert [t.action for t in again.history][-2:] == ["aware", "acknowledged"]
+    assert again.history[-1].who == "bob"
+
+
+def test_a_closed_incident_cannot_be_closed_or_acknowledged_again() -> None:
+    closed = lifecycle.close(lifecycle.open_incident(alert(), LAB, ("k",), T0), T0, "alice", "done")
+
+    with pytest.raises(IncidentError, match="already closed"):
+        lifecycle.close(closed, T0, "alice", "again")
+    with pytest.raises(IncidentError, match="is closed"):
+        lifecycle.become_aware(closed, T0, "alice", "late")
+
+
+@pytest.mark.parametrize(
+    ("current", "reached", "expected"),
+    [
+        pytest.param("aware", "early_warning_sent", "early_warning_sent", id="forward"),
+        pytest.param(
+            "incident_notification_sent",
+            "early_warning_sent",
+            "incident_notification_sent",
+            id="no-step-back",
+        ),
+        pytest.param("closed", "final_report_sent", "closed", id="closed-stays"),
+    ],
+)
+def test_status_only_moves_forward(current: str, reached: str, expected: str) -> None:
+    assert later_status(current, reached) == expected  # type: ignore[arg-type]

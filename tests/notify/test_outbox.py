@@ -1,0 +1,81 @@
+"""The outbox on the real node: one key per report, each channel on its own schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from nis2triage.notify.channel import Delivered, HandedOver, Outcome, Rejected, RetryLater
+from nis2triage.notify.notifier import Notifier
+from nis2triage.notify.outbox import Outbox
+from nis2triage.store import Store
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Scripted:
+    """A channel answering from a script of outcomes, then Delivered; records the keys sent."""
+
+    name: str
+    script: list[Outcome] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+
+    def send(self, key: str, payload: dict[str, Any], now: datetime) -> Outcome:
+        self.keys.append(key)
+        return self.script.pop(0) if self.script else Delivered("ok")
+
+
+def outbox_with(es: Elasticsearch, prefix: str, *channels: Scripted) -> tuple[Outbox, Store]:
+    store = Store(es, prefix)
+    store.ensure_indices()
+    names = [c.name for c in channels]
+    Notifier(store, "send", names, None, lambda: NOW).queue(
+        "key-1", "incident_report", {"a": 1}, {}
+    )
+    return Outbox(store, {c.name: c for c in channels}, max_attempts=3), store
+
+
+def test_a_failed_channel_is_retried_alone_while_the_other_has_delivered(
+    es: Elasticsearch, index_name: str
+) -> None:
+    http, smtp = Scripted("http", [RetryLater("HTTP 503")]), Scripted("smtp")
+    outbox, store = outbox_with(es, index_name, http, smtp)
+
+    first = outbox.deliver_due(NOW)
+    entry = store.get("outbox", "key-1")
+    outbox.deliver_due(NOW + timedelta(seconds=1))
+    outbox.deliver_due(NOW + timedelta(hours=1))
+
+    assert (first.sent, first.retrying) == (1, 1)
+    assert entry is not None and entry["status"] == "pending"
+    assert entry["sent_at"] == "2026-03-02T09:00:00Z"
+    assert smtp.keys == ["key-1"]
+    assert http.keys == ["key-1", "key-1"]
+    assert store.get("outbox", "key-1")["status"] == "sent"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "status", "sent"),
+    [
+        pytest.param([Rejected("HTTP 400"), Delivered("250")], "sent", True, id="one-refused"),
+        pytest.param([Rejected("HTTP 400"), Rejected("550")], "failed", False, id="all-refused"),
+        pytest.param([HandedOver("files written")], "handed_over", False, id="manual-only"),
+    ],
+)
+def test_an_entry_is_sent_only_when_a_channel_confirmed(
+    es: Elasticsearch, index_name: str, outcomes: list[Outcome], status: str, sent: bool
+) -> None:
+    channels = [Scripted(f"c{i}", [o]) for i, o in enumerate(outcomes)]
+    outbox, store = outbox_with(es, index_name, *channels)
+
+    outbox.deliver_due(NOW)
+
+    entry = store.get("outbox", "key-1")
+    assert entry is not None
+    assert entry["status"] == status
+    assert bool(entry["sent_at"]) is sent

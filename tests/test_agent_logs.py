@@ -1,0 +1,52 @@
+"""The agent's log: one line per condition, not one per event."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from nis2triage import esclient
+from nis2triage.agent import Agent, CycleReport
+from nis2triage.config import load_config
+from nis2triage.records import Event
+
+from support import write_agent_config
+
+
+class Broken:
+    """A detector that cannot handle any event."""
+
+    spec = SimpleNamespace(name="broken")
+
+    def ingest(self, event: Event) -> None:
+        raise ValueError("field user.name holds a list")
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_batch_of_unusable_events_is_one_warning_and_one_dead_letter_each(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
+    agent.store.ensure_indices()
+    now = datetime.now(UTC)
+    batch = [Event(index_name, str(i), now, {}) for i in range(50)]
+    run: Any = SimpleNamespace(detectors=[Broken()])
+    report = CycleReport()
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.agent"):
+        agent._ingest(run, batch, report)
+
+    assert report.dead_letters == 50
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"50 events set aside in {index_name}-st-deadletter (first: broken:")

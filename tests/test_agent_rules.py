@@ -1,0 +1,97 @@
+"""Native rules run in the agent loop, window after window, through the same alert path."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from elasticsearch import Elasticsearch
+
+from nis2triage import esclient
+from nis2triage.demo import index_docs
+from nis2triage.rules import winlog, winlog_mapping
+
+from support import REPO, real_log_docs, run_agent, shared_data, write_agent_config
+
+
+def rule_file(tmp_path: Path, index: str, extra: str = "") -> Path:
+    """The shipped SSH brute-force rule, pointed at the test's index."""
+    rule = yaml.safe_load((REPO / "rules" / "detection" / "ssh-brute-force.yml").read_text())
+    rule["index"] = index
+    path = tmp_path / "rule.yml"
+    path.write_text(yaml.safe_dump(rule) + extra)
+    return path
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_native_rule_alerts_once_across_restarts(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    index_docs(es, index_name, real_log_docs())
+    rules = {"native": [str(rule_file(tmp_path, index_name))], "initial_lookback": "3d"}
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", rules=rules)
+
+    first = run_agent(config, es)
+    second = run_agent(config, es)
+
+    fired = {a.entity for a in first.alerts if a.kind == "rule"}
+    assert {"183.62.140.253", "187.141.143.180", "103.99.0.122"} <= fired
+    assert [a for a in second.alerts if a.kind == "rule"] == []
+    es.indices.refresh(index=f"{index_name}-st-alerts")
+    stored = es.count(index=f"{index_name}-st-alerts", query={"term": {"rule.category": "rule"}})
+    assert stored["count"] == len([a for a in first.alerts if a.kind == "rule"])
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_rule_the_node_refuses_is_paused_and_the_rest_go_on(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    index_docs(es, index_name, real_log_docs())
+    broken = yaml.safe_load(rule_file(tmp_path, index_name).read_text())
+    broken.update(name="counts on a text field", query_key="message")
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump(broken))
+    rules = {"native": [str(bad)], "initial_lookback": "3d"}
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", rules=rules)
+
+    with caplog.at_level(logging.ERROR, logger="nis2triage.rulerunner"):
+        report = run_agent(config, es)
+
+    assert [r.message for r in caplog.records if "paused" in r.message]
+    assert "counts on a text field" in caplog.text
+    assert report.events == 2000
+    assert any(a.name == "ssh-brute-force" for a in report.alerts)
+    assert not [a for a in report.alerts if a.kind == "rule"]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_sigma_rule_in_the_agent_loop_alerts_on_a_real_sysmon_event(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    case = sorted(p for p in shared_data("sigma-regression", "cases").iterdir() if p.is_dir())[0]
+    [event] = winlog.read_exported((case / "event.json").read_text(), str(case))[:1]
+    doc = winlog.to_document(event)
+    doc["@timestamp"] = (datetime.now(UTC) - timedelta(minutes=30)).isoformat()
+    es.indices.create(index=index_name, **winlog_mapping.index_body())
+    es.index(index=index_name, document=doc, refresh=True)
+    rules = {
+        "sigma": [str(case / "rule.yml")],
+        "sigma_indices": [index_name],
+        "initial_lookback": "2h",
+    }
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", rules=rules)
+
+    report = run_agent(config, es)
+
+    [alert] = [a for a in report.alerts if a.kind == "rule"]
+    title = yaml.safe_load((case / "rule.yml").read_text())["title"]
+    assert alert.name == title
+    assert alert.entity == doc["host"]["name"]
+    assert alert.route in {"soc", "early_warning", "contain"}

@@ -1,0 +1,128 @@
+"""Malformed documents never stop the agent; what it cannot use is set aside and counted.
+
+Hypothesis throws documents at the processing path (every shipped detector's
+ingest, bucket closing, alert documents serialised as the client would send
+them): wrong types, nulls, missing fields, megabyte strings, deep nesting,
+lone surrogates, odd numbers. A second test indexes a batch of them in the
+real node and runs the real agent over them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch, helpers
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nis2triage import esclient
+from nis2triage.detectors import Detector, load_spec
+from nis2triage.records import Event
+from nis2triage.store import alert_document
+
+from support import DETECTORS, run_agent, write_agent_config
+
+T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+SPECS = [load_spec(p) for p in sorted(DETECTORS.glob("*.yml"))]
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=3),
+    st.sampled_from(["x" * 1_500_000, "root", "203.0.113.9", "::1", "authentication", "failure"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+ecs_keys = st.sampled_from(
+    ["source", "user", "event", "host", "related", "system", "source.ip", "user.name"]
+)
+inner_keys = st.sampled_from(["ip", "name", "category", "outcome", "auth", "ssh", "event"])
+documents = st.dictionaries(
+    ecs_keys, st.one_of(values, st.dictionaries(inner_keys, values, max_size=4)), max_size=6
+)
+
+
+def deep(depth: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth):
+        doc = {"source": doc}
+    return doc
+
+
+def process(docs: list[dict[str, Any]]) -> int:
+    """The agent's per-event path; returns how many alerts came out (all serialisable)."""
+    detectors = [Detector(s) for s in SPECS]
+    for i, doc in enumerate(docs):
+        event = Event("idx", str(i), T0 + timedelta(seconds=i), doc)
+        for detector in detectors:
+            detector.ingest(event)
+    alerts = [a for d in detectors for a in d.close(2**62, "idx")]
+    for alert in alerts:
+        json.dumps(alert_document(alert)).encode("utf-8")
+    return len(alerts)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(documents, min_size=1, max_size=5))
+def test_malformed_documents_never_break_the_processing_path(docs: list[dict[str, Any]]) -> None:
+    assert process(docs) >= 0
+
+
+def test_deep_nesting_and_huge_values_are_bounded() -> None:
+    doc = {**deep(5000), "user": {"name": "u" * 2_000_000}, "event": {"category": "authentication"}}
+
+    assert process([doc]) == 0
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_the_real_agent_reads_every_malformed_document_it_is_given(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # `dynamic: false`: the node keeps any _source, as a real cluster with a strict template
+    # would keep what its pipelines let through; only @timestamp is parsed.
+    es.indices.create(
+        index=index_name,
+        mappings={"dynamic": False, "properties": {"@timestamp": {"type": "date"}}},
+    )
+    samples = [
+        {"@timestamp": (datetime.now(UTC) - timedelta(hours=2, seconds=i)).isoformat(), **d}
+        for i, d in enumerate(_samples())
+    ]
+    ok, errors = helpers.bulk(
+        es, ({"_index": index_name, "_source": d} for d in samples), refresh=True
+    )
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+
+    report = run_agent(config, es)
+
+    assert (ok, errors) == (len(samples), [])
+    assert report.events == len(samples)
+    es.indices.refresh(index=f"{index_name}-st-deadletter")
+    dead = es.count(index=f"{index_name}-st-deadletter")["count"]
+    assert dead == report.dead_letters
+
+
+def _samples() -> list[dict[str, Any]]:
+    """Hand-picked hostile documents, the kinds the property test generates."""
+    return [
+        {"source": {"ip": ["a", {"b": None}]}, "event": {"outcome": "failure"}},
+        {"source.ip": None, "user": "not-an-object"},
+        {"user": {"name": "\ud800\udfff\ud800"}, "event": {"category": ["authentication"]}},
+        {"user": {"name": "x" * 1_000_000}, "event": {"category": "authentication"}},
+        deep(200),
+        {"event": {"category": "authentication", "outcome": 12}, "user": {"name": 3.5e300}},
+        {"system": {"auth": {"ssh": {"event": ["Failed"], "method": {"password": True}}}}},
+        {},
+    ]

@@ -1,0 +1,88 @@
+"""`nis2triage incidents`: argument parsing, and the commands against the real node."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from nis2triage import cli_incidents, esclient
+from nis2triage.cli import build_parser, main
+from nis2triage.config import load_config
+from nis2triage.incidents.flow import IncidentFlow
+from nis2triage.notify import build
+from nis2triage.store import Store
+
+from report_sample import ASSET, T0, sample_alert
+from support import write_agent_config
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["incidents", *argv])
+
+
+def test_impact_flags_become_facts_of_the_right_type() -> None:
+    args = parse("impact", "abc123", "-c", "a.yml", "--users", "12", "--loss", "2500.5",
+                 "--severe-disruption", "yes", "--fact", "deaths=0",
+                 "--fact", "death_risk=no")  # fmt: skip
+
+    assert (args.users, args.loss, args.severe_disruption) == (12, 2500.5, True)
+    assert args.fact == [("deaths", 0), ("death_risk", False)]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["--malicious", "maybe"], "answer yes or no", id="yes-no"),
+        pytest.param(["--fact", "deaths"], "NAME=VALUE", id="fact-without-value"),
+        pytest.param(["--fact", "deaths=many"], "yes, no or a number", id="fact-not-a-number"),
+    ],
+)
+def test_bad_impact_arguments_say_what_is_expected(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse("impact", "abc123", "-c", "a.yml", *argv)
+
+    assert message in capsys.readouterr().err
+
+
+def test_a_due_time_is_absolute_with_an_offset_or_a_duration_from_now() -> None:
+    soon = cli_incidents._when("48h") - datetime.now(UTC)
+
+    assert timedelta(hours=47, minutes=59) < soon <= timedelta(hours=48)
+    assert cli_incidents._when("2026-03-02T10:00:00+01:00") == datetime(2026, 3, 2, 9, tzinfo=UTC)
+    with pytest.raises(argparse.ArgumentTypeError, match="give the offset"):
+        cli_incidents._when("2026-03-02T10:00:00")
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_list_show_and_refusals_against_the_real_node(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    config = write_agent_config(tmp_path, es_settings, index_name, index_name)
+    cfg = load_config(config)
+    store = Store(es, index_name)
+    store.ensure_indices()
+    notifier = build.notifier(cfg, store, b"k" * 16, lambda: T0)
+    flow = IncidentFlow(cfg, store, notifier, lambda: T0)
+    soc_only = dataclasses.replace(sample_alert(T0 - timedelta(hours=3)), route="soc")
+    flow.desk.take([(soc_only, ASSET), (sample_alert(), ASSET)])
+    incident = flow.desk.book.find({"match_all": {}})[0]
+    capsys.readouterr()
+
+    assert main(["incidents", "list", "-c", str(config), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(i["id"], i["status"], i["alerts"]) for i in listed] == [(incident.id, "aware", 1)]
+    assert main(["incidents", "show", incident.id[:8], "-c", str(config)]) == 0
+    assert "serious detection" in capsys.readouterr().out
+    assert main(["incidents", "impact", incident.id, "-c", str(config)]) == 1
+    assert "nothing to record" in capsys.readouterr().err
+    assert main(["incidents", "report", incident.id, "-c", str(config), "--stage", "final"]) == 1
+    assert "follows the incident notification" in capsys.readouterr().err

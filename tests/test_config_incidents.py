@@ -1,0 +1,55 @@
+"""The `incidents` section of the configuration: defaults and mistakes named with their line."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from nis2triage.config import AgentConfig, load_config
+from nis2triage.errors import ConfigError
+
+BASE = """\
+elasticsearch: {hosts: [http://127.0.0.1:9200]}
+entity:
+  {legal_name: X NV, enterprise_number: "0403.019.261", sector: energy, entity_class: essential}
+sources: [{name: auth, indices: [logs-*]}]
+"""
+
+
+def load(tmp_path: Path, extra: str) -> AgentConfig:
+    path = tmp_path / "agent.yml"
+    path.write_text(BASE + extra)
+    return load_config(path)
+
+
+def test_defaults_correlate_by_entity_for_an_hour_and_warn_6_hours_ahead(tmp_path: Path) -> None:
+    cfg = load(tmp_path, "")
+
+    assert cfg.incidents.correlate_by == ("entity",)
+    assert cfg.incidents.window == timedelta(hours=1)
+    assert cfg.incidents.escalate_before == timedelta(hours=6)
+    assert cfg.incidents.channels == ("http",)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        pytest.param("incidents: {channels: [smtp]}\n",
+                     r"agent.yml:5:\d+: incidents: .*needs an `smtp`", id="smtp-without-section"),
+        pytest.param("incidents:\n  channels: [smtp]\n  smtp: {host: h, sender: a@b.be, "
+                     "recipients: [c@d.be], username: soc}\n", r"username needs password_env",
+                     id="smtp-user-without-password-env"),
+        pytest.param("notifier: {mode: send}\n", r"needs notifier.endpoint",
+                     id="http-send-no-endpoint"),
+        pytest.param("incidents: {correlate_by: [host]}\n", r"incidents.correlate_by.0",
+                     id="unknown-correlation"),
+        pytest.param("incidents: {chanels: [http]}\n", r"did you mean 'channels'", id="misspelt"),
+    ],
+)  # fmt: skip
+def test_mistakes_in_the_incidents_section_are_named(
+    tmp_path: Path, extra: str, match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load(tmp_path, extra)

@@ -1,0 +1,87 @@
+"""The operator's files in deploy/: they parse, and the commands they run are valid."""
+
+from __future__ import annotations
+
+import configparser
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nis2triage.cli import build_parser
+from nis2triage.config import load_config
+
+from support import REPO
+
+DEPLOY = REPO / "deploy"
+
+
+def unit() -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(DEPLOY / "systemd" / "nis2triage.service")
+    return parser
+
+
+@pytest.mark.parametrize(
+    "path", ["nis2triage.example.yml", "compose/nis2triage.yml", "demo/nis2triage.yml"]
+)
+def test_every_shipped_configuration_validates(path: str) -> None:
+    cfg = load_config(DEPLOY / path)
+
+    assert cfg.sources
+
+
+def test_the_units_command_line_is_one_the_cli_accepts() -> None:
+    command = shlex.split(unit()["Service"]["ExecStart"])
+
+    args = build_parser().parse_args(command[1:])
+
+    assert (args.command, args.metrics_port, args.metrics_host) == ("run", 9464, "127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("User", "nis2triage"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("PrivateTmp", "yes"),
+        ("Restart", "on-failure"),
+        ("EnvironmentFile", "/etc/nis2triage/nis2triage.env"),
+    ],
+)
+def test_the_unit_runs_unprivileged_and_hardened(key: str, value: str) -> None:
+    assert unit()["Service"][key] == value
+
+
+@pytest.mark.parametrize("service", ["setup", "agent"])
+def test_the_compose_services_run_commands_the_cli_accepts(service: str) -> None:
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yml").read_text())
+
+    args = build_parser().parse_args(compose["services"][service]["command"])
+
+    assert args.command == ("setup" if service == "setup" else "run")
+    assert Path(args.config) == Path("/etc/nis2triage/nis2triage.yml")
+
+
+def test_compose_publishes_ports_on_loopback_only() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yml").read_text())
+
+    ports = [p for s in compose["services"].values() for p in s.get("ports", [])]
+
+    assert ports and all(p.startswith("127.0.0.1:") for p in ports)
+
+
+def test_the_compose_agent_gets_its_own_secrets_and_not_the_administrators() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yml").read_text())
+
+    agent = compose["services"]["agent"]
+
+    assert set(agent["environment"]) == {
+        "NIS2TRIAGE_ES_PASSWORD",
+        "NIS2TRIAGE_SNAPSHOT_KEY",
+        "NIS2TRIAGE_PSEUDONYM_KEY",
+    }
+    assert "env_file" not in agent

@@ -1,0 +1,103 @@
+"""Log lines: ECS JSON off a terminal, rich on one, and never a registered secret."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from rich.logging import RichHandler
+
+from nis2triage import logs
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def logger() -> Iterator[logging.Logger]:
+    """A logger of our own, so the test harness's handlers see nothing of this."""
+    log = logging.getLogger("nis2triage.test-logs")
+    log.propagate = False
+    yield log
+    log.handlers.clear()
+
+
+def capture(log: logging.Logger, stream: io.StringIO) -> None:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.EcsFormatter())
+    handler.addFilter(logs.RedactingFilter())
+    log.addHandler(handler)
+
+
+def test_a_record_becomes_one_ecs_json_line(logger: logging.Logger) -> None:
+    out = io.StringIO()
+    capture(logger, out)
+
+    logger.warning("source %s waits for %s", "auth", "logs-*")
+    [line] = out.getvalue().splitlines()
+    doc = json.loads(line)
+
+    assert doc["message"] == "source auth waits for logs-*"
+    assert (doc["log.level"], doc["log"]["logger"]) == ("warning", "nis2triage.test-logs")
+    assert doc["ecs.version"] == logs.ECS_VERSION
+    assert doc["@timestamp"].endswith("Z")
+
+
+def test_an_exception_fills_the_error_fields(logger: logging.Logger) -> None:
+    out = io.StringIO()
+    capture(logger, out)
+
+    try:
+        raise KeyError("cursor")
+    except KeyError:
+        logger.exception("state unreadable")
+    doc = json.loads(out.getvalue())
+
+    assert doc["error"]["type"] == "KeyError"
+    assert doc["error"]["message"] == "'cursor'"
+    assert 'raise KeyError("cursor")' in doc["error"]["stack_trace"]
+
+
+def test_a_registered_secret_is_replaced_in_message_and_error(logger: logging.Logger) -> None:
+    out = io.StringIO()
+    capture(logger, out)
+    logs.register_secret("hunter2-hunter2")
+
+    try:
+        raise ValueError("bad token hunter2-hunter2")
+    except ValueError:
+        logger.exception("login with %s failed", "hunter2-hunter2")
+
+    assert "hunter2-hunter2" not in out.getvalue()
+    assert out.getvalue().count(logs.REDACTED) >= 3
+
+
+def test_short_values_are_not_registered_as_secrets() -> None:
+    logs.register_secret("abc")
+
+    assert logs.redact("abc def") == "abc def"
+
+
+@pytest.mark.parametrize(
+    ("stream", "handler_type"),
+    [(io.StringIO(), logging.StreamHandler), (Terminal(), RichHandler)],
+    ids=["pipe", "terminal"],
+)
+def test_configure_picks_the_handler_by_whether_stderr_is_a_terminal(
+    stream: io.StringIO, handler_type: type[logging.Handler]
+) -> None:
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    try:
+        logs.configure(stream=stream)
+        [ours] = [h for h in root.handlers if h not in before]
+        assert type(ours) is handler_type
+    finally:
+        for handler in [h for h in root.handlers if h not in before]:
+            root.removeHandler(handler)
+        root.setLevel(level)

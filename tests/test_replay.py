@@ -1,0 +1,53 @@
+"""`nis2triage replay`: a backtest over history that writes nothing unless asked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from nis2triage import esclient
+from nis2triage.demo import index_docs
+
+from support import real_log_docs, run_agent, write_agent_config
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_replay_finds_what_the_live_agent_found_and_writes_nothing(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    index_docs(es, index_name, real_log_docs())
+    prefix = f"{index_name}-st"
+    config = write_agent_config(tmp_path, es_settings, index_name, prefix)
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nis2triage.cli",
+            "replay",
+            "--config",
+            str(config),
+            "--from",
+            yesterday,
+            "--to",
+            today,
+            "--detector",
+            "ssh-brute-force",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert not es.indices.exists(index=f"{prefix}-alerts")
+    live = [a for a in run_agent(config, es).alerts if a.name == "ssh-brute-force"]
+    assert f"{len(live)} alerts from 2000 events" in done.stdout
+    assert "183.62.140.253" in done.stdout

@@ -1,0 +1,119 @@
+"""`nis2triage validate` on broken files: each error names the right file, line and column."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nis2triage import esclient
+from nis2triage.validate import validate
+
+from support import DETECTORS, REPO, write_agent_config
+
+RULE = "name: r\ntype: frequency\nindex: logs-*\nnum_events: 5\ntimeframe: 5m\n"
+DETECTOR = (REPO / "detectors" / "ssh-brute-force.yml").read_text()
+
+BROKEN = [
+    pytest.param(
+        "bad.yml",
+        "name: r\ntype: [frequency\nindex: x\n",
+        r"bad\.yml:3:\d+: not valid YAML",
+        id="bad-yaml",
+    ),
+    pytest.param(
+        "type.yml",
+        RULE.replace("frequency", "frequancy"),
+        r"type\.yml:2:\d+: .*frequency",
+        id="unknown-type",
+    ),
+    pytest.param(
+        "field.yml",
+        RULE.replace("num_events: 5", "num_events: five"),
+        r"field\.yml:4:\d+: num_events",
+        id="wrong-type",
+    ),
+    pytest.param(
+        "regex.yml",
+        RULE.replace("type: frequency", "type: blacklist").replace(
+            "num_events: 5\ntimeframe: 5m\n",
+            "compare_key: process.name\nblacklist_regex: ['(unclosed']\n",
+        ),
+        r"regex\.yml:\d+:\d+: .*(regular expression|regex)",
+        id="bad-regex",
+    ),
+    pytest.param(
+        "estimator.yml",
+        DETECTOR.replace("anomaly.HalfSpaceTrees", "anomaly.HalfSpaceForest"),
+        r"estimator\.yml:\d+:\d+: model: .*unknown River estimator 'anomaly\.HalfSpaceForest'",
+        id="unknown-estimator",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "match"), BROKEN)
+def test_broken_file_is_reported_with_file_line_and_column(
+    tmp_path: Path, name: str, text: str, match: str
+) -> None:
+    (tmp_path / name).write_text(text)
+
+    [finding] = validate([str(tmp_path / name)])
+
+    assert not finding.ok
+    assert finding.problem is not None
+    assert re.search(match, finding.problem, re.S), finding.problem
+
+
+def test_estimator_error_points_at_the_model_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.yml"
+    path.write_text(DETECTOR.replace("anomaly.HalfSpaceTrees", "anomaly.Nope"))
+    model_line = DETECTOR.splitlines().index("model:") + 1
+
+    [finding] = validate([str(path)])
+
+    assert f"d.yml:{model_line}:" in (finding.problem or "")
+
+
+def test_shipped_files_are_valid() -> None:
+    # The example and compose configurations name files on the agent's machine.
+    findings = validate(
+        [str(REPO / "rules"), str(REPO / "detectors"), str(REPO / "deploy")], references=False
+    )
+    [demo] = validate([str(REPO / "deploy" / "demo" / "nis2triage.yml")])
+
+    assert demo.ok, demo.problem
+
+    assert [f.problem for f in findings if not f.ok] == []
+    assert {f.kind for f in findings} >= {"native rule", "detector", "triage", "configuration"}
+
+
+def test_cli_exits_non_zero_on_any_error(tmp_path: Path) -> None:
+    (tmp_path / "good.yml").write_text(RULE)
+    (tmp_path / "bad.yml").write_text("what: is this\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "nis2triage.cli", "validate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+
+    assert done.returncode == 1
+    assert "2 files checked, 1 with errors" in done.stdout
+    assert "cannot tell what this file is" in done.stdout
+
+
+def test_a_configuration_naming_missing_files_is_refused(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    path = write_agent_config(tmp_path, es_settings, "logs-x", "x-st")
+    path.write_text(path.read_text().replace(str(DETECTORS), str(tmp_path / "nope")))
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is not None
+    assert re.search(
+        r"nis2triage\.yml:\d+:1: detectors: '.*nope/\*\.yml' matches no file", finding.problem
+    )
+    assert validate([str(path)], references=False)[0].ok
