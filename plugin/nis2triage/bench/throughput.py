@@ -5,7 +5,8 @@ The read limit pages through the index exactly as the agent's source does
 with the hits. End to end is the real Agent with the shipped detectors, from a
 fresh state, plus the shipped `frequency` rule for SSH brute force run over
 the same day with `run_rule`, whose alerts go through the agent's own
-`handle_alerts` (the agent loop does not run rules yet).
+`handle_alerts`: the loop's own rule runner starts from a recent window
+(`rules.initial_lookback`), not from a past day.
 """
 
 from __future__ import annotations
