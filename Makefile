@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ES := $(BIN)/python deploy/es-local
 
-.PHONY: demo test lint venv es-start es-stop prereqs clean
+.PHONY: demo test lint venv bench es-start es-stop prereqs clean
 
 venv: $(VENV)/.installed
 
@@ -17,6 +17,15 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 demo: venv
 	$(BIN)/nis2triage demo
+
+# Throughput, ElastAlert 2, latency, memory and accuracy on the checkout's local node (started
+# or reused as for the demo); table, bench.json and bench.png in out/bench. Not run in CI.
+# `make bench EVENTS=10000000 REPEAT=1` for the large run.
+EVENTS ?= 2000000
+REPEAT ?= 3
+bench: venv
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m nis2triage.bench.run --events $(EVENTS) --repeat $(REPEAT) --out out/bench $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check plugin tests deploy/es-local

@@ -159,7 +159,7 @@ class Detector:
         end = ms_to_datetime(bucket.start_ms + self.table.span_ms)
         # related.ip is an ip field: a value that is not an address would make the alert
         # unwritable, so such values stay in the evidence only.
-        ips = sorted(ip for ip in bucket.ips | {entity} if is_ip(ip))
+        ips = sorted(ip for ip in {*bucket.ips, entity} if is_ip(ip))
         return Alert(
             kind="detector",
             name=self.spec.name,

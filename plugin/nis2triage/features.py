@@ -8,15 +8,18 @@ the same buckets whatever the polling rhythm.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+Checks = tuple[tuple[str, frozenset[str]], ...]
 MAX_DISTINCT = 10_000  # per bucket and field; beyond it the distinct count saturates
 MAX_RELATED = 20  # addresses, users and hosts kept per bucket as evidence
 MAX_VALUE_CHARS = 1024  # longer values are cut, as a keyword field's ignore_above would
@@ -26,18 +29,41 @@ def clean(value: Any) -> str:
     """A value as bounded, encodable text: megabyte strings are cut, lone surrogates replaced."""
     text = value if isinstance(value, str) else str(value)
     text = text[:MAX_VALUE_CHARS]
+    if text.isascii():
+        # Always encodable: keep the event's own string rather than a copy of it.
+        return text
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def get_field(doc: dict[str, Any], path: str) -> Any:
-    """The value at a dotted ECS path, nested (`source: {ip: ..}`) or flat (`source.ip`)."""
-    if path in doc:
-        return doc[path]
-    head, _, rest = path.partition(".")
-    inner = doc.get(head)
-    if rest and isinstance(inner, dict):
-        return get_field(inner, rest)
+    """The value at a dotted ECS path, nested (`source: {ip: ..}`) or flat (`source.ip`).
+
+    At each level the rest of the path is tried as one flat key first, then its first
+    segment as a nested object. A loop over cached splits, because this runs several
+    times per event and detector: it was the agent's hottest code (`make bench`).
+    """
+    node = doc
+    for rest, head in _steps(path):
+        if rest in node:
+            return node[rest]
+        inner = node.get(head) if head is not None else None
+        if not isinstance(inner, dict):
+            return None
+        node = inner
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _steps(path: str) -> tuple[tuple[str, str | None], ...]:
+    """(rest of the path, its first segment, or None where nothing follows it) per level."""
+    steps = []
+    rest = path
+    while True:
+        head, _, tail = rest.partition(".")
+        steps.append((rest, head if tail else None))
+        if not tail:
+            return tuple(steps)
+        rest = tail
 
 
 def values_of(doc: dict[str, Any], path: str) -> list[Any]:
@@ -59,17 +85,34 @@ class Match(BaseModel):
     none_of: dict[str, Any] = Field(default_factory=dict)
     exists: list[str] = Field(default_factory=list)
 
+    @cached_property
+    def compiled(self) -> tuple[Checks, Checks]:
+        """The wanted values as sets of text, built once rather than for every event."""
+        return (
+            tuple((f, _wanted(w)) for f, w in self.all_of.items()),
+            tuple((f, _wanted(w)) for f, w in self.none_of.items()),
+        )
+
     def matches(self, doc: dict[str, Any]) -> bool:
-        if not all(values_of(doc, f) for f in self.exists):
-            return False
-        if not all(_field_matches(doc, f, want) for f, want in self.all_of.items()):
-            return False
-        return not any(_field_matches(doc, f, want) for f, want in self.none_of.items())
+        for path in self.exists:
+            if not values_of(doc, path):
+                return False
+        all_of, none_of = self.compiled
+        for path, wanted in all_of:
+            if not _field_matches(doc, path, wanted):
+                return False
+        return not any(_field_matches(doc, path, wanted) for path, wanted in none_of)
 
 
-def _field_matches(doc: dict[str, Any], path: str, want: Any) -> bool:
-    wanted = {str(w) for w in want} if isinstance(want, list) else {str(want)}
-    return any(str(v) in wanted for v in values_of(doc, path))
+def _wanted(want: Any) -> frozenset[str]:
+    return frozenset(str(w) for w in want) if isinstance(want, list) else frozenset([str(want)])
+
+
+def _field_matches(doc: dict[str, Any], path: str, wanted: frozenset[str]) -> bool:
+    value = get_field(doc, path)
+    if isinstance(value, list):
+        return any(str(v) in wanted for v in value)
+    return value is not None and str(value) in wanted
 
 
 class FeatureSpec(BaseModel):
@@ -90,9 +133,13 @@ class FeatureSpec(BaseModel):
             raise ValueError(f"feature {self.name}: kind ratio needs `where` (the numerator)")
 
 
-@dataclass
+@dataclass(slots=True)
 class Bucket:
-    """What one entity did in one bucket; holds only what its features need."""
+    """What one entity did in one bucket; holds only what its features need.
+
+    Slots, and lists for the few related values kept as evidence: an open bucket per
+    entity is the agent's largest state (1.6 kB instead of 2.3 kB, `make bench`).
+    """
 
     start_ms: int
     events: int = 0
@@ -102,9 +149,17 @@ class Bucket:
     distinct: dict[str, set[str]] = field(default_factory=dict)
     sums: dict[str, float] = field(default_factory=dict)
     maxes: dict[str, float] = field(default_factory=dict)
-    ips: set[str] = field(default_factory=set)
-    users: set[str] = field(default_factory=set)
-    hosts: set[str] = field(default_factory=set)
+    ips: list[str] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+
+    def __setstate__(self, state: Any) -> None:
+        # Snapshots saved before Bucket had slots hold a plain dict of attributes, and sets.
+        slots = state[1] if isinstance(state, tuple) else state
+        for name, value in slots.items():
+            object.__setattr__(
+                self, name, list(value) if isinstance(value, set) and name in _RELATED else value
+            )
 
     def add(self, doc: dict[str, Any], ts_ms: int, features: list[FeatureSpec]) -> None:
         self.events += 1
@@ -112,9 +167,13 @@ class Bucket:
         self.last_ms = ts_ms if self.last_ms is None else max(self.last_ms, ts_ms)
         for spec in features:
             self._add_feature(doc, spec)
-        _keep_some(self.ips, values_of(doc, "source.ip") + values_of(doc, "related.ip"))
-        _keep_some(self.users, values_of(doc, "user.name") + values_of(doc, "related.user"))
-        _keep_some(self.hosts, values_of(doc, "host.name") + values_of(doc, "host.hostname"))
+        # Full sets take no more, so their fields are not even looked up.
+        if len(self.ips) < MAX_RELATED:
+            _keep_some(self.ips, values_of(doc, "source.ip") + values_of(doc, "related.ip"))
+        if len(self.users) < MAX_RELATED:
+            _keep_some(self.users, values_of(doc, "user.name") + values_of(doc, "related.user"))
+        if len(self.hosts) < MAX_RELATED:
+            _keep_some(self.hosts, values_of(doc, "host.name") + values_of(doc, "host.hostname"))
 
     def _add_feature(self, doc: dict[str, Any], spec: FeatureSpec) -> None:
         if spec.kind in ("count", "ratio"):
@@ -154,12 +213,18 @@ class Bucket:
         return self.maxes.get(spec.name, 0.0)
 
 
-def _keep_some(target: set[str], values: list[Any]) -> None:
+_RELATED = ("ips", "users", "hosts")
+
+
+def _keep_some(target: list[str], values: list[Any]) -> None:
+    """Add distinct values until MAX_RELATED are kept (a list: at most 20, so `in` is cheap)."""
     for value in values:
         if len(target) >= MAX_RELATED:
             return
         if not isinstance(value, dict | list):
-            target.add(clean(value))
+            text = clean(value)
+            if text not in target:
+                target.append(text)
 
 
 def _number(value: Any) -> float | None:
@@ -208,7 +273,10 @@ class BucketTable:
             self._evict_beyond_cap()
         else:
             self.open.move_to_end(entity)
-        buckets.setdefault(start, Bucket(start)).add(doc, ts_ms, features)
+        bucket = buckets.get(start)
+        if bucket is None:
+            bucket = buckets[start] = Bucket(start)
+        bucket.add(doc, ts_ms, features)
 
     def _evict_beyond_cap(self) -> None:
         while len(self.open) > self.max_entities:

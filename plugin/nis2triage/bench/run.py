@@ -1,0 +1,353 @@
+"""`make bench`: throughput, ElastAlert 2, latency, memory and accuracy, on the local node.
+
+    python -m nis2triage.bench.run --events 2000000 --repeat 3 --out out/bench
+
+Starts or reuses the checkout's local node (as `make demo` does), loads the
+generated day unless the index already holds it, measures, and writes
+`bench.json` and `bench.png` into the output folder beside the printed table.
+Every timed measure is repeated and reported as its median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from elasticsearch import Elasticsearch
+
+from nis2triage import esclient, localnode
+from nis2triage.bench import indexing, latency, memory, metrics, throughput
+from nis2triage.bench import versus_elastalert as elastalert
+from nis2triage.bench.report import Row, draw, format_table, write_json
+from nis2triage.bench.stream import StreamSpec, plan_attacks
+from nis2triage.localnode import NodeInfo
+from nis2triage.rules.native import FrequencyRule
+
+log = logging.getLogger(__name__)
+# A fixed past day, so that the loaded index can be reused from one run to the next.
+DAY = date(2026, 11, 2)
+T = TypeVar("T")
+SECTIONS = ("throughput", "elastalert", "latency", "memory", "nab")
+
+
+def day_range() -> tuple[datetime, datetime]:
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def repeated(times: int, what: str, measure: Callable[[], T]) -> list[T]:
+    results = []
+    for i in range(times):
+        results.append(measure())
+        log.info("%s: run %d of %d done", what, i + 1, times)
+    return results
+
+
+def bench_throughput(es: Elasticsearch, node: NodeInfo, index: str, repeat: int) -> dict[str, Any]:
+    reads = repeated(repeat, "read limit", lambda: throughput.read_limit(es, index, 1000))
+    cfg = throughput.agent_config(node, index, "bench-e2e", batch_size=1000)
+    rule = throughput.shipped_rule(index)
+    runs = repeated(repeat, "end to end", lambda: throughput.end_to_end(es, cfg, rule, day_range()))
+    rules = repeated(repeat, "rule alone", lambda: throughput.rule_only(es, rule, day_range()))
+    return {
+        "read_rate": metrics.median([r.rate for r in reads]),
+        "read_rates": [r.rate for r in reads],
+        "e2e_rate": metrics.median([r.rate for r in runs]),
+        "e2e_rates": [r.rate for r in runs],
+        "e2e_seconds": metrics.median([r.seconds for r in runs]),
+        "rule_seconds": metrics.median([r.seconds for r in rules]),
+        "rule_alerts": len(rules[-1].alerts),
+        "_alerts": runs[-1].alerts,
+        "_rule_alerts": rules[-1].alerts,
+    }
+
+
+def bench_elastalert(node: NodeInfo, rule: FrequencyRule, out: Path, repeat: int) -> dict[str, Any]:
+    try:
+        python = elastalert.install(out / "elastalert-venv")
+        config, rule_file = elastalert.write_files(out / "elastalert", node, rule)
+        unmodified = elastalert.probe_unmodified(python, config, node)
+        runs = repeated(
+            repeat,
+            "ElastAlert 2",
+            lambda: elastalert.run(python, config, rule_file, node, day_range()),
+        )
+    except elastalert.ElastAlertUnavailable as exc:
+        return {"error": str(exc)}
+    return {
+        "version": elastalert.version(python),
+        "unmodified_failure": unmodified,
+        "seconds": metrics.median([r.seconds for r in runs]),
+        "all_seconds": [r.seconds for r in runs],
+        "hits": runs[-1].hits,
+        "matches": runs[-1].matches,
+    }
+
+
+def bench_latency(es: Elasticsearch, node: NodeInfo, out: Path, bursts: int) -> dict[str, Any]:
+    folder = out / "latency"
+    folder.mkdir(parents=True, exist_ok=True)
+    results = latency.measure(es, node, folder, bursts)
+    indexed = [b.from_indexed for b in results if b.from_indexed is not None]
+    closable = [b.from_closable for b in results if b.from_closable is not None]
+    return {
+        "bursts": len(results),
+        "detected": len(indexed),
+        "from_indexed": indexed,
+        "from_closable": closable,
+        "settings": f"bucket {latency.BUCKET_S} s, lateness {latency.LATENESS_S} s, "
+        f"poll {latency.POLL_S} s",
+    }
+
+
+def bench_memory(entities: int) -> list[dict[str, Any]]:
+    # The shipped default cap (100,000 per detector), then one the million never reaches.
+    return [asdict(memory.measure(entities, cap)) for cap in (100_000, 2 * entities)]
+
+
+def bench_nab(jobs: int) -> dict[str, Any]:
+    from nis2triage.bench import nab_corpus, nab_detectors, nab_run
+
+    root = nab_run.default_data_dir()
+    corpus, profiles = nab_corpus.load_corpus(root), nab_corpus.load_profiles(root)
+    name = "hw_likelihood_range"
+    report = nab_run.evaluate(name, nab_detectors.DETECTORS[name], corpus, profiles, jobs)
+    return {
+        "detector": name,
+        "scores": {r.profile: r.score for r in report.results},
+        "seconds": report.seconds,
+        "rows": report.rows,
+        "published": {k: v[0] for k, v in nab_run.PUBLISHED_PROFILES.items()},
+        "published_profiles": nab_run.PUBLISHED_PROFILES,
+    }
+
+
+def accuracy(spec: StreamSpec, alerts: list[Any]) -> dict[str, Any]:
+    """Detector alerts, rule alerts and both, against the generator's record of attacks."""
+    attacks = plan_attacks(spec)
+    groups = {
+        name: [a for a in alerts if a.name == name] for name in sorted({a.name for a in alerts})
+    }
+    groups["detectors"] = [a for a in alerts if a.kind == "detector"]
+    groups["all"] = alerts
+    scored = {name: metrics.score(group, attacks) for name, group in groups.items()}
+    return {
+        name: {**asdict(a), "precision": a.precision, "recall": a.recall}
+        for name, a in scored.items()
+    }
+
+
+def rows(d: dict[str, Any]) -> list[Row]:
+    """The table: every figure, with the target it is read against where there is one."""
+    table: list[Row] = []
+    for part in (_throughput_rows, _ea_rows, _latency_rows, _memory_rows, _nab_rows, _acc_rows):
+        table.extend(part(d))
+    return table
+
+
+def _throughput_rows(d: dict[str, Any]) -> list[Row]:
+    t = d.get("throughput")
+    if not t:
+        return []
+    ratio = t["e2e_rate"] / t["read_rate"]
+    return [
+        Row("read limit (PIT + search_after), events/s", f"{t['read_rate']:,.0f}"),
+        Row("end to end (agent + frequency rule), events/s", f"{t['e2e_rate']:,.0f}"),
+        Row("end to end / read limit", f"{ratio:.0%}", ">= 50%", ratio >= 0.5),
+        Row("end to end wall time, s", f"{t['e2e_seconds']:,.1f}"),
+        Row("nis2triage frequency rule alone, s", f"{t['rule_seconds']:.2f}"),
+    ]
+
+
+def _ea_rows(d: dict[str, Any]) -> list[Row]:
+    ea, t = d.get("elastalert"), d.get("throughput")
+    if not ea:
+        return []
+    if "error" in ea:
+        return [Row("ElastAlert 2", "failed: " + ea["error"].splitlines()[-1][:80])]
+    table = [Row(f"ElastAlert 2 {ea['version']} same rule, s", f"{ea['seconds']:.2f}")]
+    if ea.get("unmodified_failure"):
+        table.append(Row("ElastAlert 2 unmodified create-index", ea["unmodified_failure"][:90]))
+    if t:
+        speedup = ea["seconds"] / t["rule_seconds"]
+        table.append(
+            Row("ElastAlert 2 / nis2triage, same rule", f"{speedup:.1f}x", ">= 5x", speedup >= 5)
+        )
+        whole = ea["seconds"] / t["e2e_seconds"]
+        table.append(Row("ElastAlert 2 rule / nis2triage end to end", f"{whole:.2f}x"))
+    return table
+
+
+def _latency_rows(d: dict[str, Any]) -> list[Row]:
+    lat = d.get("latency")
+    if not lat or not lat["from_indexed"]:
+        return [Row("latency", "no burst was detected")] if lat else []
+    bound = latency.POLL_S + 2
+    p95 = metrics.percentile(lat["from_closable"], 95)
+    return [
+        Row(
+            "bursts detected",
+            f"{lat['detected']}/{lat['bursts']}",
+            "all",
+            lat["detected"] == lat["bursts"],
+        ),
+        Row("latency from indexing, median / p95, s", _pair(lat["from_indexed"])),
+        Row(
+            "latency from bucket closable, median / p95, s",
+            _pair(lat["from_closable"]),
+            f"p95 <= poll + 2 s = {bound} s",
+            p95 <= bound,
+        ),
+    ]
+
+
+def _pair(values: list[float]) -> str:
+    return f"{metrics.median(values):.2f} / {metrics.percentile(values, 95):.2f}"
+
+
+def _memory_rows(d: dict[str, Any]) -> list[Row]:
+    table = []
+    for run in d.get("memory", []):
+        label = f"{run['entities']:,} entities, cap {run['max_entities']:,}"
+        table.append(
+            Row(
+                f"RSS {label}: state / peak, MB",
+                f"{run['state_mb']:,.0f} / {run['peak_mb']:,.0f}",
+                "< 1 GB",
+                run["peak_mb"] < 1024,
+            )
+        )
+        table.append(
+            Row(
+                f"snapshot {label}, MB",
+                f"{run['snapshot_mb']:,.0f}",
+                "< 100 MB (http.max_content_length)",
+                run["snapshot_mb"] < 100,
+            )
+        )
+    return table
+
+
+def _nab_rows(d: dict[str, Any]) -> list[Row]:
+    nab = d.get("nab")
+    if not nab:
+        return []
+    s = nab["scores"]
+    three = f"{s['standard']:.1f} / {s['reward_low_FP_rate']:.1f} / {s['reward_low_FN_rate']:.1f}"
+    table = [
+        Row(
+            f"NAB {nab['detector']} std / low FP / low FN",
+            three,
+            "standard > 51.7",
+            s["standard"] > 51.7,
+        )
+    ]
+    for name, (std, fp, fn) in nab["published_profiles"].items():
+        table.append(Row(f"  published {name}", f"{std:.1f} / {fp:.1f} / {fn:.1f}"))
+    return table
+
+
+def _acc_rows(d: dict[str, Any]) -> list[Row]:
+    table = []
+    for name, acc in d.get("accuracy", {}).items():
+        table.append(
+            Row(
+                f"attacks, {name}: precision / recall",
+                f"{acc['precision']:.2f} / {acc['recall']:.2f} "
+                f"({acc['true_alerts']}/{acc['alerts']} alerts)",
+            )
+        )
+        for kind in acc["by_kind"]:
+            delays = kind["seconds_to_detect"]
+            ttd = f", detect {metrics.median(delays) / 60:.1f} min" if delays else ""
+            table.append(
+                Row(f"  {name}: {kind['kind']}", f"{kind['detected']}/{kind['attacks']}{ttd}")
+            )
+    return table
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nis2triage.bench.run", description=__doc__)
+    parser.add_argument("--events", type=int, default=2_000_000, help="events in the day")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per timed measure")
+    parser.add_argument("--bursts", type=int, default=20, help="attack bursts for latency")
+    parser.add_argument("--entities", type=int, default=1_000_000, help="entities for memory")
+    parser.add_argument("--skip", action="append", default=[], choices=SECTIONS)
+    parser.add_argument("--out", type=Path, default=Path("out/bench"))
+    return parser
+
+
+def measure_all(args: argparse.Namespace, es: Elasticsearch, node: NodeInfo) -> dict[str, Any]:
+    spec = StreamSpec(day=DAY, events=args.events)
+    index = f"logs-bench-{args.events}"
+    details: dict[str, Any] = {"events": args.events, "machine": machine(), "index": index}
+    details["indexing_rate"] = indexing.ensure(es, index, spec)
+    if "throughput" not in args.skip:
+        t = details["throughput"] = bench_throughput(es, node, index, args.repeat)
+        details["accuracy"] = accuracy(spec, t.pop("_alerts"))
+        t.pop("_rule_alerts")
+    if "elastalert" not in args.skip:
+        rule = throughput.shipped_rule(index)
+        assert isinstance(rule, FrequencyRule)
+        details["elastalert"] = bench_elastalert(node, rule, args.out, args.repeat)
+    if "latency" not in args.skip:
+        details["latency"] = bench_latency(es, node, args.out, args.bursts)
+    if "memory" not in args.skip:
+        details["memory"] = bench_memory(args.entities)
+    if "nab" not in args.skip:
+        details["nab"] = bench_nab(jobs=2)
+    return details
+
+
+def keep_skipped(previous: Path, details: dict[str, Any], skipped: list[str]) -> None:
+    """Sections skipped now keep the figures of the last run at the same scale, if any."""
+    if not previous.is_file():
+        return
+    before = json.loads(previous.read_text()).get("details", {})
+    if before.get("events") != details["events"]:
+        return
+    carried = {"throughput": ("throughput", "accuracy")}
+    for section in skipped:
+        for key in carried.get(section, (section,)):
+            if key in before:
+                details[key] = before[key]
+
+
+def machine() -> str:
+    gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {gib:.0f} GB"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    started = time.monotonic()
+    node = localnode.start()
+    es = esclient.connect(
+        esclient.ESSettings(hosts=(node.url,), username=node.user, password=node.password)
+    )
+    details = measure_all(args, es, node)
+    details["wall_seconds"] = time.monotonic() - started
+    keep_skipped(args.out / "bench.json", details, args.skip)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = rows(details)
+    print(format_table(table))
+    write_json(args.out / "bench.json", table, details)
+    draw(args.out / "bench.png", details)
+    print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

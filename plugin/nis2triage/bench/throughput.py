@@ -1,0 +1,158 @@
+"""Throughput: the read limit of the client, and the agent end to end over the same documents.
+
+The read limit pages through the index exactly as the agent's source does
+(point in time, `search_after`, same sort, same batch size) and does nothing
+with the hits. End to end is the real Agent with the shipped detectors, from a
+fresh state, plus the shipped `frequency` rule for SSH brute force run over
+the same day with `run_rule`, whose alerts go through the agent's own
+`handle_alerts`: the loop's own rule runner starts from a recent window
+(`rules.initial_lookback`), not from a past day.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from nis2triage.agent import Agent
+from nis2triage.config import AgentConfig
+from nis2triage.localnode import NodeInfo
+from nis2triage.records import Alert
+from nis2triage.rules.engine import run_rule
+from nis2triage.rules.loader import load_rule
+from nis2triage.rules.native import NativeRule
+from nis2triage.rules.state import RuleState
+from nis2triage.source import PIT_KEEP_ALIVE
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[3]
+SHIPPED_DETECTORS = REPO / "detectors" / "*.yml"
+SHIPPED_RULE = REPO / "rules" / "detection" / "ssh-brute-force.yml"
+TRIAGE = REPO / "rules" / "triage.yml"
+PASSWORD_ENV = "NIS2TRIAGE_BENCH_ES_PASSWORD"
+
+
+@dataclass(frozen=True)
+class Timed:
+    """Events handled in a wall time, and the alerts that came of it."""
+
+    events: int
+    seconds: float
+    alerts: list[Alert] = field(default_factory=list, compare=False)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def agent_settings(
+    node: NodeInfo,
+    index: str,
+    prefix: str,
+    detectors: str = str(SHIPPED_DETECTORS),
+    **source: Any,
+) -> dict[str, Any]:
+    """An agent reading `index` as source `auth`, state under `prefix`, notifier in dry run."""
+    return {
+        "elasticsearch": {
+            "hosts": [node.url],
+            "username": node.user,
+            "password_env": PASSWORD_ENV,
+        },
+        "entity": {
+            "legal_name": "Benchmark Logistics NV",
+            "enterprise_number": "0999.999.922",
+            "sector": "transport",
+            "entity_class": "essential",
+        },
+        "sources": [{"name": "auth", "indices": [index], **source}],
+        "detectors": [detectors],
+        "triage": str(TRIAGE),
+        "notifier": {"mode": "dry-run", "pseudonymise": True},
+        "state": {"index_prefix": prefix},
+    }
+
+
+def agent_config(node: NodeInfo, index: str, prefix: str, **source: Any) -> AgentConfig:
+    return AgentConfig.model_validate(agent_settings(node, index, prefix, **source))
+
+
+def fresh_agent(es: Elasticsearch, cfg: AgentConfig) -> Agent:
+    """An agent with no saved state: its indices under the prefix are deleted first."""
+    prefix = cfg.state.index_prefix
+    es.options(ignore_status=404).indices.delete(index=f"{prefix}-*", expand_wildcards="all")
+    agent = Agent(
+        cfg, es, snapshot_key=secrets.token_bytes(32), pseudonym_key=secrets.token_bytes(32)
+    )
+    agent.start()
+    return agent
+
+
+def read_limit(es: Elasticsearch, index: str, batch_size: int) -> Timed:
+    """Every document through a point in time and `search_after`, nothing done with them."""
+    started = time.perf_counter()
+    pit = es.open_point_in_time(index=index, keep_alive=PIT_KEEP_ALIVE)["id"]
+    sort: list[dict[str, Any]] = [
+        {"@timestamp": {"order": "asc", "numeric_type": "date"}},
+        {"_shard_doc": "asc"},
+    ]
+    query = {"bool": {"filter": [{"range": {"@timestamp": {"lte": "now"}}}]}}
+    after: list[Any] | None = None
+    total = 0
+    try:
+        while True:
+            resp = es.search(
+                pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
+                query=query,
+                sort=sort,
+                size=batch_size,
+                search_after=after,
+                track_total_hits=False,
+            )
+            pit = resp.get("pit_id", pit)
+            hits = resp["hits"]["hits"]
+            if not hits:
+                break
+            total += len(hits)
+            after = hits[-1]["sort"]
+    finally:
+        es.options(ignore_status=404).close_point_in_time(id=pit)
+    return Timed(total, time.perf_counter() - started)
+
+
+def shipped_rule(index: str) -> NativeRule:
+    """The shipped SSH brute-force `frequency` rule, aimed at the benchmark's index only."""
+    return load_rule(SHIPPED_RULE).model_copy(update={"index": index})
+
+
+def end_to_end(
+    es: Elasticsearch, cfg: AgentConfig, rule: NativeRule | None, day: tuple[datetime, datetime]
+) -> Timed:
+    """One fresh agent pass over everything, then the rule over the day; both timed together."""
+    agent = fresh_agent(es, cfg)
+
+    started = time.perf_counter()
+    report = agent.run_once()
+    if rule is not None:
+        alerts = run_rule(es, rule, day[0], day[1], RuleState())
+        agent.handle_alerts(alerts, report)
+    seconds = time.perf_counter() - started
+
+    log.info(
+        "end to end: %d events, %d alerts in %.1f s", report.events, len(report.alerts), seconds
+    )
+    return Timed(report.events, seconds, report.alerts)
+
+
+def rule_only(es: Elasticsearch, rule: NativeRule, day: tuple[datetime, datetime]) -> Timed:
+    """The frequency rule alone over the day, as ElastAlert 2 is asked to run it."""
+    started = time.perf_counter()
+    alerts = run_rule(es, rule, day[0], day[1], RuleState())
+    return Timed(0, time.perf_counter() - started, alerts)
