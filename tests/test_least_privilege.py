@@ -1,9 +1,10 @@
-"""Setup with an administrator, then the agent as a least-privileged user, on the real node.
+"""Setup with an administrator, then the agent with least privilege, on the real node.
 
-The node cannot store native roles, so the agent's role and user go into its
-file realm (config/roles.yml, users, users_roles), removed again at the end.
-Secrets are known values, so the logs and the agent's indices can be searched
-for them afterwards.
+Setup creates the agent's native role and an API key that carries it; the agent's
+whole loop then runs with that key alone. The same role as a file-realm entry
+(config/roles.yml, for clusters that cannot store native roles) is checked too, and
+removed again at the end. Secrets are known values, so the logs and the agent's
+indices can be searched for them afterwards.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ SECRETS = {
     "NIS2TRIAGE_CCB_TOKEN": f"lp-ccb-token-{RUN}-k2W",
     "NIS2TRIAGE_PSEUDONYM_KEY": f"lp-pseudonym-key-{RUN}-0123456789abcdef",
     "NIS2TRIAGE_SNAPSHOT_KEY": f"lp-snapshot-key-{RUN}-0123456789abcdef",
+    # Made by the first setup below: the agent's API key, known only once it exists.
+    "NIS2TRIAGE_TEST_ES_API_KEY": "",
 }
 ROLE = f"nis2triage_agent_t{RUN}"
 USER = f"nis2triage_t{RUN}"
@@ -110,20 +113,40 @@ def admin_config(
 
 
 @pytest.fixture(scope="module")
-def setup_twice(admin_config: Path, admin_env: dict[str, str]) -> tuple[str, str]:
-    first = cli("setup", "--config", str(admin_config), env=admin_env)
-    second = cli("setup", "--config", str(admin_config), env=admin_env)
+def setup_twice(
+    es: Elasticsearch, admin_config: Path, admin_env: dict[str, str]
+) -> Iterator[tuple[str, str]]:
+    """`setup --create-api-key` twice; the first prints the agent's key once."""
+    first = cli("setup", "--config", str(admin_config), "--create-api-key", env=admin_env)
+    second = cli("setup", "--config", str(admin_config), "--create-api-key", env=admin_env)
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    return first.stdout, second.stdout
+    SECRETS["NIS2TRIAGE_TEST_ES_API_KEY"] = printed_api_key(first.stdout)
+    yield first.stdout, second.stdout
+    name = f"{load_config(admin_config).state.index_prefix}-agent"
+    es.security.invalidate_api_key(name=name)
+
+
+def printed_api_key(setup_output: str) -> str:
+    lines = setup_output.splitlines()
+    [at] = [i for i, line in enumerate(lines) if line.startswith("The agent's API key")]
+    return lines[at + 1].strip()
 
 
 @pytest.fixture(scope="module")
 def agent_settings(
-    es: Elasticsearch,
-    es_settings: esclient.ESSettings,
-    admin_config: Path,
-    setup_twice: tuple[str, str],
+    es_settings: esclient.ESSettings, setup_twice: tuple[str, str]
+) -> esclient.ESSettings:
+    """The API key setup made, and nothing else: no user name, no password."""
+    return esclient.ESSettings(
+        hosts=es_settings.hosts, api_key=SECRETS["NIS2TRIAGE_TEST_ES_API_KEY"]
+    )
+
+
+@pytest.fixture(scope="module")
+def file_realm_settings(
+    es: Elasticsearch, es_settings: esclient.ESSettings, admin_config: Path
 ) -> Iterator[esclient.ESSettings]:
+    """The same role as a file-realm entry, as setup prints it for clusters without one."""
     role_yml = roles.roles_yml(load_config(admin_config), name=ROLE)
     password = SECRETS["NIS2TRIAGE_TEST_ES_PASSWORD"]
     with file_realm_user(es, es_settings, ROLE, role_yml, USER, password) as settings:
@@ -137,7 +160,14 @@ def agent_config(
     source: str,
     ccb: CcbServer,
 ) -> Path:
-    return config_for(tmp_path_factory.mktemp("agent"), agent_settings, source, ccb)
+    path = config_for(tmp_path_factory.mktemp("agent"), agent_settings, source, ccb)
+    config = yaml.safe_load(path.read_text())
+    config["elasticsearch"] = {
+        "hosts": list(agent_settings.hosts),
+        "api_key_env": "NIS2TRIAGE_TEST_ES_API_KEY",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +193,10 @@ def test_setup_run_twice_changes_nothing_the_second_time(setup_twice: tuple[str,
     second = statuses(setup_twice[1])
 
     assert {r[0] for r in second} == {"unchanged", "skipped"}
-    assert len([r for r in second if r[0] == "unchanged"]) == 2 * len(INDICES) + 1
+    # Templates and indices, the Elastic Security alias, the role and the API key.
+    assert len([r for r in second if r[0] == "unchanged"]) == 2 * len(INDICES) + 3
     assert "0 changed" in setup_twice[1]
+    assert "The agent's API key" not in setup_twice[1]
 
 
 def test_setup_says_this_cluster_has_no_lifecycle_management(
@@ -185,16 +217,33 @@ def test_the_alerts_are_under_an_alias_that_elastic_security_reads(
     assert f"logs-{source}.alerts-default" in aliases[f"{source}-st-alerts-000001"]["aliases"]
 
 
-def test_create_role_here_is_refused_and_prints_the_roles_yml_entry(
-    admin_config: Path, admin_env: dict[str, str], setup_twice: tuple[str, str]
+def test_setup_creates_the_role_and_an_api_key_the_first_time(
+    setup_twice: tuple[str, str],
 ) -> None:
-    done = cli("setup", "--config", str(admin_config), "--create-role", env=admin_env)
-    printed = yaml.safe_load(done.stdout[done.stdout.index(f"{roles.ROLE_NAME}:") :])
+    first = {(r[0], r[1]) for r in statuses(setup_twice[0])}
 
-    assert done.returncode == 0
-    assert "refused    role" in done.stdout
-    assert "security index cannot be created" in done.stdout
-    assert printed[roles.ROLE_NAME]["indices"][1]["privileges"] == roles.OWN_PRIVILEGES
+    assert {("created", "role"), ("created", "API key")} <= first
+    assert SECRETS["NIS2TRIAGE_TEST_ES_API_KEY"]
+
+
+def test_the_native_role_holds_the_agents_privileges(
+    es: Elasticsearch, admin_config: Path, source: str, setup_twice: tuple[str, str]
+) -> None:
+    role = es.security.get_role(name=roles.ROLE_NAME).body[roles.ROLE_NAME]
+    by_names = {tuple(i["names"]): sorted(i["privileges"]) for i in role["indices"]}
+
+    assert role["cluster"] == ["monitor"]
+    assert by_names[(source,)] == sorted(roles.SOURCE_PRIVILEGES)
+    assert by_names[(f"{source}-st-*",)] == sorted(roles.OWN_PRIVILEGES)
+
+
+def test_the_api_key_authenticates_as_an_api_key_of_the_administrator(
+    agent_settings: esclient.ESSettings,
+) -> None:
+    me = esclient.connect(agent_settings).security.authenticate().body
+
+    assert me["authentication_type"] == "api_key"
+    assert me["api_key"]["name"].endswith("-st-agent")
 
 
 def test_the_agent_runs_its_loop_once_as_the_least_privileged_user(
@@ -221,10 +270,12 @@ def test_the_agent_runs_its_loop_once_as_the_least_privileged_user(
         ),
     ],
 )
+@pytest.mark.parametrize("credential", ["api-key", "file-realm-user"])
 def test_calls_outside_the_role_are_refused_with_403(
-    agent_settings: esclient.ESSettings, source: str, call: Any
+    request: pytest.FixtureRequest, source: str, call: Any, credential: str
 ) -> None:
-    client = esclient.connect(agent_settings)
+    fixture = "agent_settings" if credential == "api-key" else "file_realm_settings"
+    client = esclient.connect(request.getfixturevalue(fixture))
 
     with pytest.raises(AuthorizationException, match="unauthorized") as refused:
         call(client, source)
@@ -339,11 +390,27 @@ def test_setup_with_an_administrators_credential_does_not_need_the_agents(
     agent_config: Path, admin_env: dict[str, str]
 ) -> None:
     env = {**admin_env, "ADMIN_PASSWORD": admin_env["NIS2TRIAGE_TEST_ES_PASSWORD"]}
-    # Before the first setup the agent's own secret may not exist yet: it is not read.
-    del env["NIS2TRIAGE_TEST_ES_PASSWORD"]
+    # Before the first setup the agent's own secrets may not exist yet: they are not read.
+    del env["NIS2TRIAGE_TEST_ES_PASSWORD"], env["NIS2TRIAGE_TEST_ES_API_KEY"]
     admin = ["--admin-user", "elastic", "--admin-password-env", "ADMIN_PASSWORD"]
 
     done = cli("setup", "--config", str(agent_config), *admin, env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert "0 changed" in done.stdout
+
+
+def test_setup_takes_an_administrators_api_key(
+    es: Elasticsearch, agent_config: Path, admin_env: dict[str, str]
+) -> None:
+    made = es.security.create_api_key(name=f"t-admin-{RUN}", expiration="1h").body
+    env = {k: v for k, v in admin_env.items() if not k.startswith("NIS2TRIAGE_TEST_ES_")}
+    env["ADMIN_API_KEY"] = made["encoded"]
+
+    done = cli(
+        "setup", "--config", str(agent_config), "--admin-api-key-env", "ADMIN_API_KEY", env=env
+    )
+    es.security.invalidate_api_key(ids=[made["id"]])
 
     assert done.returncode == 0, done.stderr
     assert "0 changed" in done.stdout

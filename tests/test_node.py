@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from elasticsearch import AuthenticationException, Elasticsearch, helpers
 
@@ -45,3 +47,43 @@ def test_settings_repr_hides_the_password() -> None:
     settings = esclient.ESSettings(hosts=("http://x",), username="u", password="s3cret-pw")
 
     assert "s3cret-pw" not in repr(settings)
+
+
+def test_the_security_index_analyzer_splits_an_address_as_elasticsearch_does(
+    es: Elasticsearch,
+) -> None:
+    # The components the local node gets from deploy/es-analysis (a full cluster has them
+    # from analysis-common): the security index cannot be created without them.
+    analysed = es.indices.analyze(
+        tokenizer="uax_url_email",
+        filter=[
+            {
+                "type": "pattern_capture",
+                "preserve_original": True,
+                "patterns": ["([^@]+)", "@(.+)"],
+            },
+            "lowercase",
+            "unique",
+        ],
+        text="Bob.Smith@Example.ORG bob.smith@example.org",
+    ).body
+
+    tokens = [(t["token"], t["position"]) for t in analysed["tokens"]]
+    assert tokens == [
+        ("bob.smith@example.org", 0),
+        ("bob.smith", 0),
+        ("example.org", 0),
+        ("bob.smith@example.org", 1),
+        ("bob.smith", 1),
+        ("example.org", 1),
+    ]
+
+
+def test_the_security_index_stores_a_native_role(es: Elasticsearch) -> None:
+    name = f"t_native_role_{uuid.uuid4().hex[:8]}"
+    es.security.put_role(name=name, cluster=["monitor"])
+
+    try:
+        assert es.security.get_role(name=name).body[name]["cluster"] == ["monitor"]
+    finally:
+        es.security.delete_role(name=name)

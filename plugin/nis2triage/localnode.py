@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import pwd
@@ -138,6 +139,72 @@ def unpack(ver: str) -> Path:
     for script in (target / "bin").iterdir():
         script.chmod(0o755)
     return target
+
+
+# --- the security index's analysis components --------------------------------
+
+# The integration-test build lacks the analysis-common module, whose tokenizer and filters the
+# security index's "email" analyzer names; without them the node cannot store native roles,
+# users or API keys. deploy/es-analysis holds a small plugin of our own that provides them
+# from Lucene's classes; it is compiled here against the node's own jars.
+ANALYSIS_PLUGIN = "nis2triage-security-analysis"
+
+
+def analysis_sources() -> Path:
+    return repo_root() / "deploy" / "es-analysis"
+
+
+def analysis_digest(ver: str) -> str:
+    """What the built plugin depends on: its sources and the Elasticsearch version."""
+    digest = hashlib.sha256(ver.encode())
+    for path in sorted(analysis_sources().rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(analysis_sources()).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def install_analysis_plugin(es_dir: Path, java_home: Path, ver: str) -> None:
+    """Build the plugin into the node's plugins folder unless the same build is there."""
+    target = es_dir / "plugins" / ANALYSIS_PLUGIN
+    stamp = target / ".nis2triage-digest"
+    wanted = analysis_digest(ver)
+    if stamp.is_file() and stamp.read_text() == wanted:
+        return
+    javac = java_home / "bin" / "javac"
+    if not javac.is_file():
+        raise LocalNodeError(
+            f"{java_home} has no javac: the local node needs a JDK, not only a JRE, to build "
+            "its analysis plugin (apt-get install openjdk-17-jdk-headless, or set ES_JAVA_HOME)"
+        )
+    shutil.rmtree(target, ignore_errors=True)
+    classes = target / "classes"
+    classes.mkdir(parents=True)
+    compile_plugin(javac, es_dir, classes)
+    pack_jar(classes, target / f"{ANALYSIS_PLUGIN}.jar")
+    shutil.rmtree(classes)
+    descriptor = (analysis_sources() / "plugin-descriptor.properties").read_text()
+    (target / "plugin-descriptor.properties").write_text(descriptor.replace("@ES_VERSION@", ver))
+    stamp.write_text(wanted)
+
+
+def compile_plugin(javac: Path, es_dir: Path, classes: Path) -> None:
+    sources = [str(p) for p in sorted((analysis_sources() / "src").rglob("*.java"))]
+    classpath = str(es_dir / "lib" / "*")
+    result = subprocess.run(
+        [str(javac), "--release", "17", "-d", str(classes), "-cp", classpath, *sources],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise LocalNodeError(f"the analysis plugin did not compile:\n{result.stderr[-3000:]}")
+
+
+def pack_jar(classes: Path, jar: Path) -> None:
+    with zipfile.ZipFile(jar, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
+        for path in sorted(classes.rglob("*.class")):
+            zf.write(path, path.relative_to(classes).as_posix())
 
 
 # --- Java -----------------------------------------------------------------
@@ -377,6 +444,7 @@ def start() -> NodeInfo:
     ver = version()
     es_dir = unpack(ver)
     java_home = pick_java(ver)
+    install_analysis_plugin(es_dir, java_home, ver)
     user = service_user()
     # The port it had last time when free, so a restarted node keeps its address.
     http_port = free_port(last_port() or 9200)
