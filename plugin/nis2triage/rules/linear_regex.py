@@ -7,9 +7,10 @@ agent's whole loop would stall behind it. RE2 (Google's engine, through the
 `google-re2` package) never backtracks, so a match costs at most the length of
 the value times the size of the pattern, whatever either holds.
 
-RE2 has no backreferences, lookaround, atomic groups, possessive quantifiers or
-conditionals: they are what makes backtracking necessary. A pattern using one is
-refused when the rule is loaded, with what to write instead.
+RE2 leaves out what a linear-time engine cannot offer (backreferences,
+lookaround, conditionals) and what only steers backtracking (atomic groups,
+possessive quantifiers). A pattern using one is refused when the rule is loaded,
+with what to write instead.
 Syntax reference: https://github.com/google/re2/wiki/Syntax
 """
 

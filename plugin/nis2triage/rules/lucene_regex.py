@@ -8,6 +8,13 @@ normalizer, which lowercases the pattern too: so `\\S` would turn into `\\s`,
 and is written `[^\\s]` instead. A construct Lucene cannot express (lookaround,
 back-reference, word boundary) is refused rather than silently changed.
 Reference: Lucene's RegExp syntax (org.apache.lucene.util.automaton.RegExp).
+
+Nothing here matches event data, and no Sigma pattern is compiled with `re`
+(pySigma compiles each once, for its syntax only): the `re` patterns below are
+fixed, without nested repeats, and read the rule's pattern in one pass. The
+translation runs in Elasticsearch as an automaton, which never backtracks and
+which Elasticsearch bounds (`index.max_regex_length`, determinization work);
+a refused query pauses the rule (`sigma_run`).
 """
 
 from __future__ import annotations
