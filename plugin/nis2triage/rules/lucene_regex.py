@@ -29,6 +29,8 @@ _NEGATED_CLASSES = {"D": r"[^\d]", "S": r"[^\s]", "W": r"[^\w]"}
 _CONTROL = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v"}
 _LEADING_FLAGS = re.compile(r"^\(\?[imsx]+\)")
 _QUANTIFIER = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+_NAMED_GROUP = re.compile(r"\?P?<([A-Za-z_]\w*)>")
+_FLAGGED_GROUP = re.compile(r"\?[imsx]+:")
 WIDE_REPEAT = 32
 _START, _END = "\x00start", "\x00end"
 
@@ -160,12 +162,13 @@ def _group_open(pattern: str, i: int) -> tuple[str, int]:
     head = pattern[i + 2 : i + 4]
     if head.startswith(":"):
         return "(", i + 3
-    named = re.match(r"\?P?<([A-Za-z_]\w*)>", pattern[i + 1 :])
+    # Matched in place (a slice per group would make many groups quadratic).
+    named = _NAMED_GROUP.match(pattern, i + 1)
     if named:
-        return "(", i + 1 + named.end()
-    flagged = re.match(r"\?[imsx]+:", pattern[i + 1 :])
+        return "(", named.end()
+    flagged = _FLAGGED_GROUP.match(pattern, i + 1)
     if flagged:
-        return "(", i + 1 + flagged.end()
+        return "(", flagged.end()
     if head[:1] in "=!" or head in ("<=", "<!"):
         raise UnsupportedRegex("lookaround assertions have no Lucene RegExp form")
     raise UnsupportedRegex(f"the group '(?{head}' has no Lucene RegExp form")
