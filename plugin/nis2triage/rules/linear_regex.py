@@ -26,6 +26,9 @@ from pydantic_core import core_schema
 _OPTIONS = re2.Options()
 # RE2 also prints every refused pattern to stderr; the loader's message says it better.
 _OPTIONS.log_errors = False
+# Rules ask only whether the whole value matches, never for groups: without captures RE2
+# answers from its DFA alone (four times faster on a 30,000-character match).
+_OPTIONS.never_capture = True
 # The default 8 MiB per pattern bounds the compiled program and its DFA cache;
 # a pattern that needs more is refused at load ("pattern too large").
 _FLAGS_RE2_KNOWS = set("imsU-")
