@@ -29,8 +29,9 @@ _OPTIONS.log_errors = False
 # Rules ask only whether the whole value matches, never for groups: without captures RE2
 # answers from its DFA alone (four times faster on a 30,000-character match).
 _OPTIONS.never_capture = True
-# The default 8 MiB per pattern bounds the compiled program and its DFA cache;
-# a pattern that needs more is refused at load ("pattern too large").
+# max_mem stays at its default, 8 MiB per pattern, which bounds the compiled program
+# and its DFA cache; a pattern that needs more is refused at load ("pattern too large").
+
 _FLAGS_RE2_KNOWS = set("imsU-")
 
 _BACKREFERENCE_FIX = (
@@ -62,7 +63,7 @@ class RulePattern:
             raise ValueError(_refusal(text, _decoded(exc))) from None
 
     def fullmatch(self, value: str) -> bool:
-        """Whether the whole of `value` matches (ElastAlert's regex lists match whole values)."""
+        """Whether the whole of `value` matches, as `*_regex` lists require."""
         # Bytes, so that a lone surrogate in a pulled value is matched rather than an error.
         return self._compiled.fullmatch(value.encode("utf-8", "surrogatepass")) is not None
 
