@@ -88,7 +88,7 @@ MISTAKES = [
         HEAD + "type: blacklist\ncompare_key: process.name\n"
         "blacklist_regex:\n  - ok.*\n  - 'mimi(katz'\n",
         7,
-        r"blacklist_regex.1: bad regular expression: missing \), unterminated subpattern",
+        r"blacklist_regex.1: bad regular expression 'mimi\(katz': missing \): mimi\(katz; escape",
         id="bad-blacklist-regex",
     ),
     pytest.param(

@@ -112,6 +112,14 @@ def _explain(rule: NativeRule, exc: ApiError) -> str:
     hint = ""
     if "Fielddata is disabled" in reason or "Text fields are not optimised" in reason:
         hint = "; count on a keyword field (e.g. user.name, or a text field's .keyword)"
+    elif "Determinizing" in reason or "too_complex_to_determinize" in reason:
+        hint = (
+            "; the filter's regular expression is too complex for Elasticsearch's automaton "
+            "(a bounded repeat after .*, such as .*a.{20}, multiplies its states): anchor it "
+            "on literal text, drop the count, or match the value with blacklist_regex (RE2)"
+        )
+    elif "max_regex_length" in reason:
+        hint = "; shorten the filter's regular expression, or list the exact values instead"
     elif "Failed to parse query" in reason or "parse_exception" in reason:
         hint = "; fix the filter's Lucene syntax"
     return f"rule {rule.name!r}: Elasticsearch refused the query: {reason}{hint}"

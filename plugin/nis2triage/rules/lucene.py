@@ -74,15 +74,31 @@ def _close(stack: list[tuple[str, int]], char: str, pos: int) -> None:
     stack.pop()
 
 
-def check_regex(pattern: str, *, where: str = "") -> re.Pattern[str]:
+def check_regex(pattern: str, *, where: str = "") -> None:
+    """Refuse a regular expression bound for Elasticsearch that cannot even be parsed.
+
+    Only the syntax is checked, with `re.compile`, which parses in one pass and
+    matches nothing: no backtracking happens here, and the pattern is bounded by
+    the rule file's size. Elasticsearch runs it as an automaton (no backtracking
+    either) and bounds it itself: `index.max_regex_length` (1,000 characters by
+    default) and 10,000 determinization steps; a refusal pauses the rule.
+    """
+    at = f" {where}" if where else ""
     try:
-        return re.compile(pattern)
+        re.compile(pattern)
     except re.error as exc:
-        at = f" {where}" if where else ""
         raise ValueError(
             f"bad regular expression{at}: {exc.msg} at position {exc.pos} of {pattern!r}; "
             "escape special characters such as ( [ * + ? with a backslash"
         ) from None
+    except RecursionError:
+        raise ValueError(
+            f"regular expression{at} is nested too deeply to check; flatten its groups"
+        ) from None
+
+
+# Elasticsearch's default bound on the automaton of a regexp or query_string regex.
+MAX_DETERMINIZED_STATES = 10_000
 
 
 def check_dsl(query: Any) -> None:
@@ -90,16 +106,36 @@ def check_dsl(query: Any) -> None:
     if isinstance(query, dict):
         for key, value in query.items():
             if key == "query_string" and isinstance(value, dict):
+                _check_automaton_bound(value, "in query_string")
                 check_query_string(str(value.get("query", "")))
             elif key == "regexp" and isinstance(value, dict):
                 for field, spec in value.items():
+                    where = f"in regexp on {field}"
+                    if isinstance(spec, dict):
+                        _check_automaton_bound(spec, where)
                     text = spec.get("value", "") if isinstance(spec, dict) else spec
-                    check_regex(str(text), where=f"in regexp on {field}")
+                    check_regex(str(text), where=where)
             else:
                 check_dsl(value)
     elif isinstance(query, list):
         for item in query:
             check_dsl(item)
+
+
+def _check_automaton_bound(clause: dict[str, Any], where: str) -> None:
+    """A rule may lower Elasticsearch's bound on a regex automaton, never raise it:
+    a larger one lets one rule's query hold a search thread and its memory far longer."""
+    given = clause.get("max_determinized_states")
+    if given is None:
+        return
+    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        raise ValueError(f"max_determinized_states {where} must be a whole number, got {given!r}")
+    if given > MAX_DETERMINIZED_STATES:
+        raise ValueError(
+            f"max_determinized_states {where} is {given}; rules may not raise Elasticsearch's "
+            f"bound of {MAX_DETERMINIZED_STATES}: simplify the expression (a literal prefix, "
+            "no .* before a counted repeat) or match the value with blacklist_regex instead"
+        )
 
 
 def escape_field(name: str) -> str:

@@ -8,6 +8,13 @@ normalizer, which lowercases the pattern too: so `\\S` would turn into `\\s`,
 and is written `[^\\s]` instead. A construct Lucene cannot express (lookaround,
 back-reference, word boundary) is refused rather than silently changed.
 Reference: Lucene's RegExp syntax (org.apache.lucene.util.automaton.RegExp).
+
+Nothing here matches event data, and no Sigma pattern is compiled with `re`
+(pySigma compiles each once, for its syntax only): the `re` patterns below are
+fixed, without nested repeats, and read the rule's pattern in one pass. The
+translation runs in Elasticsearch as an automaton, which never backtracks and
+which Elasticsearch bounds (`index.max_regex_length`, determinization work);
+a refused query pauses the rule (`sigma_run`).
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ _NEGATED_CLASSES = {"D": r"[^\d]", "S": r"[^\s]", "W": r"[^\w]"}
 _CONTROL = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v"}
 _LEADING_FLAGS = re.compile(r"^\(\?[imsx]+\)")
 _QUANTIFIER = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+_NAMED_GROUP = re.compile(r"\?P?<([A-Za-z_]\w*)>")
+_FLAGGED_GROUP = re.compile(r"\?[imsx]+:")
 WIDE_REPEAT = 32
 _START, _END = "\x00start", "\x00end"
 
@@ -153,12 +162,13 @@ def _group_open(pattern: str, i: int) -> tuple[str, int]:
     head = pattern[i + 2 : i + 4]
     if head.startswith(":"):
         return "(", i + 3
-    named = re.match(r"\?P?<([A-Za-z_]\w*)>", pattern[i + 1 :])
+    # Matched in place (a slice per group would make many groups quadratic).
+    named = _NAMED_GROUP.match(pattern, i + 1)
     if named:
-        return "(", i + 1 + named.end()
-    flagged = re.match(r"\?[imsx]+:", pattern[i + 1 :])
+        return "(", named.end()
+    flagged = _FLAGGED_GROUP.match(pattern, i + 1)
     if flagged:
-        return "(", i + 1 + flagged.end()
+        return "(", flagged.end()
     if head[:1] in "=!" or head in ("<=", "<!"):
         raise UnsupportedRegex("lookaround assertions have no Lucene RegExp form")
     raise UnsupportedRegex(f"the group '(?{head}' has no Lucene RegExp form")

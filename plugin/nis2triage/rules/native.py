@@ -7,7 +7,6 @@ what changes from run to run lives in `RuleState`.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -147,7 +146,7 @@ class _ListRule(KeyedRule):
     def exact_values(self) -> frozenset[str]:
         raise NotImplementedError
 
-    def patterns(self) -> tuple[re.Pattern[str], ...]:
+    def patterns(self) -> tuple[Regex, ...]:
         raise NotImplementedError
 
 
@@ -168,7 +167,7 @@ class BlacklistRule(_ListRule):
     def exact_values(self) -> frozenset[str]:
         return frozenset(self.blacklist).union(*(f.values for f in self.blacklist_files))
 
-    def patterns(self) -> tuple[re.Pattern[str], ...]:
+    def patterns(self) -> tuple[Regex, ...]:
         return self.blacklist_regex
 
 
@@ -191,7 +190,7 @@ class WhitelistRule(_ListRule):
     def exact_values(self) -> frozenset[str]:
         return frozenset(self.whitelist).union(*(f.values for f in self.whitelist_files))
 
-    def patterns(self) -> tuple[re.Pattern[str], ...]:
+    def patterns(self) -> tuple[Regex, ...]:
         return self.whitelist_regex
 
 

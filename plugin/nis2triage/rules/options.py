@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
 from nis2triage.rules import lucene
+from nis2triage.rules.linear_regex import RulePattern
 
 _UNITS = {
     "ms": "milliseconds",
@@ -25,6 +26,8 @@ _UNITS = {
     "d": "days",
     "w": "weeks",
 }
+# The fixed patterns here stay on `re`: they have no nested repeats, so even a value
+# the size of a whole rule file (1 MB at most) is matched in linear time.
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _DICT_UNITS = set(_UNITS.values())
 DURATION_HINT = "a duration such as '90s', '5m', '1h', '30d' or {minutes: 5}"
@@ -98,11 +101,8 @@ def _check_tag(value: str) -> str:
 AttackTag = Annotated[str, AfterValidator(_check_tag)]
 
 
-def _compile(value: Any) -> Any:
-    return lucene.check_regex(value) if isinstance(value, str) else value
-
-
-Regex = Annotated[re.Pattern[str], BeforeValidator(_compile)]
+# Matched against pulled values, so by RE2 in linear time: see `linear_regex`.
+Regex = RulePattern
 
 
 @dataclass(frozen=True)

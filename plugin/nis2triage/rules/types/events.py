@@ -2,8 +2,10 @@
 
 Exact list values are matched by Elasticsearch (a terms query, so an `ip`
 field also takes CIDR ranges such as 10.0.0.0/8); regular expressions are
-matched here, against the whole value (Python `re.fullmatch`), because
-Lucene's regular-expression dialect is not the one operators test with.
+matched here, against the whole value, because Lucene's regular-expression
+dialect is not the one operators test with. They run on RE2 (`linear_regex`):
+the values come from the monitored indices, and a backtracking engine would let
+one long value stall the agent.
 
 Events of one entity at the same millisecond make one alert: an alert's id is
 a hash of rule, entity and time, so two alerts there would be one document anyway.
