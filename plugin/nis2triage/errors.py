@@ -4,6 +4,8 @@ Nis2TriageError
 ├── ConfigError        a configuration, rule or detector file is wrong (file, line, key)
 ├── ConnectionSetupError  Elasticsearch cannot be reached or refuses the credentials
 ├── SnapshotError      a model snapshot is unsigned, tampered or unreadable
+├── RuleExecutionError   Elasticsearch refused a rule's query (the rule is paused)
+├── PartialResultsError  some shards failed a rule's search (the window is retried)
 ├── DeliveryError      a notification channel failed (retried by the outbox)
 └── IncidentError      an incident command cannot apply (unknown id, wrong stage, bad fact)
 """
@@ -51,6 +53,10 @@ class StoreError(Nis2TriageError):
 
 class RuleExecutionError(Nis2TriageError):
     """Elasticsearch refused a rule's query; the message names the rule and the fix."""
+
+
+class PartialResultsError(Nis2TriageError):
+    """Some shards failed a rule's search: the answer is incomplete, so the window is retried."""
 
 
 class DeliveryError(Nis2TriageError):

@@ -20,7 +20,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from nis2triage.config import AgentConfig, RulesConfig
-from nis2triage.errors import RuleExecutionError
+from nis2triage.errors import PartialResultsError, RuleExecutionError
 from nis2triage.records import Alert
 from nis2triage.rules import engine, sigma_run
 from nis2triage.rules.loader import load_rules
@@ -39,6 +39,8 @@ class RuleProgress:
     window_end: datetime | None = None
     state: RuleState = field(default_factory=RuleState)
     paused: str | None = None
+    # The partial-results condition last logged, so an outage of some shards is said once.
+    incomplete: str | None = None
 
 
 def _expand(cfg: AgentConfig, patterns: list[str]) -> list[str]:
@@ -91,14 +93,31 @@ class RuleRunner:
             start = progress.window_end or end - self.cfg.initial_lookback
             if progress.paused or start >= end:
                 continue
+            # A run that fails halfway may have updated the state from part of the window.
+            before = progress.state.model_copy(deep=True)
             try:
                 alerts.extend(run(start, end, progress.state))
             except RuleExecutionError as exc:
                 progress.paused = str(exc)
                 log.error("rule %s paused: %s", name, exc)
                 continue
+            except PartialResultsError as exc:
+                # Pin where the window starts, so a first window that keeps failing does not
+                # slide forward with the clock and drop its oldest events.
+                progress.state, progress.window_end = before, start
+                self._say_incomplete(name, progress, str(exc))
+                continue
+            if progress.incomplete:
+                log.warning("rule %s: every shard answers again", name)
+                progress.incomplete = None
             progress.window_end = end
         return alerts
+
+    @staticmethod
+    def _say_incomplete(name: str, progress: RuleProgress, condition: str) -> None:
+        if progress.incomplete != condition:
+            log.warning("rule %s: results incomplete, not advanced: %s", name, condition)
+        progress.incomplete = condition
 
     def _runs(self) -> list[tuple[str, RunOne]]:
         runs: list[tuple[str, RunOne]] = [(r.name, partial(self._native, r)) for r in self.native]

@@ -15,6 +15,7 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 
+from nis2triage.errors import PartialResultsError
 from nis2triage.rules.native import RuleBase
 
 log = logging.getLogger(__name__)
@@ -91,10 +92,22 @@ def terms(field: str, values: list[Any]) -> dict[str, Any]:
     return {"terms": {field: values}}
 
 
+def whole(body: Mapping[str, Any], index: str) -> Mapping[str, Any]:
+    """`body` unless some shards failed: a partial count or page would under-report."""
+    failures = body.get("_shards", {}).get("failures") or []
+    if failures:
+        reason = failures[0].get("reason", {})
+        said = reason.get("reason") if isinstance(reason, dict) else reason
+        raise PartialResultsError(
+            f"{len(failures)} shard(s) of {index} failed the search ({said}); "
+            "the window is tried again next cycle"
+        )
+    return body
+
+
 def count(es: Elasticsearch, index: str, query: dict[str, Any]) -> int:
-    return int(
-        es.count(index=index, query=query, ignore_unavailable=True, allow_no_indices=True)["count"]
-    )
+    body = es.count(index=index, query=query, ignore_unavailable=True, allow_no_indices=True)
+    return int(whole(body.body, index)["count"])
 
 
 def count_without_key(run: Run, rule: RuleBase, key: str, start: datetime) -> int:
@@ -114,7 +127,7 @@ def aggregate(
     body = es.search(
         index=index, size=0, query=query, aggs=aggs, ignore_unavailable=True, allow_no_indices=True
     ).body
-    result: dict[str, Any] = body.get("aggregations", {})
+    result: dict[str, Any] = whole(body, index).get("aggregations", {})
     return result
 
 
@@ -169,7 +182,7 @@ def _pages(
             source=False,
             track_total_hits=False,
         )
-        hits = page["hits"]["hits"]
+        hits = whole(page.body, rule.index)["hits"]["hits"]
         for hit in hits:
             at = from_millis(float(hit["sort"][0]))
             matched = tuple(hit.get("matched_queries", ()))

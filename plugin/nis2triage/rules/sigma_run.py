@@ -17,7 +17,7 @@ from typing import Any
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
-from nis2triage.errors import RuleExecutionError
+from nis2triage.errors import PartialResultsError, RuleExecutionError
 from nis2triage.records import Alert
 from nis2triage.rules.sigma import SigmaQuery
 
@@ -138,10 +138,11 @@ def _search(
         ) from exc
     failures = result.get("_shards", {}).get("failures")
     if failures:
-        # Some shards answered: a partial count would under-report, so the run fails whole.
-        raise RuleExecutionError(
+        # Some shards answered: a partial count would under-report, so the window is retried.
+        raise PartialResultsError(
             f"Sigma rule {rule.name!r} failed on {len(failures)} shard(s): "
-            f"{error_reason({'error': failures[0].get('reason')})}"
+            f"{error_reason({'error': failures[0].get('reason')})}; "
+            "the window is tried again next cycle"
         )
     return result
 

@@ -1,0 +1,86 @@
+"""Some shards fail a rule's search: the rule's window is held back and tried again.
+
+Two indices under one pattern map `labels.code` differently (long and keyword):
+a query for a word then fails on the long index's shard and succeeds on the
+other, which Elasticsearch answers with 200 and `_shards.failures`. Counting on
+that answer would under-report, so the runner keeps the window and its state.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from elasticsearch import Elasticsearch, helpers
+
+from nis2triage.config import RulesConfig
+from nis2triage.errors import PartialResultsError
+from nis2triage.rulerunner import RuleRunner
+from nis2triage.rules.search import count
+
+from native_support import at, ev, make_rule, run
+
+FILTER = {"term": {"labels.code": "abc"}}
+
+
+@pytest.fixture
+def pattern(es: Elasticsearch) -> Iterator[str]:
+    stem = f"t-partial-{uuid.uuid4().hex[:8]}"
+    for suffix, kind in (("words", "keyword"), ("numbers", "long")):
+        mapping = {
+            "properties": {
+                "@timestamp": {"type": "date"},
+                "labels": {"properties": {"code": {"type": kind}}},
+                "host": {"properties": {"name": {"type": "keyword"}}},
+            }
+        }
+        es.indices.create(index=f"{stem}-{suffix}", mappings=mapping)
+    events = [ev(m, host="h1") | {"labels": {"code": "abc"}} for m in (1, 2, 3)]
+    helpers.bulk(es, ({"_index": f"{stem}-words", "_source": e} for e in events))
+    es.index(index=f"{stem}-numbers", document=ev(2, host="h2") | {"labels": {"code": 7}})
+    es.indices.refresh(index=f"{stem}-*")
+    yield f"{stem}-*"
+    es.options(ignore_status=404).indices.delete(index=f"{stem}-*")
+
+
+def test_a_count_with_a_failed_shard_is_refused_not_under_reported(
+    es: Elasticsearch, pattern: str
+) -> None:
+    with pytest.raises(PartialResultsError, match=r"1 shard\(s\) of .* failed the search"):
+        count(es, pattern, FILTER)
+
+
+def test_a_frequency_rule_over_a_failed_shard_raises_partial_results(
+    es: Elasticsearch, pattern: str
+) -> None:
+    rule = make_rule("frequency", pattern, filter=FILTER, num_events=3, timeframe="10m")
+
+    with pytest.raises(PartialResultsError, match="tried again next cycle"):
+        run(es, rule, 0, 10)
+
+
+def test_the_runner_holds_the_window_says_it_once_and_catches_up_when_shards_answer(
+    es: Elasticsearch, pattern: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rule = make_rule("frequency", pattern, filter=FILTER, num_events=3, timeframe="10m")
+    rule = rule.model_copy(update={"query_key": "host.name"})
+    times = iter([at(10), at(12), at(14)])
+    settings = RulesConfig(
+        initial_lookback=timedelta(minutes=10), max_lateness=timedelta(seconds=1)
+    )
+    runner = RuleRunner(es, settings, [rule], [], clock=lambda: next(times))
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.rulerunner"):
+        first, second = runner.run_due(), runner.run_due()
+        es.indices.delete(index=pattern.replace("*", "numbers"))
+        third = runner.run_due()
+
+    said = [r.getMessage() for r in caplog.records]
+    assert (first, second) == ([], [])
+    assert runner.progress[rule.name].paused is None
+    assert [(a.name, a.entity) for a in third] == [(rule.name, "h1")]
+    assert len([m for m in said if "results incomplete, not advanced" in m]) == 1
+    assert said[-1] == f"rule {rule.name}: every shard answers again"
