@@ -71,7 +71,10 @@ def test_agent_rides_out_a_fault_and_ends_where_a_clean_run_ends(
             text=True,
         )
         try:
-            time.sleep(6)  # the agent meets the fault for a while
+            # The agent meets the fault for a while: several faulted connections, however long
+            # its start takes on a busy machine (a fixed sleep could end before it connects).
+            wait_for(lambda: proxy.connections >= (1 if fault == "slow" else 3))
+            time.sleep(2)
             proxy.mode = "pass"
             wait_for(
                 lambda: (
