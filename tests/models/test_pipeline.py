@@ -74,5 +74,5 @@ def test_an_upper_tail_scores_only_what_exceeds_the_usual_value() -> None:
 
 
 def test_an_upper_tail_needs_a_one_value_scorer() -> None:
-    with pytest.raises(ConfigError, match="tail: upper.*one-value scorer"):
+    with pytest.raises(ConfigError, match=r"tail: upper.*one-value scorer"):
         build([{"anomaly.HalfSpaceTrees": {}}], None, "spec.yml model", tail="upper")
