@@ -5,14 +5,19 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from elasticsearch import Elasticsearch
 
+from nis2triage import esclient
+from nis2triage.demo import index_docs
 from nis2triage.detectors import Detector, DetectorSpec, load_spec
 from nis2triage.records import Alert, Event
 
-from support import DETECTORS
+from support import DETECTORS, run_agent, write_agent_config
 
 NETWORK = DETECTORS / "network" / "outbound-bytes-per-host.yml"
 AUTH = DETECTORS / "auth-volume-per-user.yml"
@@ -143,3 +148,29 @@ def test_shipped_specs_load_and_name_their_features_in_the_message(path: Any) ->
 
     assert {f.name for f in spec.features if f.in_model}
     assert "{entity}" in spec.message
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_the_agent_runs_the_network_detector_from_a_network_source(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+    pairs = list(steady_flows(32, random.Random(8)))
+    pairs += [(32, flow(7, 100_000_000)) for _ in range(20)]
+    docs = [
+        {**doc, "@timestamp": (start + q * QUARTER + timedelta(seconds=i % 900)).isoformat()}
+        for i, (q, doc) in enumerate(pairs)
+    ]
+    index_docs(es, index_name, docs)
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    settings = yaml.safe_load(config.read_text())
+    settings["sources"].append(
+        {"name": "network", "indices": [index_name], "query": "event.category:network"}
+    )
+    settings["detectors"].append(str(DETECTORS / "network" / "*.yml"))
+    config.write_text(yaml.safe_dump(settings))
+
+    report = run_agent(config, es)
+
+    assert report.events == 2 * len(docs)  # the auth source reads them too, unfiltered
+    assert [(a.name, a.entity) for a in report.alerts] == [("outbound-bytes-per-host", "10.0.0.7")]
