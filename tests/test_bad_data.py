@@ -27,7 +27,8 @@ from nis2triage.store import alert_document
 from support import DETECTORS, run_agent, write_agent_config
 
 T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
-SPECS = [load_spec(p) for p in sorted(DETECTORS.glob("*.yml"))]
+# Every shipped detector, the network ones in their own folder included.
+SPECS = [load_spec(p) for p in sorted(DETECTORS.rglob("*.yml"))]
 
 scalars = st.one_of(
     st.none(),
@@ -36,7 +37,10 @@ scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=30),
     st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=3),
-    st.sampled_from(["x" * 1_500_000, "root", "203.0.113.9", "::1", "authentication", "failure"]),
+    st.sampled_from(
+        ["x" * 1_500_000, "root", "203.0.113.9", "::1", "authentication", "failure", "network"]
+    ),
+    st.just("outbound"),
 )
 values = st.recursive(
     scalars,
@@ -46,9 +50,14 @@ values = st.recursive(
     max_leaves=12,
 )
 ecs_keys = st.sampled_from(
-    ["source", "user", "event", "host", "related", "system", "source.ip", "user.name"]
+    [
+        *("source", "user", "event", "host", "related", "system", "source.ip", "user.name"),
+        *("network", "destination", "source.bytes"),
+    ]
 )
-inner_keys = st.sampled_from(["ip", "name", "category", "outcome", "auth", "ssh", "event"])
+inner_keys = st.sampled_from(
+    ["ip", "name", "category", "outcome", "auth", "ssh", "event", "direction", "bytes"]
+)
 documents = st.dictionaries(
     ecs_keys, st.one_of(values, st.dictionaries(inner_keys, values, max_size=4)), max_size=6
 )

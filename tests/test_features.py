@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
-from nis2triage.features import BucketTable, FeatureSpec, Match, get_field
+import pytest
+from pydantic import ValidationError
+
+from nis2triage.features import Baselines, BucketTable, FeatureSpec, Match, get_field
 
 FEATURES = [
     FeatureSpec(name="n", kind="count"),
@@ -61,3 +64,61 @@ def test_the_least_recently_active_entity_is_evicted_and_counted() -> None:
 
     assert list(table.open) == ["a", "c"]
     assert (table.evicted_entities, table.evicted_events) == (1, 1)
+
+
+RISE = [
+    FeatureSpec(name="logn", kind="count", transform="log1p"),
+    FeatureSpec(name="up", kind="rise", of="logn", half_life=timedelta(minutes=15)),
+]
+QUARTER = 15 * 60_000
+
+
+def judge(baselines: Baselines, entity: str, start_ms: int, value: float) -> float:
+    """The rise of one bucket, then the bucket folded in, as the detector does."""
+    rise = baselines.rises(entity, start_ms, {"logn": value}, RISE)["up"]
+    baselines.update(entity, start_ms, {"logn": value}, RISE)
+    return rise
+
+
+def test_a_rise_is_the_excess_over_the_entitys_own_weighted_mean() -> None:
+    baselines = Baselines(timedelta(minutes=15), max_entities=10)
+
+    # Bucket = half-life, so the newest bucket weighs 1/2: means 0 -> 4 -> 5.
+    assert judge(baselines, "a", 0, 8.0) == 8.0  # never seen: the whole value
+    assert judge(baselines, "a", QUARTER, 6.0) == 2.0
+    assert judge(baselines, "a", 2 * QUARTER, 3.0) == 0.0  # below the mean: no rise
+    assert baselines.means["a"][1]["up"] == 4.0
+
+
+def test_buckets_without_events_count_as_zeros() -> None:
+    baselines = Baselines(timedelta(minutes=15), max_entities=10)
+    judge(baselines, "a", 0, 8.0)  # mean 4
+
+    # Two empty buckets halve it twice: 1 expected, so 3 rises by 2.
+    assert judge(baselines, "a", 3 * QUARTER, 3.0) == 2.0
+
+
+def test_entities_have_their_own_baselines_and_the_least_recent_is_evicted() -> None:
+    baselines = Baselines(timedelta(minutes=15), max_entities=2)
+    for entity in ["a", "b", "c"]:
+        judge(baselines, entity, 0, 8.0)
+
+    assert list(baselines.means) == ["b", "c"]
+    assert baselines.evicted == 1
+    assert judge(baselines, "a", QUARTER, 8.0) == 8.0  # evicted: starts again from zero
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        pytest.param({"kind": "rise", "half_life": "1h"}, "needs `of`", id="no-of"),
+        pytest.param({"kind": "rise", "of": "n"}, "`half_life`", id="no-half-life"),
+        pytest.param(
+            {"kind": "rise", "of": "n", "half_life": "1h", "field": "x"}, "no field", id="field"
+        ),
+        pytest.param({"kind": "count", "of": "n"}, "belong to kind rise", id="of-on-count"),
+    ],
+)
+def test_bad_rise_features_are_refused(spec: dict, match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        FeatureSpec.model_validate({"name": "r", **spec})

@@ -19,8 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from nis2triage import yamlload
 from nis2triage.config import Duration, validation_error
 from nis2triage.errors import ConfigError
-from nis2triage.features import Bucket, BucketTable, FeatureSpec, Match, clean, is_ip, values_of
-from nis2triage.models.pipeline import Scorer, build
+from nis2triage.features import (
+    Baselines,
+    Bucket,
+    BucketTable,
+    FeatureSpec,
+    Match,
+    clean,
+    is_ip,
+    values_of,
+)
+from nis2triage.models.pipeline import Scorer, Tail, build
 from nis2triage.models.threshold import AdaptiveThreshold
 from nis2triage.records import Alert, Event, Severity
 from nis2triage.source import ms_to_datetime
@@ -50,6 +59,7 @@ class DetectorSpec(BaseModel):
     features: list[FeatureSpec] = Field(min_length=1)
     model: list[dict[str, dict[str, Any] | None]] = Field(min_length=1)
     target: str | None = None
+    tail: Tail = "both"
     threshold: ThresholdSpec = ThresholdSpec()
     warmup: int = Field(default=20, ge=0)
     max_entities: int = Field(default=100_000, ge=1)
@@ -61,12 +71,30 @@ class DetectorSpec(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> DetectorSpec:
         names = [f.name for f in self.features]
-        if self.target is not None and self.target not in names:
-            raise ValueError(f"target {self.target!r} is not a feature; features: {names}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"feature names must differ; features: {names}")
+        scored = [f.name for f in self.features if f.in_model]
+        if not scored:
+            raise ValueError("no feature goes to the model: leave `in_model` on for at least one")
+        if self.target is not None and self.target not in scored:
+            raise ValueError(f"target {self.target!r} is not a model feature; they are: {scored}")
+        for i, spec in enumerate(self.features):
+            if spec.kind == "rise":
+                _check_followed(spec, self.features[:i])
         unknown = set(_PLACEHOLDER.findall(self.message)) - {*names, "entity", "events"}
         if unknown:
             raise ValueError(f"message names unknown fields {sorted(unknown)}; use {names}")
         return self
+
+
+def _check_followed(rise: FeatureSpec, earlier: list[FeatureSpec]) -> None:
+    """A rise follows a measured feature listed before it."""
+    measured = [f.name for f in earlier if f.kind != "rise"]
+    if rise.of not in measured:
+        raise ValueError(
+            f"feature {rise.name}: `of: {rise.of}` must name a feature listed before it "
+            f"that is not a rise; candidates: {measured}"
+        )
 
 
 def load_spec(path: str | Path) -> DetectorSpec:
@@ -90,8 +118,8 @@ def load_spec(path: str | Path) -> DetectorSpec:
 def trial(spec: DetectorSpec) -> None:
     """Build the model and run it once on a zero vector, so a parameter of the wrong
     type fails here, naming the file, not at the first bucket in production."""
-    scorer = build(spec.model, spec.target, "model")
-    zeros = {f.name: 0.0 for f in spec.features}
+    scorer = build(spec.model, spec.target, "model", spec.tail)
+    zeros = {f.name: 0.0 for f in spec.features if f.in_model}
     try:
         scorer.learn_one(zeros)
         scorer.score_one(zeros)
@@ -106,9 +134,13 @@ class Detector:
 
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
-        self.scorer: Scorer = build(spec.model, spec.target, spec.name)
+        self.scorer: Scorer = build(spec.model, spec.target, spec.name, spec.tail)
         self.threshold = AdaptiveThreshold(spec.threshold.quantile, spec.threshold.floor)
         self.table = BucketTable(spec.bucket, spec.max_entities)
+        # What is counted per event, and what is derived per bucket from the entity's past.
+        self.measured = [f for f in spec.features if f.kind != "rise"]
+        self.rising = [f for f in spec.features if f.kind == "rise"]
+        self.baselines = Baselines(spec.bucket, spec.max_entities)
         self.scored = 0
         self.learned = 0
         self.held_out = 0
@@ -125,7 +157,7 @@ class Detector:
             return
         ts_ms = int(event.timestamp.timestamp() * 1000)
         for entity in entities[:8]:
-            self.table.add(clean(entity), ts_ms, event.doc, self.spec.features)
+            self.table.add(clean(entity), ts_ms, event.doc, self.measured)
 
     def close(self, cutoff_ms: int, index_pattern: str) -> list[Alert]:
         """Score, then learn, every bucket ending by `cutoff_ms`; return the alerts."""
@@ -137,7 +169,10 @@ class Detector:
         return alerts
 
     def _judge(self, entity: str, bucket: Bucket, index_pattern: str) -> Alert | None:
-        x = bucket.vector(self.spec.features)
+        values = bucket.vector(self.measured)
+        rises = self.baselines.rises(entity, bucket.start_ms, values, self.rising)
+        values.update(rises)
+        x = {f.name: values[f.name] for f in self.spec.features if f.in_model}
         score = self.scorer.score_one(x)
         bar = self.threshold.value()
         alerting = self.scored >= self.spec.warmup and score > bar
@@ -151,10 +186,26 @@ class Detector:
         else:
             self.scorer.learn_one(x)
             self.learned += 1
-        return self._alert(entity, bucket, score, bar, index_pattern) if alerting else None
 
-    def _alert(self, entity: str, bucket: Bucket, score: float, bar: float, pattern: str) -> Alert:
-        raw = bucket.raw(self.spec.features)
+        # The entity's own level follows even an alerting bucket: a rise is news once,
+        # then a lasting change becomes this entity's level while the model still holds
+        # the bucket out (an account scanned all day alerts when the scanning starts).
+        if self.rising:
+            self.baselines.update(entity, bucket.start_ms, values, self.rising)
+        if not alerting:
+            return None
+        return self._alert(entity, bucket, (score, bar), rises, index_pattern)
+
+    def _alert(
+        self,
+        entity: str,
+        bucket: Bucket,
+        judged: tuple[float, float],
+        rises: dict[str, float],
+        pattern: str,
+    ) -> Alert:
+        score, bar = judged
+        raw = bucket.raw(self.measured) | {k: round(v, 6) for k, v in rises.items()}
         start = ms_to_datetime(bucket.start_ms)
         end = ms_to_datetime(bucket.start_ms + self.table.span_ms)
         # related.ip is an ip field: a value that is not an address would make the alert
@@ -219,6 +270,7 @@ class Detector:
             "evicted_entities": self.table.evicted_entities,
             "evicted_events": self.table.evicted_events,
             "open_entities": len(self.table.open),
+            "evicted_baselines": self.baselines.evicted,
         }
 
 

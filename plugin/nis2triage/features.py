@@ -3,7 +3,9 @@
 A detector names a filter (which events count), an entity field (who the
 bucket belongs to) and features (what is measured in each bucket). Buckets
 are tumbling windows aligned on the epoch, so the same events always fall in
-the same buckets whatever the polling rhythm.
+the same buckets whatever the polling rhythm. A `rise` feature compares a
+bucket with the same entity's own past buckets (`Baselines`), so an account
+that is always busy is judged against itself, not against quiet ones.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from nis2triage.config import Duration
 
 Checks = tuple[tuple[str, frozenset[str]], ...]
 MAX_DISTINCT = 10_000  # per bucket and field; beyond it the distinct count saturates
@@ -116,21 +120,45 @@ def _field_matches(doc: dict[str, Any], path: str, wanted: frozenset[str]) -> bo
 
 
 class FeatureSpec(BaseModel):
-    """One number per entity and bucket."""
+    """One number per entity and bucket.
+
+    `rise` is the amount by which the feature `of` exceeds the entity's own
+    exponentially weighted mean over its past buckets (0 when below it); `in_model: false`
+    keeps a feature for the message, the evidence and as the base of a rise only.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    kind: Literal["count", "distinct", "ratio", "sum", "max"]
+    kind: Literal["count", "distinct", "ratio", "sum", "max", "rise"]
     field: str | None = None
     where: Match | None = None
     transform: Literal["none", "log1p"] = "none"
+    of: str | None = None
+    half_life: Duration | None = None
+    in_model: bool = True
 
     def model_post_init(self, _: Any) -> None:
         if self.kind in ("distinct", "sum", "max") and not self.field:
             raise ValueError(f"feature {self.name}: kind {self.kind} needs a field")
         if self.kind == "ratio" and self.where is None:
             raise ValueError(f"feature {self.name}: kind ratio needs `where` (the numerator)")
+        if self.kind == "rise":
+            self._check_rise()
+        elif self.of is not None or self.half_life is not None:
+            raise ValueError(f"feature {self.name}: `of` and `half_life` belong to kind rise")
+
+    def _check_rise(self) -> None:
+        if self.of is None or self.half_life is None:
+            raise ValueError(
+                f"feature {self.name}: kind rise needs `of` (the feature it follows) and "
+                "`half_life` (how fast the entity's past fades, e.g. 6h)"
+            )
+        if self.field is not None or self.where is not None or self.transform != "none":
+            raise ValueError(
+                f"feature {self.name}: kind rise takes no field, where or transform: "
+                f"give them to the feature {self.of!r} it follows"
+            )
 
 
 @dataclass(slots=True)
@@ -295,3 +323,65 @@ class BucketTable:
                 del self.open[entity]
         closed.sort(key=lambda item: (item[1].start_ms, item[0]))
         return closed
+
+
+@dataclass
+class Baselines:
+    """Each entity's own recent level of some features: exponentially weighted means.
+
+    A bucket in which the entity did nothing counts as a zero, so the mean of an entity
+    that went quiet fades with `half_life`, and an entity never seen (or evicted) starts
+    from zero: its first bucket rises by its whole value. Capped like the open buckets:
+    the least recently judged entity is evicted first, and counted.
+    """
+
+    span: timedelta
+    max_entities: int
+    means: OrderedDict[str, tuple[int, dict[str, float]]] = field(default_factory=OrderedDict)
+    evicted: int = 0
+
+    def rises(
+        self, entity: str, start_ms: int, values: dict[str, float], specs: list[FeatureSpec]
+    ) -> dict[str, float]:
+        """Each rise feature of `specs` for this bucket, from the entity's past only."""
+        expected = self._expected(entity, start_ms, specs)
+        return {
+            spec.name: max(0.0, values[spec.of] - expected[spec.name])
+            for spec in specs
+            if spec.of is not None
+        }
+
+    def update(
+        self, entity: str, start_ms: int, values: dict[str, float], specs: list[FeatureSpec]
+    ) -> None:
+        """Fold this bucket into the entity's means (after it was judged: score first)."""
+        expected = self._expected(entity, start_ms, specs)
+        means = {}
+        for spec in specs:
+            if spec.of is not None:
+                weight = self._weight(spec)
+                means[spec.name] = (1 - weight) * expected[spec.name] + weight * values[spec.of]
+        self.means[entity] = (start_ms, means)
+        self.means.move_to_end(entity)
+        while len(self.means) > self.max_entities:
+            self.means.popitem(last=False)
+            self.evicted += 1
+
+    def _expected(self, entity: str, start_ms: int, specs: list[FeatureSpec]) -> dict[str, float]:
+        """The means carried to this bucket: the empty buckets since the last one pull them down."""
+        last_ms, means = self.means.get(entity, (start_ms, {}))
+        skipped = max(0, (start_ms - last_ms) // self._span_ms() - 1)
+        return {
+            spec.name: means.get(spec.name, 0.0) * (1 - self._weight(spec)) ** skipped
+            for spec in specs
+            if spec.of is not None
+        }
+
+    def _weight(self, spec: FeatureSpec) -> float:
+        """The newest bucket's weight, such that a bucket `half_life` old weighs half as much."""
+        assert spec.half_life is not None  # checked when the spec was loaded
+        buckets_per_half_life = spec.half_life / self.span
+        return 1.0 - math.pow(0.5, 1.0 / buckets_per_half_life)
+
+    def _span_ms(self) -> int:
+        return int(self.span.total_seconds() * 1000)

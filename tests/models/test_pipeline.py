@@ -58,3 +58,21 @@ def test_gaussian_scorer_on_a_constant_stretch_does_not_alert_on_the_constant() 
     # River's GaussianScorer alone scores 1.0 here (zero variance); the guard says 0.
     assert scorer.score_one({"n": 0.0}) == 0.0
     assert scorer.score_one({"n": 3.0}) == 1.0
+
+
+def test_an_upper_tail_scores_only_what_exceeds_the_usual_value() -> None:
+    both = build([{"anomaly.StandardAbsoluteDeviation": {}}], "n", "m")
+    upper = build([{"anomaly.StandardAbsoluteDeviation": {}}], "n", "m", tail="upper")
+    for i in range(100):
+        both.learn_one({"n": float(10 + i % 3)})
+        upper.learn_one({"n": float(10 + i % 3)})
+
+    # Mean 11, standard deviation about 0.82: 2 is as far below as 20 is above.
+    assert both.score_one({"n": 2.0}) == pytest.approx(11.0, rel=0.02)
+    assert upper.score_one({"n": 2.0}) == 0.0
+    assert upper.score_one({"n": 20.0}) == pytest.approx(both.score_one({"n": 20.0}))
+
+
+def test_an_upper_tail_needs_a_one_value_scorer() -> None:
+    with pytest.raises(ConfigError, match=r"tail: upper.*one-value scorer"):
+        build([{"anomaly.HalfSpaceTrees": {}}], None, "spec.yml model", tail="upper")

@@ -54,7 +54,7 @@ def repeated(times: int, what: str, measure: Callable[[], T]) -> list[T]:
 
 def bench_throughput(es: Elasticsearch, node: NodeInfo, index: str, repeat: int) -> dict[str, Any]:
     reads = repeated(repeat, "read limit", lambda: throughput.read_limit(es, index, 1000))
-    cfg = throughput.agent_config(node, index, "bench-e2e", batch_size=1000)
+    cfg = throughput.shipped_agent_config(node, index, "bench-e2e", batch_size=1000)
     rule = throughput.shipped_rule(index)
     runs = repeated(repeat, "end to end", lambda: throughput.end_to_end(es, cfg, rule, day_range()))
     rules = repeated(repeat, "rule alone", lambda: throughput.rule_only(es, rule, day_range()))

@@ -3,7 +3,8 @@
 The read limit pages through the index exactly as the agent's source does
 (point in time, `search_after`, same sort, same batch size) and does nothing
 with the hits. End to end is the real Agent with the shipped detectors, from a
-fresh state, plus the shipped `frequency` rule for SSH brute force run over
+fresh state (the network detector reading the flows as a second source), plus the
+shipped `frequency` rule for SSH brute force run over
 the same day with `run_rule`, whose alerts go through the agent's own
 `handle_alerts`: the loop's own rule runner starts from a recent window
 (`rules.initial_lookback`), not from a past day.
@@ -34,6 +35,10 @@ from nis2triage.source import PIT_KEEP_ALIVE
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED_DETECTORS = REPO / "detectors" / "*.yml"
+NETWORK_DETECTORS = REPO / "detectors" / "network" / "*.yml"
+# The day split in two sources that together read every document once: the network
+# detectors' flows, and everything else for the authentication detectors.
+NETWORK_QUERY = "event.category:network"
 SHIPPED_RULE = REPO / "rules" / "detection" / "ssh-brute-force.yml"
 TRIAGE = REPO / "rules" / "triage.yml"
 PASSWORD_ENV = "NIS2TRIAGE_BENCH_ES_PASSWORD"
@@ -82,6 +87,15 @@ def agent_settings(
 
 def agent_config(node: NodeInfo, index: str, prefix: str, **source: Any) -> AgentConfig:
     return AgentConfig.model_validate(agent_settings(node, index, prefix, **source))
+
+
+def shipped_agent_config(node: NodeInfo, index: str, prefix: str, **source: Any) -> AgentConfig:
+    """Every shipped detector, the network ones included, each source reading its part."""
+    settings = agent_settings(node, index, prefix, query=f"NOT {NETWORK_QUERY}", **source)
+    network = {**source, "name": "network", "indices": [index], "query": NETWORK_QUERY}
+    settings["sources"].append(network)
+    settings["detectors"].append(str(NETWORK_DETECTORS))
+    return AgentConfig.model_validate(settings)
 
 
 def fresh_agent(es: Elasticsearch, cfg: AgentConfig) -> Agent:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from river import anomaly, compose, preprocessing, stats
 
@@ -28,6 +28,8 @@ ALLOWED: dict[str, Callable[..., Any]] = {
 }
 # Scorers of one target value (River's `score_one(None, y)` form).
 UNIVARIATE = {"anomaly.GaussianScorer", "anomaly.StandardAbsoluteDeviation"}
+# Which side of the usual value is news for a one-value scorer: both, or only above it.
+Tail = Literal["both", "upper"]
 SCALARS = (int, float, bool, str, type(None))
 
 
@@ -53,14 +55,19 @@ class MultivariateScorer:
 class UnivariateScorer:
     """A River scorer of one feature, with the guards its pitfalls call for."""
 
-    def __init__(self, scorer: Any, target: str) -> None:
+    def __init__(self, scorer: Any, target: str, tail: Tail = "both") -> None:
         self.scorer = scorer
         self.target = target
+        self.tail = tail
         self.spread = stats.Var()
         self.seen = 0
 
     def score_one(self, x: dict[str, float]) -> float:
         y = x[self.target]
+        # River's scorers are two-sided: a host sending far less than usual scores as
+        # high as one sending far more. With `tail: upper` only the excess is news.
+        if self.tail == "upper" and self.seen > 0 and y <= self.spread.mean.get():
+            return 0.0
         # GaussianScorer's cdf is 0 on a constant stretch, so every point scored 1.0
         # there (see docs/anomaly-notes): with no variance yet, only a change is news.
         if self.seen < 2 or self.spread.get() == 0.0:
@@ -79,7 +86,12 @@ def _finite(score: Any) -> float:
     return value if math.isfinite(value) else 0.0
 
 
-def build(steps: list[dict[str, dict[str, Any] | None]], target: str | None, where: str) -> Scorer:
+def build(
+    steps: list[dict[str, dict[str, Any] | None]],
+    target: str | None,
+    where: str,
+    tail: Tail = "both",
+) -> Scorer:
     """A scorer from `[{name: params}, ...]`; ConfigError (with `where`) when anything is off."""
     if not steps:
         raise ConfigError(f"{where}: model needs at least one step")
@@ -93,7 +105,9 @@ def build(steps: list[dict[str, dict[str, Any] | None]], target: str | None, whe
     if last in UNIVARIATE:
         if len(built) > 1 or target is None:
             raise ConfigError(f"{where}: {last} scores one feature: give `target` and no scaler")
-        return UnivariateScorer(built[0][1], target)
+        return UnivariateScorer(built[0][1], target, tail)
+    if tail != "both":
+        raise ConfigError(f"{where}: `tail: {tail}` needs a one-value scorer (GaussianScorer, ...)")
     pipeline = built[0][1] if len(built) == 1 else compose.Pipeline(*(obj for _, obj in built))
     return MultivariateScorer(pipeline)
 

@@ -1,0 +1,176 @@
+"""The shipped detector specs, run by the real Detector on small hand-made streams."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from elasticsearch import Elasticsearch
+
+from nis2triage import esclient
+from nis2triage.demo import index_docs
+from nis2triage.detectors import Detector, DetectorSpec, load_spec
+from nis2triage.records import Alert, Event
+
+from support import DETECTORS, run_agent, write_agent_config
+
+NETWORK = DETECTORS / "network" / "outbound-bytes-per-host.yml"
+AUTH = DETECTORS / "auth-volume-per-user.yml"
+T0 = datetime(2026, 11, 2, tzinfo=UTC)
+QUARTER = timedelta(minutes=15)
+
+
+def flow(host: int, size: int, direction: str = "outbound") -> dict[str, Any]:
+    return {
+        "event": {"category": "network", "action": "connection"},
+        "source": {"ip": f"10.0.0.{host}", "bytes": size},
+        "destination": {"ip": "192.0.2.1" if direction == "outbound" else "10.0.1.1"},
+        "network": {"direction": direction},
+    }
+
+
+def logon(user: str, ip: str, failed: bool) -> dict[str, Any]:
+    return {
+        "event": {"category": "authentication", "outcome": "failure" if failed else "success"},
+        "user": {"name": user},
+        "source": {"ip": ip},
+    }
+
+
+def steady_flows(quarters: int, rng: random.Random) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Forty hosts, each one to five outbound flows of log-normal size (median 22 kB) a quarter."""
+    for quarter in range(quarters):
+        for host in range(40):
+            for _ in range(rng.randint(1, 5)):
+                yield quarter, flow(host, int(rng.lognormvariate(10, 1.5)))
+
+
+def run(spec: DetectorSpec, docs: Iterator[tuple[int, dict[str, Any]]]) -> list[Alert]:
+    """Feed (quarter, document) pairs in order, closing each quarter once the next begins."""
+    detector = Detector(spec)
+    alerts: list[Alert] = []
+    for i, (quarter, doc) in enumerate(docs):
+        at = T0 + quarter * QUARTER + timedelta(seconds=i % 900)
+        detector.ingest(Event("logs-x", str(i), at, doc))
+        alerts += detector.close(int((T0 + quarter * QUARTER).timestamp() * 1000), "logs-x")
+    return alerts + detector.close(int((T0 + timedelta(days=30)).timestamp() * 1000), "logs-x")
+
+
+def test_steady_outbound_traffic_raises_no_alert() -> None:
+    alerts = run(load_spec(NETWORK), steady_flows(48, random.Random(1)))
+
+    assert alerts == []
+
+
+def test_a_burst_of_large_uploads_alerts_on_its_host_and_bucket_only() -> None:
+    def stream() -> Iterator[tuple[int, dict[str, Any]]]:
+        yield from steady_flows(32, random.Random(2))
+        # Host 7 uploads twenty files of 100 MB in quarter 32, amid the usual traffic.
+        yield from ((32, flow(7, 100_000_000)) for _ in range(20))
+        for quarter, doc in steady_flows(8, random.Random(3)):
+            yield 32 + quarter, doc
+
+    [alert] = run(load_spec(NETWORK), stream())
+
+    assert (alert.entity, alert.start) == ("10.0.0.7", T0 + 32 * QUARTER)
+    assert alert.score > 5.0
+    assert alert.evidence["features"]["bytes_out"] > 2_000_000_000
+
+
+def test_a_host_sending_far_less_than_usual_is_no_exfiltration() -> None:
+    def stream() -> Iterator[tuple[int, dict[str, Any]]]:
+        yield from steady_flows(32, random.Random(4))
+        yield 32, flow(7, 1)
+
+    assert run(load_spec(NETWORK), stream()) == []
+
+
+def test_internal_and_inbound_flows_are_not_counted_as_leaving() -> None:
+    def stream() -> Iterator[tuple[int, dict[str, Any]]]:
+        yield from steady_flows(32, random.Random(5))
+        yield from ((32, flow(7, 100_000_000, "internal")) for _ in range(20))
+        yield from ((32, flow(8, 100_000_000, "inbound")) for _ in range(20))
+
+    assert run(load_spec(NETWORK), stream()) == []
+
+
+def ordinary_logons(quarter: int, rng: random.Random) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Sixty people logging on from their own desk, 3% mistyped, and one busy service."""
+    for user in range(60):
+        for _ in range(rng.randint(0, 3)):
+            yield quarter, logon(f"user{user}", f"10.0.0.{user}", rng.random() < 0.03)
+    for _ in range(100):
+        yield quarter, logon("svc-backup", "10.0.9.9", rng.random() < 0.03)
+
+
+def test_an_account_tried_from_forty_addresses_alerts_and_a_busy_one_does_not() -> None:
+    rng = random.Random(6)
+
+    def stream() -> Iterator[tuple[int, dict[str, Any]]]:
+        for quarter in range(40):
+            yield from ordinary_logons(quarter, rng)
+        yield from ((40, logon("user3", f"100.64.0.{i}", True)) for i in range(40))
+        yield from ordinary_logons(40, rng)
+
+    alerts = run(load_spec(AUTH), stream())
+
+    # The service account alerts at most while its level is new (its first hour).
+    assert [a.entity for a in alerts if a.start >= T0 + 4 * QUARTER] == ["user3"]
+    assert alerts[-1].evidence["features"]["sources"] >= 40
+
+
+def test_an_account_guessed_at_all_day_alerts_when_the_guessing_starts_only() -> None:
+    rng = random.Random(7)
+
+    def stream() -> Iterator[tuple[int, dict[str, Any]]]:
+        for quarter in range(48):
+            yield from ordinary_logons(quarter, rng)
+            if quarter >= 16:
+                scanners = (f"100.100.{quarter}.{i}" for i in range(rng.randint(50, 70)))
+                yield from ((quarter, logon("root", ip, True)) for ip in scanners)
+
+    rooted = [a.start for a in run(load_spec(AUTH), stream()) if a.entity == "root"]
+
+    # The rise halves every hour (the half-life): news for about two hours, then root's
+    # own level, for the 30 quarters of guessing that follow.
+    assert rooted, "the start of the guessing is news"
+    assert max(rooted) < T0 + 16 * QUARTER + timedelta(hours=3)
+
+
+@pytest.mark.parametrize("path", [AUTH, NETWORK], ids=lambda p: p.stem)
+def test_shipped_specs_load_and_name_their_features_in_the_message(path: Any) -> None:
+    spec = load_spec(path)
+
+    assert {f.name for f in spec.features if f.in_model}
+    assert "{entity}" in spec.message
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_the_agent_runs_the_network_detector_from_a_network_source(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+    pairs = list(steady_flows(32, random.Random(8)))
+    pairs += [(32, flow(7, 100_000_000)) for _ in range(20)]
+    docs = [
+        {**doc, "@timestamp": (start + q * QUARTER + timedelta(seconds=i % 900)).isoformat()}
+        for i, (q, doc) in enumerate(pairs)
+    ]
+    index_docs(es, index_name, docs)
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    settings = yaml.safe_load(config.read_text())
+    settings["sources"].append(
+        {"name": "network", "indices": [index_name], "query": "event.category:network"}
+    )
+    settings["detectors"].append(str(DETECTORS / "network" / "*.yml"))
+    config.write_text(yaml.safe_dump(settings))
+
+    report = run_agent(config, es)
+
+    assert report.events == 2 * len(docs)  # the auth source reads them too, unfiltered
+    assert [(a.name, a.entity) for a in report.alerts] == [("outbound-bytes-per-host", "10.0.0.7")]
