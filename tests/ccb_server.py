@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,6 +38,11 @@ class CcbServer:
     stall: float = 0.0
     # Hang up on every request without answering (an endpoint that is down).
     down: bool = False
+    # Seconds between the bytes of the answer, status line included (a dripping endpoint).
+    drip: float = 0.0
+    # The body of every answer, and whether Content-Length announces it.
+    body: bytes = b"{}"
+    announce: bool = True
 
     def respond(self) -> tuple[int, dict[str, str]]:
         return self.script.pop(0) if self.script else (200, {})
@@ -62,12 +68,24 @@ def _handler(server: CcbServer) -> type[BaseHTTPRequestHandler]:
             if server.stall:
                 time.sleep(server.stall)
             status, headers = server.respond()
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
+            # The agent hangs up on a drip or a flood, as it should.
+            with contextlib.suppress(OSError):
+                self.answer(status, headers)
+
+        def answer(self, status: int, headers: dict[str, str]) -> None:
+            lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('?',))[0]}"]
+            lines += [f"{name}: {value}" for name, value in headers.items()]
+            if server.announce:
+                lines.append(f"Content-Length: {len(server.body)}")
+            lines.append("Connection: close")
+            self.close_connection = True
+            data = ("\r\n".join(lines) + "\r\n\r\n").encode() + server.body
+            if not server.drip:
+                self.wfile.write(data)
+                return
+            for i in range(len(data)):
+                self.wfile.write(data[i : i + 1])
+                time.sleep(server.drip)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -56,3 +57,33 @@ def test_backoff_grows_and_is_capped() -> None:
     assert backoff(3, lambda: 1.0) == timedelta(seconds=20)
     assert backoff(30, lambda: 1.0) == BACKOFF_MAX
     assert backoff(3, lambda: 0.0) == timedelta(seconds=10)
+
+
+def test_a_drip_is_cut_off_at_the_deadline_though_no_read_times_out() -> None:
+    with running_ccb() as ccb:
+        ccb.drip = 0.05  # a byte every 50 ms: the 1 s read timeout never trips
+        started = time.monotonic()
+        outcome = HttpChannel(ccb.url, None, 1.0, [], deadline=1.5).send("k", {}, NOW)
+        took = time.monotonic() - started
+
+    assert isinstance(outcome, RetryLater)
+    assert outcome.reason == "127.0.0.1 did not finish answering within 1.5 s"
+    assert 1.5 <= took < 2.5
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["content-length", "until-close"])
+def test_an_answer_over_the_cap_is_not_read_whole(announce: bool) -> None:
+    with running_ccb() as ccb:
+        ccb.body, ccb.announce = b"x" * (8 << 20), announce
+        outcome = HttpChannel(ccb.url, None, 5.0, [], max_answer=64 * 1024).send("k", {}, NOW)
+
+    assert isinstance(outcome, RetryLater)
+    assert outcome.reason == "127.0.0.1 answered over 65,536 bytes; not read further"
+
+
+def test_an_answer_within_the_cap_is_judged_as_usual() -> None:
+    with running_ccb() as ccb:
+        ccb.body = b"x" * (60 * 1024)  # plus about 100 bytes of status line and headers
+        outcome = HttpChannel(ccb.url, None, 5.0, [], max_answer=64 * 1024).send("k", {}, NOW)
+
+    assert outcome == Delivered("HTTP 200")
