@@ -56,6 +56,8 @@ def test_backoff_grows_and_is_capped() -> None:
     assert backoff(1, lambda: 1.0) == timedelta(seconds=5)
     assert backoff(3, lambda: 1.0) == timedelta(seconds=20)
     assert backoff(30, lambda: 1.0) == BACKOFF_MAX
+    # An endpoint down for a day passes attempt 45, where 5 s * 2**44 overflowed a timedelta.
+    assert backoff(45, lambda: 1.0) == backoff(10_000, lambda: 1.0) == BACKOFF_MAX
     assert backoff(3, lambda: 0.0) == timedelta(seconds=10)
 
 
