@@ -14,10 +14,11 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from nis2triage.config import SmtpConfig
-from nis2triage.notify.channel import RetryLater
+from nis2triage.notify.channel import Delivered, RetryLater
 from nis2triage.notify.notifier import Notifier
 from nis2triage.notify.outbox import Outbox
 from nis2triage.notify.smtp import SmtpChannel
+from nis2triage.notify.soc import Soc
 from nis2triage.store import Store
 
 from report_sample import sample_payload
@@ -108,3 +109,26 @@ def test_a_greeting_dripped_a_byte_at_a_time_is_cut_off_at_the_deadline() -> Non
     )
     # Rendering the PDF takes a second or two first; without the deadline, never returns.
     assert 2.0 <= took < 10.0
+
+
+def test_a_recipient_refused_while_another_accepted_is_escalated_not_resent(
+    es: Elasticsearch, index_name: str
+) -> None:
+    store = Store(es, index_name)
+    store.ensure_indices()
+    with running_smtp() as smtp:
+        smtp.script = ["550 5.1.1 mailbox unknown"]  # the first RCPT only
+        cfg = SmtpConfig(host="127.0.0.1", port=smtp.port, security="none",
+                         sender="soc@entity.example",
+                         recipients=["incident@ccb.example", "ciso@entity.example"])  # fmt: skip
+        relay = SmtpChannel(cfg, None, Soc(store, lambda: NOW))
+        payload = {**sample_payload("early_warning"), "incident_id": "inc-1"}
+        outcome = relay.send(KEY, payload, NOW)
+
+    store.refresh("escalations")
+    [hit] = es.search(index=f"{index_name}-escalations")["hits"]["hits"]
+    assert outcome == Delivered("SMTP accepted for 1 of 2 recipient(s)")
+    assert smtp.keys == [KEY]
+    assert (hit["_source"]["kind"], hit["_source"]["incident_id"]) == ("recipient_refused", "inc-1")
+    assert "incident@ccb.example: 550 5.1.1 mailbox unknown" in hit["_source"]["message"]
+    assert "by hand" in hit["_source"]["message"]

@@ -42,7 +42,7 @@ def channels(cfg: AgentConfig, token: str | None, soc: Soc) -> dict[str, Channel
         )  # fmt: skip
     if "smtp" in options.channels and options.smtp is not None:
         password = read_secret(options.smtp.password_env, None, "SMTP password")
-        built["smtp"] = SmtpChannel(options.smtp, password)
+        built["smtp"] = SmtpChannel(options.smtp, password, soc)
     if "manual" in options.channels:
         built["manual"] = ManualChannel(cfg.resolve(options.report_dir), soc)
     return built

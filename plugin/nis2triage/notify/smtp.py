@@ -18,6 +18,7 @@ from typing import Any
 from nis2triage.config import SmtpConfig
 from nis2triage.notify.channel import Delivered, Outcome, Rejected, RetryLater
 from nis2triage.notify.deadline import AnswerTooLarge, Deadline, read_within
+from nis2triage.notify.soc import Soc
 from nis2triage.reports.render import render
 from nis2triage.reports.stages import BY_REPORT
 
@@ -29,9 +30,10 @@ REPLIES_CAP = 64 * 1024
 class SmtpChannel:
     name = "smtp"
 
-    def __init__(self, cfg: SmtpConfig, password: str | None) -> None:
+    def __init__(self, cfg: SmtpConfig, password: str | None, soc: Soc | None = None) -> None:
         self.cfg = cfg
         self.password = password
+        self.soc = soc
 
     def send(self, key: str, payload: dict[str, Any], now: datetime) -> Outcome:
         message = self.message(key, payload)
@@ -54,8 +56,23 @@ class SmtpChannel:
             return RetryLater(f"{where}: {_why(exc, deadline, self.cfg)}")
         accepted = len(self.cfg.recipients) - len(refused)
         if refused:
-            log.warning("report %s refused for %s", key, ", ".join(sorted(refused)))
+            self._partly_refused(key, payload, refused)
         return Delivered(f"SMTP accepted for {accepted} of {len(self.cfg.recipients)} recipient(s)")
+
+    def _partly_refused(
+        self, key: str, payload: dict[str, Any], refused: dict[str, tuple[int, bytes]]
+    ) -> None:
+        """Some recipients took it and some did not: sent, yet someone must reach the others.
+
+        Retrying would send the others a second copy, so the refused ones go to the SOC."""
+        who = "; ".join(f"{rcpt}: {code} {_text(text)}" for rcpt, (code, text) in refused.items())
+        message = f"report {key} was not accepted for {who}; send it to them by hand"
+        log.error("%s", message)
+        if self.soc is not None:
+            incident = str(payload.get("incident_id") or key)
+            stage = str(payload.get("report_type") or "report")
+            self.soc.raise_once("recipient_refused", incident, stage, message,
+                                details={"key": key, "refused": sorted(refused)})  # fmt: skip
 
     def _connect(self, deadline: Deadline) -> smtplib.SMTP:
         timeout = min(self.cfg.timeout.total_seconds(), deadline.left())
