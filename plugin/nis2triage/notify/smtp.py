@@ -18,6 +18,7 @@ from typing import Any
 from nis2triage.config import SmtpConfig
 from nis2triage.notify.channel import Delivered, Outcome, Rejected, RetryLater
 from nis2triage.notify.deadline import AnswerTooLarge, Deadline, read_within
+from nis2triage.notify.pseudonym import reveal
 from nis2triage.notify.soc import Soc
 from nis2triage.reports.render import render
 from nis2triage.reports.stages import BY_REPORT
@@ -69,7 +70,8 @@ class SmtpChannel:
         message = f"report {key} was not accepted for {who}; send it to them by hand"
         log.error("%s", message)
         if self.soc is not None:
-            incident = str(payload.get("incident_id") or key)
+            named = str(payload.get("incident_id") or key)
+            incident = reveal(self.soc.store, named, "incident") or named
             stage = str(payload.get("report_type") or "report")
             self.soc.raise_once("recipient_refused", incident, stage, message,
                                 details={"key": key, "refused": sorted(refused)})  # fmt: skip
