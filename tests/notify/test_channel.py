@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from nis2triage.notify.channel import Delivered, HttpChannel, Rejected, RetryLater, retry_after
 from nis2triage.notify.outbox import BACKOFF_MAX, backoff
 
-from ccb_server import running_ccb
+from ccb_server import running_ccb, self_signed
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
@@ -89,3 +90,17 @@ def test_an_answer_within_the_cap_is_judged_as_usual() -> None:
         outcome = HttpChannel(ccb.url, None, 5.0, [], max_answer=64 * 1024).send("k", {}, NOW)
 
     assert outcome == Delivered("HTTP 200")
+
+
+def test_https_checks_the_certificate_against_the_trusted_cas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tls = self_signed(tmp_path)
+    with running_ccb(tls) as ccb:
+        unknown = HttpChannel(ccb.url, "tok", 5.0, []).send("k", {}, NOW)
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls[0]))  # OpenSSL's trust store, made ours
+        trusted = HttpChannel(ccb.url, "tok", 5.0, []).send("k", {}, NOW)
+
+    assert unknown == RetryLater("cannot connect to 127.0.0.1: SSLCertVerificationError")
+    assert trusted == Delivered("HTTP 200")
+    assert ccb.idempotency_keys == ["k"]  # nothing was sent to the unverified server

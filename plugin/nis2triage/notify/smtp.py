@@ -85,7 +85,11 @@ class SmtpChannel:
             )  # fmt: skip
         smtp = _BoundedSMTP(deadline, self.cfg.host, self.cfg.port, timeout=timeout)
         if self.cfg.security == "starttls":
-            smtp.starttls(context=ssl.create_default_context())
+            try:
+                smtp.starttls(context=ssl.create_default_context())
+            except BaseException:
+                smtp.close()  # not left open for the garbage collector to find
+                raise
         return smtp
 
     def message(self, key: str, payload: dict[str, Any]) -> EmailMessage:
