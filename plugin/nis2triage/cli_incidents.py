@@ -242,7 +242,7 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
     from nis2triage.reports.render import write
 
     out = Path(args.out) if args.out else ctx.cfg.resolve(ctx.cfg.incidents.report_dir)
-    files = write(out, entry["payload"])
+    files = write(out, entry["payload"], incident.id)
     said = "queued" if new else f"already queued ({entry['status']})"
     if args.json:
         return _print_json(

@@ -114,7 +114,12 @@ class NotifierConfig(Strict):
     pseudonymise: bool = True
     pseudonym_key_env: str = "NIS2TRIAGE_PSEUDONYM_KEY"
     allowed_hosts: list[str] = Field(default_factory=list)
+    # How long the endpoint may stay silent (connecting, or between two reads) ...
     timeout: Duration = timedelta(seconds=10)
+    # ... and how long one attempt may take in all: a drip of bytes restarts `timeout`.
+    deadline: Duration = timedelta(seconds=30)
+    # The most of an answer (status line, headers, body) read; past it the try has failed.
+    max_answer_bytes: int = Field(default=64 * 1024, ge=1024)
     max_attempts: int = Field(default=8, ge=1)
 
 
@@ -133,7 +138,9 @@ class SmtpConfig(Strict):
     password_env: str | None = None
     sender: str
     recipients: list[str] = Field(min_length=1)
+    # Longest silence of the server (connecting, or for one reply), and the whole session.
     timeout: Duration = timedelta(seconds=30)
+    deadline: Duration = timedelta(minutes=2)
 
     @model_validator(mode="after")
     def _password_for_user(self) -> SmtpConfig:

@@ -55,7 +55,9 @@ def alert(
     )
 
 
-def agent_config(prefix: str, mode: str = "dry-run", **incidents: Any) -> AgentConfig:
+def agent_config(
+    prefix: str, mode: str = "dry-run", notifier: dict[str, Any] | None = None, **incidents: Any
+) -> AgentConfig:
     return AgentConfig.model_validate(
         {
             "elasticsearch": {"hosts": ["http://127.0.0.1:9200"]},
@@ -67,7 +69,7 @@ def agent_config(prefix: str, mode: str = "dry-run", **incidents: Any) -> AgentC
             },
             "sources": [{"name": "auth", "indices": ["t-none-logs"]}],
             "incidents": incidents,
-            "notifier": {"mode": mode},
+            "notifier": {"mode": mode, **(notifier or {})},
             "state": {"index_prefix": prefix},
         }
     )
@@ -94,10 +96,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def make_flow(es: Elasticsearch, index_name: str, clock: Clock) -> MakeFlow:
-    """make_flow(mode, **incidents options): an incident flow on fresh indices."""
+    """make_flow(mode, notifier options, **incidents options): an incident flow on fresh indices."""
 
-    def make(mode: str = "dry-run", **incidents: Any) -> IncidentFlow:
-        cfg = agent_config(index_name, mode, **incidents)
+    def make(
+        mode: str = "dry-run", notifier: dict[str, Any] | None = None, **incidents: Any
+    ) -> IncidentFlow:
+        cfg = agent_config(index_name, mode, notifier, **incidents)
         store = Store(es, index_name)
         store.ensure_indices()
         notifier = build.notifier(cfg, store, b"pseudonym-key-0123456789", clock)

@@ -15,7 +15,7 @@ def test_the_next_cycle_records_a_report_the_outbox_holds(
     flow.take([(alert(), LAB)])
     incident = flow.desk.book.find({"match_all": {}})[0]
     stage = BY_REPORT["early_warning"]
-    _, key = report_key(incident.id, stage, None)
+    _, key = report_key(incident.id, stage, None, flow.reporter.secret)
     # What Reporter.queue does before it records the report on the incident, and no more.
     body = flow.reporter.payload(incident, stage, "nis2triage", key, None)
     flow.reporter.notifier.queue(key, "incident_report", body, {"incident_id": incident.id})
@@ -39,6 +39,6 @@ def test_an_early_warning_owed_but_never_queued_is_queued_at_the_next_cycle(
     flow.cycle(clock())
     flow.cycle(clock())
 
-    _, key = report_key(incident.id, BY_REPORT["early_warning"], None)
+    _, key = report_key(incident.id, BY_REPORT["early_warning"], None, flow.reporter.secret)
     assert flow.desk.book.get(incident.id).reports["early_warning"].outbox_id == key
     assert flow.reporter.notifier.entry(key) is not None

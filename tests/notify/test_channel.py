@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from nis2triage.notify.channel import Delivered, HttpChannel, Rejected, RetryLater, retry_after
 from nis2triage.notify.outbox import BACKOFF_MAX, backoff
 
-from ccb_server import running_ccb
+from ccb_server import running_ccb, self_signed
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
@@ -55,4 +57,50 @@ def test_backoff_grows_and_is_capped() -> None:
     assert backoff(1, lambda: 1.0) == timedelta(seconds=5)
     assert backoff(3, lambda: 1.0) == timedelta(seconds=20)
     assert backoff(30, lambda: 1.0) == BACKOFF_MAX
+    # An endpoint down for a day passes attempt 45, where 5 s * 2**44 overflowed a timedelta.
+    assert backoff(45, lambda: 1.0) == backoff(10_000, lambda: 1.0) == BACKOFF_MAX
     assert backoff(3, lambda: 0.0) == timedelta(seconds=10)
+
+
+def test_a_drip_is_cut_off_at_the_deadline_though_no_read_times_out() -> None:
+    with running_ccb() as ccb:
+        ccb.drip = 0.05  # a byte every 50 ms: the 1 s read timeout never trips
+        started = time.monotonic()
+        outcome = HttpChannel(ccb.url, None, 1.0, [], deadline=1.5).send("k", {}, NOW)
+        took = time.monotonic() - started
+
+    assert isinstance(outcome, RetryLater)
+    assert outcome.reason == "127.0.0.1 did not finish answering within 1.5 s"
+    assert 1.5 <= took < 2.5
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["content-length", "until-close"])
+def test_an_answer_over_the_cap_is_not_read_whole(announce: bool) -> None:
+    with running_ccb() as ccb:
+        ccb.body, ccb.announce = b"x" * (8 << 20), announce
+        outcome = HttpChannel(ccb.url, None, 5.0, [], max_answer=64 * 1024).send("k", {}, NOW)
+
+    assert isinstance(outcome, RetryLater)
+    assert outcome.reason == "127.0.0.1 answered over 65,536 bytes; not read further"
+
+
+def test_an_answer_within_the_cap_is_judged_as_usual() -> None:
+    with running_ccb() as ccb:
+        ccb.body = b"x" * (60 * 1024)  # plus about 100 bytes of status line and headers
+        outcome = HttpChannel(ccb.url, None, 5.0, [], max_answer=64 * 1024).send("k", {}, NOW)
+
+    assert outcome == Delivered("HTTP 200")
+
+
+def test_https_checks_the_certificate_against_the_trusted_cas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tls = self_signed(tmp_path)
+    with running_ccb(tls) as ccb:
+        unknown = HttpChannel(ccb.url, "tok", 5.0, []).send("k", {}, NOW)
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls[0]))  # OpenSSL's trust store, made ours
+        trusted = HttpChannel(ccb.url, "tok", 5.0, []).send("k", {}, NOW)
+
+    assert unknown == RetryLater("cannot connect to 127.0.0.1: SSLCertVerificationError")
+    assert trusted == Delivered("HTTP 200")
+    assert ccb.idempotency_keys == ["k"]  # nothing was sent to the unverified server

@@ -1,4 +1,4 @@
-"""The CCB endpoint misbehaving: down for hours, 5xx, stalls, 429, redirects.
+"""The CCB endpoint misbehaving: down for hours, 5xx, stalls, drips, floods, 429, redirects.
 
 The agent runs in-process with an injected clock, so six hours pass in seconds.
 Each case ends with the same checks: delivered once when the endpoint recovers
@@ -44,7 +44,8 @@ def ccb() -> Any:
 def make_agent(
     es: Elasticsearch, es_settings: esclient.ESSettings, index: str, tmp_path: Path, ccb: CcbServer
 ) -> tuple[Agent, Clock]:
-    notifier = {"mode": "send", "endpoint": ccb.url, "timeout": "1s", "max_attempts": 4}
+    notifier = {"mode": "send", "endpoint": ccb.url, "timeout": "1s", "deadline": "2s",
+                "max_answer_bytes": 4096, "max_attempts": 4}  # fmt: skip
     config = write_agent_config(tmp_path, es_settings, index, f"{index}-st", notifier)
     data = yaml.safe_load(config.read_text())
     # One detector, so the whole test is about one or a few notifications.
@@ -100,11 +101,14 @@ def test_endpoint_down_for_six_hours_then_delivered_once(
 
 
 @pytest.mark.parametrize(
-    ("trouble", "script", "stall"),
+    ("trouble", "script", "fault"),
     [
-        pytest.param("5xx", [(503, {}), (502, {}), (500, {})], 0.0, id="5xx"),
-        pytest.param("429", [(429, {"Retry-After": "90"})], 0.0, id="429-retry-after"),
-        pytest.param("stall", [], 2.5, id="timeout"),
+        pytest.param("5xx", [(503, {}), (502, {}), (500, {})], {}, id="5xx"),
+        pytest.param("429", [(429, {"Retry-After": "90"})], {}, id="429-retry-after"),
+        pytest.param("stall", [], {"stall": 2.5}, id="timeout"),
+        # A byte every 100 ms: no read times out, the 2 s deadline of the attempt does.
+        pytest.param("drip", [], {"drip": 0.1}, id="drip-past-deadline"),
+        pytest.param("flood", [], {"body": b"x" * 100_000}, id="answer-over-cap"),
     ],
 )
 @pytest.mark.usefixtures("agent_env")
@@ -116,12 +120,14 @@ def test_transient_failures_are_retried_until_delivered_once(
     ccb: CcbServer,
     trouble: str,
     script: list[tuple[int, dict[str, str]]],
-    stall: float,
+    fault: dict[str, Any],
 ) -> None:
-    ccb.script, ccb.stall = list(script), stall
+    ccb.script = list(script)
+    for name, value in fault.items():
+        setattr(ccb, name, value)
     agent, clock = make_agent(es, es_settings, indexed, tmp_path, ccb)
     queued = agent.run_once().notifications_queued
-    ccb.stall = 0.0
+    ccb.stall, ccb.drip, ccb.body = 0.0, 0.0, b"{}"
     for _ in range(12):
         clock.now += timedelta(minutes=2)
         agent.outbox.deliver_due(clock.now)
@@ -129,8 +135,8 @@ def test_transient_failures_are_retried_until_delivered_once(
     assert statuses(es, indexed) == Counter({"sent": queued})
     keys = Counter(ccb.idempotency_keys)
     assert len(keys) == queued
-    # Every first try stalls (one retry each); or the scripted answers each cost one retry.
-    assert sum(keys.values()) == queued + (queued if stall else len(script))
+    # Every first try stalls, drips or floods (one retry each); or each scripted answer costs one.
+    assert sum(keys.values()) == queued + (queued if fault else len(script))
 
 
 @pytest.mark.usefixtures("agent_env")

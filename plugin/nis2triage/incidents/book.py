@@ -17,6 +17,7 @@ from typing import Any
 
 from nis2triage.errors import IncidentError
 from nis2triage.incidents.record import Incident
+from nis2triage.notify.pseudonym import reveal
 from nis2triage.records import stable_id
 from nis2triage.store import Store
 
@@ -35,7 +36,9 @@ class Book:
         self.clock = clock
 
     def get(self, incident_id: str) -> Incident:
-        """An incident by id, or by a unique prefix of at least six characters."""
+        """An incident by id, by the `incident-...` reference its reports carry, or by a
+        unique prefix of at least six characters of its id."""
+        incident_id = reveal(self.store, incident_id, "incident") or incident_id
         doc = self.store.get("incidents", incident_id)
         if doc is None:
             doc = self._by_prefix(incident_id)

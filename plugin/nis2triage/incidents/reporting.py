@@ -28,18 +28,24 @@ from nis2triage.incidents.record import (
     later_status,
 )
 from nis2triage.notify.notifier import Notifier
+from nis2triage.notify.pseudonym import keyed_id
 from nis2triage.notify.soc import Soc
-from nis2triage.records import stable_id
 from nis2triage.reports import chart, content
 from nis2triage.reports.stages import BY_REPORT, Stage
 
 log = logging.getLogger(__name__)
 
 
-def report_key(incident_id: str, stage: Stage, ref: str | None) -> tuple[str, str]:
-    """(deadline key, idempotency key) of one report."""
+def report_key(
+    incident_id: str, stage: Stage, ref: str | None, secret: bytes | None = None
+) -> tuple[str, str]:
+    """(deadline key, idempotency key) of one report.
+
+    The idempotency key leaves the organisation (Idempotency-Key, Message-ID), so with a
+    pseudonym key it is keyed: a plain hash of the incident id could be confirmed by
+    guessing the address and the window the incident id is a hash of."""
     deadline_key = f"{stage.report}:{ref}" if ref else stage.report
-    return deadline_key, stable_id("report", incident_id, deadline_key)
+    return deadline_key, keyed_id(secret, "report", incident_id, deadline_key)
 
 
 class Reporter:
@@ -57,6 +63,8 @@ class Reporter:
         self.soc = soc
         self.clock = clock
         self.time_fields = {",".join(s.indices): s.time_field for s in desk.cfg.sources}
+        pseudonymiser = notifier.pseudonymiser
+        self.secret = pseudonymiser.key if pseudonymiser is not None else None
 
     def queue(
         self, incident: Incident, stage: Stage, who: str, ref: str | None = None
@@ -64,7 +72,7 @@ class Reporter:
         """Build and queue one report; (incident, idempotency key, whether it is new)."""
         lifecycle.require_aware(incident, "report")
         _check_order(incident, stage, ref)
-        deadline_key, key = report_key(incident.id, stage, ref)
+        deadline_key, key = report_key(incident.id, stage, ref, self.secret)
         if deadline_key in incident.reports:
             return incident, key, False
         body = self.payload(incident, stage, who, key, ref)
@@ -109,7 +117,7 @@ class Reporter:
                 report, _, ref = key.partition(":")
                 if key in incident.reports or report not in BY_REPORT:
                     continue
-                _, outbox_id = report_key(incident.id, BY_REPORT[report], ref or None)
+                _, outbox_id = report_key(incident.id, BY_REPORT[report], ref or None, self.secret)
                 entry = self.notifier.entry(outbox_id)
                 if entry is not None:
                     adopted += self._adopt(incident.id, key, report, outbox_id, entry)
@@ -156,7 +164,7 @@ class Reporter:
     ) -> Incident:
         """A person submitted the report on the CCB's platform; its reference is recorded."""
         incident_id = self.desk.book.get(incident_id).id
-        deadline_key, _ = report_key(incident_id, stage, ref)
+        deadline_key, _ = report_key(incident_id, stage, ref, self.secret)
         now = self.clock()
 
         def record(i: Incident) -> Incident:

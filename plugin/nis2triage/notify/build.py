@@ -36,10 +36,13 @@ def channels(cfg: AgentConfig, token: str | None, soc: Soc) -> dict[str, Channel
         return {}
     built: dict[str, Channel] = {}
     if "http" in options.channels and n.endpoint:
-        built["http"] = HttpChannel(n.endpoint, token, n.timeout.total_seconds(), n.allowed_hosts)
+        built["http"] = HttpChannel(
+            n.endpoint, token, n.timeout.total_seconds(), n.allowed_hosts,
+            n.deadline.total_seconds(), n.max_answer_bytes,
+        )  # fmt: skip
     if "smtp" in options.channels and options.smtp is not None:
         password = read_secret(options.smtp.password_env, None, "SMTP password")
-        built["smtp"] = SmtpChannel(options.smtp, password)
+        built["smtp"] = SmtpChannel(options.smtp, password, soc)
     if "manual" in options.channels:
         built["manual"] = ManualChannel(cfg.resolve(options.report_dir), soc)
     return built

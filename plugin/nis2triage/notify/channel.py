@@ -8,15 +8,19 @@ nothing reached the authority yet), and the outbox does the rest.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
+import socket
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-import requests
+from nis2triage import __version__
+from nis2triage.notify.deadline import AnswerTooLarge, Deadline, read_within
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,14 @@ class Channel(Protocol):
 
 
 class HttpChannel:
-    """POSTs JSON with a bearer token and an idempotency key; follows no redirect."""
+    """POSTs JSON with a bearer token and an idempotency key; follows no redirect.
+
+    Each attempt has a total `deadline` (connect to last byte) on top of the per-read
+    `timeout`, and reads at most `max_answer` bytes of answer (status line, headers and
+    body). It speaks HTTP/1.1 through the standard library's `http.client`, where the
+    channel owns the socket: requests and urllib3 bound each read only (urllib3's own
+    documentation suggests a watcher thread for a wall-clock limit).
+    """
 
     name = "http"
 
@@ -64,49 +75,118 @@ class HttpChannel:
         token: str | None,
         timeout: float,
         allowed_hosts: list[str],
-        session: requests.Session | None = None,
+        deadline: float = 30.0,
+        max_answer: int = 64 * 1024,
     ) -> None:
         self.endpoint = endpoint
         self.token = token
         self.timeout = timeout
+        self.deadline = deadline
+        self.max_answer = max_answer
         host = urlsplit(endpoint).hostname
         self.allowed = {h.lower() for h in [*allowed_hosts, host or ""] if h}
-        self.session = session or requests.Session()
 
     def send(self, key: str, payload: dict[str, Any], now: datetime) -> Outcome:
-        host = (urlsplit(self.endpoint).hostname or "").lower()
+        url = urlsplit(self.endpoint)
+        host = (url.hostname or "").lower()
         if host not in self.allowed:
             return Rejected(f"host {host!r} is not an allowed notification host")
-        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        if url.scheme not in ("http", "https"):
+            return Rejected(f"endpoint {self.endpoint!r} is not an http(s) URL")
+        body = json.dumps(payload, sort_keys=True).encode()
+        deadline = Deadline(self.deadline)
+        try:
+            answer = self._post(url, self._headers(key), body, deadline)
+        except AnswerTooLarge:
+            return RetryLater(f"{host} answered over {self.max_answer:,} bytes; not read further")
+        except TimeoutError:
+            # The last wait is cut to what is left of the deadline, so look at the clock.
+            if deadline.passed:
+                return RetryLater(f"{host} did not finish answering within {self.deadline:g} s")
+            return RetryLater(f"no answer from {host} within {self.timeout:g} s")
+        except http.client.HTTPException as exc:
+            return RetryLater(f"broken answer from {host}: {type(exc).__name__}")
+        except OSError as exc:
+            return RetryLater(f"cannot connect to {host}: {type(exc).__name__}")
+        return judge(answer, now)
+
+    def _headers(self, key: str) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": key,
+            "User-Agent": f"nis2triage/{__version__}",
+            "Connection": "close",
+        }
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        try:
-            resp = self.session.post(
-                self.endpoint,
-                data=json.dumps(payload, sort_keys=True),
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.Timeout:
-            return RetryLater(f"no answer from {host} within {self.timeout:g} s")
-        except requests.ConnectionError as exc:
-            return RetryLater(f"cannot connect to {host}: {type(exc).__name__}")
-        return self._judge(resp, now)
+        return headers
 
-    def _judge(self, resp: requests.Response, now: datetime) -> Outcome:
-        status = resp.status_code
-        if 200 <= status < 300:
-            return Delivered(f"HTTP {status}")
-        if 300 <= status < 400:
-            # Following a redirect could hand the report (and the token) to another host.
-            where = resp.headers.get("Location", "?")
-            return Rejected(f"HTTP {status} redirect to {where} refused")
-        if status == 429 or status >= 500:
-            return RetryLater(f"HTTP {status}", retry_after(resp.headers.get("Retry-After"), now))
-        if status == 408:
-            return RetryLater("HTTP 408")
-        return Rejected(f"HTTP {status}: {resp.text[:200]}")
+    def _post(
+        self, url: SplitResult, headers: dict[str, str], body: bytes, deadline: Deadline
+    ) -> Answer:
+        # Known gap: the name lookup (getaddrinfo) cannot be bounded by a socket timeout.
+        # Environment proxy variables are not used: reports go straight to the endpoint.
+        conn = _connection(url, min(self.timeout, deadline.left()))
+        conn.response_class = _capped_response(deadline, self.timeout, self.max_answer)
+        try:
+            conn.connect()
+            assert conn.sock is not None
+            deadline.bound(conn.sock, self.timeout)
+            target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+            conn.request("POST", target, body, headers)
+            resp = conn.getresponse()
+            text = resp.read().decode("utf-8", "replace")
+            return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, text)
+        finally:
+            conn.close()
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]  # names in lower case
+    text: str
+
+
+def _connection(url: SplitResult, timeout: float) -> http.client.HTTPConnection:
+    host, port = url.hostname or "", url.port
+    if url.scheme == "https":
+        return http.client.HTTPSConnection(
+            host, port, timeout=timeout, context=ssl.create_default_context()
+        )
+    return http.client.HTTPConnection(host, port, timeout=timeout)
+
+
+def _capped_response(
+    deadline: Deadline, per_read: float, cap: int
+) -> type[http.client.HTTPResponse]:
+    """An HTTPResponse reading through the deadline and the cap (see notify.deadline)."""
+
+    class CappedResponse(http.client.HTTPResponse):
+        def __init__(
+            self, sock: socket.socket, debuglevel: int = 0, method: str | None = None,
+            url: str | None = None,
+        ) -> None:  # fmt: skip
+            super().__init__(sock, debuglevel, method, url)
+            self.fp.close()
+            self.fp = read_within(sock, deadline, per_read, cap)
+
+    return CappedResponse
+
+
+def judge(answer: Answer, now: datetime) -> Outcome:
+    status = answer.status
+    if 200 <= status < 300:
+        return Delivered(f"HTTP {status}")
+    if 300 <= status < 400:
+        # Following a redirect could hand the report (and the token) to another host.
+        where = answer.headers.get("location", "?")
+        return Rejected(f"HTTP {status} redirect to {where} refused")
+    if status == 429 or status >= 500:
+        return RetryLater(f"HTTP {status}", retry_after(answer.headers.get("retry-after"), now))
+    if status == 408:
+        return RetryLater("HTTP 408")
+    return Rejected(f"HTTP {status}: {answer.text[:200]}")
 
 
 RETRY_AFTER_MAX = timedelta(hours=1)

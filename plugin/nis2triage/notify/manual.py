@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nis2triage.notify.channel import HandedOver, Outcome, RetryLater
+from nis2triage.notify.pseudonym import reveal
 from nis2triage.notify.soc import Soc
 from nis2triage.reports.render import write
 
@@ -26,18 +27,21 @@ class ManualChannel:
         self.soc = soc
 
     def send(self, key: str, payload: dict[str, Any], now: datetime) -> Outcome:
+        # The payload names the incident by its keyed reference; the SOC works with the id.
+        incident = reveal(self.soc.store, payload["incident_id"], "incident")
+        incident = incident or payload["incident_id"]
         try:
-            paths = write(self.directory, payload)
+            paths = write(self.directory, payload, incident)
         except OSError as exc:
             return RetryLater(f"cannot write the report into {self.directory}: {exc.strerror}")
         pdf = next(p for p in paths if p.suffix == ".pdf")
         stage = payload["report_type"]
         self.soc.raise_once(
             "manual_submission",
-            payload["incident_id"],
+            incident,
             stage,
             f"submit {pdf} on the CCB notification platform, then run "
-            f"`nis2triage incidents submitted {payload['incident_id']} --stage {stage} "
+            f"`nis2triage incidents submitted {incident} --stage {stage} "
             "--reference <CCB reference>`",
             details={"files": [str(p) for p in paths], "key": key},
         )

@@ -11,6 +11,7 @@ attempt with the same key, which the receiver uses to recognise the repeat.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE = timedelta(seconds=5)
 BACKOFF_MAX = timedelta(minutes=30)
+_DOUBLINGS_TO_CAP = math.ceil(math.log2(BACKOFF_MAX / BACKOFF_BASE))
 
 
 def _iso(ts: datetime) -> str:
@@ -37,7 +39,10 @@ def _when(text: str | None, default: datetime) -> datetime:
 
 def backoff(attempts: int, rand: Callable[[], float] = random.random) -> timedelta:
     """Exponential backoff with full jitter (half to all of the capped delay)."""
-    capped = min(BACKOFF_MAX, BACKOFF_BASE * (2 ** max(attempts - 1, 0)))
+    # The exponent stops growing once past the cap: 2**44 times 5 s overflows a timedelta,
+    # which an endpoint down for about 20 hours reached (attempt 45).
+    doublings = min(max(attempts - 1, 0), _DOUBLINGS_TO_CAP)
+    capped = min(BACKOFF_MAX, BACKOFF_BASE * 2**doublings)
     return timedelta(seconds=capped.total_seconds() * (0.5 + rand() / 2))
 
 

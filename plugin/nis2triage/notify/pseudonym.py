@@ -15,14 +15,18 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from nis2triage.records import stable_id
+from nis2triage.store import Store
+
 # Candidate IPv4 and IPv6 literals; each candidate is confirmed by `ipaddress`.
 # A full stop may end the sentence after an address ("from 203.0.113.7."), so only a
 # full stop followed by a digit continues it.
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
 # Identifiers derived from an entity by a plain hash: a dictionary attack would undo
-# them, so anything leaving the organisation carries a keyed version instead.
-# The incident id stays: the operator names it to record a manual submission.
-ID_KEYS = {"alert_id", "alert_ids", "reference"}
+# them, so anything leaving the organisation carries a keyed version instead. The
+# incident's becomes `incident-<hmac>`; the incidents command takes it as well as the
+# local id, through the lookup table (`reveal`).
+ID_KINDS = {"alert_id": "ref", "alert_ids": "ref", "reference": "ref", "incident_id": "incident"}
 _IPV6 = re.compile(r"(?<![0-9A-Za-z:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z:])")
 
 
@@ -47,16 +51,17 @@ class Pseudonymiser:
             return self._text(value, users)
         if isinstance(value, dict):
             return {
-                k: self._id(v) if k in ID_KEYS else self._walk(v, users) for k, v in value.items()
+                k: self._id(v, ID_KINDS[k]) if k in ID_KINDS else self._walk(v, users)
+                for k, v in value.items()
             }
         if isinstance(value, list | tuple):
             return [self._walk(v, users) for v in value]
         return value
 
-    def _id(self, value: Any) -> Any:
+    def _id(self, value: Any, kind: str) -> Any:
         if isinstance(value, list):
-            return [self._id(v) for v in value]
-        return self.pseudonym(str(value), "ref") if isinstance(value, str) else value
+            return [self._id(v, kind) for v in value]
+        return self.pseudonym(value, kind) if isinstance(value, str) else value
 
     def _text(self, text: str, users: list[str]) -> str:
         if text in users:
@@ -75,3 +80,20 @@ class Pseudonymiser:
         except ValueError:
             return candidate
         return self.pseudonym(candidate, "ip")
+
+
+def reveal(store: Store, name: str, kind: str) -> str | None:
+    """The value behind pseudonym `name` of `kind`, from the entity's own lookup table."""
+    if not name.startswith(f"{kind}-"):
+        return None
+    entry = store.get("pseudonyms", name)
+    return str(entry["value"]) if entry and entry.get("kind") == kind else None
+
+
+def keyed_id(key: bytes | None, *parts: object) -> str:
+    """`stable_id(*parts)`, keyed with HMAC-SHA256 when there is a key: an id that leaves
+    the organisation (an idempotency key, a Message-ID) then says nothing to a dictionary."""
+    plain = stable_id(*parts)
+    if key is None:
+        return plain
+    return hmac.new(key, plain.encode(), hashlib.sha256).hexdigest()[:32]

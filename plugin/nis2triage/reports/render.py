@@ -49,9 +49,12 @@ def render(payload: dict[str, Any]) -> Rendered:
     )
 
 
-def write(directory: Path, payload: dict[str, Any]) -> list[Path]:
-    """The four files under directory/<incident id>/, each written whole or not at all."""
-    out = directory / payload["incident_id"]
+def write(directory: Path, payload: dict[str, Any], folder: str | None = None) -> list[Path]:
+    """The four files under directory/<folder>/, each written whole or not at all.
+
+    `folder` is the incident's local id; the payload's own `incident_id` (the default) is
+    its keyed reference when the payload was pseudonymised."""
+    out = directory / (folder or payload["incident_id"])
     out.mkdir(parents=True, exist_ok=True)
     done = render(payload)
     files = {

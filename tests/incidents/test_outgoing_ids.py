@@ -1,0 +1,42 @@
+"""Ids that leave the organisation are keyed: the incident id and the report's idempotency key
+are plain hashes of the entity (address) and the window, which a dictionary would undo. The
+operator still names the incident by its local id, or by the reference the report carries."""
+
+from __future__ import annotations
+
+import json
+
+from nis2triage.records import stable_id
+from nis2triage.reports.stages import BY_REPORT
+
+from .conftest import LAB, Clock, MakeFlow, alert
+
+
+def test_the_report_carries_a_keyed_incident_reference_the_operator_can_use(
+    make_flow: MakeFlow, clock: Clock
+) -> None:
+    flow = make_flow()
+    flow.take([(alert(), LAB)])
+    incident = flow.desk.book.find({"match_all": {}})[0]
+    report = incident.reports["early_warning"]
+    entry = flow.reporter.notifier.entry(report.outbox_id)
+    assert entry is not None
+    outgoing = entry["payload"]["incident_id"]
+
+    assert outgoing.startswith("incident-") and incident.id not in json.dumps(entry["payload"])
+    assert report.outbox_id != stable_id("report", incident.id, "early_warning")
+    assert flow.desk.book.get(outgoing).id == incident.id
+    sent = flow.reporter.submitted(outgoing, BY_REPORT["early_warning"], "alice", "CCB-9")
+    assert sent.id == incident.id and sent.reports["early_warning"].reference == "CCB-9"
+
+
+def test_without_pseudonyms_the_ids_stay_plain(make_flow: MakeFlow, clock: Clock) -> None:
+    flow = make_flow(notifier={"pseudonymise": False})
+    flow.take([(alert(), LAB)])
+    incident = flow.desk.book.find({"match_all": {}})[0]
+    entry = flow.reporter.notifier.entry(incident.reports["early_warning"].outbox_id)
+
+    assert entry is not None and entry["payload"]["incident_id"] == incident.id
+    assert incident.reports["early_warning"].outbox_id == stable_id(
+        "report", incident.id, "early_warning"
+    )

@@ -1,0 +1,71 @@
+"""An answer that drips or floods, through the outbox on the real node: one failed try, logged
+once with what happened, retried, and the report reaches the receiver under one key."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from nis2triage.notify.channel import HttpChannel
+from nis2triage.notify.notifier import Notifier
+from nis2triage.notify.outbox import DeliveryReport, Outbox
+from nis2triage.store import Store
+
+from ccb_server import running_ccb
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+FAULTS = [
+    # 50 ms a byte: the 1 s read timeout never trips, the answer would take about 5 s.
+    pytest.param({"drip": 0.05}, "127.0.0.1 did not finish answering within 1.5 s", id="drip"),
+    pytest.param({"body": b"x" * (8 << 20)}, "127.0.0.1 answered over 65,536 bytes",
+                 id="flood-content-length"),
+    pytest.param({"body": b"x" * (8 << 20), "announce": False},
+                 "127.0.0.1 answered over 65,536 bytes", id="flood-until-close"),
+]  # fmt: skip
+
+
+def queued(es: Elasticsearch, prefix: str, channel: HttpChannel) -> tuple[Outbox, Store]:
+    store = Store(es, prefix)
+    store.ensure_indices()
+    notifier = Notifier(store, "send", ["http"], None, lambda: NOW)
+    notifier.queue("key-1", "incident_report", {"report_type": "early_warning"}, {})
+    return Outbox(store, {"http": channel}, max_attempts=3), store
+
+
+def warnings(caplog: pytest.LogCaptureFixture, logger: str) -> list[logging.LogRecord]:
+    """WARNING and worse from `logger` (an earlier test may leave the agent's loggers at INFO)."""
+    return [r for r in caplog.records if r.name == logger and r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(("fault", "reason"), FAULTS)
+def test_a_dripping_or_flooding_answer_is_retried_and_delivered_once(
+    es: Elasticsearch,
+    index_name: str,
+    caplog: pytest.LogCaptureFixture,
+    fault: dict[str, Any],
+    reason: str,
+) -> None:
+    with running_ccb() as ccb:
+        channel = HttpChannel(ccb.url, "tok", 1.0, [], deadline=1.5, max_answer=64 * 1024)
+        outbox, store = queued(es, index_name, channel)
+        for name, value in fault.items():
+            setattr(ccb, name, value)
+        with caplog.at_level(logging.WARNING, logger="nis2triage.notify.outbox"):
+            first = outbox.deliver_due(NOW)
+        ccb.drip, ccb.body, ccb.announce = 0.0, b"{}", True
+        second = outbox.deliver_due(NOW + timedelta(hours=1))
+        third = outbox.deliver_due(NOW + timedelta(hours=2))
+
+    [line] = [r.getMessage() for r in warnings(caplog, "nis2triage.notify.outbox")]
+    entry = store.get("outbox", "key-1")
+    assert (first.retrying, second.sent, third) == (1, 1, DeliveryReport())
+    assert reason in line and "attempt 1" in line
+    assert entry is not None and entry["status"] == "sent"
+    assert entry["deliveries"]["http"]["attempts"] == 2
+    # The try that was cut off and the one confirmed, under the same key; nothing after.
+    assert ccb.idempotency_keys == ["key-1", "key-1"]
