@@ -132,9 +132,9 @@ def kill_once(config: Path, ccb: CcbServer, rng: random.Random, n: int) -> str:
     proc = agent(config, crash_at)
     if mode == "ccb":
         ccb.kill_pid = proc.pid
-    # A chosen point or a POST may take a few cycles to come (and the agent's start takes
-    # longer on a busy machine); a random kill does not wait.
-    patience = rng.uniform(0.5, 3.0) if mode == "random" else 30.0
+    # A chosen point may take a few cycles to come, and the agent's start takes longer on a
+    # busy machine; a POST comes early or not at all; a random kill does not wait.
+    patience = {"random": rng.uniform(0.5, 3.0), "point": 20.0, "ccb": 8.0}[mode]
     try:
         proc.wait(timeout=patience)
         how = f"at {crash_at}" if crash_at else "by the CCB server during a POST"
