@@ -24,12 +24,12 @@ from elasticsearch import Elasticsearch
 from nis2triage.agent import Agent
 from nis2triage.config import AgentConfig
 from nis2triage.localnode import NodeInfo
+from nis2triage.paging import PIT_KEEP_ALIVE
 from nis2triage.records import Alert
 from nis2triage.rules.engine import run_rule
 from nis2triage.rules.loader import load_rule
 from nis2triage.rules.native import NativeRule
 from nis2triage.rules.state import RuleState
-from nis2triage.source import PIT_KEEP_ALIVE
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
