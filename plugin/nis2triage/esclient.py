@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import orjson
 from elastic_transport import TransportError
-from elasticsearch import ApiError, Elasticsearch, JsonSerializer
+from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage.errors import ConnectionSetupError
 
@@ -32,30 +29,6 @@ class ESSettings:
         return f"ESSettings(hosts={self.hosts!r}, username={self.username!r})"
 
 
-# orjson reads an integer past 64 bits as a float, which the standard library keeps exact;
-# any run of 20 digits (in a number or a string alike) sends the response to the latter.
-LONG_DIGITS = re.compile(rb"[0-9]{20}")
-
-
-class ResponseJsonSerializer(JsonSerializer):
-    """Responses decoded by orjson, requests encoded as the client always did.
-
-    Decoding search responses with the standard library was the agent's largest cost in
-    reading (`make bench`, cProfile). A response orjson refuses or might round (a lone
-    surrogate, an infinite number, a very long integer) is decoded by the standard
-    library instead, so no document reads differently. Requests keep the standard
-    encoder: orjson refuses dictionaries with keys that are not strings.
-    """
-
-    def json_loads(self, data: bytes) -> Any:
-        if isinstance(data, bytes) and LONG_DIGITS.search(data) is None:
-            try:
-                return orjson.loads(data)
-            except orjson.JSONDecodeError:
-                pass
-        return super().json_loads(data)
-
-
 def connect(settings: ESSettings) -> Elasticsearch:
     auth: dict[str, object] = {}
     if settings.api_key:
@@ -73,7 +46,6 @@ def connect(settings: ESSettings) -> Elasticsearch:
         # The client would otherwise park a failed node for up to 30 s and sleep through
         # it; the agent does its own backoff and wants to see the node back at once.
         max_dead_node_backoff=2.0,
-        serializer=ResponseJsonSerializer(),
         **auth,  # type: ignore[arg-type]
     )
 
