@@ -94,8 +94,9 @@ def pages(es: Elasticsearch, pit: str, span: TimeRange, size: int) -> Iterator[P
         if len(hits) == size:
             after = hits[-1]["sort"]
             last_ms = int(after[0])
-            first_ms = int(hits[0]["sort"][0]) if low is None else low
-            width = WINDOW_PAGES * (last_ms - first_ms + 1)
+            # The page's own span, not its window's: a gap at the window's start would
+            # otherwise widen the next window past what it should hold.
+            width = WINDOW_PAGES * (last_ms - int(hits[0]["sort"][0]) + 1)
             low = last_ms
         elif high >= end or low is None:
             return
