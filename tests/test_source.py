@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, helpers
 
 from nis2triage.config import SourceConfig
 from nis2triage.source import Cursor, Source
@@ -78,3 +78,30 @@ def test_cursor_survives_a_round_trip_through_json(es: Elasticsearch, index_name
 
     assert read_all(make(es, index_name), restored) == []
     assert restored.watermark_ms == int((NOW - timedelta(minutes=2)).timestamp() * 1000)
+
+
+def put_many(es: Elasticsearch, index: str, times: list[datetime]) -> list[str]:
+    """One document per time, ids in the order the source must return them."""
+    actions = [
+        {"_index": index, "_id": f"d{i:05d}", "_source": {"@timestamp": t.isoformat()}}
+        for i, t in enumerate(times)
+    ]
+    helpers.bulk(es, actions, refresh=True)
+    return [str(a["_id"]) for a in actions]
+
+
+def test_ties_at_every_page_and_window_border_are_read_once(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # Five events in each of 40 consecutive milliseconds, pages of 3: page borders and
+    # window borders fall inside and between runs of events sharing a millisecond.
+    start = NOW - timedelta(minutes=3)
+    times = [start + timedelta(milliseconds=ms) for ms in range(40) for _ in range(5)]
+    expected = put_many(es, index_name, times)
+    source, cursor = make(es, index_name, batch=3), Cursor()
+
+    got = read_all(source, cursor)
+
+    assert sorted(got) == expected
+    assert [times[int(i[1:])] for i in got] == times
+    assert read_all(source, cursor) == []

@@ -1,7 +1,8 @@
 """Incremental reading of the configured indices.
 
 Each poll opens a point in time over the source's index patterns and pages
-through it with `search_after`, sorted by event time, from the watermark
+through it with `search_after`, sorted by event time, each page bounded to a
+time window (`paging`), from the watermark
 (the newest event time already processed) minus the maximum lateness. Events
 indexed late, with a time inside that margin, are still read; the cursor
 remembers which of the events inside the margin were already processed, so
@@ -21,10 +22,10 @@ from typing import Any
 from elasticsearch import Elasticsearch, NotFoundError
 
 from nis2triage.config import SourceConfig
+from nis2triage.paging import PIT_KEEP_ALIVE, TimeRange, pages
 from nis2triage.records import Event
 
 log = logging.getLogger(__name__)
-PIT_KEEP_ALIVE = "2m"
 Clock = Callable[[], datetime]
 
 
@@ -127,50 +128,26 @@ class Source:
             )
             self._said_empty = True
 
-    def _query(self, cursor: Cursor) -> dict[str, Any]:
+    def _span(self, cursor: Cursor) -> TimeRange:
         upper = self.read_until or self.clock()
-        time_range: dict[str, Any] = {
-            "lte": int(upper.timestamp() * 1000),
-            "format": "epoch_millis",
-        }
-        lower = cursor.lower_bound_ms(self.cfg.max_lateness)
-        if lower is not None:
-            time_range["gte"] = lower
-        filters: list[dict[str, Any]] = [{"range": {self.cfg.time_field: time_range}}]
+        filters: tuple[dict[str, Any], ...] = ()
         if isinstance(self.cfg.query, str):
-            filters.append({"query_string": {"query": self.cfg.query}})
+            filters = ({"query_string": {"query": self.cfg.query}},)
         elif isinstance(self.cfg.query, dict):
-            filters.append(self.cfg.query)
-        return {"bool": {"filter": filters}}
+            filters = (self.cfg.query,)
+        return TimeRange(
+            time_field=self.cfg.time_field,
+            low_ms=cursor.lower_bound_ms(self.cfg.max_lateness),
+            high_ms=int(upper.timestamp() * 1000),
+            filters=filters,
+        )
 
     def _pages(self, pit: str, cursor: Cursor) -> Iterator[list[Event]]:
-        # Known cost: Elasticsearch 8.19 does not prune with `search_after` on this sort
-        # (`_shard_doc` disables it), so each page scans every match after the cursor. A poll
-        # over a backlog of N events costs O(N^2 / batch): 240 ms a page at the start of a
-        # 2-million-event day, 60 ms near its end (`make bench`). Live polls, over minutes,
-        # do not feel it; a catch-up would want pages bounded in time as well.
-        query = self._query(cursor)
-        sort: list[dict[str, Any]] = [
-            {self.cfg.time_field: {"order": "asc", "numeric_type": "date"}},
-            {"_shard_doc": "asc"},
-        ]
-        after: list[Any] | None = None
+        # Pages bounded in time as well (see `paging`): a catch-up over a backlog of N events
+        # costs O(N), where paging over the whole remaining range cost O(N^2 / batch).
         total = 0
-        while True:
-            resp = self.es.search(
-                pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
-                query=query,
-                sort=sort,
-                size=self.cfg.batch_size,
-                search_after=after,
-                track_total_hits=False,
-            )
-            pit = resp.get("pit_id", pit)
-            hits = resp["hits"]["hits"]
-            if not hits:
-                break
-            after = hits[-1]["sort"]
-            batch = self._new_events(hits, cursor)
+        for page in pages(self.es, pit, self._span(cursor), self.cfg.batch_size):
+            batch = self._new_events(page.hits, cursor)
             # Hits come in time order, so a key behind the margin cannot come back in this
             # poll either: pruning per page keeps the cursor (saved with every checkpoint)
             # to the margin's events instead of every event of a long catch-up poll.

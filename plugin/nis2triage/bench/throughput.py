@@ -1,10 +1,13 @@
 """Throughput: the read limit of the client, and the agent end to end over the same documents.
 
-The read limit pages through the index exactly as the agent's source does
-(point in time, `search_after`, same sort, same batch size) and does nothing
-with the hits. End to end is the real Agent with the shipped detectors, from a
-fresh state (the network detector reading the flows as a second source), plus the
-shipped `frequency` rule for SSH brute force run over
+The read limit is the fastest of three ways the official client hands over
+every document, nothing done with the hits: the agent's own paging (point in
+time, `search_after`, same sort and batch size, pages bounded in time
+windows), the same paging over the whole remaining range (the agent's before
+its windows), and a scroll in index order (`helpers.scan`), which gives up
+the time order the agent needs. End to end is the real Agent with the shipped
+detectors, from a fresh state (the network detector reading the flows as a second
+source), plus the shipped `frequency` rule for SSH brute force run over
 the same day with `run_rule`, whose alerts go through the agent's own
 `handle_alerts`: the loop's own rule runner starts from a recent window
 (`rules.initial_lookback`), not from a past day.
@@ -20,17 +23,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, helpers
 
 from nis2triage.agent import Agent
 from nis2triage.config import AgentConfig
 from nis2triage.localnode import NodeInfo
+from nis2triage.paging import PIT_KEEP_ALIVE, TimeRange, pages, sort_clause, window_query
 from nis2triage.records import Alert
 from nis2triage.rules.engine import run_rule
 from nis2triage.rules.loader import load_rule
 from nis2triage.rules.native import NativeRule
 from nis2triage.rules.state import RuleState
-from nis2triage.source import PIT_KEEP_ALIVE
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
@@ -109,36 +112,54 @@ def fresh_agent(es: Elasticsearch, cfg: AgentConfig) -> Agent:
     return agent
 
 
-def read_limit(es: Elasticsearch, index: str, batch_size: int) -> Timed:
-    """Every document through a point in time and `search_after`, nothing done with them."""
+# How the official client can hand over every document, each timed on its own: the read
+# limit is the fastest. `scroll` ignores time order (the agent needs it), so it bounds
+# what any time-ordered reader could reach.
+READ_METHODS = ("windowed", "unbounded", "scroll")
+
+
+def read_limit(es: Elasticsearch, index: str, batch_size: int, method: str) -> Timed:
+    """Every document of `index` read one way, nothing done with the hits."""
     started = time.perf_counter()
+    if method == "scroll":
+        total = sum(1 for _ in helpers.scan(es, index=index, size=batch_size, preserve_order=False))
+    else:
+        total = _read_pit(es, index, batch_size, windowed=method == "windowed")
+    return Timed(total, time.perf_counter() - started)
+
+
+def _read_pit(es: Elasticsearch, index: str, batch_size: int, windowed: bool) -> int:
+    """Through a point in time and `search_after`: the agent's paging, or one unbounded range."""
     pit = es.open_point_in_time(index=index, keep_alive=PIT_KEEP_ALIVE)["id"]
-    sort: list[dict[str, Any]] = [
-        {"@timestamp": {"order": "asc", "numeric_type": "date"}},
-        {"_shard_doc": "asc"},
-    ]
-    query = {"bool": {"filter": [{"range": {"@timestamp": {"lte": "now"}}}]}}
-    after: list[Any] | None = None
-    total = 0
+    span = TimeRange("@timestamp", None, int(time.time() * 1000))
     try:
-        while True:
-            resp = es.search(
-                pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
-                query=query,
-                sort=sort,
-                size=batch_size,
-                search_after=after,
-                track_total_hits=False,
-            )
-            pit = resp.get("pit_id", pit)
-            hits = resp["hits"]["hits"]
-            if not hits:
-                break
-            total += len(hits)
-            after = hits[-1]["sort"]
+        if windowed:
+            return sum(len(page.hits) for page in pages(es, pit, span, batch_size))
+        return _read_unbounded(es, pit, span, batch_size)
     finally:
         es.options(ignore_status=404).close_point_in_time(id=pit)
-    return Timed(total, time.perf_counter() - started)
+
+
+def _read_unbounded(es: Elasticsearch, pit: str, span: TimeRange, batch_size: int) -> int:
+    """The paging the source used before its windows: each page asked over the whole range."""
+    query = window_query(span, None, span.high_ms + 1)
+    after: list[Any] | None = None
+    total = 0
+    while True:
+        resp = es.search(
+            pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
+            query=query,
+            sort=sort_clause(span.time_field),
+            size=batch_size,
+            search_after=after,
+            track_total_hits=False,
+        )
+        pit = resp.get("pit_id", pit)
+        hits = resp["hits"]["hits"]
+        if not hits:
+            return total
+        total += len(hits)
+        after = hits[-1]["sort"]
 
 
 def shipped_rule(index: str) -> NativeRule:
