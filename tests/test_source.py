@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import ApiError, Elasticsearch, helpers
 
 from nis2triage.config import SourceConfig
 from nis2triage.source import Cursor, Source
@@ -105,3 +105,34 @@ def test_ties_at_every_page_and_window_border_are_read_once(
     assert sorted(got) == expected
     assert [times[int(i[1:])] for i in got] == times
     assert read_all(source, cursor) == []
+
+
+def test_a_shard_failing_the_query_fails_the_poll_and_loses_nothing(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # Two indices under one pattern map labels.code differently: the source's filter for a
+    # word fails on the long index's shard, which would otherwise give a partial page.
+    for suffix, kind in (("-words", "keyword"), ("-numbers", "long")):
+        props = {"@timestamp": {"type": "date"}, "labels": {"properties": {"code": {"type": kind}}}}
+        es.indices.create(index=index_name + suffix, mappings={"properties": props})
+    for i in range(3):
+        ts = (NOW - timedelta(minutes=10 - i)).isoformat()
+        doc = {"@timestamp": ts, "labels": {"code": "abc"}}
+        es.index(index=f"{index_name}-words", id=f"w{i}", document=doc, refresh=True)
+    es.index(
+        index=f"{index_name}-numbers",
+        id="n",
+        document={"@timestamp": NOW.isoformat(), "labels": {"code": 7}},
+        refresh=True,
+    )
+    cfg = SourceConfig(
+        name="s", indices=[f"{index_name}-*"], query={"term": {"labels.code": "abc"}}
+    )
+    source, cursor = Source(es, cfg, clock=lambda: NOW), Cursor()
+
+    with pytest.raises(ApiError, match="For input string"):
+        read_all(source, cursor)
+    es.indices.delete(index=f"{index_name}-numbers")
+
+    assert cursor.watermark_ms is None
+    assert read_all(source, cursor) == ["w0", "w1", "w2"]

@@ -86,6 +86,10 @@ def pages(es: Elasticsearch, pit: str, span: TimeRange, size: int) -> Iterator[P
             size=size,
             search_after=after,
             track_total_hits=False,
+            # A shard that fails the query (an index of the pattern maps a field otherwise, a
+            # shard unavailable) must fail the page: a partial page would move the watermark
+            # past events never read. The agent treats the refusal as an outage and retries.
+            allow_partial_search_results=False,
         )
         pit = resp.get("pit_id", pit)
         hits = resp["hits"]["hits"]
