@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -303,3 +304,15 @@ def test_the_agent_runs_the_volume_detector_from_a_logs_source(
 
     alerts = [(a.name, a.entity, a.start, a.score) for a in report.alerts]
     assert alerts == [("events-per-host", "db-1", start + 130 * FIVE, 1.0)]
+
+
+def test_per_host_models_survive_a_snapshot_and_go_on_scoring_alike() -> None:
+    detector = Detector(load_spec(VOLUME))
+    for i in range(150):
+        detector.judge_vector("web-1", {"events": 20.0 + i % 3})
+    restored = pickle.loads(pickle.dumps(detector))
+
+    after = [restored.judge_vector("web-1", {"events": v}).score for v in (21.0, 90.0)]
+
+    assert after == [detector.judge_vector("web-1", {"events": v}).score for v in (21.0, 90.0)]
+    assert after[1] == 1.0 and after[0] < 0.5

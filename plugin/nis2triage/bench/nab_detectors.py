@@ -9,6 +9,8 @@ examples, not tuned on NAB; the one choice made after measuring is that (b)
 and (c) forecast without a season (Holt's linear trend): with a daily season
 they scored 50.9 and 54.0 (standard) against 58.0 and 56.4, and the notes'
 figures for (b), 58.2, match the form without it. Both forms stay registered.
+The forecast error itself is the product's (models/forecast.HoltWintersError), and
+`FromSpec` runs a shipped detector spec, as the agent does, on each series.
 """
 
 from __future__ import annotations
