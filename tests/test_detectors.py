@@ -209,48 +209,57 @@ source: logs
 entity: host.name
 features:
   - {name: events, kind: count}
-target: events
 """
+FORECAST = "target: events\nmodel: [{forecast.HoltWintersError: {}}]\nper_entity: true\n"
 
 
 @pytest.mark.parametrize(
-    ("tail", "match"),
+    ("rest", "match"),
     [
         pytest.param(
-            "model: [{forecast.HoltWintersError: {alpha: 2}}]\nper_entity: true\n",
+            "target: events\nmodel: [{forecast.HoltWintersError: {alpha: 2}}]\n",
             r"bad\.yml:7:\d+: model: forecast.HoltWintersError: alpha must lie in \(0, 1\]",
             id="alpha",
         ),
         pytest.param(
-            "model: [{forecast.HoltWintersError: {}}]\nper_entity: true\n"
-            "postprocess:\n  likelihood: {short_window: 0}\n",
+            FORECAST + "postprocess:\n  likelihood: {short_window: 0}\n",
             r"bad\.yml:10:\d+: postprocess\.likelihood\.short_window: .*greater than or equal to 1",
             id="short-window",
         ),
         pytest.param(
-            "model: [{forecast.HoltWintersError: {}}]\nper_entity: true\n"
-            "postprocess:\n  range_rule:\n    margin: -0.1\n",
+            FORECAST + "postprocess:\n  range_rule:\n    margin: -0.1\n",
             r"bad\.yml:11:\d+: postprocess\.range_rule\.margin: .*greater than or equal to 0",
             id="negative-margin",
         ),
         pytest.param(
-            "model: [{forecast.HoltWintersError: {}}]\nper_entity: true\n"
-            "postprocess:\n  range_rule: {width: 3}\n",
+            FORECAST + "postprocess:\n  range_rule: {width: 3}\n",
             r"bad\.yml:10:\d+: postprocess\.range_rule\.width: .*known keys: margin, warmup",
             id="unknown-key",
         ),
         pytest.param(
-            "model: [{forecast.HoltWintersError: {}}]\npostprocess: {range_rule: {}}\n",
-            r"bad\.yml:\d+:\d+: .*set `per_entity: true`",
+            FORECAST + "postprocess:\n  likelihood: {red_tail: 0.01}\n",
+            r"bad\.yml:10:\d+: postprocess\.likelihood: .*red_tail \(0\.01\) must be below",
+            id="tails",
+        ),
+        pytest.param(
+            "target: events\nmodel: [{forecast.HoltWintersError: {}}]\n"
+            "postprocess: {range_rule: {}}\n",
+            r"bad\.yml:8:\d+: postprocess: .*set `per_entity: true`",
             id="shared-model",
+        ),
+        pytest.param(
+            "model: [{anomaly.HalfSpaceTrees: {}}]\nper_entity: true\n"
+            "postprocess: {range_rule: {}}\n",
+            r"bad\.yml:8:\d+: postprocess: .*needs `target`",
+            id="no-target",
         ),
     ],
 )
 def test_bad_post_processing_is_refused_with_file_and_line(
-    tmp_path: Path, tail: str, match: str
+    tmp_path: Path, rest: str, match: str
 ) -> None:
     path = tmp_path / "bad.yml"
-    path.write_text(SPEC_HEAD + tail)
+    path.write_text(SPEC_HEAD + rest)
 
     with pytest.raises(ConfigError, match=match):
         load_spec(path)
@@ -316,3 +325,9 @@ def test_per_host_models_survive_a_snapshot_and_go_on_scoring_alike() -> None:
 
     assert after == [detector.judge_vector("web-1", {"events": v}).score for v in (21.0, 90.0)]
     assert after[1] == 1.0 and after[0] < 0.5
+
+
+def test_specs_without_the_new_keys_keep_their_fingerprint_and_their_saved_models() -> None:
+    # The agent reuses a saved model only while the spec's dump is unchanged.
+    assert {"per_entity", "postprocess"}.isdisjoint(load_spec(AUTH).model_dump())
+    assert load_spec(VOLUME).model_dump()["per_entity"] is True

@@ -16,7 +16,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from nis2triage import yamlload
 from nis2triage.config import Duration, validation_error
@@ -119,8 +129,8 @@ class DetectorSpec(BaseModel):
     model: list[dict[str, dict[str, Any] | None]] = Field(min_length=1)
     target: str | None = None
     tail: Tail = "both"
-    postprocess: PostprocessSpec | None = None
     per_entity: bool = False
+    postprocess: PostprocessSpec | None = None
     threshold: ThresholdSpec = ThresholdSpec()
     warmup: int = Field(default=20, ge=0)
     max_entities: int = Field(default=100_000, ge=1)
@@ -128,6 +138,30 @@ class DetectorSpec(BaseModel):
     message: str = "{entity} behaved unusually"
     tags: list[str] = Field(default_factory=list)
     hints: dict[str, bool] = Field(default_factory=dict)
+
+    @field_validator("postprocess")
+    @classmethod
+    def _one_series(cls, value: PostprocessSpec | None, info: ValidationInfo) -> Any:
+        """Post-processing follows one series: one entity's model, one target value."""
+        if value is not None and not info.data.get("per_entity"):
+            raise ValueError(
+                "it keeps the history of one series: set `per_entity: true` so that "
+                "each entity has its own model, likelihood and range"
+            )
+        if value is not None and info.data.get("target") is None:
+            raise ValueError("it needs `target`: the feature whose value it follows")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_unused_keys(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # The agent fingerprints a spec by its dump (agent.spec_fingerprint) to reuse its
+        # saved model: keys added later are left out at their defaults, so that upgrading
+        # does not make every existing detector start learning afresh.
+        data = handler(self)
+        for key, default in (("per_entity", False), ("postprocess", None)):
+            if isinstance(data, dict) and data.get(key, default) == default:
+                data.pop(key, None)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> DetectorSpec:
@@ -139,8 +173,6 @@ class DetectorSpec(BaseModel):
             raise ValueError("no feature goes to the model: leave `in_model` on for at least one")
         if self.target is not None and self.target not in scored:
             raise ValueError(f"target {self.target!r} is not a model feature; they are: {scored}")
-        if self.postprocess is not None:
-            _check_postprocess(self)
         for i, spec in enumerate(self.features):
             if spec.kind == "rise":
                 _check_followed(spec, self.features[:i])
@@ -148,17 +180,6 @@ class DetectorSpec(BaseModel):
         if unknown:
             raise ValueError(f"message names unknown fields {sorted(unknown)}; use {names}")
         return self
-
-
-def _check_postprocess(spec: DetectorSpec) -> None:
-    """Post-processing follows one series: one entity's model, one target value."""
-    if not spec.per_entity:
-        raise ValueError(
-            "`postprocess` keeps the history of one series: set `per_entity: true` so that "
-            "each entity has its own model, likelihood and range"
-        )
-    if spec.target is None:
-        raise ValueError("`postprocess` needs `target`: the feature whose value it follows")
 
 
 def _check_followed(rise: FeatureSpec, earlier: list[FeatureSpec]) -> None:
