@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,12 +16,15 @@ from elasticsearch import Elasticsearch
 from nis2triage import esclient
 from nis2triage.demo import index_docs
 from nis2triage.detectors import Detector, DetectorSpec, load_spec
+from nis2triage.errors import ConfigError
 from nis2triage.records import Alert, Event
 
 from support import DETECTORS, run_agent, write_agent_config
 
 NETWORK = DETECTORS / "network" / "outbound-bytes-per-host.yml"
 AUTH = DETECTORS / "auth-volume-per-user.yml"
+VOLUME = DETECTORS / "volume" / "events-per-host.yml"
+FIVE = timedelta(minutes=5)
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 QUARTER = timedelta(minutes=15)
 
@@ -142,12 +146,123 @@ def test_an_account_guessed_at_all_day_alerts_when_the_guessing_starts_only() ->
     assert max(rooted) < T0 + 16 * QUARTER + timedelta(hours=3)
 
 
-@pytest.mark.parametrize("path", [AUTH, NETWORK], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [AUTH, NETWORK, VOLUME], ids=lambda p: p.stem)
 def test_shipped_specs_load_and_name_their_features_in_the_message(path: Any) -> None:
     spec = load_spec(path)
 
     assert {f.name for f in spec.features if f.in_model}
     assert "{entity}" in spec.message
+
+
+def host_events(buckets: range, rng: random.Random) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Three hosts logging 20 to 30 events each per 5 minutes."""
+    for bucket in buckets:
+        for host in ("web-1", "db-1", "dc-1"):
+            for _ in range(rng.randint(20, 30)):
+                yield bucket, {"host": {"name": host}, "event": {"category": "process"}}
+
+
+def run_buckets(spec: DetectorSpec, docs: Iterator[tuple[int, dict[str, Any]]]) -> list[Alert]:
+    """Feed (bucket, document) pairs in order, closing each 5-minute bucket once the next begins."""
+    detector = Detector(spec)
+    alerts: list[Alert] = []
+    for i, (bucket, doc) in enumerate(docs):
+        detector.ingest(
+            Event("logs-x", str(i), T0 + bucket * FIVE + timedelta(seconds=i % 300), doc)
+        )
+        alerts += detector.close(int((T0 + bucket * FIVE).timestamp() * 1000), "logs-x")
+    return alerts + detector.close(int((T0 + timedelta(days=30)).timestamp() * 1000), "logs-x")
+
+
+def test_steady_log_volume_raises_no_alert() -> None:
+    assert run_buckets(load_spec(VOLUME), host_events(range(600), random.Random(3))) == []
+
+
+def test_a_host_bursting_alerts_on_that_host_and_bucket_only() -> None:
+    rng = random.Random(4)
+    docs = [*host_events(range(300), rng)]
+    docs += [(300, {"host": {"name": "db-1"}}) for _ in range(400)]
+    docs += [*host_events(range(301, 320), rng)]
+
+    alerts = run_buckets(load_spec(VOLUME), iter(docs))
+
+    assert [(a.entity, a.start) for a in alerts] == [("db-1", T0 + 300 * FIVE)]
+    assert alerts[0].score == 1.0 and alerts[0].threshold == 0.5
+    assert alerts[0].evidence["features"] == {"events": 400}
+
+
+def test_a_host_going_nearly_quiet_alerts() -> None:
+    rng = random.Random(5)
+    docs = [*host_events(range(300), rng)]
+    docs += [(b, {"host": {"name": "dc-1"}}) for b in range(300, 303)]
+
+    alerts = run_buckets(load_spec(VOLUME), iter(docs))
+
+    # The seen range now reaches down to 1, so the two quiet buckets after are no news.
+    assert [(a.entity, a.start, a.evidence["features"]) for a in alerts] == [
+        ("dc-1", T0 + 300 * FIVE, {"events": 1.0})
+    ]
+
+
+SPEC_HEAD = """name: volume
+source: logs
+entity: host.name
+features:
+  - {name: events, kind: count}
+"""
+FORECAST = "target: events\nmodel: [{forecast.HoltWintersError: {}}]\nper_entity: true\n"
+
+
+@pytest.mark.parametrize(
+    ("rest", "match"),
+    [
+        pytest.param(
+            "target: events\nmodel: [{forecast.HoltWintersError: {alpha: 2}}]\n",
+            r"bad\.yml:7:\d+: model: forecast.HoltWintersError: alpha must lie in \(0, 1\]",
+            id="alpha",
+        ),
+        pytest.param(
+            FORECAST + "postprocess:\n  likelihood: {short_window: 0}\n",
+            r"bad\.yml:10:\d+: postprocess\.likelihood\.short_window: .*greater than or equal to 1",
+            id="short-window",
+        ),
+        pytest.param(
+            FORECAST + "postprocess:\n  range_rule:\n    margin: -0.1\n",
+            r"bad\.yml:11:\d+: postprocess\.range_rule\.margin: .*greater than or equal to 0",
+            id="negative-margin",
+        ),
+        pytest.param(
+            FORECAST + "postprocess:\n  range_rule: {width: 3}\n",
+            r"bad\.yml:10:\d+: postprocess\.range_rule\.width: .*known keys: margin, warmup",
+            id="unknown-key",
+        ),
+        pytest.param(
+            FORECAST + "postprocess:\n  likelihood: {red_tail: 0.01}\n",
+            r"bad\.yml:10:\d+: postprocess\.likelihood: .*red_tail \(0\.01\) must be below",
+            id="tails",
+        ),
+        pytest.param(
+            "target: events\nmodel: [{forecast.HoltWintersError: {}}]\n"
+            "postprocess: {range_rule: {}}\n",
+            r"bad\.yml:8:\d+: postprocess: .*set `per_entity: true`",
+            id="shared-model",
+        ),
+        pytest.param(
+            "model: [{anomaly.HalfSpaceTrees: {}}]\nper_entity: true\n"
+            "postprocess: {range_rule: {}}\n",
+            r"bad\.yml:8:\d+: postprocess: .*needs `target`",
+            id="no-target",
+        ),
+    ],
+)
+def test_bad_post_processing_is_refused_with_file_and_line(
+    tmp_path: Path, rest: str, match: str
+) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text(SPEC_HEAD + rest)
+
+    with pytest.raises(ConfigError, match=match):
+        load_spec(path)
 
 
 @pytest.mark.usefixtures("agent_env")
@@ -174,3 +289,45 @@ def test_the_agent_runs_the_network_detector_from_a_network_source(
 
     assert report.events == 2 * len(docs)  # the auth source reads them too, unfiltered
     assert [(a.name, a.entity) for a in report.alerts] == [("outbound-bytes-per-host", "10.0.0.7")]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_the_agent_runs_the_volume_detector_from_a_logs_source(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+    pairs = list(host_events(range(130), random.Random(9)))
+    pairs += [(130, {"host": {"name": "db-1"}, "event": {"category": "process"}})] * 400
+    docs = [
+        {**doc, "@timestamp": (start + b * FIVE + timedelta(seconds=i % 300)).isoformat()}
+        for i, (b, doc) in enumerate(pairs)
+    ]
+    index_docs(es, index_name, docs)
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    settings = yaml.safe_load(config.read_text())
+    settings["sources"].append({"name": "logs", "indices": [index_name]})
+    settings["detectors"].append(str(DETECTORS / "volume" / "*.yml"))
+    config.write_text(yaml.safe_dump(settings))
+
+    report = run_agent(config, es)
+
+    alerts = [(a.name, a.entity, a.start, a.score) for a in report.alerts]
+    assert alerts == [("events-per-host", "db-1", start + 130 * FIVE, 1.0)]
+
+
+def test_per_host_models_survive_a_snapshot_and_go_on_scoring_alike() -> None:
+    detector = Detector(load_spec(VOLUME))
+    for i in range(150):
+        detector.judge_vector("web-1", {"events": 20.0 + i % 3})
+    restored = pickle.loads(pickle.dumps(detector))
+
+    after = [restored.judge_vector("web-1", {"events": v}).score for v in (21.0, 90.0)]
+
+    assert after == [detector.judge_vector("web-1", {"events": v}).score for v in (21.0, 90.0)]
+    assert after[1] == 1.0 and after[0] < 0.5
+
+
+def test_specs_without_the_new_keys_keep_their_fingerprint_and_their_saved_models() -> None:
+    # The agent reuses a saved model only while the spec's dump is unchanged.
+    assert {"per_entity", "postprocess"}.isdisjoint(load_spec(AUTH).model_dump())
+    assert load_spec(VOLUME).model_dump()["per_entity"] is True

@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from nis2triage import yamlload
 from nis2triage.config import Duration, validation_error
@@ -29,7 +41,10 @@ from nis2triage.features import (
     is_ip,
     values_of,
 )
+from nis2triage.models.likelihood import LikelihoodSettings
 from nis2triage.models.pipeline import Scorer, Tail, build
+from nis2triage.models.postprocess import EntityScorers, PostProcessed, PostSettings
+from nis2triage.models.range_rule import RangeSettings
 from nis2triage.models.threshold import AdaptiveThreshold
 from nis2triage.records import Alert, Event, Severity
 from nis2triage.source import ms_to_datetime
@@ -43,6 +58,60 @@ class ThresholdSpec(BaseModel):
 
     quantile: float = Field(default=0.99, gt=0.0, lt=1.0)
     floor: float = 0.0
+
+
+class LikelihoodSpec(BaseModel):
+    """The anomaly likelihood's windows (models/likelihood; defaults are Numenta's)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    short_window: int = Field(default=10, ge=1)
+    long_window: int = Field(default=8640, ge=1)
+    refit_every: int = Field(default=100, ge=1)
+    learning_period: int = Field(default=288, ge=0)
+    estimation_samples: int = Field(default=100, ge=2)
+    min_variance: float = Field(default=3e-4, gt=0.0)
+    red_tail: float = Field(default=1e-5, gt=0.0, lt=1.0)
+    yellow_tail: float = Field(default=1e-3, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _tails(self) -> LikelihoodSpec:
+        if self.red_tail >= self.yellow_tail:
+            raise ValueError(
+                f"red_tail ({self.red_tail}) must be below yellow_tail ({self.yellow_tail}): "
+                "a red run is reported at the milder yellow tail"
+            )
+        return self
+
+    def settings(self) -> LikelihoodSettings:
+        return LikelihoodSettings(**self.model_dump())
+
+
+class RangeRuleSpec(BaseModel):
+    """The range rule (models/range_rule): how far outside the seen range, after how many."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    margin: float = Field(default=0.05, ge=0.0)
+    warmup: int = Field(default=100, ge=1)
+
+    def settings(self) -> RangeSettings:
+        return RangeSettings(**self.model_dump())
+
+
+class PostprocessSpec(BaseModel):
+    """Steps after the model, in this order: the likelihood, then the range rule."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    likelihood: LikelihoodSpec | None = None
+    range_rule: RangeRuleSpec | None = None
+
+    def settings(self) -> PostSettings:
+        return PostSettings(
+            self.likelihood.settings() if self.likelihood else None,
+            self.range_rule.settings() if self.range_rule else None,
+        )
 
 
 class DetectorSpec(BaseModel):
@@ -60,6 +129,8 @@ class DetectorSpec(BaseModel):
     model: list[dict[str, dict[str, Any] | None]] = Field(min_length=1)
     target: str | None = None
     tail: Tail = "both"
+    per_entity: bool = False
+    postprocess: PostprocessSpec | None = None
     threshold: ThresholdSpec = ThresholdSpec()
     warmup: int = Field(default=20, ge=0)
     max_entities: int = Field(default=100_000, ge=1)
@@ -67,6 +138,30 @@ class DetectorSpec(BaseModel):
     message: str = "{entity} behaved unusually"
     tags: list[str] = Field(default_factory=list)
     hints: dict[str, bool] = Field(default_factory=dict)
+
+    @field_validator("postprocess")
+    @classmethod
+    def _one_series(cls, value: PostprocessSpec | None, info: ValidationInfo) -> Any:
+        """Post-processing follows one series: one entity's model, one target value."""
+        if value is not None and not info.data.get("per_entity"):
+            raise ValueError(
+                "it keeps the history of one series: set `per_entity: true` so that "
+                "each entity has its own model, likelihood and range"
+            )
+        if value is not None and info.data.get("target") is None:
+            raise ValueError("it needs `target`: the feature whose value it follows")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_unused_keys(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # The agent fingerprints a spec by its dump (agent.spec_fingerprint) to reuse its
+        # saved model: keys added later are left out at their defaults, so that upgrading
+        # does not make every existing detector start learning afresh.
+        data = handler(self)
+        for key, default in (("per_entity", False), ("postprocess", None)):
+            if isinstance(data, dict) and data.get(key, default) == default:
+                data.pop(key, None)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> DetectorSpec:
@@ -118,7 +213,7 @@ def load_spec(path: str | Path) -> DetectorSpec:
 def trial(spec: DetectorSpec) -> None:
     """Build the model and run it once on a zero vector, so a parameter of the wrong
     type fails here, naming the file, not at the first bucket in production."""
-    scorer = build(spec.model, spec.target, "model", spec.tail)
+    scorer = scorer_for(spec, where="model")
     zeros = {f.name: 0.0 for f in spec.features if f.in_model}
     try:
         scorer.learn_one(zeros)
@@ -129,12 +224,36 @@ def trial(spec: DetectorSpec) -> None:
         ) from exc
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """One bucket judged: its score, the bar it had to pass, and whether it passed."""
+
+    score: float
+    bar: float
+    alerting: bool
+
+
+def scorer_for(spec: DetectorSpec, where: str | None = None) -> Scorer:
+    """The spec's model and post-processing, as the agent scores one series (or all
+    entities, without `per_entity`) with it; the NAB bench builds it the same way."""
+    scorer = build(spec.model, spec.target, where or spec.name, spec.tail)
+    if spec.postprocess is None or spec.target is None:
+        return scorer
+    return PostProcessed(scorer, spec.target, spec.postprocess.settings())
+
+
 class Detector:
     """The run-time state of one detector: open buckets, model, threshold, counters."""
 
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
-        self.scorer: Scorer = build(spec.model, spec.target, spec.name, spec.tail)
+        self.scorer: Scorer = scorer_for(spec)
+        # With `per_entity` each entity has its own chain, capped like the open buckets.
+        self.entity_scorers = (
+            EntityScorers.empty(partial(scorer_for, spec), spec.max_entities)
+            if spec.per_entity
+            else None
+        )
         self.threshold = AdaptiveThreshold(spec.threshold.quantile, spec.threshold.floor)
         self.table = BucketTable(spec.bucket, spec.max_entities)
         # What is counted per event, and what is derived per bucket from the entity's past.
@@ -173,7 +292,24 @@ class Detector:
         rises = self.baselines.rises(entity, bucket.start_ms, values, self.rising)
         values.update(rises)
         x = {f.name: values[f.name] for f in self.spec.features if f.in_model}
-        score = self.scorer.score_one(x)
+        verdict = self.judge_vector(entity, x)
+
+        # The entity's own level follows even an alerting bucket: a rise is news once,
+        # then a lasting change becomes this entity's level while the model still holds
+        # the bucket out (an account scanned all day alerts when the scanning starts).
+        if self.rising:
+            self.baselines.update(entity, bucket.start_ms, values, self.rising)
+        if not verdict.alerting:
+            return None
+        return self._alert(entity, bucket, (verdict.score, verdict.bar), rises, index_pattern)
+
+    def judge_vector(self, entity: str, x: dict[str, float]) -> Verdict:
+        """Score one entity's model features, compare with the bar, then learn (or hold out).
+
+        The NAB bench drives the shipped spec through this, one series as one entity.
+        """
+        scorer = self.entity_scorers.of(entity) if self.entity_scorers else self.scorer
+        score = scorer.score_one(x)
         bar = self.threshold.value()
         alerting = self.scored >= self.spec.warmup and score > bar
         self.threshold.update(score)
@@ -184,17 +320,9 @@ class Detector:
         if alerting and not self.spec.learn_from_alerts:
             self.held_out += 1
         else:
-            self.scorer.learn_one(x)
+            scorer.learn_one(x)
             self.learned += 1
-
-        # The entity's own level follows even an alerting bucket: a rise is news once,
-        # then a lasting change becomes this entity's level while the model still holds
-        # the bucket out (an account scanned all day alerts when the scanning starts).
-        if self.rising:
-            self.baselines.update(entity, bucket.start_ms, values, self.rising)
-        if not alerting:
-            return None
-        return self._alert(entity, bucket, (score, bar), rises, index_pattern)
+        return Verdict(score, bar, alerting)
 
     def _alert(
         self,
@@ -271,6 +399,7 @@ class Detector:
             "evicted_events": self.table.evicted_events,
             "open_entities": len(self.table.open),
             "evicted_baselines": self.baselines.evicted,
+            "evicted_models": self.entity_scorers.evicted if self.entity_scorers else 0,
         }
 
 

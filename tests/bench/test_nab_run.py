@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nis2triage.bench.nab_corpus import LabelledSeries, NabFile, load_corpus, load_profiles
-from nis2triage.bench.nab_detectors import Detector, SeriesInfo, range_only
+from nis2triage.bench.nab_detectors import SHIPPED_SPEC, Detector, SeriesInfo, range_only
 from nis2triage.bench.nab_run import main, run_corpus, run_series
 
 from support import shared_data
@@ -105,3 +105,27 @@ def test_the_real_profiles_are_nabs_three_cost_matrices() -> None:
         "reward_low_FP_rate": (0.22, 1.0),
         "reward_low_FN_rate": (0.11, 2.0),
     }
+
+
+def test_a_spec_runs_from_the_command_line_with_its_own_bar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_tiny_nab(tmp_path)
+    out = tmp_path / "out" / "nab.json"
+
+    code = main(["--spec", str(SHIPPED_SPEC), "--data", str(tmp_path), "--out", str(out)])
+
+    report = json.loads(out.read_text())["detectors"][0]
+    assert code == 0 and report["detector"] == "events-per-host"
+    # The range rule fires on the spike at row 120, the third of its window (rows 118-124);
+    # the agent's bar is 0.5 (a score above it alerts), NAB's just above it.
+    expected = pytest.approx(100 * (1 + 0.958131) / 2, abs=1e-3)
+    assert report["results"][0]["score"] == expected
+    assert report["at_bar"][0]["score"] == expected
+    assert report["at_bar"][0]["threshold"] == pytest.approx(0.5)
+    assert "at its own bar 0.50" in capsys.readouterr().out
+
+
+def test_the_command_line_wants_a_detector_or_a_spec(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["--data", str(tmp_path)])

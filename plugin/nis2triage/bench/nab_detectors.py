@@ -9,23 +9,30 @@ examples, not tuned on NAB; the one choice made after measuring is that (b)
 and (c) forecast without a season (Holt's linear trend): with a daily season
 they scored 50.9 and 54.0 (standard) against 58.0 and 56.4, and the notes'
 figures for (b), 58.2, match the form without it. Both forms stay registered.
+The forecast error itself is the product's (models/forecast.HoltWintersError), and
+`FromSpec` runs a shipped detector spec, as the agent does, on each series.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from river import anomaly, preprocessing, time_series
+from river import anomaly, preprocessing
 
+from nis2triage.detectors import Detector as AgentDetector
+from nis2triage.detectors import DetectorSpec, load_spec
+from nis2triage.models.forecast import HoltWintersError as Forecaster
 from nis2triage.models.likelihood import AnomalyLikelihood
 from nis2triage.models.range_rule import RangeRule
 
 Row = dict[str, float]
 SECONDS_PER_DAY = 86_400
 SEED = 42
+# The shipped detector the bench's NAB figure is for (goal of issue 7).
+SHIPPED_SPEC = Path(__file__).resolve().parents[3] / "detectors" / "volume" / "events-per-host.yml"
 
 
 class Detector(Protocol):
@@ -83,66 +90,54 @@ class ScaledHalfSpaceTrees:
 
 
 class HoltWintersError:
-    """One-step Holt-Winters forecast error, as a fraction of the range seen so far.
-
-    `seasonality` 0 leaves the season out (Holt's linear trend method).
-
-    Dividing by the seen range puts the error on HST's [0, 1] scale, whatever the
-    series' unit, so that the two can be averaged and the likelihood's variance
-    floor means the same everywhere.
-    """
-
-    # River's own example settings (time_series.HoltWinters docstring), not tuned here.
-    ALPHA, BETA, GAMMA = 0.3, 0.1, 0.6
+    """The product's forecast error (models/forecast) on the row's value."""
 
     def __init__(self, seasonality: int) -> None:
-        self.seasonality = seasonality
-        self._model = self._fresh()
-        self._learned = 0
-        self._previous: float | None = None
-        self._low, self._high = math.inf, -math.inf
-
-    def _fresh(self) -> Any:
-        # River's constructors carry no type hints, hence the ignores on these calls.
-        return time_series.HoltWinters(  # type: ignore[no-untyped-call]
-            alpha=self.ALPHA,
-            beta=self.BETA,
-            gamma=self.GAMMA if self.seasonality else None,
-            seasonality=self.seasonality,
-        )
-
-    def _ready(self) -> bool:
-        # River initialises after max(2, seasonality) values; forecasting earlier
-        # fails (the same trap as PredictiveAnomalyDetection, which forecasts
-        # before its own warm-up check), so until then forecast the last value.
-        return self._learned >= max(2, self.seasonality)
+        self.forecaster = Forecaster(seasonality=seasonality)
 
     def score_one(self, x: Row) -> float:
-        # A numpy float would turn River's division by zero into a silent NaN.
-        value = float(x["value"])
-        if self._previous is None:
-            return 0.0
-        forecast = self._model.forecast(horizon=1)[0] if self._ready() else self._previous
-
-        low, high = min(self._low, value), max(self._high, value)
-        if high == low:
-            return 0.0
-        return min(1.0, abs(value - forecast) / (high - low))
+        return self.forecaster.score_one(x["value"])
 
     def learn_one(self, x: Row) -> None:
-        value = float(x["value"])
-        try:
-            self._model.learn_one(value)
-            self._learned += 1
-        except ZeroDivisionError:
-            # River's Holt-Winters initialises the seasonal terms as value / level, a
-            # ratio even in the additive form, and raises when the first season averages
-            # 0 (zero counts are common in security data). Drop that season and start
-            # on the next one. The ratio itself is left as River has it: replacing it
-            # with value - level moved the daily form only from 50.9 to 51.8 on NAB.
-            self._model, self._learned = self._fresh(), 0
-        self._previous = value
-        self._low, self._high = min(self._low, value), max(self._high, value)
+        self.forecaster.learn_one(x["value"])
+
+
+class SpecSeries:
+    """A shipped detector spec judging one series as one entity, the agent's own way.
+
+    Each row's value is the spec's `target` feature; `score_one` goes through
+    `Detector.judge_vector`, which scores, compares with the spec's bar and learns (or
+    holds out an alerting row) exactly as the agent does for a bucket, so `learn_one`
+    has nothing left to do.
+    """
+
+    ENTITY = "nab-series"
+
+    def __init__(self, spec: DetectorSpec) -> None:
+        if spec.target is None:
+            raise ValueError(f"{spec.name}: a spec run on NAB needs `target`, the value's feature")
+        self.detector = AgentDetector(spec)
+        self.target = spec.target
+
+    def score_one(self, x: Row) -> float:
+        return self.detector.judge_vector(self.ENTITY, {self.target: x["value"]}).score
+
+    def learn_one(self, x: Row) -> None:
+        """Learnt already in `score_one`, after the row was scored."""
+
+
+@dataclass(frozen=True)
+class FromSpec:
+    """A factory of `SpecSeries` for one loaded spec; it pickles, for worker processes."""
+
+    spec: DetectorSpec
+
+    @classmethod
+    def load(cls, path: Path = SHIPPED_SPEC) -> FromSpec:
+        return cls(load_spec(path))
+
+    def __call__(self, info: SeriesInfo) -> Detector:
+        return SpecSeries(self.spec)
 
 
 class MeanOf:

@@ -204,3 +204,12 @@ def optimise(corpus: Sequence[ScoredSeries], profile: Profile) -> ProfileResult:
     labels = [series.labels for series in corpus]
     score = normalise(float(totals[best]), null_raw(labels, profile), perfect_raw(labels, profile))
     return ProfileResult(profile.name, float(thresholds[best]), float(totals[best]), score)
+
+
+def score_at(corpus: Sequence[ScoredSeries], profile: Profile, threshold: float) -> ProfileResult:
+    """The normalised score at a fixed threshold (rows scoring >= it are detections):
+    what a detector scores at its own bar rather than at the best one for the corpus."""
+    raw = sum(raw_score(series, profile, threshold) for series in corpus)
+    labels = [series.labels for series in corpus]
+    score = normalise(raw, null_raw(labels, profile), perfect_raw(labels, profile))
+    return ProfileResult(profile.name, threshold, raw, score)

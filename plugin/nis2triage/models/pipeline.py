@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 from river import anomaly, compose, preprocessing, stats
 
 from nis2triage.errors import ConfigError
+from nis2triage.models.forecast import HoltWintersError
 
 ALLOWED: dict[str, Callable[..., Any]] = {
     "preprocessing.MinMaxScaler": preprocessing.MinMaxScaler,
@@ -25,9 +26,13 @@ ALLOWED: dict[str, Callable[..., Any]] = {
     "anomaly.LocalOutlierFactor": anomaly.LocalOutlierFactor,
     "anomaly.GaussianScorer": anomaly.GaussianScorer,
     "anomaly.StandardAbsoluteDeviation": anomaly.StandardAbsoluteDeviation,
+    # Ours: River's Holt-Winters with the pitfalls of anomaly-notes guarded (models/forecast).
+    "forecast.HoltWintersError": HoltWintersError,
 }
 # Scorers of one target value (River's `score_one(None, y)` form).
 UNIVARIATE = {"anomaly.GaussianScorer", "anomaly.StandardAbsoluteDeviation"}
+# Forecasters of one target value, scored by their forecast error.
+FORECASTERS = {"forecast.HoltWintersError"}
 # Which side of the usual value is news for a one-value scorer: both, or only above it.
 Tail = Literal["both", "upper"]
 SCALARS = (int, float, bool, str, type(None))
@@ -81,6 +86,20 @@ class UnivariateScorer:
         self.seen += 1
 
 
+class ForecastScorer:
+    """A forecaster of one feature, scored by its one-step forecast error."""
+
+    def __init__(self, forecaster: HoltWintersError, target: str) -> None:
+        self.forecaster = forecaster
+        self.target = target
+
+    def score_one(self, x: dict[str, float]) -> float:
+        return _finite(self.forecaster.score_one(x[self.target]))
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        self.forecaster.learn_one(x[self.target])
+
+
 def _finite(score: Any) -> float:
     value = float(score)
     return value if math.isfinite(value) else 0.0
@@ -98,10 +117,19 @@ def build(
     built = [_step(step, where) for step in steps]
     names = [name for name, _ in built]
     last = names[-1]
-    if not last.startswith("anomaly."):
-        raise ConfigError(f"{where}: the last step must be an anomaly.* detector, not {last}")
-    if any(n.startswith("anomaly.") for n in names[:-1]):
+    if not (last.startswith("anomaly.") or last in FORECASTERS):
+        raise ConfigError(
+            f"{where}: the last step must be an anomaly.* detector or a forecaster "
+            f"({', '.join(sorted(FORECASTERS))}), not {last}"
+        )
+    if any(n.startswith("anomaly.") or n in FORECASTERS for n in names[:-1]):
         raise ConfigError(f"{where}: only the last step may be an anomaly detector")
+    if last in FORECASTERS:
+        if len(built) > 1 or target is None or tail != "both":
+            raise ConfigError(
+                f"{where}: {last} forecasts one feature: give `target`, no scaler and no `tail`"
+            )
+        return ForecastScorer(built[0][1], target)
     if last in UNIVARIATE:
         if len(built) > 1 or target is None:
             raise ConfigError(f"{where}: {last} scores one feature: give `target` and no scaler")
