@@ -264,3 +264,8 @@ def test_setup_with_kibana_imports_the_objects_pointed_at_the_agents_prefix(
     titles = {o["attributes"]["title"] for o in sent if o["type"] == "index-pattern"}
     assert titles == {f"{index_name}-st-alerts", f"{index_name}-st-incidents"}
     assert f"created    Kibana objects    {fake_kibana.url}" in done.stdout
+
+
+def test_a_missing_objects_file_says_to_pass_kibana_objects(tmp_path: Path) -> None:
+    with pytest.raises(kibana.KibanaObjectsError, match="pass --kibana-objects"):
+        kibana.checked(tmp_path / "nis2triage.ndjson", "nis2triage")

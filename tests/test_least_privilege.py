@@ -416,3 +416,15 @@ def test_setup_takes_an_administrators_api_key(
 
     assert done.returncode == 0, done.stderr
     assert "0 changed" in done.stdout
+
+
+def test_setup_with_a_refused_password_says_the_credential_was_refused(
+    admin_config: Path, admin_env: dict[str, str]
+) -> None:
+    env = {**admin_env, "ADMIN_PASSWORD": "not-the-password"}
+    admin = ["--admin-user", "elastic", "--admin-password-env", "ADMIN_PASSWORD"]
+
+    done = cli("setup", "--config", str(admin_config), *admin, env=env)
+
+    assert done.returncode == 1
+    assert "Elasticsearch refused the credential setup used (401" in done.stderr

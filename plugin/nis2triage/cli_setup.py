@@ -60,6 +60,11 @@ def cmd_setup(args: argparse.Namespace) -> int:
     except ApiError as exc:
         if exc.meta.status not in (401, 403):
             raise
+        if exc.meta.status == 401:
+            raise ConnectionSetupError(
+                f"Elasticsearch refused the credential setup used (401: {exc.message}): check "
+                "the user name and the password or API key in the variable you named"
+            ) from exc
         raise ConnectionSetupError(
             f"setup needs an administrator's credential ({exc.meta.status}: {exc.message}); "
             "pass --admin-user with --admin-password-env, or --admin-api-key-env"

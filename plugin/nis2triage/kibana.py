@@ -69,8 +69,17 @@ class FieldUse:
 
 def load(path: Path) -> list[dict[str, Any]]:
     """Objects from an NDJSON export; a line that is not one saved object is an error."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        # The default sits in the checkout; an installed package does not carry it.
+        raise KibanaObjectsError(
+            f"{path}: cannot read the Kibana objects ({exc.strerror}); pass --kibana-objects "
+            "with the deploy/kibana/nis2triage.ndjson you copied "
+            "(e.g. /etc/nis2triage/kibana/nis2triage.ndjson)"
+        ) from exc
     objects = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

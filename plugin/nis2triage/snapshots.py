@@ -55,7 +55,9 @@ def unseal(sealed: dict[str, Any] | None, key: bytes) -> Any:
     if not hmac.compare_digest(expected, str(sealed["sig"])):
         raise SnapshotError(
             "model snapshot signature does not match: it was changed, or signed with another "
-            "key; refusing to load it"
+            "key; refusing to load it. Give the agent the snapshot key it had "
+            "(NIS2TRIAGE_SNAPSHOT_KEY), or delete the source-* documents of <prefix>-state "
+            "to let the detectors learn afresh"
         )
     # Safe only because the signature was verified just above.
     return pickle.loads(blob)

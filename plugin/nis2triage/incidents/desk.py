@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from nis2triage.assets import Asset
 from nis2triage.config import AgentConfig
-from nis2triage.errors import IncidentError
+from nis2triage.errors import ConfigError, IncidentError
 from nis2triage.incidents import assess, lifecycle
 from nis2triage.incidents.book import Book, any_key
 from nis2triage.incidents.record import Gdpr, Incident, Narrative, Request
@@ -30,14 +31,21 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat().replace("+00:00", "Z")
 
 
-def load_criteria(cfg: AgentConfig) -> CriteriaSet:
-    """The configured significance criteria, or the shipped rules/nis2."""
-    from pathlib import Path
+# The checkout's criteria, the default; an installed package does not carry them.
+SHIPPED_CRITERIA = Path(__file__).resolve().parents[3] / "rules" / "nis2"
 
-    shipped = Path(__file__).resolve().parents[3] / "rules" / "nis2"
-    return load_directory(
-        cfg.resolve(cfg.incidents.criteria) if cfg.incidents.criteria else shipped
-    )
+
+def load_criteria(cfg: AgentConfig, shipped: Path = SHIPPED_CRITERIA) -> CriteriaSet:
+    """The configured significance criteria, or the shipped rules/nis2."""
+    if cfg.incidents.criteria:
+        return load_directory(cfg.resolve(cfg.incidents.criteria))
+    if not shipped.is_dir():
+        raise ConfigError(
+            f"incidents.criteria is not set and the shipped criteria are not beside this "
+            f"installation ({shipped}); set incidents.criteria to the rules/nis2 folder you "
+            "copied (e.g. /etc/nis2triage/rules/nis2)"
+        )
+    return load_directory(shipped)
 
 
 class Desk:
