@@ -29,7 +29,7 @@ _OPS: dict[str, tuple[Callable[[Any, Any], Any], str]] = {
     "ge": (operator.ge, ">="),
     "lt": (operator.lt, "<"),
     "le": (operator.le, "<="),
-    "eq": (operator.eq, "="),
+    "eq": (operator.eq, "=="),
     "ne": (operator.ne, "!="),
 }
 
