@@ -135,3 +135,24 @@ def _samples() -> list[dict[str, Any]]:
         {"system": {"auth": {"ssh": {"event": ["Failed"], "method": {"password": True}}}}},
         {},
     ]
+
+
+@pytest.mark.usefixtures("agent_env")
+@pytest.mark.parametrize("when", ["-1000-01-01T00:00:00Z", "0000-06-01T00:00:00Z"])
+def test_an_event_time_python_cannot_hold_is_set_aside_not_a_crash(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path, when: str
+) -> None:
+    # Elasticsearch stores these dates; Python's datetime has no year before 1.
+    es.indices.create(index=index_name, mappings={"properties": {"@timestamp": {"type": "date"}}})
+    recent = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    es.index(index=index_name, id="ancient", document={"@timestamp": when}, refresh=True)
+    es.index(index=index_name, id="fine", document={"@timestamp": recent}, refresh=True)
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+
+    first, second = run_agent(config, es), run_agent(config, es)
+
+    es.indices.refresh(index=f"{index_name}-st-deadletter")
+    [dead] = es.search(index=f"{index_name}-st-deadletter")["hits"]["hits"]
+    assert (first.events, first.dead_letters, second.events, second.dead_letters) == (1, 1, 0, 0)
+    assert dead["_source"]["event"] == {"index": index_name, "id": "ancient"}
+    assert "unusable event time" in dead["_source"]["reason"]

@@ -35,7 +35,7 @@ from nis2triage.notify import build
 from nis2triage.notify.outbox import Outbox
 from nis2triage.records import Alert, Event, stable_id
 from nis2triage.rulerunner import RuleRunner, load_native, load_sigma
-from nis2triage.source import Cursor, Source
+from nis2triage.source import Cursor, Source, Unusable
 from nis2triage.store import Store, alert_document
 
 log = logging.getLogger(__name__)
@@ -200,10 +200,13 @@ class Agent:
             if run.source.read_until is not None:
                 read_until_ms = int(run.source.read_until.timestamp() * 1000)
                 self._close(run, read_until_ms - lateness_ms, report)
+        # A page of nothing but unusable events yields no batch: set those aside before the
+        # checkpoint marks them read.
+        self._ingest(run, [], report)
         self._save(run)
 
     def _ingest(self, run: SourceRun, batch: list[Event], report: CycleReport) -> None:
-        dead: list[tuple[str, dict[str, Any]]] = []
+        dead = [self._unusable(u) for u in run.source.take_unusable()]
         for event in batch:
             for detector in run.detectors:
                 try:
@@ -219,6 +222,16 @@ class Agent:
                 dead[0][1]["reason"],
             )
             report.dead_letters += self.store.create_many("deadletter", dead)
+
+    def _unusable(self, event: Unusable) -> tuple[str, dict[str, Any]]:
+        doc = {
+            "@timestamp": self.clock().isoformat(),
+            "kind": "event",
+            "status": "dead",
+            "reason": f"source: unusable event time: {event.reason}"[:2000],
+            "event": {"index": event.index, "id": event.id},
+        }
+        return stable_id("dead", event.index, event.id, "source"), doc
 
     def _dead_letter(self, event: Event, where: str, exc: Exception) -> tuple[str, dict[str, Any]]:
         doc = {

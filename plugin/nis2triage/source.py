@@ -77,6 +77,15 @@ def event_key(index: str, doc_id: str) -> str:
     return hashlib.blake2b(f"{index}\0{doc_id}".encode(), digest_size=12).hexdigest()
 
 
+@dataclass(frozen=True)
+class Unusable:
+    """An event the source read but cannot hand on, and why."""
+
+    index: str
+    id: str
+    reason: str
+
+
 def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
@@ -91,6 +100,8 @@ class Source:
         self._said_empty = False
         # When the last poll opened its point in time: everything indexed by then was read.
         self.read_until: datetime | None = None
+        # Events read but unusable (a time Python cannot represent), for the dead letters.
+        self.unusable: list[Unusable] = []
 
     def poll(self, cursor: Cursor) -> Iterator[list[Event]]:
         """Batches of new events in time order; `cursor` is advanced as each batch is yielded."""
@@ -168,6 +179,18 @@ class Source:
             if key in cursor.seen:
                 continue
             ts_ms = int(hit["sort"][0])
+            try:
+                at = ms_to_datetime(ts_ms)
+            except (ValueError, OverflowError, OSError) as exc:
+                # Elasticsearch stores dates before year 1 and after 9999; Python's datetime
+                # cannot hold them. Set aside, not read again, never the new watermark.
+                cursor.seen[key] = ts_ms
+                self.unusable.append(Unusable(hit["_index"], hit["_id"], f"{ts_ms} ms: {exc}"))
+                continue
             cursor.mark(key, ts_ms)
-            batch.append(Event(hit["_index"], hit["_id"], ms_to_datetime(ts_ms), hit["_source"]))
+            batch.append(Event(hit["_index"], hit["_id"], at, hit["_source"]))
         return batch
+
+    def take_unusable(self) -> list[Unusable]:
+        taken, self.unusable = self.unusable, []
+        return taken
