@@ -4,6 +4,10 @@ once with what happened, retried, and the report reaches the receiver under one 
 from __future__ import annotations
 
 import logging
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,3 +73,48 @@ def test_a_dripping_or_flooding_answer_is_retried_and_delivered_once(
     assert entry["deliveries"]["http"]["attempts"] == 2
     # The try that was cut off and the one confirmed, under the same key; nothing after.
     assert ccb.idempotency_keys == ["key-1", "key-1"]
+
+
+@contextmanager
+def answering_raw(answer: bytes) -> Iterator[str]:
+    """A loopback server that reads one request per connection and sends `answer` as is."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except TimeoutError:
+                continue
+            with client:
+                client.recv(65536)
+                client.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/notify"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def test_an_answer_no_handler_foresaw_is_a_retry_not_a_crash(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A chunk size past any integer: http.client raises OverflowError, not an HTTPException.
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nx"
+    with answering_raw(answer) as url:
+        channel = HttpChannel(url, "tok", 2.0, [], deadline=5.0)
+        outbox, store = queued(es, index_name, channel)
+        with caplog.at_level(logging.WARNING, logger="nis2triage.notify.outbox"):
+            report = outbox.deliver_due(NOW)
+
+    [line] = [r.getMessage() for r in warnings(caplog, "nis2triage.notify.outbox")]
+    entry = store.get("outbox", "key-1")
+    assert report.retrying == 1
+    assert "http channel failed: OverflowError" in line
+    assert entry is not None and entry["deliveries"]["http"]["status"] == "pending"

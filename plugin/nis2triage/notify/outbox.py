@@ -127,7 +127,13 @@ class Outbox:
         channel = self.channels.get(name)
         if channel is None:
             return Rejected(f"channel {name} is not configured (incidents.channels)")
-        return channel.send(key, payload, now)
+        try:
+            return channel.send(key, payload, now)
+        except Exception as exc:  # the delivery's edge: one peer or entry must not stop the loop
+            # A peer that answers in a way no handler foresaw (a chunk size past any integer,
+            # say) or a credential the library cannot encode: retried, and said, like a failure.
+            log.debug("channel %s raised on %s", name, key, exc_info=True)
+            return RetryLater(f"{name} channel failed: {type(exc).__name__}: {exc}"[:500])
 
     def _judge(
         self, key: str, name: str, state: dict[str, Any], outcome: Outcome, now: datetime
