@@ -137,3 +137,34 @@ def test_whitelist_of_process_names(
     )
 
     assert sorted(a.entity for a in run(es, rule, 0, 10)) == sorted(expected)
+
+
+# A field with several values (an array in the document): every value is judged, and the
+# alert names the value that offends, not whichever came first.
+SEVERAL = [
+    pytest.param("whitelist", {"whitelist": ["alice"]},
+                 ["evil", "evil2", "bob1", "admin", "admin"], id="whitelist-list"),
+    pytest.param("whitelist", {"whitelist_regex": ["bob.*"], "whitelist": ["alice"]},
+                 ["evil", "evil2", "evil3", "admin", "admin"], id="whitelist-regex"),
+    pytest.param("blacklist", {"blacklist": ["admin"]}, ["admin", "admin"], id="blacklist-list"),
+    pytest.param("blacklist", {"blacklist_regex": ["adm.*"]}, ["admin", "admin"],
+                 id="blacklist-regex"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "lists", "expected"), SEVERAL)
+def test_every_value_of_a_multi_valued_field_is_judged(
+    es: Elasticsearch,
+    cases: CaseIndex,
+    kind: str,
+    lists: dict[str, list[str]],
+    expected: list[str],
+) -> None:
+    users = ["evil", ["alice", "evil2"], ["bob1", "evil3"], "admin", ["alice", "admin"], "alice"]
+    case = cases.add([ev(i + 1, user=u) for i, u in enumerate(users)])
+    rule = case.rule(kind, compare_key="user.name", realert="0s", **lists)
+
+    alerts = run(es, rule, 0, 10)
+
+    assert sorted(a.entity for a in alerts) == sorted(expected)
+    assert all(a.entity in a.message for a in alerts)

@@ -13,7 +13,10 @@ a hash of rule, entity and time, so two alerts there would be one document anywa
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 from collections.abc import Iterable
+from dataclasses import replace
 from itertools import groupby
 from typing import Any
 
@@ -42,7 +45,7 @@ def evaluate_list(run: Run, rule: ListRule) -> list[Finding]:
     field = rule.compare_key
     key = rule.query_key or field
     hits = search.documents(run, rule, _list_query(run, rule), _fields(key, field))
-    judged = (h for h in hits if _verdict(rule, h))
+    judged = (j for j in (_judged(rule, h, key) for h in hits) if j is not None)
     return [
         _finding(group, key, _list_message(rule, group[0]))
         for _, group in _by_entity_and_time(judged, key)
@@ -53,25 +56,57 @@ def _list_query(run: Run, rule: ListRule) -> dict[str, Any]:
     field = rule.compare_key
     also = [search.exists(rule.query_key)] if rule.query_key else []
     listed = sorted(rule.exact_values())
-    named = {"terms": {field: listed, "_name": _LISTED}}
     if isinstance(rule, WhitelistRule):
         if rule.ignore_null:
             also.append(search.exists(field))
-        query = search.rule_query(rule, run.start, run.end, *also)
-        query["bool"]["must_not"] = [named] if listed else []
-        return query
+        # No `must_not` on the listed values: an event whose field holds an allowed value
+        # and another one must still be judged, value by value, here.
+        return search.rule_query(rule, run.start, run.end, *also)
     # A blacklist event is either listed (Elasticsearch says so) or has a value to test here.
+    named = {"terms": {field: listed, "_name": _LISTED}}
     wanted = ([named] if listed else []) + ([search.exists(field)] if rule.patterns() else [])
     also.append({"bool": {"should": wanted, "minimum_should_match": 1}})
     return search.rule_query(rule, run.start, run.end, *also)
 
 
-def _verdict(rule: ListRule, hit: Hit) -> bool:
-    values = [str(v) for v in hit.fields.get(rule.compare_key, [])]
-    fits = any(p.fullmatch(v) for p in rule.patterns() for v in values)
+def _judged(rule: ListRule, hit: Hit, key: str) -> Hit | None:
+    """The hit if it offends, with the offending value first when it is also the entity."""
+    values = hit.fields.get(rule.compare_key, [])
     if isinstance(rule, BlacklistRule):
-        return _LISTED in hit.matched or fits
-    return not fits
+        offending = [v for v in values if _on_list(rule, v)]
+        if not offending and _LISTED not in hit.matched:
+            return None
+    else:
+        offending = [v for v in values if not _on_list(rule, v)]
+        if values and not offending:
+            return None
+    if not offending or key != rule.compare_key:
+        return hit
+    # A field with several values: the alert names the one that offends, not the first.
+    rest = [v for v in values if v not in offending]
+    return replace(hit, fields={**hit.fields, key: [*offending, *rest]})
+
+
+def _on_list(rule: ListRule, value: Any) -> bool:
+    """The value is one of the listed values (or in a listed network) or fits a regex."""
+    text = str(value)
+    if text in rule.exact_values() or any(p.fullmatch(text) for p in rule.patterns()):
+        return True
+    return _in_listed_network(text, rule.exact_values())
+
+
+def _in_listed_network(text: str, listed: frozenset[str]) -> bool:
+    # An ip field's terms query also takes CIDR ranges (10.0.0.0/8), so the list may too.
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    for item in listed:
+        if "/" in item:
+            with contextlib.suppress(ValueError):
+                if address in ipaddress.ip_network(item, strict=False):
+                    return True
+    return False
 
 
 def _list_message(rule: ListRule, hit: Hit) -> str:
