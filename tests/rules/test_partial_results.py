@@ -84,3 +84,32 @@ def test_the_runner_holds_the_window_says_it_once_and_catches_up_when_shards_ans
     assert [(a.name, a.entity) for a in third] == [(rule.name, "h1")]
     assert len([m for m in said if "results incomplete, not advanced" in m]) == 1
     assert said[-1] == f"rule {rule.name}: every shard answers again"
+
+
+def test_a_document_rule_over_an_unavailable_shard_waits_instead_of_pausing(
+    es: Elasticsearch, pattern: str
+) -> None:
+    # An index whose shard can be allocated nowhere: opening a point in time over the
+    # pattern answers 503, as it does while a node restarts.
+    red = pattern.replace("*", "red")
+    es.indices.create(
+        index=red,
+        settings={"index.routing.allocation.require._name": "nowhere", "number_of_replicas": 0},
+        wait_for_active_shards="0",
+    )
+    rule = make_rule("any", pattern, query_key="host.name", realert="0s")
+    times = iter([at(10), at(12)])
+    settings = RulesConfig(
+        initial_lookback=timedelta(minutes=10), max_lateness=timedelta(seconds=1)
+    )
+    runner = RuleRunner(es, settings, [rule], [], clock=lambda: next(times))
+
+    try:
+        held = runner.run_due()
+    finally:
+        es.indices.delete(index=red)
+    caught_up = runner.run_due()
+
+    assert held == []
+    assert runner.progress[rule.name].paused is None
+    assert sorted(a.entity for a in caught_up) == ["h1", "h1", "h1", "h2"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage.errors import PartialResultsError
 from nis2triage.rules.native import RuleBase
@@ -155,7 +155,18 @@ def composite(
 def documents(run: Run, rule: RuleBase, query: dict[str, Any], fields: list[str]) -> Iterator[Hit]:
     """Matching documents in time order, paged through a point in time with search_after."""
     es = run.es
-    pit = es.open_point_in_time(index=rule.index, keep_alive="1m", ignore_unavailable=True)["id"]
+    try:
+        pit = es.open_point_in_time(index=rule.index, keep_alive="1m", ignore_unavailable=True)
+    except ApiError as exc:
+        if exc.meta.status != 503:
+            raise
+        # A shard of the pattern is unavailable (a node restarting, an index not yet
+        # allocated): like a partial answer, a condition to wait out, not a broken rule.
+        raise PartialResultsError(
+            f"{rule.index}: a shard is unavailable ({exc.message}); "
+            "the window is tried again next cycle"
+        ) from exc
+    pit = pit["id"]
     try:
         yield from _pages(es, pit, rule, query, fields)
     finally:
