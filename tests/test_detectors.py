@@ -86,6 +86,28 @@ def test_a_burst_of_large_uploads_alerts_on_its_host_and_bucket_only() -> None:
     assert alert.evidence["features"]["bytes_out"] > 2_000_000_000
 
 
+def test_bytes_summing_past_the_largest_float_do_not_blind_the_detector() -> None:
+    # Each value is finite (a double field can hold 1.7e308); their sum is not.
+    detector = Detector(load_spec(NETWORK))
+
+    def stream() -> Iterator[tuple[int, dict[str, Any]]]:
+        yield from steady_flows(30, random.Random(2))
+        yield from ((30, flow(5, 1.7e308)) for _ in range(3))  # type: ignore[arg-type]
+        for quarter, doc in steady_flows(10, random.Random(3)):
+            yield 31 + quarter, doc
+        yield 40, flow(8, 5_000_000_000_000)
+
+    alerts = []
+    for i, (quarter, doc) in enumerate(stream()):
+        at = T0 + quarter * QUARTER + timedelta(seconds=i % 900)
+        detector.ingest(Event("logs-x", str(i), at, doc))
+        alerts += detector.close(int((T0 + quarter * QUARTER).timestamp() * 1000), "logs-x")
+    alerts += detector.close(int((T0 + timedelta(days=30)).timestamp() * 1000), "logs-x")
+
+    assert detector.stats()["unscorable"] == 1
+    assert [(a.entity, a.start) for a in alerts] == [("10.0.0.8", T0 + 40 * QUARTER)]
+
+
 def test_a_host_sending_far_less_than_usual_is_no_exfiltration() -> None:
     def stream() -> Iterator[tuple[int, dict[str, Any]]]:
         yield from steady_flows(32, random.Random(4))

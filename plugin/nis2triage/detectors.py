@@ -9,6 +9,7 @@ bucket is never judged by a model that has already seen it.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -245,6 +246,9 @@ def scorer_for(spec: DetectorSpec, where: str | None = None) -> Scorer:
 class Detector:
     """The run-time state of one detector: open buckets, model, threshold, counters."""
 
+    # A class default, so a detector unpickled from an older snapshot has the counter too.
+    unscorable = 0
+
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
         self.scorer: Scorer = scorer_for(spec)
@@ -289,6 +293,16 @@ class Detector:
 
     def _judge(self, entity: str, bucket: Bucket, index_pattern: str) -> Alert | None:
         values = bucket.vector(self.measured)
+        if not all(math.isfinite(v) for v in values.values()):
+            # Finite values can still sum past the largest float (a double field holding
+            # 1e308s): an infinite feature would poison the model and every later score.
+            self.unscorable += 1
+            log.warning(
+                "detector %s: bucket of %s has a non-finite feature, not scored or learned",
+                self.spec.name,
+                entity,
+            )
+            return None
         rises = self.baselines.rises(entity, bucket.start_ms, values, self.rising)
         values.update(rises)
         x = {f.name: values[f.name] for f in self.spec.features if f.in_model}
@@ -394,6 +408,7 @@ class Detector:
             "scored": self.scored,
             "learned": self.learned,
             "held_out": self.held_out,
+            "unscorable": self.unscorable,
             "missing_entity": self.missing_entity,
             "evicted_entities": self.table.evicted_entities,
             "evicted_events": self.table.evicted_events,
