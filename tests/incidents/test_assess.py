@@ -96,6 +96,8 @@ def test_the_gdpr_duty_has_its_own_72_hour_clock() -> None:
         pytest.param({"users": 3}, "unknown fact", id="unknown"),
         pytest.param({"users_affected": -1}, "greater than or equal", id="negative"),
         pytest.param({"malicious_suspected": "yes"}, "valid boolean", id="not-a-flag"),
+        pytest.param({"financial_loss_eur": float("inf")}, "finite number", id="infinite-loss"),
+        pytest.param({"financial_loss_eur": float("nan")}, "finite number", id="nan-loss"),
     ],
 )
 def test_bad_analyst_facts_are_refused_with_the_reason(

@@ -48,7 +48,8 @@ class Facts(BaseModel):
     customers and people linked to business customers (IR Art. 3(3)).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # A loss of inf or an outage of 1e309 minutes is a typing slip, and JSON cannot hold it.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     # From detections.
     unauthorised_access_confirmed: Flag | None = None
