@@ -9,7 +9,14 @@ import yaml
 
 from nis2triage.config import AgentConfig, RulesConfig
 from nis2triage.layout import Capabilities, lifecycle_body, policy_name, template_body
-from nis2triage.roles import OWN_PRIVILEGES, ROLE_NAME, read_patterns, role_descriptor, roles_yml
+from nis2triage.roles import (
+    OWN_PRIVILEGES,
+    ROLE_NAME,
+    read_patterns,
+    role_descriptor,
+    role_name,
+    roles_yml,
+)
 from nis2triage.store import INDICES, IndexSpec
 
 from support import REPO
@@ -128,5 +135,13 @@ def test_the_roles_yml_entry_is_the_same_role() -> None:
 
     entry = yaml.safe_load(roles_yml(cfg))
 
-    assert entry[ROLE_NAME]["indices"] == role_descriptor(cfg)["indices"]
-    assert "metadata" not in entry[ROLE_NAME]
+    assert entry["acme_agent"]["indices"] == role_descriptor(cfg)["indices"]
+    assert "metadata" not in entry["acme_agent"]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "role"),
+    [("nis2triage", ROLE_NAME), ("acme", "acme_agent"), ("soc-Prod.2", "soc_prod_2_agent")],
+)
+def test_each_prefix_has_a_role_of_its_own(prefix: str, role: str) -> None:
+    assert role_name(prefix) == role

@@ -231,7 +231,8 @@ def test_setup_creates_the_role_and_an_api_key_the_first_time(
 def test_the_native_role_holds_the_agents_privileges(
     es: Elasticsearch, admin_config: Path, source: str, setup_twice: tuple[str, str]
 ) -> None:
-    role = es.security.get_role(name=roles.ROLE_NAME).body[roles.ROLE_NAME]
+    name = roles.role_name(f"{source}-st")
+    role = es.security.get_role(name=name).body[name]
     by_names = {tuple(i["names"]): sorted(i["privileges"]) for i in role["indices"]}
 
     assert role["cluster"] == ["monitor"]

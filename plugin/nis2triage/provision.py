@@ -74,10 +74,11 @@ def render(result: SetupResult) -> str:
     summary = f"{len(result.changed)} changed, {len(result.changes) - len(result.changed)} not"
     lines.append(summary + (f", {len(result.failed)} failed" if result.failed else ""))
     if result.roles_yml:
+        role = result.roles_yml.split(":", 1)[0]
         lines += [
             "",
             f"Add this role to config/roles.yml on every node (read again within 5 s), then a "
-            f"user for the agent: bin/elasticsearch-users useradd nis2triage -r {roles.ROLE_NAME}",
+            f"user for the agent: bin/elasticsearch-users useradd nis2triage -r {role}",
             "",
             result.roles_yml.rstrip(),
         ]

@@ -17,6 +17,7 @@ missing alias fails loudly instead of creating an index with guessed mappings.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,19 @@ from nis2triage.layout import Change
 from nis2triage.rulerunner import load_native
 
 ROLE_NAME = "nis2triage_agent"
+
+
+def role_name(prefix: str) -> str:
+    """`nis2triage_agent` for the default prefix, `<prefix>_agent` for any other.
+
+    Roles are per cluster: two agents with their own prefixes on one cluster each need
+    their own role, or setup for one would rewrite the other's privileges.
+    """
+    if prefix == "nis2triage":
+        return ROLE_NAME
+    return re.sub(r"[^a-z0-9_]", "_", prefix.lower()) + "_agent"
+
+
 SOURCE_PRIVILEGES = ["read", "view_index_metadata"]
 OWN_PRIVILEGES = ["read", "write", "view_index_metadata", "maintenance"]
 
@@ -53,10 +67,10 @@ def role_descriptor(cfg: AgentConfig) -> dict[str, Any]:
     }
 
 
-def roles_yml(cfg: AgentConfig, name: str = ROLE_NAME) -> str:
+def roles_yml(cfg: AgentConfig, name: str | None = None) -> str:
     """The same role as a file-realm entry, for `config/roles.yml` on every node."""
     descriptor = {k: v for k, v in role_descriptor(cfg).items() if k != "metadata"}
-    return yaml.safe_dump({name: descriptor}, sort_keys=False)
+    return yaml.safe_dump({name or role_name(cfg.state.index_prefix): descriptor}, sort_keys=False)
 
 
 @dataclass(frozen=True)
@@ -88,15 +102,16 @@ def _reason(exc: ApiError) -> str:
 
 def ensure_role(es: Elasticsearch, cfg: AgentConfig) -> Change:
     wanted = role_descriptor(cfg)
+    name = role_name(cfg.state.index_prefix)
     try:
-        found = es.options(ignore_status=404).security.get_role(name=ROLE_NAME)
-        current = found.body.get(ROLE_NAME) if found.meta.status == 200 else None
+        found = es.options(ignore_status=404).security.get_role(name=name)
+        current = found.body.get(name) if found.meta.status == 200 else None
         if current is not None and _same_role(current, wanted):
-            return Change("role", ROLE_NAME, "unchanged")
-        es.security.put_role(name=ROLE_NAME, **wanted)
+            return Change("role", name, "unchanged")
+        es.security.put_role(name=name, **wanted)
     except ApiError as exc:
-        return Change("role", ROLE_NAME, "refused", Refusal.of(exc).reason)
-    return Change("role", ROLE_NAME, "created" if current is None else "updated")
+        return Change("role", name, "refused", Refusal.of(exc).reason)
+    return Change("role", name, "created" if current is None else "updated")
 
 
 def _same_role(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -130,7 +145,7 @@ def ensure_api_key(es: Elasticsearch, cfg: AgentConfig) -> tuple[Change, NewKey 
             return Change("API key", name, "unchanged", note), None
         made = es.security.create_api_key(
             name=name,
-            role_descriptors={ROLE_NAME: role_descriptor(cfg)},
+            role_descriptors={role_name(cfg.state.index_prefix): role_descriptor(cfg)},
             metadata={"managed_by": "nis2triage setup"},
         ).body
     except ApiError as exc:
