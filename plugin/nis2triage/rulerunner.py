@@ -13,7 +13,7 @@ import glob
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -30,6 +30,8 @@ from nis2triage.rules.state import RuleState
 
 log = logging.getLogger(__name__)
 RunOne = Callable[[datetime, datetime, RuleState], list[Alert]]
+# How long a rule's window may be held for incomplete results before it is an error.
+HELD_TOO_LONG = timedelta(hours=1)
 
 
 @dataclass
@@ -41,6 +43,8 @@ class RuleProgress:
     paused: str | None = None
     # The partial-results condition last logged, so an outage of some shards is said once.
     incomplete: str | None = None
+    # Whether a window held past HELD_TOO_LONG was said as an error (once per hold).
+    held_said: bool = False
 
 
 def _expand(cfg: AgentConfig, patterns: list[str]) -> list[str]:
@@ -106,12 +110,27 @@ class RuleRunner:
                 # slide forward with the clock and drop its oldest events.
                 progress.state, progress.window_end = before, start
                 self._say_incomplete(name, progress, str(exc))
+                self._say_held(name, progress, end - start)
                 continue
             if progress.incomplete:
                 log.warning("rule %s: every shard answers again", name)
-                progress.incomplete = None
+                progress.incomplete, progress.held_said = None, False
             progress.window_end = end
         return alerts
+
+    @staticmethod
+    def _say_held(name: str, progress: RuleProgress, held: timedelta) -> None:
+        # A shard that stays failed (an index of the pattern mapped otherwise) would hold the
+        # rule for ever, blind and quiet after its first warning: say it louder, once.
+        if held > HELD_TOO_LONG and not progress.held_said:
+            log.error(
+                "rule %s: its window has been held for %s: some shards keep failing its "
+                "search (%s); fix that index's mapping or leave it out of the rule's index",
+                name,
+                held,
+                progress.incomplete,
+            )
+            progress.held_said = True
 
     @staticmethod
     def _say_incomplete(name: str, progress: RuleProgress, condition: str) -> None:

@@ -113,3 +113,22 @@ def test_a_document_rule_over_an_unavailable_shard_waits_instead_of_pausing(
     assert held == []
     assert runner.progress[rule.name].paused is None
     assert sorted(a.entity for a in caught_up) == ["h1", "h1", "h1", "h2"]
+
+
+def test_a_window_held_over_an_hour_is_said_as_an_error_once(
+    es: Elasticsearch, pattern: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rule = make_rule("frequency", pattern, filter=FILTER, num_events=3, timeframe="10m")
+    times = iter([at(10), at(40), at(80), at(120)])
+    settings = RulesConfig(
+        initial_lookback=timedelta(minutes=10), max_lateness=timedelta(seconds=1)
+    )
+    runner = RuleRunner(es, settings, [rule], [], clock=lambda: next(times))
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.rulerunner"):
+        for _ in range(4):
+            runner.run_due()
+
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"rule {rule.name}: its window has been held for 1:20:00")
