@@ -59,6 +59,8 @@ def test_a_due_time_is_absolute_with_an_offset_or_a_duration_from_now() -> None:
     assert cli_incidents._when("2026-03-02T10:00:00+01:00") == datetime(2026, 3, 2, 9, tzinfo=UTC)
     with pytest.raises(argparse.ArgumentTypeError, match="give the offset"):
         cli_incidents._when("2026-03-02T10:00:00")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"999999999d': date value out of range"):
+        cli_incidents._when("999999999d")
 
 
 @pytest.mark.usefixtures("agent_env")
@@ -84,5 +86,7 @@ def test_list_show_and_refusals_against_the_real_node(
     assert "serious detection" in capsys.readouterr().out
     assert main(["incidents", "impact", incident.id, "-c", str(config)]) == 1
     assert "nothing to record" in capsys.readouterr().err
+    assert main(["incidents", "show", "", "-c", str(config)]) == 1
+    assert "no incident id given" in capsys.readouterr().err
     assert main(["incidents", "report", incident.id, "-c", str(config), "--stage", "final"]) == 1
     assert "follows the incident notification" in capsys.readouterr().err

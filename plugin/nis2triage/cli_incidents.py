@@ -109,7 +109,11 @@ def _when(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        return _now() + parse_duration(text)
+        try:
+            return _now() + parse_duration(text)
+        except (ValueError, OverflowError) as exc:
+            # argparse turns this into a usage error naming the option, not a traceback.
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from exc
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r}: give the offset too, e.g. +01:00 or Z")
     return moment

@@ -38,6 +38,8 @@ class Book:
     def get(self, incident_id: str) -> Incident:
         """An incident by id, by the `incident-...` reference its reports carry, or by a
         unique prefix of at least six characters of its id."""
+        if not incident_id.strip():
+            raise IncidentError("no incident id given; `incidents list` shows them")
         incident_id = reveal(self.store, incident_id, "incident") or incident_id
         doc = self.store.get("incidents", incident_id)
         if doc is None:
