@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import re
+import stat
+from pathlib import Path
 
 import pytest
 from elasticsearch import Elasticsearch
 from pypdf import PdfReader
 
 from nis2triage.reports import chart
-from nis2triage.reports.render import render
+from nis2triage.reports.render import render, write
 from nis2triage.reports.stages import BY_REPORT, FIELD_LABELS, STAGES
 
 from report_sample import ACCOUNTS, ATTACKER, sample_incident, sample_payload
@@ -86,3 +88,13 @@ def test_a_query_the_node_refuses_leaves_the_incident_series_empty(
 
     assert sum(e["all"] for e in drawn["events"]) == 1
     assert sum(e["incident"] for e in drawn["events"]) == 0
+
+
+def test_report_files_are_kept_from_other_local_users(tmp_path: Path) -> None:
+    payload = sample_payload("early_warning")
+
+    written = write(tmp_path, payload, folder="incident-local-id")
+
+    assert sorted(p.suffix for p in written) == [".json", ".md", ".pdf", ".png"]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in written} == {0o640}
+    assert stat.S_IMODE((tmp_path / "incident-local-id").stat().st_mode) == 0o750

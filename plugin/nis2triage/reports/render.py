@@ -55,7 +55,9 @@ def write(directory: Path, payload: dict[str, Any], folder: str | None = None) -
     `folder` is the incident's local id; the payload's own `incident_id` (the default) is
     its keyed reference when the payload was pseudonymised."""
     out = directory / (folder or payload["incident_id"])
-    out.mkdir(parents=True, exist_ok=True)
+    # Reports are TLP:AMBER: the agent's user and its group (the SOC) only, whatever the umask.
+    out.mkdir(mode=0o750, parents=True, exist_ok=True)
+    out.chmod(0o750)
     done = render(payload)
     files = {
         f"{done.name}.json": done.json.encode(),
@@ -67,7 +69,10 @@ def write(directory: Path, payload: dict[str, Any], folder: str | None = None) -
     for filename, data in files.items():
         path = out / filename
         partial = path.with_suffix(path.suffix + ".part")
-        partial.write_bytes(data)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(partial, 0o640)
         os.replace(partial, path)
         paths.append(path)
     return paths
