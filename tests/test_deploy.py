@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import configparser
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,19 @@ def test_the_compose_agent_gets_its_own_secrets_and_not_the_administrators() -> 
         "NIS2TRIAGE_PSEUDONYM_KEY",
     }
     assert "env_file" not in agent
+
+
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is needed for this check (Debian package systemd)"
+    installed = Path(sys.executable).with_name("nis2triage")
+    text = (DEPLOY / "systemd" / "nis2triage.service").read_text()
+    # The unit names /opt/nis2triage/bin/nis2triage; verify needs an executable that exists.
+    copy = tmp_path / "nis2triage.service"
+    copy.write_text(text.replace("/opt/nis2triage/bin/nis2triage", str(installed)))
+
+    done = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True)
+
+    assert "/opt/nis2triage/bin/nis2triage" in text
+    assert done.returncode == 0, done.stderr
+    assert "nis2triage.service" not in done.stderr, done.stderr
