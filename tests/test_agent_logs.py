@@ -41,7 +41,8 @@ def test_a_batch_of_unusable_events_is_one_warning_and_one_dead_letter_each(
     agent.store.ensure_indices()
     now = datetime.now(UTC)
     batch = [Event(index_name, str(i), now, {}) for i in range(50)]
-    run: Any = SimpleNamespace(detectors=[Broken()])
+    # The source had nothing it could not hand on; only the detector fails.
+    run: Any = SimpleNamespace(detectors=[Broken()], source=SimpleNamespace(take_unusable=list))
     report = CycleReport()
 
     with caplog.at_level(logging.WARNING, logger="nis2triage.agent"):
