@@ -54,9 +54,11 @@ def steady_flows(quarters: int, rng: random.Random) -> Iterator[tuple[int, dict[
                 yield quarter, flow(host, int(rng.lognormvariate(10, 1.5)))
 
 
-def run(spec: DetectorSpec, docs: Iterator[tuple[int, dict[str, Any]]]) -> list[Alert]:
+def run(
+    spec: DetectorSpec, docs: Iterator[tuple[int, dict[str, Any]]], detector: Detector | None = None
+) -> list[Alert]:
     """Feed (quarter, document) pairs in order, closing each quarter once the next begins."""
-    detector = Detector(spec)
+    detector = detector or Detector(spec)
     alerts: list[Alert] = []
     for i, (quarter, doc) in enumerate(docs):
         at = T0 + quarter * QUARTER + timedelta(seconds=i % 900)
@@ -97,12 +99,7 @@ def test_bytes_summing_past_the_largest_float_do_not_blind_the_detector() -> Non
             yield 31 + quarter, doc
         yield 40, flow(8, 5_000_000_000_000)
 
-    alerts = []
-    for i, (quarter, doc) in enumerate(stream()):
-        at = T0 + quarter * QUARTER + timedelta(seconds=i % 900)
-        detector.ingest(Event("logs-x", str(i), at, doc))
-        alerts += detector.close(int((T0 + quarter * QUARTER).timestamp() * 1000), "logs-x")
-    alerts += detector.close(int((T0 + timedelta(days=30)).timestamp() * 1000), "logs-x")
+    alerts = run(detector.spec, stream(), detector)
 
     assert detector.stats()["unscorable"] == 1
     assert [(a.entity, a.start) for a in alerts] == [("10.0.0.8", T0 + 40 * QUARTER)]
@@ -287,6 +284,22 @@ def test_bad_post_processing_is_refused_with_file_and_line(
         load_spec(path)
 
 
+def config_with_source(
+    tmp_path: Path,
+    es_settings: esclient.ESSettings,
+    index: str,
+    source: dict[str, Any],
+    folder: str,
+) -> Path:
+    """The test agent's configuration plus `source` and the detectors in detectors/`folder`."""
+    config = write_agent_config(tmp_path, es_settings, index, f"{index}-st")
+    settings = yaml.safe_load(config.read_text())
+    settings["sources"].append(source)
+    settings["detectors"].append(str(DETECTORS / folder / "*.yml"))
+    config.write_text(yaml.safe_dump(settings))
+    return config
+
+
 @pytest.mark.usefixtures("agent_env")
 def test_the_agent_runs_the_network_detector_from_a_network_source(
     es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
@@ -299,13 +312,8 @@ def test_the_agent_runs_the_network_detector_from_a_network_source(
         for i, (q, doc) in enumerate(pairs)
     ]
     index_docs(es, index_name, docs)
-    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
-    settings = yaml.safe_load(config.read_text())
-    settings["sources"].append(
-        {"name": "network", "indices": [index_name], "query": "event.category:network"}
-    )
-    settings["detectors"].append(str(DETECTORS / "network" / "*.yml"))
-    config.write_text(yaml.safe_dump(settings))
+    network = {"name": "network", "indices": [index_name], "query": "event.category:network"}
+    config = config_with_source(tmp_path, es_settings, index_name, network, "network")
 
     report = run_agent(config, es)
 
@@ -325,11 +333,8 @@ def test_the_agent_runs_the_volume_detector_from_a_logs_source(
         for i, (b, doc) in enumerate(pairs)
     ]
     index_docs(es, index_name, docs)
-    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
-    settings = yaml.safe_load(config.read_text())
-    settings["sources"].append({"name": "logs", "indices": [index_name]})
-    settings["detectors"].append(str(DETECTORS / "volume" / "*.yml"))
-    config.write_text(yaml.safe_dump(settings))
+    logs = {"name": "logs", "indices": [index_name]}
+    config = config_with_source(tmp_path, es_settings, index_name, logs, "volume")
 
     report = run_agent(config, es)
 

@@ -35,7 +35,7 @@ from nis2triage.notify import build
 from nis2triage.notify.outbox import Outbox
 from nis2triage.records import Alert, Event, stable_id
 from nis2triage.rulerunner import RuleRunner, load_native, load_sigma
-from nis2triage.source import Cursor, Source, Unusable
+from nis2triage.source import Cursor, Source
 from nis2triage.store import Store, alert_document
 
 log = logging.getLogger(__name__)
@@ -206,13 +206,19 @@ class Agent:
         self._save(run)
 
     def _ingest(self, run: SourceRun, batch: list[Event], report: CycleReport) -> None:
-        dead = [self._unusable(u) for u in run.source.take_unusable()]
+        dead = [
+            self._dead_letter(u.index, u.id, "source", f"unusable event time: {u.reason}")
+            for u in run.source.take_unusable()
+        ]
         for event in batch:
             for detector in run.detectors:
                 try:
                     detector.ingest(event)
                 except Exception as exc:  # the loop's edge: one bad document must not stop it
-                    dead.append(self._dead_letter(event, detector.spec.name, exc))
+                    reason = f"{type(exc).__name__}: {exc}"
+                    dead.append(
+                        self._dead_letter(event.index, event.id, detector.spec.name, reason)
+                    )
         if dead:
             # One line per batch, not per event: a broken field can hit thousands of events.
             log.warning(
@@ -223,25 +229,17 @@ class Agent:
             )
             report.dead_letters += self.store.create_many("deadletter", dead)
 
-    def _unusable(self, event: Unusable) -> tuple[str, dict[str, Any]]:
+    def _dead_letter(
+        self, index: str, doc_id: str, where: str, reason: str
+    ) -> tuple[str, dict[str, Any]]:
         doc = {
             "@timestamp": self.clock().isoformat(),
             "kind": "event",
             "status": "dead",
-            "reason": f"source: unusable event time: {event.reason}"[:2000],
-            "event": {"index": event.index, "id": event.id},
+            "reason": f"{where}: {reason}"[:2000],
+            "event": {"index": index, "id": doc_id},
         }
-        return stable_id("dead", event.index, event.id, "source"), doc
-
-    def _dead_letter(self, event: Event, where: str, exc: Exception) -> tuple[str, dict[str, Any]]:
-        doc = {
-            "@timestamp": self.clock().isoformat(),
-            "kind": "event",
-            "status": "dead",
-            "reason": f"{where}: {type(exc).__name__}: {exc}"[:2000],
-            "event": {"index": event.index, "id": event.id},
-        }
-        return stable_id("dead", event.index, event.id, where), doc
+        return stable_id("dead", index, doc_id, where), doc
 
     def _close(self, run: SourceRun, cutoff_ms: int, report: CycleReport) -> None:
         pattern = ",".join(run.cfg.indices)

@@ -156,7 +156,7 @@ def documents(run: Run, rule: RuleBase, query: dict[str, Any], fields: list[str]
     """Matching documents in time order, paged through a point in time with search_after."""
     es = run.es
     try:
-        pit = es.open_point_in_time(index=rule.index, keep_alive="1m", ignore_unavailable=True)
+        opened = es.open_point_in_time(index=rule.index, keep_alive="1m", ignore_unavailable=True)
     except ApiError as exc:
         if exc.meta.status != 503:
             raise
@@ -166,7 +166,7 @@ def documents(run: Run, rule: RuleBase, query: dict[str, Any], fields: list[str]
             f"{rule.index}: a shard is unavailable ({exc.message}); "
             "the window is tried again next cycle"
         ) from exc
-    pit = pit["id"]
+    pit = opened["id"]
     try:
         yield from _pages(es, pit, rule, query, fields)
     finally:

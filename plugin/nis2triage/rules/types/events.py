@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import groupby
 from typing import Any
 
 from nis2triage.rules import lucene, search
 from nis2triage.rules.alerts import RELATED_FIELDS, Finding, describe_key
 from nis2triage.rules.native import AnyRule, BlacklistRule, WhitelistRule
+from nis2triage.rules.options import Regex
 from nis2triage.rules.search import Hit, Run
 from nis2triage.rules.types.tiles import entity
 
@@ -45,7 +46,8 @@ def evaluate_list(run: Run, rule: ListRule) -> list[Finding]:
     field = rule.compare_key
     key = rule.query_key or field
     hits = search.documents(run, rule, _list_query(run, rule), _fields(key, field))
-    judged = (j for j in (_judged(rule, h, key) for h in hits) if j is not None)
+    listed = _Listed.of(rule)
+    judged = (j for j in (_judged(rule, listed, h, key) for h in hits) if j is not None)
     return [
         _finding(group, key, _list_message(rule, group[0]))
         for _, group in _by_entity_and_time(judged, key)
@@ -69,15 +71,48 @@ def _list_query(run: Run, rule: ListRule) -> dict[str, Any]:
     return search.rule_query(rule, run.start, run.end, *also)
 
 
-def _judged(rule: ListRule, hit: Hit, key: str) -> Hit | None:
+@dataclass(frozen=True)
+class _Listed:
+    """A rule's list, read once per run: exact values, the networks among them, regexes."""
+
+    values: frozenset[str]
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    patterns: tuple[Regex, ...]
+
+    @classmethod
+    def of(cls, rule: ListRule) -> _Listed:
+        values = rule.exact_values()
+        # An ip field's terms query also takes CIDR ranges (10.0.0.0/8), so the list may too.
+        networks = []
+        for item in values:
+            if "/" in item:
+                with contextlib.suppress(ValueError):
+                    networks.append(ipaddress.ip_network(item, strict=False))
+        return cls(values, tuple(networks), rule.patterns())
+
+    def holds(self, value: Any) -> bool:
+        """The value is listed, in a listed network, or fits a regex."""
+        text = str(value)
+        if text in self.values or any(p.fullmatch(text) for p in self.patterns):
+            return True
+        if not self.networks:
+            return False
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+def _judged(rule: ListRule, listed: _Listed, hit: Hit, key: str) -> Hit | None:
     """The hit if it offends, with the offending value first when it is also the entity."""
     values = hit.fields.get(rule.compare_key, [])
     if isinstance(rule, BlacklistRule):
-        offending = [v for v in values if _on_list(rule, v)]
+        offending = [v for v in values if listed.holds(v)]
         if not offending and _LISTED not in hit.matched:
             return None
     else:
-        offending = [v for v in values if not _on_list(rule, v)]
+        offending = [v for v in values if not listed.holds(v)]
         if values and not offending:
             return None
     if not offending or key != rule.compare_key:
@@ -85,28 +120,6 @@ def _judged(rule: ListRule, hit: Hit, key: str) -> Hit | None:
     # A field with several values: the alert names the one that offends, not the first.
     rest = [v for v in values if v not in offending]
     return replace(hit, fields={**hit.fields, key: [*offending, *rest]})
-
-
-def _on_list(rule: ListRule, value: Any) -> bool:
-    """The value is one of the listed values (or in a listed network) or fits a regex."""
-    text = str(value)
-    if text in rule.exact_values() or any(p.fullmatch(text) for p in rule.patterns()):
-        return True
-    return _in_listed_network(text, rule.exact_values())
-
-
-def _in_listed_network(text: str, listed: frozenset[str]) -> bool:
-    # An ip field's terms query also takes CIDR ranges (10.0.0.0/8), so the list may too.
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    for item in listed:
-        if "/" in item:
-            with contextlib.suppress(ValueError):
-                if address in ipaddress.ip_network(item, strict=False):
-                    return True
-    return False
 
 
 def _list_message(rule: ListRule, hit: Hit) -> str:
