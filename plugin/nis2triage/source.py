@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 
 from nis2triage.config import SourceConfig
 from nis2triage.paging import PIT_KEEP_ALIVE, TimeRange, pages
+from nis2triage.readahead import read_ahead
 from nis2triage.records import Event
 
 log = logging.getLogger(__name__)
@@ -156,16 +158,23 @@ class Source:
     def _pages(self, pit: str, cursor: Cursor) -> Iterator[list[Event]]:
         # Pages bounded in time as well (see `paging`): a catch-up over a backlog of N events
         # costs O(N), where paging over the whole remaining range cost O(N^2 / batch).
+        # The next page is requested while the agent works on this one (`readahead`): the
+        # node's search then runs beside the agent's features and models, not before them.
         total = 0
-        for page in pages(self.es, pit, self._span(cursor), self.cfg.batch_size):
-            batch = self._new_events(page.hits, cursor)
-            # Hits come in time order, so a key behind the margin cannot come back in this
-            # poll either: pruning per page keeps the cursor (saved with every checkpoint)
-            # to the margin's events instead of every event of a long catch-up poll.
-            cursor.prune(self.cfg.max_lateness)
-            total += len(batch)
-            if batch:
-                yield batch
+        ahead = read_ahead(pages(self.es, pit, self._span(cursor), self.cfg.batch_size))
+        # Closed here, not when collected: the thread must be done before the point in
+        # time is closed behind it.
+        with closing(ahead):
+            for page in ahead:
+                batch = self._new_events(page.hits, cursor)
+                # Hits come in time order, so a key behind the margin cannot come back in
+                # this poll either: pruning per page keeps the cursor (saved with every
+                # checkpoint) to the margin's events instead of every event of a long
+                # catch-up poll.
+                cursor.prune(self.cfg.max_lateness)
+                total += len(batch)
+                if batch:
+                    yield batch
         if total == 0 and cursor.watermark_ms is None:
             self._say_empty("holds no events")
         elif total:
