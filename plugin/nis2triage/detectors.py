@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,9 @@ from nis2triage.features import (
     is_ip,
     values_of,
 )
+from nis2triage.models.hst import HalfSpaceTrees
 from nis2triage.models.likelihood import LikelihoodSettings
-from nis2triage.models.pipeline import Scorer, Tail, build
+from nis2triage.models.pipeline import MultivariateScorer, Scorer, Tail, build, finite
 from nis2triage.models.postprocess import EntityScorers, PostProcessed, PostSettings
 from nis2triage.models.range_rule import RangeSettings
 from nis2triage.models.threshold import AdaptiveThreshold
@@ -226,6 +228,17 @@ def trial(spec: DetectorSpec) -> None:
 
 
 @dataclass(frozen=True)
+class _Judged:
+    """A closed bucket ready for the model: its features, rises and model vector."""
+
+    entity: str
+    bucket: Bucket
+    values: dict[str, float]
+    rises: dict[str, float]
+    x: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Verdict:
     """One bucket judged: its score, the bar it had to pass, and whether it passed."""
 
@@ -285,13 +298,30 @@ class Detector:
     def close(self, cutoff_ms: int, index_pattern: str) -> list[Alert]:
         """Score, then learn, every bucket ending by `cutoff_ms`; return the alerts."""
         alerts = []
-        for entity, bucket in self.table.close_until(cutoff_ms):
-            alert = self._judge(entity, bucket, index_pattern)
-            if alert is not None:
-                alerts.append(alert)
+        closed = self.table.close_until(cutoff_ms)
+        # Buckets come in time order; those of one start belong to distinct entities, so
+        # they are judged together (`_judge_slot`) without one seeing another's outcome.
+        for _, slot in groupby(closed, key=lambda item: item[1].start_ms):
+            alerts.extend(self._judge_slot(list(slot), index_pattern))
         return alerts
 
-    def _judge(self, entity: str, bucket: Bucket, index_pattern: str) -> Alert | None:
+    def _judge_slot(self, slot: list[tuple[str, Bucket]], index_pattern: str) -> list[Alert]:
+        judged = [j for j in (self._prepare(entity, bucket) for entity, bucket in slot) if j]
+        verdicts = self._judge_all([(j.entity, j.x) for j in judged])
+        alerts = []
+        for j, verdict in zip(judged, verdicts, strict=True):
+            # The entity's own level follows even an alerting bucket: a rise is news once,
+            # then a lasting change becomes this entity's level while the model still holds
+            # the bucket out (an account scanned all day alerts when the scanning starts).
+            if self.rising:
+                self.baselines.update(j.entity, j.bucket.start_ms, j.values, self.rising)
+            if verdict.alerting:
+                judged_as = (verdict.score, verdict.bar)
+                alerts.append(self._alert(j.entity, j.bucket, judged_as, j.rises, index_pattern))
+        return alerts
+
+    def _prepare(self, entity: str, bucket: Bucket) -> _Judged | None:
+        """The bucket's model vector, or None (counted) when it cannot be scored."""
         values = bucket.vector(self.measured)
         if not all(math.isfinite(v) for v in values.values()):
             # Finite values can still sum past the largest float (a double field holding
@@ -306,16 +336,32 @@ class Detector:
         rises = self.baselines.rises(entity, bucket.start_ms, values, self.rising)
         values.update(rises)
         x = {f.name: values[f.name] for f in self.spec.features if f.in_model}
-        verdict = self.judge_vector(entity, x)
+        return _Judged(entity, bucket, values, rises, x)
 
-        # The entity's own level follows even an alerting bucket: a rise is news once,
-        # then a lasting change becomes this entity's level while the model still holds
-        # the bucket out (an account scanned all day alerts when the scanning starts).
-        if self.rising:
-            self.baselines.update(entity, bucket.start_ms, values, self.rising)
-        if not verdict.alerting:
+    def _judge_all(self, vectors: list[tuple[str, dict[str, float]]]) -> list[Verdict]:
+        """Each vector judged in order, as `judge_vector` would, in batches where the
+        model allows it (`models.hst`: same scores, a fraction of the cost)."""
+        trees = self._batch_model()
+        if trees is None or not all(trees.complete(x) for _, x in vectors):
+            return [self.judge_vector(entity, x) for entity, x in vectors]
+        paths = trees.paths_of([x for _, x in vectors])
+        verdicts: list[Verdict] = []
+        while len(verdicts) < len(vectors):
+            # Scores hold until the model's window ends, which no fewer learns can reach.
+            first = len(verdicts)
+            scores = trees.score_paths(paths[first : first + trees.window_left()])
+            chunk = [self._verdict(finite(score)) for score in scores]
+            learnt = [first + i for i, verdict in enumerate(chunk) if self._learns(verdict)]
+            trees.learn_paths(paths[learnt])
+            verdicts.extend(chunk)
+        return verdicts
+
+    def _batch_model(self) -> HalfSpaceTrees | None:
+        """The model as one batch-capable HalfSpaceTrees shared by all entities, if it is."""
+        if self.entity_scorers is not None or not isinstance(self.scorer, MultivariateScorer):
             return None
-        return self._alert(entity, bucket, (verdict.score, verdict.bar), rises, index_pattern)
+        model = self.scorer.pipeline
+        return model if isinstance(model, HalfSpaceTrees) and model.built else None
 
     def judge_vector(self, entity: str, x: dict[str, float]) -> Verdict:
         """Score one entity's model features, compare with the bar, then learn (or hold out).
@@ -323,20 +369,27 @@ class Detector:
         The NAB bench drives the shipped spec through this, one series as one entity.
         """
         scorer = self.entity_scorers.of(entity) if self.entity_scorers else self.scorer
-        score = scorer.score_one(x)
+        verdict = self._verdict(scorer.score_one(x))
+        if self._learns(verdict):
+            scorer.learn_one(x)
+        return verdict
+
+    def _verdict(self, score: float) -> Verdict:
         bar = self.threshold.value()
         alerting = self.scored >= self.spec.warmup and score > bar
         self.threshold.update(score)
         self.scored += 1
+        return Verdict(score, bar, alerting)
 
+    def _learns(self, verdict: Verdict) -> bool:
+        """Whether the judged vector is learnt; counted either way."""
         # An attack learnt as normal stops being an anomaly (docs/anomaly-notes):
         # by default a bucket that alerted is kept out of the model.
-        if alerting and not self.spec.learn_from_alerts:
+        if verdict.alerting and not self.spec.learn_from_alerts:
             self.held_out += 1
-        else:
-            scorer.learn_one(x)
-            self.learned += 1
-        return Verdict(score, bar, alerting)
+            return False
+        self.learned += 1
+        return True
 
     def _alert(
         self,

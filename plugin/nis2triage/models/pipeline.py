@@ -16,12 +16,14 @@ from river import anomaly, compose, preprocessing, stats
 
 from nis2triage.errors import ConfigError
 from nis2triage.models.forecast import HoltWintersError
+from nis2triage.models.hst import HalfSpaceTrees
 
 ALLOWED: dict[str, Callable[..., Any]] = {
     "preprocessing.MinMaxScaler": preprocessing.MinMaxScaler,
     "preprocessing.StandardScaler": preprocessing.StandardScaler,
     "preprocessing.MaxAbsScaler": preprocessing.MaxAbsScaler,
-    "anomaly.HalfSpaceTrees": anomaly.HalfSpaceTrees,
+    # River's trees and scores, computed in batches (models/hst).
+    "anomaly.HalfSpaceTrees": HalfSpaceTrees,
     "anomaly.OneClassSVM": anomaly.OneClassSVM,
     "anomaly.LocalOutlierFactor": anomaly.LocalOutlierFactor,
     "anomaly.GaussianScorer": anomaly.GaussianScorer,
@@ -51,7 +53,7 @@ class MultivariateScorer:
         self.pipeline = pipeline
 
     def score_one(self, x: dict[str, float]) -> float:
-        return _finite(self.pipeline.score_one(x))
+        return finite(self.pipeline.score_one(x))
 
     def learn_one(self, x: dict[str, float]) -> None:
         self.pipeline.learn_one(x)
@@ -77,7 +79,7 @@ class UnivariateScorer:
         # there (see docs/anomaly-notes): with no variance yet, only a change is news.
         if self.seen < 2 or self.spread.get() == 0.0:
             return 0.0 if self.seen == 0 or y == self.spread.mean.get() else 1.0
-        return _finite(self.scorer.score_one(None, y))
+        return finite(self.scorer.score_one(None, y))
 
     def learn_one(self, x: dict[str, float]) -> None:
         y = x[self.target]
@@ -94,13 +96,14 @@ class ForecastScorer:
         self.target = target
 
     def score_one(self, x: dict[str, float]) -> float:
-        return _finite(self.forecaster.score_one(x[self.target]))
+        return finite(self.forecaster.score_one(x[self.target]))
 
     def learn_one(self, x: dict[str, float]) -> None:
         self.forecaster.learn_one(x[self.target])
 
 
-def _finite(score: Any) -> float:
+def finite(score: Any) -> float:
+    """The score as a float, or 0.0 where a model gave an infinite or NaN one."""
     value = float(score)
     return value if math.isfinite(value) else 0.0
 
