@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from nis2triage import __version__, cli_setup, logs
+from nis2triage import __version__, cli_setup, gc_tuning, logs
 from nis2triage.errors import Nis2TriageError
 
 if TYPE_CHECKING:
@@ -232,7 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nis2triage.agent import describe_outage
 
     try:
-        return handler(args)
+        # The agent's commands stream documents (see gc_tuning); for the others it is moot.
+        with gc_tuning.streaming():
+            return handler(args)
     except Nis2TriageError as exc:
         print(f"nis2triage: {exc}", file=sys.stderr)
         return 1
