@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from datetime import timedelta
 
 import pytest
@@ -55,6 +56,31 @@ def test_buckets_close_only_once_they_end() -> None:
     assert [b.start_ms for _, b in table.close_until(300_000)] == [0]
     assert table.close_until(599_999) == []
     assert [b.start_ms for _, b in table.close_until(600_000)] == [300_000]
+
+
+def test_an_older_bucket_opened_late_still_closes_on_time() -> None:
+    # The table skips its scan while its earliest bucket cannot end; a late event that
+    # opens an earlier bucket must move that mark back.
+    table = BucketTable(timedelta(minutes=5), max_entities=10)
+    table.add("e", 900_000, doc("a", "failure"), FEATURES)
+    assert table.close_until(1_000_000) == []
+    table.add("f", 10_000, doc("b", "failure"), FEATURES)
+
+    assert [(e, b.start_ms) for e, b in table.close_until(1_000_000)] == [("f", 0)]
+    assert [(e, b.start_ms) for e, b in table.close_until(1_200_000)] == [("e", 900_000)]
+
+
+def test_a_table_from_an_older_snapshot_finds_its_earliest_bucket() -> None:
+    table = BucketTable(timedelta(minutes=5), max_entities=10)
+    table.add("e", 10_000, doc("a", "failure"), FEATURES)
+    table.add("f", 900_000, doc("b", "failure"), FEATURES)
+    state = {k: v for k, v in table.__dict__.items() if k != "earliest_ms"}
+
+    restored = BucketTable.__new__(BucketTable)
+    restored.__setstate__(pickle.loads(pickle.dumps(state)))
+
+    assert restored.earliest_ms == 0
+    assert [e for e, _ in restored.close_until(300_000)] == ["e"]
 
 
 def test_the_least_recently_active_entity_is_evicted_and_counted() -> None:

@@ -291,9 +291,8 @@ class Detector:
         if not entities:
             self.missing_entity += 1
             return
-        ts_ms = int(event.timestamp.timestamp() * 1000)
         for entity in entities[:8]:
-            self.table.add(clean(entity), ts_ms, event.doc, self.measured)
+            self.table.add(clean(entity), event.ts_ms, event.doc, self.measured)
 
     def close(self, cutoff_ms: int, index_pattern: str) -> list[Alert]:
         """Score, then learn, every bucket ending by `cutoff_ms`; return the alerts."""

@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 Route = Literal["contain", "early_warning", "soc"]
@@ -25,6 +26,11 @@ class Event:
     id: str
     timestamp: datetime
     doc: dict[str, Any]
+
+    @cached_property
+    def ts_ms(self) -> int:
+        """The event time in epoch milliseconds, worked out once for all detectors."""
+        return int(self.timestamp.timestamp() * 1000)
 
 
 @dataclass(frozen=True)
