@@ -60,6 +60,24 @@ class Cursor:
         if low is not None:
             self.seen = {k: t for k, t in self.seen.items() if t >= low}
 
+    def prune_oldest(self, lateness: timedelta) -> None:
+        """Forget the oldest keys outside the margin, up to the first one inside it.
+
+        Keys are kept in the order they were read, which within a poll is time order: this
+        drops what `prune` would at the cost of what it drops, not of all that it keeps.
+        A late event read out of order may stay until the next full `prune`.
+        """
+        low = self.lower_bound_ms(lateness)
+        if low is None:
+            return
+        stale = []
+        for key, ts_ms in self.seen.items():
+            if ts_ms >= low:
+                break
+            stale.append(key)
+        for key in stale:
+            del self.seen[key]
+
     def to_dict(self) -> dict[str, Any]:
         return {"watermark_ms": self.watermark_ms, "seen": self.seen, "events": self.events}
 
@@ -170,8 +188,9 @@ class Source:
                 # Hits come in time order, so a key behind the margin cannot come back in
                 # this poll either: pruning per page keeps the cursor (saved with every
                 # checkpoint) to the margin's events instead of every event of a long
-                # catch-up poll.
-                cursor.prune(self.cfg.max_lateness)
+                # catch-up poll. From the oldest end only: rebuilding the whole set per
+                # page cost 2% of a 2-million-event catch-up (`make bench`).
+                cursor.prune_oldest(self.cfg.max_lateness)
                 total += len(batch)
                 if batch:
                     yield batch
