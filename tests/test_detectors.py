@@ -284,6 +284,16 @@ def test_bad_post_processing_is_refused_with_file_and_line(
         load_spec(path)
 
 
+def test_half_space_trees_too_large_to_build_are_refused_with_file_and_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text(SPEC_HEAD + "model: [{anomaly.HalfSpaceTrees: {height: 40}}]\n")
+
+    with pytest.raises(ConfigError, match=r"bad\.yml:6:\d+: .*lower n_trees or height"):
+        load_spec(path)
+
+
 def config_with_source(
     tmp_path: Path,
     es_settings: esclient.ESSettings,

@@ -133,3 +133,18 @@ def test_a_pickled_model_goes_on_scoring_as_before() -> None:
         model.learn_one(x)
     # River's node objects are dropped once copied into arrays.
     assert copy.trees == [] and isinstance(copy._reference, np.ndarray)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"height": 60}, "lower n_trees or height"),
+        ({"n_trees": 100_000, "height": 8}, "lower n_trees or height"),
+        ({"n_trees": 0}, "n_trees must be a whole number"),
+        ({"window_size": 2.5}, "window_size must be a whole number"),
+    ],
+    ids=["tall", "many", "no-trees", "fractional-window"],
+)
+def test_sizes_that_cannot_be_built_are_refused(params: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        HalfSpaceTrees(**params)  # type: ignore[arg-type]

@@ -45,6 +45,7 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
         limits: dict[Hashable, tuple[float, float]] | None = None,
         seed: int | None = None,
     ) -> None:
+        _check_size(n_trees, height, window_size)
         super().__init__(n_trees, height, window_size, limits, seed)
         self.names: list[Any] = []
         self._split_feature = np.zeros((0, 0), dtype=np.intp)
@@ -177,6 +178,24 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
                     node = right if latest[left] < latest[right] else left
                 path[tree, depth] = node
         return path
+
+
+# Nodes in all trees together: each tree of height h has 2**(h + 1) - 1 of them, built by
+# River in Python and kept here as arrays. 2**22 is about 100 MB of model; past it a typo
+# in a detector file (height: 60) would exhaust memory or hang instead of failing.
+MAX_NODES = 2**22
+
+
+def _check_size(n_trees: Any, height: Any, window_size: Any) -> None:
+    for name, value in (("n_trees", n_trees), ("height", height), ("window_size", window_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+    nodes = n_trees * (2 ** (height + 1) - 1) if height < 64 else MAX_NODES + 1
+    if nodes > MAX_NODES:
+        raise ValueError(
+            f"{n_trees} trees of height {height} hold {nodes:,} nodes, more than "
+            f"{MAX_NODES:,}: lower n_trees or height (the shipped detectors use 25 and 6)"
+        )
 
 
 def _heap_order(root: Any) -> list[Any]:
