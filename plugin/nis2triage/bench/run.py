@@ -60,12 +60,18 @@ def repeated(times: int, what: str, measure: Callable[[], T]) -> list[T]:
     return results
 
 
-def bench_throughput(es: Elasticsearch, node: NodeInfo, index: str, repeat: int) -> dict[str, Any]:
+def bench_throughput(
+    es: Elasticsearch,
+    node: NodeInfo,
+    index: str,
+    repeat: int,
+    methods: Sequence[str] = throughput.READ_METHODS,
+) -> dict[str, Any]:
     reads = {
         method: repeated(
             repeat, f"read ({method})", partial(throughput.read_limit, es, index, 1000, method)
         )
-        for method in throughput.READ_METHODS
+        for method in methods
     }
     read_rates = {method: metrics.median([r.rate for r in runs]) for method, runs in reads.items()}
     best = max(read_rates, key=read_rates.__getitem__)
@@ -318,6 +324,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bursts", type=int, default=20, help="attack bursts for latency")
     parser.add_argument("--entities", type=int, default=1_000_000, help="entities for memory")
     parser.add_argument("--skip", action="append", default=[], choices=SECTIONS)
+    parser.add_argument(
+        "--read",
+        action="append",
+        choices=throughput.READ_METHODS,
+        help="read-limit methods to time (default all; `unbounded` is quadratic in the events)",
+    )
     parser.add_argument("--out", type=Path, default=Path("out/bench"))
     return parser
 
@@ -328,7 +340,8 @@ def measure_all(args: argparse.Namespace, es: Elasticsearch, node: NodeInfo) -> 
     details: dict[str, Any] = {"events": args.events, "machine": machine(), "index": index}
     details["indexing_rate"] = indexing.ensure(es, index, spec)
     if "throughput" not in args.skip:
-        t = details["throughput"] = bench_throughput(es, node, index, args.repeat)
+        methods = args.read or throughput.READ_METHODS
+        t = details["throughput"] = bench_throughput(es, node, index, args.repeat, methods)
         details["accuracy"] = accuracy(spec, t.pop("_alerts"))
         t.pop("_rule_alerts")
     if "elastalert" not in args.skip:

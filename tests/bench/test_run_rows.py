@@ -1,0 +1,36 @@
+"""The bench's table: which read limit the end-to-end rate is held against, and its flag."""
+
+from __future__ import annotations
+
+from nis2triage.bench import run
+
+
+def throughput(e2e_rate: float) -> dict[str, object]:
+    return {
+        "read_rate": 90_000.0,
+        "read_method": "windowed",
+        "read_rate_by_method": {"windowed": 90_000.0, "scroll": 85_000.0},
+        "e2e_rate": e2e_rate,
+        "e2e_seconds": 40.0,
+        "rule_seconds": 0.2,
+    }
+
+
+def test_the_ratio_is_to_the_fastest_read_timed() -> None:
+    rows = {row.measure: row for row in run.rows({"throughput": throughput(22_500.0)})}
+
+    ratio = rows["end to end / read limit"]
+    assert ratio.value == "25%"
+    assert ratio.met is False
+    assert "time windows" in next(m for m in rows if m.startswith("read limit"))
+
+
+def test_half_the_read_limit_meets_the_target() -> None:
+    rows = {row.measure: row for row in run.rows({"throughput": throughput(45_000.0)})}
+    assert rows["end to end / read limit"].met is True
+
+
+def test_only_the_read_methods_asked_for_are_timed() -> None:
+    args = run._parser().parse_args(["--read", "windowed", "--read", "scroll"])
+    assert args.read == ["windowed", "scroll"]
+    assert run._parser().parse_args([]).read is None
