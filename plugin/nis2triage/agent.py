@@ -252,7 +252,8 @@ class Agent:
         """Route, write, contain and queue: the same path for detector and rule alerts."""
         routed = [triage.route(a, self.rules, self.inventory) for a in alerts]
         docs = [(a.id, alert_document(a, *_asset_names(asset))) for a, asset in routed]
-        report.new_alerts += self.store.create_many("alerts", docs)
+        # Searchable at once: an analyst (or Kibana rule) should not wait for the next refresh.
+        report.new_alerts += self.store.create_many("alerts", docs, refresh=True)
         contain.request_containment(self.store, routed, self.clock())
         report.notifications_queued += self.incidents.take(routed)
         for alert, _ in routed:
@@ -334,7 +335,29 @@ class Agent:
                 failures = 0
                 self.conditions.clear()
             self._log_cycle(report)
-            self._sleep(interval - (time.monotonic() - started))
+            self._sleep(self._pause(interval - (time.monotonic() - started)))
+
+    def _pause(self, until_next_poll: float) -> float:
+        """Seconds to wait: until the next poll, or until the next bucket can close if sooner.
+
+        A bucket is judged once its end plus the lateness margin has passed; waiting for the
+        next poll instead would add up to a whole poll interval to every detector alert.
+        """
+        closable = self._next_closable_ms()
+        if closable is None:
+            return until_next_poll
+        in_seconds = (closable - self.clock().timestamp() * 1000) / 1000
+        return min(until_next_poll, max(in_seconds, MIN_PAUSE_S))
+
+    def _next_closable_ms(self) -> float | None:
+        """When the earliest open bucket of any detector may be closed (epoch ms)."""
+        moments = [
+            end + run.cfg.max_lateness.total_seconds() * 1000
+            for run in self.runs
+            for end in (d.next_bucket_end_ms() for d in run.detectors)
+            if end is not None
+        ]
+        return min(moments, default=None)
 
     def _say(self, condition: str) -> None:
         """One log line per condition, not one per failed attempt."""
@@ -360,6 +383,9 @@ class Agent:
 
 
 OUTAGES = (TransportError, ApiError, StoreError)
+# The shortest wait between two cycles, however soon a bucket can close: a bucket whose end
+# is already past (a catch-up, or an evicted entity's stale mark) must not spin the loop.
+MIN_PAUSE_S = 0.2
 OUTAGE_BACKOFF_MAX_S = 60.0
 
 

@@ -294,6 +294,11 @@ class Detector:
         for entity in entities[:8]:
             self.table.add(clean(entity), event.ts_ms, event.doc, self.measured)
 
+    def next_bucket_end_ms(self) -> int | None:
+        """When the earliest open bucket ends (epoch ms), or None with no bucket open."""
+        earliest = self.table.earliest_ms
+        return None if earliest is None else earliest + self.table.span_ms
+
     def close(self, cutoff_ms: int, index_pattern: str) -> list[Alert]:
         """Score, then learn, every bucket ending by `cutoff_ms`; return the alerts."""
         alerts = []

@@ -257,8 +257,12 @@ class Store:
                     ) from exc
                 raise
 
-    def create_many(self, what: str, docs: list[tuple[str, dict[str, Any]]]) -> int:
+    def create_many(
+        self, what: str, docs: list[tuple[str, dict[str, Any]]], refresh: bool = False
+    ) -> int:
         """Create documents that do not exist yet; return how many were new.
+
+        With `refresh`, they are searchable when this returns, not at the next refresh.
 
         A document the index's mapping refuses (400) is set aside in the dead-letter
         index with the reason: it would be refused again on every retry, and must not
@@ -274,7 +278,12 @@ class Store:
         created = 0
         refused: list[tuple[str, str]] = []
         for ok, item in helpers.streaming_bulk(
-            self.es, actions, raise_on_error=False, raise_on_exception=True, max_retries=3
+            self.es,
+            actions,
+            raise_on_error=False,
+            raise_on_exception=True,
+            max_retries=3,
+            refresh="true" if refresh else "false",
         ):
             result = item.get("create", {})
             if ok:

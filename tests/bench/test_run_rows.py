@@ -34,3 +34,21 @@ def test_only_the_read_methods_asked_for_are_timed() -> None:
     args = run._parser().parse_args(["--read", "windowed", "--read", "scroll"])
     assert args.read == ["windowed", "scroll"]
     assert run._parser().parse_args([]).read is None
+
+
+def latency(from_indexed: list[float]) -> dict[str, object]:
+    return {
+        "bursts": len(from_indexed),
+        "detected": len(from_indexed),
+        "from_indexed": from_indexed,
+        "from_closable": [max(0.0, t - 2.5) for t in from_indexed],
+    }
+
+
+def test_latency_is_judged_from_indexing_the_burst() -> None:
+    fast = {row.measure: row for row in run.rows({"latency": latency([2.6] * 19 + [2.9])})}
+    slow = {row.measure: row for row in run.rows({"latency": latency([2.6] * 18 + [3.5] * 2)})}
+
+    assert fast["latency from indexing, median / p95, s"].met is True
+    assert slow["latency from indexing, median / p95, s"].met is False
+    assert slow["latency from bucket closable, median / p95, s"].met is None

@@ -227,7 +227,8 @@ def _latency_rows(d: dict[str, Any]) -> list[Row]:
     if not lat or not lat["from_indexed"]:
         return [Row("latency", "no burst was detected")] if lat else []
     bound = latency.POLL_S + 2
-    p95 = metrics.percentile(lat["from_closable"], 95)
+    # The measure: from indexing the burst to its alert being searchable.
+    p95 = metrics.percentile(lat["from_indexed"], 95)
     return [
         Row(
             "bursts detected",
@@ -235,13 +236,13 @@ def _latency_rows(d: dict[str, Any]) -> list[Row]:
             "all",
             lat["detected"] == lat["bursts"],
         ),
-        Row("latency from indexing, median / p95, s", _pair(lat["from_indexed"])),
         Row(
-            "latency from bucket closable, median / p95, s",
-            _pair(lat["from_closable"]),
+            "latency from indexing, median / p95, s",
+            _pair(lat["from_indexed"]),
             f"p95 <= poll + 2 s = {bound} s",
             p95 <= bound,
         ),
+        Row("latency from bucket closable, median / p95, s", _pair(lat["from_closable"])),
     ]
 
 
