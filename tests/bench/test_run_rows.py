@@ -25,6 +25,18 @@ def test_the_ratio_is_to_the_fastest_read_timed() -> None:
     assert "time windows" in next(m for m in rows if m.startswith("read limit"))
 
 
+def test_the_ratio_to_the_agents_paging_is_shown_when_scroll_is_faster() -> None:
+    t = throughput(24_000.0) | {
+        "read_rate": 120_000.0,
+        "read_method": "scroll",
+        "read_rate_by_method": {"windowed": 80_000.0, "scroll": 120_000.0},
+    }
+    rows = {row.measure: row for row in run.rows({"throughput": t})}
+
+    assert rows["end to end / read limit"].value == "20%"
+    assert rows["end to end / the agent's paging alone"].value == "30%"
+
+
 def test_half_the_read_limit_meets_the_target() -> None:
     rows = {row.measure: row for row in run.rows({"throughput": throughput(45_000.0)})}
     assert rows["end to end / read limit"].met is True
