@@ -90,3 +90,21 @@ def test_a_password_in_the_yaml_is_not_a_known_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="password") as err:
         load_config(path)
     assert "hunter2" not in str(err.value)
+
+
+def test_a_ca_file_for_a_plain_http_host_is_refused_at_load(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, GOOD.replace("password_env: ES_PW", "password_env: ES_PW\n  ca_file: ca.pem")
+    )
+
+    with pytest.raises(
+        ConfigError, match=r"agent\.yml:1:\d+: elasticsearch: .*127.0.0.1:9200 is plain http"
+    ):
+        load_config(path)
+
+
+def test_a_ca_file_for_https_hosts_loads(tmp_path: Path) -> None:
+    text = GOOD.replace("http://", "https://").replace(
+        "password_env: ES_PW", "password_env: ES_PW\n  ca_file: ca.pem"
+    )
+    assert load_config(write(tmp_path, text)).elasticsearch.ca_file == "ca.pem"

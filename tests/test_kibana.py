@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -23,9 +24,10 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 
-from nis2triage import esclient, kibana
+from nis2triage import esclient, kibana, provision
 from nis2triage.esclient import ESSettings
-from nis2triage.layout import Capabilities, template_body
+from nis2triage.layout import Capabilities, Change, template_body
+from nis2triage.roles import NewKey
 from nis2triage.store import INDICES, IndexSpec
 
 from support import write_agent_config
@@ -269,3 +271,26 @@ def test_setup_with_kibana_imports_the_objects_pointed_at_the_agents_prefix(
 def test_a_missing_objects_file_says_to_pass_kibana_objects(tmp_path: Path) -> None:
     with pytest.raises(kibana.KibanaObjectsError, match="pass --kibana-objects"):
         kibana.checked(tmp_path / "nis2triage.ndjson", "nis2triage")
+
+
+def test_a_kibana_that_does_not_answer_is_a_failed_line_not_a_crash() -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+    change = kibana.import_objects(url, OBJECTS, ADMIN, timeout=5)
+
+    assert (change.status, change.name) == ("failed", url)
+    assert "check the --kibana URL" in change.note
+
+
+def test_the_api_key_is_still_shown_when_the_kibana_import_failed() -> None:
+    result = provision.SetupResult(
+        changes=[Change("Kibana objects", "http://127.0.0.1:1", "failed", "did not answer")],
+        api_key=NewKey("key-id", "ZW5jb2RlZA=="),
+    )
+
+    text = provision.render(result)
+
+    assert "ZW5jb2RlZA==" in text
+    assert "1 failed" in text

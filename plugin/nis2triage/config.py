@@ -82,6 +82,13 @@ class ElasticsearchConfig(Strict):
     def _one_credential(self) -> ElasticsearchConfig:
         if self.username and not (self.password_env or self.password_file):
             raise ValueError("username needs password_env or password_file (never the password)")
+        plain = [h for h in self.hosts if h.lower().startswith("http://")]
+        if self.ca_file and plain:
+            # The client refuses TLS options for plain-HTTP nodes, at the first request.
+            raise ValueError(
+                f"ca_file is for https hosts, but {plain[0]} is plain http: "
+                "write https:// or remove ca_file"
+            )
         return self
 
 

@@ -262,16 +262,22 @@ def import_objects(
         headers["Authorization"] = f"ApiKey {settings.api_key}"
     elif settings.username:
         auth = (settings.username, settings.password or "")
-    response = requests.post(
-        f"{url.rstrip('/')}/api/saved_objects/_import",
-        params={"overwrite": "true"},
-        headers=headers,
-        files={"file": ("nis2triage.ndjson", body.encode(), "application/ndjson")},
-        auth=auth,
-        verify=settings.ca_file or settings.verify_certs,
-        timeout=timeout,
-        allow_redirects=False,
-    )
+    try:
+        response = requests.post(
+            f"{url.rstrip('/')}/api/saved_objects/_import",
+            params={"overwrite": "true"},
+            headers=headers,
+            files={"file": ("nis2triage.ndjson", body.encode(), "application/ndjson")},
+            auth=auth,
+            verify=settings.ca_file or settings.verify_certs,
+            timeout=timeout,
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        # A failed change, not a crash: setup has already made the role and the API key,
+        # and must still print the key (it is shown once).
+        why = f"Kibana did not answer ({type(exc).__name__}): check the --kibana URL"
+        return Change("Kibana objects", url, "failed", why)
     return _import_change(url, response)
 
 
