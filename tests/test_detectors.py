@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 import yaml
 from elasticsearch import Elasticsearch
-from river import anomaly
+from river import anomaly, compose, preprocessing
 
 from nis2triage import esclient
 from nis2triage.bench.stream import StreamSpec, generate
 from nis2triage.demo import index_docs
 from nis2triage.detectors import Detector, DetectorSpec, load_spec
 from nis2triage.errors import ConfigError
+from nis2triage.models.hst import HalfSpaceTrees
 from nis2triage.models.pipeline import MultivariateScorer
 from nis2triage.records import Alert, Event
 
@@ -384,28 +385,72 @@ def judge_day(detector: Detector, events: list[Event]) -> list[Alert]:
     return alerts + detector.close(events[-1].ts_ms + 10**9, "logs-day")
 
 
+def rivers_trees(spec: DetectorSpec) -> anomaly.HalfSpaceTrees:
+    return anomaly.HalfSpaceTrees(**(spec.model[0]["anomaly.HalfSpaceTrees"] or {}))
+
+
 def with_rivers_trees(spec: DetectorSpec) -> Detector:
-    """The detector with River's own HalfSpaceTrees, judged one bucket at a time."""
+    """The detector with River's own HalfSpaceTrees, judged one bucket at a time (inside a
+    River pipeline, which the detector neither batches nor converts)."""
     detector = Detector(spec)
-    params = spec.model[0]["anomaly.HalfSpaceTrees"] or {}
-    detector.scorer = MultivariateScorer(anomaly.HalfSpaceTrees(**params))
+    detector.scorer = MultivariateScorer(compose.Pipeline(rivers_trees(spec)))
     return detector
+
+
+def generated_day(events: int = 60_000) -> list[Event]:
+    stream = generate(StreamSpec(day=T0.date(), events=events, hosts=300, users=1_000))
+    return [
+        Event("logs-day", str(i), datetime.fromisoformat(doc["@timestamp"]), doc)
+        for i, doc in enumerate(stream)
+    ]
+
+
+def alert_keys(alerts: list[Alert]) -> list[tuple[str, datetime, float, float]]:
+    return [(a.entity, a.start, a.score, a.threshold) for a in alerts]
 
 
 @pytest.mark.parametrize("path", [AUTH, DETECTORS / "ssh-brute-force.yml"], ids=lambda p: p.stem)
 def test_batched_trees_alert_exactly_as_rivers_on_a_generated_day(path: Path) -> None:
     spec = load_spec(path)
-    stream = generate(StreamSpec(day=T0.date(), events=60_000, hosts=300, users=1_000))
-    events = [
-        Event("logs-day", str(i), datetime.fromisoformat(doc["@timestamp"]), doc)
-        for i, doc in enumerate(stream)
-    ]
+    events = generated_day()
 
     ours, rivers = Detector(spec), with_rivers_trees(spec)
     batched, one_by_one = judge_day(ours, events), judge_day(rivers, events)
 
-    assert [(a.entity, a.start, a.score, a.threshold) for a in batched] == [
-        (a.entity, a.start, a.score, a.threshold) for a in one_by_one
-    ]
+    assert alert_keys(batched) == alert_keys(one_by_one)
     assert ours.stats() == rivers.stats()
     assert len(batched) > 0 and ours.stats()["scored"] > 1_000
+
+
+def test_a_scaler_before_the_trees_is_judged_one_bucket_at_a_time_as_in_river() -> None:
+    spec = load_spec(DETECTORS / "ssh-brute-force.yml")
+    params = spec.model[0]["anomaly.HalfSpaceTrees"] or {}
+    scaled = spec.model_copy(
+        update={"model": [{"preprocessing.MinMaxScaler": {}}, {"anomaly.HalfSpaceTrees": params}]}
+    )
+    events = generated_day(20_000)
+    river = Detector(scaled)
+    river.scorer = MultivariateScorer(
+        compose.Pipeline(preprocessing.MinMaxScaler(), rivers_trees(spec))
+    )
+
+    ours = judge_day(Detector(scaled), events)
+
+    assert alert_keys(ours) == alert_keys(judge_day(river, events))
+    assert ours
+
+
+def test_rivers_trees_from_an_older_snapshot_go_on_as_river_would_in_batches() -> None:
+    spec = load_spec(AUTH)
+    events = generated_day()
+    half = len(events) // 2
+    restored = Detector(spec)
+    restored.scorer = MultivariateScorer(rivers_trees(spec))  # as unpickled from before
+    first = judge_day(restored, events[:half])
+
+    later = judge_day(restored, events[half:])
+
+    reference = with_rivers_trees(spec)
+    expected = judge_day(reference, events[:half]) + judge_day(reference, events[half:])
+    assert alert_keys(first + later) == alert_keys(expected)
+    assert type(restored.scorer.pipeline) is HalfSpaceTrees  # type: ignore[attr-defined]

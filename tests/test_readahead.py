@@ -101,3 +101,23 @@ def test_a_consumer_that_raises_leaves_no_thread_behind() -> None:
 def test_depth_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         read_ahead(iter(Pages(1)), depth=0)
+
+
+def test_closing_does_not_wait_for_a_slow_page_nobody_will_use() -> None:
+    release = threading.Event()
+
+    def slow_third() -> Iterator[int]:
+        yield 0
+        yield 1
+        release.wait(20)  # a search that hangs on a slow node
+        yield 2
+
+    ahead = read_ahead(slow_third())
+    assert [next(ahead), next(ahead)] == [0, 1]
+
+    started = time.monotonic()
+    ahead.close()
+    waited = time.monotonic() - started
+
+    release.set()
+    assert waited < 10  # JOIN_S (1 s) and scheduling, not the page's 20 s

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import pickle
 
 import pytest
@@ -50,3 +52,16 @@ def test_a_short_key_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -
 
     with pytest.raises(ConfigError, match="openssl rand"):
         snapshots.key_from_env("SNAPKEY")
+
+
+def test_a_snapshot_of_classes_this_version_lacks_says_so() -> None:
+    # What a rollback meets: signed by us, naming a module an older version does not have.
+    blob = b"cnis2triage.models.not_in_this_version\nModel\n."
+    sealed = {
+        "format": snapshots.FORMAT,
+        "sig": hmac.new(KEY, blob, hashlib.sha256).hexdigest(),
+        "blob": base64.b64encode(blob).decode("ascii"),
+    }
+
+    with pytest.raises(SnapshotError, match=r"another version of nis2triage.*source-\* documents"):
+        snapshots.unseal(sealed, KEY)

@@ -29,6 +29,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from river import anomaly
 
 from nis2triage import yamlload
 from nis2triage.config import Duration, validation_error
@@ -365,7 +366,12 @@ class Detector:
         if self.entity_scorers is not None or not isinstance(self.scorer, MultivariateScorer):
             return None
         model = self.scorer.pipeline
-        return model if isinstance(model, HalfSpaceTrees) and model.built else None
+        # By type, not isinstance: River counts a Pipeline as an instance of its last step,
+        # and a scaler before the trees must go one bucket at a time.
+        if type(model) is anomaly.HalfSpaceTrees:
+            # Restored from a snapshot saved before models.hst: same state, as arrays.
+            model = self.scorer.pipeline = HalfSpaceTrees.from_river(model)
+        return model if type(model) is HalfSpaceTrees and model.built else None
 
     def judge_vector(self, entity: str, x: dict[str, float]) -> Verdict:
         """Score one entity's model features, compare with the bar, then learn (or hold out).

@@ -24,9 +24,10 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 # How often a blocked hand-over looks whether the consumer has gone (seconds).
 POLL_S = 0.05
-# How long closing waits for the thread's request in flight before leaving it behind
-# (it is a daemon thread; its request ends with the client's own timeout).
-JOIN_S = 30.0
+# How long closing waits for the thread's request in flight. Its page will not be used, so
+# stopping does not wait it out: the thread is left to end with its request (a daemon;
+# closing the point in time makes that request fail fast, and its error is dropped).
+JOIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ _END = object()
 
 
 class _Filler(Generic[T]):
-    """The thread that runs `items` and queues them, at most `depth` ahead."""
+    """The thread that runs `items` and queues them: `depth` wait in the queue while the
+    thread fetches one more."""
 
     def __init__(self, items: Iterator[T], depth: int, name: str) -> None:
         self._items = items
@@ -89,7 +91,7 @@ class _Filler(Generic[T]):
 def read_ahead(
     items: Iterator[T], depth: int = 1, name: str = "read-ahead"
 ) -> Generator[T, None, None]:
-    """`items` in order, fetched in a thread up to `depth` ahead of the consumer.
+    """`items` in order, fetched in a thread: up to `depth` wait, and one more is fetched.
 
     The thread starts at the first `next()` and is stopped (and waited for) when the
     consumer finishes, raises or closes the iterator.

@@ -60,4 +60,12 @@ def unseal(sealed: dict[str, Any] | None, key: bytes) -> Any:
             "to let the detectors learn afresh"
         )
     # Safe only because the signature was verified just above.
-    return pickle.loads(blob)
+    try:
+        return pickle.loads(blob)
+    except (ImportError, AttributeError) as exc:
+        # Signed by us, but by a version whose classes this one does not have (a rollback).
+        raise SnapshotError(
+            f"model snapshot was written by another version of nis2triage ({exc}); run that "
+            "version, or delete the source-* documents of <prefix>-state to let the "
+            "detectors learn afresh"
+        ) from exc

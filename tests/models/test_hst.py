@@ -148,3 +148,28 @@ def test_a_pickled_model_goes_on_scoring_as_before() -> None:
 def test_sizes_that_cannot_be_built_are_refused(params: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         HalfSpaceTrees(**params)  # type: ignore[arg-type]
+
+
+def test_rivers_own_model_converted_mid_stream_scores_as_river_goes_on() -> None:
+    xs = stream(3000, seed=4)
+    params = {"n_trees": 25, "height": 6, "window_size": 10, "seed": 7, "limits": LIMITS}
+    river = anomaly.HalfSpaceTrees(**params)
+    for x in xs[:1234]:  # mid-window: 1,234 learns leave the counter at 4
+        river.learn_one(x)
+    converted = HalfSpaceTrees.from_river(pickle.loads(pickle.dumps(river)))
+
+    ours, theirs = [], []
+    for x in xs[1234:]:
+        ours.append(converted.score_one(x))
+        theirs.append(float(river.score_one(x)))
+        converted.learn_one(x)
+        river.learn_one(x)
+
+    assert ours == theirs
+    assert converted.counter == river.counter
+
+
+def test_an_unbuilt_river_model_converts_to_an_unbuilt_one() -> None:
+    converted = HalfSpaceTrees.from_river(anomaly.HalfSpaceTrees(n_trees=3, height=2, seed=1))
+    assert not converted.built
+    assert (converted.n_trees, converted.height, converted.seed) == (3, 2, 1)

@@ -54,6 +54,21 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
         self._reference = np.zeros((0, 0), dtype=np.int64)  # River's r_mass: the last one
         self._scored: tuple[Mapping[Any, float], Paths] | None = None
 
+    @classmethod
+    def from_river(cls, model: anomaly.HalfSpaceTrees) -> HalfSpaceTrees:
+        """The same model, state and all, from River's own object (a snapshot saved before
+        this class existed): it then scores exactly as River's would have gone on to."""
+        params = {k: getattr(model, k) for k in ("n_trees", "height", "window_size", "seed")}
+        ours = cls(**params, limits=dict(model.limits))
+        if not model.trees:
+            return ours
+        ours.counter, ours._first_window = model.counter, model._first_window
+        ours.trees, ours._tree_nodes = model.trees, model._tree_nodes
+        branches = [n for tree in model.trees for n in _heap_order(tree) if hasattr(n, "feature")]
+        features = {n.feature for n in branches}
+        ours._copy_nodes(sorted(features))
+        return ours
+
     # --- River's interface, one vector at a time -------------------------------------
 
     def learn_one(self, x: dict[Hashable, Any]) -> None:
@@ -136,7 +151,11 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
     def _build(self, x: dict[Hashable, Any]) -> None:
         """River builds the trees and learns `x`; its nodes are then copied into arrays."""
         super().learn_one(x)  # type: ignore[no-untyped-call]
-        self.names = sorted(x)
+        self._copy_nodes(sorted(x))
+
+    def _copy_nodes(self, names: list[Any]) -> None:
+        """River's trees as arrays, split features numbered in the order of `names`."""
+        self.names = names
         column = {name: i for i, name in enumerate(self.names)}
         nodes = [_heap_order(tree) for tree in self.trees]
         branches = 2**self.height - 1
