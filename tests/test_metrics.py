@@ -138,6 +138,14 @@ def test_failures_are_counted_per_condition() -> None:
     assert sample(metrics, "nis2triage_errors_total", condition="unreachable") == 1
 
 
+def test_route_and_condition_series_exist_at_zero_before_anything_happened() -> None:
+    metrics = AgentMetrics(60)
+
+    for route in ("contain", "early_warning", "soc"):
+        assert sample(metrics, "nis2triage_alerts_total", route=route) == 0
+    assert sample(metrics, "nis2triage_errors_total", condition="unreachable") == 0
+
+
 @pytest.fixture
 def served() -> Iterator[tuple[AgentMetrics, str]]:
     metrics = AgentMetrics(60)

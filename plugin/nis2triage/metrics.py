@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, get_args
 
 from elastic_transport import TransportError
 from elasticsearch import ApiError
@@ -30,12 +30,17 @@ from prometheus_client import (
 
 from nis2triage.agent import OUTAGES, Agent, CycleReport
 from nis2triage.errors import StoreError
+from nis2triage.records import Route
 from nis2triage.store import Store
 
 log = logging.getLogger(__name__)
 # An early warning is due 24 hours after awareness (NIS2 Art. 23(4)(a)); an entry not sent by
 # then is overdue. Later reports have their own deadlines, which the incidents track.
 EARLY_WARNING_DUE_S = 24 * 3600
+
+
+# The conditions `condition_of` names for the common outages (others are named as they come).
+KNOWN_CONDITIONS = ("overloaded", "refused", "writes_rejected", "unreachable")
 
 
 def condition_of(exc: Exception) -> str:
@@ -91,6 +96,12 @@ class AgentMetrics:
         self.errors = Counter(
             "nis2triage_errors", "Failed cycles by condition.", ["condition"], registry=r
         )
+        # Series exist from the start at 0, so a rule on them (rate, absent) has something to
+        # read before the first alert or failure.
+        for route in get_args(Route):
+            self.alerts.labels(route)
+        for condition in KNOWN_CONDITIONS:
+            self.errors.labels(condition)
 
     def cycle_done(self, agent: Agent, report: CycleReport, seconds: float) -> None:
         now = self.clock()
