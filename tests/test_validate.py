@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from nis2triage import esclient
 from nis2triage.validate import validate
@@ -117,3 +118,33 @@ def test_a_configuration_naming_missing_files_is_refused(
         r"nis2triage\.yml:\d+:1: detectors: '.*nope/\*\.yml' matches no file", finding.problem
     )
     assert validate([str(path)], references=False)[0].ok
+
+
+def test_a_missing_ca_file_and_criteria_folder_are_named(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    path = write_agent_config(tmp_path, es_settings, "logs-x", "x-st")
+    settings = yaml.safe_load(path.read_text())
+    settings["elasticsearch"].update(hosts=["https://127.0.0.1:9200"], ca_file="ca.pem")
+    settings["incidents"] = {"criteria": "no-criteria-here"}
+    path.write_text(yaml.safe_dump(settings))
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is not None
+    assert re.search(r"elasticsearch\.ca_file: 'ca\.pem' matches no file", finding.problem)
+    assert re.search(r"incidents\.criteria: 'no-criteria-here' matches no file", finding.problem)
+
+
+def test_a_criteria_folder_without_criteria_is_refused(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    path = write_agent_config(tmp_path, es_settings, "logs-x", "x-st")
+    (tmp_path / "empty").mkdir()
+    settings = yaml.safe_load(path.read_text())
+    settings["incidents"] = {"criteria": "empty"}
+    path.write_text(yaml.safe_dump(settings))
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is not None and "criterion" in finding.problem

@@ -239,8 +239,15 @@ class AgentConfig(Strict):
 
     def missing_files(self) -> list[tuple[str, str]]:
         """(key, path) of every file the configuration names that does not exist."""
-        named = [("triage", self.triage), ("assets", self.assets)]
+        named = [
+            ("triage", self.triage),
+            ("assets", self.assets),
+            ("elasticsearch.ca_file", self.elasticsearch.ca_file),
+        ]
         missing = [(k, p) for k, p in named if p and not self.resolve(p).exists()]
+        criteria = self.incidents.criteria
+        if criteria and not self.resolve(criteria).is_dir():
+            missing.append(("incidents.criteria", criteria))
         missing += [("detectors", p) for p in self.unmatched_detector_patterns()]
         patterns = [("rules.native", p) for p in self.rules.native]
         patterns += [("rules.sigma", p) for p in self.rules.sigma]

@@ -19,6 +19,7 @@ from nis2triage.assets import load_inventory
 from nis2triage.config import load_config
 from nis2triage.detectors import load_spec
 from nis2triage.errors import ConfigError
+from nis2triage.nis2.criteria import load_directory as load_criteria_folder
 from nis2triage.nis2.criteria import load_file as load_criteria
 from nis2triage.rules.loader import load_rule
 from nis2triage.rules.sigma import SigmaConverter, SkippedRule
@@ -96,6 +97,8 @@ def _configuration(path: Path, references: bool = True) -> None:
         load_triage(cfg.resolve(cfg.triage))
     if cfg.assets:
         load_inventory(cfg.resolve(cfg.assets))
+    if cfg.incidents.criteria:
+        load_criteria_folder(cfg.resolve(cfg.incidents.criteria))
 
 
 LOADERS: dict[str, Callable[[Path], object]] = {
