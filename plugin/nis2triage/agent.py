@@ -9,6 +9,7 @@ where the last save left off.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -17,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -28,9 +29,10 @@ from nis2triage import contain, snapshots, triage
 from nis2triage.assets import Asset, Inventory, load_inventory
 from nis2triage.config import AgentConfig, SourceConfig
 from nis2triage.detectors import Detector, DetectorSpec, load_spec
-from nis2triage.errors import ConfigError, SnapshotError, StoreError
+from nis2triage.errors import ConfigError, LeaseLost, SnapshotError, StoreError
 from nis2triage.faults import crash_point
 from nis2triage.incidents.flow import IncidentFlow
+from nis2triage.lease import Lease
 from nis2triage.notify import build
 from nis2triage.notify.outbox import Outbox
 from nis2triage.records import Alert, Event, stable_id
@@ -45,6 +47,13 @@ RULES_STATE_ID = "rules"
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def lease_ttl(cfg: AgentConfig) -> timedelta:
+    """How long the lease holds without renewal: a standby agent waits this long at most
+    after the holder died on another host. Four polls, and never under two minutes."""
+    longest = max(s.poll_interval for s in cfg.sources)
+    return max(timedelta(minutes=2), 4 * longest)
 
 
 def spec_fingerprint(spec: DetectorSpec) -> str:
@@ -99,6 +108,9 @@ class Agent:
         # Conditions already reported during the current outage (cleared on recovery).
         self.conditions: set[str] = set()
         self.rules_runner: RuleRunner | None = None
+        self.lease = Lease(self.store, lease_ttl(cfg), clock)
+        # Set when this agent (re)gains the lease: its state is read again first.
+        self.resume = False
 
     # --- start -------------------------------------------------------------
 
@@ -287,6 +299,16 @@ class Agent:
         }
         self.store.put("state", self._state_id(run.cfg), doc, refresh=True)
         crash_point("state-saved")
+        self._keep_lease()
+
+    def _keep_lease(self) -> None:
+        """Renew the lease at every checkpoint, so a long catch-up keeps it."""
+        if not self.lease.held:
+            return  # not running under a lease (`run_once` called directly)
+        holder = self.lease.hold()
+        if holder is not None:
+            self.resume = True
+            raise LeaseLost(f"another agent took over the state prefix ({holder.describe()})")
 
     # --- the loop ----------------------------------------------------------
 
@@ -317,13 +339,24 @@ class Agent:
         if not self.start_when_ready():
             return
         interval = min(s.poll_interval for s in self.cfg.sources).total_seconds()
+        try:
+            self._loop(interval)
+        finally:
+            self._release_lease()
+
+    def _loop(self, interval: float) -> None:
         failures = 0
         while not self.stopping:
             started = time.monotonic()
             try:
-                if failures:
-                    # What was processed since the last save is redone from it.
+                if not self._lead():
+                    self._sleep(interval)
+                    continue
+                if failures or self.resume:
+                    # What was processed since the last save (ours, or the agent's we take
+                    # over from) is redone from it.
                     self.restore_all()
+                    self.resume = False
                 report = self.run_once()
             except OUTAGES as exc:
                 failures += 1
@@ -336,6 +369,25 @@ class Agent:
                 self.conditions.clear()
             self._log_cycle(report)
             self._sleep(self._pause(interval - (time.monotonic() - started)))
+
+    def _lead(self) -> bool:
+        """Hold this prefix's lease (see `lease`); in standby, say once who holds it."""
+        was_held = self.lease.held
+        holder = self.lease.hold()
+        if holder is None:
+            if not was_held:
+                log.info("holding the lease of %s; running", self.store.index("state"))
+                self.resume = True
+            return True
+        self._say(
+            f"standby: another agent runs on the state prefix {self.cfg.state.index_prefix} "
+            f"({holder.describe()}); this one takes over if it stops or its lease expires"
+        )
+        return False
+
+    def _release_lease(self) -> None:
+        with contextlib.suppress(*OUTAGES):  # unreleased, it expires by itself
+            self.lease.release()
 
     def _pause(self, until_next_poll: float) -> float:
         """Seconds to wait: until the next poll, or until the next bucket can close if sooner.

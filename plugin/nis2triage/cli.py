@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from nis2triage import __version__, cli_setup, gc_tuning, logs
-from nis2triage.errors import Nis2TriageError
+from nis2triage.errors import LeaseHeld, Nis2TriageError
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -56,7 +56,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         info = esclient.cluster_info(es)
         log.info("connected to Elasticsearch %s (cluster %s)", info.version, info.name)
         agent.start()
-        report = agent.run_once()
+        holder = agent.lease.hold()
+        if holder is not None:
+            raise LeaseHeld(
+                f"another agent runs on the state prefix {cfg.state.index_prefix} "
+                f"({holder.describe()}): stop it first, or give this configuration its own "
+                "state.index_prefix"
+            )
+        try:
+            report = agent.run_once()
+        finally:
+            agent.lease.release()
         print(
             f"{report.events} events, {len(report.alerts)} alerts "
             f"({report.new_alerts} new; routes {dict(report.routes)}), "

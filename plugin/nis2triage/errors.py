@@ -7,6 +7,9 @@ Nis2TriageError
 ├── RuleExecutionError   Elasticsearch refused a rule's query (the rule is paused)
 ├── PartialResultsError  some shards failed a rule's search (the window is retried)
 ├── DeliveryError      a notification channel failed (retried by the outbox)
+├── StoreError         Elasticsearch refused documents the agent writes
+│   └── LeaseLost      another agent took over the state prefix (this one stands by)
+├── LeaseHeld          another live agent runs on the state prefix (`run --once` refuses)
 └── IncidentError      an incident command cannot apply (unknown id, wrong stage, bad fact)
 """
 
@@ -49,6 +52,14 @@ class SnapshotError(Nis2TriageError):
 
 class StoreError(Nis2TriageError):
     """Elasticsearch refused some of the documents the agent writes (read-only, rejected)."""
+
+
+class LeaseHeld(Nis2TriageError):
+    """Another live agent holds this prefix's lease: this one may not run beside it."""
+
+
+class LeaseLost(StoreError):
+    """Another agent took this prefix's lease (ours had expired): stop and stand by."""
 
 
 class RuleExecutionError(Nis2TriageError):

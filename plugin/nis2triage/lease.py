@@ -1,0 +1,135 @@
+"""One agent per state prefix: a lease document in `<prefix>-state`.
+
+Two agents on the same prefix would read the same sources, fight over the same
+checkpoint and deliver the same notifications twice: the outbox is exactly-once
+for one agent, not for two. The agent's loop therefore holds a lease, a document
+naming its host, process and run, with an expiry that it renews every cycle and at
+every checkpoint. Writes are guarded by the document's sequence number, so two
+agents starting together cannot both take it.
+
+Another agent may take the lease when it has expired, when it was released (a clean
+stop deletes it), or at once when its holder ran on the same host and that process
+is gone (a crash followed by a restart need not wait for the expiry). An agent that
+cannot take it waits in standby and tries again every poll: a second instance is a
+hot standby, not a second sender.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from nis2triage.store import Store
+
+log = logging.getLogger(__name__)
+LEASE_ID = "lease"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the lease, as its document says."""
+
+    host: str
+    pid: int
+    run: str
+    expires: datetime
+
+    def describe(self) -> str:
+        return f"process {self.pid} on {self.host}, until {self.expires.isoformat()}"
+
+
+class Lease:
+    def __init__(
+        self,
+        store: Store,
+        ttl: timedelta,
+        clock: Callable[[], datetime],
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.clock = clock
+        self.host = host or socket.gethostname()
+        self.pid = pid if pid is not None else os.getpid()
+        self.run = uuid.uuid4().hex
+        self.held = False
+
+    def hold(self) -> Holder | None:
+        """Take or renew the lease; None when held, else who holds it."""
+        found = self.store.get_versioned("state", LEASE_ID)
+        if found is None:
+            taken = self.store.create("state", LEASE_ID, self._doc())
+            return self._result(taken)
+        doc, seq_no, term = found
+        holder = _holder(doc)
+        if holder is not None and not self._may_take(holder):
+            self.held = False
+            return holder
+        taken = self.store.put_if("state", LEASE_ID, self._doc(), (seq_no, term))
+        return self._result(taken)
+
+    def release(self) -> None:
+        """Give the lease up (a clean stop), if this run still holds it."""
+        found = self.store.get_versioned("state", LEASE_ID)
+        if found is None or found[0].get("run") != self.run:
+            return
+        self.store.es.options(ignore_status=(404, 409)).delete(
+            index=self.store.index("state"),
+            id=LEASE_ID,
+            if_seq_no=found[1],
+            if_primary_term=found[2],
+            refresh=True,
+        )
+        self.held = False
+
+    def _may_take(self, holder: Holder) -> bool:
+        if holder.run == self.run or holder.expires <= self.clock():
+            return True
+        # Same host: a holder whose process is gone crashed; a restart need not wait.
+        return holder.host == self.host and (holder.pid == self.pid or not _alive(holder.pid))
+
+    def _result(self, taken: bool) -> Holder | None:
+        if taken:
+            self.held = True
+            return None
+        # Someone else wrote it between our read and our write: theirs, for now.
+        self.held = False
+        found = self.store.get("state", LEASE_ID)
+        holder = _holder(found) if found else None
+        return holder or Holder("?", 0, "?", self.clock())
+
+    def _doc(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "kind": "lease",
+            "updated": now.isoformat(),
+            "host": self.host,
+            "pid": self.pid,
+            "run": self.run,
+            "expires": (now + self.ttl).isoformat(),
+        }
+
+
+def _holder(doc: dict[str, Any]) -> Holder | None:
+    try:
+        expires = datetime.fromisoformat(str(doc["expires"]))
+        return Holder(str(doc["host"]), int(doc["pid"]), str(doc["run"]), expires)
+    except (KeyError, TypeError, ValueError):
+        return None  # an unreadable lease document is no lease: it is taken over
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True

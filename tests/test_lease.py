@@ -1,0 +1,148 @@
+"""One agent per state prefix: the lease document, on the real node."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from nis2triage import cli, esclient
+from nis2triage.agent import Agent
+from nis2triage.config import load_config
+from nis2triage.errors import LeaseLost
+from nis2triage.lease import LEASE_ID, Lease
+from nis2triage.store import Store
+
+from support import write_agent_config
+
+T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+TTL = timedelta(minutes=2)
+
+
+@pytest.fixture
+def store(es: Elasticsearch, index_name: str) -> Store:
+    store = Store(es, index_name)
+    store.ensure_indices()
+    return store
+
+
+def lease(store: Store, host: str, at: datetime = T0, pid: int = 4242) -> Lease:
+    return Lease(store, TTL, lambda: at, host=host, pid=pid)
+
+
+def gone_pid() -> int:
+    """The pid of a process that has exited."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(done.stdout)
+
+
+def test_the_first_agent_holds_and_a_second_host_waits(store: Store) -> None:
+    first, second = lease(store, "siem-a"), lease(store, "siem-b")
+
+    assert first.hold() is None
+    holder = second.hold()
+
+    assert holder is not None and (holder.host, holder.pid) == ("siem-a", 4242)
+    assert first.hold() is None  # renewing its own
+    assert (first.held, second.held) == (True, False)
+
+
+def test_a_released_lease_is_taken_at_once(store: Store) -> None:
+    first, second = lease(store, "siem-a"), lease(store, "siem-b")
+    first.hold()
+
+    first.release()
+
+    assert second.hold() is None
+    assert store.get("state", LEASE_ID)["host"] == "siem-b"  # type: ignore[index]
+
+
+def test_an_expired_lease_is_taken_over(store: Store) -> None:
+    lease(store, "siem-a").hold()
+    late = lease(store, "siem-b", at=T0 + TTL + timedelta(seconds=1))
+    early = lease(store, "siem-c", at=T0 + TTL - timedelta(seconds=1))
+
+    assert early.hold() is not None
+    assert late.hold() is None
+
+
+def test_on_the_same_host_a_crashed_holder_is_replaced_but_a_live_one_is_not(
+    store: Store,
+) -> None:
+    lease(store, "siem-a", pid=1).hold()  # pid 1 is alive
+    assert lease(store, "siem-a", pid=7).hold() is not None
+
+    store.es.delete(index=store.index("state"), id=LEASE_ID, refresh=True)
+    lease(store, "siem-a", pid=gone_pid()).hold()  # then that process crashed
+
+    assert lease(store, "siem-a", pid=7).hold() is None
+
+
+def test_an_unreadable_lease_document_is_taken_over(store: Store) -> None:
+    store.put("state", LEASE_ID, {"kind": "lease", "host": "x"}, refresh=True)
+    assert lease(store, "siem-b").hold() is None
+
+
+@pytest.fixture
+def config(
+    tmp_path: Path, es_settings: esclient.ESSettings, index_name: str, agent_env: None
+) -> Path:
+    return write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+
+
+def other_agent_holds(es: Elasticsearch, config: Path) -> Lease:
+    store = Store(es, load_config(config).state.index_prefix)
+    store.ensure_indices()
+    other = Lease(store, TTL, lambda: datetime.now(UTC), host="another-host", pid=4242)
+    assert other.hold() is None
+    return other
+
+
+def test_run_once_refuses_while_another_agent_holds_the_prefix(
+    es: Elasticsearch, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = other_agent_holds(es, config)
+
+    assert cli.main(["run", "-c", str(config), "--once"]) == 1
+    assert "another agent runs on the state prefix" in capsys.readouterr().err
+
+    other.release()
+    assert cli.main(["run", "-c", str(config), "--once"]) == 0
+
+
+def test_a_standby_agent_takes_over_when_the_holder_releases(
+    es: Elasticsearch, config: Path
+) -> None:
+    other = other_agent_holds(es, config)
+    agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
+    agent.start()
+
+    assert agent._lead() is False
+    other.release()
+
+    assert agent._lead() is True
+    assert agent.resume is True  # it reads the state the other agent saved first
+
+
+def test_an_agent_whose_lease_was_taken_stops_at_its_next_checkpoint(
+    es: Elasticsearch, config: Path
+) -> None:
+    agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
+    agent.start()
+    assert agent._lead() is True
+    taker = Lease(
+        agent.store, TTL, lambda: datetime.now(UTC) + 2 * TTL, host="another-host", pid=4242
+    )
+    assert taker.hold() is None  # ours looks expired to it
+
+    with pytest.raises(LeaseLost, match="another agent took over"):
+        agent._keep_lease()
