@@ -80,6 +80,8 @@ def test_on_the_same_host_a_crashed_holder_is_replaced_but_a_live_one_is_not(
 ) -> None:
     lease(store, "siem-a", pid=1).hold()  # pid 1 is alive
     assert lease(store, "siem-a", pid=7).hold() is not None
+    # Containers sharing a host name each run the agent as pid 1: same pid, not the same.
+    assert lease(store, "siem-a", pid=1).hold() is not None
 
     store.es.delete(index=store.index("state"), id=LEASE_ID, refresh=True)
     lease(store, "siem-a", pid=gone_pid()).hold()  # then that process crashed
@@ -146,3 +148,47 @@ def test_an_agent_whose_lease_was_taken_stops_at_its_next_checkpoint(
 
     with pytest.raises(LeaseLost, match="another agent took over"):
         agent._keep_lease()
+
+
+def test_a_holder_in_another_pid_namespace_is_waited_for_even_if_its_pid_looks_gone(
+    store: Store,
+) -> None:
+    holder = lease(store, "siem-a", pid=gone_pid())
+    holder.pid_namespace = "pid:[1]"  # another container on the same host
+    holder.hold()
+
+    assert lease(store, "siem-a", pid=7).hold() is not None
+
+
+def test_a_standby_says_so_once_not_every_poll(
+    es: Elasticsearch, config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    other_agent_holds(es, config)
+    agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
+    agent.start()
+
+    with caplog.at_level("WARNING", logger="nis2triage.agent"):
+        assert [agent._lead() for _ in range(3)] == [False, False, False]
+
+    said = [r for r in caplog.records if r.name == "nis2triage.agent"]
+    assert [(r.levelname, r.getMessage().startswith("standby")) for r in said] == [
+        ("WARNING", True)
+    ]
+
+
+def test_a_holder_that_lost_the_lease_neither_saves_nor_sends(
+    es: Elasticsearch, config: Path
+) -> None:
+    agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
+    agent.start()
+    assert agent._lead() is True
+    state_before = agent.store.get("state", "source-auth")
+    taker = Lease(
+        agent.store, TTL, lambda: datetime.now(UTC) + 2 * TTL, host="another-host", pid=4242
+    )
+    assert taker.hold() is None
+
+    with pytest.raises(LeaseLost):
+        agent._save(agent.runs[0])
+    assert agent.store.get("state", "source-auth") == state_before
+    assert agent.outbox.may_send() is False

@@ -51,9 +51,10 @@ def utcnow() -> datetime:
 
 def lease_ttl(cfg: AgentConfig) -> timedelta:
     """How long the lease holds without renewal: a standby agent waits this long at most
-    after the holder died on another host. Four polls, and never under two minutes."""
+    after the holder died on another host. Four polls, four delivery deadlines (the lease
+    is renewed before each send, and a send may take up to its deadline), at least 2 min."""
     longest = max(s.poll_interval for s in cfg.sources)
-    return max(timedelta(minutes=2), 4 * longest)
+    return max(timedelta(minutes=2), 4 * longest, 4 * cfg.notifier.deadline)
 
 
 def spec_fingerprint(spec: DetectorSpec) -> str:
@@ -109,8 +110,12 @@ class Agent:
         self.conditions: set[str] = set()
         self.rules_runner: RuleRunner | None = None
         self.lease = Lease(self.store, lease_ttl(cfg), clock)
+        # True once the loop runs under the lease: checkpoints and sends check it first.
+        self.leased = False
         # Set when this agent (re)gains the lease: its state is read again first.
         self.resume = False
+        self.said_standby = False
+        self.outbox.may_send = self._still_leading
 
     # --- start -------------------------------------------------------------
 
@@ -191,6 +196,8 @@ class Agent:
             self._run_rules(self.rules_runner, report)
         delivered = self.outbox.deliver_due(self.clock())
         report.notifications_sent += delivered.sent
+        if self.outbox.halted:
+            raise LeaseLost("another agent took over the state prefix while this one delivered")
         # After delivery, so a report confirmed just now is not escalated as missing.
         self.incidents.cycle(self.clock())
         return report
@@ -297,18 +304,16 @@ class Agent:
             "snapshot": snapshots.seal(sealed, self.snapshot_key),
             "stats": {d.spec.name: d.stats() for d in run.detectors},
         }
+        # Checked (and renewed) first: an agent whose lease was taken must not write its
+        # older checkpoint over the new holder's.
+        self._keep_lease()
         self.store.put("state", self._state_id(run.cfg), doc, refresh=True)
         crash_point("state-saved")
-        self._keep_lease()
 
     def _keep_lease(self) -> None:
         """Renew the lease at every checkpoint, so a long catch-up keeps it."""
-        if not self.lease.held:
-            return  # not running under a lease (`run_once` called directly)
-        holder = self.lease.hold()
-        if holder is not None:
-            self.resume = True
-            raise LeaseLost(f"another agent took over the state prefix ({holder.describe()})")
+        if not self._still_leading():
+            raise LeaseLost("another agent took over the state prefix")
 
     # --- the loop ----------------------------------------------------------
 
@@ -358,6 +363,11 @@ class Agent:
                     self.restore_all()
                     self.resume = False
                 report = self.run_once()
+            except LeaseLost as exc:
+                log.warning("%s; standing by", exc)
+                self.resume = True
+                self._sleep(interval)
+                continue
             except OUTAGES as exc:
                 failures += 1
                 self._say(describe_outage(exc))
@@ -377,12 +387,25 @@ class Agent:
         if holder is None:
             if not was_held:
                 log.info("holding the lease of %s; running", self.store.index("state"))
-                self.resume = True
+                self.resume, self.leased, self.said_standby = True, True, False
             return True
-        self._say(
-            f"standby: another agent runs on the state prefix {self.cfg.state.index_prefix} "
-            f"({holder.describe()}); this one takes over if it stops or its lease expires"
-        )
+        if not self.said_standby:
+            log.warning(
+                "standby: another agent runs on the state prefix %s (%s); this one takes "
+                "over when it stops or its lease expires",
+                self.cfg.state.index_prefix,
+                holder.describe(),
+            )
+            self.said_standby = True
+        return False
+
+    def _still_leading(self) -> bool:
+        """Whether this agent may still write its state and send (renewing the lease)."""
+        if not self.leased:
+            return True  # not running under a lease (`run_once` called directly)
+        if self.lease.hold() is None:
+            return True
+        self.resume = True
         return False
 
     def _release_lease(self) -> None:

@@ -8,7 +8,7 @@ Nis2TriageError
 ├── PartialResultsError  some shards failed a rule's search (the window is retried)
 ├── DeliveryError      a notification channel failed (retried by the outbox)
 ├── StoreError         Elasticsearch refused documents the agent writes
-│   └── LeaseLost      another agent took over the state prefix (this one stands by)
+├── LeaseLost          another agent took over the state prefix (this one stands by)
 ├── LeaseHeld          another live agent runs on the state prefix (`run --once` refuses)
 └── IncidentError      an incident command cannot apply (unknown id, wrong stage, bad fact)
 """
@@ -58,7 +58,7 @@ class LeaseHeld(Nis2TriageError):
     """Another live agent holds this prefix's lease: this one may not run beside it."""
 
 
-class LeaseLost(StoreError):
+class LeaseLost(Nis2TriageError):
     """Another agent took this prefix's lease (ours had expired): stop and stand by."""
 
 

@@ -8,10 +8,13 @@ every checkpoint. Writes are guarded by the document's sequence number, so two
 agents starting together cannot both take it.
 
 Another agent may take the lease when it has expired, when it was released (a clean
-stop deletes it), or at once when its holder ran on the same host and that process
-is gone (a crash followed by a restart need not wait for the expiry). An agent that
-cannot take it waits in standby and tries again every poll: a second instance is a
-hot standby, not a second sender.
+stop deletes it), or at once when its holder ran on the same host, in the same process
+namespace, and that process is gone (a crash followed by a restart need not wait for
+the expiry; two containers sharing a host name each see their own pid 1, so for them
+only the expiry counts). An agent that cannot take it waits in standby and tries again
+every poll: a second instance is a hot standby, not a second sender. The holder checks
+the lease before every checkpoint and every notification it sends, so once another
+agent holds it, it neither overwrites that agent's state nor sends beside it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class Holder:
     pid: int
     run: str
     expires: datetime
+    pid_namespace: str = ""
 
     def describe(self) -> str:
         return f"process {self.pid} on {self.host}, until {self.expires.isoformat()}"
@@ -58,6 +62,7 @@ class Lease:
         self.clock = clock
         self.host = host or socket.gethostname()
         self.pid = pid if pid is not None else os.getpid()
+        self.pid_namespace = _pid_namespace()
         self.run = uuid.uuid4().hex
         self.held = False
 
@@ -92,8 +97,10 @@ class Lease:
     def _may_take(self, holder: Holder) -> bool:
         if holder.run == self.run or holder.expires <= self.clock():
             return True
-        # Same host: a holder whose process is gone crashed; a restart need not wait.
-        return holder.host == self.host and (holder.pid == self.pid or not _alive(holder.pid))
+        # A holder whose process is gone crashed; a restart need not wait. Only where its pid
+        # means the same process as here: same host and same pid namespace.
+        visible = (holder.host, holder.pid_namespace) == (self.host, self.pid_namespace)
+        return visible and bool(self.pid_namespace) and not _alive(holder.pid)
 
     def _result(self, taken: bool) -> Holder | None:
         if taken:
@@ -112,6 +119,7 @@ class Lease:
             "updated": now.isoformat(),
             "host": self.host,
             "pid": self.pid,
+            "pid_namespace": self.pid_namespace,
             "run": self.run,
             "expires": (now + self.ttl).isoformat(),
         }
@@ -120,9 +128,18 @@ class Lease:
 def _holder(doc: dict[str, Any]) -> Holder | None:
     try:
         expires = datetime.fromisoformat(str(doc["expires"]))
-        return Holder(str(doc["host"]), int(doc["pid"]), str(doc["run"]), expires)
+        pid_namespace = str(doc.get("pid_namespace", ""))
+        return Holder(str(doc["host"]), int(doc["pid"]), str(doc["run"]), expires, pid_namespace)
     except (KeyError, TypeError, ValueError):
         return None  # an unreadable lease document is no lease: it is taken over
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace (Linux), or "" where it cannot be known."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
 
 
 def _alive(pid: int) -> bool:

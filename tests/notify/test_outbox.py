@@ -79,3 +79,21 @@ def test_an_entry_is_sent_only_when_a_channel_confirmed(
     assert entry is not None
     assert entry["status"] == status
     assert bool(entry["sent_at"]) is sent
+
+
+def test_an_outbox_told_to_stop_sends_no_more_and_keeps_what_it_sent(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # The agent's lease was taken between two sends: the new holder delivers the rest.
+    first, second = Scripted("http"), Scripted("smtp")
+    outbox, store = outbox_with(es, index_name, first, second)
+    answers = iter([True, False])
+    outbox.may_send = lambda: next(answers)
+
+    report = outbox.deliver_due(NOW)
+
+    assert outbox.halted is True
+    assert (first.keys, second.keys, report.sent) == (["key-1"], [], 1)
+    deliveries = store.get("outbox", "key-1")["deliveries"]  # type: ignore[index]
+    assert deliveries["http"]["status"] == "sent"
+    assert deliveries["smtp"]["status"] == "pending"

@@ -73,6 +73,9 @@ class Outbox:
         self.store = store
         self.channels = dict(channels)
         self.max_attempts = max_attempts
+        # Asked before every send; the agent answers whether it still holds its lease.
+        self.may_send: Callable[[], bool] = lambda: True
+        self.halted = False
 
     def due(self, now: datetime) -> list[dict[str, Any]]:
         self.store.refresh("outbox")
@@ -97,9 +100,12 @@ class Outbox:
         if not self.channels:
             return DeliveryReport()
         counts: dict[str, int] = {}
+        self.halted = False
         for hit in self.due(now):
             for status in self._deliver(hit, now):
                 counts[status] = counts.get(status, 0) + 1
+            if self.halted:
+                break
         return DeliveryReport(
             counts.get("sent", 0),
             counts.get("pending", 0),
@@ -115,6 +121,10 @@ class Outbox:
             state = deliveries.setdefault(name, {"status": "pending", "attempts": 0})
             if state["status"] != "pending" or _when(state.get("next_attempt"), now) > now:
                 continue
+            if not self.may_send():
+                # Another agent now delivers (see `lease`): what was tried is saved, no more.
+                self.halted = True
+                break
             outcome = self._send(name, hit["_id"], doc["payload"], now)
             crash_point("post-answered")
             deliveries[name] = self._judge(hit["_id"], name, state, outcome, now)
