@@ -101,6 +101,22 @@ def config(
     return write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
 
 
+@pytest.fixture
+def agent(es: Elasticsearch, config: Path) -> Agent:
+    """A started agent on the configuration's prefix, not yet holding the lease."""
+    agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
+    agent.start()
+    return agent
+
+
+def take_over(agent: Agent) -> None:
+    """Another host takes the agent's lease, to which it looks expired."""
+    taker = Lease(
+        agent.store, TTL, lambda: datetime.now(UTC) + 2 * TTL, host="another-host", pid=4242
+    )
+    assert taker.hold() is None
+
+
 def other_agent_holds(es: Elasticsearch, config: Path) -> Lease:
     store = Store(es, load_config(config).state.index_prefix)
     store.ensure_indices()
@@ -122,11 +138,9 @@ def test_run_once_refuses_while_another_agent_holds_the_prefix(
 
 
 def test_a_standby_agent_takes_over_when_the_holder_releases(
-    es: Elasticsearch, config: Path
+    es: Elasticsearch, config: Path, agent: Agent
 ) -> None:
     other = other_agent_holds(es, config)
-    agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
-    agent.start()
 
     assert agent._lead() is False
     other.release()
@@ -135,16 +149,9 @@ def test_a_standby_agent_takes_over_when_the_holder_releases(
     assert agent.resume is True  # it reads the state the other agent saved first
 
 
-def test_an_agent_whose_lease_was_taken_stops_at_its_next_checkpoint(
-    es: Elasticsearch, config: Path
-) -> None:
-    agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
-    agent.start()
+def test_an_agent_whose_lease_was_taken_stops_at_its_next_checkpoint(agent: Agent) -> None:
     assert agent._lead() is True
-    taker = Lease(
-        agent.store, TTL, lambda: datetime.now(UTC) + 2 * TTL, host="another-host", pid=4242
-    )
-    assert taker.hold() is None  # ours looks expired to it
+    take_over(agent)
 
     with pytest.raises(LeaseLost, match="another agent took over"):
         agent._keep_lease()
@@ -161,11 +168,9 @@ def test_a_holder_in_another_pid_namespace_is_waited_for_even_if_its_pid_looks_g
 
 
 def test_a_standby_says_so_once_not_every_poll(
-    es: Elasticsearch, config: Path, caplog: pytest.LogCaptureFixture
+    es: Elasticsearch, config: Path, agent: Agent, caplog: pytest.LogCaptureFixture
 ) -> None:
     other_agent_holds(es, config)
-    agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
-    agent.start()
 
     with caplog.at_level("WARNING", logger="nis2triage.agent"):
         assert [agent._lead() for _ in range(3)] == [False, False, False]
@@ -176,17 +181,10 @@ def test_a_standby_says_so_once_not_every_poll(
     ]
 
 
-def test_a_holder_that_lost_the_lease_neither_saves_nor_sends(
-    es: Elasticsearch, config: Path
-) -> None:
-    agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
-    agent.start()
+def test_a_holder_that_lost_the_lease_neither_saves_nor_sends(agent: Agent) -> None:
     assert agent._lead() is True
     state_before = agent.store.get("state", "source-auth")
-    taker = Lease(
-        agent.store, TTL, lambda: datetime.now(UTC) + 2 * TTL, host="another-host", pid=4242
-    )
-    assert taker.hold() is None
+    take_over(agent)
 
     with pytest.raises(LeaseLost):
         agent._save(agent.runs[0])

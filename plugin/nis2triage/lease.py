@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from nis2triage.localnode import pid_alive
 from nis2triage.store import Store
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class Lease:
         # A holder whose process is gone crashed; a restart need not wait. Only where its pid
         # means the same process as here: same host and same pid namespace.
         visible = (holder.host, holder.pid_namespace) == (self.host, self.pid_namespace)
-        return visible and bool(self.pid_namespace) and not _alive(holder.pid)
+        return visible and bool(self.pid_namespace) and not pid_alive(holder.pid)
 
     def _result(self, taken: bool) -> Holder | None:
         if taken:
@@ -140,13 +141,3 @@ def _pid_namespace() -> str:
         return os.readlink("/proc/self/ns/pid")
     except OSError:
         return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by another user
-    return True
