@@ -14,18 +14,29 @@ from elasticsearch import Elasticsearch
 from nis2triage import esclient
 from nis2triage.agent import Agent, CycleReport
 from nis2triage.config import load_config
+from nis2triage.detectors import Detector, DetectorSpec
+from nis2triage.features import FeatureSpec
 from nis2triage.records import Event
 
 from support import write_agent_config
 
 
-class Broken:
-    """A detector that cannot handle any event."""
+def broken_detector() -> Detector:
+    """A real detector whose bucket table fails on every event it takes."""
+    spec = DetectorSpec(
+        name="broken",
+        source="auth",
+        entity="user.name",
+        features=[FeatureSpec(name="n", kind="count")],
+        model=[{"anomaly.HalfSpaceTrees": {}}],
+    )
+    detector = Detector(spec)
 
-    spec = SimpleNamespace(name="broken")
-
-    def ingest(self, event: Event) -> None:
+    def add(*_: object) -> None:
         raise ValueError("field user.name holds a list")
+
+    detector.table.add = add  # type: ignore[method-assign]
+    return detector
 
 
 @pytest.mark.usefixtures("agent_env")
@@ -40,9 +51,10 @@ def test_a_batch_of_unusable_events_is_one_warning_and_one_dead_letter_each(
     agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
     agent.store.ensure_indices()
     now = datetime.now(UTC)
-    batch = [Event(index_name, str(i), now, {}) for i in range(50)]
+    batch = [Event.at(index_name, str(i), now, {"user": {"name": "a"}}) for i in range(50)]
     # The source had nothing it could not hand on; only the detector fails.
-    run: Any = SimpleNamespace(detectors=[Broken()], source=SimpleNamespace(take_unusable=list))
+    source = SimpleNamespace(take_unusable=list)
+    run: Any = SimpleNamespace(detectors=[broken_detector()], source=source)
     report = CycleReport()
 
     with caplog.at_level(logging.WARNING, logger="nis2triage.agent"):

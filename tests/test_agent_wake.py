@@ -45,7 +45,7 @@ def failed_login(at: datetime) -> Event:
         "user": {"name": "root"},
         "system": {"auth": {"ssh": {"event": "Failed", "method": "password"}}},
     }
-    return Event("logs", "1", at, doc)
+    return Event.at("logs", "1", at, doc)
 
 
 def test_with_no_open_bucket_the_loop_waits_for_the_next_poll(agent: Agent) -> None:

@@ -74,7 +74,7 @@ def process(docs: list[dict[str, Any]]) -> int:
     """The agent's per-event path; returns how many alerts came out (all serialisable)."""
     detectors = [Detector(s) for s in SPECS]
     for i, doc in enumerate(docs):
-        event = Event("idx", str(i), T0 + timedelta(seconds=i), doc)
+        event = Event.at("idx", str(i), T0 + timedelta(seconds=i), doc)
         for detector in detectors:
             detector.ingest(event)
     alerts = [a for d in detectors for a in d.close(2**62, "idx")]

@@ -66,7 +66,7 @@ def run(
     alerts: list[Alert] = []
     for i, (quarter, doc) in enumerate(docs):
         at = T0 + quarter * QUARTER + timedelta(seconds=i % 900)
-        detector.ingest(Event("logs-x", str(i), at, doc))
+        detector.ingest(Event.at("logs-x", str(i), at, doc))
         alerts += detector.close(int((T0 + quarter * QUARTER).timestamp() * 1000), "logs-x")
     return alerts + detector.close(int((T0 + timedelta(days=30)).timestamp() * 1000), "logs-x")
 
@@ -191,7 +191,7 @@ def run_buckets(spec: DetectorSpec, docs: Iterator[tuple[int, dict[str, Any]]]) 
     alerts: list[Alert] = []
     for i, (bucket, doc) in enumerate(docs):
         detector.ingest(
-            Event("logs-x", str(i), T0 + bucket * FIVE + timedelta(seconds=i % 300), doc)
+            Event.at("logs-x", str(i), T0 + bucket * FIVE + timedelta(seconds=i % 300), doc)
         )
         alerts += detector.close(int((T0 + bucket * FIVE).timestamp() * 1000), "logs-x")
     return alerts + detector.close(int((T0 + timedelta(days=30)).timestamp() * 1000), "logs-x")
@@ -400,7 +400,7 @@ def with_rivers_trees(spec: DetectorSpec) -> Detector:
 def generated_day(events: int = 60_000) -> list[Event]:
     stream = generate(StreamSpec(day=T0.date(), events=events, hosts=300, users=1_000))
     return [
-        Event("logs-day", str(i), datetime.fromisoformat(doc["@timestamp"]), doc)
+        Event.at("logs-day", str(i), datetime.fromisoformat(doc["@timestamp"]), doc)
         for i, doc in enumerate(stream)
     ]
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 import pickle
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from nis2triage.features import Baselines, BucketTable, FeatureSpec, Match, get_field
+from nis2triage.features import Baselines, BucketTable, FeatureSpec, Filler, Match, get_field
 
 FEATURES = [
     FeatureSpec(name="n", kind="count"),
@@ -17,6 +20,7 @@ FEATURES = [
     FeatureSpec(name="bad", kind="ratio", where=Match(all_of={"event.outcome": "failure"})),
     FeatureSpec(name="logn", kind="count", transform="log1p"),
 ]
+FILL = Filler(FEATURES)
 
 
 def doc(user: str, outcome: str) -> dict:
@@ -27,6 +31,66 @@ def test_dotted_fields_nested_or_flat() -> None:
     assert get_field({"source": {"ip": "1.2.3.4"}}, "source.ip") == "1.2.3.4"
     assert get_field({"source.ip": "1.2.3.4"}, "source.ip") == "1.2.3.4"
     assert get_field({"source": "x"}, "source.ip") is None
+
+
+def reference_lookup(doc: Any, path: str) -> Any:
+    """The lookup rule as the docs state it, written plainly: the rest of the path as one
+    flat key first, then its first segment as a nested object."""
+    if not isinstance(doc, dict):
+        return None
+    if path in doc:
+        return doc[path]
+    head, _, tail = path.partition(".")
+    return reference_lookup(doc.get(head), tail) if tail else None
+
+
+SEGMENTS = st.sampled_from(["a", "b", "a.b", "b.c", "c"])
+TREES = st.recursive(
+    st.none() | st.integers() | st.text(max_size=2),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(SEGMENTS, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=500)
+@given(
+    doc=st.dictionaries(SEGMENTS, TREES, max_size=4),
+    path=st.sampled_from(["a", "a.b", "a.b.c", "b.c.a.b", "a.b.c.d.e"]),
+)
+def test_the_getters_follow_the_lookup_rule(doc: dict, path: str) -> None:
+    # One, two and more segments each have their own code in `getter`.
+    assert get_field(doc, path) == reference_lookup(doc, path)
+
+
+@pytest.mark.parametrize(
+    ("doc", "found"),
+    [
+        ({"a": {"b": {"c": 1}}}, 1),
+        ({"a": {"b.c": 2, "b": {"c": 1}}}, 2),
+        ({"a.b.c": 3, "a": {"b.c": 2}}, 3),
+        ({"a.b": {"c": 4}}, None),  # only the first segment is split off a flat key
+        ({"a": {"b": [{"c": 1}]}}, None),  # lists of objects are not walked into
+    ],
+)
+def test_a_three_segment_path_tries_the_flat_rest_at_each_level(doc: dict, found: Any) -> None:
+    assert get_field(doc, "a.b.c") == found
+
+
+def test_evidence_keeps_distinct_texts_up_to_the_cap_and_skips_objects() -> None:
+    table = BucketTable(timedelta(minutes=5), max_entities=10)
+    ips = [f"10.0.0.{i}" for i in range(30)]
+    event = {
+        "source": {"ip": ips[0]},
+        "related": {"ip": [ips[0], {"nested": "x"}, ["y"], *ips[1:]]},
+        "user": {"name": {"an": "object"}},
+        "host": {"name": 7, "hostname": "h1"},
+    }
+    table.add("e", 0, event, FILL)
+
+    [(_, bucket)] = table.close_until(300_000)
+    assert bucket.ips == ips[:20]
+    assert bucket.users == []
+    assert bucket.hosts == ["7", "h1"]
 
 
 def test_match_lists_and_exclusions() -> None:
@@ -40,7 +104,7 @@ def test_match_lists_and_exclusions() -> None:
 def test_bucket_features() -> None:
     table = BucketTable(timedelta(minutes=5), max_entities=10)
     for i, (user, outcome) in enumerate([("a", "failure"), ("b", "failure"), ("a", "success")]):
-        table.add("1.2.3.4", 60_000 * i, doc(user, outcome), FEATURES)
+        table.add("1.2.3.4", 60_000 * i, doc(user, outcome), FILL)
 
     [(entity, bucket)] = table.close_until(300_000)
     assert entity == "1.2.3.4"
@@ -50,8 +114,8 @@ def test_bucket_features() -> None:
 
 def test_buckets_close_only_once_they_end() -> None:
     table = BucketTable(timedelta(minutes=5), max_entities=10)
-    table.add("e", 299_999, doc("a", "failure"), FEATURES)
-    table.add("e", 300_000, doc("a", "failure"), FEATURES)
+    table.add("e", 299_999, doc("a", "failure"), FILL)
+    table.add("e", 300_000, doc("a", "failure"), FILL)
 
     assert [b.start_ms for _, b in table.close_until(300_000)] == [0]
     assert table.close_until(599_999) == []
@@ -62,9 +126,9 @@ def test_an_older_bucket_opened_late_still_closes_on_time() -> None:
     # The table skips its scan while its earliest bucket cannot end; a late event that
     # opens an earlier bucket must move that mark back.
     table = BucketTable(timedelta(minutes=5), max_entities=10)
-    table.add("e", 900_000, doc("a", "failure"), FEATURES)
+    table.add("e", 900_000, doc("a", "failure"), FILL)
     assert table.close_until(1_000_000) == []
-    table.add("f", 10_000, doc("b", "failure"), FEATURES)
+    table.add("f", 10_000, doc("b", "failure"), FILL)
 
     assert [(e, b.start_ms) for e, b in table.close_until(1_000_000)] == [("f", 0)]
     assert [(e, b.start_ms) for e, b in table.close_until(1_200_000)] == [("e", 900_000)]
@@ -72,8 +136,8 @@ def test_an_older_bucket_opened_late_still_closes_on_time() -> None:
 
 def test_a_table_from_an_older_snapshot_finds_its_earliest_bucket() -> None:
     table = BucketTable(timedelta(minutes=5), max_entities=10)
-    table.add("e", 10_000, doc("a", "failure"), FEATURES)
-    table.add("f", 900_000, doc("b", "failure"), FEATURES)
+    table.add("e", 10_000, doc("a", "failure"), FILL)
+    table.add("f", 900_000, doc("b", "failure"), FILL)
     state = {k: v for k, v in table.__dict__.items() if k != "earliest_ms"}
 
     restored = BucketTable.__new__(BucketTable)
@@ -86,7 +150,7 @@ def test_a_table_from_an_older_snapshot_finds_its_earliest_bucket() -> None:
 def test_the_least_recently_active_entity_is_evicted_and_counted() -> None:
     table = BucketTable(timedelta(minutes=5), max_entities=2)
     for entity in ["a", "b", "a", "c"]:
-        table.add(entity, 0, doc("u", "failure"), FEATURES)
+        table.add(entity, 0, doc("u", "failure"), FILL)
 
     assert list(table.open) == ["a", "c"]
     assert (table.evicted_entities, table.evicted_events) == (1, 1)

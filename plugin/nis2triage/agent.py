@@ -229,15 +229,13 @@ class Agent:
             self._dead_letter(u.index, u.id, "source", f"unusable event time: {u.reason}")
             for u in run.source.take_unusable()
         ]
-        for event in batch:
-            for detector in run.detectors:
-                try:
-                    detector.ingest(event)
-                except Exception as exc:  # the loop's edge: one bad document must not stop it
-                    reason = f"{type(exc).__name__}: {exc}"
-                    dead.append(
-                        self._dead_letter(event.index, event.id, detector.spec.name, reason)
-                    )
+        for detector in run.detectors:
+            # The loop's edge: one bad document must not stop it.
+            def failed(event: Event, exc: Exception, name: str = detector.spec.name) -> None:
+                reason = f"{type(exc).__name__}: {exc}"
+                dead.append(self._dead_letter(event.index, event.id, name, reason))
+
+            detector.ingest_many(batch, failed)
         if dead:
             # One line per batch, not per event: a broken field can hit thousands of events.
             log.warning(

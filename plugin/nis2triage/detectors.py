@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import partial
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -39,10 +39,13 @@ from nis2triage.features import (
     Bucket,
     BucketTable,
     FeatureSpec,
+    Filler,
     Match,
+    as_list,
     clean,
+    getter,
     is_ip,
-    values_of,
+    rises_over,
 )
 from nis2triage.models.hst import HalfSpaceTrees
 from nis2triage.models.likelihood import LikelihoodSettings
@@ -50,10 +53,11 @@ from nis2triage.models.pipeline import MultivariateScorer, Scorer, Tail, build, 
 from nis2triage.models.postprocess import EntityScorers, PostProcessed, PostSettings
 from nis2triage.models.range_rule import RangeSettings
 from nis2triage.models.threshold import AdaptiveThreshold
-from nis2triage.records import Alert, Event, Severity
-from nis2triage.source import ms_to_datetime
+from nis2triage.records import Alert, Event, Severity, ms_to_datetime
 
 log = logging.getLogger(__name__)
+# Told of an event that raised while ingested, and of the error.
+Failed = Callable[[Event, Exception], None]
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
@@ -228,20 +232,24 @@ def trial(spec: DetectorSpec) -> None:
         ) from exc
 
 
-@dataclass(frozen=True)
-class _Judged:
-    """A closed bucket ready for the model: its features, rises and model vector."""
+class _Judged(NamedTuple):
+    """A closed bucket ready for the model: its features, rises and model vector, and the
+    entity's expected levels they were measured against."""
 
     entity: str
     bucket: Bucket
     values: dict[str, float]
     rises: dict[str, float]
+    expected: dict[str, float]
     x: dict[str, float]
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """One bucket judged: its score, the bar it had to pass, and whether it passed."""
+class Verdict(NamedTuple):
+    """One bucket judged: its score, the bar it had to pass, and whether it passed.
+
+    Named tuples: one of each is made per closed bucket, and frozen dataclasses cost
+    several times more to build (`make bench`).
+    """
 
     score: float
     bar: float
@@ -285,15 +293,35 @@ class Detector:
         self.events = 0
 
     def ingest(self, event: Event) -> None:
-        if not self.spec.filter.matches(event.doc):
-            return
-        self.events += 1
-        entities = values_of(event.doc, self.spec.entity)
-        if not entities:
-            self.missing_entity += 1
-            return
-        for entity in entities[:8]:
-            self.table.add(clean(entity), event.ts_ms, event.doc, self.measured)
+        self.ingest_many((event,))
+
+    def ingest_many(self, events: Iterable[Event], failed: Failed | None = None) -> None:
+        """Each event into its entity's bucket, if the filter takes it.
+
+        An event that raises is handed to `failed` (with the error) and the next one goes
+        on; without `failed` the error is raised. Getters and conditions are bound once
+        for the whole batch (`features.Filler`).
+        """
+        matches = self.spec.filter.matcher()
+        entity_of = getter(self.spec.entity)
+        filler = Filler(self.measured)
+        add = self.table.add
+        for event in events:
+            try:
+                doc = event.doc
+                if not matches(doc):
+                    continue
+                self.events += 1
+                entities = as_list(entity_of(doc))
+                if not entities:
+                    self.missing_entity += 1
+                    continue
+                for entity in entities[:8]:
+                    add(clean(entity), event.ts_ms, doc, filler)
+            except Exception as exc:
+                if failed is None:
+                    raise
+                failed(event, exc)
 
     def next_bucket_end_ms(self) -> int | None:
         """When the earliest open bucket ends (epoch ms), or None with no bucket open."""
@@ -311,7 +339,8 @@ class Detector:
         return alerts
 
     def _judge_slot(self, slot: list[tuple[str, Bucket]], index_pattern: str) -> list[Alert]:
-        judged = [j for j in (self._prepare(entity, bucket) for entity, bucket in slot) if j]
+        in_model = [f.name for f in self.spec.features if f.in_model]
+        judged = [j for j in (self._prepare(e, bucket, in_model) for e, bucket in slot) if j]
         verdicts = self._judge_all([(j.entity, j.x) for j in judged])
         alerts = []
         for j, verdict in zip(judged, verdicts, strict=True):
@@ -319,16 +348,17 @@ class Detector:
             # then a lasting change becomes this entity's level while the model still holds
             # the bucket out (an account scanned all day alerts when the scanning starts).
             if self.rising:
-                self.baselines.update(j.entity, j.bucket.start_ms, j.values, self.rising)
+                start = j.bucket.start_ms
+                self.baselines.update(j.entity, start, j.values, self.rising, j.expected)
             if verdict.alerting:
                 judged_as = (verdict.score, verdict.bar)
                 alerts.append(self._alert(j.entity, j.bucket, judged_as, j.rises, index_pattern))
         return alerts
 
-    def _prepare(self, entity: str, bucket: Bucket) -> _Judged | None:
+    def _prepare(self, entity: str, bucket: Bucket, in_model: list[str]) -> _Judged | None:
         """The bucket's model vector, or None (counted) when it cannot be scored."""
         values = bucket.vector(self.measured)
-        if not all(math.isfinite(v) for v in values.values()):
+        if not all(map(math.isfinite, values.values())):
             # Finite values can still sum past the largest float (a double field holding
             # 1e308s): an infinite feature would poison the model and every later score.
             self.unscorable += 1
@@ -338,16 +368,21 @@ class Detector:
                 entity,
             )
             return None
-        rises = self.baselines.rises(entity, bucket.start_ms, values, self.rising)
-        values.update(rises)
-        x = {f.name: values[f.name] for f in self.spec.features if f.in_model}
-        return _Judged(entity, bucket, values, rises, x)
+        expected: dict[str, float] = {}
+        rises: dict[str, float] = {}
+        if self.rising:
+            expected = self.baselines.expected(entity, bucket.start_ms, self.rising)
+            rises = rises_over(expected, values, self.rising)
+            values.update(rises)
+        x = {name: values[name] for name in in_model}
+        return _Judged(entity, bucket, values, rises, expected, x)
 
     def _judge_all(self, vectors: list[tuple[str, dict[str, float]]]) -> list[Verdict]:
         """Each vector judged in order, as `judge_vector` would, in batches where the
         model allows it (`models.hst`: same scores, a fraction of the cost)."""
         trees = self._batch_model()
-        if trees is None or not all(trees.complete(x) for _, x in vectors):
+        # Every vector of a detector has the same features: one holds the model's, or none.
+        if trees is None or not vectors or not trees.complete(vectors[0][1]):
             return [self.judge_vector(entity, x) for entity, x in vectors]
         paths = trees.paths_of([x for _, x in vectors])
         verdicts: list[Verdict] = []

@@ -14,6 +14,7 @@ import functools
 import ipaddress
 import math
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -39,17 +40,50 @@ def clean(value: Any) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+Getter = Callable[[dict[str, Any]], Any]
+_MISSING = object()
+
+
 def get_field(doc: dict[str, Any], path: str) -> Any:
     """The value at a dotted ECS path, nested (`source: {ip: ..}`) or flat (`source.ip`).
 
     At each level the rest of the path is tried as one flat key first, then its first
-    segment as a nested object. A loop over cached splits, because this runs several
-    times per event and detector: it was the agent's hottest code (`make bench`).
+    segment as a nested object.
     """
+    return getter(path)(doc)
+
+
+@functools.lru_cache(maxsize=4096)
+def getter(path: str) -> Getter:
+    """`get_field` for one path, as a function: the hot loops take it once per batch.
+
+    The one- and two-segment paths that most ECS fields have get functions of their own,
+    without a loop: looking fields up was the agent's hottest code (`make bench`).
+    """
+    steps = _steps(path)
+    if len(steps) == 1:
+        return lambda doc: doc.get(path)
+    if len(steps) == 2:
+        (whole, head), (last, _) = steps
+        assert head is not None  # a first step always has a segment after it
+
+        def two(doc: dict[str, Any]) -> Any:
+            value = doc.get(whole, _MISSING)
+            if value is not _MISSING:
+                return value
+            inner = doc.get(head)
+            return inner.get(last) if isinstance(inner, dict) else None
+
+        return two
+    return functools.partial(_walk, steps)
+
+
+def _walk(steps: tuple[tuple[str, str | None], ...], doc: dict[str, Any]) -> Any:
     node = doc
-    for rest, head in _steps(path):
-        if rest in node:
-            return node[rest]
+    for rest, head in steps:
+        value = node.get(rest, _MISSING)
+        if value is not _MISSING:
+            return value
         inner = node.get(head) if head is not None else None
         if not isinstance(inner, dict):
             return None
@@ -71,7 +105,11 @@ def _steps(path: str) -> tuple[tuple[str, str | None], ...]:
 
 
 def values_of(doc: dict[str, Any], path: str) -> list[Any]:
-    value = get_field(doc, path)
+    return as_list(get_field(doc, path))
+
+
+def as_list(value: Any) -> list[Any]:
+    """A field's value as the list of its values: none, its elements, or itself."""
     if value is None:
         return []
     return list(value) if isinstance(value, list) else [value]
@@ -98,22 +136,33 @@ class Match(BaseModel):
         )
 
     def matches(self, doc: dict[str, Any]) -> bool:
-        for path in self.exists:
-            if not values_of(doc, path):
-                return False
-        all_of, none_of = self.compiled
-        for path, wanted in all_of:
-            if not _field_matches(doc, path, wanted):
-                return False
-        return not any(_field_matches(doc, path, wanted) for path, wanted in none_of)
+        return self.matcher()(doc)
+
+    def matcher(self) -> Callable[[dict[str, Any]], bool]:
+        """`matches` as a function with its getters bound, for a loop over many events.
+
+        Built on demand, not cached on the model: a function cannot go into a snapshot.
+        """
+        exists = tuple(getter(path) for path in self.exists)
+        all_of, none_of = (tuple((getter(f), w) for f, w in c) for c in self.compiled)
+
+        def matches(doc: dict[str, Any]) -> bool:
+            for get in exists:
+                if not as_list(get(doc)):
+                    return False
+            for get, wanted in all_of:
+                if not _value_matches(get(doc), wanted):
+                    return False
+            return not any(_value_matches(get(doc), wanted) for get, wanted in none_of)
+
+        return matches
 
 
 def _wanted(want: Any) -> frozenset[str]:
     return frozenset(str(w) for w in want) if isinstance(want, list) else frozenset([str(want)])
 
 
-def _field_matches(doc: dict[str, Any], path: str, wanted: frozenset[str]) -> bool:
-    value = get_field(doc, path)
+def _value_matches(value: Any, wanted: frozenset[str]) -> bool:
     if isinstance(value, list):
         return any(str(v) in wanted for v in value)
     return value is not None and str(value) in wanted
@@ -189,42 +238,13 @@ class Bucket:
                 self, name, list(value) if isinstance(value, set) and name in _RELATED else value
             )
 
-    def add(self, doc: dict[str, Any], ts_ms: int, features: list[FeatureSpec]) -> None:
-        self.events += 1
-        self.first_ms = ts_ms if self.first_ms is None else min(self.first_ms, ts_ms)
-        self.last_ms = ts_ms if self.last_ms is None else max(self.last_ms, ts_ms)
-        for spec in features:
-            self._add_feature(doc, spec)
-        # Full sets take no more, so their fields are not even looked up.
-        if len(self.ips) < MAX_RELATED:
-            _keep_some(self.ips, values_of(doc, "source.ip") + values_of(doc, "related.ip"))
-        if len(self.users) < MAX_RELATED:
-            _keep_some(self.users, values_of(doc, "user.name") + values_of(doc, "related.user"))
-        if len(self.hosts) < MAX_RELATED:
-            _keep_some(self.hosts, values_of(doc, "host.name") + values_of(doc, "host.hostname"))
-
-    def _add_feature(self, doc: dict[str, Any], spec: FeatureSpec) -> None:
-        if spec.kind in ("count", "ratio"):
-            if spec.where is None or spec.where.matches(doc):
-                self.counts[spec.name] = self.counts.get(spec.name, 0) + 1
-            return
-        assert spec.field is not None  # checked when the spec was loaded
-        if spec.where is not None and not spec.where.matches(doc):
-            return
-        values = values_of(doc, spec.field)
-        if spec.kind == "distinct":
-            seen = self.distinct.setdefault(spec.name, set())
-            if len(seen) < MAX_DISTINCT:
-                seen.update(clean(v) for v in values)
-            return
-        numbers = [n for n in (_number(v) for v in values) if n is not None]
-        if spec.kind == "sum":
-            self.sums[spec.name] = self.sums.get(spec.name, 0.0) + sum(numbers)
-        elif numbers:
-            self.maxes[spec.name] = max([self.maxes.get(spec.name, -math.inf), *numbers])
-
     def vector(self, features: list[FeatureSpec]) -> dict[str, float]:
-        return {spec.name: _transform(self._raw(spec), spec.transform) for spec in features}
+        vector = {}
+        for spec in features:
+            value = self._raw(spec)
+            # Inline rather than `_transform`: asked for every feature of every closed bucket.
+            vector[spec.name] = math.log1p(max(value, 0.0)) if spec.transform == "log1p" else value
+        return vector
 
     def raw(self, features: list[FeatureSpec]) -> dict[str, float]:
         return {spec.name: self._raw(spec) for spec in features}
@@ -242,15 +262,92 @@ class Bucket:
 
 
 _RELATED = ("ips", "users", "hosts")
+# Where the evidence kept with each bucket comes from: addresses, users, hosts.
+_EVIDENCE = {
+    "ips": ("source.ip", "related.ip"),
+    "users": ("user.name", "related.user"),
+    "hosts": ("host.name", "host.hostname"),
+}
+Adder = Callable[[Bucket, dict[str, Any]], None]
 
 
-def _keep_some(target: list[str], values: list[Any]) -> None:
-    """Add distinct values until MAX_RELATED are kept (a list: at most 20, so `in` is cheap)."""
-    for value in values:
+class Filler:
+    """What one event adds to a bucket, with the features' getters and conditions bound.
+
+    Made once per batch of events, not looked up per event and feature: filling
+    buckets was the largest part of the agent's per-event work (`make bench`).
+    """
+
+    def __init__(self, features: Sequence[FeatureSpec]) -> None:
+        self.features = list(features)
+        self._adders = [_adder(spec) for spec in features]
+        self._evidence = [
+            (name, getter(first), getter(second)) for name, (first, second) in _EVIDENCE.items()
+        ]
+
+    def add(self, bucket: Bucket, doc: dict[str, Any], ts_ms: int) -> None:
+        bucket.events += 1
+        bucket.first_ms = ts_ms if bucket.first_ms is None else min(bucket.first_ms, ts_ms)
+        bucket.last_ms = ts_ms if bucket.last_ms is None else max(bucket.last_ms, ts_ms)
+        for add in self._adders:
+            add(bucket, doc)
+        for name, first, second in self._evidence:
+            kept: list[str] = getattr(bucket, name)
+            # Full lists take no more, so their fields are not even looked up.
+            if len(kept) < MAX_RELATED:
+                _keep(kept, first(doc))
+                _keep(kept, second(doc))
+
+
+def _adder(spec: FeatureSpec) -> Adder:
+    """The function that adds one event to a bucket's measure of `spec`."""
+    name = spec.name
+    where = spec.where.matcher() if spec.where is not None else None
+    if spec.kind in ("count", "ratio"):
+
+        def count(bucket: Bucket, doc: dict[str, Any]) -> None:
+            if where is None or where(doc):
+                bucket.counts[name] = bucket.counts.get(name, 0) + 1
+
+        return count
+    assert spec.field is not None  # checked when the spec was loaded
+    get = getter(spec.field)
+    if spec.kind == "distinct":
+
+        def distinct(bucket: Bucket, doc: dict[str, Any]) -> None:
+            if where is not None and not where(doc):
+                return
+            values = as_list(get(doc))
+            seen = bucket.distinct.setdefault(name, set())
+            if len(seen) < MAX_DISTINCT:
+                seen.update(clean(v) for v in values)
+
+        return distinct
+
+    is_sum = spec.kind == "sum"
+
+    def numeric(bucket: Bucket, doc: dict[str, Any]) -> None:
+        if where is not None and not where(doc):
+            return
+        numbers = [n for n in (_number(v) for v in as_list(get(doc))) if n is not None]
+        if is_sum:
+            bucket.sums[name] = bucket.sums.get(name, 0.0) + sum(numbers)
+        elif numbers:
+            bucket.maxes[name] = max([bucket.maxes.get(name, -math.inf), *numbers])
+
+    return numeric
+
+
+def _keep(target: list[str], value: Any) -> None:
+    """Add the field value's distinct texts until MAX_RELATED are kept (a list of at most
+    20, so `in` is cheap); objects and nested lists are not evidence."""
+    if value is None:
+        return
+    for one in value if isinstance(value, list) else (value,):
         if len(target) >= MAX_RELATED:
             return
-        if not isinstance(value, dict | list):
-            text = clean(value)
+        if not isinstance(one, dict | list):
+            text = clean(one)
             if text not in target:
                 target.append(text)
 
@@ -297,12 +394,10 @@ class BucketTable:
 
     @property
     def span_ms(self) -> int:
-        return int(self.span.total_seconds() * 1000)
+        return _millis(self.span)
 
-    def add(
-        self, entity: str, ts_ms: int, doc: dict[str, Any], features: list[FeatureSpec]
-    ) -> None:
-        start = ts_ms - ts_ms % self.span_ms
+    def add(self, entity: str, ts_ms: int, doc: dict[str, Any], filler: Filler) -> None:
+        start = ts_ms - ts_ms % _millis(self.span)
         buckets = self.open.get(entity)
         if buckets is None:
             buckets = self.open[entity] = {}
@@ -314,7 +409,7 @@ class BucketTable:
             bucket = buckets[start] = Bucket(start)
             if self.earliest_ms is None or start < self.earliest_ms:
                 self.earliest_ms = start
-        bucket.add(doc, ts_ms, features)
+        filler.add(bucket, doc, ts_ms)
 
     def _evict_beyond_cap(self) -> None:
         while len(self.open) > self.max_entities:
@@ -369,18 +464,22 @@ class Baselines:
         self, entity: str, start_ms: int, values: dict[str, float], specs: list[FeatureSpec]
     ) -> dict[str, float]:
         """Each rise feature of `specs` for this bucket, from the entity's past only."""
-        expected = self._expected(entity, start_ms, specs)
-        return {
-            spec.name: max(0.0, values[spec.of] - expected[spec.name])
-            for spec in specs
-            if spec.of is not None
-        }
+        return rises_over(self.expected(entity, start_ms, specs), values, specs)
 
     def update(
-        self, entity: str, start_ms: int, values: dict[str, float], specs: list[FeatureSpec]
+        self,
+        entity: str,
+        start_ms: int,
+        values: dict[str, float],
+        specs: list[FeatureSpec],
+        expected: dict[str, float] | None = None,
     ) -> None:
-        """Fold this bucket into the entity's means (after it was judged: score first)."""
-        expected = self._expected(entity, start_ms, specs)
+        """Fold this bucket into the entity's means (after it was judged: score first).
+
+        `expected` is what `expected` gave for this bucket, if the caller kept it.
+        """
+        if expected is None:
+            expected = self.expected(entity, start_ms, specs)
         means = {}
         for spec in specs:
             if spec.of is not None:
@@ -392,10 +491,14 @@ class Baselines:
             self.means.popitem(last=False)
             self.evicted += 1
 
-    def _expected(self, entity: str, start_ms: int, specs: list[FeatureSpec]) -> dict[str, float]:
+    def expected(self, entity: str, start_ms: int, specs: list[FeatureSpec]) -> dict[str, float]:
         """The means carried to this bucket: the empty buckets since the last one pull them down."""
-        last_ms, means = self.means.get(entity, (start_ms, {}))
-        skipped = max(0, (start_ms - last_ms) // self._span_ms() - 1)
+        found = self.means.get(entity)
+        if found is None:
+            # Never seen (or evicted): every mean starts from zero.
+            return {spec.name: 0.0 for spec in specs if spec.of is not None}
+        last_ms, means = found
+        skipped = max(0, (start_ms - last_ms) // _millis(self.span) - 1)
         return {
             spec.name: means.get(spec.name, 0.0) * (1 - self._weight(spec)) ** skipped
             for spec in specs
@@ -407,8 +510,22 @@ class Baselines:
         assert spec.half_life is not None  # checked when the spec was loaded
         return _newest_weight(spec.half_life, self.span)
 
-    def _span_ms(self) -> int:
-        return int(self.span.total_seconds() * 1000)
+
+def rises_over(
+    expected: dict[str, float], values: dict[str, float], specs: list[FeatureSpec]
+) -> dict[str, float]:
+    """How far each followed feature lies above the entity's expected level (0 below it)."""
+    return {
+        spec.name: max(0.0, values[spec.of] - expected[spec.name])
+        for spec in specs
+        if spec.of is not None
+    }
+
+
+@functools.lru_cache(maxsize=256)
+def _millis(span: timedelta) -> int:
+    # Cached: asked for every event added to a bucket table.
+    return int(span.total_seconds() * 1000)
 
 
 @functools.lru_cache(maxsize=256)

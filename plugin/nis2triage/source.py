@@ -25,7 +25,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 from nis2triage.config import SourceConfig
 from nis2triage.paging import PIT_KEEP_ALIVE, TimeRange, pages
 from nis2triage.readahead import read_ahead
-from nis2triage.records import Event
+from nis2triage.records import Event, ms_to_datetime
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -106,8 +106,21 @@ class Unusable:
     reason: str
 
 
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+# Event times well inside what Python's datetime can hold (years 1 to 9999, with a day
+# to spare for rounding): only times outside need the trial conversion below.
+_SAFE_MS = (
+    int(datetime(1, 1, 2, tzinfo=UTC).timestamp() * 1000),
+    int(datetime(9999, 12, 30, tzinfo=UTC).timestamp() * 1000),
+)
+
+
+def _unrepresentable(ts_ms: int) -> str | None:
+    """Why an event time near or past datetime's range cannot be one, or None if it can."""
+    try:
+        ms_to_datetime(ts_ms)
+    except (ValueError, OverflowError, OSError) as exc:
+        return f"{ts_ms} ms: {exc}"
+    return None
 
 
 class Source:
@@ -207,16 +220,15 @@ class Source:
             if key in cursor.seen:
                 continue
             ts_ms = int(hit["sort"][0])
-            try:
-                at = ms_to_datetime(ts_ms)
-            except (ValueError, OverflowError, OSError) as exc:
+            problem = None if _SAFE_MS[0] < ts_ms < _SAFE_MS[1] else _unrepresentable(ts_ms)
+            if problem is not None:
                 # Elasticsearch stores dates before year 1 and after 9999; Python's datetime
                 # cannot hold them. Set aside, not read again, never the new watermark.
                 cursor.seen[key] = ts_ms
-                self.unusable.append(Unusable(hit["_index"], hit["_id"], f"{ts_ms} ms: {exc}"))
+                self.unusable.append(Unusable(hit["_index"], hit["_id"], problem))
                 continue
             cursor.mark(key, ts_ms)
-            batch.append(Event(hit["_index"], hit["_id"], at, hit["_source"]))
+            batch.append(Event(hit["_index"], hit["_id"], ts_ms, hit["_source"]))
         return batch
 
     def take_unusable(self) -> list[Unusable]:

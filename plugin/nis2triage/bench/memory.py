@@ -56,7 +56,7 @@ def _event(i: int, at: datetime) -> Event:
         "host": {"name": "host1"},
         "system": {"auth": {"ssh": {"event": "Failed", "method": "password"}}},
     }
-    return Event("bench-memory", str(i), at, doc)
+    return Event.at("bench-memory", str(i), at, doc)
 
 
 def child(entities: int, cap: int) -> MemoryRun:
