@@ -147,6 +147,34 @@ def test_a_table_from_an_older_snapshot_finds_its_earliest_bucket() -> None:
     assert [e for e, _ in restored.close_until(300_000)] == ["e"]
 
 
+def test_a_table_from_a_snapshot_without_its_start_index_still_closes_every_bucket() -> None:
+    table = BucketTable(timedelta(minutes=5), max_entities=10)
+    for entity, ts_ms in [("b", 10_000), ("a", 20_000), ("a", 400_000)]:
+        table.add(entity, ts_ms, doc("u", "failure"), FILL)
+    state = {k: v for k, v in table.__getstate__().items() if k != "starts"}
+
+    restored = BucketTable.__new__(BucketTable)
+    restored.__setstate__(pickle.loads(pickle.dumps(state)))
+
+    assert [(e, b.start_ms) for e, b in restored.close_until(10**9)] == [
+        ("a", 0),
+        ("b", 0),
+        ("a", 300_000),
+    ]
+    assert restored.open == {}
+
+
+def test_an_evicted_entity_that_comes_back_closes_once_with_its_new_bucket() -> None:
+    table = BucketTable(timedelta(minutes=5), max_entities=1)
+    table.add("a", 1_000, doc("u", "failure"), FILL)
+    table.add("b", 2_000, doc("u", "failure"), FILL)  # evicts a
+    table.add("a", 3_000, doc("v", "failure"), FILL)  # evicts b; a again, a new bucket
+
+    [(entity, bucket)] = table.close_until(300_000)
+    assert (entity, bucket.events, bucket.users) == ("a", 1, ["v"])
+    assert (table.open, table.starts, table.earliest_ms) == ({}, {}, None)
+
+
 def test_the_least_recently_active_entity_is_evicted_and_counted() -> None:
     table = BucketTable(timedelta(minutes=5), max_entities=2)
     for entity in ["a", "b", "a", "c"]:
