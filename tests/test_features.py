@@ -12,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from nis2triage.features import Baselines, BucketTable, FeatureSpec, Filler, Match, get_field
+from nis2triage.features import (
+    Baselines,
+    BucketTable,
+    FeatureSpec,
+    Filler,
+    Match,
+    Rising,
+    get_field,
+)
 
 FEATURES = [
     FeatureSpec(name="n", kind="count"),
@@ -189,12 +197,13 @@ RISE = [
     FeatureSpec(name="up", kind="rise", of="logn", half_life=timedelta(minutes=15)),
 ]
 QUARTER = 15 * 60_000
+RISING = Rising.of(RISE, timedelta(minutes=15))
 
 
 def judge(baselines: Baselines, entity: str, start_ms: int, value: float) -> float:
     """The rise of one bucket, then the bucket folded in, as the detector does."""
-    rise = baselines.rises(entity, start_ms, {"logn": value}, RISE)["up"]
-    baselines.update(entity, start_ms, {"logn": value}, RISE)
+    rise = baselines.rises(entity, start_ms, {"logn": value}, RISING)["up"]
+    baselines.update(entity, start_ms, {"logn": value}, RISING)
     return rise
 
 

@@ -41,11 +41,11 @@ from nis2triage.features import (
     FeatureSpec,
     Filler,
     Match,
+    Rising,
     as_list,
     clean,
     getter,
     is_ip,
-    rises_over,
 )
 from nis2triage.models.hst import HalfSpaceTrees
 from nis2triage.models.likelihood import LikelihoodSettings
@@ -312,12 +312,16 @@ class Detector:
                 if not matches(doc):
                     continue
                 self.events += 1
-                entities = as_list(entity_of(doc))
+                entity = entity_of(doc)
+                if isinstance(entity, str):  # the usual case, without a list
+                    add(clean(entity), event.ts_ms, doc, filler)
+                    continue
+                entities = as_list(entity)
                 if not entities:
                     self.missing_entity += 1
                     continue
-                for entity in entities[:8]:
-                    add(clean(entity), event.ts_ms, doc, filler)
+                for one in entities[:8]:
+                    add(clean(one), event.ts_ms, doc, filler)
             except Exception as exc:
                 if failed is None:
                     raise
@@ -340,7 +344,8 @@ class Detector:
 
     def _judge_slot(self, slot: list[tuple[str, Bucket]], index_pattern: str) -> list[Alert]:
         in_model = [f.name for f in self.spec.features if f.in_model]
-        judged = [j for j in (self._prepare(e, bucket, in_model) for e, bucket in slot) if j]
+        rising = Rising.of(self.rising, self.spec.bucket)
+        judged = [j for j in (self._prepare(e, b, in_model, rising) for e, b in slot) if j]
         verdicts = self._judge_all([(j.entity, j.x) for j in judged])
         alerts = []
         for j, verdict in zip(judged, verdicts, strict=True):
@@ -349,13 +354,15 @@ class Detector:
             # the bucket out (an account scanned all day alerts when the scanning starts).
             if self.rising:
                 start = j.bucket.start_ms
-                self.baselines.update(j.entity, start, j.values, self.rising, j.expected)
+                self.baselines.update(j.entity, start, j.values, rising, j.expected)
             if verdict.alerting:
                 judged_as = (verdict.score, verdict.bar)
                 alerts.append(self._alert(j.entity, j.bucket, judged_as, j.rises, index_pattern))
         return alerts
 
-    def _prepare(self, entity: str, bucket: Bucket, in_model: list[str]) -> _Judged | None:
+    def _prepare(
+        self, entity: str, bucket: Bucket, in_model: list[str], rising: Rising
+    ) -> _Judged | None:
         """The bucket's model vector, or None (counted) when it cannot be scored."""
         values = bucket.vector(self.measured)
         if not all(map(math.isfinite, values.values())):
@@ -370,9 +377,9 @@ class Detector:
             return None
         expected: dict[str, float] = {}
         rises: dict[str, float] = {}
-        if self.rising:
-            expected = self.baselines.expected(entity, bucket.start_ms, self.rising)
-            rises = rises_over(expected, values, self.rising)
+        if rising.terms:
+            expected = self.baselines.expected(entity, bucket.start_ms, rising)
+            rises = rising.over(expected, values)
             values.update(rises)
         x = {name: values[name] for name in in_model}
         return _Judged(entity, bucket, values, rises, expected, x)

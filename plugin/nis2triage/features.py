@@ -104,10 +104,6 @@ def _steps(path: str) -> tuple[tuple[str, str | None], ...]:
         rest = tail
 
 
-def values_of(doc: dict[str, Any], path: str) -> list[Any]:
-    return as_list(get_field(doc, path))
-
-
 def as_list(value: Any) -> list[Any]:
     """A field's value as the list of its values: none, its elements, or itself."""
     if value is None:
@@ -151,7 +147,12 @@ class Match(BaseModel):
                 if not as_list(get(doc)):
                     return False
             for get, wanted in all_of:
-                if not _value_matches(get(doc), wanted):
+                value = get(doc)
+                # A single value, the usual case, inline: this runs per event and detector.
+                if isinstance(value, list):
+                    if not any(str(v) in wanted for v in value):
+                        return False
+                elif value is None or str(value) not in wanted:
                     return False
             return not any(_value_matches(get(doc), wanted) for get, wanted in none_of)
 
@@ -241,9 +242,16 @@ class Bucket:
     def vector(self, features: list[FeatureSpec]) -> dict[str, float]:
         vector = {}
         for spec in features:
-            value = self._raw(spec)
-            # Inline rather than `_transform`: asked for every feature of every closed bucket.
-            vector[spec.name] = math.log1p(max(value, 0.0)) if spec.transform == "log1p" else value
+            # The usual kinds inline: this runs for every feature of every closed bucket
+            # (`make bench`).
+            name, kind = spec.name, spec.kind
+            if kind == "count":
+                value = float(self.counts.get(name, 0))
+            elif kind == "distinct":
+                value = float(len(self.distinct.get(name, ())))
+            else:
+                value = self._raw(spec)
+            vector[name] = math.log1p(max(value, 0.0)) if spec.transform == "log1p" else value
         return vector
 
     def raw(self, features: list[FeatureSpec]) -> dict[str, float]:
@@ -282,7 +290,7 @@ class Filler:
         self.features = list(features)
         self._adders = [_adder(spec) for spec in features]
         self._evidence = [
-            (name, getter(first), getter(second)) for name, (first, second) in _EVIDENCE.items()
+            (name, tuple(_two_steps(path) for path in paths)) for name, paths in _EVIDENCE.items()
         ]
 
     def add(self, bucket: Bucket, doc: dict[str, Any], ts_ms: int) -> None:
@@ -293,13 +301,25 @@ class Filler:
             bucket.last_ms = ts_ms
         for add in self._adders:
             add(bucket, doc)
-        for name, first, second in self._evidence:
+        for name, paths in self._evidence:
             kept: list[str] = getattr(bucket, name)
             # Full lists take no more, so their fields are not even looked up.
             if len(kept) < MAX_RELATED:
-                for value in (first(doc), second(doc)):
+                for whole, head, last in paths:
+                    # `getter`'s two-segment lookup, inline: six per event added.
+                    value = doc.get(whole, _MISSING)
+                    if value is _MISSING:
+                        inner = doc.get(head)
+                        value = inner.get(last) if isinstance(inner, dict) else None
                     if value is not None:
                         _keep(kept, value)
+
+
+def _two_steps(path: str) -> tuple[str, str, str]:
+    """A two-segment path as (itself, its first segment, its second)."""
+    head, _, last = path.partition(".")
+    assert head and last and "." not in last, path
+    return path, head, last
 
 
 def _adder(spec: FeatureSpec) -> Adder:
@@ -320,10 +340,14 @@ def _adder(spec: FeatureSpec) -> Adder:
         def distinct(bucket: Bucket, doc: dict[str, Any]) -> None:
             if where is not None and not where(doc):
                 return
-            values = as_list(get(doc))
+            value = get(doc)
             seen = bucket.distinct.setdefault(name, set())
-            if len(seen) < MAX_DISTINCT:
-                seen.update(clean(v) for v in values)
+            if len(seen) >= MAX_DISTINCT or value is None:
+                return
+            if isinstance(value, list):
+                seen.update(clean(v) for v in value)
+            else:
+                seen.add(clean(value))
 
         return distinct
 
@@ -366,10 +390,6 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-def _transform(value: float, how: str) -> float:
-    return math.log1p(max(value, 0.0)) if how == "log1p" else value
 
 
 def is_ip(value: str) -> bool:
@@ -469,6 +489,27 @@ def _starts_of(table: dict[str, dict[int, Bucket]]) -> dict[int, list[str]]:
     return starts
 
 
+@dataclass(frozen=True)
+class Rising:
+    """A detector's rise features as (name, the feature it follows, the newest bucket's
+    weight): worked out once per close rather than per bucket and feature."""
+
+    terms: tuple[tuple[str, str, float], ...]
+
+    @classmethod
+    def of(cls, specs: Sequence[FeatureSpec], span: timedelta) -> Rising:
+        terms = []
+        for spec in specs:
+            if spec.of is not None:
+                assert spec.half_life is not None  # checked when the spec was loaded
+                terms.append((spec.name, spec.of, _newest_weight(spec.half_life, span)))
+        return cls(tuple(terms))
+
+    def over(self, expected: dict[str, float], values: dict[str, float]) -> dict[str, float]:
+        """How far each followed feature lies above the entity's expected level (0 below)."""
+        return {name: max(0.0, values[of] - expected[name]) for name, of, _ in self.terms}
+
+
 @dataclass
 class Baselines:
     """Each entity's own recent level of some features: exponentially weighted means.
@@ -485,17 +526,17 @@ class Baselines:
     evicted: int = 0
 
     def rises(
-        self, entity: str, start_ms: int, values: dict[str, float], specs: list[FeatureSpec]
+        self, entity: str, start_ms: int, values: dict[str, float], rising: Rising
     ) -> dict[str, float]:
-        """Each rise feature of `specs` for this bucket, from the entity's past only."""
-        return rises_over(self.expected(entity, start_ms, specs), values, specs)
+        """Each rise feature for this bucket, from the entity's past only."""
+        return rising.over(self.expected(entity, start_ms, rising), values)
 
     def update(
         self,
         entity: str,
         start_ms: int,
         values: dict[str, float],
-        specs: list[FeatureSpec],
+        rising: Rising,
         expected: dict[str, float] | None = None,
     ) -> None:
         """Fold this bucket into the entity's means (after it was judged: score first).
@@ -503,47 +544,28 @@ class Baselines:
         `expected` is what `expected` gave for this bucket, if the caller kept it.
         """
         if expected is None:
-            expected = self.expected(entity, start_ms, specs)
-        means = {}
-        for spec in specs:
-            if spec.of is not None:
-                weight = self._weight(spec)
-                means[spec.name] = (1 - weight) * expected[spec.name] + weight * values[spec.of]
+            expected = self.expected(entity, start_ms, rising)
+        means = {
+            name: (1 - weight) * expected[name] + weight * values[of]
+            for name, of, weight in rising.terms
+        }
         self.means[entity] = (start_ms, means)
         self.means.move_to_end(entity)
         while len(self.means) > self.max_entities:
             self.means.popitem(last=False)
             self.evicted += 1
 
-    def expected(self, entity: str, start_ms: int, specs: list[FeatureSpec]) -> dict[str, float]:
+    def expected(self, entity: str, start_ms: int, rising: Rising) -> dict[str, float]:
         """The means carried to this bucket: the empty buckets since the last one pull them down."""
         found = self.means.get(entity)
         if found is None:
             # Never seen (or evicted): every mean starts from zero.
-            return {spec.name: 0.0 for spec in specs if spec.of is not None}
+            return {name: 0.0 for name, _, _ in rising.terms}
         last_ms, means = found
         skipped = max(0, (start_ms - last_ms) // _millis(self.span) - 1)
         return {
-            spec.name: means.get(spec.name, 0.0) * (1 - self._weight(spec)) ** skipped
-            for spec in specs
-            if spec.of is not None
+            name: means.get(name, 0.0) * (1 - weight) ** skipped for name, _, weight in rising.terms
         }
-
-    def _weight(self, spec: FeatureSpec) -> float:
-        """The newest bucket's weight, such that a bucket `half_life` old weighs half as much."""
-        assert spec.half_life is not None  # checked when the spec was loaded
-        return _newest_weight(spec.half_life, self.span)
-
-
-def rises_over(
-    expected: dict[str, float], values: dict[str, float], specs: list[FeatureSpec]
-) -> dict[str, float]:
-    """How far each followed feature lies above the entity's expected level (0 below it)."""
-    return {
-        spec.name: max(0.0, values[spec.of] - expected[spec.name])
-        for spec in specs
-        if spec.of is not None
-    }
 
 
 @functools.lru_cache(maxsize=256)
@@ -552,8 +574,6 @@ def _millis(span: timedelta) -> int:
     return int(span.total_seconds() * 1000)
 
 
-@functools.lru_cache(maxsize=256)
 def _newest_weight(half_life: timedelta, span: timedelta) -> float:
-    # Cached: asked twice per judged bucket and rise feature (`make bench` profile).
     buckets_per_half_life = half_life / span
     return 1.0 - math.pow(0.5, 1.0 / buckets_per_half_life)

@@ -96,7 +96,7 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
 
     def complete(self, x: Mapping[Any, float]) -> bool:
         """Whether `x` holds every split feature (else its path depends on the masses)."""
-        return all(name in x for name in self.names)
+        return all(map(x.__contains__, self.names))
 
     def paths_of(self, xs: Sequence[Mapping[Any, float]]) -> Paths:
         """Each vector's path through every tree. Vectors lacking a feature are walked one
