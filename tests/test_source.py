@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from elasticsearch import ApiError, Elasticsearch, helpers
@@ -136,3 +137,42 @@ def test_a_shard_failing_the_query_fails_the_poll_and_loses_nothing(
 
     assert cursor.watermark_ms is None
     assert read_all(source, cursor) == ["w0", "w1", "w2"]
+
+
+@pytest.mark.parametrize(
+    ("when", "usable"),
+    [
+        ("2026-11-02T10:00:00.123+00:00", True),  # the usual case: no datetime is made
+        ("0001-01-01T00:00:00+00:00", True),  # datetime's first instant, tried
+        ("0001-01-01T12:00:00.5+00:00", True),
+        ("9999-12-31T23:59:59.999+00:00", True),  # its last millisecond, tried
+    ],
+)
+def test_event_times_near_the_edges_of_datetime_are_kept_exactly(when: str, usable: bool) -> None:
+    at = datetime.fromisoformat(when)
+    ts_ms = round(at.timestamp() * 1000)
+    source = Source.__new__(Source)
+    source.unusable = []
+    cursor = Cursor()
+
+    [event] = source._new_events([hit("logs", "1", ts_ms)], cursor)
+
+    assert (event.ts_ms, event.timestamp, cursor.watermark_ms) == (ts_ms, at, ts_ms)
+    assert source.unusable == []
+
+
+@pytest.mark.parametrize("ts_ms", [-62135596800001, -(10**15), 253402300800000, 10**16])
+def test_event_times_outside_datetime_are_set_aside_and_never_the_watermark(ts_ms: int) -> None:
+    source = Source.__new__(Source)
+    source.unusable = []
+    cursor = Cursor()
+
+    assert source._new_events([hit("logs", "1", ts_ms)], cursor) == []
+
+    [unusable] = source.take_unusable()
+    assert (unusable.id, unusable.reason.split(" ms:")[0]) == ("1", str(ts_ms))
+    assert cursor.watermark_ms is None and len(cursor.seen) == 1
+
+
+def hit(index: str, doc_id: str, ts_ms: int) -> dict[str, Any]:
+    return {"_index": index, "_id": doc_id, "_source": {}, "sort": [ts_ms, 0]}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 Route = Literal["contain", "early_warning", "soc"]
@@ -43,8 +43,14 @@ class Event:
         return ms_to_datetime(self.ts_ms)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    """Epoch milliseconds as an aware datetime, exactly: in integer arithmetic, since a
+    float of seconds loses the last millisecond near year 9999. OverflowError outside
+    the years 1 to 9999."""
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 @dataclass(frozen=True)
