@@ -183,6 +183,25 @@ def test_an_evicted_entity_that_comes_back_closes_once_with_its_new_bucket() -> 
     assert (table.open, table.starts, table.earliest_ms) == ({}, {}, None)
 
 
+def test_a_spray_of_new_entities_in_one_bucket_is_bounded_by_the_cap() -> None:
+    # Each new entity evicts the oldest: nothing of the evicted ones may stay behind.
+    table = BucketTable(timedelta(hours=1), max_entities=10)
+    for i in range(5_000):
+        table.add(f"user{i}-" + "x" * 1000, i, doc("u", "failure"), FILL)
+
+    assert sum(len(names) for names in table.starts.values()) == 10
+    assert len(pickle.dumps(table)) < 100_000
+    assert table.evicted_entities == 4_990
+
+
+def test_the_earliest_bucket_follows_an_eviction() -> None:
+    table = BucketTable(timedelta(minutes=5), max_entities=1)
+    table.add("a", 0, doc("u", "failure"), FILL)
+    table.add("b", 400_000, doc("u", "failure"), FILL)  # evicts a and its bucket at 0
+
+    assert table.earliest_ms == 300_000
+
+
 def test_the_least_recently_active_entity_is_evicted_and_counted() -> None:
     table = BucketTable(timedelta(minutes=5), max_entities=2)
     for entity in ["a", "b", "a", "c"]:
@@ -223,6 +242,22 @@ def test_buckets_without_events_count_as_zeros() -> None:
 
     # Two empty buckets halve it twice: 1 expected, so 3 rises by 2.
     assert judge(baselines, "a", 3 * QUARTER, 3.0) == 2.0
+
+
+def test_an_entity_evicted_by_another_of_its_slot_is_folded_in_from_zero() -> None:
+    # The detector works out every entity's expected level of a slot before any update;
+    # an update that evicts a later entity of the slot must not bring its old level back.
+    baselines = Baselines(timedelta(minutes=15), max_entities=2)
+    judge(baselines, "bob", 0, 8.0)  # mean 4
+    judge(baselines, "carol", QUARTER, 8.0)
+    slot = {e: baselines.expected(e, 2 * QUARTER, RISING) for e in ("alice", "bob")}
+    assert slot["bob"]["up"] == 2.0  # 4, halved by one empty bucket
+
+    for entity, expected in slot.items():
+        baselines.update(entity, 2 * QUARTER, {"logn": 8.0}, RISING, expected)
+
+    assert list(baselines.means) == ["alice", "bob"]
+    assert baselines.means["bob"][1]["up"] == 4.0  # from zero, not 5.0 from the evicted 2
 
 
 def test_entities_have_their_own_baselines_and_the_least_recent_is_evicted() -> None:

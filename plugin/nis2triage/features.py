@@ -409,13 +409,13 @@ class BucketTable:
     open: OrderedDict[str, dict[int, Bucket]] = field(default_factory=OrderedDict)
     evicted_entities: int = 0
     evicted_events: int = 0
-    # No open bucket starts before this (None: none is open); it may lag behind after an
-    # eviction, which only costs one look.
+    # When the earliest open bucket starts (None: none is open).
     earliest_ms: int | None = None
-    # The entities that opened a bucket at each start, so that closing looks only at the
-    # buckets that close rather than at every open entity (`make bench`). An evicted
-    # entity's names stay until their start closes, and are then passed over.
-    starts: dict[int, list[str]] = field(default_factory=dict)
+    # The entities with an open bucket at each start, so that closing looks only at the
+    # buckets that close rather than at every open entity (`make bench`). Kept exactly
+    # in step with `open` (evictions included), so it is bounded by the cap as well; not
+    # saved in snapshots, but rebuilt from `open` when one is loaded.
+    starts: dict[int, set[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._span_ms = _millis(self.span)
@@ -423,13 +423,12 @@ class BucketTable:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._span_ms = _millis(self.span)
+        self.starts = _starts_of(self.open)
         if "earliest_ms" not in state:  # a snapshot saved before the field existed
-            self.earliest_ms = _earliest_start(self.open)
-        if "starts" not in state:  # nor this one
-            self.starts = _starts_of(self.open)
+            self.earliest_ms = min(self.starts, default=None)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_span_ms"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_span_ms", "starts")}
 
     @property
     def span_ms(self) -> int:
@@ -446,16 +445,28 @@ class BucketTable:
         bucket = buckets.get(start)
         if bucket is None:
             bucket = buckets[start] = Bucket(start)
-            self.starts.setdefault(start, []).append(entity)
+            self.starts.setdefault(start, set()).add(entity)
             if self.earliest_ms is None or start < self.earliest_ms:
                 self.earliest_ms = start
         filler.add(bucket, doc, ts_ms)
 
     def _evict_beyond_cap(self) -> None:
+        if len(self.open) <= self.max_entities:
+            return
         while len(self.open) > self.max_entities:
-            _, dropped = self.open.popitem(last=False)
+            entity, dropped = self.open.popitem(last=False)
             self.evicted_entities += 1
             self.evicted_events += sum(b.events for b in dropped.values())
+            for start in dropped:
+                self._unindex(start, entity)
+        # The earliest open bucket may have gone with them: the wake-up time follows.
+        self.earliest_ms = min(self.starts, default=None)
+
+    def _unindex(self, start: int, entity: str) -> None:
+        entities = self.starts[start]
+        entities.discard(entity)
+        if not entities:
+            del self.starts[start]
 
     def close_until(self, cutoff_ms: int) -> list[tuple[str, Bucket]]:
         """Remove and return every bucket that ends at or before `cutoff_ms`, in time order
@@ -465,27 +476,20 @@ class BucketTable:
             return []
         closed: list[tuple[str, Bucket]] = []
         for start in sorted(s for s in self.starts if s + self._span_ms <= cutoff_ms):
-            for entity in sorted(set(self.starts.pop(start))):
-                buckets = self.open.get(entity)
-                bucket = buckets.pop(start, None) if buckets is not None else None
-                if bucket is None:
-                    continue  # evicted since it opened this bucket
-                closed.append((entity, bucket))
+            for entity in sorted(self.starts.pop(start)):
+                buckets = self.open[entity]
+                closed.append((entity, buckets.pop(start)))
                 if not buckets:
                     del self.open[entity]
         self.earliest_ms = min(self.starts, default=None)
         return closed
 
 
-def _earliest_start(table: dict[str, dict[int, Bucket]]) -> int | None:
-    return min((min(buckets) for buckets in table.values() if buckets), default=None)
-
-
-def _starts_of(table: dict[str, dict[int, Bucket]]) -> dict[int, list[str]]:
-    starts: dict[int, list[str]] = {}
+def _starts_of(table: dict[str, dict[int, Bucket]]) -> dict[int, set[str]]:
+    starts: dict[int, set[str]] = {}
     for entity, buckets in table.items():
         for start in buckets:
-            starts.setdefault(start, []).append(entity)
+            starts.setdefault(start, set()).add(entity)
     return starts
 
 
@@ -543,7 +547,9 @@ class Baselines:
 
         `expected` is what `expected` gave for this bucket, if the caller kept it.
         """
-        if expected is None:
+        if expected is None or entity not in self.means:
+            # Also when the entity was evicted since `expected` was worked out (by another
+            # entity of the same slot, at the cap): it starts again from zero.
             expected = self.expected(entity, start_ms, rising)
         means = {
             name: (1 - weight) * expected[name] + weight * values[of]
