@@ -136,20 +136,46 @@ class NewKey:
 
 
 def ensure_api_key(es: Elasticsearch, cfg: AgentConfig) -> tuple[Change, NewKey | None]:
-    """An API key limited to the agent's role, unless an active one already exists."""
+    """An API key limited to the agent's role, unless an active one already exists; an
+    existing key is brought up to the role as configured (it holds a copy of the role,
+    which updating the role does not change)."""
     name = f"{cfg.state.index_prefix}-agent"
+    descriptors = {role_name(cfg.state.index_prefix): role_descriptor(cfg)}
     try:
         found = es.security.get_api_key(name=name, active_only=True).body.get("api_keys", [])
         if found:
-            note = f"id {found[0]['id']}; invalidate it to have setup make a new one"
-            return Change("API key", name, "unchanged", note), None
+            return _bring_up_to_date(es, found[0], descriptors), None
         made = es.security.create_api_key(
-            name=name,
-            role_descriptors={role_name(cfg.state.index_prefix): role_descriptor(cfg)},
-            metadata={"managed_by": "nis2triage setup"},
+            name=name, role_descriptors=descriptors, metadata={"managed_by": "nis2triage setup"}
         ).body
     except ApiError as exc:
         return Change("API key", name, "refused", Refusal.of(exc).reason), None
     return Change("API key", name, "created", f"id {made['id']}"), NewKey(
         made["id"], made["encoded"]
     )
+
+
+def _bring_up_to_date(
+    es: Elasticsearch, key: dict[str, Any], descriptors: dict[str, dict[str, Any]]
+) -> Change:
+    """The existing key, its copy of the role replaced if the role changed since."""
+    name, key_id = str(key["name"]), str(key["id"])
+    held = key.get("role_descriptors") or {}
+    if held.keys() == descriptors.keys() and all(
+        _same_role(held[role], wanted) for role, wanted in descriptors.items()
+    ):
+        return Change("API key", name, "unchanged", f"id {key_id}")
+    try:
+        es.security.update_api_key(id=key_id, role_descriptors=descriptors)
+    except ApiError as exc:
+        # Only the key's owner may update it: setup run by another administrator.
+        reason = Refusal.of(exc).reason
+        return Change(
+            "API key",
+            name,
+            "refused",
+            f"id {key_id} still carries the old role, so the agent cannot read what the "
+            f"configuration added ({reason}); invalidate it and run setup again with "
+            "--create-api-key for a new one",
+        )
+    return Change("API key", name, "updated", f"id {key_id}; now carries the role as configured")

@@ -1,0 +1,58 @@
+"""Setup keeps the agent's API key in step with its role, on the real node.
+
+An API key holds a copy of the role it was made with: updating the role alone left
+an existing key unable to read a source index added to the configuration, and the
+agent then read nothing without saying why (a new user's run of the README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from elasticsearch import AuthorizationException, Elasticsearch
+
+from nis2triage import esclient, roles
+from nis2triage.config import AgentConfig, load_config
+
+from support import write_agent_config
+
+pytestmark = pytest.mark.es
+
+
+def with_source(cfg: AgentConfig, index: str) -> AgentConfig:
+    source = cfg.sources[0].model_copy(update={"indices": [index]})
+    return cfg.model_copy(update={"sources": [source]})
+
+
+def test_setup_brings_an_existing_key_up_to_a_changed_role(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    first, added = f"{index_name}-first", f"{index_name}-added"
+    for index in (first, added):
+        es.index(index=index, document={"@timestamp": "2026-12-01T00:00:00Z"}, refresh=True)
+    before = load_config(write_agent_config(tmp_path, es_settings, first, f"{index_name}-k"))
+    after = with_source(before, added)
+    role = roles.role_name(before.state.index_prefix)
+    key_id = None
+    try:
+        roles.ensure_role(es, before)
+        made, key = roles.ensure_api_key(es, before)
+        assert made.status == "created" and key is not None
+        key_id = key.id
+        agent = esclient.connect(replace(es_settings, username=None, api_key=key.encoded))
+        with pytest.raises(AuthorizationException):
+            agent.count(index=added)
+
+        assert roles.ensure_role(es, after).status == "updated"
+        updated, again = roles.ensure_api_key(es, after)
+        unchanged, _ = roles.ensure_api_key(es, after)
+
+        assert (updated.status, again) == ("updated", None)
+        assert agent.count(index=added)["count"] == 1
+        assert unchanged.status == "unchanged"
+    finally:
+        if key_id is not None:
+            es.security.invalidate_api_key(ids=[key_id])
+        es.options(ignore_status=404).security.delete_role(name=role)
