@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from elasticsearch import ApiError, Elasticsearch, helpers
 
+from nis2triage import esclient
 from nis2triage.config import SourceConfig
 from nis2triage.source import Cursor, Source
 
@@ -176,3 +178,58 @@ def test_event_times_outside_datetime_are_set_aside_and_never_the_watermark(ts_m
 
 def hit(index: str, doc_id: str, ts_ms: int) -> dict[str, Any]:
     return {"_index": index, "_id": doc_id, "_source": {}, "sort": [ts_ms, 0]}
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "nis2triage.source"]
+
+
+def test_a_name_that_matches_no_index_is_said_even_after_events_were_read(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A typo in sources.indices on a prefix that already holds a checkpoint: before, the
+    # agent read nothing without a word.
+    cursor = Cursor(watermark_ms=int(NOW.timestamp() * 1000) - 60_000)
+    source = make(es, f"{index_name}-typo")
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        read_all(source, cursor)
+        read_all(source, cursor)
+
+    [said] = warnings_of(caplog)
+    assert f"{index_name}-typo matches no index yet" in said and "sources.indices" in said
+
+
+def test_a_quiet_source_that_read_events_before_says_nothing(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    put(es, index_name, "old", minutes_ago=60)
+    source, cursor = make(es, index_name), Cursor()
+    assert read_all(source, cursor) == ["old"]
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        assert read_all(source, cursor) == []
+
+    assert warnings_of(caplog) == []
+
+
+def test_an_index_the_credentials_may_not_read_is_said_with_the_fix(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    put(es, index_name, "a", minutes_ago=1)
+    key = es.security.create_api_key(
+        name=f"{index_name}-narrow",
+        role_descriptors={"narrow": {"indices": [{"names": ["other-*"], "privileges": ["read"]}]}},
+    ).body
+    try:
+        narrow = esclient.connect(replace(es_settings, username=None, api_key=key["encoded"]))
+        with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+            assert read_all(make(narrow, index_name), Cursor()) == []
+    finally:
+        es.security.invalidate_api_key(ids=[key["id"]])
+
+    [said] = warnings_of(caplog)
+    assert f"may not read {index_name}" in said and "nis2triage setup" in said

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from elasticsearch import Elasticsearch, NotFoundError
+from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from nis2triage.config import SourceConfig
 from nis2triage.paging import PIT_KEEP_ALIVE, TimeRange, pages
@@ -130,7 +130,9 @@ class Source:
         self.es = es
         self.cfg = cfg
         self.clock = clock
-        self._said_empty = False
+        # Whether this stretch of polls that read nothing was looked into (and said, if
+        # anything was wrong): once per stretch, not once per poll.
+        self._looked_into_empty = False
         # When the last poll opened its point in time: everything indexed by then was read.
         self.read_until: datetime | None = None
         # Events read but unusable (a time Python cannot represent), for the dead letters.
@@ -157,20 +159,62 @@ class Source:
                 allow_partial_search_results=False,
             )
         except NotFoundError:
-            self._say_empty("does not exist yet")
+            self._look_into_empty(None)
             return None
         return str(resp["id"])
 
-    def _say_empty(self, why: str) -> None:
-        # One line per condition, not one per poll: the operator needs to know once.
-        if not self._said_empty:
+    def _look_into_empty(self, cursor: Cursor | None) -> None:
+        """Say why a poll read nothing, when that is not just a quiet source: once per
+        stretch of empty polls. An index name with a typo and an index the agent's
+        credentials may not read look alike to a search (both are skipped without an
+        error), so the node is asked what the names match and what the agent may read."""
+        if self._looked_into_empty:
+            return
+        self._looked_into_empty = True
+        names = ", ".join(self.cfg.indices)
+        if self._matches_something() is not False:
+            if cursor is None or cursor.watermark_ms is None:
+                log.warning(
+                    "source %s: %s holds no events; waiting for events", self.cfg.name, names
+                )
+            return
+        if self._may_read() is False:
             log.warning(
-                "source %s: %s %s; waiting for events",
+                "source %s: the agent's credentials may not read %s, so nothing is read: run "
+                "`nis2triage setup` again (it gives the role and its API key the indices "
+                "the configuration names), or give its role read on them",
                 self.cfg.name,
-                ", ".join(self.cfg.indices),
-                why,
+                names,
             )
-            self._said_empty = True
+            return
+        log.warning(
+            "source %s: %s matches no index yet; waiting for events (if this lasts, check "
+            "the index names in sources.indices)",
+            self.cfg.name,
+            names,
+        )
+
+    def _matches_something(self) -> bool | None:
+        """Whether the source's names match an index, alias or data stream it may read
+        (None: the node would not say)."""
+        try:
+            found = self.es.indices.resolve_index(
+                name=",".join(self.cfg.indices), ignore_unavailable=True
+            ).body
+        except ApiError:
+            return None
+        return any(found.get(kind) for kind in ("indices", "aliases", "data_streams"))
+
+    def _may_read(self) -> bool | None:
+        """Whether the agent's credentials hold `read` on every source name (None: the node
+        cannot say, e.g. without security)."""
+        try:
+            answer = self.es.security.has_privileges(
+                index=[{"names": list(self.cfg.indices), "privileges": ["read"]}]
+            ).body
+        except ApiError:
+            return None
+        return bool(answer.get("has_all_requested"))
 
     def _span(self, cursor: Cursor) -> TimeRange:
         upper = self.read_until or self.clock()
@@ -207,10 +251,10 @@ class Source:
                 total += len(batch)
                 if batch:
                     yield batch
-        if total == 0 and cursor.watermark_ms is None:
-            self._say_empty("holds no events")
-        elif total:
-            self._said_empty = False
+        if total == 0:
+            self._look_into_empty(cursor)
+        else:
+            self._looked_into_empty = False
         cursor.prune(self.cfg.max_lateness)
 
     def _new_events(self, hits: list[dict[str, Any]], cursor: Cursor) -> list[Event]:
