@@ -53,3 +53,26 @@ def test_mistakes_in_the_incidents_section_are_named(
 ) -> None:
     with pytest.raises(ConfigError, match=match):
         load(tmp_path, extra)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["http://ccb.example/api", "http://10.0.0.8:8080/ew", "ftp://ccb.example/x", "ccb.example"],
+)
+def test_a_notifier_endpoint_off_this_machine_must_be_https(tmp_path: Path, endpoint: str) -> None:
+    # The bearer token and the reports would cross the network in clear.
+    with pytest.raises(ConfigError, match=r"agent.yml:5:\d+: notifier.endpoint: .*not an https"):
+        load(tmp_path, f"notifier: {{mode: send, endpoint: '{endpoint}'}}\n")
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://ccb.example/api",
+        "http://127.0.0.1:8443/ew",
+        "http://[::1]:80/",
+        "http://localhost/",
+    ],
+)
+def test_https_anywhere_and_plain_http_on_loopback_are_taken(tmp_path: Path, endpoint: str) -> None:
+    assert load(tmp_path, f"notifier: {{mode: send, endpoint: '{endpoint}'}}\n").notifier.endpoint

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import difflib
 import glob
+import ipaddress
 import os
 import re
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -128,6 +130,33 @@ class NotifierConfig(Strict):
     # The most of an answer (status line, headers, body) read; past it the try has failed.
     max_answer_bytes: int = Field(default=64 * 1024, ge=1024)
     max_attempts: int = Field(default=8, ge=1)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _https_off_this_machine(cls, endpoint: str | None) -> str | None:
+        """Reports and the bearer token go over HTTPS; plain HTTP only to this machine
+        (a relay or test endpoint on loopback), never across a network."""
+        if endpoint is None:
+            return endpoint
+        url = urlsplit(endpoint)
+        if url.scheme == "https":
+            return endpoint
+        if url.scheme == "http" and _is_loopback(url.hostname or ""):
+            return endpoint
+        raise ValueError(
+            f"{endpoint!r} is not an https:// URL: reports and the token would cross the "
+            "network in clear; use the endpoint's https:// address (plain http:// is taken "
+            "only for 127.0.0.1, ::1 or localhost)"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 ChannelName = Literal["http", "smtp", "manual"]
