@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
 import uuid
 
 import pytest
 from elasticsearch import AuthenticationException, Elasticsearch, helpers
 
 from nis2triage import esclient
+from nis2triage.errors import ConnectionSetupError
 
 
 def test_node_reports_its_version(es: Elasticsearch) -> None:
@@ -41,6 +44,36 @@ def test_wrong_password_is_refused(es_settings: esclient.ESSettings) -> None:
     with pytest.raises(AuthenticationException) as refused:
         client.cluster.health()
     assert refused.value.meta.status == 401
+
+
+def test_a_refused_credential_is_named_as_such_with_where_to_look(
+    es_settings: esclient.ESSettings,
+) -> None:
+    wrong = esclient.ESSettings(hosts=es_settings.hosts, username="elastic", password="not-it")
+
+    with pytest.raises(ConnectionSetupError, match=r"refused the agent's credential \(401"):
+        esclient.cluster_info(esclient.connect(wrong))
+
+
+class Quiet(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_tls_spoken_to_a_plain_http_server_says_so() -> None:
+    # A plain-HTTP server on loopback stands for a node without TLS.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        tls = esclient.ESSettings(hosts=(f"https://127.0.0.1:{port}",), request_timeout=5.0)
+        client = esclient.connect(tls).options(max_retries=0)
+
+        with pytest.raises(ConnectionSetupError, match=r"may serve plain HTTP; use an http://"):
+            esclient.cluster_info(client)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_settings_repr_hides_the_password() -> None:

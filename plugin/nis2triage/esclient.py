@@ -90,7 +90,34 @@ def cluster_info(client: Elasticsearch) -> ClusterInfo:
     """
     try:
         nodes = client.nodes.info(node_id="_local", metric="settings").body
-    except (ApiError, TransportError) as exc:
-        raise ConnectionSetupError(f"Elasticsearch did not answer the nodes API: {exc}") from exc
+    except ApiError as exc:
+        raise ConnectionSetupError(_refusal(exc)) from exc
+    except TransportError as exc:
+        raise ConnectionSetupError(_unreached(exc)) from exc
     node = next(iter(nodes["nodes"].values()))
     return ClusterInfo(name=str(nodes["cluster_name"]), version=str(node["version"]))
+
+
+def _refusal(exc: ApiError) -> str:
+    if exc.meta.status == 401:
+        return (
+            f"Elasticsearch refused the agent's credential (401: {exc.message}): check the "
+            "user name and the password or API key in the variable or file the "
+            "configuration names (elasticsearch.*_env, *_file)"
+        )
+    if exc.meta.status == 403:
+        return (
+            f"the agent's credential may not read the node's information (403: {exc.message}): "
+            "its role needs the `monitor` cluster privilege; `nis2triage setup` makes that role"
+        )
+    return f"Elasticsearch answered the nodes API with an error: {exc}"
+
+
+def _unreached(exc: TransportError) -> str:
+    text = str(exc.message)  # str(exc) is only the kind of error ("TLS error")
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return (
+            f"could not speak TLS with Elasticsearch ({text}): the node may serve plain "
+            "HTTP; use an http:// host, or enable TLS on the node"
+        )
+    return f"Elasticsearch could not be reached: {text}"
