@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import random
 from collections.abc import Iterator
@@ -454,3 +455,28 @@ def test_rivers_trees_from_an_older_snapshot_go_on_as_river_would_in_batches() -
     expected = judge_day(reference, events[:half]) + judge_day(reference, events[half:])
     assert alert_keys(first + later) == alert_keys(expected)
     assert type(restored.scorer.pipeline) is HalfSpaceTrees  # type: ignore[attr-defined]
+
+
+def test_an_entity_field_no_event_has_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    spec = load_spec(AUTH).model_copy(update={"entity": "user.nmae"})
+    detector = Detector(spec)
+    batch = [Event.at("logs-x", str(i), T0, logon("alice", "10.0.0.1", True)) for i in range(5)]
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.detectors"):
+        detector.ingest_many(batch)
+        detector.ingest_many(batch)
+
+    [said] = [r.getMessage() for r in caplog.records if r.name == "nis2triage.detectors"]
+    assert said.startswith("detector auth-volume-per-user: none of the 5 events its filter took")
+    assert "user.nmae" in said and detector.stats()["missing_entity"] == 10
+
+
+def test_some_events_without_the_entity_are_only_counted(caplog: pytest.LogCaptureFixture) -> None:
+    detector = Detector(load_spec(AUTH))
+    docs = [logon("alice", "10.0.0.1", True), {"event": {"category": "authentication"}}]
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.detectors"):
+        detector.ingest_many([Event.at("logs-x", str(i), T0, d) for i, d in enumerate(docs)])
+
+    assert [r for r in caplog.records if r.name == "nis2triage.detectors"] == []
+    assert detector.stats()["missing_entity"] == 1

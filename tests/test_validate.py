@@ -52,6 +52,12 @@ BROKEN = [
         r"estimator\.yml:\d+:\d+: model: .*unknown River estimator 'anomaly\.HalfSpaceForest'",
         id="unknown-estimator",
     ),
+    pytest.param(
+        "limits.yml",
+        DETECTOR.replace("limits: {failures:", "limits: {failure:"),
+        r"limits\.yml:\d+:\d+: model: .*limits name \['failure'\], which the model is not given",
+        id="limits-of-no-feature",
+    ),
 ]
 
 
@@ -148,3 +154,34 @@ def test_a_criteria_folder_without_criteria_is_refused(
     [finding] = validate([str(path)])
 
     assert finding.problem is not None and "criterion" in finding.problem
+
+
+def test_a_native_rule_the_configuration_names_is_checked_too(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    rule = tmp_path / "rules" / "typo.yml"
+    rule.parent.mkdir()
+    rule.write_text(RULE.replace("frequency", "frequncy"))
+    path = write_agent_config(
+        tmp_path, es_settings, "logs-x", "x-st", rules={"native": [str(rule.parent / "*.yml")]}
+    )
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is not None
+    assert re.search(r"typo\.yml:2:\d+: .*frequency", finding.problem)
+
+
+def test_a_detector_reading_a_source_the_configuration_lacks_is_refused(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    detector = tmp_path / "detectors" / "ssh.yml"
+    detector.parent.mkdir()
+    detector.write_text(DETECTOR.replace("source: auth", "source: authentication"))
+    path = write_agent_config(tmp_path, es_settings, "logs-x", "x-st")
+    path.write_text(path.read_text().replace(str(DETECTORS), str(detector.parent)))
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is not None
+    assert "source 'authentication' is not configured (auth)" in finding.problem

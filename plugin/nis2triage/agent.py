@@ -57,6 +57,17 @@ def lease_ttl(cfg: AgentConfig) -> timedelta:
     return max(timedelta(minutes=2), 4 * longest, 4 * cfg.notifier.deadline)
 
 
+def check_sources(cfg: AgentConfig, specs: list[DetectorSpec]) -> None:
+    """Every detector reads a source the configuration defines (ConfigError otherwise)."""
+    names = [s.name for s in cfg.sources]
+    for spec in specs:
+        if spec.source not in names:
+            raise ConfigError(
+                f"detector {spec.name}: source {spec.source!r} is not configured "
+                f"({', '.join(names)}): set `source:` in the detector file to one of them"
+            )
+
+
 def spec_fingerprint(spec: DetectorSpec) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
 
@@ -127,12 +138,7 @@ class Agent:
         if unmatched:
             # Running on would move the checkpoint past events no detector has seen.
             raise ConfigError(f"detectors: no file matches {', '.join(unmatched)}")
-        for spec in specs:
-            if spec.source not in {s.name for s in self.cfg.sources}:
-                names = ", ".join(s.name for s in self.cfg.sources)
-                raise ConfigError(
-                    f"detector {spec.name}: source {spec.source!r} is not configured ({names})"
-                )
+        check_sources(self.cfg, specs)
         self.specs = specs
         self.rules_runner = RuleRunner(
             self.es, self.cfg.rules, load_native(self.cfg), load_sigma(self.cfg), self.clock
@@ -162,7 +168,14 @@ class Agent:
                     f"document {self._state_id(src)} of {self.store.index('state')} to start "
                     "afresh"
                 )
-            cursor, models = _unpack(snapshots.unseal(saved["snapshot"], self.snapshot_key))
+            try:
+                cursor, models = _unpack(snapshots.unseal(saved["snapshot"], self.snapshot_key))
+            except SnapshotError as exc:
+                index, doc_id = self.store.index("state"), self._state_id(src)
+                raise SnapshotError(
+                    f"source {src.name}: {exc} (that document: {doc_id} in {index}; deleting "
+                    f"it: curl -X DELETE 'https://<elasticsearch>/{index}/_doc/{doc_id}')"
+                ) from exc
         detectors = [self._detector(spec, models) for spec in specs]
         if saved:
             log.info(

@@ -223,6 +223,7 @@ def trial(spec: DetectorSpec) -> None:
     type fails here, naming the file, not at the first bucket in production."""
     scorer = scorer_for(spec, where="model")
     zeros = {f.name: 0.0 for f in spec.features if f.in_model}
+    _check_limits(spec.model, list(zeros))
     try:
         scorer.learn_one(zeros)
         scorer.score_one(zeros)
@@ -230,6 +231,20 @@ def trial(spec: DetectorSpec) -> None:
         raise ConfigError(
             f"the model fails on its first input: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _check_limits(model: list[dict[str, dict[str, Any] | None]], scored: list[str]) -> None:
+    """Half-Space Trees' `limits` name model features: a typo there left the feature
+    unbounded and changed every score without a word."""
+    for step in model:
+        for name, params in step.items():
+            limits = (params or {}).get("limits")
+            unknown = sorted(set(limits) - set(scored)) if isinstance(limits, dict) else []
+            if unknown:
+                raise ConfigError(
+                    f"{name}: limits name {unknown}, which the model is not given; "
+                    f"its features: {scored}"
+                )
 
 
 class _Judged(NamedTuple):
@@ -268,8 +283,9 @@ def scorer_for(spec: DetectorSpec, where: str | None = None) -> Scorer:
 class Detector:
     """The run-time state of one detector: open buckets, model, threshold, counters."""
 
-    # A class default, so a detector unpickled from an older snapshot has the counter too.
+    # Class defaults, so a detector unpickled from an older snapshot has them too.
     unscorable = 0
+    said_no_entity = False
 
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
@@ -293,6 +309,8 @@ class Detector:
         self.events = 0
 
     def ingest(self, event: Event) -> None:
+        """One event; a loop over many should call `ingest_many`, which binds the
+        getters once for all of them."""
         self.ingest_many((event,))
 
     def ingest_many(self, events: Iterable[Event], failed: Failed | None = None) -> None:
@@ -306,6 +324,7 @@ class Detector:
         entity_of = getter(self.spec.entity)
         filler = Filler(self.measured)
         add = self.table.add
+        before = (self.events, self.missing_entity)
         for event in events:
             try:
                 doc = event.doc
@@ -326,6 +345,22 @@ class Detector:
                 if failed is None:
                     raise
                 failed(event, exc)
+        self._say_if_no_entity(before)
+
+    def _say_if_no_entity(self, before: tuple[int, int]) -> None:
+        """Warn once when every event the filter took in a batch lacked the entity field:
+        most likely a typo in `entity`, which would otherwise judge nothing, silently."""
+        matched = self.events - before[0]
+        if self.said_no_entity or matched == 0 or self.missing_entity - before[1] < matched:
+            return
+        self.said_no_entity = True
+        log.warning(
+            "detector %s: none of the %d events its filter took has the field %s, so none "
+            "was judged; check `entity:` in the detector file against the events' fields",
+            self.spec.name,
+            matched,
+            self.spec.entity,
+        )
 
     def next_bucket_end_ms(self) -> int | None:
         """When the earliest open bucket ends (epoch ms), or None with no bucket open."""

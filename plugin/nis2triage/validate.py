@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from nis2triage import yamlload
+from nis2triage.agent import check_sources
 from nis2triage.assets import load_inventory
 from nis2triage.config import load_config
 from nis2triage.detectors import load_spec
 from nis2triage.errors import ConfigError
 from nis2triage.nis2.criteria import load_directory as load_criteria_folder
 from nis2triage.nis2.criteria import load_file as load_criteria
+from nis2triage.rulerunner import load_native
 from nis2triage.rules.loader import load_rule
 from nis2triage.rules.sigma import SigmaConverter, SkippedRule
 from nis2triage.triage import load_rules as load_triage
@@ -91,8 +93,8 @@ def _configuration(path: Path, references: bool = True) -> None:
     if missing:
         hint = f"\n  (paths are relative to {path.parent}; --no-references skips this check)"
         raise ConfigError("\n  also ".join(missing) + hint)
-    for detector in cfg.detector_files():
-        load_spec(detector)
+    check_sources(cfg, [load_spec(detector) for detector in cfg.detector_files()])
+    load_native(cfg)
     if cfg.triage:
         load_triage(cfg.resolve(cfg.triage))
     if cfg.assets:
