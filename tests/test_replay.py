@@ -13,7 +13,7 @@ from elasticsearch import Elasticsearch
 from nis2triage import esclient
 from nis2triage.demo import index_docs
 
-from support import real_log_docs, run_agent, write_agent_config
+from support import REPO, real_log_docs, run_agent, write_agent_config
 
 
 @pytest.mark.usefixtures("agent_env")
@@ -51,3 +51,34 @@ def test_replay_finds_what_the_live_agent_found_and_writes_nothing(
     live = [a for a in run_agent(config, es).alerts if a.name == "ssh-brute-force"]
     assert f"{len(live)} alerts from 2000 events" in done.stdout
     assert "183.62.140.253" in done.stdout
+
+
+def test_an_unknown_detector_or_rule_name_is_refused_with_the_known_ones(
+    es_settings: esclient.ESSettings, tmp_path: Path
+) -> None:
+    # Before, a typo replayed nothing and reported "0 alerts from 0 events".
+    config = write_agent_config(
+        tmp_path,
+        es_settings,
+        "logs-x",
+        "x-st",
+        rules={"native": [str(REPO / "rules" / "detection" / "ssh-brute-force.yml")]},
+    )
+    args = ["replay", "--config", str(config), "--from", "2026-12-01", "--to", "2026-12-02"]
+    names = ["--detector", "ssh-brute-forse", "--rule", "ssh-brute-force"]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "nis2triage.cli", *args, *names],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 2
+    # Log lines (ECS JSON off a terminal) come first on stderr; the refusal is its own lines.
+    lines = [line for line in done.stderr.splitlines() if line.startswith("nis2triage: ")]
+    assert len(lines) == 2, done.stderr
+    assert lines[0].startswith("nis2triage: no detector named 'ssh-brute-forse' in the config")
+    assert "'ssh-brute-force'" in lines[0]
+    assert lines[1].startswith("nis2triage: no rule named 'ssh-brute-force' in the config")
+    assert "'SSH brute force from one address'" in lines[1]

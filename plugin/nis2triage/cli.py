@@ -156,6 +156,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     specs = [load_spec(p) for p in cfg.detector_files()]
     rules = load_native(cfg)
     if args.detector or args.rule:
+        unknown = _unknown_names(args.detector, [s.name for s in specs], "detector")
+        unknown += _unknown_names(args.rule, [r.name for r in rules], "rule")
+        if unknown:
+            print("\n".join(f"nis2triage: {line}" for line in unknown), file=sys.stderr)
+            return 2
         specs = [s for s in specs if s.name in (args.detector or [])]
         rules = [r for r in rules if r.name in (args.rule or [])]
     es = esclient.connect(es_settings(cfg))
@@ -171,6 +176,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         docs = [(a.id, alert_document(a)) for a, _ in routed]
         print(f"{store.create_many('alerts', docs)} new alerts written to {store.index('alerts')}")
     return 0
+
+
+def _unknown_names(asked: list[str] | None, known: list[str], what: str) -> list[str]:
+    """A line per name the configuration does not define, with the names it does."""
+    return [
+        f"no {what} named {name!r} in the configuration; its {what}s: "
+        + (", ".join(repr(k) for k in known) or "none")
+        for name in asked or []
+        if name not in known
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     replay.add_argument("--from", dest="start", type=parse_time, required=True, help="start")
     replay.add_argument("--to", dest="end", type=parse_time, default="now", help="end (now)")
-    replay.add_argument("--rule", action="append", help="only this native rule (repeatable)")
+    replay.add_argument(
+        "--rule", action="append", help="only the native rule of this `name:` (repeatable)"
+    )
     replay.add_argument("--detector", action="append", help="only this detector (repeatable)")
     replay.add_argument("--write", action="store_true", help="write the alerts (default: no)")
     replay.set_defaults(handler=cmd_replay)

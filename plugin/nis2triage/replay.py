@@ -62,9 +62,8 @@ def replay_detectors(
         source = Source(es, src, clock=lambda: end - timedelta(milliseconds=1))
         pattern = ",".join(src.indices)
         for batch in source.poll(cursor):
-            for event in batch:
-                for detector in detectors:
-                    detector.ingest(event)
+            for detector in detectors:
+                detector.ingest_many(batch)
             advance(len(batch))
             result.events += len(batch)
             cutoff = (cursor.watermark_ms or 0) - int(src.max_lateness.total_seconds() * 1000)

@@ -59,6 +59,9 @@ def _event(i: int, at: datetime) -> Event:
     return Event.at("bench-memory", str(i), at, doc)
 
 
+BATCH = 1000
+
+
 def child(entities: int, cap: int) -> MemoryRun:
     baseline = peak_mb()
     specs = [load_spec(p).model_copy(update={"max_entities": cap}) for p in DETECTORS.glob("*.yml")]
@@ -66,10 +69,11 @@ def child(entities: int, cap: int) -> MemoryRun:
     at = datetime(2026, 11, 2, 12, 0, 1, tzinfo=UTC)
 
     started = time.perf_counter()
-    for i in range(entities):
-        event = _event(i, at)
+    for first in range(0, entities, BATCH):
+        # In pages of a source's batch size, as the agent hands them over.
+        batch = [_event(i, at) for i in range(first, min(first + BATCH, entities))]
         for detector in detectors:
-            detector.ingest(event)
+            detector.ingest_many(batch)
     seconds = time.perf_counter() - started
     state = peak_mb()
 
