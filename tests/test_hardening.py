@@ -118,14 +118,22 @@ def test_detector_parameters_that_would_fail_at_run_time_fail_at_load(
         load_spec(path)
 
 
-@pytest.mark.usefixtures("agent_env")
-def test_a_state_without_its_signed_snapshot_is_refused_and_the_readable_cursor_is_ignored(
+def agent_that_ran(
     es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
-) -> None:
+) -> tuple[Path, str]:
+    """The configuration and state prefix of an agent that read the real log once."""
     index_docs(es, index_name, real_log_docs())
     prefix = f"{index_name}-st"
     config = write_agent_config(tmp_path, es_settings, index_name, prefix)
     run_agent(config, es)
+    return config, prefix
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_state_without_its_signed_snapshot_is_refused_and_the_readable_cursor_is_ignored(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    config, prefix = agent_that_ran(es, es_settings, index_name, tmp_path)
     state = es.get(index=f"{prefix}-state", id="source-auth")["_source"]
 
     # Editing the readable copy of the cursor changes nothing: the sealed one rules.
@@ -133,6 +141,19 @@ def test_a_state_without_its_signed_snapshot_is_refused_and_the_readable_cursor_
     assert run_agent(config, es).events == 0
     es.index(index=f"{prefix}-state", id="source-auth", document={**state, "snapshot": None})
     with pytest.raises(SnapshotError, match="no signed snapshot"):
+        run_agent(config, es)
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_snapshot_signed_with_another_key_names_the_document_to_delete(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    config, prefix = agent_that_ran(es, es_settings, index_name, tmp_path)
+    snapshot = es.get(index=f"{prefix}-state", id="source-auth")["_source"]["snapshot"]
+    forged = {**snapshot, "sig": "0" * 64}
+    es.update(index=f"{prefix}-state", id="source-auth", doc={"snapshot": forged}, refresh=True)
+
+    with pytest.raises(SnapshotError, match=rf"source auth: .*source-auth in {prefix}-state"):
         run_agent(config, es)
 
 

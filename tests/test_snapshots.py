@@ -63,5 +63,5 @@ def test_a_snapshot_of_classes_this_version_lacks_says_so() -> None:
         "blob": base64.b64encode(blob).decode("ascii"),
     }
 
-    with pytest.raises(SnapshotError, match=r"another version of nis2triage.*source-\* documents"):
+    with pytest.raises(SnapshotError, match=r"another version of nis2triage.*state document"):
         snapshots.unseal(sealed, KEY)

@@ -51,6 +51,10 @@ class LocalNodeError(Nis2TriageError):
     """The local node could not be fetched, started or reached."""
 
 
+class PortTaken(LocalNodeError):
+    """Another process bound the HTTP port between our choosing it and the node binding it."""
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     url: str
@@ -447,8 +451,7 @@ def start() -> NodeInfo:
     install_analysis_plugin(es_dir, java_home, ver)
     user = service_user()
     # The port it had last time when free, so a restarted node keeps its address.
-    http_port = free_port(last_port() or 9200)
-    write_config(es_dir, http_port)
+    write_config(es_dir, free_port(last_port() or 9200))
 
     env = dict(os.environ, ES_JAVA_HOME=str(java_home), ES_PATH_CONF=str(es_dir / "config"))
     env.pop("JAVA_HOME", None)
@@ -459,7 +462,26 @@ def start() -> NodeInfo:
         chown_tree(home(), user)
         env["HOME"] = "/tmp"
     password = ensure_password_as(es_dir, java_home, env, user)
-    return launch(es_dir, env, user, password, http_port)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            return launch(es_dir, env, user, password, configured_port(es_dir))
+        except PortTaken:
+            # Another process (a second checkout's node, say) took the port first; the
+            # transport port is a range for this reason, but the HTTP address must be known.
+            if attempt == PORT_ATTEMPTS:
+                raise
+            port = free_port(0)
+            print(f"port taken by another process as the node started; trying {port}", flush=True)
+            write_config(es_dir, port)
+    raise AssertionError("unreachable")
+
+
+PORT_ATTEMPTS = 3
+
+
+def configured_port(es_dir: Path) -> int:
+    text = (es_dir / "config" / "elasticsearch.yml").read_text()
+    return int(re.search(r"^http\.port: (\d+)$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
 
 
 def ensure_password_as(
@@ -515,7 +537,9 @@ def launch(
     started = time.monotonic()
     while time.monotonic() - started < START_TIMEOUT_S:
         if proc.poll() is not None:
-            raise LocalNodeError(f"Elasticsearch exited with code {proc.returncode}\n{log_tail()}")
+            said = log_tail()
+            error = PortTaken if f"Failed to bind to 127.0.0.1:{port}" in said else LocalNodeError
+            raise error(f"Elasticsearch exited with code {proc.returncode}\n{said}")
         if healthy(url, password):
             return NodeInfo(url=url, user="elastic", password=password, pid=proc.pid)
         time.sleep(1)

@@ -56,8 +56,8 @@ def unseal(sealed: dict[str, Any] | None, key: bytes) -> Any:
         raise SnapshotError(
             "model snapshot signature does not match: it was changed, or signed with another "
             "key; refusing to load it. Give the agent the snapshot key it had "
-            "(NIS2TRIAGE_SNAPSHOT_KEY), or delete the source-* documents of <prefix>-state "
-            "to let the detectors learn afresh"
+            "(NIS2TRIAGE_SNAPSHOT_KEY), or delete the source's state document to let the "
+            "detectors learn afresh"
         )
     # Safe only because the signature was verified just above.
     try:
@@ -66,6 +66,6 @@ def unseal(sealed: dict[str, Any] | None, key: bytes) -> Any:
         # Signed by us, but by a version whose classes this one does not have (a rollback).
         raise SnapshotError(
             f"model snapshot was written by another version of nis2triage ({exc}); run that "
-            "version, or delete the source-* documents of <prefix>-state to let the "
-            "detectors learn afresh"
+            "version, or delete the source's state document to let the detectors learn "
+            "afresh"
         ) from exc

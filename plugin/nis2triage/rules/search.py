@@ -115,9 +115,23 @@ def count_without_key(run: Run, rule: RuleBase, key: str, start: datetime) -> in
     query = rule_query(rule, start, run.end)
     query["bool"]["must_not"] = [exists(key)]
     missing = count(run.es, rule.index, query)
-    if missing:
+    if missing and (rule.name, key) not in _SAID_MISSING:
+        # A warning the first time (a typo in query_key leaves every document out), then
+        # information only: some documents lacking the key can be normal.
+        _SAID_MISSING.add((rule.name, key))
+        log.warning(
+            "rule %s: %d matching documents lack %s and are not counted per key; check "
+            "query_key if that is most of them (said once per rule, then at INFO)",
+            rule.name,
+            missing,
+            key,
+        )
+    elif missing:
         log.info("rule %s: %d documents lack %s, not counted per key", rule.name, missing, key)
     return missing
+
+
+_SAID_MISSING: set[tuple[str, str]] = set()
 
 
 def aggregate(
