@@ -11,8 +11,8 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from nis2triage import cli, esclient
-from nis2triage.agent import Agent
-from nis2triage.config import load_config
+from nis2triage.agent import Agent, lease_ttl
+from nis2triage.config import SmtpConfig, load_config
 from nis2triage.errors import LeaseLost
 from nis2triage.lease import LEASE_ID, Lease
 from nis2triage.store import Store
@@ -165,6 +165,37 @@ def test_a_holder_in_another_pid_namespace_is_waited_for_even_if_its_pid_looks_g
     holder.hold()
 
     assert lease(store, "siem-a", pid=7).hold() is not None
+
+
+def test_a_holder_on_another_machine_of_the_same_name_is_waited_for(store: Store) -> None:
+    # A cloned VM: same host name, and every host's initial pid namespace has one number;
+    # only the running kernel's boot id tells the two machines apart.
+    holder = lease(store, "siem-a", pid=gone_pid())
+    holder.boot_id = "another-kernel"
+    holder.hold()
+
+    assert lease(store, "siem-a", pid=7).hold() is not None
+
+
+def test_run_once_keeps_its_lease_checked_and_stops_when_it_is_taken(agent: Agent) -> None:
+    assert agent.hold_for_one_pass() is None
+    take_over(agent)
+
+    with pytest.raises(LeaseLost):
+        agent._keep_lease()
+    assert agent.outbox.may_send() is False
+
+
+def test_the_lease_outlasts_four_e_mail_deadlines_when_they_are_the_longest(
+    config: Path,
+) -> None:
+    cfg = load_config(config)
+    smtp = SmtpConfig(host="127.0.0.1", sender="a@b.be", recipients=["c@d.be"])
+    incidents = cfg.incidents.model_copy(
+        update={"smtp": smtp.model_copy(update={"deadline": timedelta(minutes=5)})}
+    )
+
+    assert lease_ttl(cfg.model_copy(update={"incidents": incidents})) == timedelta(minutes=20)
 
 
 def test_a_standby_says_so_once_not_every_poll(

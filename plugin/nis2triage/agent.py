@@ -32,7 +32,7 @@ from nis2triage.detectors import Detector, DetectorSpec, load_spec
 from nis2triage.errors import ConfigError, LeaseLost, SnapshotError, StoreError
 from nis2triage.faults import crash_point
 from nis2triage.incidents.flow import IncidentFlow
-from nis2triage.lease import Lease
+from nis2triage.lease import Holder, Lease
 from nis2triage.notify import build
 from nis2triage.notify.outbox import Outbox
 from nis2triage.records import Alert, Event, stable_id
@@ -54,7 +54,9 @@ def lease_ttl(cfg: AgentConfig) -> timedelta:
     after the holder died on another host. Four polls, four delivery deadlines (the lease
     is renewed before each send, and a send may take up to its deadline), at least 2 min."""
     longest = max(s.poll_interval for s in cfg.sources)
-    return max(timedelta(minutes=2), 4 * longest, 4 * cfg.notifier.deadline)
+    # The e-mail channel has a deadline of its own, which can be the longer one.
+    smtp = cfg.incidents.smtp.deadline if cfg.incidents.smtp is not None else timedelta(0)
+    return max(timedelta(minutes=2), 4 * longest, 4 * cfg.notifier.deadline, 4 * smtp)
 
 
 def check_sources(cfg: AgentConfig, specs: list[DetectorSpec]) -> None:
@@ -295,6 +297,9 @@ class Agent:
         if alerts:
             self.handle_alerts(alerts, report)
         # Saved after the alerts are written: a crash in between replays the same windows.
+        # Checked first, as every checkpoint: a holder that lost the lease must not write
+        # its older rule windows over the new holder's.
+        self._keep_lease()
         doc = {
             "kind": "rules_state",
             "updated": self.clock().isoformat(),
@@ -409,6 +414,16 @@ class Agent:
             )
             self.said_standby = True
         return False
+
+    def hold_for_one_pass(self) -> Holder | None:
+        """Take the lease for `run --once` (None when taken, else who holds it), and keep
+        it checked and renewed through the pass as the loop does: a pass longer than the
+        lease (a slow endpoint, a long backlog) must not go on sending once another agent
+        has taken over."""
+        holder = self.lease.hold()
+        if holder is None:
+            self.leased = True
+        return holder
 
     def _still_leading(self) -> bool:
         """Whether this agent may still write its state and send (renewing the lease)."""

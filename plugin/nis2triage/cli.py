@@ -56,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         info = esclient.cluster_info(es)
         log.info("connected to Elasticsearch %s (cluster %s)", info.version, info.name)
         agent.start()
-        holder = agent.lease.hold()
+        holder = agent.hold_for_one_pass()
         if holder is not None:
             raise LeaseHeld(
                 f"another agent runs on the state prefix {cfg.state.index_prefix} "

@@ -8,13 +8,16 @@ every checkpoint. Writes are guarded by the document's sequence number, so two
 agents starting together cannot both take it.
 
 Another agent may take the lease when it has expired, when it was released (a clean
-stop deletes it), or at once when its holder ran on the same host, in the same process
-namespace, and that process is gone (a crash followed by a restart need not wait for
-the expiry; two containers sharing a host name each see their own pid 1, so for them
-only the expiry counts). An agent that cannot take it waits in standby and tries again
-every poll: a second instance is a hot standby, not a second sender. The holder checks
-the lease before every checkpoint and every notification it sends, so once another
-agent holds it, it neither overwrites that agent's state nor sends beside it.
+stop deletes it), or at once when its holder ran under the same running kernel (its
+boot id) and in the same process namespace, and that process is gone: a crash followed
+by a restart need not wait for the expiry. The host name alone does not say that a pid
+means the same process: two containers sharing a host name each see their own pid 1,
+and two machines (a cloned VM) can share a host name and the initial pid namespace's
+number; for them only the expiry counts. An agent that cannot take it waits in standby
+and tries again every poll: a second instance is a hot standby, not a second sender.
+The holder checks the lease before every checkpoint and every notification it sends,
+so once another agent holds it, it neither overwrites that agent's state nor sends
+beside it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Holder:
     run: str
     expires: datetime
     pid_namespace: str = ""
+    boot_id: str = ""
 
     def describe(self) -> str:
         return f"process {self.pid} on {self.host}, until {self.expires.isoformat()}"
@@ -64,6 +68,7 @@ class Lease:
         self.host = host or socket.gethostname()
         self.pid = pid if pid is not None else os.getpid()
         self.pid_namespace = _pid_namespace()
+        self.boot_id = _boot_id()
         self.run = uuid.uuid4().hex
         self.held = False
 
@@ -99,9 +104,11 @@ class Lease:
         if holder.run == self.run or holder.expires <= self.clock():
             return True
         # A holder whose process is gone crashed; a restart need not wait. Only where its pid
-        # means the same process as here: same host and same pid namespace.
-        visible = (holder.host, holder.pid_namespace) == (self.host, self.pid_namespace)
-        return visible and bool(self.pid_namespace) and not pid_alive(holder.pid)
+        # means the same process as here: the same running kernel and pid namespace.
+        mine = (self.host, self.boot_id, self.pid_namespace)
+        visible = (holder.host, holder.boot_id, holder.pid_namespace) == mine
+        known = bool(self.boot_id and self.pid_namespace)
+        return visible and known and not pid_alive(holder.pid)
 
     def _result(self, taken: bool) -> Holder | None:
         if taken:
@@ -121,6 +128,7 @@ class Lease:
             "host": self.host,
             "pid": self.pid,
             "pid_namespace": self.pid_namespace,
+            "boot_id": self.boot_id,
             "run": self.run,
             "expires": (now + self.ttl).isoformat(),
         }
@@ -129,8 +137,14 @@ class Lease:
 def _holder(doc: dict[str, Any]) -> Holder | None:
     try:
         expires = datetime.fromisoformat(str(doc["expires"]))
-        pid_namespace = str(doc.get("pid_namespace", ""))
-        return Holder(str(doc["host"]), int(doc["pid"]), str(doc["run"]), expires, pid_namespace)
+        return Holder(
+            str(doc["host"]),
+            int(doc["pid"]),
+            str(doc["run"]),
+            expires,
+            str(doc.get("pid_namespace", "")),
+            str(doc.get("boot_id", "")),
+        )
     except (KeyError, TypeError, ValueError):
         return None  # an unreadable lease document is no lease: it is taken over
 
@@ -139,5 +153,15 @@ def _pid_namespace() -> str:
     """This process's pid namespace (Linux), or "" where it cannot be known."""
     try:
         return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _boot_id() -> str:
+    """The running kernel's boot id (Linux): random at every boot, so another machine, a
+    cloned VM included, has another; containers on one host share it. "" where unknown."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
     except OSError:
         return ""
