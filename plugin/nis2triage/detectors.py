@@ -387,7 +387,7 @@ class Detector:
             # The entity's own level follows even an alerting bucket: a rise is news once,
             # then a lasting change becomes this entity's level while the model still holds
             # the bucket out (an account scanned all day alerts when the scanning starts).
-            if self.rising:
+            if rising.terms:
                 start = j.bucket.start_ms
                 self.baselines.update(j.entity, start, j.values, rising, j.expected)
             if verdict.alerting:

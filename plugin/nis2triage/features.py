@@ -287,7 +287,6 @@ class Filler:
     """
 
     def __init__(self, features: Sequence[FeatureSpec]) -> None:
-        self.features = list(features)
         self._adders = [_adder(spec) for spec in features]
         self._evidence = [
             (name, tuple(_two_steps(path) for path in paths)) for name, paths in _EVIDENCE.items()
@@ -409,8 +408,6 @@ class BucketTable:
     open: OrderedDict[str, dict[int, Bucket]] = field(default_factory=OrderedDict)
     evicted_entities: int = 0
     evicted_events: int = 0
-    # When the earliest open bucket starts (None: none is open).
-    earliest_ms: int | None = None
     # The entities with an open bucket at each start, so that closing looks only at the
     # buckets that close rather than at every open entity (`make bench`). Kept exactly
     # in step with `open` (evictions included), so it is bounded by the cap as well; not
@@ -421,11 +418,10 @@ class BucketTable:
         self._span_ms = _millis(self.span)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        # Snapshots of earlier versions also hold `earliest_ms`, now worked out from `starts`.
+        self.__dict__.update({k: v for k, v in state.items() if k != "earliest_ms"})
         self._span_ms = _millis(self.span)
         self.starts = _starts_of(self.open)
-        if "earliest_ms" not in state:  # a snapshot saved before the field existed
-            self.earliest_ms = min(self.starts, default=None)
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("_span_ms", "starts")}
@@ -433,6 +429,11 @@ class BucketTable:
     @property
     def span_ms(self) -> int:
         return self._span_ms
+
+    @property
+    def earliest_ms(self) -> int | None:
+        """When the earliest open bucket starts (None: none is open)."""
+        return min(self.starts, default=None)
 
     def add(self, entity: str, ts_ms: int, doc: dict[str, Any], filler: Filler) -> None:
         start = ts_ms - ts_ms % self._span_ms
@@ -446,21 +447,15 @@ class BucketTable:
         if bucket is None:
             bucket = buckets[start] = Bucket(start)
             self.starts.setdefault(start, set()).add(entity)
-            if self.earliest_ms is None or start < self.earliest_ms:
-                self.earliest_ms = start
         filler.add(bucket, doc, ts_ms)
 
     def _evict_beyond_cap(self) -> None:
-        if len(self.open) <= self.max_entities:
-            return
         while len(self.open) > self.max_entities:
             entity, dropped = self.open.popitem(last=False)
             self.evicted_entities += 1
             self.evicted_events += sum(b.events for b in dropped.values())
             for start in dropped:
                 self._unindex(start, entity)
-        # The earliest open bucket may have gone with them: the wake-up time follows.
-        self.earliest_ms = min(self.starts, default=None)
 
     def _unindex(self, start: int, entity: str) -> None:
         entities = self.starts[start]
@@ -471,7 +466,8 @@ class BucketTable:
     def close_until(self, cutoff_ms: int) -> list[tuple[str, Bucket]]:
         """Remove and return every bucket that ends at or before `cutoff_ms`, in time order
         (and by entity within one start)."""
-        if self.earliest_ms is None or self.earliest_ms + self._span_ms > cutoff_ms:
+        earliest = self.earliest_ms
+        if earliest is None or earliest + self._span_ms > cutoff_ms:
             # Nothing can close yet: the agent asks after every page.
             return []
         closed: list[tuple[str, Bucket]] = []
@@ -481,7 +477,6 @@ class BucketTable:
                 closed.append((entity, buckets.pop(start)))
                 if not buckets:
                     del self.open[entity]
-        self.earliest_ms = min(self.starts, default=None)
         return closed
 
 

@@ -451,7 +451,8 @@ def start() -> NodeInfo:
     install_analysis_plugin(es_dir, java_home, ver)
     user = service_user()
     # The port it had last time when free, so a restarted node keeps its address.
-    write_config(es_dir, free_port(last_port() or 9200))
+    port = free_port(last_port() or 9200)
+    write_config(es_dir, port)
 
     env = dict(os.environ, ES_JAVA_HOME=str(java_home), ES_PATH_CONF=str(es_dir / "config"))
     env.pop("JAVA_HOME", None)
@@ -462,26 +463,27 @@ def start() -> NodeInfo:
         chown_tree(home(), user)
         env["HOME"] = "/tmp"
     password = ensure_password_as(es_dir, java_home, env, user)
-    for attempt in range(1, PORT_ATTEMPTS + 1):
+    return launch_on_a_free_port(es_dir, env, user, password, port)
+
+
+def launch_on_a_free_port(
+    es_dir: Path, env: dict[str, str], user: pwd.struct_passwd | None, password: str, port: int
+) -> NodeInfo:
+    """`launch`, on another free port when another process takes `port` first (a second
+    checkout's node, say): the transport port is a range for this reason, but the HTTP
+    address must be known."""
+    for _ in range(PORT_ATTEMPTS - 1):
         try:
-            return launch(es_dir, env, user, password, configured_port(es_dir))
+            return launch(es_dir, env, user, password, port)
         except PortTaken:
-            # Another process (a second checkout's node, say) took the port first; the
-            # transport port is a range for this reason, but the HTTP address must be known.
-            if attempt == PORT_ATTEMPTS:
-                raise
             port = free_port(0)
             print(f"port taken by another process as the node started; trying {port}", flush=True)
             write_config(es_dir, port)
-    raise AssertionError("unreachable")
+    return launch(es_dir, env, user, password, port)
 
 
+# How many HTTP ports a start tries, each chosen free, before it gives up.
 PORT_ATTEMPTS = 3
-
-
-def configured_port(es_dir: Path) -> int:
-    text = (es_dir / "config" / "elasticsearch.yml").read_text()
-    return int(re.search(r"^http\.port: (\d+)$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
 
 
 def ensure_password_as(

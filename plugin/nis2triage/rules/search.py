@@ -110,6 +110,10 @@ def count(es: Elasticsearch, index: str, query: dict[str, Any]) -> int:
     return int(whole(body.body, index)["count"])
 
 
+# (rule, key) pairs whose missing documents were already warned about, in this process.
+_SAID_MISSING: set[tuple[str, str]] = set()
+
+
 def count_without_key(run: Run, rule: RuleBase, key: str, start: datetime) -> int:
     """Documents the filter matches that lack `key`: per-key counting ignores them, and says so."""
     query = rule_query(rule, start, run.end)
@@ -129,9 +133,6 @@ def count_without_key(run: Run, rule: RuleBase, key: str, start: datetime) -> in
     elif missing:
         log.info("rule %s: %d documents lack %s, not counted per key", rule.name, missing, key)
     return missing
-
-
-_SAID_MISSING: set[tuple[str, str]] = set()
 
 
 def aggregate(
