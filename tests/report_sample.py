@@ -68,4 +68,5 @@ def sample_payload(report: str, pseudonymise: bool = True) -> dict[str, Any]:
                          tlp="TLP:AMBER", chart=sample_chart())  # fmt: skip
     if not pseudonymise:
         return body
-    return dict(Pseudonymiser(b"pseudonym-key-0123456789").scrub(body, incident.users))
+    key = b"pseudonym-key-0123456789"
+    return dict(Pseudonymiser(key).scrub(body, incident.users, incident.hosts))

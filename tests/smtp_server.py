@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,8 @@ class SmtpServer:
     stall: float = 0.0
     rcpt_seen: int = 0
     controller: Controller | None = field(default=None, repr=False)
+    # Implicit TLS (SMTPS, port 465 style) with this server context.
+    tls: ssl.SSLContext | None = field(default=None, repr=False)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -52,7 +55,7 @@ class SmtpServer:
 
     def start(self) -> None:
         """Listen on `port` (again, after `stop`): the relay is back."""
-        self.controller = Controller(self, hostname=self.host, port=self.port)
+        self.controller = Controller(self, hostname=self.host, port=self.port, ssl_context=self.tls)
         self.controller.start()
 
     def stop(self) -> None:
@@ -70,8 +73,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer(port=free_port())
+def running_smtp(tls: ssl.SSLContext | None = None) -> Iterator[SmtpServer]:
+    server = SmtpServer(port=free_port(), tls=tls)
     server.start()
     try:
         yield server

@@ -87,18 +87,19 @@ def test_one_post_per_notification_with_token_and_key_and_no_personal_data(
     assert {r.headers["Authorization"] for r in ccb.received} == {f"Bearer {TOKEN}"}
     raw_ips = {d["source"]["ip"] for d in docs if "source" in d}
     raw_users = {d["user"]["name"] for d in docs if "user" in d}
+    raw_hosts = {d["host"]["name"] for d in docs if "host" in d}
+    assert raw_hosts, "the events must name hosts for this check to mean anything"
     alerted_users = related_users_of_alerts(es, f"{index}-st-alerts")
     assert alerted_users, "the alerts must name users for this check to mean anything"
     for request in ccb.received:
         body = request.body.decode()
         values = string_values(request.json())
         assert not raw_ips & set(re.findall(r"[0-9]+(?:\.[0-9]+){3}", body))
-        assert not set(values) & (raw_ips | raw_users)
+        assert not set(values) & (raw_ips | raw_users | raw_hosts)
         # Inside free text, as a whole word (the log has users called "0" and "user").
         word = r"(?<![\w.-]){}(?![\w.-])"
-        leaked = [
-            u for u in alerted_users for v in values if re.search(word.format(re.escape(u)), v)
-        ]
+        named = alerted_users | raw_hosts
+        leaked = [u for u in named for v in values if re.search(word.format(re.escape(u)), v)]
         assert not leaked
         assert request.json()["pseudonymised"] is True
 

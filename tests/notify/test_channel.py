@@ -104,3 +104,39 @@ def test_https_checks_the_certificate_against_the_trusted_cas(
     assert unknown == RetryLater("cannot connect to 127.0.0.1: SSLCertVerificationError")
     assert trusted == Delivered("HTTP 200")
     assert ccb.idempotency_keys == ["k"]  # nothing was sent to the unverified server
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        pytest.param({"Content-Type": "text/html; charset=utf-8"}, b"<p>Sign in</p>", id="type"),
+        pytest.param({}, b"\n<!DOCTYPE html><html><body>Portal</body></html>", id="page"),
+    ],
+)
+def test_an_html_page_answering_200_is_not_a_delivery(headers: dict, body: bytes) -> None:
+    with running_ccb() as ccb:
+        ccb.script, ccb.body = [(200, headers)], body
+        outcome = HttpChannel(ccb.url, "tok", 5.0, []).send("k", {}, NOW)
+
+    assert isinstance(outcome, RetryLater)
+    assert "HTML page" in outcome.reason and "notifier.endpoint" in outcome.reason
+
+
+def test_a_json_answer_with_its_type_is_a_delivery() -> None:
+    with running_ccb() as ccb:
+        ccb.script = [(201, {"Content-Type": "application/json"})]
+        ccb.body = b'{"reference": "CCB-2026-0042"}'
+        outcome = HttpChannel(ccb.url, "tok", 5.0, []).send("k", {}, NOW)
+
+    assert outcome == Delivered("HTTP 201")
+
+
+def test_an_endpoint_named_by_host_name_is_looked_up_and_reached() -> None:
+    # `localhost` may give ::1 first, where nothing listens: the next address is tried.
+    with running_ccb() as ccb:
+        url = ccb.url.replace("127.0.0.1", "localhost")
+        outcome = HttpChannel(url, "tok", 5.0, []).send("k-name", {"a": 1}, NOW)
+
+    assert outcome == Delivered("HTTP 200")
+    assert ccb.idempotency_keys == ["k-name"]
+    assert ccb.received[0].headers["Host"].startswith("localhost:")

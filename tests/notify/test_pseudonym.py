@@ -36,3 +36,19 @@ def test_short_user_name_replaces_whole_words_only() -> None:
 
     assert out["s"].endswith(" admin")
     assert out["s"].startswith("user-")
+
+
+def test_host_names_are_pseudonyms_of_their_own_kind_in_lists_and_text() -> None:
+    p = Pseudonymiser(KEY)
+    payload = {
+        "indicators": {"hosts": ["LAPTOP-JPEETERS", "web01.corp.example"]},
+        "summary": "LAPTOP-JPEETERS sent 4 GB out; web01.corp.example. Then web01 went quiet",
+    }
+
+    out = p.scrub(payload, users=["jpeeters"], hosts=["LAPTOP-JPEETERS", "web01.corp.example"])
+
+    laptop, web = out["indicators"]["hosts"]
+    assert laptop.startswith("host-") and p.table[laptop] == "LAPTOP-JPEETERS"
+    assert out["summary"] == f"{laptop} sent 4 GB out; {web}. Then web01 went quiet"
+    # The user name inside the host name is not cut out of it: the host is replaced whole.
+    assert "jpeeters" not in str(out).lower()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,7 @@ from nis2triage.config import SmtpConfig
 from nis2triage.notify.channel import Delivered, Rejected, RetryLater
 from nis2triage.notify.smtp import SmtpChannel
 
+from ccb_server import self_signed
 from report_sample import sample_payload
 from smtp_server import SmtpServer, free_port, running_smtp
 
@@ -74,3 +77,37 @@ def test_no_server_listening_is_retried_later(report_payload: dict[str, object])
 
     assert isinstance(result, RetryLater)
     assert "ConnectionRefusedError" in result.reason
+
+
+def test_a_relay_named_by_host_name_is_looked_up_and_reached(
+    smtp: SmtpServer, report_payload: dict[str, object]
+) -> None:
+    cfg = SmtpConfig(host="localhost", port=smtp.port, security="none",
+                     sender="soc@entity.example", recipients=["incident@ccb.example"],
+                     timeout=5)  # fmt: skip
+
+    outcome = SmtpChannel(cfg, None).send("k-name", report_payload, NOW)
+
+    assert isinstance(outcome, Delivered)
+    assert smtp.keys == ["k-name"]
+
+
+def test_implicit_tls_checks_the_relay_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, report_payload: dict[str, object]
+) -> None:
+    cert, key = self_signed(tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+
+    with running_smtp(tls=server_side) as relay:
+        cfg = SmtpConfig(host="127.0.0.1", port=relay.port, security="tls",
+                         sender="soc@entity.example", recipients=["incident@ccb.example"],
+                         timeout=5)  # fmt: skip
+        unknown = SmtpChannel(cfg, None).send("k-tls", report_payload, NOW)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # OpenSSL's trust store, made ours
+        trusted = SmtpChannel(cfg, None).send("k-tls", report_payload, NOW)
+
+    assert isinstance(unknown, RetryLater)
+    assert "SSLCertVerificationError" in unknown.reason
+    assert isinstance(trusted, Delivered)
+    assert relay.keys == ["k-tls"]

@@ -90,13 +90,14 @@ class Reporter:
     def payload(
         self, incident: Incident, stage: Stage, who: str, key: str, ref: str | None
     ) -> dict[str, Any]:
-        """The report as it leaves the organisation: addresses and user names pseudonymised."""
+        """The report as it leaves the organisation: addresses, user and host names
+        pseudonymised."""
         drawn = chart.gather(self.es, incident, self.time_fields)
         body = content.build(
             stage, incident, self.desk.entity, key=key, now=self.clock(), who=who,
             tlp=self.desk.options.tlp, chart=drawn, ref=ref,
         )  # fmt: skip
-        return self.notifier.minimise(body, incident.users)
+        return self.notifier.minimise(body, incident.users, incident.hosts)
 
     def sync(self) -> int:
         """Mark reports the outbox has confirmed, handed over or given up; how many changed."""

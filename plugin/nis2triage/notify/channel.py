@@ -20,7 +20,13 @@ from typing import Any, Protocol
 from urllib.parse import SplitResult, urlsplit
 
 from nis2triage import __version__
-from nis2triage.notify.deadline import AnswerTooLarge, Deadline, read_within
+from nis2triage.notify.deadline import (
+    AnswerTooLarge,
+    Deadline,
+    LookupTimeout,
+    connect_within,
+    read_within,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +105,8 @@ class HttpChannel:
             answer = self._post(url, self._headers(key), body, deadline)
         except AnswerTooLarge:
             return RetryLater(f"{host} answered over {self.max_answer:,} bytes; not read further")
+        except LookupTimeout as exc:
+            return RetryLater(f"{exc}: check the DNS resolver of this machine")
         except TimeoutError:
             # The last wait is cut to what is left of the deadline, so look at the clock.
             if deadline.passed:
@@ -124,9 +132,13 @@ class HttpChannel:
     def _post(
         self, url: SplitResult, headers: dict[str, str], body: bytes, deadline: Deadline
     ) -> Answer:
-        # Known gap: the name lookup (getaddrinfo) cannot be bounded by a socket timeout.
         # Environment proxy variables are not used: reports go straight to the endpoint.
         conn = _connection(url, min(self.timeout, deadline.left()))
+        # The name lookup within the deadline too, which a socket timeout does not bound;
+        # the Host header and the certificate check still use the endpoint's name.
+        conn._create_connection = lambda address, *_: connect_within(  # type: ignore[attr-defined]
+            address[0], address[1], deadline, self.timeout
+        )
         conn.response_class = _capped_response(deadline, self.timeout, self.max_answer)
         try:
             conn.connect()
@@ -176,6 +188,13 @@ def _capped_response(
 
 def judge(answer: Answer, now: datetime) -> Outcome:
     status = answer.status
+    if 200 <= status < 300 and _is_html(answer):
+        # A login portal, a proxy's page or a web site's front page answers 200 to
+        # anything: taking that as delivery would miss a legal deadline without a word.
+        return RetryLater(
+            f"HTTP {status} with an HTML page, not the endpoint's answer: is "
+            "notifier.endpoint the reporting API's URL, and is no portal or proxy in the way?"
+        )
     if 200 <= status < 300:
         return Delivered(f"HTTP {status}")
     if 300 <= status < 400:
@@ -187,6 +206,14 @@ def judge(answer: Answer, now: datetime) -> Outcome:
     if status == 408:
         return RetryLater("HTTP 408")
     return Rejected(f"HTTP {status}: {answer.text[:200]}")
+
+
+def _is_html(answer: Answer) -> bool:
+    kind = answer.headers.get("content-type", "").partition(";")[0].strip().lower()
+    start = answer.text.lstrip()[:15].lower()
+    return kind in ("text/html", "application/xhtml+xml") or start.startswith(
+        ("<!doctype html", "<html")
+    )
 
 
 RETRY_AFTER_MAX = timedelta(hours=1)

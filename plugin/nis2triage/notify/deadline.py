@@ -11,13 +11,21 @@ through `read_within`.
 from __future__ import annotations
 
 import io
+import ipaddress
 import socket
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class DeadlineExceeded(TimeoutError):
     """The attempt ran past its deadline (the peer may still have been sending)."""
+
+
+class LookupTimeout(TimeoutError):
+    """The endpoint's name was not resolved in time (a resolver that does not answer)."""
 
 
 class AnswerTooLarge(Exception):
@@ -82,3 +90,53 @@ def read_within(
 ) -> io.BufferedReader:
     """A buffered reader of `sock` that honours `deadline` and stops past `cap` bytes."""
     return io.BufferedReader(_CappedReads(sock, deadline, per_read, cap))
+
+
+Lookup = Callable[..., list[Any]]
+
+
+def resolve_within(
+    host: str, port: int, deadline: Deadline, per_op: float, lookup: Lookup = socket.getaddrinfo
+) -> list[str]:
+    """The addresses of `host`, looked up within the deadline.
+
+    A socket timeout does not bound the name lookup (`getaddrinfo` blocks in the C
+    library, as long as the resolver's own retries last): it runs in a thread that the
+    attempt stops waiting for, left to finish on its own.
+    """
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    wait = min(per_op, deadline.left())
+    found: list[Any] = []
+    failed: list[BaseException] = []
+
+    def look() -> None:
+        try:
+            found.extend(lookup(host, port, type=socket.SOCK_STREAM))
+        except BaseException as exc:  # handed to the caller below
+            failed.append(exc)
+
+    # A daemon: a lookup still stuck when the agent exits must not hold the exit.
+    thread = threading.Thread(target=look, name=f"lookup-{host}", daemon=True)
+    thread.start()
+    thread.join(wait)
+    if thread.is_alive():
+        raise LookupTimeout(f"the name {host} was not resolved within {wait:.2g} s")
+    if failed:
+        raise failed[0]
+    return list(dict.fromkeys(str(info[4][0]) for info in found))
+
+
+def connect_within(
+    host: str, port: int, deadline: Deadline, per_op: float, lookup: Lookup = socket.getaddrinfo
+) -> socket.socket:
+    """A TCP connection to `host`, its name lookup and each address tried within the deadline."""
+    error: OSError | None = None
+    for address in resolve_within(host, port, deadline, per_op, lookup):
+        try:
+            return socket.create_connection((address, port), min(per_op, deadline.left()))
+        except OSError as exc:  # the next address may answer (IPv6 then IPv4)
+            error = exc
+    raise error or OSError(f"the name {host} has no address")

@@ -1,7 +1,7 @@
 """From a report to an outbox entry: minimised, keyed, and queued for its channels.
 
 Anything leaving the organisation is minimised first (GDPR Art. 5(1)(c)):
-addresses and the user names involved become keyed pseudonyms, and the table
+addresses and the user and host names involved become keyed pseudonyms, and the table
 that maps them back stays in the entity's own `<prefix>-pseudonyms` index.
 """
 
@@ -37,11 +37,14 @@ class Notifier:
         self.pseudonymiser = pseudonymiser
         self.clock = clock
 
-    def minimise(self, body: dict[str, Any], users: Iterable[str]) -> dict[str, Any]:
-        """`body` with addresses and the named users pseudonymised, unless that is turned off."""
+    def minimise(
+        self, body: dict[str, Any], users: Iterable[str], hosts: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        """`body` with addresses and the named users and hosts pseudonymised, unless that is
+        turned off."""
         if self.pseudonymiser is None:
             return {**body, "pseudonymised": False}
-        scrubbed: dict[str, Any] = self.pseudonymiser.scrub(body, users)
+        scrubbed: dict[str, Any] = self.pseudonymiser.scrub(body, users, hosts)
         self._save_lookup()
         return {**scrubbed, "pseudonymised": True}
 

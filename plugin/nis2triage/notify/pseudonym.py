@@ -1,7 +1,9 @@
-"""Keyed pseudonyms for addresses and user names in anything leaving the organisation.
+"""Keyed pseudonyms for addresses, user names and host names in anything leaving the
+organisation.
 
-GDPR Art. 5(1)(c) (data minimisation): the CCB needs to know that an account
-or address was involved, not which person it belongs to. A pseudonym is an
+GDPR Art. 5(1)(c) (data minimisation): the CCB needs to know that an account,
+address or machine was involved, not which person it belongs to (a laptop is
+often named after its user). A pseudonym is an
 HMAC of the value under the entity's own key, so the entity (and only it) can
 map it back through the lookup table it keeps in its own index.
 """
@@ -41,21 +43,24 @@ class Pseudonymiser:
         self.table[name] = value
         return name
 
-    def scrub(self, payload: Any, users: Iterable[str] = ()) -> Any:
-        """A copy of `payload` with every address and every listed user name replaced."""
-        names = sorted({u for u in users if u}, key=len, reverse=True)
+    def scrub(self, payload: Any, users: Iterable[str] = (), hosts: Iterable[str] = ()) -> Any:
+        """A copy of `payload` with every address and every listed user and host name
+        replaced."""
+        kinds = {h: "host" for h in hosts if h} | {u: "user" for u in users if u}
+        # Longest first, so that `web01.corp` is replaced whole before a name inside it.
+        names = sorted(kinds.items(), key=lambda item: len(item[0]), reverse=True)
         return self._walk(payload, names)
 
-    def _walk(self, value: Any, users: list[str]) -> Any:
+    def _walk(self, value: Any, names: list[tuple[str, str]]) -> Any:
         if isinstance(value, str):
-            return self._text(value, users)
+            return self._text(value, names)
         if isinstance(value, dict):
             return {
-                k: self._id(v, ID_KINDS[k]) if k in ID_KINDS else self._walk(v, users)
+                k: self._id(v, ID_KINDS[k]) if k in ID_KINDS else self._walk(v, names)
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple):
-            return [self._walk(v, users) for v in value]
+            return [self._walk(v, names) for v in value]
         return value
 
     def _id(self, value: Any, kind: str) -> Any:
@@ -63,15 +68,16 @@ class Pseudonymiser:
             return [self._id(v, kind) for v in value]
         return self.pseudonym(value, kind) if isinstance(value, str) else value
 
-    def _text(self, text: str, users: list[str]) -> str:
-        if text in users:
-            return self.pseudonym(text, "user")
+    def _text(self, text: str, names: list[tuple[str, str]]) -> str:
+        for name, kind in names:
+            if text == name:
+                return self.pseudonym(text, kind)
         text = _IPV4.sub(lambda m: self._address(m.group(0)), text)
         text = _IPV6.sub(lambda m: self._address(m.group(0)), text)
-        for user in users:
+        for name, kind in names:
             # Whole words only: a user called "a" must not eat every letter a.
-            pattern = rf"(?<![\w.-]){re.escape(user)}(?![\w-]|\.[\w-])"
-            text = re.sub(pattern, self.pseudonym(user, "user"), text)
+            pattern = rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.[\w-])"
+            text = re.sub(pattern, self.pseudonym(name, kind), text)
         return text
 
     def _address(self, candidate: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import socket
 import ssl
 from datetime import datetime
 from email.message import EmailMessage
@@ -17,7 +18,13 @@ from typing import Any
 
 from nis2triage.config import SmtpConfig
 from nis2triage.notify.channel import Delivered, Outcome, Rejected, RetryLater
-from nis2triage.notify.deadline import AnswerTooLarge, Deadline, read_within
+from nis2triage.notify.deadline import (
+    AnswerTooLarge,
+    Deadline,
+    LookupTimeout,
+    connect_within,
+    read_within,
+)
 from nis2triage.notify.pseudonym import reveal
 from nis2triage.notify.soc import Soc
 from nis2triage.reports.render import render
@@ -124,6 +131,11 @@ class _BoundedSMTP(smtplib.SMTP):
         self.deadline = deadline
         super().__init__(*args, **kwargs)
 
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # The name lookup within the deadline as well; STARTTLS and TLS still check the
+        # certificate against the configured name, which smtplib keeps in `_host`.
+        return connect_within(host, port, self.deadline, timeout)
+
     def getreply(self) -> tuple[int, bytes]:
         # smtplib makes its reader lazily, and again after STARTTLS: make ours instead.
         if self.file is None and self.sock is not None:
@@ -137,13 +149,19 @@ class _BoundedSMTP(smtplib.SMTP):
 
 
 class _BoundedSMTPSSL(_BoundedSMTP, smtplib.SMTP_SSL):
-    pass
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # _BoundedSMTP's connection comes first in the order of bases: wrap it here, as
+        # SMTP_SSL would wrap its own.
+        plain = super()._get_socket(host, port, timeout)
+        return self.context.wrap_socket(plain, server_hostname=self._host)  # type: ignore[attr-defined]
 
 
 def _why(exc: BaseException, deadline: Deadline, cfg: SmtpConfig) -> str:
     # smtplib turns a read's OSError into SMTPServerDisconnected, so look at the clock too.
     if deadline.passed:
         return f"session not finished within the {cfg.deadline.total_seconds():g} s deadline"
+    if isinstance(exc, LookupTimeout):
+        return f"{exc}: check the DNS resolver of this machine"
     if isinstance(exc, TimeoutError) or "timed out" in str(exc):
         return f"no reply within {cfg.timeout.total_seconds():g} s"
     return f"{type(exc).__name__}: {str(exc)[:200]}"
