@@ -67,3 +67,31 @@ def test_a_batch_of_unusable_events_is_one_warning_and_one_dead_letter_each(
     ]
     [line] = [r.getMessage() for r in said]
     assert line.startswith(f"50 events set aside in {index_name}-st-deadletter (first: broken:")
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_checkpoint_is_announced_once_however_often_it_is_restored(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = load_config(write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st"))
+    es.index(index=index_name, document={"@timestamp": "2026-12-01T10:00:00Z"}, refresh=True)
+    first = Agent(config, es, b"k" * 32, b"p" * 32)
+    first.start()
+    first.run_once()  # leaves a checkpoint
+    second = Agent(config, es, b"k" * 32, b"p" * 32)
+
+    with caplog.at_level(logging.INFO, logger="nis2triage.agent"):
+        second.start()
+        second.restore_all()  # as the loop does when it takes the lease
+        resumed = [r.getMessage() for r in caplog.records if "resumes from" in r.getMessage()]
+        first.run_once()  # a newer checkpoint is news
+        second.restore_all()
+
+    lines = [r.getMessage() for r in caplog.records if "resumes from" in r.getMessage()]
+    assert len(resumed) == 1
+    assert resumed[0].startswith("source auth resumes from its checkpoint of 20")
+    assert len(lines) == 2 and lines[1] != lines[0]

@@ -128,6 +128,7 @@ class Agent:
         # Set when this agent (re)gains the lease: its state is read again first.
         self.resume = False
         self.said_standby = False
+        self.resumed_from: dict[str, str] = {}
         self.outbox.may_send = self._still_leading
 
     # --- start -------------------------------------------------------------
@@ -180,10 +181,18 @@ class Agent:
                 ) from exc
         detectors = [self._detector(spec, models) for spec in specs]
         if saved:
-            log.info(
-                "source %s resumes from its checkpoint (%d detectors)", src.name, len(detectors)
-            )
+            self._say_resumed(src.name, str(saved.get("updated", "?")), len(detectors))
         return SourceRun(src, Source(self.es, src, self.clock), detectors, cursor)
+
+    def _say_resumed(self, source: str, updated: str, detectors: int) -> None:
+        # The loop restores again when it takes the lease, right after start: one line per
+        # checkpoint, not one per restore.
+        if self.resumed_from.get(source) == updated:
+            return
+        self.resumed_from[source] = updated
+        log.info(
+            "source %s resumes from its checkpoint of %s (%d detectors)", source, updated, detectors
+        )
 
     def _detector(self, spec: DetectorSpec, models: dict[str, Any]) -> Detector:
         saved = models.get(spec.name)
