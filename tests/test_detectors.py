@@ -460,15 +460,32 @@ def test_rivers_trees_from_an_older_snapshot_go_on_as_river_would_in_batches() -
 def test_an_entity_field_no_event_has_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
     spec = load_spec(AUTH).model_copy(update={"entity": "user.nmae"})
     detector = Detector(spec)
-    batch = [Event.at("logs-x", str(i), T0, logon("alice", "10.0.0.1", True)) for i in range(5)]
+    batch = [Event.at("logs-x", str(i), T0, logon("alice", "10.0.0.1", True)) for i in range(60)]
 
     with caplog.at_level(logging.WARNING, logger="nis2triage.detectors"):
+        detector.ingest_many(batch[:5])  # a few stray events are no reason to warn
+        quiet = list(caplog.records)
         detector.ingest_many(batch)
         detector.ingest_many(batch)
 
     [said] = [r.getMessage() for r in caplog.records if r.name == "nis2triage.detectors"]
-    assert said.startswith("detector auth-volume-per-user: none of the 5 events its filter took")
-    assert "user.nmae" in said and detector.stats()["missing_entity"] == 10
+    assert quiet == []
+    assert said.startswith("detector auth-volume-per-user: the last 125 events its filter took")
+    assert "user.nmae" in said and detector.stats()["missing_entity"] == 125
+
+
+def test_an_event_with_the_entity_starts_the_count_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    detector = Detector(load_spec(AUTH))
+    lacking = {"event": {"category": "authentication"}}
+    docs = [lacking] * 99 + [logon("alice", "10.0.0.1", True)] + [lacking] * 99
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.detectors"):
+        detector.ingest_many([Event.at("logs-x", str(i), T0, d) for i, d in enumerate(docs)])
+
+    assert [r for r in caplog.records if r.name == "nis2triage.detectors"] == []
+    assert detector.stats()["missing_entity"] == 198
 
 
 def test_some_events_without_the_entity_are_only_counted(caplog: pytest.LogCaptureFixture) -> None:

@@ -280,12 +280,18 @@ def scorer_for(spec: DetectorSpec, where: str | None = None) -> Scorer:
     return PostProcessed(scorer, spec.target, spec.postprocess.settings())
 
 
+# Events in a row without the entity field before the detector says so (once).
+NO_ENTITY_RUN = 100
+
+
 class Detector:
     """The run-time state of one detector: open buckets, model, threshold, counters."""
 
     # Class defaults, so a detector unpickled from an older snapshot has them too.
     unscorable = 0
     said_no_entity = False
+    # Events the filter took in a row without the entity field (see `_say_if_no_entity`).
+    missing_run = 0
 
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
@@ -324,7 +330,7 @@ class Detector:
         entity_of = getter(self.spec.entity)
         filler = Filler(self.measured)
         add = self.table.add
-        before = (self.events, self.missing_entity)
+        missing_run = self.missing_run
         for event in events:
             try:
                 doc = event.doc
@@ -333,32 +339,37 @@ class Detector:
                 self.events += 1
                 entity = entity_of(doc)
                 if isinstance(entity, str):  # the usual case, without a list
+                    missing_run = 0
                     add(clean(entity), event.ts_ms, doc, filler)
                     continue
                 entities = as_list(entity)
                 if not entities:
                     self.missing_entity += 1
+                    missing_run += 1
                     continue
+                missing_run = 0
                 for one in entities[:8]:
                     add(clean(one), event.ts_ms, doc, filler)
             except Exception as exc:
                 if failed is None:
                     raise
                 failed(event, exc)
-        self._say_if_no_entity(before)
+        self.missing_run = missing_run
+        self._say_if_no_entity()
 
-    def _say_if_no_entity(self, before: tuple[int, int]) -> None:
-        """Warn once when every event the filter took in a batch lacked the entity field:
-        most likely a typo in `entity`, which would otherwise judge nothing, silently."""
-        matched = self.events - before[0]
-        if self.said_no_entity or matched == 0 or self.missing_entity - before[1] < matched:
+    def _say_if_no_entity(self) -> None:
+        """Warn once when the last NO_ENTITY_RUN events the filter took all lacked the entity
+        field: most likely a typo in `entity` (or a field renamed upstream), which would
+        otherwise judge nothing, silently. A run, not a batch: a live poll of one stray
+        event without the field is no reason to warn."""
+        if self.said_no_entity or self.missing_run < NO_ENTITY_RUN:
             return
         self.said_no_entity = True
         log.warning(
-            "detector %s: none of the %d events its filter took has the field %s, so none "
-            "was judged; check `entity:` in the detector file against the events' fields",
+            "detector %s: the last %d events its filter took have no field %s, so none was "
+            "judged; check `entity:` in the detector file against the events' fields",
             self.spec.name,
-            matched,
+            self.missing_run,
             self.spec.entity,
         )
 
