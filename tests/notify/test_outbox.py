@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -97,3 +98,28 @@ def test_an_outbox_told_to_stop_sends_no_more_and_keeps_what_it_sent(
     deliveries = store.get("outbox", "key-1")["deliveries"]  # type: ignore[index]
     assert deliveries["http"]["status"] == "sent"
     assert deliveries["smtp"]["status"] == "pending"
+
+
+def test_an_entry_another_agent_updated_meanwhile_halts_this_outbox_with_a_warning(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    @dataclass
+    class Overtaken(Scripted):
+        """Delivers while another agent (which took the lease) records the same entry."""
+
+        def send(self, key: str, payload: dict[str, Any], now: datetime) -> Outcome:
+            index = store.index("outbox")
+            es.update(index=index, id=key, doc={"status": "sent"}, refresh=True)
+            return super().send(key, payload, now)
+
+    outbox, store = outbox_with(es, index_name, Overtaken("http"))
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.notify.outbox"):
+        outbox.deliver_due(NOW)
+
+    [said] = [r.getMessage() for r in caplog.records]
+    assert outbox.halted
+    assert said.startswith("notification key-1 was updated by another agent")
+    assert said.endswith("not recorded: sent")
+    entry = store.get("outbox", "key-1")
+    assert entry is not None and entry["attempts"] == 0  # the other agent's record stands

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from elasticsearch import ConflictError
+
 from nis2triage.faults import crash_point
 from nis2triage.notify.channel import Channel, Delivered, HandedOver, Outcome, Rejected, RetryLater
 from nis2triage.store import Store
@@ -204,11 +206,23 @@ class Outbox:
             )
             or None,
         }
-        self.store.es.update(
-            index=self.store.index("outbox"),
-            id=hit["_id"],
-            doc=update,
-            if_seq_no=hit["_seq_no"],
-            if_primary_term=hit["_primary_term"],
-            refresh=True,
-        )
+        try:
+            self.store.es.update(
+                index=self.store.index("outbox"),
+                id=hit["_id"],
+                doc=update,
+                if_seq_no=hit["_seq_no"],
+                if_primary_term=hit["_primary_term"],
+                refresh=True,
+            )
+        except ConflictError:
+            # Only the lease's holder writes the outbox: another agent did, so this one has
+            # lost the lease and stops delivering (the agent then stands by). Its outcome
+            # is not written over the other's record, but said here so it is not lost.
+            self.halted = True
+            log.warning(
+                "notification %s was updated by another agent while this one delivered it "
+                "(its lease was taken over); this agent's outcome, not recorded: %s",
+                hit["_id"],
+                update["status"] if not update["last_error"] else update["last_error"],
+            )
