@@ -155,4 +155,43 @@ def test_an_event_time_python_cannot_hold_is_set_aside_not_a_crash(
     [dead] = es.search(index=f"{index_name}-st-deadletter")["hits"]["hits"]
     assert (first.events, first.dead_letters, second.events, second.dead_letters) == (1, 1, 0, 0)
     assert dead["_source"]["event"] == {"index": index_name, "id": "ancient"}
-    assert "unusable event time" in dead["_source"]["reason"]
+    assert dead["_source"]["reason"].startswith("source: unusable event: event time ")
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_an_event_with_several_times_is_set_aside_once_not_read_by_every_poll(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # The range matches it by its recent time while it sorts by its old one.
+    es.indices.create(index=index_name, mappings={"properties": {"@timestamp": {"type": "date"}}})
+    now = datetime.now(UTC)
+    times = [(now - timedelta(days=1)).isoformat(), (now - timedelta(minutes=2)).isoformat()]
+    es.index(index=index_name, id="twice", document={"@timestamp": times}, refresh=True)
+    es.index(index=index_name, id="fine", document={"@timestamp": times[1]}, refresh=True)
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+
+    polls = [run_agent(config, es) for _ in range(3)]
+
+    es.indices.refresh(index=f"{index_name}-st-deadletter")
+    [dead] = es.search(index=f"{index_name}-st-deadletter")["hits"]["hits"]
+    assert [(p.events, p.dead_letters) for p in polls] == [(1, 1), (0, 0), (0, 0)]
+    assert dead["_source"]["event"] == {"index": index_name, "id": "twice"}
+    assert "@timestamp holds 2 times; an event needs one" in dead["_source"]["reason"]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_an_index_without_source_gives_dead_letters_not_a_crash(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    mappings = {"_source": {"enabled": False}, "properties": {"@timestamp": {"type": "date"}}}
+    es.indices.create(index=index_name, mappings=mappings)
+    recent = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    es.index(index=index_name, id="bare", document={"@timestamp": recent}, refresh=True)
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+
+    first, second = run_agent(config, es), run_agent(config, es)
+
+    es.indices.refresh(index=f"{index_name}-st-deadletter")
+    [dead] = es.search(index=f"{index_name}-st-deadletter")["hits"]["hits"]
+    assert (first.events, first.dead_letters, second.dead_letters) == (0, 1, 0)
+    assert "has no _source (its index's mapping disables it)" in dead["_source"]["reason"]

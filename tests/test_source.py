@@ -153,8 +153,7 @@ def test_a_shard_failing_the_query_fails_the_poll_and_loses_nothing(
 def test_event_times_near_the_edges_of_datetime_are_kept_exactly(when: str, usable: bool) -> None:
     at = datetime.fromisoformat(when)
     ts_ms = round(at.timestamp() * 1000)
-    source = Source.__new__(Source)
-    source.unusable = []
+    source = bare_source()
     cursor = Cursor()
 
     [event] = source._new_events([hit("logs", "1", ts_ms)], cursor)
@@ -165,15 +164,19 @@ def test_event_times_near_the_edges_of_datetime_are_kept_exactly(when: str, usab
 
 @pytest.mark.parametrize("ts_ms", [-62135596800001, -(10**15), 253402300800000, 10**16])
 def test_event_times_outside_datetime_are_set_aside_and_never_the_watermark(ts_ms: int) -> None:
-    source = Source.__new__(Source)
-    source.unusable = []
+    source = bare_source()
     cursor = Cursor()
 
     assert source._new_events([hit("logs", "1", ts_ms)], cursor) == []
 
     [unusable] = source.take_unusable()
-    assert (unusable.id, unusable.reason.split(" ms:")[0]) == ("1", str(ts_ms))
+    assert (unusable.id, unusable.reason.split(" ms:")[0]) == ("1", f"event time {ts_ms}")
     assert cursor.watermark_ms is None and len(cursor.seen) == 1
+
+
+def bare_source() -> Source:
+    """A source whose pages are handed to it by the test: its client never connects."""
+    return Source(Elasticsearch("http://127.0.0.1:9"), SourceConfig(name="t", indices=["logs"]))
 
 
 def hit(index: str, doc_id: str, ts_ms: int) -> dict[str, Any]:

@@ -250,7 +250,7 @@ class Agent:
 
     def _ingest(self, run: SourceRun, batch: list[Event], report: CycleReport) -> None:
         dead = [
-            self._dead_letter(u.index, u.id, "source", f"unusable event time: {u.reason}")
+            self._dead_letter(u.index, u.id, "source", f"unusable event: {u.reason}")
             for u in run.source.take_unusable()
         ]
         for detector in run.detectors:

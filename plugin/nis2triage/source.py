@@ -23,6 +23,7 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from nis2triage.config import SourceConfig
+from nis2triage.features import getter
 from nis2triage.paging import PIT_KEEP_ALIVE, TimeRange, pages
 from nis2triage.readahead import read_ahead
 from nis2triage.records import Event, ms_to_datetime
@@ -114,12 +115,27 @@ _SAFE_MS = (
 )
 
 
+def _shape_problem(doc: Any, times: Any, cfg: SourceConfig) -> str | None:
+    """Why a document cannot be an event although its time can, or None if it can be."""
+    if type(doc) is not dict:
+        return (
+            "the document has no _source (its index's mapping disables it), so there is "
+            "nothing to read"
+        )
+    if isinstance(times, list) and len(times) > 1:
+        return (
+            f"{cfg.time_field} holds {len(times)} times; an event needs one (fix the "
+            "shipper's pipeline, or name another field in the source's time_field)"
+        )
+    return None
+
+
 def _unrepresentable(ts_ms: int) -> str | None:
     """Why an event time near or past datetime's range cannot be one, or None if it can."""
     try:
         ms_to_datetime(ts_ms)
     except (ValueError, OverflowError, OSError) as exc:
-        return f"{ts_ms} ms: {exc}"
+        return f"event time {ts_ms} ms: {exc}"
     return None
 
 
@@ -135,8 +151,11 @@ class Source:
         self._looked_into_empty = False
         # When the last poll opened its point in time: everything indexed by then was read.
         self.read_until: datetime | None = None
-        # Events read but unusable (a time Python cannot represent), for the dead letters.
+        # Events read but unusable (a time Python cannot represent, several times, no
+        # _source), for the dead letters.
         self.unusable: list[Unusable] = []
+        # The upper end of the range the current poll reads (epoch ms).
+        self._high_ms = 0
 
     def poll(self, cursor: Cursor) -> Iterator[list[Event]]:
         """Batches of new events in time order; `cursor` is advanced as each batch is yielded."""
@@ -236,7 +255,9 @@ class Source:
         # The next page is requested while the agent works on this one (`readahead`): the
         # node's search then runs beside the agent's features and models, not before them.
         total = 0
-        ahead = read_ahead(pages(self.es, pit, self._span(cursor), self.cfg.batch_size))
+        span = self._span(cursor)
+        self._high_ms = span.high_ms
+        ahead = read_ahead(pages(self.es, pit, span, self.cfg.batch_size))
         # Closed here, not when collected: the thread must be done before the point in
         # time is closed behind it.
         with closing(ahead):
@@ -259,6 +280,7 @@ class Source:
 
     def _new_events(self, hits: list[dict[str, Any]], cursor: Cursor) -> list[Event]:
         batch = []
+        times_of = getter(self.cfg.time_field)
         for hit in hits:
             key = event_key(hit["_index"], hit["_id"])
             if key in cursor.seen:
@@ -271,8 +293,17 @@ class Source:
                 cursor.seen[key] = ts_ms
                 self.unusable.append(Unusable(hit["_index"], hit["_id"], problem))
                 continue
+            doc: Any = hit.get("_source")  # a dict unless the index keeps no sources
+            problem = _shape_problem(doc, times_of(doc) if type(doc) is dict else None, self.cfg)
+            if problem is not None:
+                # Seen until the end of this poll's range, not at the sort key: an event
+                # with several times sorts by its earliest yet matches the range by any,
+                # and would be read again by every poll (its key pruned at once).
+                cursor.seen[key] = max(ts_ms, self._high_ms)
+                self.unusable.append(Unusable(hit["_index"], hit["_id"], problem))
+                continue
             cursor.mark(key, ts_ms)
-            batch.append(Event(hit["_index"], hit["_id"], ts_ms, hit["_source"]))
+            batch.append(Event(hit["_index"], hit["_id"], ts_ms, doc))
         return batch
 
     def take_unusable(self) -> list[Unusable]:
