@@ -497,3 +497,43 @@ def test_some_events_without_the_entity_are_only_counted(caplog: pytest.LogCaptu
 
     assert [r for r in caplog.records if r.name == "nis2triage.detectors"] == []
     assert detector.stats()["missing_entity"] == 1
+
+
+def test_an_event_for_a_bucket_already_judged_is_counted_late_not_judged_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    detector = Detector(load_spec(AUTH))
+    tries = [
+        Event.at(
+            "logs-x", str(i), T0 + timedelta(seconds=10 * i), logon("alice", "192.0.2.9", True)
+        )
+        for i in range(30)
+    ]
+    bucket_end = int((T0 + QUARTER).timestamp() * 1000)
+
+    detector.ingest_many(tries[:15])
+    detector.close(bucket_end + 60_000, "logs-x")
+    first = detector.scored
+    with caplog.at_level(logging.WARNING, logger="nis2triage.detectors"):
+        detector.ingest_many(tries[15:])  # the same bucket's second half, after it was judged
+        detector.ingest_many(tries[15:16])
+    detector.close(bucket_end + 600_000, "logs-x")
+
+    [said] = [r.getMessage() for r in caplog.records if r.name == "nis2triage.detectors"]
+    assert (first, detector.scored) == (1, 1)
+    assert detector.stats()["late_events"] == 16
+    assert detector.table.open == {} and detector.table.starts == {}
+    assert said.startswith(
+        "detector auth-volume-per-user: 15 events came after their 15-minute bucket was judged"
+    )
+
+
+def test_the_judged_mark_survives_a_snapshot() -> None:
+    detector = Detector(load_spec(AUTH))
+    detector.ingest_many([Event.at("logs-x", "1", T0, logon("alice", "192.0.2.9", True))])
+    detector.close(int((T0 + QUARTER).timestamp() * 1000), "logs-x")
+
+    restored = pickle.loads(pickle.dumps(detector))
+    restored.ingest_many([Event.at("logs-x", "2", T0, logon("alice", "192.0.2.9", True))])
+
+    assert restored.stats()["late_events"] == 1 and restored.table.open == {}

@@ -132,14 +132,17 @@ def test_buckets_close_only_once_they_end() -> None:
 
 def test_an_older_bucket_opened_late_still_closes_on_time() -> None:
     # The table skips its scan while its earliest bucket cannot end; a late event that
-    # opens an earlier bucket must move that mark back.
+    # opens an earlier bucket (one not yet judged) must move that mark back.
     table = BucketTable(timedelta(minutes=5), max_entities=10)
-    table.add("e", 900_000, doc("a", "failure"), FILL)
+    table.add("e", 1_500_000, doc("a", "failure"), FILL)
     assert table.close_until(1_000_000) == []
-    table.add("f", 10_000, doc("b", "failure"), FILL)
+    table.add("f", 1_050_000, doc("b", "failure"), FILL)
+    table.add("g", 10_000, doc("c", "failure"), FILL)  # no bucket of g was judged yet
 
-    assert [(e, b.start_ms) for e, b in table.close_until(1_000_000)] == [("f", 0)]
-    assert [(e, b.start_ms) for e, b in table.close_until(1_200_000)] == [("e", 900_000)]
+    assert [(e, b.start_ms) for e, b in table.close_until(1_200_000)] == [("g", 0), ("f", 900_000)]
+    table.add("f", 1_100_000, doc("b", "failure"), FILL)  # f's bucket was judged: too late
+    assert [(e, b.start_ms) for e, b in table.close_until(1_800_000)] == [("e", 1_500_000)]
+    assert (table.late_events, "f" in table.open) == (1, False)
 
 
 def test_a_table_from_an_older_snapshot_finds_its_earliest_bucket() -> None:

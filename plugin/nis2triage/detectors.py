@@ -290,6 +290,7 @@ class Detector:
     # Class defaults, so a detector unpickled from an older snapshot has them too.
     unscorable = 0
     said_no_entity = False
+    said_late = False
     # Events the filter took in a row without the entity field (see `_say_if_no_entity`).
     missing_run = 0
 
@@ -356,6 +357,7 @@ class Detector:
                 failed(event, exc)
         self.missing_run = missing_run
         self._say_if_no_entity()
+        self._say_if_late()
 
     def _say_if_no_entity(self) -> None:
         """Warn once when the last NO_ENTITY_RUN events the filter took all lacked the entity
@@ -371,6 +373,21 @@ class Detector:
             self.spec.name,
             self.missing_run,
             self.spec.entity,
+        )
+
+    def _say_if_late(self) -> None:
+        """Warn once when events came after their bucket was judged: the shipper lags more
+        than the source's `max_lateness`, and those events count nowhere."""
+        if self.said_late or not self.table.late_events:
+            return
+        self.said_late = True
+        log.warning(
+            "detector %s: %d events came after their %s bucket was judged and were not "
+            "counted; the shipper lags more than the source's max_lateness: raise it (the "
+            "detector's stats count them as late_events)",
+            self.spec.name,
+            self.table.late_events,
+            _span_text(self.table.span_ms),
         )
 
     def next_bucket_end_ms(self) -> int | None:
@@ -561,12 +578,18 @@ class Detector:
             "held_out": self.held_out,
             "unscorable": self.unscorable,
             "missing_entity": self.missing_entity,
+            "late_events": self.table.late_events,
             "evicted_entities": self.table.evicted_entities,
             "evicted_events": self.table.evicted_events,
             "open_entities": len(self.table.open),
             "evicted_baselines": self.baselines.evicted,
             "evicted_models": self.entity_scorers.evicted if self.entity_scorers else 0,
         }
+
+
+def _span_text(ms: int) -> str:
+    minutes, seconds = divmod(ms // 1000, 60)
+    return f"{minutes}-minute" if not seconds else f"{ms // 1000}-second"
 
 
 def _escape(text: str) -> str:

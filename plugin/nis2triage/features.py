@@ -408,6 +408,12 @@ class BucketTable:
     open: OrderedDict[str, dict[int, Bucket]] = field(default_factory=OrderedDict)
     evicted_entities: int = 0
     evicted_events: int = 0
+    # The start of each entity's last judged bucket, for the entities judged most recently
+    # (capped like `open`): an event that falls in a bucket already judged came too late,
+    # and is counted in `late_events` rather than opening the bucket again, which would
+    # judge its late part as a bucket of its own under the same alert id.
+    judged: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    late_events: int = 0
     # The entities with an open bucket at each start, so that closing looks only at the
     # buckets that close rather than at every open entity (`make bench`). Kept exactly
     # in step with `open` (evictions included), so it is bounded by the cap as well; not
@@ -420,6 +426,7 @@ class BucketTable:
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Snapshots of earlier versions also hold `earliest_ms`, now worked out from `starts`.
         self.__dict__.update({k: v for k, v in state.items() if k != "earliest_ms"})
+        self.__dict__.setdefault("judged", OrderedDict())  # not in older snapshots
         self._span_ms = _millis(self.span)
         self.starts = _starts_of(self.open)
 
@@ -438,15 +445,21 @@ class BucketTable:
     def add(self, entity: str, ts_ms: int, doc: dict[str, Any], filler: Filler) -> None:
         start = ts_ms - ts_ms % self._span_ms
         buckets = self.open.get(entity)
-        if buckets is None:
-            buckets = self.open[entity] = {}
-            self._evict_beyond_cap()
-        else:
-            self.open.move_to_end(entity)
-        bucket = buckets.get(start)
+        bucket = None if buckets is None else buckets.get(start)
         if bucket is None:
+            last = self.judged.get(entity)
+            if last is not None and start <= last:
+                self.late_events += 1
+                return
+            if buckets is None:
+                buckets = self.open[entity] = {}
+                self._evict_beyond_cap()
+            else:
+                self.open.move_to_end(entity)
             bucket = buckets[start] = Bucket(start)
             self.starts.setdefault(start, set()).add(entity)
+        else:
+            self.open.move_to_end(entity)
         filler.add(bucket, doc, ts_ms)
 
     def _evict_beyond_cap(self) -> None:
@@ -477,7 +490,15 @@ class BucketTable:
                 closed.append((entity, buckets.pop(start)))
                 if not buckets:
                     del self.open[entity]
+                self._mark_judged(entity, start)
         return closed
+
+    def _mark_judged(self, entity: str, start: int) -> None:
+        # Starts close in ascending order, so this one is the entity's latest.
+        self.judged[entity] = start
+        self.judged.move_to_end(entity)
+        if len(self.judged) > self.max_entities:
+            self.judged.popitem(last=False)
 
 
 def _starts_of(table: dict[str, dict[int, Bucket]]) -> dict[int, set[str]]:
