@@ -76,3 +76,18 @@ def test_a_notifier_endpoint_off_this_machine_must_be_https(tmp_path: Path, endp
 )
 def test_https_anywhere_and_plain_http_on_loopback_are_taken(tmp_path: Path, endpoint: str) -> None:
     assert load(tmp_path, f"notifier: {{mode: send, endpoint: '{endpoint}'}}\n").notifier.endpoint
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "match"),
+    [
+        ("http://127.0.0.1:99999/x", r"Port out of range.*a port is a number from 1 to 65535"),
+        ("https://ccb.example:0/x", r"port 0 is no port"),
+        ("https:///x", r"names no host"),
+    ],
+)
+def test_an_endpoint_that_can_never_be_reached_is_refused_when_loaded(
+    tmp_path: Path, endpoint: str, match: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"agent.yml:5:\d+: notifier.endpoint: .*{match}"):
+        load(tmp_path, f"notifier: {{mode: send, endpoint: '{endpoint}'}}\n")

@@ -537,3 +537,33 @@ def test_the_judged_mark_survives_a_snapshot() -> None:
     restored.ingest_many([Event.at("logs-x", "2", T0, logon("alice", "192.0.2.9", True))])
 
     assert restored.stats()["late_events"] == 1 and restored.table.open == {}
+
+
+@pytest.mark.parametrize(
+    ("rest", "match"),
+    [
+        pytest.param(
+            "model: [{anomaly.GaussianScorer: {window_size: 99999999999999999999}}]\n",
+            r"bad\.yml:6:\d+: .*GaussianScorer: OverflowError",
+            id="window-past-any-size",
+        ),
+        pytest.param(
+            "model: [{anomaly.HalfSpaceTrees: {}}]\nthreshold: {floor: .nan}\n",
+            r"bad\.yml:7:\d+: .*threshold.floor: .*finite",
+            id="nan-floor",
+        ),
+        pytest.param(
+            "model: [{anomaly.HalfSpaceTrees: {}}]\nthreshold: {floor: .inf}\n",
+            r"bad\.yml:7:\d+: .*threshold.floor: .*finite",
+            id="infinite-floor",
+        ),
+    ],
+)
+def test_models_that_cannot_be_built_or_never_alert_are_refused(
+    tmp_path: Path, rest: str, match: str
+) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text(SPEC_HEAD + rest)
+
+    with pytest.raises(ConfigError, match=match):
+        load_spec(path)

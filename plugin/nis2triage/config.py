@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -139,6 +139,8 @@ class NotifierConfig(Strict):
         if endpoint is None:
             return endpoint
         url = urlsplit(endpoint)
+        if url.scheme in ("http", "https"):
+            _check_host_and_port(endpoint, url)
         if url.scheme == "https":
             return endpoint
         if url.scheme == "http" and _is_loopback(url.hostname or ""):
@@ -148,6 +150,17 @@ class NotifierConfig(Strict):
             "network in clear; use the endpoint's https:// address (plain http:// is taken "
             "only for 127.0.0.1, ::1 or localhost)"
         )
+
+
+def _check_host_and_port(endpoint: str, url: SplitResult) -> None:
+    if not url.hostname:
+        raise ValueError(f"{endpoint!r} names no host: give the endpoint's full https:// URL")
+    try:
+        port = url.port
+    except ValueError as exc:
+        raise ValueError(f"{endpoint!r}: {exc}; a port is a number from 1 to 65535") from exc
+    if port == 0:
+        raise ValueError(f"{endpoint!r}: port 0 is no port; a port is a number from 1 to 65535")
 
 
 def _is_loopback(host: str) -> bool:

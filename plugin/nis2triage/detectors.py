@@ -65,7 +65,8 @@ class ThresholdSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     quantile: float = Field(default=0.99, gt=0.0, lt=1.0)
-    floor: float = 0.0
+    # A NaN or infinite floor is a bar no score passes: a detector that can never alert.
+    floor: float = Field(default=0.0, allow_inf_nan=False)
 
 
 class LikelihoodSpec(BaseModel):

@@ -155,8 +155,9 @@ def _step(step: dict[str, dict[str, Any] | None], where: str) -> tuple[str, Any]
     _check_params(name, factory, params, where)
     try:
         return name, factory(**params)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {name}: {exc}") from exc
+    except (TypeError, ValueError, OverflowError, MemoryError) as exc:
+        # OverflowError and MemoryError: a size past what can be allocated (a window of 1e20).
+        raise ConfigError(f"{where}: {name}: {type(exc).__name__}: {exc}") from exc
 
 
 def _check_params(name: str, factory: Callable[..., Any], params: Any, where: str) -> None:
