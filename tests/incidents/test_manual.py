@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from elasticsearch import Elasticsearch
 
+from nis2triage.cli import build_parser
 from nis2triage.notify.manual import ManualChannel
 from nis2triage.notify.outbox import Outbox
 from nis2triage.reports.stages import BY_REPORT
@@ -34,7 +36,10 @@ def test_a_manual_report_waits_for_the_person_who_submits_it(
     sent = flow.desk.book.get(incident.id)
 
     assert files == [".json", ".md", ".pdf", ".png"]
-    assert "incidents submitted" in told["hits"]["hits"][0]["_source"]["message"]
+    command = told["hits"]["hits"][0]["_source"]["message"].split("`")[1]
+    filled = command.replace("<configuration file>", "agent.yml").replace("<CCB reference>", "R")
+    args = build_parser().parse_args(shlex.split(filled)[1:])  # as the SOC would type it
+    assert (args.id, args.stage, args.config) == (incident.id, "early-warning", "agent.yml")
     assert waiting.reports["early_warning"].status == "awaiting_submission"
     assert "early_warning" in waiting.pending
     assert (sent.reports["early_warning"].status, sent.reports["early_warning"].reference) == (

@@ -17,6 +17,7 @@ from nis2triage.notify.channel import HandedOver, Outcome, RetryLater
 from nis2triage.notify.pseudonym import reveal
 from nis2triage.notify.soc import Soc
 from nis2triage.reports.render import write
+from nis2triage.reports.stages import BY_REPORT
 
 
 class ManualChannel:
@@ -36,13 +37,15 @@ class ManualChannel:
             return RetryLater(f"cannot write the report into {self.directory}: {exc.strerror}")
         pdf = next(p for p in paths if p.suffix == ".pdf")
         stage = payload["report_type"]
+        # The command line names stages its own way (`early-warning`, not `early_warning`).
+        named = BY_REPORT[stage].cli if stage in BY_REPORT else stage
         self.soc.raise_once(
             "manual_submission",
             incident,
             stage,
             f"submit {pdf} on the CCB notification platform, then run "
-            f"`nis2triage incidents submitted {incident} --stage {stage} "
-            "--reference <CCB reference>`",
+            f"`nis2triage incidents submitted {incident} -c <configuration file> "
+            f"--stage {named} --reference <CCB reference>`",
             details={"files": [str(p) for p in paths], "key": key},
         )
         return HandedOver(f"written to {pdf.parent}")
