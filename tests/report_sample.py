@@ -41,7 +41,7 @@ def sample_incident() -> Incident:
     incident = lifecycle.open_incident(sample_alert(), ASSET, ("k",), T0)
     incident = lifecycle.with_alert(incident, sample_alert(T0 + timedelta(minutes=5)), ASSET, ())
     incident = lifecycle.become_aware(incident, T0 + timedelta(minutes=10), "alice", "confirmed")
-    story = Narrative(description=f"Password guessing from {ATTACKER} against oracle and postgres",
+    story = Narrative(description=f"Password guessing from {ATTACKER} against service accounts",
                       threat_type="credential brute force", root_cause="SSH open to the internet",
                       mitigation_applied="address blocked", mitigation_ongoing="key-only logins",
                       member_states=("BE",))  # fmt: skip
@@ -69,4 +69,5 @@ def sample_payload(report: str, pseudonymise: bool = True) -> dict[str, Any]:
     if not pseudonymise:
         return body
     key = b"pseudonym-key-0123456789"
-    return dict(Pseudonymiser(key).scrub(body, incident.users, incident.hosts))
+    users, hosts = lifecycle.named_entities(incident)
+    return dict(Pseudonymiser(key).scrub(body, users, hosts, content.AS_IS, content.WRITTEN))

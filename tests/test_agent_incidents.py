@@ -109,7 +109,7 @@ def test_a_brute_force_is_acknowledged_assessed_escalated_and_reported_once_per_
         "--severe-disruption", "yes", "--down", "90", "--users", "1200", "--loss", "20000",
         "--cross-border", "no", "--description", f"password guessing from {ATTACKER}",
         "--threat-type", "credential brute force", "--root-cause", "SSH reachable with passwords",
-        "--mitigation-applied", "address blocked; account oracle locked",
+        "--mitigation-applied", f"{ATTACKER} blocked; the guessed account locked",
         "--mitigation-ongoing", "moving to key-only logins")  # fmt: skip
     incident = agent.incidents.desk.book.get(incident.id)
     assert incident.significance is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -71,3 +72,24 @@ def test_a_closed_incident_cannot_be_closed_or_acknowledged_again() -> None:
 )
 def test_status_only_moves_forward(current: str, reached: str, expected: str) -> None:
     assert later_status(current, reached) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "entity", "users", "hosts"),
+    [
+        ("user.email", "jan.peeters@port.example", ("oracle", "jan.peeters@port.example"), ()),
+        ("winlog.event_data.TargetUserName", "JPeeters", ("oracle", "JPeeters"), ()),
+        ("host.name", "LT-JAN-PEETERS", ("oracle",), ("LT-JAN-PEETERS",)),
+        ("source.ip", "203.0.113.9", ("oracle",), ()),
+    ],
+)
+def test_an_alerts_own_entity_is_named_for_pseudonyms_whatever_its_field(
+    field: str, entity: str, users: tuple[str, ...], hosts: tuple[str, ...]
+) -> None:
+    on = replace(alert(), entity_field=field, entity=entity, related_hosts=())
+    incident = lifecycle.open_incident(on, LAB, ("k",), T0)
+    # An incident recorded before every field's entity was kept still names it.
+    older = incident.model_copy(update={"users": ("oracle",), "hosts": ()})
+
+    assert lifecycle.named_entities(incident) == (users, hosts)
+    assert lifecycle.named_entities(older) == (users, hosts)

@@ -5,6 +5,9 @@ operator still names the incident by its local id, or by the reference the repor
 from __future__ import annotations
 
 import json
+import logging
+
+import pytest
 
 from nis2triage.records import stable_id
 from nis2triage.reports.stages import BY_REPORT
@@ -39,4 +42,30 @@ def test_without_pseudonyms_the_ids_stay_plain(make_flow: MakeFlow, clock: Clock
     assert entry is not None and entry["payload"]["incident_id"] == incident.id
     assert incident.reports["early_warning"].outbox_id == stable_id(
         "report", incident.id, "early_warning"
+    )
+
+
+def test_names_the_analyst_wrote_leave_as_written_and_are_said(
+    make_flow: MakeFlow, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    flow = make_flow(auto_early_warning=False)
+    flow.take([(alert(users=("root", "oracle")), LAB)])
+    incident = flow.desk.book.find({"match_all": {}})[0]
+    root_cause = "The root cause: the Oracle account left open; mail ops@lab.example"
+    flow.desk.record_impact(incident.id, "alice", {}, {"root_cause": root_cause})
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.incidents.reporting"):
+        _, key, _ = flow.reporter.queue(
+            flow.desk.book.get(incident.id), BY_REPORT["early_warning"], "alice"
+        )
+
+    entry = flow.reporter.notifier.entry(key)
+    assert entry is not None
+    payload = json.dumps(entry["payload"])
+    assert "The root cause: the Oracle account left open; mail email-" in payload
+    assert "ops@lab.example" not in payload
+    [said] = [r.getMessage() for r in caplog.records]
+    assert said.endswith(
+        "root_cause names oracle, root in clear (text an analyst writes is sent as written, "
+        "addresses aside): reword it with `nis2triage incidents impact` if these are people"
     )

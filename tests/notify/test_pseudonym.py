@@ -52,3 +52,46 @@ def test_host_names_are_pseudonyms_of_their_own_kind_in_lists_and_text() -> None
     assert out["summary"] == f"{laptop} sent 4 GB out; {web}. Then web01 went quiet"
     # The user name inside the host name is not cut out of it: the host is replaced whole.
     assert "jpeeters" not in str(out).lower()
+
+
+def test_the_entity_block_and_the_preparer_leave_as_they_are() -> None:
+    p = Pseudonymiser(KEY)
+    payload = {
+        "entity": {"legal_name": "Port NV", "contact_24x7": "soc@port.example"},
+        "prepared_by": "root",
+        "timeline": [{"who": "root", "why": "root logged in from 203.0.113.9"}],
+        "summary": "root failed 40 logins; mail soc@port.example",
+    }
+
+    out = p.scrub(payload, users=["root", "soc"], as_is=["entity", "prepared_by", "who"])
+
+    assert out["entity"] == payload["entity"]
+    assert (out["prepared_by"], out["timeline"][0]["who"]) == ("root", "root")
+    assert "root" not in out["timeline"][0]["why"] and "203.0.113.9" not in str(out["timeline"])
+    assert "soc@port.example" not in out["summary"] and "email-" in out["summary"]
+
+
+def test_what_the_analyst_wrote_keeps_its_words_but_not_addresses() -> None:
+    p = Pseudonymiser(KEY)
+    text = "The root cause: a test account from a git deploy; Jan (jan.peeters@port.be), 10.0.0.7"
+
+    out = p.scrub({"root_cause": text}, users=["root", "test", "git"], written=["root_cause"])
+
+    kept, changed = out["root_cause"].split("; ")
+    assert kept == "The root cause: a test account from a git deploy"
+    assert "jan.peeters@port.be" not in changed and "10.0.0.7" not in changed
+    assert changed.startswith("Jan (email-")
+
+
+def test_addresses_after_a_colon_and_names_in_another_case_are_found() -> None:
+    p = Pseudonymiser(KEY)
+
+    out = p.scrub(
+        {"s": "src_ip:2001:db8::7 user Admin, host WEB01"}, users=["admin"], hosts=["web01"]
+    )
+
+    assert out["s"] == (
+        f"src_ip:{p.pseudonym('2001:db8::7', 'ip')} user {p.pseudonym('admin', 'user')}, "
+        f"host {p.pseudonym('web01', 'host')}"
+    )
+    assert p.scrub({"s": "12:30:45 and a::b::c"})["s"] == "12:30:45 and a::b::c"

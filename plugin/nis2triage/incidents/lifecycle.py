@@ -8,6 +8,7 @@ Elasticsearch or reads the clock.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -104,15 +105,54 @@ def with_alert(
             "routes": _merged(incident.routes, [alert.route or "soc"]),
             "ips": _merged(incident.ips, alert.related_ips),
             "users": _merged(incident.users, _users(alert)),
-            "hosts": _merged(incident.hosts, alert.related_hosts),
+            "hosts": _merged(incident.hosts, _hosts(alert)),
             "last_seen": max(incident.last_seen, alert.timestamp),
         }
     )
 
 
 def _users(alert: Alert) -> tuple[str, ...]:
-    own = (alert.entity,) if alert.entity_field == "user.name" else ()
+    own = (alert.entity,) if _kind_of_entity(alert.entity_field, alert.entity) == "user" else ()
     return (*alert.related_users, *own)
+
+
+def _hosts(alert: Alert) -> tuple[str, ...]:
+    own = (alert.entity,) if _kind_of_entity(alert.entity_field, alert.entity) == "host" else ()
+    return (*alert.related_hosts, *own)
+
+
+def named_entities(incident: Incident) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The user and host names an incident's reports must not carry in clear: those its
+    alerts related, and each alert's own entity, whatever field it came from (incidents
+    recorded before entities of every field were kept are covered too)."""
+    users = list(incident.users)
+    hosts = list(incident.hosts)
+    for alert in incident.alerts:
+        kind = _kind_of_entity(alert.entity_field, alert.entity)
+        if kind == "user":
+            users.append(alert.entity)
+        elif kind == "host":
+            hosts.append(alert.entity)
+    return _merged([], users), _merged([], hosts)
+
+
+def _kind_of_entity(field: str, value: str) -> str | None:
+    """ "host" for a machine's name, None for an address (the scrubber finds those by
+    their shape), "user" for anything else: an account, an e-mail, a name of whatever
+    kind, pseudonymised rather than risk a person's name leaving in clear."""
+    if not value or _is_address(value):
+        return None
+    parts = field.lower().split(".")
+    machine = any("host" in part or part in ("computer_name", "computername") for part in parts)
+    return "host" if machine else "user"
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _merged(old: Iterable[str], new: Iterable[str]) -> tuple[str, ...]:

@@ -28,7 +28,7 @@ from nis2triage.incidents.record import (
     later_status,
 )
 from nis2triage.notify.notifier import Notifier
-from nis2triage.notify.pseudonym import keyed_id
+from nis2triage.notify.pseudonym import keyed_id, named_in
 from nis2triage.notify.soc import Soc
 from nis2triage.reports import chart, content
 from nis2triage.reports.stages import BY_REPORT, Stage
@@ -97,7 +97,10 @@ class Reporter:
             stage, incident, self.desk.entity, key=key, now=self.clock(), who=who,
             tlp=self.desk.options.tlp, chart=drawn, ref=ref,
         )  # fmt: skip
-        return self.notifier.minimise(body, incident.users, incident.hosts)
+        users, hosts = lifecycle.named_entities(incident)
+        if self.notifier.pseudonymiser is not None:
+            _say_names_written(incident.id, body, [*users, *hosts])
+        return self.notifier.minimise(body, users, hosts, content.AS_IS, content.WRITTEN)
 
     def sync(self) -> int:
         """Mark reports the outbox has confirmed, handed over or given up; how many changed."""
@@ -190,6 +193,22 @@ def _check_order(incident: Incident, stage: Stage, ref: str | None) -> None:
         raise IncidentError(
             "the incident is closed: send the final report instead of a progress report"
         )
+
+
+def _say_names_written(incident_id: str, body: dict[str, Any], names: list[str]) -> None:
+    """What the analyst wrote leaves with its words (see `content.WRITTEN`): say which
+    account or host names of the incident it holds, so a person's name is a choice."""
+    for key in content.WRITTEN:
+        found = named_in(str(body.get(key) or ""), names)
+        if found:
+            log.warning(
+                "incident %s: the report's %s names %s in clear (text an analyst writes is "
+                "sent as written, addresses aside): reword it with `nis2triage incidents "
+                "impact` if these are people",
+                incident_id,
+                key,
+                ", ".join(found),
+            )
 
 
 def _with_report(incident: Incident, entry: StageReport, who: str, why: str) -> Incident:

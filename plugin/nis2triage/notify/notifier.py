@@ -38,13 +38,18 @@ class Notifier:
         self.clock = clock
 
     def minimise(
-        self, body: dict[str, Any], users: Iterable[str], hosts: Iterable[str] = ()
+        self,
+        body: dict[str, Any],
+        users: Iterable[str],
+        hosts: Iterable[str] = (),
+        as_is: Iterable[str] = (),
+        written: Iterable[str] = (),
     ) -> dict[str, Any]:
-        """`body` with addresses and the named users and hosts pseudonymised, unless that is
-        turned off."""
+        """`body` with addresses, e-mail addresses and the named users and hosts
+        pseudonymised, unless that is turned off (`Pseudonymiser.scrub` for the keys)."""
         if self.pseudonymiser is None:
             return {**body, "pseudonymised": False}
-        scrubbed: dict[str, Any] = self.pseudonymiser.scrub(body, users, hosts)
+        scrubbed: dict[str, Any] = self.pseudonymiser.scrub(body, users, hosts, as_is, written)
         self._save_lookup()
         return {**scrubbed, "pseudonymised": True}
 

@@ -15,6 +15,7 @@ import hmac
 import ipaddress
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from nis2triage.records import stable_id
@@ -29,7 +30,10 @@ _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
 # incident's becomes `incident-<hmac>`; the incidents command takes it as well as the
 # local id, through the lookup table (`reveal`).
 ID_KINDS = {"alert_id": "ref", "alert_ids": "ref", "reference": "ref", "incident_id": "incident"}
-_IPV6 = re.compile(r"(?<![0-9A-Za-z:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z:])")
+# A colon may come before an address ("src_ip:2001:db8::7"): `_address` then tries the
+# candidate without it.
+_IPV6 = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z:])")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
 class Pseudonymiser:
@@ -43,25 +47,44 @@ class Pseudonymiser:
         self.table[name] = value
         return name
 
-    def scrub(self, payload: Any, users: Iterable[str] = (), hosts: Iterable[str] = ()) -> Any:
-        """A copy of `payload` with every address and every listed user and host name
-        replaced."""
+    def scrub(
+        self,
+        payload: Any,
+        users: Iterable[str] = (),
+        hosts: Iterable[str] = (),
+        as_is: Iterable[str] = (),
+        written: Iterable[str] = (),
+    ) -> Any:
+        """A copy of `payload` with every address, e-mail address and listed user and host
+        name replaced.
+
+        Under the keys in `as_is` nothing is replaced (the entity's own identification,
+        who prepared the report). Under the keys in `written` (what an analyst wrote)
+        only addresses and e-mail addresses are: an account called `root` or `test` must
+        not turn those words of a sentence into pseudonyms.
+        """
         kinds = {h: "host" for h in hosts if h} | {u: "user" for u in users if u}
         # Longest first, so that `web01.corp` is replaced whole before a name inside it.
         names = sorted(kinds.items(), key=lambda item: len(item[0]), reverse=True)
-        return self._walk(payload, names)
+        return self._walk(payload, _Scope(names, frozenset(as_is), frozenset(written)))
 
-    def _walk(self, value: Any, names: list[tuple[str, str]]) -> Any:
+    def _walk(self, value: Any, scope: _Scope) -> Any:
         if isinstance(value, str):
-            return self._text(value, names)
+            return self._text(value, scope.names)
         if isinstance(value, dict):
-            return {
-                k: self._id(v, ID_KINDS[k]) if k in ID_KINDS else self._walk(v, names)
-                for k, v in value.items()
-            }
+            return {k: self._member(k, v, scope) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self._walk(v, names) for v in value]
+            return [self._walk(v, scope) for v in value]
         return value
+
+    def _member(self, key: str, value: Any, scope: _Scope) -> Any:
+        if key in ID_KINDS:
+            return self._id(value, ID_KINDS[key])
+        if key in scope.as_is:
+            return value
+        if key in scope.written:
+            return self._walk(value, _Scope([], scope.as_is, scope.written))
+        return self._walk(value, scope)
 
     def _id(self, value: Any, kind: str) -> Any:
         if isinstance(value, list):
@@ -70,22 +93,47 @@ class Pseudonymiser:
 
     def _text(self, text: str, names: list[tuple[str, str]]) -> str:
         for name, kind in names:
-            if text == name:
-                return self.pseudonym(text, kind)
+            if text.casefold() == name.casefold():
+                return self.pseudonym(name, kind)
+        text = _EMAIL.sub(lambda m: self.pseudonym(m.group(0), "email"), text)
         text = _IPV4.sub(lambda m: self._address(m.group(0)), text)
         text = _IPV6.sub(lambda m: self._address(m.group(0)), text)
         for name, kind in names:
-            # Whole words only: a user called "a" must not eat every letter a.
+            # Whole words only: a user called "a" must not eat every letter a. Account
+            # names are compared without case, as Windows and most directories do.
             pattern = rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.[\w-])"
-            text = re.sub(pattern, self.pseudonym(name, kind), text)
+            text = re.sub(pattern, self.pseudonym(name, kind), text, flags=re.IGNORECASE)
         return text
 
     def _address(self, candidate: str) -> str:
-        try:
-            ipaddress.ip_address(candidate)
-        except ValueError:
-            return candidate
-        return self.pseudonym(candidate, "ip")
+        for cut in (0, 1) if candidate.startswith(":") else (0,):
+            try:
+                ipaddress.ip_address(candidate[cut:])
+            except ValueError:
+                continue
+            return candidate[:cut] + self.pseudonym(candidate[cut:], "ip")
+        return candidate
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What `scrub` replaces at one place in the payload."""
+
+    names: list[tuple[str, str]]
+    as_is: frozenset[str]
+    written: frozenset[str]
+
+
+def named_in(text: str, names: Iterable[str]) -> list[str]:
+    """The names (accounts, hosts) that `text` holds as whole words, in any case."""
+    return sorted(
+        {
+            name
+            for name in names
+            if name
+            and re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.[\w-])", text, re.IGNORECASE)
+        }
+    )
 
 
 def reveal(store: Store, name: str, kind: str) -> str | None:

@@ -21,6 +21,12 @@ from nis2triage.records import SEVERITY_RANK
 from nis2triage.reports.stages import Stage
 
 SCHEMA = "nis2triage/incident-report/1"
+# Keys whose values leave as they are, unpseudonymised: the entity's own identification
+# and contact, and who prepared the report or took a step.
+AS_IS = ("entity", "prepared_by", "who")
+# Keys holding what the analyst wrote: only addresses and e-mail addresses are replaced
+# there, since a user name that is also a word ("root", "test") would garble a sentence.
+WRITTEN = ("description", "threat_type", "root_cause", "mitigation_applied", "mitigation_ongoing")
 MAX_DETECTIONS = 50
 IMPACT_FACTS = (
     "users_affected",
