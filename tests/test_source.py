@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from elasticsearch import ApiError, Elasticsearch, helpers
 
 from nis2triage import esclient
-from nis2triage.config import SourceConfig
+from nis2triage.agent import Agent
+from nis2triage.config import SourceConfig, load_config
+from nis2triage.errors import ConfigError
 from nis2triage.source import Cursor, Source
+
+from support import write_agent_config
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
@@ -236,3 +242,28 @@ def test_an_index_the_credentials_may_not_read_is_said_with_the_fix(
 
     [said] = warnings_of(caplog)
     assert f"may not read {index_name}" in said and "nis2triage setup" in said
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_an_agent_whose_credentials_miss_one_of_its_indices_refuses_to_start(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # Beside a readable name, an unreadable one is skipped by searches without an error.
+    put(es, index_name, "a", minutes_ago=1)
+    prefix, other = f"{index_name}-st", f"{index_name}-other-*"
+    rights = [{"names": [index_name, f"{prefix}-*"], "privileges": ["all"]}]
+    key = es.security.create_api_key(
+        name=f"{index_name}-part", role_descriptors={"part": {"indices": rights}}
+    ).body
+    config = load_config(write_agent_config(tmp_path, es_settings, index_name, prefix))
+    auth = config.sources[0].model_copy(update={"indices": [index_name, other]})
+    config = config.model_copy(update={"sources": [auth]})
+    try:
+        part = esclient.connect(replace(es_settings, username=None, api_key=key["encoded"]))
+        assert Source(part, auth).unreadable() == [other]
+        with pytest.raises(
+            ConfigError, match=rf"source auth: .* may not read {re.escape(other)}: run"
+        ):
+            Agent(config, part, b"k" * 32, b"p" * 32).start()
+    finally:
+        es.security.invalidate_api_key(ids=[key["id"]])

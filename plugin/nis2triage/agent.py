@@ -147,6 +147,20 @@ class Agent:
             self.es, self.cfg.rules, load_native(self.cfg), load_sigma(self.cfg), self.clock
         )
         self.restore_all()
+        self._check_reading()
+
+    def _check_reading(self) -> None:
+        """Refuse to start when a source names an index the credentials may not read: it
+        would be skipped without a word while the checkpoint moved past its events."""
+        for run in self.runs:
+            unreadable = run.source.unreadable()
+            if unreadable:
+                raise ConfigError(
+                    f"source {run.cfg.name}: the agent's credentials may not read "
+                    f"{', '.join(unreadable)}: run `nis2triage setup` again with an "
+                    "administrator's credential (it gives the role and its API key the "
+                    "indices the configuration names), or give its role read on them"
+                )
 
     def restore_all(self) -> None:
         """(Re)build every source's run from its last saved checkpoint and models."""

@@ -224,6 +224,21 @@ class Source:
             return None
         return any(found.get(kind) for kind in ("indices", "aliases", "data_streams"))
 
+    def unreadable(self) -> list[str]:
+        """The source's names (patterns included) the agent's credentials may not read.
+
+        Elasticsearch skips such a name in a search without an error, beside names it may
+        read: the events there would go unread while the checkpoint moves past them.
+        Empty when the node cannot say (e.g. without security)."""
+        try:
+            answer = self.es.security.has_privileges(
+                index=[{"names": list(self.cfg.indices), "privileges": ["read"]}]
+            ).body
+        except ApiError:
+            return []
+        rights = answer.get("index") or {}
+        return [n for n in self.cfg.indices if not (rights.get(n) or {}).get("read", True)]
+
     def _may_read(self) -> bool | None:
         """Whether the agent's credentials hold `read` on every source name (None: the node
         cannot say, e.g. without security)."""
