@@ -155,9 +155,14 @@ def _step(step: dict[str, dict[str, Any] | None], where: str) -> tuple[str, Any]
     _check_params(name, factory, params, where)
     try:
         return name, factory(**params)
-    except (TypeError, ValueError, OverflowError, MemoryError) as exc:
-        # OverflowError and MemoryError: a size past what can be allocated (a window of 1e20).
-        raise ConfigError(f"{where}: {name}: {type(exc).__name__}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {name}: {exc}") from exc
+    except (OverflowError, MemoryError) as exc:
+        # A size past what can be allocated (a window of 1e20).
+        why = f"{type(exc).__name__}: {exc}"
+        raise ConfigError(
+            f"{where}: {name}: a size too large to allocate ({why}); lower it"
+        ) from exc
 
 
 def _check_params(name: str, factory: Callable[..., Any], params: Any, where: str) -> None:
