@@ -31,6 +31,16 @@ def test_lines_of_nested_keys_are_remembered() -> None:
         pytest.param("a: [1, 2\nb: 3\n", r"t\.yml:2:2: not valid YAML", id="unclosed-list"),
         pytest.param("a: &x [1, *x]\n", "recursive alias", id="recursive-alias"),
         pytest.param(BOMB, "expands to .* nodes", id="billion-laughs"),
+        pytest.param(
+            "features: [a]\nmodel: {}\nfeatures: [b]\n",
+            r"t\.yml:3:1: key 'features' appears twice in the same mapping \(first at line 1\)",
+            id="duplicate-key",
+        ),
+        pytest.param(
+            "n:\n  limits: {x: 1, x: 2}\n",
+            r"t\.yml:2:18: key 'x' appears twice",
+            id="duplicate-nested-key",
+        ),
     ],
 )
 def test_hostile_or_broken_yaml_is_refused_with_file_and_line(text: str, match: str) -> None:
@@ -53,3 +63,9 @@ def test_shared_anchor_within_limits_loads() -> None:
 def test_control_characters_are_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match=r"nul\.yml: not valid YAML"):
         load_text("a: b\x00c\n", "nul.yml")
+
+
+def test_the_same_key_in_two_mappings_is_no_duplicate() -> None:
+    loaded = load_text("a: {x: 1}\nb: {x: 2}\nc: [{x: 3}, {x: 4}]\n", "f.yml")
+
+    assert loaded.data == {"a": {"x": 1}, "b": {"x": 2}, "c": [{"x": 3}, {"x": 4}]}

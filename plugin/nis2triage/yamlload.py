@@ -66,6 +66,14 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return memo[key]
 
 
+class _Duplicate(Exception):
+    """A key given twice in one mapping: YAML keeps the last without a word."""
+
+    def __init__(self, name: str, first_line: int, mark: yaml.Mark) -> None:
+        super().__init__(name)
+        self.name, self.first_line, self.mark = name, first_line, mark
+
+
 def _collect(
     node: yaml.Node,
     loc: tuple[str | int, ...],
@@ -80,8 +88,12 @@ def _collect(
         return
     seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
         for key, value in node.value:
             name = key.value if isinstance(key, yaml.ScalarNode) else str(key.start_mark)
+            if name in first and name != "<<":
+                raise _Duplicate(name, first[name], key.start_mark)
+            first[name] = key.start_mark.line + 1
             out[(*loc, name)] = key.start_mark.line + 1
             cols[(*loc, name)] = key.start_mark.column + 1
             _collect(value, (*loc, name), out, cols, seen)
@@ -110,6 +122,14 @@ def load_text(text: str, path: str) -> Located:
         columns: dict[Any, int] = {}
         _collect(node, (), lines, columns, set())
         data = loader.construct_document(node)
+    except _Duplicate as exc:
+        raise ConfigError(
+            f"key {exc.name!r} appears twice in the same mapping (first at line "
+            f"{exc.first_line}); YAML would keep only the last: keep one",
+            path=path,
+            line=exc.mark.line + 1,
+            column=exc.mark.column + 1,
+        ) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
