@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from elasticsearch import AuthorizationException, Elasticsearch
 
-from nis2triage import esclient, roles
+from nis2triage import esclient, provision, roles
 from nis2triage.config import AgentConfig, load_config
 
 from support import write_agent_config
@@ -56,3 +56,24 @@ def test_setup_brings_an_existing_key_up_to_a_changed_role(
         if key_id is not None:
             es.security.invalidate_api_key(ids=[key_id])
         es.options(ignore_status=404).security.delete_role(name=role)
+
+
+def test_a_credential_that_may_not_manage_security_fails_setup_without_roles_yml(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # The agent's own key given to setup: the cluster could store the role, this key may not.
+    cfg = load_config(write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-k"))
+    rights = {"indices": [{"names": [f"{index_name}*"], "privileges": ["read"]}]}
+    key = es.security.create_api_key(name=f"{index_name}-own", role_descriptors={"own": rights})
+    try:
+        own = esclient.connect(replace(es_settings, username=None, api_key=key["encoded"]))
+        result = provision.SetupResult()
+        provision._role_and_key(own, cfg, result, with_key=True)
+    finally:
+        es.security.invalidate_api_key(ids=[key["id"]])
+
+    [role] = result.changes
+    assert (role.what, role.status) == ("role", "failed")
+    assert "--admin-user" in role.note
+    assert result.failed == [role] and result.roles_yml is None
+    assert "roles.yml" not in provision.render(result)

@@ -62,6 +62,8 @@ def _role_and_key(es: Elasticsearch, cfg: AgentConfig, result: SetupResult, with
         # The same privileges as a file-realm role, which every node reads from its config dir.
         result.roles_yml = roles.roles_yml(cfg)
         return
+    if role.status == "failed":
+        return  # this credential may not manage security: no key either
     if not with_key:
         return
     key_change, result.api_key = roles.ensure_api_key(es, cfg)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from elasticsearch import ApiError, Elasticsearch
@@ -78,6 +78,13 @@ class Refusal:
     """Why the cluster would not store a native role or key, in an operator's words."""
 
     reason: str
+    # 403: this credential lacks the right, a failure of this run; otherwise the cluster
+    # cannot store native roles or keys at all, and roles.yml is the way.
+    forbidden: bool = False
+
+    @property
+    def status(self) -> Literal["failed", "refused"]:
+        return "failed" if self.forbidden else "refused"
 
     @classmethod
     def of(cls, exc: ApiError) -> Refusal:
@@ -89,7 +96,11 @@ class Refusal:
                 f"cannot be created ({said})"
             )
         if exc.meta.status == 403:
-            return cls(f"this credential may not manage security ({said}); use an admin's")
+            return cls(
+                f"this credential may not manage security ({said}); run setup with an "
+                "administrator's (--admin-user and --admin-password-env, or --admin-api-key-env)",
+                forbidden=True,
+            )
         return cls(said)
 
 
@@ -110,7 +121,8 @@ def ensure_role(es: Elasticsearch, cfg: AgentConfig) -> Change:
             return Change("role", name, "unchanged")
         es.security.put_role(name=name, **wanted)
     except ApiError as exc:
-        return Change("role", name, "refused", Refusal.of(exc).reason)
+        refusal = Refusal.of(exc)
+        return Change("role", name, refusal.status, refusal.reason)
     return Change("role", name, "created" if current is None else "updated")
 
 
@@ -149,7 +161,8 @@ def ensure_api_key(es: Elasticsearch, cfg: AgentConfig) -> tuple[Change, NewKey 
             name=name, role_descriptors=descriptors, metadata={"managed_by": "nis2triage setup"}
         ).body
     except ApiError as exc:
-        return Change("API key", name, "refused", Refusal.of(exc).reason), None
+        refusal = Refusal.of(exc)
+        return Change("API key", name, refusal.status, refusal.reason), None
     return Change("API key", name, "created", f"id {made['id']}"), NewKey(
         made["id"], made["encoded"]
     )
@@ -170,10 +183,11 @@ def _bring_up_to_date(
     except ApiError as exc:
         # Only the key's owner may update it: setup run by another administrator.
         reason = Refusal.of(exc).reason
+        # Failed, not refused: the agent is left unable to read what was added.
         return Change(
             "API key",
             name,
-            "refused",
+            "failed",
             f"id {key_id} still carries the old role, so the agent cannot read what the "
             f"configuration added ({reason}); invalidate it and run setup again with "
             "--create-api-key for a new one",
