@@ -294,3 +294,21 @@ def test_the_api_key_is_still_shown_when_the_kibana_import_failed() -> None:
 
     assert "ZW5jb2RlZA==" in text
     assert "1 failed" in text
+
+
+def test_a_server_that_is_not_kibana_is_said_in_one_line() -> None:
+    # The standard library's handler answers a POST with its HTML error page (501).
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        change = kibana.import_objects(
+            f"http://127.0.0.1:{httpd.server_address[1]}", OBJECTS, ADMIN
+        )
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+    assert change.status == "failed"
+    assert change.note == (
+        "HTTP 501: an HTML page, not Kibana's saved objects API: is --kibana Kibana's own URL?"
+    )

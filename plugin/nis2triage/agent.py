@@ -143,9 +143,11 @@ class Agent:
             raise ConfigError(f"detectors: no file matches {', '.join(unmatched)}")
         check_sources(self.cfg, specs)
         self.specs = specs
+        native = load_native(self.cfg)
         self.rules_runner = RuleRunner(
-            self.es, self.cfg.rules, load_native(self.cfg), load_sigma(self.cfg), self.clock
+            self.es, self.cfg.rules, native, load_sigma(self.cfg), self.clock
         )
+        log.info("%d detectors and %d native rules loaded", len(specs), len(native))
         self.restore_all()
         self._check_reading()
 

@@ -281,13 +281,20 @@ def import_objects(
     return _import_change(url, response)
 
 
+def _first_line(text: str) -> str:
+    """What a server that is not Kibana's API answered, in one line."""
+    if text.lstrip()[:15].lower().startswith(("<!doctype html", "<html")):
+        return "an HTML page, not Kibana's saved objects API: is --kibana Kibana's own URL?"
+    return " ".join(text.split())[:300]
+
+
 def _import_change(url: str, response: requests.Response) -> Change:
     try:
         result = response.json()
     except ValueError:
         result = {}
     if response.status_code != 200 or not result.get("success"):
-        errors = result.get("errors") or result.get("message") or response.text[:300]
+        errors = result.get("errors") or result.get("message") or _first_line(response.text)
         return Change("Kibana objects", url, "failed", f"HTTP {response.status_code}: {errors}")
     done = result.get("successResults", [])
     replaced = sum(1 for r in done if r.get("overwrite"))

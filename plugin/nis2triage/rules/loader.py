@@ -68,7 +68,8 @@ def load_rules(paths: Iterable[str | Path]) -> list[NativeRule]:
             )
         seen[rule.name] = file
         rules.append(rule)
-    log.info("loaded %d native rules", len(rules))
+    # Debug: setup loads the rules twice (the role, then the key); the agent says at start.
+    log.debug("loaded %d native rules", len(rules))
     return rules
 
 
