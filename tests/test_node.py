@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 import uuid
 
@@ -74,6 +75,18 @@ def test_tls_spoken_to_a_plain_http_server_says_so() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_node_nobody_listens_on_says_where_to_look() -> None:
+    with socket.socket() as probe:  # a loopback port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = esclient.ESSettings(hosts=(f"http://127.0.0.1:{port}",), request_timeout=5.0)
+
+    with pytest.raises(ConnectionSetupError, match=r"could not be reached: .*Connection refused.*: "
+                       r"check elasticsearch.hosts in the configuration file and that the "
+                       r"cluster is up$"):  # fmt: skip
+        esclient.cluster_info(esclient.connect(settings).options(max_retries=0))
 
 
 def test_settings_repr_hides_the_password() -> None:

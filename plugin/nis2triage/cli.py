@@ -128,7 +128,12 @@ def parse_time(text: str) -> datetime:
     if text == "now":
         return now
     if text.startswith("now-"):
-        return now - parse_duration(text[4:])
+        try:
+            return now - parse_duration(text[4:])
+        except OverflowError as exc:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} reaches before the year 1: give a shorter duration"
+            ) from exc
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:

@@ -120,4 +120,7 @@ def _unreached(exc: TransportError) -> str:
             f"could not speak TLS with Elasticsearch ({text}): the node may serve plain "
             "HTTP; use an http:// host, or enable TLS on the node"
         )
-    return f"Elasticsearch could not be reached: {text}"
+    return (
+        f"Elasticsearch could not be reached: {text}: check elasticsearch.hosts in the "
+        "configuration file and that the cluster is up"
+    )
