@@ -77,3 +77,23 @@ def test_a_credential_that_may_not_manage_security_fails_setup_without_roles_yml
     assert "--admin-user" in role.note
     assert result.failed == [role] and result.roles_yml is None
     assert "roles.yml" not in provision.render(result)
+
+
+def test_a_prefix_whose_role_name_another_prefix_holds_is_refused_not_rewritten(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    first = load_config(write_agent_config(tmp_path / "a", es_settings, index_name, "s5-team"))
+    second = load_config(write_agent_config(tmp_path / "b", es_settings, index_name, "s5_team"))
+    name = roles.role_name("s5-team")
+    try:
+        made = roles.ensure_role(es, first)
+        clash = roles.ensure_role(es, second)
+        kept = es.security.get_role(name=name).body[name]
+    finally:
+        es.security.delete_role(name=name)
+
+    assert name == roles.role_name("s5_team") and made.status in ("created", "updated")
+    assert (clash.status, clash.name) == ("failed", name)
+    assert "state prefix 's5-team'" in clash.note and "in a letter or digit" in clash.note
+    assert kept["metadata"]["index_prefix"] == "s5-team"
+    assert ["s5-team-*"] in [i["names"] for i in kept["indices"]]

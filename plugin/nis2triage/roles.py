@@ -63,7 +63,7 @@ def role_descriptor(cfg: AgentConfig) -> dict[str, Any]:
             {"names": sources, "privileges": SOURCE_PRIVILEGES},
             {"names": [f"{cfg.state.index_prefix}-*"], "privileges": OWN_PRIVILEGES},
         ],
-        "metadata": {"managed_by": "nis2triage setup"},
+        "metadata": {"managed_by": "nis2triage setup", "index_prefix": cfg.state.index_prefix},
     }
 
 
@@ -117,6 +117,9 @@ def ensure_role(es: Elasticsearch, cfg: AgentConfig) -> Change:
     try:
         found = es.options(ignore_status=404).security.get_role(name=name)
         current = found.body.get(name) if found.meta.status == 200 else None
+        owner = ((current or {}).get("metadata") or {}).get("index_prefix")
+        if owner is not None and owner != cfg.state.index_prefix:
+            return Change("role", name, "failed", _taken(name, owner))
         if current is not None and _same_role(current, wanted):
             return Change("role", name, "unchanged")
         es.security.put_role(name=name, **wanted)
@@ -124,6 +127,14 @@ def ensure_role(es: Elasticsearch, cfg: AgentConfig) -> Change:
         refusal = Refusal.of(exc)
         return Change("role", name, refusal.status, refusal.reason)
     return Change("role", name, "created" if current is None else "updated")
+
+
+def _taken(name: str, owner: str) -> str:
+    # Role names keep letters, digits and `_` only: `a-b`, `a.b` and `a_b` share one.
+    return (
+        f"{name} is the role of the agents with state prefix {owner!r}, which this "
+        "prefix cannot share: make state.index_prefix differ from it in a letter or digit"
+    )
 
 
 def _same_role(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
