@@ -567,3 +567,17 @@ def test_models_that_cannot_be_built_or_never_alert_are_refused(
 
     with pytest.raises(ConfigError, match=match):
         load_spec(path)
+
+
+def test_an_alerts_query_names_the_sources_time_field() -> None:
+    detector = Detector(load_spec(AUTH))
+    detector.time_field = "event.created"
+    burst = [
+        Event.at("logs-x", str(i), T0, logon("alice", f"192.0.2.{i}", True)) for i in range(40)
+    ]
+    detector.ingest_many(burst)
+    # The alert itself does not matter here, only the query it would carry.
+    query = detector._query("alice", T0, T0 + QUARTER)
+
+    assert query.endswith("event.created:[2026-11-02T00:00:00+00:00 TO 2026-11-02T00:15:00+00:00}")
+    assert "@timestamp" not in query

@@ -196,6 +196,8 @@ class Agent:
                     f"it: curl -X DELETE 'https://<elasticsearch>/{index}/_doc/{doc_id}')"
                 ) from exc
         detectors = [self._detector(spec, models) for spec in specs]
+        for detector in detectors:
+            detector.time_field = src.time_field
         if saved:
             self._say_resumed(src.name, str(saved.get("updated", "?")), len(detectors))
         return SourceRun(src, Source(self.es, src, self.clock), detectors, cursor)

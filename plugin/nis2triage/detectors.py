@@ -292,6 +292,8 @@ class Detector:
     unscorable = 0
     said_no_entity = False
     said_late = False
+    # The source's time field, for the query an alert carries (set by the agent).
+    time_field = "@timestamp"
     # Events the filter took in a row without the entity field (see `_say_if_no_entity`).
     missing_run = 0
 
@@ -568,7 +570,7 @@ class Detector:
             parts.append(
                 f"{field_name}:(" + " OR ".join(f'"{_escape(str(w))}"' for w in wanted) + ")"
             )
-        parts.append(f"@timestamp:[{start.isoformat()} TO {end.isoformat()}}}")
+        parts.append(f"{self.time_field}:[{start.isoformat()} TO {end.isoformat()}}}")
         return " AND ".join(parts)
 
     def stats(self) -> dict[str, int]:
