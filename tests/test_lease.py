@@ -221,3 +221,43 @@ def test_a_holder_that_lost_the_lease_neither_saves_nor_sends(agent: Agent) -> N
         agent._save(agent.runs[0])
     assert agent.store.get("state", "source-auth") == state_before
     assert agent.outbox.may_send() is False
+
+
+def test_a_lease_taken_back_after_another_run_held_it_is_a_take_not_a_renewal(
+    store: Store,
+) -> None:
+    first, second = lease(store, "siem-a"), lease(store, "siem-b")
+    first.hold()
+    renewed = (first.hold(), first.taken)
+    siem_b_later = lease(store, "siem-b", at=T0 + 2 * TTL)
+    siem_b_later.hold()  # siem-b took it while siem-a was frozen, then let it go
+    siem_b_later.release()
+
+    assert renewed == (None, False)
+    assert (first.hold(), first.held, first.taken) == (None, True, True)
+    assert second.hold() is not None and second.taken is False
+
+
+def test_an_agent_that_takes_its_lease_back_reads_the_state_again(
+    es: Elasticsearch, config: Path, agent: Agent
+) -> None:
+    # Frozen (SIGSTOP) past the expiry: another agent held the lease, saved, and released.
+    assert agent._lead() is True
+    agent.resume = False
+    taker = Lease(agent.store, TTL, lambda: datetime.now(UTC) + 2 * TTL, host="another-host",
+                  pid=4242)  # fmt: skip
+    assert taker.hold() is None
+    taker.release()
+
+    assert agent._lead() is True
+    assert agent.resume is True  # restored before its next pass
+    assert agent.lease.taken is True
+
+
+def test_run_once_reads_the_state_under_its_lease(agent: Agent) -> None:
+    restored: list[bool] = []
+    agent.restore_all = lambda: restored.append(agent.lease.held)  # type: ignore[method-assign]
+
+    assert agent.hold_for_one_pass() is None
+
+    assert restored == [True]

@@ -130,6 +130,7 @@ class Agent:
         self.said_standby = False
         self.resumed_from: dict[str, str] = {}
         self.outbox.may_send = self._still_leading
+        self.outbox.keep_going = lambda: not self.stopping
 
     # --- start -------------------------------------------------------------
 
@@ -361,7 +362,7 @@ class Agent:
     # --- the loop ----------------------------------------------------------
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
-        log.info("stopping after the current batch (signal %d)", signum)
+        log.info("stopping after the current batch or notification (signal %d)", signum)
         self.stopping = True
 
     def start_when_ready(self) -> bool:
@@ -428,7 +429,9 @@ class Agent:
         was_held = self.lease.held
         holder = self.lease.hold()
         if holder is None:
-            if not was_held:
+            # Taken back after another agent held it (this one was frozen past the expiry,
+            # say): that agent may have saved state since this one read it.
+            if not was_held or self.lease.taken:
                 log.info("holding the lease of %s; running", self.store.index("state"))
                 self.resume, self.leased, self.said_standby = True, True, False
             return True
@@ -450,13 +453,18 @@ class Agent:
         holder = self.lease.hold()
         if holder is None:
             self.leased = True
+            # Read again under the lease: the last holder may have saved and released it
+            # between `start` reading the state and this take.
+            self.restore_all()
         return holder
 
     def _still_leading(self) -> bool:
         """Whether this agent may still write its state and send (renewing the lease)."""
         if not self.leased:
             return True  # not running under a lease (`run_once` called directly)
-        if self.lease.hold() is None:
+        # Taken back in the middle of a pass rather than renewed: another agent held it
+        # meanwhile, so this pass's state may be older than what it saved.
+        if self.lease.hold() is None and not self.lease.taken:
             return True
         self.resume = True
         return False

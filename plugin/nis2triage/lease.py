@@ -71,20 +71,26 @@ class Lease:
         self.boot_id = _boot_id()
         self.run = uuid.uuid4().hex
         self.held = False
+        # Whether the last `hold` took the lease (there was none, or another run's) rather
+        # than renewed this run's own: whoever held it meanwhile may have saved state since.
+        self.taken = False
 
     def hold(self) -> Holder | None:
         """Take or renew the lease; None when held, else who holds it."""
+        self.taken = False
         found = self.store.get_versioned("state", LEASE_ID)
         if found is None:
-            taken = self.store.create("state", LEASE_ID, self._doc())
-            return self._result(taken)
+            took = self.store.create("state", LEASE_ID, self._doc())
+            self.taken = took
+            return self._result(took)
         doc, seq_no, term = found
         holder = _holder(doc)
         if holder is not None and not self._may_take(holder):
             self.held = False
             return holder
-        taken = self.store.put_if("state", LEASE_ID, self._doc(), (seq_no, term))
-        return self._result(taken)
+        took = self.store.put_if("state", LEASE_ID, self._doc(), (seq_no, term))
+        self.taken = took and (holder is None or holder.run != self.run)
+        return self._result(took)
 
     def release(self) -> None:
         """Give the lease up (a clean stop), if this run still holds it."""
@@ -99,6 +105,10 @@ class Lease:
             refresh=True,
         )
         self.held = False
+        log.info(
+            "released the lease of %s; a standby agent may take over now",
+            self.store.index("state"),
+        )
 
     def _may_take(self, holder: Holder) -> bool:
         if holder.run == self.run or holder.expires <= self.clock():

@@ -123,3 +123,22 @@ def test_an_entry_another_agent_updated_meanwhile_halts_this_outbox_with_a_warni
     assert said.endswith("not recorded: sent")
     entry = store.get("outbox", "key-1")
     assert entry is not None and entry["attempts"] == 0  # the other agent's record stands
+
+
+def test_a_stop_asked_between_entries_leaves_the_rest_pending(
+    es: Elasticsearch, index_name: str
+) -> None:
+    http = Scripted("http")
+    outbox, store = outbox_with(es, index_name, http)
+    second = Notifier(store, "send", ["http"], None, lambda: NOW + timedelta(seconds=1))
+    second.queue("key-2", "incident_report", {}, {})
+    later = NOW + timedelta(minutes=1)
+    asked = iter([True, False])
+    outbox.keep_going = lambda: next(asked)  # the stop signal comes after the first send
+
+    report = outbox.deliver_due(later)
+
+    assert (report.sent, http.keys) == (1, ["key-1"])
+    assert store.get("outbox", "key-2")["status"] == "pending"  # type: ignore[index]
+    outbox.keep_going = lambda: True  # the next holder, or this agent restarted
+    assert outbox.deliver_due(later).sent == 1 and http.keys == ["key-1", "key-2"]

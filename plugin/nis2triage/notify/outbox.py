@@ -77,6 +77,9 @@ class Outbox:
         self.max_attempts = max_attempts
         # Asked before every send; the agent answers whether it still holds its lease.
         self.may_send: Callable[[], bool] = lambda: True
+        # Asked between entries; the agent answers False once it was asked to stop, so a
+        # stop does not wait for every due entry (up to 100 deadlines) to be tried.
+        self.keep_going: Callable[[], bool] = lambda: True
         self.halted = False
 
     def due(self, now: datetime) -> list[dict[str, Any]]:
@@ -103,7 +106,14 @@ class Outbox:
             return DeliveryReport()
         counts: dict[str, int] = {}
         self.halted = False
-        for hit in self.due(now):
+        due = self.due(now)
+        for done, hit in enumerate(due):
+            if not self.keep_going():
+                # Durable: what is left stays pending for the next pass or the next holder.
+                log.info(
+                    "stopping: %d notifications left pending for the next pass", len(due) - done
+                )
+                break
             for status in self._deliver(hit, now):
                 counts[status] = counts.get(status, 0) + 1
             if self.halted:
