@@ -237,7 +237,10 @@ def test_the_native_role_holds_the_agents_privileges(
 
     assert role["cluster"] == ["monitor"]
     assert by_names[(source,)] == sorted(roles.SOURCE_PRIVILEGES)
-    assert by_names[(f"{source}-st-*",)] == sorted(roles.OWN_PRIVILEGES)
+    own = tuple(roles.own_names(f"{source}-st"))
+    assert by_names[own] == sorted(roles.OWN_PRIVILEGES)
+    assert f"{source}-st-pseudonyms" in own and f"{source}-st-alerts-*" in own
+    assert f"{source}-st-*" not in own  # another prefix beginning with this one is not ours
 
 
 def test_the_api_key_authenticates_as_an_api_key_of_the_administrator(

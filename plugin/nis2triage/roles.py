@@ -27,6 +27,7 @@ from elasticsearch import ApiError, Elasticsearch
 from nis2triage.config import AgentConfig
 from nis2triage.layout import Change
 from nis2triage.rulerunner import load_native
+from nis2triage.store import INDICES
 
 ROLE_NAME = "nis2triage_agent"
 
@@ -55,13 +56,20 @@ def read_patterns(cfg: AgentConfig) -> list[str]:
     return sorted(p for p in patterns if p)
 
 
+def own_names(prefix: str) -> list[str]:
+    """The agent's own indices: each alias and its generations. Not `<prefix>-*`, which
+    would also cover another agent's prefix that begins with this one (`nis2triage-demo`
+    under `nis2triage`), its pseudonym table included."""
+    return sorted(name for what in INDICES for name in (f"{prefix}-{what}", f"{prefix}-{what}-*"))
+
+
 def role_descriptor(cfg: AgentConfig) -> dict[str, Any]:
     sources = read_patterns(cfg)
     return {
         "cluster": ["monitor"],
         "indices": [
             {"names": sources, "privileges": SOURCE_PRIVILEGES},
-            {"names": [f"{cfg.state.index_prefix}-*"], "privileges": OWN_PRIVILEGES},
+            {"names": own_names(cfg.state.index_prefix), "privileges": OWN_PRIVILEGES},
         ],
         "metadata": {"managed_by": "nis2triage setup", "index_prefix": cfg.state.index_prefix},
     }
