@@ -23,6 +23,7 @@ from rich.table import Table
 from nis2triage import esclient, localnode, sshlog
 from nis2triage.agent import Agent, CycleReport
 from nis2triage.config import AgentConfig, load_config
+from nis2triage.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "deploy" / "demo" / "nis2triage.yml"
@@ -100,8 +101,20 @@ def reset_state(es: Elasticsearch, cfg: AgentConfig) -> None:
     es.options(ignore_status=404).indices.delete(index=f"{prefix}-*", expand_wildcards="all")
 
 
+def check_checkout() -> None:
+    """The demo needs the checkout (its configuration, detectors and the node's plugin
+    sources); a package installed with pip has none of them."""
+    missing = [p for p in (DEMO_CONFIG, localnode.analysis_sources()) if not p.exists()]
+    if missing:
+        raise ConfigError(
+            f"the demo runs from a checkout of nis2triage, and {missing[0]} is not there: "
+            "run `make demo` in the checkout (an installed package has no demo files)"
+        )
+
+
 def run_demo(console: Console) -> int:
     started = time.monotonic()
+    check_checkout()
     node = localnode.start()
     cfg = load_config(DEMO_CONFIG)
     cfg = cfg.model_copy(
@@ -118,15 +131,61 @@ def run_demo(console: Console) -> int:
     count = index_docs(es, cfg.sources[0].indices[0], docs)
     console.print(f"indexed {count} sshd events from {origin} into {cfg.sources[0].indices[0]}")
 
+    keys = demo_keys(localnode.home() / "demo-keys.env")
     agent = Agent(
-        cfg, es, snapshot_key=secrets.token_bytes(32), pseudonym_key=secrets.token_bytes(32)
+        cfg,
+        es,
+        snapshot_key=keys["NIS2TRIAGE_SNAPSHOT_KEY"].encode(),
+        pseudonym_key=keys["NIS2TRIAGE_PSEUDONYM_KEY"].encode(),
     )
     agent.start()
     report = agent.run_once()
     show(console, report)
     show_early_warning(console, es, cfg)
+    local = write_local_config(node.url)
     console.print(f"demo finished in {time.monotonic() - started:.1f} s")
+    show_next_steps(console, local, localnode.home() / "demo-keys.env")
     return 0
+
+
+def demo_keys(path: Path) -> dict[str, str]:
+    """The demo's snapshot and pseudonym keys, made once and kept beside the node: the
+    incidents commands after the demo need the same ones (pseudonyms, signed models)."""
+    names = ("NIS2TRIAGE_SNAPSHOT_KEY", "NIS2TRIAGE_PSEUDONYM_KEY")
+    if path.is_file():
+        found = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in path.read_text().splitlines()
+            if "=" in line
+        )
+        if all(found.get(name) for name in names):
+            return {name: found[name] for name in names}
+    keys = {name: secrets.token_hex(32) for name in names}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text("".join(f"export {name}={value}\n" for name, value in keys.items()))
+    return keys
+
+
+def write_local_config(url: str) -> Path:
+    """The demo's configuration with the node's real address, beside the shipped one so
+    its relative paths hold: the shipped file says 127.0.0.1:9200, which another node
+    may hold."""
+    local = DEMO_CONFIG.with_name("local.yml")
+    text = DEMO_CONFIG.read_text().replace("http://127.0.0.1:9200", url, 1)
+    local.write_text("# Written by `nis2triage demo` for this checkout's node.\n" + text)
+    return local
+
+
+def show_next_steps(console: Console, config: Path, keys: Path) -> None:
+    console.print(
+        "\nGo on with the demo's incidents (same node, same keys):\n"
+        f"  source {keys}\n"
+        f"  nis2triage incidents list -c {config}\n"
+        f"  nis2triage incidents show <id> -c {config}",
+        markup=False,
+        highlight=False,
+    )
 
 
 def show(console: Console, report: CycleReport) -> None:

@@ -1,0 +1,47 @@
+"""What `nis2triage demo` leaves for the next steps: its keys, its configuration."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from nis2triage import demo
+from nis2triage.errors import ConfigError
+
+
+def test_the_demo_keys_are_made_once_private_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "demo-keys.env"
+
+    first = demo.demo_keys(path)
+    again = demo.demo_keys(path)
+
+    assert first == again
+    assert set(first) == {"NIS2TRIAGE_SNAPSHOT_KEY", "NIS2TRIAGE_PSEUDONYM_KEY"}
+    assert all(len(v) == 64 for v in first.values())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().startswith("export NIS2TRIAGE_SNAPSHOT_KEY=")
+
+
+def test_the_local_configuration_names_the_nodes_real_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = tmp_path / "nis2triage.yml"
+    shipped.write_text("elasticsearch:\n  hosts: [http://127.0.0.1:9200]\nother: 1\n")
+    monkeypatch.setattr(demo, "DEMO_CONFIG", shipped)
+
+    local = demo.write_local_config("http://127.0.0.1:45059")
+
+    assert local == tmp_path / "local.yml"
+    assert "hosts: [http://127.0.0.1:45059]" in local.read_text()
+    assert "9200" not in local.read_text() and "other: 1" in local.read_text()
+
+
+def test_the_demo_outside_a_checkout_says_to_use_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo, "DEMO_CONFIG", tmp_path / "deploy" / "demo" / "nis2triage.yml")
+
+    with pytest.raises(ConfigError, match=r"runs from a checkout .* run `make demo`"):
+        demo.check_checkout()
