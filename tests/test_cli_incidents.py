@@ -90,3 +90,27 @@ def test_list_show_and_refusals_against_the_real_node(
     assert "no incident id given" in capsys.readouterr().err
     assert main(["incidents", "report", incident.id, "-c", str(config), "--stage", "final"]) == 1
     assert "follows the incident notification" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_report_queued_in_send_mode_says_it_is_not_sent_yet(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    sending = {"mode": "send", "endpoint": "http://127.0.0.1:9/notifications"}
+    config = write_agent_config(tmp_path, es_settings, index_name, index_name, sending)
+    cfg = load_config(config)
+    store = Store(es, index_name)
+    store.ensure_indices()
+    notifier = build.notifier(cfg, store, b"k" * 16, lambda: T0)
+    flow = IncidentFlow(cfg, store, notifier, lambda: T0)
+    flow.desk.take([(sample_alert(), ASSET)])
+    incident = flow.desk.book.find({"match_all": {}})[0]
+    capsys.readouterr()
+
+    argv = ["incidents", "report", incident.id, "-c", str(config), "--stage", "early-warning"]
+    assert main([*argv, "--out", str(tmp_path / "reports")]) == 0
+
+    said = capsys.readouterr().out
+    assert "for http" in said
+    assert "not sent yet: the running agent sends it at its next cycle (or `run --once`)" in said

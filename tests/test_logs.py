@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from rich.logging import RichHandler
@@ -101,3 +102,11 @@ def test_configure_picks_the_handler_by_whether_stderr_is_a_terminal(
         for handler in [h for h in root.handlers if h not in before]:
             root.removeHandler(handler)
         root.setLevel(level)
+
+
+def test_terminal_log_times_are_iso_8601_in_utc() -> None:
+    brussels_winter = timezone(timedelta(hours=1))
+
+    shown = logs._utc_time(datetime(2026, 12, 5, 5, 33, 7, tzinfo=brussels_winter))
+
+    assert shown.plain == "2026-12-05 04:33:07Z"

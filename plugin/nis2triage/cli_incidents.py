@@ -255,6 +255,11 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
     ctx.console.print(f"{stage.label} {key} {said} for {', '.join(entry.get('channels', []))}")
     for f in files:
         ctx.console.print(f"  {f}")
+    if entry["status"] == "pending":
+        # The command only queues: the agent's loop delivers (and retries) what is due.
+        ctx.console.print(
+            "not sent yet: the running agent sends it at its next cycle (or `run --once`)"
+        )
     return 0
 
 

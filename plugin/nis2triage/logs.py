@@ -17,6 +17,8 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from rich.text import Text
+
 ECS_VERSION = "8.11.0"
 REDACTED = "[redacted]"
 OURS = "_nis2triage_handler"
@@ -70,6 +72,10 @@ class EcsFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
+def _utc_time(at: datetime) -> Text:
+    return Text(at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ"))
+
+
 def configure(verbose: bool = False, stream: TextIO | None = None) -> None:
     """Route every logger to one handler on `stream` (stderr by default)."""
     out = stream or sys.stderr
@@ -78,7 +84,13 @@ def configure(verbose: bool = False, stream: TextIO | None = None) -> None:
         from rich.console import Console
         from rich.logging import RichHandler
 
-        handler = RichHandler(console=Console(file=out), show_path=False, markup=False)
+        handler = RichHandler(
+            console=Console(file=out),
+            show_path=False,
+            markup=False,
+            # ISO 8601 in UTC: rich's default, 12/05/26 with no zone, reads as 12 May here.
+            log_time_format=_utc_time,
+        )
     else:
         handler = logging.StreamHandler(out)
         handler.setFormatter(EcsFormatter())
