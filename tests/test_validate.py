@@ -123,6 +123,8 @@ def test_a_configuration_naming_missing_files_is_refused(
     assert re.search(
         r"nis2triage\.yml:\d+:1: detectors: '.*nope/\*\.yml' matches no file", finding.problem
     )
+    # Only absolute paths are missing: where relative ones are read from is beside the point.
+    assert finding.problem.endswith("\n  (--no-references skips this check)")
     assert validate([str(path)], references=False)[0].ok
 
 
@@ -140,6 +142,7 @@ def test_a_missing_ca_file_and_criteria_folder_are_named(
     assert finding.problem is not None
     assert re.search(r"elasticsearch\.ca_file: 'ca\.pem' matches no file", finding.problem)
     assert re.search(r"incidents\.criteria: 'no-criteria-here' matches no file", finding.problem)
+    assert f"(relative paths are read from {tmp_path}; --no-references" in finding.problem
 
 
 def test_a_criteria_folder_without_criteria_is_refused(

@@ -406,5 +406,9 @@ def es_settings(agent: AgentConfig, credential: bool = True) -> ESSettings:
         settings,
         username=cfg.username,
         password=read_secret(cfg.password_env, path(cfg.password_file), "elasticsearch password"),
-        api_key=read_secret(cfg.api_key_env, path(cfg.api_key_file), "elasticsearch API key"),
+        api_key=read_secret(
+            cfg.api_key_env,
+            path(cfg.api_key_file),
+            "elasticsearch API key (`nis2triage setup --create-api-key` makes the agent's)",
+        ),
     )

@@ -91,7 +91,9 @@ def _configuration(path: Path, references: bool = True) -> None:
         for key, named in cfg.missing_files()
     ]
     if missing:
-        hint = f"\n  (paths are relative to {path.parent}; --no-references skips this check)"
+        relative = any(not Path(named).is_absolute() for _, named in cfg.missing_files())
+        where = f"relative paths are read from {path.parent}; " if relative else ""
+        hint = f"\n  ({where}--no-references skips this check)"
         raise ConfigError("\n  also ".join(missing) + hint)
     check_sources(cfg, [load_spec(detector) for detector in cfg.detector_files()])
     load_native(cfg)
