@@ -581,3 +581,34 @@ def test_an_alerts_query_names_the_sources_time_field() -> None:
 
     assert query.endswith("event.created:[2026-11-02T00:00:00+00:00 TO 2026-11-02T00:15:00+00:00}")
     assert "@timestamp" not in query
+
+
+@pytest.mark.parametrize(
+    ("limits", "match"),
+    [
+        pytest.param("{events: [5, 1]}", r"limits of events must be finite with low < high",
+                     id="reversed"),
+        pytest.param("{events: [-1.0e308, 1.0e308]}", r"two numbers .* write 1\.0e\+308",
+                     id="yaml-text"),
+        pytest.param("{events: [1]}", r"limits of events must be two numbers", id="one"),
+    ],
+)  # fmt: skip
+def test_limits_that_are_not_a_low_and_a_high_number_are_refused(
+    tmp_path: Path, limits: str, match: str
+) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text(SPEC_HEAD + f"model: [{{anomaly.HalfSpaceTrees: {{limits: {limits}}}}}]\n")
+
+    with pytest.raises(ConfigError, match=match):
+        load_spec(path)
+
+
+def test_an_empty_entity_field_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text(
+        SPEC_HEAD.replace("entity: host.name", 'entity: ""')
+        + "model: [{anomaly.HalfSpaceTrees: {}}]\n"
+    )
+
+    with pytest.raises(ConfigError, match=r"bad\.yml:\d+:\d+: entity: .*at least 1 character"):
+        load_spec(path)

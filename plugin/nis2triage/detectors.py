@@ -132,7 +132,7 @@ class DetectorSpec(BaseModel):
     severity: Severity = "medium"
     source: str
     filter: Match = Match()
-    entity: str
+    entity: str = Field(min_length=1)
     bucket: Duration = Field(default=timedelta(minutes=5), ge=timedelta(seconds=1))
     features: list[FeatureSpec] = Field(min_length=1)
     model: list[dict[str, dict[str, Any] | None]] = Field(min_length=1)
@@ -246,6 +246,27 @@ def _check_limits(model: list[dict[str, dict[str, Any] | None]], scored: list[st
                     f"{name}: limits name {unknown}, which the model is not given; "
                     f"its features: {scored}"
                 )
+            for feature, bounds in (limits or {}).items() if isinstance(limits, dict) else ():
+                _check_bounds(name, feature, bounds)
+
+
+def _check_bounds(name: str, feature: str, bounds: Any) -> None:
+    """A feature's limits are two finite numbers, the lower first."""
+    numbers = (
+        isinstance(bounds, list | tuple)
+        and len(bounds) == 2
+        and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+    )
+    if not numbers:
+        raise ConfigError(
+            f"{name}: limits of {feature} must be two numbers [low, high], not {bounds!r} "
+            "(YAML reads 1.0e308 as text: write 1.0e+308)"
+        )
+    low, high = float(bounds[0]), float(bounds[1])
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ConfigError(
+            f"{name}: limits of {feature} must be finite with low < high, not {bounds}"
+        )
 
 
 class _Judged(NamedTuple):
