@@ -612,3 +612,13 @@ def test_an_empty_entity_field_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"bad\.yml:\d+:\d+: entity: .*at least 1 character"):
         load_spec(path)
+
+
+def test_a_filter_value_that_is_an_object_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text(SPEC_HEAD + "filter: {all_of: {event.outcome: {b: c}}}\n"
+                    "model: [{anomaly.HalfSpaceTrees: {}}]\n")  # fmt: skip
+
+    with pytest.raises(ConfigError, match=r"bad\.yml:6:\d+: filter.all_of: .*event.outcome: "
+                       r"\{'b': 'c'\} is not a value a field can hold"):  # fmt: skip
+        load_spec(path)

@@ -20,7 +20,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nis2triage.config import Duration
 
@@ -122,6 +122,19 @@ class Match(BaseModel):
     all_of: dict[str, Any] = Field(default_factory=dict)
     none_of: dict[str, Any] = Field(default_factory=dict)
     exists: list[str] = Field(default_factory=list)
+
+    @field_validator("all_of", "none_of")
+    @classmethod
+    def _values_are_scalars(cls, wanted: dict[str, Any]) -> dict[str, Any]:
+        # An object would be compared as its Python text and so never match: say so.
+        for name, value in wanted.items():
+            for one in value if isinstance(value, list) else [value]:
+                if isinstance(one, dict | list) or one is None:
+                    raise ValueError(
+                        f"{name}: {one!r} is not a value a field can hold here; give a "
+                        "string, number or true/false, or a list of them"
+                    )
+        return wanted
 
     @cached_property
     def compiled(self) -> tuple[Checks, Checks]:
