@@ -101,7 +101,8 @@ def test_https_checks_the_certificate_against_the_trusted_cas(
         monkeypatch.setenv("SSL_CERT_FILE", str(tls[0]))  # OpenSSL's trust store, made ours
         trusted = HttpChannel(ccb.url, "tok", 5.0, []).send("k", {}, NOW)
 
-    assert unknown == RetryLater("cannot connect to 127.0.0.1: SSLCertVerificationError")
+    port = ccb.url.split(":")[2].split("/")[0]
+    assert unknown == RetryLater(f"cannot connect to 127.0.0.1:{port}: SSLCertVerificationError")
     assert trusted == Delivered("HTTP 200")
     assert ccb.idempotency_keys == ["k"]  # nothing was sent to the unverified server
 

@@ -38,7 +38,7 @@ def test_a_name_that_does_not_exist_is_a_retry_not_a_hang() -> None:
     assert time.monotonic() - started < 3.5
     assert isinstance(outcome, RetryLater)
     assert outcome.reason in (
-        "cannot connect to no-such-host.invalid: gaierror",
+        "cannot connect to no-such-host.invalid:80: gaierror",
         "the name no-such-host.invalid was not resolved within 2 s: check the DNS resolver "
         "of this machine",
     )

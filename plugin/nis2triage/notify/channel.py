@@ -115,7 +115,8 @@ class HttpChannel:
         except http.client.HTTPException as exc:
             return RetryLater(f"broken answer from {host}: {type(exc).__name__}")
         except OSError as exc:
-            return RetryLater(f"cannot connect to {host}: {type(exc).__name__}")
+            port = url.port or (443 if url.scheme == "https" else 80)
+            return RetryLater(f"cannot connect to {host}:{port}: {type(exc).__name__}")
         return judge(answer, now)
 
     def _headers(self, key: str) -> dict[str, str]:
