@@ -15,6 +15,7 @@ from elasticsearch import AuthorizationException, Elasticsearch
 
 from nis2triage import esclient, provision, roles
 from nis2triage.config import AgentConfig, load_config
+from nis2triage.store import Store
 
 from support import write_agent_config
 
@@ -97,3 +98,46 @@ def test_a_prefix_whose_role_name_another_prefix_holds_is_refused_not_rewritten(
     assert "state prefix 's5-team'" in clash.note and "in a letter or digit" in clash.note
     assert kept["metadata"]["index_prefix"] == "s5-team"
     assert roles.own_names("s5-team") in [i["names"] for i in kept["indices"]]
+
+
+def test_the_role_of_prefix_soc_reaches_none_of_agent_soc_audits_indices(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # `soc-audit` begins with `soc-` and an index name of `soc`'s own (`audit`).
+    soc, other = f"{index_name}-soc", f"{index_name}-soc-audit"
+    for prefix in (soc, other):
+        Store(es, prefix).ensure_indices()
+    cfg = load_config(write_agent_config(tmp_path, es_settings, index_name, soc))
+    key = es.security.create_api_key(
+        name=f"{index_name}-soc", role_descriptors={"soc": roles.role_descriptor(cfg)}
+    ).body
+    try:
+        agent = esclient.connect(replace(es_settings, username=None, api_key=key["encoded"]))
+        own = agent.count(index=f"{soc}-audit")["count"]
+        with pytest.raises(AuthorizationException):
+            agent.search(index=f"{other}-pseudonyms")
+        with pytest.raises(AuthorizationException):
+            agent.search(index=f"{other}-pseudonyms-000001")
+    finally:
+        es.security.invalidate_api_key(ids=[key["id"]])
+
+    assert own == 0  # its own audit index, read through its alias
+
+
+def test_a_role_made_before_roles_named_their_prefix_is_still_owned(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    older = {
+        "cluster": ["monitor"],
+        "indices": [{"names": ["s5-team-*"], "privileges": roles.OWN_PRIVILEGES}],
+        "metadata": {"managed_by": "nis2triage setup"},
+    }
+    name = roles.role_name("s5_team")
+    es.security.put_role(name=name, **older)
+    cfg = load_config(write_agent_config(tmp_path, es_settings, index_name, "s5_team"))
+    try:
+        clash = roles.ensure_role(es, cfg)
+    finally:
+        es.security.delete_role(name=name)
+
+    assert clash.status == "failed" and "state prefix 's5-team'" in clash.note

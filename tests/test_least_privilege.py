@@ -239,7 +239,7 @@ def test_the_native_role_holds_the_agents_privileges(
     assert by_names[(source,)] == sorted(roles.SOURCE_PRIVILEGES)
     own = tuple(roles.own_names(f"{source}-st"))
     assert by_names[own] == sorted(roles.OWN_PRIVILEGES)
-    assert f"{source}-st-pseudonyms" in own and f"{source}-st-alerts-*" in own
+    assert f"{source}-st-pseudonyms" in own and f"/{source}-st-alerts-[0-9]{{6}}/" in own
     assert f"{source}-st-*" not in own  # another prefix beginning with this one is not ours
 
 

@@ -57,10 +57,19 @@ def read_patterns(cfg: AgentConfig) -> list[str]:
 
 
 def own_names(prefix: str) -> list[str]:
-    """The agent's own indices: each alias and its generations. Not `<prefix>-*`, which
-    would also cover another agent's prefix that begins with this one (`nis2triage-demo`
-    under `nis2triage`), its pseudonym table included."""
-    return sorted(name for what in INDICES for name in (f"{prefix}-{what}", f"{prefix}-{what}-*"))
+    """The agent's own indices: each alias, and its generations as a regular expression
+    of their six digits. Neither `<prefix>-*` nor `<prefix>-audit-*`, which would also
+    cover another agent's prefix that begins with this one (`nis2triage-demo` under
+    `nis2triage`, `soc-audit` under `soc`), its pseudonym table included."""
+    stem = _lucene_escaped(prefix)
+    return sorted(
+        name for what in INDICES for name in (f"{prefix}-{what}", f"/{stem}-{what}-[0-9]{{6}}/")
+    )
+
+
+def _lucene_escaped(text: str) -> str:
+    # Every character Lucene's regular expressions reserve; prefixes hold few of them.
+    return re.sub(r'([.?+*|{}\[\]()"\\#@&<>~])', r"\\\1", text)
 
 
 def role_descriptor(cfg: AgentConfig) -> dict[str, Any]:
@@ -125,7 +134,7 @@ def ensure_role(es: Elasticsearch, cfg: AgentConfig) -> Change:
     try:
         found = es.options(ignore_status=404).security.get_role(name=name)
         current = found.body.get(name) if found.meta.status == 200 else None
-        owner = ((current or {}).get("metadata") or {}).get("index_prefix")
+        owner = _owner_of(current) if current is not None else None
         if owner is not None and owner != cfg.state.index_prefix:
             return Change("role", name, "failed", _taken(name, owner))
         if current is not None and _same_role(current, wanted):
@@ -135,6 +144,20 @@ def ensure_role(es: Elasticsearch, cfg: AgentConfig) -> Change:
         refusal = Refusal.of(exc)
         return Change("role", name, refusal.status, refusal.reason)
     return Change("role", name, "created" if current is None else "updated")
+
+
+def _owner_of(role: dict[str, Any]) -> str | None:
+    """The state prefix a role was made for: in its metadata, or, for roles made before
+    that was kept, from the `<prefix>-*` it granted the agent's own privileges on."""
+    recorded = (role.get("metadata") or {}).get("index_prefix")
+    if recorded is not None:
+        return str(recorded)
+    for entry in role.get("indices", []):
+        names = entry.get("names", [])
+        own = sorted(entry.get("privileges", [])) == sorted(OWN_PRIVILEGES)
+        if own and len(names) == 1 and names[0].endswith("-*"):
+            return str(names[0][:-2])
+    return None
 
 
 def _taken(name: str, owner: str) -> str:

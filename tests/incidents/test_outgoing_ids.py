@@ -64,7 +64,10 @@ def test_names_the_analyst_wrote_leave_as_written_and_are_said(
     payload = json.dumps(entry["payload"])
     assert "The root cause: the Oracle account left open; mail email-" in payload
     assert "ops@lab.example" not in payload
-    [said] = [r.getMessage() for r in caplog.records]
+    # The impact step of the timeline quotes the same text, and is said too.
+    said = [r.getMessage() for r in caplog.records]
+    assert any("timeline (impact" in m and "names oracle, root in clear" in m for m in said)
+    [said] = [m for m in said if "report's root_cause" in m]
     assert said.endswith(
         "root_cause names oracle, root in clear (text an analyst writes is sent as written, "
         "addresses aside): reword it with `nis2triage incidents impact` if these are people"

@@ -141,3 +141,12 @@ def test_an_endpoint_named_by_host_name_is_looked_up_and_reached() -> None:
     assert outcome == Delivered("HTTP 200")
     assert ccb.idempotency_keys == ["k-name"]
     assert ccb.received[0].headers["Host"].startswith("localhost:")
+
+
+def test_an_empty_2xx_labelled_html_is_a_delivery() -> None:
+    # Web frameworks label an empty 202 text/html by default.
+    with running_ccb() as ccb:
+        ccb.script, ccb.body = [(202, {"Content-Type": "text/html; charset=utf-8"})], b""
+        outcome = HttpChannel(ccb.url, "tok", 5.0, []).send("k", {}, NOW)
+
+    assert outcome == Delivered("HTTP 202")

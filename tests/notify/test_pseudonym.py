@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nis2triage.notify.pseudonym import Pseudonymiser
+from nis2triage.notify.pseudonym import Pseudonymiser, Written, named_in
 
 KEY = b"p" * 32
 
@@ -95,3 +95,33 @@ def test_addresses_after_a_colon_and_names_in_another_case_are_found() -> None:
         f"host {p.pseudonym('web01', 'host')}"
     )
     assert p.scrub({"s": "12:30:45 and a::b::c"})["s"] == "12:30:45 and a::b::c"
+
+
+def test_a_host_known_by_its_short_name_is_replaced_with_its_domain() -> None:
+    p = Pseudonymiser(KEY)
+
+    out = p.scrub(
+        {"s": "beacon from jdupont-laptop.corp.example.be. to C2"}, hosts=["jdupont-laptop"]
+    )
+
+    assert out["s"] == f"beacon from {p.pseudonym('jdupont-laptop.corp.example.be', 'host')}. to C2"
+    assert named_in("contained jdupont-laptop.corp.example.be", ["jdupont-laptop"]) == [
+        "jdupont-laptop"
+    ]
+
+
+def test_a_persons_reason_keeps_its_words_and_the_reports_vocabulary_stays() -> None:
+    p = Pseudonymiser(KEY)
+    payload = {
+        "severity": "high",
+        "timeline": [
+            {"who": "alice", "why": Written("root cause confirmed by the admin team")},
+            {"who": "nis2triage", "why": "admin failed 40 logins"},
+        ],
+    }
+
+    out = p.scrub(payload, users=["root", "admin", "high"], as_is=["who", "severity"])
+
+    assert out["severity"] == "high"
+    assert out["timeline"][0]["why"] == "root cause confirmed by the admin team"
+    assert out["timeline"][1]["why"].startswith("user-")

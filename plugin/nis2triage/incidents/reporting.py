@@ -28,7 +28,7 @@ from nis2triage.incidents.record import (
     later_status,
 )
 from nis2triage.notify.notifier import Notifier
-from nis2triage.notify.pseudonym import keyed_id, named_in
+from nis2triage.notify.pseudonym import Written, keyed_id, named_in
 from nis2triage.notify.soc import Soc
 from nis2triage.reports import chart, content
 from nis2triage.reports.stages import BY_REPORT, Stage
@@ -198,8 +198,12 @@ def _check_order(incident: Incident, stage: Stage, ref: str | None) -> None:
 def _say_names_written(incident_id: str, body: dict[str, Any], names: list[str]) -> None:
     """What the analyst wrote leaves with its words (see `content.WRITTEN`): say which
     account or host names of the incident it holds, so a person's name is a choice."""
-    for key in content.WRITTEN:
-        found = named_in(str(body.get(key) or ""), names)
+    notes = {f"timeline ({s['action']})": s["why"] for s in body.get("timeline", [])}
+    texts = {key: body.get(key) for key in content.WRITTEN} | {
+        key: note for key, note in notes.items() if isinstance(note, Written)
+    }
+    for key, text in texts.items():
+        found = named_in(str(text or ""), names)
         if found:
             log.warning(
                 "incident %s: the report's %s names %s in clear (text an analyst writes is "

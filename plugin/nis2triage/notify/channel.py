@@ -114,6 +114,11 @@ class HttpChannel:
             return RetryLater(f"no answer from {host} within {self.timeout:g} s")
         except http.client.HTTPException as exc:
             return RetryLater(f"broken answer from {host}: {type(exc).__name__}")
+        except socket.gaierror as exc:
+            return RetryLater(
+                f"the name {host} does not resolve ({exc.strerror}): check notifier.endpoint "
+                "and this machine's DNS"
+            )
         except OSError as exc:
             port = url.port or (443 if url.scheme == "https" else 80)
             return RetryLater(f"cannot connect to {host}:{port}: {type(exc).__name__}")
@@ -210,8 +215,12 @@ def judge(answer: Answer, now: datetime) -> Outcome:
 
 
 def _is_html(answer: Answer) -> bool:
+    """Whether the answer is a web page. An empty body is not one, whatever its type:
+    web frameworks label an empty 202 or 204 text/html by default."""
     kind = answer.headers.get("content-type", "").partition(";")[0].strip().lower()
     start = answer.text.lstrip()[:15].lower()
+    if not start:
+        return False
     return kind in ("text/html", "application/xhtml+xml") or start.startswith(
         ("<!doctype html", "<html")
     )

@@ -36,6 +36,11 @@ _IPV6 = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
+class Written(str):
+    """Text a person wrote (an acknowledgement's reason, say): it keeps its words, losing
+    only addresses and e-mail addresses, as the `written` keys of `scrub` do."""
+
+
 class Pseudonymiser:
     def __init__(self, key: bytes) -> None:
         self.key = key
@@ -69,6 +74,8 @@ class Pseudonymiser:
         return self._walk(payload, _Scope(names, frozenset(as_is), frozenset(written)))
 
     def _walk(self, value: Any, scope: _Scope) -> Any:
+        if isinstance(value, Written):
+            return self._text(str(value), [])
         if isinstance(value, str):
             return self._text(value, scope.names)
         if isinstance(value, dict):
@@ -99,11 +106,20 @@ class Pseudonymiser:
         text = _IPV4.sub(lambda m: self._address(m.group(0)), text)
         text = _IPV6.sub(lambda m: self._address(m.group(0)), text)
         for name, kind in names:
-            # Whole words only: a user called "a" must not eat every letter a. Account
-            # names are compared without case, as Windows and most directories do.
-            pattern = rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.[\w-])"
-            text = re.sub(pattern, self.pseudonym(name, kind), text, flags=re.IGNORECASE)
+            text = self._names(text, name, kind)
         return text
+
+    def _names(self, text: str, name: str, kind: str) -> str:
+        # Whole words only: a user called "a" must not eat every letter a. Names are
+        # compared without case, as Windows and most directories do. A host's name may
+        # come with its domain (`pc7` as `pc7.corp.example`): the whole name is replaced.
+        if kind == "host":
+            # As listed, whatever the case it was written in, and with its domain if any.
+            return _whole_host(name).sub(
+                lambda m: self.pseudonym(name + m.group(0)[len(name) :], kind), text
+            )
+        pattern = rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.[\w-])"
+        return re.sub(pattern, self.pseudonym(name, kind), text, flags=re.IGNORECASE)
 
     def _address(self, candidate: str) -> str:
         for cut in (0, 1) if candidate.startswith(":") else (0,):
@@ -124,16 +140,15 @@ class _Scope:
     written: frozenset[str]
 
 
+def _whole_host(name: str) -> re.Pattern[str]:
+    """`name` as a whole word, with any domain after it (`pc7`, `pc7.corp.example`)."""
+    return re.compile(rf"(?<![\w.-]){re.escape(name)}(?:\.[A-Za-z0-9-]+)*(?![\w-])", re.IGNORECASE)
+
+
 def named_in(text: str, names: Iterable[str]) -> list[str]:
-    """The names (accounts, hosts) that `text` holds as whole words, in any case."""
-    return sorted(
-        {
-            name
-            for name in names
-            if name
-            and re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.[\w-])", text, re.IGNORECASE)
-        }
-    )
+    """The names (accounts, hosts) that `text` holds as whole words, in any case, a
+    domain after them or not."""
+    return sorted({name for name in names if name and _whole_host(name).search(text)})
 
 
 def reveal(store: Store, name: str, kind: str) -> str | None:

@@ -14,16 +14,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nis2triage.incidents.assess import facts_of
+from nis2triage.incidents.lifecycle import AGENT
 from nis2triage.incidents.record import Incident
 from nis2triage.nis2.brussels import show
 from nis2triage.nis2.entity import Entity, format_enterprise_number
+from nis2triage.notify.pseudonym import Written
 from nis2triage.records import SEVERITY_RANK
 from nis2triage.reports.stages import Stage
 
 SCHEMA = "nis2triage/incident-report/1"
 # Keys whose values leave as they are, unpseudonymised: the entity's own identification
-# and contact, and who prepared the report or took a step.
-AS_IS = ("entity", "prepared_by", "who")
+# and contact, who prepared the report or took a step, and the report's own vocabulary
+# (an entity that happens to be called `high` must not rename a severity).
+AS_IS = (
+    "entity", "prepared_by", "who", "schema", "report_type", "legal_basis", "tlp",
+    "severity", "status", "kind", "detector", "tactics", "action", "to", "field",
+)  # fmt: skip
 # Keys holding what the analyst wrote: only addresses and e-mail addresses are replaced
 # there, since a user name that is also a word ("root", "test") would garble a sentence.
 WRITTEN = ("description", "threat_type", "root_cause", "mitigation_applied", "mitigation_ongoing")
@@ -237,7 +243,10 @@ def _gdpr(incident: Incident) -> dict[str, Any] | None:
 
 
 def _step(t: Any) -> dict[str, Any]:
-    return {"at": _moment(t.at), "who": t.who, "action": t.action, "to": t.to_status, "why": t.why}
+    # A person's reason (acknowledged, closed) keeps its words when pseudonymised; the
+    # agent's own steps quote alert messages and are scrubbed in full.
+    why = t.why if t.who == AGENT or t.why is None else Written(t.why)
+    return {"at": _moment(t.at), "who": t.who, "action": t.action, "to": t.to_status, "why": why}
 
 
 def _provided(value: Any) -> bool:
