@@ -12,6 +12,7 @@ from nis2triage.layout import Capabilities, lifecycle_body, policy_name, templat
 from nis2triage.roles import (
     OWN_PRIVILEGES,
     ROLE_NAME,
+    own_names,
     read_patterns,
     role_descriptor,
     role_name,
@@ -104,8 +105,10 @@ def test_the_role_reads_the_sources_and_writes_only_under_the_prefix() -> None:
             "names": ["filebeat-*", "logs-system.auth-*", "logs-windows.*"],
             "privileges": ["read", "view_index_metadata"],
         },
-        {"names": ["acme-*"], "privileges": OWN_PRIVILEGES},
+        {"names": own_names("acme"), "privileges": OWN_PRIVILEGES},
     ]
+    assert len(own_names("acme")) == 18 and "acme-*" not in own_names("acme")
+    assert {"acme-pseudonyms", "/acme-pseudonyms-[0-9]{6}/"} <= set(own_names("acme"))
     assert not {"manage", "create_index", "delete_index", "all"} & set(OWN_PRIVILEGES)
 
 
