@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nis2triage.notify.pseudonym import Pseudonymiser, Written, named_in
+from nis2triage.notify.pseudonym import Pseudonymiser, Verbatim, Written, named_in
 
 KEY = b"p" * 32
 
@@ -125,3 +125,24 @@ def test_a_persons_reason_keeps_its_words_and_the_reports_vocabulary_stays() -> 
     assert out["severity"] == "high"
     assert out["timeline"][0]["why"] == "root cause confirmed by the admin team"
     assert out["timeline"][1]["why"].startswith("user-")
+
+
+def test_an_authoritys_own_reference_leaves_as_it_is_the_reports_own_does_not() -> None:
+    p = Pseudonymiser(KEY)
+    payload = {"reference": "k-1", "previous_reports": [{"reference": Verbatim("CCB-2026-17")}]}
+
+    out = p.scrub(payload)
+
+    assert out["previous_reports"][0]["reference"] == "CCB-2026-17"
+    assert out["reference"] == p.pseudonym("k-1", "ref")
+
+
+def test_addresses_with_leading_zeros_and_apostrophes_in_mail_are_found() -> None:
+    p = Pseudonymiser(KEY)
+
+    mail = "marie.o'brien@port.example"
+
+    out = p.scrub({"s": f"from 010.001.002.003 by {mail}"})
+
+    ip, email = p.pseudonym("10.1.2.3", "ip"), p.pseudonym(mail, "email")
+    assert out["s"] == f"from {ip} by {email}"

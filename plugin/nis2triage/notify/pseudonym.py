@@ -33,12 +33,18 @@ ID_KINDS = {"alert_id": "ref", "alert_ids": "ref", "reference": "ref", "incident
 # A colon may come before an address ("src_ip:2001:db8::7"): `_address` then tries the
 # candidate without it.
 _IPV6 = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z:])")
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# An apostrophe may be part of the local part (marie.o'brien@...).
+_EMAIL = re.compile(r"(?<![\w.+'-])[\w.+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
 class Written(str):
     """Text a person wrote (an acknowledgement's reason, say): it keeps its words, losing
     only addresses and e-mail addresses, as the `written` keys of `scrub` do."""
+
+
+class Verbatim(str):
+    """A value that leaves exactly as it is, under any key: an authority's own reference
+    (CCB-2026-17), which its `reference` key would otherwise turn into a pseudonym."""
 
 
 class Pseudonymiser:
@@ -85,6 +91,8 @@ class Pseudonymiser:
         return value
 
     def _member(self, key: str, value: Any, scope: _Scope) -> Any:
+        if isinstance(value, Verbatim):
+            return str(value)
         if key in ID_KINDS:
             return self._id(value, ID_KINDS[key])
         if key in scope.as_is:
@@ -124,11 +132,20 @@ class Pseudonymiser:
     def _address(self, candidate: str) -> str:
         for cut in (0, 1) if candidate.startswith(":") else (0,):
             try:
-                ipaddress.ip_address(candidate[cut:])
+                address = ipaddress.ip_address(_without_leading_zeros(candidate[cut:]))
             except ValueError:
                 continue
-            return candidate[:cut] + self.pseudonym(candidate[cut:], "ip")
+            return candidate[:cut] + self.pseudonym(str(address), "ip")
         return candidate
+
+
+def _without_leading_zeros(candidate: str) -> str:
+    """An IPv4 address written 010.001.002.003, as 10.1.2.3 (Python refuses the zeros,
+    which some logs keep); anything else as it is."""
+    parts = candidate.split(".")
+    if len(parts) == 4 and all(p.isdigit() for p in parts):
+        return ".".join(str(int(p)) for p in parts)
+    return candidate
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from nis2triage.incidents.lifecycle import AGENT
 from nis2triage.incidents.record import Incident
 from nis2triage.nis2.brussels import show
 from nis2triage.nis2.entity import Entity, format_enterprise_number
-from nis2triage.notify.pseudonym import Written
+from nis2triage.notify.pseudonym import Verbatim, Written
 from nis2triage.records import SEVERITY_RANK
 from nis2triage.reports.stages import Stage
 
@@ -222,7 +222,12 @@ def _deadlines(incident: Incident, now: datetime) -> list[dict[str, Any]]:
 
 def _previous(incident: Incident) -> list[dict[str, Any]]:
     return [
-        {"report": k, "status": r.status, "sent_at": _iso(r.sent_at), "reference": r.reference}
+        {
+            "report": k,
+            "status": r.status,
+            "sent_at": _iso(r.sent_at),
+            "reference": _theirs(r.reference),
+        }
         for k, r in incident.reports.items()
     ]
 
@@ -237,9 +242,14 @@ def _gdpr(incident: Incident) -> dict[str, Any] | None:
         "aware_at": _moment(g.aware_at),
         "due": _moment(g.due),
         "status": g.status,
-        "reference": g.reference,
+        "reference": _theirs(g.reference),
         "reason": g.reason,
     }
+
+
+def _theirs(reference: str | None) -> str | None:
+    """The authority's own reference for a report: sent as it is, so it can match them."""
+    return None if reference is None else Verbatim(reference)
 
 
 def _step(t: Any) -> dict[str, Any]:
