@@ -539,36 +539,6 @@ def test_the_judged_mark_survives_a_snapshot() -> None:
     assert restored.stats()["late_events"] == 1 and restored.table.open == {}
 
 
-@pytest.mark.parametrize(
-    ("rest", "match"),
-    [
-        pytest.param(
-            "model: [{anomaly.GaussianScorer: {window_size: 99999999999999999999}}]\n",
-            r"bad\.yml:6:\d+: .*GaussianScorer: a size too large to allocate \(OverflowError",
-            id="window-past-any-size",
-        ),
-        pytest.param(
-            "model: [{anomaly.HalfSpaceTrees: {}}]\nthreshold: {floor: .nan}\n",
-            r"bad\.yml:7:\d+: .*threshold.floor: .*finite",
-            id="nan-floor",
-        ),
-        pytest.param(
-            "model: [{anomaly.HalfSpaceTrees: {}}]\nthreshold: {floor: .inf}\n",
-            r"bad\.yml:7:\d+: .*threshold.floor: .*finite",
-            id="infinite-floor",
-        ),
-    ],
-)
-def test_models_that_cannot_be_built_or_never_alert_are_refused(
-    tmp_path: Path, rest: str, match: str
-) -> None:
-    path = tmp_path / "bad.yml"
-    path.write_text(SPEC_HEAD + rest)
-
-    with pytest.raises(ConfigError, match=match):
-        load_spec(path)
-
-
 def test_an_alerts_query_names_the_sources_time_field() -> None:
     detector = Detector(load_spec(AUTH))
     detector.time_field = "event.created"
@@ -583,42 +553,48 @@ def test_an_alerts_query_names_the_sources_time_field() -> None:
     assert "@timestamp" not in query
 
 
+HST = "model: [{anomaly.HalfSpaceTrees: {}}]\n"
+
+
+def hst_limits(limits: str) -> str:
+    return SPEC_HEAD + f"model: [{{anomaly.HalfSpaceTrees: {{limits: {limits}}}}}]\n"
+
+
 @pytest.mark.parametrize(
-    ("limits", "match"),
+    ("text", "match"),
     [
-        pytest.param("{events: [5, 1]}", r"limits of events must be finite with low < high",
-                     id="reversed"),
-        pytest.param("{events: [-1.0e308, 1.0e308]}", r"two numbers .* write 1\.0e\+308",
-                     id="yaml-text"),
-        pytest.param("{events: [1]}", r"limits of events must be two numbers", id="one"),
+        pytest.param(
+            SPEC_HEAD + "model: [{anomaly.GaussianScorer: {window_size: 99999999999999999999}}]\n",
+            r"bad\.yml:6:\d+: .*GaussianScorer: a size too large to allocate \(OverflowError",
+            id="window-past-any-size",
+        ),
+        pytest.param(SPEC_HEAD + HST + "threshold: {floor: .nan}\n",
+                     r"bad\.yml:7:\d+: .*threshold.floor: .*finite", id="nan-floor"),
+        pytest.param(SPEC_HEAD + HST + "threshold: {floor: .inf}\n",
+                     r"bad\.yml:7:\d+: .*threshold.floor: .*finite", id="infinite-floor"),
+        pytest.param(hst_limits("{events: [5, 1]}"),
+                     r"limits of events must be finite with low < high", id="reversed-limits"),
+        pytest.param(hst_limits("{events: [-1.0e308, 1.0e308]}"),
+                     r"two numbers .* write 1\.0e\+308", id="limits-yaml-text"),
+        pytest.param(hst_limits("{events: [1]}"), r"limits of events must be two numbers",
+                     id="one-limit"),
+        pytest.param(SPEC_HEAD.replace("entity: host.name", 'entity: ""') + HST,
+                     r"bad\.yml:\d+:\d+: entity: .*at least 1 character", id="empty-entity"),
+        pytest.param(
+            SPEC_HEAD + "filter: {all_of: {event.outcome: {b: c}}}\n" + HST,
+            r"bad\.yml:6:\d+: filter.all_of: .*event.outcome: \{'b': 'c'\} is not a value a "
+            r"field can hold",
+            id="object-filter-value",
+        ),
     ],
 )  # fmt: skip
-def test_limits_that_are_not_a_low_and_a_high_number_are_refused(
-    tmp_path: Path, limits: str, match: str
+def test_detector_files_that_cannot_work_are_refused_with_file_and_line(
+    tmp_path: Path, text: str, match: str
 ) -> None:
+    # Models that cannot be built, bars no score passes, limits, entities and filters that
+    # can never match: each named where it is written.
     path = tmp_path / "bad.yml"
-    path.write_text(SPEC_HEAD + f"model: [{{anomaly.HalfSpaceTrees: {{limits: {limits}}}}}]\n")
+    path.write_text(text)
 
     with pytest.raises(ConfigError, match=match):
-        load_spec(path)
-
-
-def test_an_empty_entity_field_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "bad.yml"
-    path.write_text(
-        SPEC_HEAD.replace("entity: host.name", 'entity: ""')
-        + "model: [{anomaly.HalfSpaceTrees: {}}]\n"
-    )
-
-    with pytest.raises(ConfigError, match=r"bad\.yml:\d+:\d+: entity: .*at least 1 character"):
-        load_spec(path)
-
-
-def test_a_filter_value_that_is_an_object_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "bad.yml"
-    path.write_text(SPEC_HEAD + "filter: {all_of: {event.outcome: {b: c}}}\n"
-                    "model: [{anomaly.HalfSpaceTrees: {}}]\n")  # fmt: skip
-
-    with pytest.raises(ConfigError, match=r"bad\.yml:6:\d+: filter.all_of: .*event.outcome: "
-                       r"\{'b': 'c'\} is not a value a field can hold"):  # fmt: skip
         load_spec(path)

@@ -454,7 +454,8 @@ class Agent:
         if holder is None:
             self.leased = True
             # Read again under the lease: the last holder may have saved and released it
-            # between `start` reading the state and this take.
+            # between `start` reading the state and this take. Read twice, then: a one-off
+            # cost at start, kept because `start` alone must leave an agent that can run.
             self.restore_all()
         return holder
 

@@ -112,28 +112,26 @@ def with_alert(
 
 
 def _users(alert: Alert) -> tuple[str, ...]:
-    own = (alert.entity,) if _kind_of_entity(alert.entity_field, alert.entity) == "user" else ()
-    return (*alert.related_users, *own)
+    return (*alert.related_users, *_own(alert.entity_field, alert.entity, "user"))
 
 
 def _hosts(alert: Alert) -> tuple[str, ...]:
-    own = (alert.entity,) if _kind_of_entity(alert.entity_field, alert.entity) == "host" else ()
-    return (*alert.related_hosts, *own)
+    return (*alert.related_hosts, *_own(alert.entity_field, alert.entity, "host"))
 
 
 def named_entities(incident: Incident) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The user and host names an incident's reports must not carry in clear: those its
     alerts related, and each alert's own entity, whatever field it came from (incidents
     recorded before entities of every field were kept are covered too)."""
-    users = list(incident.users)
-    hosts = list(incident.hosts)
-    for alert in incident.alerts:
-        kind = _kind_of_entity(alert.entity_field, alert.entity)
-        if kind == "user":
-            users.append(alert.entity)
-        elif kind == "host":
-            hosts.append(alert.entity)
-    return _merged([], users), _merged([], hosts)
+    alerts = [(a.entity_field, a.entity) for a in incident.alerts]
+    users = [name for field, entity in alerts for name in _own(field, entity, "user")]
+    hosts = [name for field, entity in alerts for name in _own(field, entity, "host")]
+    return _merged(incident.users, users), _merged(incident.hosts, hosts)
+
+
+def _own(field: str, entity: str, kind: str) -> tuple[str, ...]:
+    """The alert's own entity if it is a name of `kind`, else nothing."""
+    return (entity,) if _kind_of_entity(field, entity) == kind else ()
 
 
 def _kind_of_entity(field: str, value: str) -> str | None:
