@@ -20,7 +20,7 @@ from nis2triage import esclient
 from nis2triage.demo import index_docs
 from nis2triage.store import Store
 
-from support import real_log_docs, run_agent, write_agent_config
+from support import authentication_events, real_log_docs, run_agent, write_agent_config
 
 
 def through(config: Path, proxy: FaultProxy) -> Path:
@@ -164,11 +164,11 @@ def test_source_index_deleted_and_recreated_under_the_agent(
     config = quick(write_agent_config(tmp_path / "f", es_settings, index_name, prefix))
 
     with agent_loop(config, tmp_path / "agent.log"):
-        wait_for(lambda: _events_read(es, prefix) == 1000)
+        wait_for(lambda: _events_read(es, prefix) == authentication_events(docs[:1000]))
         es.indices.delete(index=index_name)
         time.sleep(2)
         index_docs(es, index_name, docs)  # the same events again, and the rest after them
-        wait_for(lambda: _events_read(es, prefix) == 2000)
+        wait_for(lambda: _events_read(es, prefix) == authentication_events(docs))
 
     output = (tmp_path / "agent.log").read_text()
     assert output.count("does not exist yet") <= 1

@@ -12,7 +12,7 @@ from test_es_faults import agent_loop, alert_ids, wait_for
 from nis2triage import esclient
 from nis2triage.demo import index_docs
 
-from support import own_node, real_log_docs, run_agent, write_agent_config
+from support import authentication_events, own_node, real_log_docs, run_agent, write_agent_config
 
 
 @pytest.mark.usefixtures("agent_env")
@@ -33,14 +33,14 @@ def test_node_stopped_and_started_mid_run(tmp_path: Path, monkeypatch: pytest.Mo
         log_path = tmp_path / "agent.log"
 
         with agent_loop(config, log_path):
-            wait_for(lambda: _events(es) == 1000, 120)
+            wait_for(lambda: _events(es) == authentication_events(docs[:1000]), 120)
             node.stop()
             time.sleep(3)
             port = int(info.url.rsplit(":", 1)[1])
             assert node.start().url.endswith(f":{port}"), "the node came back on another port"
             es = esclient.connect(settings)
             index_docs_append(es, docs, 1000)
-            wait_for(lambda: _events(es) == 2000, 180)
+            wait_for(lambda: _events(es) == authentication_events(docs), 180)
 
         reference = run_agent(
             write_agent_config(tmp_path / "ref", settings, "logs-restart", "restart-ref"), es

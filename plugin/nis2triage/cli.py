@@ -68,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             agent.lease.release()
         print(
-            f"{report.events} events, {len(report.alerts)} alerts "
+            f"{report.events} events read, {len(report.alerts)} alerts "
             f"({report.new_alerts} new; routes {dict(report.routes)}), "
             f"{report.notifications_queued} notifications queued, {report.notifications_sent} sent"
         )

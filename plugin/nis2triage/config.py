@@ -102,6 +102,9 @@ class SourceConfig(Strict):
     batch_size: int = Field(default=1000, ge=1, le=10_000)
     poll_interval: Duration = timedelta(seconds=30)
     max_lateness: Duration = timedelta(minutes=5)
+    # Ask the node only for events some detector of the source may take (`pushdown`);
+    # false reads every event, as before, and leaves all filtering to the agent.
+    push_filters: bool = True
 
 
 class RulesConfig(Strict):

@@ -7,14 +7,15 @@ time window (`paging`), from the watermark
 indexed late, with a time inside that margin, are still read; the cursor
 remembers which of the events inside the margin were already processed, so
 none is processed twice. An event older than the margin when it is indexed
-is not seen: that is what `max_lateness` means.
+is not seen: that is what `max_lateness` means. Only events some detector of the source
+may take are asked for (`pushdown`); the detectors still filter them exactly.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,8 +24,9 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from nis2triage.config import SourceConfig
-from nis2triage.features import getter
+from nis2triage.features import Match, getter
 from nis2triage.paging import PIT_KEEP_ALIVE, TimeRange, pages
+from nis2triage.pushdown import Narrowing
 from nis2triage.readahead import read_ahead
 from nis2triage.records import Event, ms_to_datetime
 
@@ -140,12 +142,25 @@ def _unrepresentable(ts_ms: int) -> str | None:
 
 
 class Source:
-    """Reads one configured source; yields batches of events not processed before."""
+    """Reads one configured source; yields batches of events not processed before.
 
-    def __init__(self, es: Elasticsearch, cfg: SourceConfig, clock: Clock = utcnow) -> None:
+    `filters` are those of the detectors reading the source: with the source's
+    `push_filters`, the node is asked only for events one of them may take (`pushdown`).
+    """
+
+    def __init__(
+        self,
+        es: Elasticsearch,
+        cfg: SourceConfig,
+        clock: Clock = utcnow,
+        filters: Sequence[Match] = (),
+    ) -> None:
         self.es = es
         self.cfg = cfg
         self.clock = clock
+        self.narrowing = Narrowing(cfg.name, filters) if cfg.push_filters else None
+        # This poll's share of the detectors' filters for the node (None: every event).
+        self.narrowed: dict[str, Any] | None = None
         # Whether this stretch of polls that read nothing was looked into (and said, if
         # anything was wrong): once per stretch, not once per poll.
         self._looked_into_empty = False
@@ -165,6 +180,8 @@ class Source:
             return
         self.read_until = opened
         try:
+            # After the point in time is open: every index it reads exists by now.
+            self.narrow()
             yield from self._pages(pit, cursor)
         finally:
             self.es.options(ignore_status=404).close_point_in_time(id=pit)
@@ -194,7 +211,10 @@ class Source:
         if self._matches_something() is not False:
             if cursor is None or cursor.watermark_ms is None:
                 log.warning(
-                    "source %s: %s holds no events; waiting for events", self.cfg.name, names
+                    "source %s: %s holds no events%s; waiting for events",
+                    self.cfg.name,
+                    names,
+                    "" if self.narrowed is None else " that its detectors' filters may take",
                 )
             return
         if self._may_read() is False:
@@ -250,18 +270,30 @@ class Source:
             return None
         return bool(answer.get("has_all_requested"))
 
-    def _span(self, cursor: Cursor) -> TimeRange:
-        upper = self.read_until or self.clock()
+    def narrow(self) -> None:
+        """Work out the node's share of the detectors' filters for the reads that follow."""
+        if self.narrowing is not None:
+            self.narrowed = self.narrowing.query(self.es, self.cfg.indices)
+
+    def filters(self) -> tuple[dict[str, Any], ...]:
+        """The queries an event must match to be read: the source's own, and the node's
+        share of its detectors' filters (as of the last `narrow`)."""
         filters: tuple[dict[str, Any], ...] = ()
         if isinstance(self.cfg.query, str):
             filters = ({"query_string": {"query": self.cfg.query}},)
         elif isinstance(self.cfg.query, dict):
             filters = (self.cfg.query,)
+        if self.narrowed is not None:
+            filters = (*filters, self.narrowed)
+        return filters
+
+    def _span(self, cursor: Cursor) -> TimeRange:
+        upper = self.read_until or self.clock()
         return TimeRange(
             time_field=self.cfg.time_field,
             low_ms=cursor.lower_bound_ms(self.cfg.max_lateness),
             high_ms=int(upper.timestamp() * 1000),
-            filters=filters,
+            filters=self.filters(),
         )
 
     def _pages(self, pit: str, cursor: Cursor) -> Iterator[list[Event]]:
