@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch, helpers
 
+from nis2triage import esclient
 from nis2triage.config import SourceConfig
 from nis2triage.features import Match
 from nis2triage.pushdown import describe, node_query
@@ -59,6 +62,19 @@ def test_a_condition_the_node_cannot_judge_exactly_stays_with_the_agent(
     query = node_query([narrow], types)
 
     # The other condition still narrows the read; the outcome is left to the agent.
+    assert query is not None and describe(query) == "(event.category in [authentication])"
+
+
+def test_a_field_inside_a_nested_object_stays_with_the_agent() -> None:
+    users = match(event__category="authentication", user__name="root")
+    types = {
+        "event.category": KEYWORD,
+        "user.name": KEYWORD,
+        "user": frozenset({"object", "nested"}),  # nested in one index of the pattern
+    }
+
+    query = node_query([users], types)
+
     assert query is not None and describe(query) == "(event.category in [authentication])"
 
 
@@ -165,6 +181,45 @@ def test_the_detectors_take_the_same_events_with_and_without_the_node_filtering(
     assert taken(es, index_name, filters, push=True) == everything
 
 
+def test_a_nested_object_on_the_node_loses_no_event(es: Elasticsearch, index_name: str) -> None:
+    nested = {
+        "properties": {
+            "@timestamp": {"type": "date"},
+            "user": {"type": "nested", "properties": {"name": {"type": "keyword"}}},
+        }
+    }
+    es.indices.create(index=index_name, mappings=nested)
+    es.index(
+        index=index_name,
+        id="root",
+        refresh=True,
+        document={"@timestamp": NOW.isoformat(), "user": {"name": "root"}},
+    )
+
+    assert taken(es, index_name, [match(user__name="root")], push=True) == {"root"}
+
+
+def test_a_value_longer_than_ignore_above_loses_no_event(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # Kept in _source, not indexed: the node cannot find it, the agent can.
+    short = {
+        "properties": {
+            "@timestamp": {"type": "date"},
+            "event": {"properties": {"category": {"type": "keyword", "ignore_above": 5}}},
+        }
+    }
+    es.indices.create(index=index_name, mappings=short)
+    es.index(
+        index=index_name,
+        id="long",
+        refresh=True,
+        document={"@timestamp": NOW.isoformat(), "event": {"category": "authentication"}},
+    )
+
+    assert taken(es, index_name, [match(event__category="authentication")], push=True) == {"long"}
+
+
 def test_the_source_reads_only_what_its_detectors_may_take(
     es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -208,3 +263,36 @@ def test_an_index_mapping_the_field_otherwise_makes_the_source_read_everything(
 
     assert len(read_ids) == len(DOCS) + 1
     assert "source s: reads every event" in caplog.text
+
+
+def test_a_role_that_may_not_see_the_mappings_reads_everything_and_says_so_once(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    index_docs(es, index_name)
+    # A key that may read the events but not see the mappings (no view_index_metadata).
+    name = f"t-read-only-{uuid.uuid4().hex[:8]}"
+    key = es.security.create_api_key(
+        name=name,
+        role_descriptors={name: {"indices": [{"names": [index_name], "privileges": ["read"]}]}},
+    ).body
+    reader = esclient.connect(
+        replace(es_settings, username=None, password=None, api_key=key["encoded"])
+    )
+    cfg = SourceConfig(name="s", indices=[index_name])
+    source = Source(
+        reader, cfg, clock=lambda: NOW, filters=[match(event__category="authentication")]
+    )
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="nis2triage.pushdown"):
+            first = [e.id for batch in source.poll(Cursor()) for e in batch]
+            [e.id for batch in source.poll(Cursor()) for e in batch]
+    finally:
+        es.security.invalidate_api_key(ids=[key["id"]])
+
+    assert first == [d["_id"] for d in DOCS]
+    assert caplog.text.count("would not describe the indices' fields") == 1
+    assert "view_index_metadata" in caplog.text

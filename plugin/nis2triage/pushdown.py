@@ -15,15 +15,20 @@ on fields that every index of the source maps as `keyword`, `constant_keyword` o
 - a field some index does not map (or maps otherwise) cannot be searched there, yet its
   events may hold the value in `_source`, which is what the agent reads;
 - a number written into a keyword field keeps the text the shipper wrote (`1e3`), which
-  the agent reads as another (`1000.0`): numeric wanted values stay with the agent.
+  the agent reads as another (`1000.0`): numeric wanted values stay with the agent;
+- a field inside a `nested` object is indexed in documents of its own, which a plain
+  query does not see;
+- a keyword value longer than the field's `ignore_above` is kept in `_source` but not
+  indexed: a wanted value longer than the shortest `ignore_above` stays with the agent.
 
 A condition that cannot go to the node is left out of the node's query (which only
 widens it); a detector left with no condition needs every event, and then the source
 reads everything, as it did before.
 
 Not covered: a runtime field in the mapping that shadows a `_source` field with other
-values; the node searches the runtime value and the agent reads the stored one. The
-field's type alone cannot tell such a field apart.
+values (the node searches the runtime value and the agent reads the stored one: neither
+field_caps nor the field mappings tell such a field apart), and the index setting
+`index.mapping.ignore_above` (only the fields' own `ignore_above` is read).
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ _BOOLEAN_TEXTS = {"True": True, "true": True, "False": False, "false": False}
 # What field_caps says of each field: the set of its types across the indices, with
 # "unmapped" where some index does not map it.
 FieldTypes = Mapping[str, frozenset[str]]
+# The shortest `ignore_above` of each keyword field that has one, across the indices.
+Limits = Mapping[str, int]
 
 
 def fields_of(filters: Sequence[Match]) -> list[str]:
@@ -52,7 +59,9 @@ def fields_of(filters: Sequence[Match]) -> list[str]:
     return list(dict.fromkeys(name for match in filters for name in match.all_of))
 
 
-def node_query(filters: Sequence[Match], types: FieldTypes) -> dict[str, Any] | None:
+def node_query(
+    filters: Sequence[Match], types: FieldTypes, limits: Limits | None = None
+) -> dict[str, Any] | None:
     """A query that keeps every event one of `filters` takes, or None when it would be all.
 
     One `should` clause per distinct filter, each the conditions of that filter which the
@@ -60,7 +69,7 @@ def node_query(filters: Sequence[Match], types: FieldTypes) -> dict[str, Any] | 
     """
     clauses: list[dict[str, Any]] = []
     for match in filters:
-        terms = _terms(match, types)
+        terms = _terms(match, types, limits or {})
         if not terms:
             # This detector needs every event: nothing can be left out for the source.
             return None
@@ -74,14 +83,25 @@ def node_query(filters: Sequence[Match], types: FieldTypes) -> dict[str, Any] | 
     return {"bool": {"should": clauses, "minimum_should_match": 1}}
 
 
-def _terms(match: Match, types: FieldTypes) -> list[dict[str, Any]]:
+def _terms(match: Match, types: FieldTypes, limits: Limits) -> list[dict[str, Any]]:
     terms = []
     all_of, _ = match.compiled
     for name, wanted in all_of:
+        if _inside_nested(name, types):
+            continue
+        if name in limits and any(len(text) > limits[name] for text in wanted):
+            continue
         values = _node_values(wanted, types.get(name, frozenset()))
         if values is not None:
             terms.append({"terms": {name: values}})
     return terms
+
+
+def _inside_nested(name: str, types: FieldTypes) -> bool:
+    """Whether an object above the field is `nested` in some index: its values are then
+    in documents of their own, which a query outside a `nested` query never matches."""
+    parts = name.split(".")
+    return any("nested" in types.get(".".join(parts[:i]), ()) for i in range(1, len(parts)))
 
 
 def _node_values(wanted: frozenset[str], types: frozenset[str]) -> list[Any] | None:
@@ -134,14 +154,30 @@ def field_types(es: Elasticsearch, indices: Sequence[str], fields: Sequence[str]
         allow_no_indices=True,
     ).body
     types: dict[str, frozenset[str]] = {}
+    # The objects above each field come back too: kept, to see whether one is nested.
     for name, by_type in (answer.get("fields") or {}).items():
-        if name not in fields:
-            continue  # the objects above a field come back too
-        kinds = {k for k, caps in by_type.items() if k == "unmapped" or caps.get("searchable")}
-        if len(kinds) != len(by_type):
+        kinds = set(by_type)
+        if any(k != "unmapped" and not caps.get("searchable") for k, caps in by_type.items()):
             kinds.add("unsearchable")
         types[name] = frozenset(kinds)
     return types
+
+
+def ignore_above(es: Elasticsearch, indices: Sequence[str], fields: Sequence[str]) -> Limits:
+    """The shortest `ignore_above` each field has in any of `indices` (none: no limit)."""
+    if not fields:
+        return {}
+    answer = es.indices.get_field_mapping(
+        index=",".join(indices), fields=list(fields), ignore_unavailable=True, allow_no_indices=True
+    ).body
+    limits: dict[str, int] = {}
+    for index in answer.values():
+        for name, found in (index.get("mappings") or {}).items():
+            for mapping in (found.get("mapping") or {}).values():
+                limit = mapping.get("ignore_above")
+                if isinstance(limit, int):
+                    limits[name] = min(limit, limits.get(name, limit))
+    return limits
 
 
 class Narrowing:
@@ -151,19 +187,30 @@ class Narrowing:
     def __init__(self, source: str, filters: Sequence[Match]) -> None:
         self.source = source
         self.filters = list(filters)
-        self._said: dict[str, Any] | bool | None = False  # the last query logged
+        # The last query logged ("refused" while the node will not describe the fields).
+        self._said: dict[str, Any] | str | None = "not yet"
 
     def query(self, es: Elasticsearch, indices: Sequence[str]) -> dict[str, Any] | None:
         """The query to add to this poll's reads, or None to read every event."""
         if not self.filters:
             return None
+        fields = fields_of(self.filters)
         try:
-            types = field_types(es, indices, fields_of(self.filters))
+            types = field_types(es, indices, fields)
+            limits = ignore_above(es, indices, [f for f in fields if f in types])
         except ApiError as exc:
-            # Reading everything is always correct, only slower.
-            log.debug("source %s: field_caps failed (%s); reading every event", self.source, exc)
+            # Reading everything is always correct, only slower. Said once, not per poll.
+            if self._said != "refused":
+                self._said = "refused"
+                log.warning(
+                    "source %s: the node would not describe the indices' fields (%s), so "
+                    "every event is read; give the agent's role view_index_metadata on them "
+                    "(`nis2triage setup` does)",
+                    self.source,
+                    exc,
+                )
             return None
-        query = node_query(self.filters, types)
+        query = node_query(self.filters, types, limits)
         self._say(query)
         return query
 
