@@ -81,6 +81,8 @@ def test_status_only_moves_forward(current: str, reached: str, expected: str) ->
         ("winlog.event_data.TargetUserName", "JPeeters", ("oracle", "JPeeters"), ()),
         ("host.name", "LT-JAN-PEETERS", ("oracle",), ("LT-JAN-PEETERS",)),
         ("source.ip", "203.0.113.9", ("oracle",), ()),
+        # A MAC address is found by its shape, as an IP address is: a "mac-" pseudonym.
+        ("source.mac", "00-1A-2B-3C-4D-5E", ("oracle",), ()),
     ],
 )
 def test_an_alerts_own_entity_is_named_for_pseudonyms_whatever_its_field(

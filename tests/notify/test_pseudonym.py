@@ -146,3 +146,28 @@ def test_addresses_with_leading_zeros_and_apostrophes_in_mail_are_found() -> Non
 
     ip, email = p.pseudonym("10.1.2.3", "ip"), p.pseudonym(mail, "email")
     assert out["s"] == f"from {ip} by {email}"
+
+
+def test_a_mac_address_is_one_pseudonym_however_it_is_written() -> None:
+    p = Pseudonymiser(KEY)
+    text = "laptop 00:1A:2b:3c:4D:5e then 00-1A-2B-3C-4D-5E then 001a.2b3c.4d5e"
+
+    out = p.scrub({"s": text})
+
+    mac = p.pseudonym("00:1a:2b:3c:4d:5e", "mac")
+    assert out["s"] == f"laptop {mac} then {mac} then {mac}"
+    assert p.table[mac] == "00:1a:2b:3c:4d:5e"
+
+
+def test_what_only_looks_like_a_mac_address_stays() -> None:
+    p = Pseudonymiser(KEY)
+    # Mixed separators, five or seven pairs, an IPv6 address of eight pairs, a time.
+    kept = [
+        "00:1a-2b:3c:4d:5e",
+        "00:1a:2b:3c:4d",
+        "00:1a:2b:3c:4d:5e:6f",
+        "at 12:30:45",
+    ]
+
+    assert [p.scrub(text) for text in kept] == kept
+    assert p.scrub("20:01:0d:b8:00:00:00:01").startswith("ip-")

@@ -23,6 +23,7 @@ from nis2triage.incidents.record import (
     Status,
     Transition,
 )
+from nis2triage.notify.pseudonym import is_mac
 from nis2triage.records import Alert, stable_id
 
 AGENT = "nis2triage"
@@ -135,8 +136,8 @@ def _own(field: str, entity: str, kind: str) -> tuple[str, ...]:
 
 
 def _kind_of_entity(field: str, value: str) -> str | None:
-    """ "host" for a machine's name, None for an address (the scrubber finds those by
-    their shape), "user" for anything else: an account, an e-mail, a name of whatever
+    """ "host" for a machine's name, None for an address, IP or MAC (the scrubber finds
+    those by their shape), "user" for anything else: an account, an e-mail, a name of whatever
     kind, pseudonymised rather than risk a person's name leaving in clear."""
     if not value or _is_address(value):
         return None
@@ -146,6 +147,8 @@ def _kind_of_entity(field: str, value: str) -> str | None:
 
 
 def _is_address(value: str) -> bool:
+    if is_mac(value):
+        return True
     try:
         ipaddress.ip_address(value)
     except ValueError:

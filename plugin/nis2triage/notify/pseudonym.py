@@ -1,5 +1,5 @@
-"""Keyed pseudonyms for addresses, user names and host names in anything leaving the
-organisation.
+"""Keyed pseudonyms for addresses (IP, e-mail, MAC), user names and host names in
+anything leaving the organisation.
 
 GDPR Art. 5(1)(c) (data minimisation): the CCB needs to know that an account,
 address or machine was involved, not which person it belongs to (a laptop is
@@ -35,11 +35,19 @@ ID_KINDS = {"alert_id": "ref", "alert_ids": "ref", "reference": "ref", "incident
 _IPV6 = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z:])")
 # An apostrophe may be part of the local part (marie.o'brien@...).
 _EMAIL = re.compile(r"(?<![\w.+'-])[\w.+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# A network card's MAC address names one device, often one person's: six hex pairs
+# joined by one kind of separator (ECS writes AA-BB-CC-DD-EE-FF, most logs aa:bb:..),
+# or Cisco's three dotted quads (aabb.ccdd.eeff). Found before IPv6 addresses, which a
+# colon-joined MAC would otherwise be taken for (and, being no address, left alone).
+_MAC = re.compile(
+    r"(?<![0-9A-Fa-f:.-])(?:[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}"
+    r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4})(?![0-9A-Fa-f:.-])"
+)
 
 
 class Written(str):
     """Text a person wrote (an acknowledgement's reason, say): it keeps its words, losing
-    only addresses and e-mail addresses, as the `written` keys of `scrub` do."""
+    only IP, e-mail and MAC addresses, as the `written` keys of `scrub` do."""
 
 
 class Verbatim(str):
@@ -71,7 +79,7 @@ class Pseudonymiser:
 
         Under the keys in `as_is` nothing is replaced (the entity's own identification,
         who prepared the report). Under the keys in `written` (what an analyst wrote)
-        only addresses and e-mail addresses are: an account called `root` or `test` must
+        only IP, e-mail and MAC addresses are: an account called `root` or `test` must
         not turn those words of a sentence into pseudonyms.
         """
         kinds = {h: "host" for h in hosts if h} | {u: "user" for u in users if u}
@@ -111,6 +119,7 @@ class Pseudonymiser:
             if text.casefold() == name.casefold():
                 return self.pseudonym(name, kind)
         text = _EMAIL.sub(lambda m: self.pseudonym(m.group(0), "email"), text)
+        text = _MAC.sub(lambda m: self.pseudonym(_mac(m.group(0)), "mac"), text)
         text = _IPV4.sub(lambda m: self._address(m.group(0)), text)
         text = _IPV6.sub(lambda m: self._address(m.group(0)), text)
         for name, kind in names:
@@ -137,6 +146,18 @@ class Pseudonymiser:
                 continue
             return candidate[:cut] + self.pseudonym(str(address), "ip")
         return candidate
+
+
+def is_mac(value: str) -> bool:
+    """Whether `value` is one MAC address and nothing else."""
+    return _MAC.fullmatch(value) is not None
+
+
+def _mac(text: str) -> str:
+    """A MAC address in one spelling (aa:bb:cc:dd:ee:ff), so that each device has one
+    pseudonym however the log wrote it."""
+    digits = re.sub(r"[^0-9A-Fa-f]", "", text).lower()
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
 
 
 def _without_leading_zeros(candidate: str) -> str:

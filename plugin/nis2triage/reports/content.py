@@ -30,7 +30,7 @@ AS_IS = (
     "entity", "prepared_by", "who", "schema", "report_type", "legal_basis", "tlp",
     "severity", "status", "kind", "detector", "tactics", "action", "to", "field",
 )  # fmt: skip
-# Keys holding what the analyst wrote: only addresses and e-mail addresses are replaced
+# Keys holding what the analyst wrote: only IP, e-mail and MAC addresses are replaced
 # there, since a user name that is also a word ("root", "test") would garble a sentence.
 WRITTEN = ("description", "threat_type", "root_cause", "mitigation_applied", "mitigation_ongoing")
 MAX_DETECTIONS = 50
