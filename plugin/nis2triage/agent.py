@@ -201,7 +201,7 @@ class Agent:
             detector.time_field = src.time_field
         if saved:
             self._say_resumed(src.name, str(saved.get("updated", "?")), len(detectors))
-        filters = [d.spec.filter for d in detectors]
+        filters = {d.spec.name: d.spec.filter for d in detectors}
         return SourceRun(src, Source(self.es, src, self.clock, filters), detectors, cursor)
 
     def _say_resumed(self, source: str, updated: str, detectors: int) -> None:

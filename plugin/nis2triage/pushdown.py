@@ -8,33 +8,35 @@ audit, internal flows) were read only to be thrown away.
 The query given to the node may keep events the agent then drops, never drop an event
 the agent would take: the agent still applies each filter exactly, so the node's part
 only has to be a superset. That is why only `all_of` conditions go to the node, and only
-on fields that every index of the source maps as `keyword`, `constant_keyword` or
-`boolean`, where the node compares values as the agent does:
+on fields that every index of the source maps, in its mapping proper, as `keyword`,
+`constant_keyword` or `boolean`, where the node compares values as the agent does:
 
 - a `text` field is analysed: the node would find `Failed` only as `failed`, if at all;
 - a field some index does not map (or maps otherwise) cannot be searched there, yet its
   events may hold the value in `_source`, which is what the agent reads;
-- a number written into a keyword field keeps the text the shipper wrote (`1e3`), which
-  the agent reads as another (`1000.0`): numeric wanted values stay with the agent;
+- a runtime field (`runtime:` or `dynamic: runtime` in a mapping) is computed by the
+  node, not read from `_source`, and may differ from it: it is not in the mapping proper;
 - a field inside a `nested` object is indexed in documents of its own, which a plain
   query does not see;
-- a keyword value longer than the field's `ignore_above` is kept in `_source` but not
-  indexed: a wanted value longer than the shortest `ignore_above` stays with the agent.
+- a number written into a keyword field keeps the text the shipper wrote (`1e3`), which
+  the agent reads as another (`1000.0`): numeric wanted values stay with the agent, and
+  so do wanted texts the agent may produce from a list element (`None`, `['x']`);
+- a value past the field's `ignore_above`, or one `ignore_malformed` set aside, is kept
+  in `_source` but not indexed: each condition also takes the events whose `_ignored`
+  metadata names its field, whatever set the limit (the field, the index, logsdb).
 
 A condition that cannot go to the node is left out of the node's query (which only
 widens it); a detector left with no condition needs every event, and then the source
-reads everything, as it did before.
-
-Not covered: a runtime field in the mapping that shadows a `_source` field with other
-values (the node searches the runtime value and the agent reads the stored one: neither
-field_caps nor the field mappings tell such a field apart), and the index setting
-`index.mapping.ignore_above` (only the fields' own `ignore_above` is read).
+reads everything, as it did before. The query also holds only for the indices the node
+described: any other index the point in time reads (an alias moved in between) is read
+whole.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
@@ -46,74 +48,96 @@ log = logging.getLogger(__name__)
 # Field types whose term query compares the value as the agent's filter does.
 EXACT_TYPES = frozenset({"keyword", "constant_keyword", "boolean"})
 _BOOLEAN_TEXTS = {"True": True, "true": True, "False": False, "false": False}
-
-# What field_caps says of each field: the set of its types across the indices, with
-# "unmapped" where some index does not map it.
-FieldTypes = Mapping[str, frozenset[str]]
-# The shortest `ignore_above` of each keyword field that has one, across the indices.
-Limits = Mapping[str, int]
+# Wanted values per condition asked of the node: far below the node's own limit on terms
+# (`index.max_terms_count`, 65,536 by default), which would refuse every search.
+MAX_VALUES = 1000
 
 
-def fields_of(filters: Sequence[Match]) -> list[str]:
+@dataclass(frozen=True)
+class Fields:
+    """What the node says of the filters' fields across a source's indices."""
+
+    # Each field's types (field_caps), "unmapped" where some index lacks it; the objects
+    # above the fields are in it too.
+    types: Mapping[str, frozenset[str]]
+    # The fields every described index maps in its mapping proper (not as runtime fields).
+    concrete: frozenset[str]
+    # The concrete indices described.
+    indices: tuple[str, ...]
+
+
+def fields_of(filters: Mapping[str, Match]) -> list[str]:
     """Every field an `all_of` condition of `filters` names, each once, in order."""
-    return list(dict.fromkeys(name for match in filters for name in match.all_of))
+    return list(dict.fromkeys(name for match in filters.values() for name in match.all_of))
 
 
-def node_query(
-    filters: Sequence[Match], types: FieldTypes, limits: Limits | None = None
-) -> dict[str, Any] | None:
-    """A query that keeps every event one of `filters` takes, or None when it would be all.
+@dataclass(frozen=True)
+class Plan:
+    """The node's query (None: every event), and which detectors need every event."""
+
+    query: dict[str, Any] | None
+    unfiltered: tuple[str, ...] = ()
+
+
+def plan(filters: Mapping[str, Match], fields: Fields) -> Plan:
+    """A query that keeps every event one of `filters` (by detector) takes.
 
     One `should` clause per distinct filter, each the conditions of that filter which the
     node judges as the agent does (see the module's docstring).
     """
     clauses: list[dict[str, Any]] = []
-    for match in filters:
-        terms = _terms(match, types, limits or {})
-        if not terms:
-            # This detector needs every event: nothing can be left out for the source.
-            return None
-        clause = {"bool": {"filter": terms}}
+    unfiltered = []
+    for name, match in filters.items():
+        conditions = _conditions(match, fields)
+        if not conditions:
+            unfiltered.append(name)
+            continue
+        clause = {"bool": {"filter": conditions}}
         if clause not in clauses:
             clauses.append(clause)
-    if not clauses:
-        return None
-    if len(clauses) == 1:
-        return clauses[0]
-    return {"bool": {"should": clauses, "minimum_should_match": 1}}
+    if unfiltered or not clauses:
+        return Plan(None, tuple(unfiltered))
+    query = clauses[0] if len(clauses) == 1 else {"bool": {"should": clauses}}
+    return Plan(_only_on(query, fields.indices))
 
 
-def _terms(match: Match, types: FieldTypes, limits: Limits) -> list[dict[str, Any]]:
-    terms = []
+def _only_on(query: dict[str, Any], indices: Sequence[str]) -> dict[str, Any]:
+    """`query` on the described indices, every event of any other."""
+    listed = {"terms": {"_index": list(indices)}}
+    return {
+        "bool": {
+            "should": [
+                {"bool": {"filter": [listed, query]}},
+                {"bool": {"must_not": [listed]}},
+            ]
+        }
+    }
+
+
+def _conditions(match: Match, fields: Fields) -> list[dict[str, Any]]:
+    conditions = []
     all_of, _ = match.compiled
     for name, wanted in all_of:
-        if _inside_nested(name, types):
-            continue
-        if name in limits and any(len(text) > limits[name] for text in wanted):
-            continue
-        values = _node_values(wanted, types.get(name, frozenset()))
+        values = _node_values(name, wanted, fields)
         if values is not None:
-            terms.append({"terms": {name: values}})
-    return terms
+            # An event whose value the node set aside (ignore_above, ignore_malformed) is
+            # still read: the agent may take it from `_source`.
+            either = [{"terms": {name: values}}, {"term": {"_ignored": name}}]
+            conditions.append({"bool": {"should": either}})
+    return conditions
 
 
-def _inside_nested(name: str, types: FieldTypes) -> bool:
-    """Whether an object above the field is `nested` in some index: its values are then
-    in documents of their own, which a query outside a `nested` query never matches."""
-    parts = name.split(".")
-    return any("nested" in types.get(".".join(parts[:i]), ()) for i in range(1, len(parts)))
-
-
-def _node_values(wanted: frozenset[str], types: frozenset[str]) -> list[Any] | None:
+def _node_values(name: str, wanted: frozenset[str], fields: Fields) -> list[Any] | None:
     """The values to ask the node for so that it keeps every event the agent would take
     for this condition, or None if the node cannot be trusted with it.
 
     `wanted` holds the texts the agent compares with `str()` of the event's value.
     """
-    if len(types) != 1:
-        return None  # unmapped somewhere, or mapped two ways
+    types = fields.types.get(name, frozenset())
+    if len(types) != 1 or name not in fields.concrete or _inside_nested(name, fields):
+        return None
     (kind,) = types
-    if kind not in EXACT_TYPES:
+    if kind not in EXACT_TYPES or len(wanted) > MAX_VALUES:
         return None
     if kind == "boolean":
         # The agent sees JSON true as "True" and the string "true" as "true"; the node
@@ -121,14 +145,18 @@ def _node_values(wanted: frozenset[str], types: frozenset[str]) -> list[Any] | N
         if not wanted <= _BOOLEAN_TEXTS.keys():
             return None
         return sorted({_BOOLEAN_TEXTS[text] for text in wanted})
-    if any(_is_number(text) for text in wanted):
+    if any(_not_a_keyword(text) for text in wanted):
         return None
     # JSON true in a keyword field is indexed as "true" but read by the agent as "True".
     extra = {text.lower() for text in wanted if text in ("True", "False")}
     return sorted(wanted | extra)
 
 
-def _is_number(text: str) -> bool:
+def _not_a_keyword(text: str) -> bool:
+    """Whether the agent could produce `text` from a value the node indexes otherwise: a
+    number (1e3 read as 1000.0), or None or a list from a list's element."""
+    if text == "None" or text[:1] in ("[", "{"):
+        return True
     try:
         float(text)
     except ValueError:
@@ -136,68 +164,73 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def field_types(es: Elasticsearch, indices: Sequence[str], fields: Sequence[str]) -> FieldTypes:
-    """Each field's types across `indices` ("unmapped" where an index lacks it).
+def _inside_nested(name: str, fields: Fields) -> bool:
+    """Whether an object above the field is `nested` in some index: its values are then
+    in documents of their own, which a query outside a `nested` query never matches."""
+    parts = name.split(".")
+    return any(
+        "nested" in fields.types.get(".".join(parts[:i]), ()) for i in range(1, len(parts))
+    )
 
-    A field the node does not answer for is left out, which keeps it from the query.
-    """
+
+def describe_fields(es: Elasticsearch, indices: Sequence[str], names: Sequence[str]) -> Fields:
+    """What the node says of `names` across `indices`: types, mapping proper, indices."""
     # A name with a wildcard would be expanded by the node into other fields; one with a
     # comma would be split in two, as the client joins the list with commas.
-    fields = [f for f in fields if "*" not in f and "," not in f]
-    if not fields:
-        return {}
-    answer = es.field_caps(
-        index=",".join(indices),
-        fields=list(fields),
-        include_unmapped=True,
-        ignore_unavailable=True,
+    names = [f for f in names if "*" not in f and "," not in f]
+    if not names:
+        return Fields({}, frozenset(), ())
+    index = ",".join(indices)
+    caps = es.field_caps(
+        index=index, fields=names, include_unmapped=True, ignore_unavailable=True,
         allow_no_indices=True,
+    ).body  # fmt: skip
+    mappings = es.indices.get_field_mapping(
+        index=index, fields=names, ignore_unavailable=True, allow_no_indices=True
     ).body
+    described = tuple(caps.get("indices") or ())
+    return Fields(_types(caps), _concrete(mappings, described, names), described)
+
+
+def _types(caps: dict[str, Any]) -> dict[str, frozenset[str]]:
     types: dict[str, frozenset[str]] = {}
-    # The objects above each field come back too: kept, to see whether one is nested.
-    for name, by_type in (answer.get("fields") or {}).items():
+    for name, by_type in (caps.get("fields") or {}).items():
         kinds = set(by_type)
-        if any(k != "unmapped" and not caps.get("searchable") for k, caps in by_type.items()):
+        if any(k != "unmapped" and not c.get("searchable") for k, c in by_type.items()):
             kinds.add("unsearchable")
         types[name] = frozenset(kinds)
     return types
 
 
-def ignore_above(es: Elasticsearch, indices: Sequence[str], fields: Sequence[str]) -> Limits:
-    """The shortest `ignore_above` each field has in any of `indices` (none: no limit)."""
-    if not fields:
-        return {}
-    answer = es.indices.get_field_mapping(
-        index=",".join(indices), fields=list(fields), ignore_unavailable=True, allow_no_indices=True
-    ).body
-    limits: dict[str, int] = {}
-    for index in answer.values():
-        for name, found in (index.get("mappings") or {}).items():
-            for mapping in (found.get("mapping") or {}).values():
-                limit = mapping.get("ignore_above")
-                if isinstance(limit, int):
-                    limits[name] = min(limit, limits.get(name, limit))
-    return limits
+def _concrete(
+    mappings: dict[str, Any], indices: Sequence[str], names: Sequence[str]
+) -> frozenset[str]:
+    """The fields that every index maps in its mapping proper: a runtime field is not
+    there (the node computes it rather than reading `_source`)."""
+    if not indices:
+        return frozenset()
+    found = [set((mappings.get(index) or {}).get("mappings") or {}) for index in indices]
+    return frozenset(name for name in names if all(name in each for each in found))
 
 
 class Narrowing:
     """The node's share of one source's detector filters, worked out again for each poll
     (an index created since, say by a rollover, may map a field otherwise)."""
 
-    def __init__(self, source: str, filters: Sequence[Match]) -> None:
+    def __init__(self, source: str, filters: Mapping[str, Match]) -> None:
         self.source = source
-        self.filters = list(filters)
-        # The last query logged ("refused" while the node will not describe the fields).
-        self._said: dict[str, Any] | str | None = "not yet"
+        self.filters = dict(filters)
+        # Set when the node refused a narrowed search: every event is read from then on.
+        self.refused: str | None = None
+        # The last plan logged, or "refused" while the node will not describe the fields.
+        self._said: Plan | str | None = None
 
     def query(self, es: Elasticsearch, indices: Sequence[str]) -> dict[str, Any] | None:
         """The query to add to this poll's reads, or None to read every event."""
-        if not self.filters:
+        if not self.filters or self.refused:
             return None
-        fields = fields_of(self.filters)
         try:
-            types = field_types(es, indices, fields)
-            limits = ignore_above(es, indices, [f for f in fields if f in types])
+            fields = describe_fields(es, indices, fields_of(self.filters))
         except ApiError as exc:
             # Reading everything is always correct, only slower. Said once, not per poll.
             if self._said != "refused":
@@ -210,37 +243,53 @@ class Narrowing:
                     exc,
                 )
             return None
-        query = node_query(self.filters, types, limits)
-        self._say(query)
-        return query
+        found = plan(self.filters, fields)
+        self._say(found)
+        return found.query
 
-    def _say(self, query: dict[str, Any] | None) -> None:
-        if query == self._said:
+    def refuse(self, reason: str) -> None:
+        """The node refused a search with this plan's query: read every event from now on."""
+        self.refused = reason
+        log.warning(
+            "source %s: the node refused the search narrowed to the detectors' filters (%s); "
+            "every event is read from now on. Restart the agent once the cause is fixed",
+            self.source,
+            reason,
+        )
+
+    def _say(self, found: Plan) -> None:
+        if found == self._said:
             return
-        self._said = query
-        if query is None:
+        self._said = found
+        if found.query is None:
             log.info(
-                "source %s: reads every event (a detector's filter has no condition the "
-                "node can judge exactly: only keyword and boolean fields are asked of it)",
+                "source %s: reads every event: detector(s) %s have no condition the node "
+                "judges exactly (only all_of on fields every index maps as keyword or "
+                "boolean is asked of it; see docs/detectors.md)",
                 self.source,
+                ", ".join(found.unfiltered),
             )
         else:
             log.info(
                 "source %s: reads only the events its detectors' filters may take: %s",
                 self.source,
-                describe(query),
+                describe(found.query),
             )
 
 
 def describe(query: dict[str, Any]) -> str:
-    """The query in a short form a person reads in a log line."""
-    clauses = query["bool"].get("should") or [query]
+    """The narrowed part of a query (`plan`'s) in a short form a person reads in a log line."""
+    narrowed = query["bool"]["should"][0]["bool"]["filter"][1]
+    clauses = narrowed["bool"].get("should") or [narrowed]
     return " OR ".join(
-        "(" + " AND ".join(_term_text(t) for t in c["bool"]["filter"]) + ")" for c in clauses
+        "(" + " AND ".join(_condition_text(c) for c in clause["bool"]["filter"]) + ")"
+        for clause in clauses
     )
 
 
-def _term_text(term: dict[str, Any]) -> str:
-    ((name, values),) = term["terms"].items()
+def _condition_text(condition: dict[str, Any]) -> str:
+    ((name, values),) = condition["bool"]["should"][0]["terms"].items()
+    if len(values) > 5:
+        return f"{name} in [{len(values):,} values]"
     shown = ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
     return f"{name} in [{shown}]"

@@ -45,7 +45,7 @@ def count_events(
     reads (the others no detector's filter takes, `pushdown`)."""
     in_range = to_read = 0
     for src in cfg.sources:
-        filters = [s.filter for s in specs if s.source == src.name]
+        filters = {s.name: s.filter for s in specs if s.source == src.name}
         if not filters:
             continue
         source = Source(es, src, filters=filters)
@@ -76,7 +76,7 @@ def replay_detectors(
             continue
         # A cursor whose lower bound is `start`, read with a clock stopped at `end`.
         cursor = Cursor(watermark_ms=_ms(start) + int(src.max_lateness.total_seconds() * 1000))
-        filters = [d.spec.filter for d in detectors]
+        filters = {d.spec.name: d.spec.filter for d in detectors}
         source = Source(es, src, clock=lambda: end - timedelta(milliseconds=1), filters=filters)
         pattern = ",".join(src.indices)
         for batch in source.poll(cursor):
@@ -132,7 +132,7 @@ def summary(result: ReplayResult, console: Console) -> None:
     )
     title = f"{len(result.alerts)} alerts from {result.in_range} events"
     if result.narrowed:
-        title += f" ({result.events} read, the others no detector's filter takes)"
+        title += f" ({result.events} read: those the detectors' filters may take)"
     table = Table(title=title)
     for column in ("detector or rule", "day (UTC)", "alerts"):
         table.add_column(column)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from elasticsearch import ApiError, Elasticsearch, NotFoundError
+from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
 
 from nis2triage.config import SourceConfig
 from nis2triage.features import Match, getter
@@ -144,8 +144,9 @@ def _unrepresentable(ts_ms: int) -> str | None:
 class Source:
     """Reads one configured source; yields batches of events not processed before.
 
-    `filters` are those of the detectors reading the source: with the source's
-    `push_filters`, the node is asked only for events one of them may take (`pushdown`).
+    `filters` are those of the detectors reading the source, by detector: with the
+    source's `push_filters`, the node is asked only for events one of them may take
+    (`pushdown`).
     """
 
     def __init__(
@@ -153,12 +154,12 @@ class Source:
         es: Elasticsearch,
         cfg: SourceConfig,
         clock: Clock = utcnow,
-        filters: Sequence[Match] = (),
+        filters: Mapping[str, Match] | None = None,
     ) -> None:
         self.es = es
         self.cfg = cfg
         self.clock = clock
-        self.narrowing = Narrowing(cfg.name, filters) if cfg.push_filters else None
+        self.narrowing = Narrowing(cfg.name, filters or {}) if cfg.push_filters else None
         # This poll's share of the detectors' filters for the node (None: every event).
         self.narrowed: dict[str, Any] | None = None
         # Whether this stretch of polls that read nothing was looked into (and said, if
@@ -182,7 +183,17 @@ class Source:
         try:
             # After the point in time is open: every index it reads exists by now.
             self.narrow()
-            yield from self._pages(pit, cursor)
+            try:
+                yield from self._pages(pit, cursor)
+            except BadRequestError as exc:
+                if self.narrowed is None or self.narrowing is None:
+                    raise
+                # The narrowed query is refused (a limit of the node's, say): read on
+                # without it. The cursor skips what was read, and what the narrowed pages
+                # left out no detector takes.
+                self.narrowing.refuse(str(exc)[:500])
+                self.narrowed = None
+                yield from self._pages(pit, cursor)
         finally:
             self.es.options(ignore_status=404).close_point_in_time(id=pit)
 

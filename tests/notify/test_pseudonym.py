@@ -171,3 +171,12 @@ def test_what_only_looks_like_a_mac_address_stays() -> None:
 
     assert [p.scrub(text) for text in kept] == kept
     assert p.scrub("20:01:0d:b8:00:00:00:01").startswith("ip-")
+
+
+def test_mail_to_a_domain_in_another_script_or_of_one_label_is_found() -> None:
+    p = Pseudonymiser(KEY)
+    mails = ["jürgen.weiß@münchen.example", "jan.peeters@intranet"]
+
+    out = p.scrub({"s": f"to {mails[0]}, cc {mails[1]}."})
+
+    assert out["s"] == f"to {p.pseudonym(mails[0], 'email')}, cc {p.pseudonym(mails[1], 'email')}."

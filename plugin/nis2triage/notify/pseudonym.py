@@ -33,8 +33,11 @@ ID_KINDS = {"alert_id": "ref", "alert_ids": "ref", "reference": "ref", "incident
 # A colon may come before an address ("src_ip:2001:db8::7"): `_address` then tries the
 # candidate without it.
 _IPV6 = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z:])")
-# An apostrophe may be part of the local part (marie.o'brien@...).
-_EMAIL = re.compile(r"(?<![\w.+'-])[\w.+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# An apostrophe may be part of the local part (marie.o'brien@...). The domain may be
+# written in any script (jan@münchen.de) and may be a single label (jan@intranet), as
+# on a company's own mail server: both still name a person.
+_LABEL = r"(?:[^\W_]|-)+"
+_EMAIL = re.compile(rf"(?<![\w.+'-])[\w.+'-]+@{_LABEL}(?:\.{_LABEL})*")
 # A network card's MAC address names one device, often one person's: six hex pairs
 # joined by one kind of separator (ECS writes AA-BB-CC-DD-EE-FF, most logs aa:bb:..),
 # or Cisco's three dotted quads (aabb.ccdd.eeff). Found before IPv6 addresses, which a
