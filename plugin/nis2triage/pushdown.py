@@ -168,9 +168,7 @@ def _inside_nested(name: str, fields: Fields) -> bool:
     """Whether an object above the field is `nested` in some index: its values are then
     in documents of their own, which a query outside a `nested` query never matches."""
     parts = name.split(".")
-    return any(
-        "nested" in fields.types.get(".".join(parts[:i]), ()) for i in range(1, len(parts))
-    )
+    return any("nested" in fields.types.get(".".join(parts[:i]), ()) for i in range(1, len(parts)))
 
 
 def describe_fields(es: Elasticsearch, indices: Sequence[str], names: Sequence[str]) -> Fields:
