@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import BadRequestError, Elasticsearch, helpers
 
 from nis2triage import esclient
 from nis2triage.config import SourceConfig
@@ -400,3 +400,20 @@ def test_a_role_that_may_not_see_the_mappings_reads_everything_and_says_so_once(
     assert first == [d["_id"] for d in DOCS]
     assert caplog.text.count("would not describe the indices' fields") == 1
     assert "view_index_metadata" in caplog.text
+
+
+def test_a_source_query_the_node_refuses_is_not_blamed_on_the_detectors_filters(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    index_docs(es, index_name)
+    cfg = SourceConfig(name="s", indices=[index_name], query="event.category:(")
+    source = Source(es, cfg, clock=lambda: NOW, filters=by_name(match(event__category="web")))
+
+    with (
+        caplog.at_level(logging.WARNING, logger="nis2triage.pushdown"),
+        pytest.raises(BadRequestError),
+    ):
+        list(source.poll(Cursor()))
+
+    assert source.narrowing is not None and source.narrowing.refused is None
+    assert "refused the search narrowed" not in caplog.text

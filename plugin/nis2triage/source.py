@@ -186,7 +186,7 @@ class Source:
             try:
                 yield from self._pages(pit, cursor)
             except BadRequestError as exc:
-                if self.narrowed is None or self.narrowing is None:
+                if self.narrowing is None or self.narrowed is None or not self._own_query_ok():
                     raise
                 # The narrowed query is refused (a limit of the node's, say): read on
                 # without it. The cursor skips what was read, and what the narrowed pages
@@ -196,6 +196,22 @@ class Source:
                 yield from self._pages(pit, cursor)
         finally:
             self.es.options(ignore_status=404).close_point_in_time(id=pit)
+
+    def _own_query_ok(self) -> bool:
+        """Whether the node accepts the source's own query, without the detectors' part:
+        if not, a refusal is the configuration's fault, not the narrowing's."""
+        own = self.filters()[:-1] if self.narrowed is not None else self.filters()
+        try:
+            self.es.search(
+                index=",".join(self.cfg.indices),
+                query={"bool": {"filter": list(own)}},
+                size=0,
+                terminate_after=1,
+                ignore_unavailable=True,
+            )
+        except BadRequestError:
+            return False
+        return True
 
     def _open_pit(self) -> str | None:
         try:
