@@ -24,6 +24,9 @@ def test_node_stopped_and_started_mid_run(tmp_path: Path, monkeypatch: pytest.Mo
         )
         monkeypatch.setenv("NIS2TRIAGE_TEST_ES_PASSWORD", info.password)
         es = esclient.connect(settings)
+        # A fresh node creates its security index just after it starts; `start` waits
+        # for it, else this first request could meet a 401 (timing-dependent).
+        assert es.security.authenticate()["username"] == "elastic"
         docs = sorted(real_log_docs(), key=lambda d: d["@timestamp"])
         index_docs(es, "logs-restart", docs[:1000])
         config = write_agent_config(tmp_path, settings, "logs-restart", "restart-st")

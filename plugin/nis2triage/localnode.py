@@ -411,6 +411,23 @@ def request(url: str, password: str, path: str, timeout: float = 5.0) -> dict[st
         return dict(json.loads(resp.read()))
 
 
+# How long a healthy node is given to bring its security index up (see `security_ready`).
+SECURITY_WAIT_S = 20.0
+
+
+def security_ready(url: str, password: str) -> bool:
+    """Whether the security index answers. A fresh node creates it just after it starts,
+    and while its shard starts the elastic user cannot log in (401 from the very next
+    request, `make demo`'s first run on a new checkout)."""
+    try:
+        health = request(
+            url, password, "/_cluster/health/.security?wait_for_status=yellow&timeout=1s"
+        )
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    return health.get("status") in ("green", "yellow")
+
+
 def healthy(url: str, password: str) -> bool:
     try:
         health = request(url, password, "/_cluster/health?wait_for_status=yellow&timeout=1s")
@@ -537,13 +554,17 @@ def launch(
     url = f"{'https' if tls_files() else 'http'}://127.0.0.1:{port}"
     state_file().write_text(json.dumps({"pid": proc.pid, "url": url, "version": version()}))
     started = time.monotonic()
+    healthy_since: float | None = None
     while time.monotonic() - started < START_TIMEOUT_S:
         if proc.poll() is not None:
             said = log_tail()
             error = PortTaken if f"Failed to bind to 127.0.0.1:{port}" in said else LocalNodeError
             raise error(f"Elasticsearch exited with code {proc.returncode}\n{said}")
         if healthy(url, password):
-            return NodeInfo(url=url, user="elastic", password=password, pid=proc.pid)
+            healthy_since = healthy_since or time.monotonic()
+            waited = time.monotonic() - healthy_since
+            if security_ready(url, password) or waited > SECURITY_WAIT_S:
+                return NodeInfo(url=url, user="elastic", password=password, pid=proc.pid)
         time.sleep(1)
     stop()
     raise LocalNodeError(
