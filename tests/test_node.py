@@ -54,6 +54,12 @@ def test_a_refused_credential_is_named_as_such_with_where_to_look(
 
     with pytest.raises(ConnectionSetupError, match=r"refused the agent's credential \(401"):
         esclient.cluster_info(esclient.connect(wrong))
+    # With where the credential came from, the error names it, and the node.
+    with pytest.raises(ConnectionSetupError) as refused:
+        esclient.cluster_info(esclient.connect(wrong), "the API key in $NIS2TRIAGE_ES_API_KEY")
+    said = str(refused.value)
+    assert said.startswith(f"{es_settings.hosts[0]} refused the API key in $NIS2TRIAGE_ES_API_KEY")
+    assert "nis2triage setup --create-api-key" in said
 
 
 class Quiet(http.server.BaseHTTPRequestHandler):

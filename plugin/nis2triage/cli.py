@@ -37,7 +37,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from nis2triage import esclient, snapshots
-    from nis2triage.config import es_settings, load_config, read_secret
+    from nis2triage.config import credential_of, es_settings, load_config, read_secret
 
     cfg = load_config(args.config)
     settings = es_settings(cfg)
@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         logs.register_secret(secret)
     agent, server = _agent(args, cfg, es, key, pseudonym.encode() if pseudonym else None, token)
     if args.once:
-        info = esclient.cluster_info(es)
+        info = esclient.cluster_info(es, credential_of(cfg))
         log.info("connected to Elasticsearch %s (cluster %s)", info.version, info.name)
         agent.start()
         holder = agent.hold_for_one_pass()

@@ -415,3 +415,17 @@ def es_settings(agent: AgentConfig, credential: bool = True) -> ESSettings:
             "elasticsearch API key (`nis2triage setup --create-api-key` makes the agent's)",
         ),
     )
+
+
+def credential_of(agent: AgentConfig) -> str:
+    """Where the agent's Elasticsearch credential comes from, for an error that names it."""
+    cfg = agent.elasticsearch
+    if cfg.api_key_env:
+        return f"the API key in ${cfg.api_key_env}"
+    if cfg.api_key_file:
+        return f"the API key in {agent.resolve(cfg.api_key_file)}"
+    if cfg.password_env:
+        return f"user {cfg.username}'s password in ${cfg.password_env}"
+    if cfg.password_file:
+        return f"user {cfg.username}'s password in {agent.resolve(cfg.password_file)}"
+    return "no credential (the configuration names none)"

@@ -123,7 +123,9 @@ def run_demo(console: Console) -> int:
     es = esclient.connect(
         esclient.ESSettings(hosts=(node.url,), username=node.user, password=node.password)
     )
-    info = esclient.cluster_info(es)
+    info = esclient.cluster_info(
+        es, f"the local node's elastic password in {localnode.password_file()}"
+    )
     console.print(f"Elasticsearch {info.version} at {node.url}")
 
     reset_state(es, cfg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
@@ -82,28 +83,31 @@ class ClusterInfo:
     version: str
 
 
-def cluster_info(client: Elasticsearch) -> ClusterInfo:
+def cluster_info(client: Elasticsearch, credential: str | None = None) -> ClusterInfo:
     """Name and version of the cluster.
 
     Uses the nodes API rather than `GET /`: the integration-test distribution
-    of Elasticsearch does not serve the root endpoint.
+    of Elasticsearch does not serve the root endpoint. `credential` says where the
+    credential came from, for the error if the node refuses it.
     """
     try:
         nodes = client.nodes.info(node_id="_local", metric="settings").body
     except ApiError as exc:
-        raise ConnectionSetupError(_refusal(exc)) from exc
+        raise ConnectionSetupError(_refusal(exc, credential)) from exc
     except TransportError as exc:
         raise ConnectionSetupError(_unreached(exc)) from exc
     node = next(iter(nodes["nodes"].values()))
     return ClusterInfo(name=str(nodes["cluster_name"]), version=str(node["version"]))
 
 
-def _refusal(exc: ApiError) -> str:
+def _refusal(exc: ApiError, credential: str | None) -> str:
     if exc.meta.status == 401:
+        node = _address(exc.meta.node)
+        said = credential or "the agent's credential"
         return (
-            f"Elasticsearch refused the agent's credential (401: {exc.message}): check the "
-            "user name and the password or API key in the variable or file the "
-            "configuration names (elasticsearch.*_env, *_file)"
+            f"{node} refused {said} (401: {exc.message}): check that value, and the "
+            "elasticsearch.username, *_env and *_file the configuration names; "
+            "`nis2triage setup --create-api-key` makes the agent a new API key"
         )
     if exc.meta.status == 403:
         return (
@@ -111,6 +115,14 @@ def _refusal(exc: ApiError) -> str:
             "its role needs the `monitor` cluster privilege; `nis2triage setup` makes that role"
         )
     return f"Elasticsearch answered the nodes API with an error: {exc}"
+
+
+def _address(node: Any) -> str:
+    """The node an answer came from, as a URL, or "Elasticsearch" when it is not known."""
+    try:
+        return f"{node.scheme}://{node.host}:{node.port}"
+    except AttributeError:
+        return "Elasticsearch"
 
 
 def _unreached(exc: TransportError) -> str:
