@@ -381,6 +381,8 @@ def test_metrics_answer_with_the_lag_and_the_outbox_while_the_service_runs(servi
     _, text = scrape(f"{service}/metrics")
 
     assert 0 < metric(text, 'nis2triage_lag_seconds{source="auth"}') < 3 * 86400
+    # The log is yesterday's, read to the end: the source is not behind by a day.
+    assert 0 <= metric(text, 'nis2triage_read_behind_seconds{source="auth"}') < 600
     assert metric(text, 'nis2triage_notifications{status="sent"}') > 0
     assert metric(text, "nis2triage_last_cycle_duration_seconds") > 0
 

@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -39,11 +40,13 @@ def api_error(status: int) -> ApiError:
     return ApiError("refused", meta, {})
 
 
-def idle_agent(watermark_ms: int | None = None) -> Any:
+def idle_agent(watermark_ms: int | None = None, polled: float | None = None) -> Any:
     """What `cycle_done` reads of an agent: its runs and a store whose outbox it cannot reach."""
+    began = None if polled is None else datetime.fromtimestamp(polled, UTC)
     run = SimpleNamespace(
         cfg=SimpleNamespace(name="auth"),
         cursor=SimpleNamespace(watermark_ms=watermark_ms),
+        source=SimpleNamespace(read_until=began),
         detectors=[
             SimpleNamespace(
                 spec=SimpleNamespace(name="ssh"), table=SimpleNamespace(evicted_entities=3)
@@ -124,8 +127,24 @@ def test_a_cycle_adds_events_and_alerts_per_route_and_sets_the_lag() -> None:
     assert sample(metrics, "nis2triage_events_read_total") == 240
     assert sample(metrics, "nis2triage_alerts_total", route="soc") == 6
     assert sample(metrics, "nis2triage_lag_seconds", source="auth") == pytest.approx(90, abs=0.01)
+    assert sample(metrics, "nis2triage_read_behind_seconds", source="auth") is None
     assert sample(metrics, "nis2triage_model_evictions", detector="ssh") == 3
     assert sample(metrics, "nis2triage_last_cycle_duration_seconds") == 0.5
+
+
+def test_a_quiet_source_read_to_the_end_is_not_behind_however_old_its_newest_event() -> None:
+    clock = Clock()
+    metrics = AgentMetrics(60, clock)
+    quiet = idle_agent(watermark_ms=int((clock.now - 86400) * 1000), polled=clock.now - 4)
+
+    metrics.cycle_done(quiet, CycleReport(), 1.0)
+
+    assert sample(metrics, "nis2triage_lag_seconds", source="auth") == pytest.approx(
+        86400, abs=0.01
+    )
+    assert sample(metrics, "nis2triage_read_behind_seconds", source="auth") == pytest.approx(
+        4, abs=0.01
+    )
 
 
 def test_failures_are_counted_per_condition() -> None:

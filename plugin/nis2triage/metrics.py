@@ -69,7 +69,19 @@ class AgentMetrics:
         self.events = Counter("nis2triage_events_read", "Source events read.", registry=r)
         self.alerts = Counter("nis2triage_alerts", "Alerts by triage route.", ["route"], registry=r)
         self.lag = Gauge(
-            "nis2triage_lag_seconds", "Now minus the source's watermark.", ["source"], registry=r
+            "nis2triage_lag_seconds",
+            "Now minus the source's watermark, the newest event time read (grows while a "
+            "source is quiet).",
+            ["source"],
+            registry=r,
+        )
+        # What to alert on: everything indexed before the last poll began has been read.
+        self.behind = Gauge(
+            "nis2triage_read_behind_seconds",
+            "Now minus the moment the source's last poll began: how old the newest events "
+            "it may not have read yet can be.",
+            ["source"],
+            registry=r,
         )
         self.outbox = Gauge(
             "nis2triage_notifications", "Outbox entries by status.", ["status"], registry=r
@@ -111,6 +123,9 @@ class AgentMetrics:
         for run in agent.runs:
             if run.cursor.watermark_ms is not None:
                 self.lag.labels(run.cfg.name).set(max(0.0, now - run.cursor.watermark_ms / 1000))
+            if run.source.read_until is not None:
+                read_until = run.source.read_until.timestamp()
+                self.behind.labels(run.cfg.name).set(max(0.0, now - read_until))
             for detector in run.detectors:
                 self.evictions.labels(detector.spec.name).set(detector.table.evicted_entities)
         self.read_outbox(agent.store, now)
