@@ -48,13 +48,22 @@ def described(filters: dict[str, Match], found: Fields) -> str | None:
 
 def test_keyword_conditions_go_to_the_node_one_clause_per_filter() -> None:
     auth = match(event__category="authentication")
-    ssh = match(event__category="authentication", event__outcome=["failure", "unknown"])
+    web = match(event__category="web", event__outcome=["failure", "unknown"])
     found = fields({"event.category": KEYWORD, "event.outcome": KEYWORD})
 
-    assert described(by_name(auth, ssh, auth), found) == (
+    assert described(by_name(auth, web, auth), found) == (
         "(event.category in [authentication]) OR "
-        "(event.category in [authentication] AND event.outcome in [failure, unknown])"
+        "(event.category in [web] AND event.outcome in [failure, unknown])"
     )
+
+
+def test_a_clause_inside_another_is_left_out() -> None:
+    # Failed SSH logins are authentication events: asking for both asks for the first.
+    auth = match(event__category="authentication")
+    ssh = match(event__category="authentication", event__outcome="failure")
+    found = fields({"event.category": KEYWORD, "event.outcome": KEYWORD})
+
+    assert described(by_name(ssh, auth), found) == "(event.category in [authentication])"
 
 
 def test_the_query_holds_only_for_the_indices_the_node_described() -> None:
@@ -417,3 +426,22 @@ def test_a_source_query_the_node_refuses_is_not_blamed_on_the_detectors_filters(
 
     assert source.narrowing is not None and source.narrowing.refused is None
     assert "refused the search narrowed" not in caplog.text
+
+
+def test_the_log_line_names_the_sources_own_query_beside_the_detectors_part(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    index_docs(es, index_name)
+    cfg = SourceConfig(name="s", indices=[index_name], query="NOT event.category:web")
+    source = Source(
+        es, cfg, clock=lambda: NOW, filters=by_name(match(event__category="authentication"))
+    )
+
+    with caplog.at_level(logging.INFO, logger="nis2triage.pushdown"):
+        read_ids = [e.id for batch in source.poll(Cursor()) for e in batch]
+
+    assert read_ids == ["auth-failed", "auth-ok", "flat-auth"]  # listed-auth is also web
+    assert (
+        "(event.category in [authentication]), within its own query NOT event.category:web"
+        in caplog.text
+    )

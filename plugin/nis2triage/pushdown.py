@@ -85,20 +85,29 @@ def plan(filters: Mapping[str, Match], fields: Fields) -> Plan:
     One `should` clause per distinct filter, each the conditions of that filter which the
     node judges as the agent does (see the module's docstring).
     """
-    clauses: list[dict[str, Any]] = []
+    found: list[list[dict[str, Any]]] = []
     unfiltered = []
     for name, match in filters.items():
         conditions = _conditions(match, fields)
         if not conditions:
             unfiltered.append(name)
-            continue
-        clause = {"bool": {"filter": conditions}}
-        if clause not in clauses:
-            clauses.append(clause)
-    if unfiltered or not clauses:
+        elif conditions not in found:
+            found.append(conditions)
+    if unfiltered or not found:
         return Plan(None, tuple(unfiltered))
+    clauses = [{"bool": {"filter": c}} for c in _widest(found)]
     query = clauses[0] if len(clauses) == 1 else {"bool": {"should": clauses}}
     return Plan(_only_on(query, fields.indices))
+
+
+def _widest(found: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """The clauses no other clause already covers: one whose conditions include all of
+    another's takes nothing that other does not (`a AND b` inside `a`)."""
+    return [
+        one
+        for one in found
+        if not any(other is not one and all(c in one for c in other) for other in found)
+    ]
 
 
 def _only_on(query: dict[str, Any], indices: Sequence[str]) -> dict[str, Any]:
@@ -215,9 +224,13 @@ class Narrowing:
     """The node's share of one source's detector filters, worked out again for each poll
     (an index created since, say by a rollover, may map a field otherwise)."""
 
-    def __init__(self, source: str, filters: Mapping[str, Match]) -> None:
+    def __init__(
+        self, source: str, filters: Mapping[str, Match], own_query: str | None = None
+    ) -> None:
         self.source = source
         self.filters = dict(filters)
+        # The source's own query, named in the log line beside the detectors' part.
+        self.own_query = own_query
         # Set when the node refused a narrowed search: every event is read from then on.
         self.refused: str | None = None
         # The last plan logged, or "refused" while the node will not describe the fields.
@@ -269,9 +282,10 @@ class Narrowing:
             )
         else:
             log.info(
-                "source %s: reads only the events its detectors' filters may take: %s",
+                "source %s: reads only the events its detectors' filters may take: %s%s",
                 self.source,
                 describe(found.query),
+                f", within its own query {self.own_query}" if self.own_query else "",
             )
 
 

@@ -38,17 +38,28 @@ class ReplayResult:
     alerts: list[Alert] = field(default_factory=list)
 
 
-def count_events(
-    es: Elasticsearch, cfg: AgentConfig, specs: list[DetectorSpec], start: datetime, end: datetime
-) -> tuple[int, int]:
-    """The events in the range of the sources with a detector, and of them those the replay
-    reads (the others no detector's filter takes, `pushdown`)."""
-    in_range = to_read = 0
+def replay_sources(
+    es: Elasticsearch, cfg: AgentConfig, specs: list[DetectorSpec], end: datetime
+) -> dict[str, Source]:
+    """A source for each configured one that a detector reads, with a clock stopped at
+    `end`; made once, so that counting and reading share what each logs."""
+    stopped = end - timedelta(milliseconds=1)
+    sources = {}
     for src in cfg.sources:
         filters = {s.name: s.filter for s in specs if s.source == src.name}
-        if not filters:
-            continue
-        source = Source(es, src, filters=filters)
+        if filters:
+            sources[src.name] = Source(es, src, clock=lambda: stopped, filters=filters)
+    return sources
+
+
+def count_events(
+    es: Elasticsearch, sources: dict[str, Source], start: datetime, end: datetime
+) -> tuple[int, int]:
+    """The events in the range of `sources`, and of them those the replay reads (the
+    others no detector's filter takes, `pushdown`)."""
+    in_range = to_read = 0
+    for source in sources.values():
+        src = source.cfg
         span = {"range": {src.time_field: {"gte": start.isoformat(), "lt": end.isoformat()}}}
         in_range += _count(es, src.indices, [span, *source.filters()])
         source.narrow()
@@ -62,22 +73,18 @@ def _count(es: Elasticsearch, indices: list[str], filters: list[dict[str, Any]])
 
 
 def replay_detectors(
-    es: Elasticsearch,
-    cfg: AgentConfig,
+    sources: dict[str, Source],
     specs: list[DetectorSpec],
     start: datetime,
     end: datetime,
     advance: Callable[[int], None],
 ) -> ReplayResult:
     result = ReplayResult()
-    for src in cfg.sources:
-        detectors = [Detector(s) for s in specs if s.source == src.name]
-        if not detectors:
-            continue
-        # A cursor whose lower bound is `start`, read with a clock stopped at `end`.
+    for name, source in sources.items():
+        src = source.cfg
+        detectors = [Detector(s) for s in specs if s.source == name]
+        # A cursor whose lower bound is `start`.
         cursor = Cursor(watermark_ms=_ms(start) + int(src.max_lateness.total_seconds() * 1000))
-        filters = {d.spec.name: d.spec.filter for d in detectors}
-        source = Source(es, src, clock=lambda: end - timedelta(milliseconds=1), filters=filters)
         pattern = ",".join(src.indices)
         for batch in source.poll(cursor):
             for detector in detectors:
@@ -117,10 +124,11 @@ def run_replay(
     end: datetime,
     console: Console,
 ) -> ReplayResult:
-    in_range, to_read = count_events(es, cfg, specs, start, end)
+    sources = replay_sources(es, cfg, specs, end)
+    in_range, to_read = count_events(es, sources, start, end)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("replaying events", total=to_read or None)
-        result = replay_detectors(es, cfg, specs, start, end, lambda n: progress.advance(task, n))
+        result = replay_detectors(sources, specs, start, end, lambda n: progress.advance(task, n))
     result.in_range, result.narrowed = in_range, to_read != in_range
     result.alerts += replay_rules(es, rules, start, end)
     return result

@@ -14,6 +14,7 @@ may take are asked for (`pushdown`); the detectors still filter them exactly.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
@@ -159,7 +160,8 @@ class Source:
         self.es = es
         self.cfg = cfg
         self.clock = clock
-        self.narrowing = Narrowing(cfg.name, filters or {}) if cfg.push_filters else None
+        own = json.dumps(cfg.query) if isinstance(cfg.query, dict) else cfg.query
+        self.narrowing = Narrowing(cfg.name, filters or {}, own) if cfg.push_filters else None
         # This poll's share of the detectors' filters for the node (None: every event).
         self.narrowed: dict[str, Any] | None = None
         # Whether this stretch of polls that read nothing was looked into (and said, if
