@@ -73,7 +73,9 @@ def _role_and_key(es: Elasticsearch, cfg: AgentConfig, result: SetupResult, with
 def render(result: SetupResult) -> str:
     """What setup prints: one line per object, then what the operator must do by hand."""
     lines = [c.line() for c in result.changes]
-    summary = f"{len(result.changed)} changed, {len(result.changes) - len(result.changed)} not"
+    # Each object once: failed ones are not also counted among those left as they were.
+    unchanged = len(result.changes) - len(result.changed) - len(result.failed)
+    summary = f"{len(result.changed)} changed, {unchanged} not"
     lines.append(summary + (f", {len(result.failed)} failed" if result.failed else ""))
     if result.roles_yml:
         role = result.roles_yml.split(":", 1)[0]
