@@ -76,6 +76,18 @@ def test_mistakes_name_file_line_and_key(tmp_path: Path, old: str, new: str, mat
     assert str(path) in str(err.value)
 
 
+def test_several_mistakes_are_listed_in_the_order_of_the_files_lines(tmp_path: Path) -> None:
+    text = GOOD.replace("batch_size: 500", "batchsize: 500").replace("2m", "2 minutes")
+
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+
+    first, second = str(err.value).splitlines()
+    assert first.endswith(":13:5: sources.0.batchsize: unknown key (did you mean 'batch_size'?)")
+    assert ":14:5: sources.0.max_lateness: '2 minutes' is not a duration" in second
+    assert "Value error" not in second
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("30s", 30), ("5m", 300), ("1.5h", 5400), ("2d", 172800), (45, 45), ("250ms", 0.25)],

@@ -309,23 +309,30 @@ class AgentConfig(Strict):
 def validation_error(
     located: yamlload.Located, exc: ValidationError, model: type[BaseModel]
 ) -> ConfigError:
-    """One ConfigError listing every problem with its line, key and expectation."""
-    lines = []
-    first_line = None
+    """One ConfigError listing every problem with its line, key and expectation, in the
+    order of the file's lines."""
+    found = []
     for err in exc.errors():
         loc = tuple(
             p for p in err["loc"] if not isinstance(p, str) or not p.startswith("function-")
         )
         line, column = located.line_of(loc), located.column_of(loc)
-        first_line = first_line or line
         key = ".".join(str(p) for p in loc) or "(top level)"
-        hint = _hint(err, loc, model)
         where = f"{located.path}:{line or '?'}" + (f":{column}" if column else "")
-        lines.append(f"{where}: {key}: {err['msg']}{hint}")
-    message = "\n".join(lines)
-    error = ConfigError(message)
-    error.path, error.line = located.path, first_line
+        said = f"{where}: {key}: {_plain(err)}{_hint(err, loc, model)}"
+        found.append((line or 0, column or 0, said))
+    found.sort(key=lambda item: item[:2])
+    error = ConfigError("\n".join(said for _, _, said in found))
+    error.path, error.line = located.path, next((line for line, _, _ in found if line), None)
     return error
+
+
+def _plain(err: Any) -> str:
+    """Pydantic's message in the file's terms: an unknown key is said as such, and the
+    "Value error, " our own validators' messages come with is dropped."""
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def _hint(err: Any, loc: tuple[Any, ...], model: type[BaseModel]) -> str:
