@@ -6,11 +6,12 @@ import http.server
 import socket
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from elasticsearch import AuthenticationException, Elasticsearch, helpers
 
-from nis2triage import esclient
+from nis2triage import esclient, localnode
 from nis2triage.errors import ConnectionSetupError
 
 
@@ -139,3 +140,19 @@ def test_the_security_index_stores_a_native_role(es: Elasticsearch) -> None:
         assert es.security.get_role(name=name).body[name]["cluster"] == ["monitor"]
     finally:
         es.security.delete_role(name=name)
+
+
+def test_the_password_waits_until_the_launched_node_says_it_holds_the_port(
+    tmp_path: Path,
+) -> None:
+    # An earlier launch's line, then this launch's: only what follows `offset` counts.
+    console = tmp_path / "console.log"
+    before = "[..][INFO ][o.e.h.AbstractHttpServerTransport] bound_addresses {127.0.0.1:9200}\n"
+    console.write_text(before)
+    offset = console.stat().st_size
+
+    assert not localnode.bound_to(console, offset, 9200)
+    with console.open("a") as log:
+        log.write(before.replace("9200", "9201"))
+    assert localnode.bound_to(console, offset, 9201)
+    assert not localnode.bound_to(console, offset, 9200)

@@ -446,6 +446,18 @@ def running() -> NodeInfo | None:
     return NodeInfo(url=url, user="elastic", password=password_file().read_text().strip(), pid=pid)
 
 
+def bound_to(console: Path, offset: int, port: int) -> bool:
+    """Whether the node launched when `console` held `offset` bytes says it serves HTTP on
+    127.0.0.1:`port`."""
+    try:
+        with open(console, "rb") as log:
+            log.seek(offset)
+            said = log.read().decode(errors="replace")
+    except OSError:
+        return False
+    return f"bound_addresses {{127.0.0.1:{port}}}" in said
+
+
 def log_tail(lines: int = 40) -> str:
     """The node's last words, without Java stack frames, so the cause shows."""
     chunks = []
@@ -537,6 +549,7 @@ def launch(
 ) -> NodeInfo:
     console = home() / "logs" / "console.log"
     uid, gid = (user.pw_uid, user.pw_gid) if user else (None, None)
+    offset = console.stat().st_size if console.is_file() else 0
     with open(console, "ab") as out:
         proc = subprocess.Popen(
             [str(es_dir / "bin" / "elasticsearch")],
@@ -560,7 +573,9 @@ def launch(
             said = log_tail()
             error = PortTaken if f"Failed to bind to 127.0.0.1:{port}" in said else LocalNodeError
             raise error(f"Elasticsearch exited with code {proc.returncode}\n{said}")
-        if healthy(url, password):
+        # The password goes only to this node: until it says it holds the port, another
+        # process (a second checkout's node) may answer there.
+        if bound_to(console, offset, port) and healthy(url, password):
             healthy_since = healthy_since or time.monotonic()
             waited = time.monotonic() - healthy_since
             if security_ready(url, password) or waited > SECURITY_WAIT_S:
