@@ -30,8 +30,8 @@ def match(**all_of: Any) -> Match:
 
 
 def fields(types: dict[str, frozenset[str]], runtime: tuple[str, ...] = ()) -> Fields:
-    """Fields as one index describes them, every one in its mapping proper but `runtime`."""
-    return Fields(types, frozenset(types) - set(runtime), ("logs-1",))
+    """Fields as one index describes them, `runtime` ones defined as runtime fields."""
+    return Fields(types, frozenset(runtime), ("logs-1",))
 
 
 def by_name(*filters: Match) -> dict[str, Match]:
@@ -276,6 +276,13 @@ LOSSES = {
     # A runtime boolean reads "True" from _source and cannot parse it; the agent takes it.
     "runtime-field": (
         {"runtime": {"ok": {"type": "boolean"}}},
+        {},
+        {"text-True": {"ok": "True"}},
+        match(ok=True),
+    ),
+    # The same, shadowing a mapped keyword field: field_caps then says boolean.
+    "runtime-shadowing": (
+        {"properties": {"ok": keyword()}, "runtime": {"ok": {"type": "boolean"}}},
         {},
         {"text-True": {"ok": "True"}},
         match(ok=True),

@@ -60,8 +60,8 @@ class Fields:
     # Each field's types (field_caps), "unmapped" where some index lacks it; the objects
     # above the fields are in it too.
     types: Mapping[str, frozenset[str]]
-    # The fields every described index maps in its mapping proper (not as runtime fields).
-    concrete: frozenset[str]
+    # The fields some index defines as runtime fields (`runtime:`, `dynamic: runtime`).
+    runtime: frozenset[str]
     # The concrete indices described.
     indices: tuple[str, ...]
 
@@ -143,7 +143,7 @@ def _node_values(name: str, wanted: frozenset[str], fields: Fields) -> list[Any]
     `wanted` holds the texts the agent compares with `str()` of the event's value.
     """
     types = fields.types.get(name, frozenset())
-    if len(types) != 1 or name not in fields.concrete or _inside_nested(name, fields):
+    if len(types) != 1 or name in fields.runtime or _inside_nested(name, fields):
         return None
     (kind,) = types
     if kind not in EXACT_TYPES or len(wanted) > MAX_VALUES:
@@ -181,7 +181,7 @@ def _inside_nested(name: str, fields: Fields) -> bool:
 
 
 def describe_fields(es: Elasticsearch, indices: Sequence[str], names: Sequence[str]) -> Fields:
-    """What the node says of `names` across `indices`: types, mapping proper, indices."""
+    """What the node says of `names` across `indices`: types, runtime fields, indices."""
     # A name with a wildcard would be expanded by the node into other fields; one with a
     # comma would be split in two, as the client joins the list with commas.
     names = [f for f in names if "*" not in f and "," not in f]
@@ -192,11 +192,14 @@ def describe_fields(es: Elasticsearch, indices: Sequence[str], names: Sequence[s
         index=index, fields=names, include_unmapped=True, ignore_unavailable=True,
         allow_no_indices=True,
     ).body  # fmt: skip
-    mappings = es.indices.get_field_mapping(
-        index=index, fields=names, ignore_unavailable=True, allow_no_indices=True
+    # Only the runtime sections: a whole ECS mapping per index and poll would be heavy.
+    runtime = es.indices.get_mapping(
+        index=index,
+        ignore_unavailable=True,
+        allow_no_indices=True,
+        filter_path="*.mappings.runtime",
     ).body
-    described = tuple(caps.get("indices") or ())
-    return Fields(_types(caps), _concrete(mappings, described, names), described)
+    return Fields(_types(caps), _runtime(runtime), tuple(caps.get("indices") or ()))
 
 
 def _types(caps: dict[str, Any]) -> dict[str, frozenset[str]]:
@@ -209,15 +212,15 @@ def _types(caps: dict[str, Any]) -> dict[str, frozenset[str]]:
     return types
 
 
-def _concrete(
-    mappings: dict[str, Any], indices: Sequence[str], names: Sequence[str]
-) -> frozenset[str]:
-    """The fields that every index maps in its mapping proper: a runtime field is not
-    there (the node computes it rather than reading `_source`)."""
-    if not indices:
-        return frozenset()
-    found = [set((mappings.get(index) or {}).get("mappings") or {}) for index in indices]
-    return frozenset(name for name in names if all(name in each for each in found))
+def _runtime(mappings: dict[str, Any]) -> frozenset[str]:
+    """Every field some index defines as a runtime field. The node searches a runtime
+    field's computed value, even where it shadows a mapped field of the same name (whose
+    type field_caps then no longer shows), while the agent reads `_source`."""
+    return frozenset(
+        name
+        for index in (mappings or {}).values()
+        for name in ((index.get("mappings") or {}).get("runtime") or {})
+    )
 
 
 class Narrowing:
