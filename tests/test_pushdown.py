@@ -18,7 +18,7 @@ from elasticsearch import BadRequestError, Elasticsearch, helpers
 from nis2triage import esclient
 from nis2triage.config import SourceConfig
 from nis2triage.features import Match
-from nis2triage.pushdown import MAX_VALUES, Fields, describe, plan
+from nis2triage.pushdown import MAX_VALUES, Fields, describe, plan, unsafe_fields
 from nis2triage.source import Cursor, Source
 
 KEYWORD = frozenset({"keyword"})
@@ -452,3 +452,46 @@ def test_the_log_line_names_the_sources_own_query_beside_the_detectors_part(
         "(event.category in [authentication]), within its own query NOT event.category:web"
         in caplog.text
     )
+
+
+def test_a_field_mapped_after_its_events_under_dynamic_false_loses_no_event(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # The event keeps the value in _source only; the mapping comes later (a template fixed).
+    es.indices.create(
+        index=index_name,
+        mappings={"dynamic": False, "properties": {"@timestamp": {"type": "date"}}},
+    )
+    es.index(
+        index=index_name,
+        id="before",
+        refresh=True,
+        document={"@timestamp": NOW.isoformat(), "event": {"category": "authentication"}},
+    )
+    es.indices.put_mapping(
+        index=index_name, properties={"event": {"properties": {"category": keyword()}}}
+    )
+    wanted = [match(event__category="authentication")]
+
+    assert taken(es, index_name, wanted, push=True) == {"before"}
+
+
+@pytest.mark.parametrize(
+    ("mapping", "unsafe"),
+    [
+        ({}, False),
+        ({"dynamic": "false"}, True),
+        ({"dynamic": "strict"}, False),
+        ({"dynamic": "runtime"}, True),
+        # The nearest enclosing object's setting holds.
+        ({"dynamic": "false", "properties": {"event": {"dynamic": "true"}}}, False),
+        ({"properties": {"event": {"dynamic": False}}}, True),
+    ],
+    ids=["default", "false", "strict", "runtime", "object-true", "object-false"],
+)
+def test_fields_under_objects_that_do_not_map_new_fields_stay_with_the_agent(
+    mapping: dict[str, Any], unsafe: bool
+) -> None:
+    found = unsafe_fields({"logs-1": {"mappings": mapping}}, ["event.category"])
+
+    assert (found == {"event.category"}) is unsafe

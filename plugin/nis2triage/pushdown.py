@@ -8,14 +8,16 @@ audit, internal flows) were read only to be thrown away.
 The query given to the node may keep events the agent then drops, never drop an event
 the agent would take: the agent still applies each filter exactly, so the node's part
 only has to be a superset. That is why only `all_of` conditions go to the node, and only
-on fields that every index of the source maps, in its mapping proper, as `keyword`,
-`constant_keyword` or `boolean`, where the node compares values as the agent does:
+on fields that every index of the source maps as `keyword`, `constant_keyword` or
+`boolean`, where the node compares values as the agent does:
 
 - a `text` field is analysed: the node would find `Failed` only as `failed`, if at all;
 - a field some index does not map (or maps otherwise) cannot be searched there, yet its
   events may hold the value in `_source`, which is what the agent reads;
 - a runtime field (`runtime:` or `dynamic: runtime` in a mapping) is computed by the
-  node, not read from `_source`, and may differ from it: it is not in the mapping proper;
+  node, not read from `_source`, and may differ from it;
+- under an object with `dynamic: false`, a field mapped after events that held it were
+  indexed is not searchable in them: such fields stay with the agent (`unsafe_fields`);
 - a field inside a `nested` object is indexed in documents of its own, which a plain
   query does not see;
 - a number written into a keyword field keeps the text the shipper wrote (`1e3`), which
@@ -60,7 +62,8 @@ class Fields:
     # Each field's types (field_caps), "unmapped" where some index lacks it; the objects
     # above the fields are in it too.
     types: Mapping[str, frozenset[str]]
-    # The fields some index defines as runtime fields (`runtime:`, `dynamic: runtime`).
+    # The fields some index defines as runtime fields (`runtime:`, `dynamic: runtime`), or
+    # maps under an object that does not map new fields (`dynamic: false`): see `unsafe_fields`.
     runtime: frozenset[str]
     # The concrete indices described.
     indices: tuple[str, ...]
@@ -192,14 +195,16 @@ def describe_fields(es: Elasticsearch, indices: Sequence[str], names: Sequence[s
         index=index, fields=names, include_unmapped=True, ignore_unavailable=True,
         allow_no_indices=True,
     ).body  # fmt: skip
-    # Only the runtime sections: a whole ECS mapping per index and poll would be heavy.
-    runtime = es.indices.get_mapping(
+    # Only the runtime sections and the `dynamic` settings: a whole ECS mapping per index
+    # and poll would be heavy.
+    mappings = es.indices.get_mapping(
         index=index,
         ignore_unavailable=True,
         allow_no_indices=True,
-        filter_path="*.mappings.runtime",
+        filter_path="*.mappings.runtime,*.mappings.dynamic,*.mappings.**.dynamic",
     ).body
-    return Fields(_types(caps), _runtime(runtime), tuple(caps.get("indices") or ()))
+    unsafe = _runtime(mappings) | unsafe_fields(mappings, names)
+    return Fields(_types(caps), unsafe, tuple(caps.get("indices") or ()))
 
 
 def _types(caps: dict[str, Any]) -> dict[str, frozenset[str]]:
@@ -210,6 +215,34 @@ def _types(caps: dict[str, Any]) -> dict[str, frozenset[str]]:
             kinds.add("unsearchable")
         types[name] = frozenset(kinds)
     return types
+
+
+def unsafe_fields(mappings: dict[str, Any], names: Sequence[str]) -> frozenset[str]:
+    """The fields that some index maps under an object with `dynamic: false` (or runtime).
+
+    Such an object keeps a field it does not map in `_source` alone. Map the field later
+    (a template fixed, a package upgraded) and the events indexed before stay unsearchable
+    by it, with no trace in `_ignored`; only the agent, reading `_source`, finds them.
+    Under `dynamic: true` a field is mapped by the first event that holds it, and under
+    `strict` an event with a field not mapped is refused, so neither can happen.
+    """
+    return frozenset(
+        name
+        for index in (mappings or {}).values()
+        for name in names
+        if _dynamic_of(name, (index or {}).get("mappings") or {}) in ("false", "runtime")
+    )
+
+
+def _dynamic_of(name: str, mapping: dict[str, Any]) -> str:
+    """The `dynamic` setting that holds for field `name`: its nearest enclosing object's."""
+    setting = mapping.get("dynamic", True)
+    node = mapping
+    for part in name.split(".")[:-1]:
+        node = (node.get("properties") or {}).get(part) or {}
+        if isinstance(node.get("dynamic"), bool | str):
+            setting = node["dynamic"]
+    return str(setting).lower()
 
 
 def _runtime(mappings: dict[str, Any]) -> frozenset[str]:

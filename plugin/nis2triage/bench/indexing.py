@@ -22,9 +22,14 @@ log = logging.getLogger(__name__)
 CHUNK = 2_000
 
 _KEYWORDS = ("category", "action", "outcome", "dataset", "code", "kind", "type", "module")
+# Raised with every change below: an index loaded with an older mapping is loaded again.
+MAPPING_VERSION = 2
 STREAM_MAPPING: dict[str, Any] = {
-    # Fields nobody queries stay in _source only, as a lean Beats template would keep them.
-    "dynamic": False,
+    # Every field the generator writes is mapped, and an event with another is refused: an
+    # index that keeps unmapped fields in _source only (`dynamic: false`) could hold values
+    # its index never saw, so the agent would not ask the node to filter on them (see
+    # `pushdown`). Version 1 had `dynamic: false`, with two fields left unmapped.
+    "dynamic": "strict",
     "properties": {
         "@timestamp": {"type": "date"},
         "event": {"properties": {f: {"type": "keyword"} for f in _KEYWORDS}},
@@ -38,8 +43,10 @@ STREAM_MAPPING: dict[str, Any] = {
             }
         },
         "destination": {"properties": {"ip": {"type": "ip"}, "port": {"type": "integer"}}},
-        "network": {"properties": {"direction": {"type": "keyword"}}},
-        "cloud": {"properties": {"provider": {"type": "keyword"}}},
+        "network": {
+            "properties": {"direction": {"type": "keyword"}, "transport": {"type": "keyword"}}
+        },
+        "cloud": {"properties": {"provider": {"type": "keyword"}, "region": {"type": "keyword"}}},
         "system": {
             "properties": {
                 "auth": {
@@ -60,7 +67,8 @@ STREAM_MAPPING: dict[str, Any] = {
 
 
 def spec_meta(spec: StreamSpec) -> dict[str, Any]:
-    return json.loads(json.dumps(asdict(spec), default=str))  # type: ignore[no-any-return]
+    meta = json.loads(json.dumps(asdict(spec), default=str))
+    return {**meta, "mapping_version": MAPPING_VERSION}
 
 
 def holds(es: Elasticsearch, index: str, spec: StreamSpec) -> bool:
