@@ -495,3 +495,21 @@ def test_fields_under_objects_that_do_not_map_new_fields_stay_with_the_agent(
     found = unsafe_fields({"logs-1": {"mappings": mapping}}, ["event.category"])
 
     assert (found == {"event.category"}) is unsafe
+
+
+def test_a_time_field_the_node_cannot_sort_by_is_not_blamed_on_the_detectors_filters(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A second index of the pattern maps @timestamp as keyword: every page's sort fails.
+    index_docs(es, f"{index_name}-1")
+    es.indices.create(index=f"{index_name}-2", mappings={"properties": {"@timestamp": keyword()}})
+    cfg = SourceConfig(name="s", indices=[f"{index_name}-*"])
+    source = Source(es, cfg, clock=lambda: NOW, filters=by_name(match(event__category="web")))
+
+    with (
+        caplog.at_level(logging.WARNING, logger="nis2triage.pushdown"),
+        pytest.raises(BadRequestError),
+    ):
+        list(source.poll(Cursor()))
+
+    assert source.narrowing is not None and source.narrowing.refused is None

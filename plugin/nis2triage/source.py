@@ -26,7 +26,7 @@ from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundErro
 
 from nis2triage.config import SourceConfig
 from nis2triage.features import Match, getter
-from nis2triage.paging import PIT_KEEP_ALIVE, TimeRange, pages
+from nis2triage.paging import PIT_KEEP_ALIVE, TimeRange, pages, sort_clause
 from nis2triage.pushdown import Narrowing
 from nis2triage.readahead import read_ahead
 from nis2triage.records import Event, ms_to_datetime
@@ -188,7 +188,7 @@ class Source:
             try:
                 yield from self._pages(pit, cursor)
             except BadRequestError as exc:
-                if self.narrowing is None or self.narrowed is None or not self._own_query_ok():
+                if self.narrowing is None or self.narrowed is None or not self._own_ok(pit):
                     raise
                 # The narrowed query is refused (a limit of the node's, say): read on
                 # without it. The cursor skips what was read, and what the narrowed pages
@@ -199,17 +199,18 @@ class Source:
         finally:
             self.es.options(ignore_status=404).close_point_in_time(id=pit)
 
-    def _own_query_ok(self) -> bool:
-        """Whether the node accepts the source's own query, without the detectors' part:
-        if not, a refusal is the configuration's fault, not the narrowing's."""
+    def _own_ok(self, pit: str) -> bool:
+        """Whether the node accepts the source's page, sort and own query included, without
+        the detectors' part: if not, a refusal is not the narrowing's fault (an index of
+        the pattern maps the time field as text, say)."""
         own = self.filters()[:-1] if self.narrowed is not None else self.filters()
         try:
             self.es.search(
-                index=",".join(self.cfg.indices),
+                pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
                 query={"bool": {"filter": list(own)}},
-                size=0,
-                terminate_after=1,
-                ignore_unavailable=True,
+                sort=sort_clause(self.cfg.time_field),
+                size=1,
+                track_total_hits=False,
             )
         except BadRequestError:
             return False
