@@ -502,9 +502,12 @@ def test_a_time_field_the_node_cannot_sort_by_is_not_blamed_on_the_detectors_fil
 ) -> None:
     # A second index of the pattern maps @timestamp as keyword: every page's sort fails.
     index_docs(es, f"{index_name}-1")
-    es.indices.create(index=f"{index_name}-2", mappings={"properties": {"@timestamp": keyword()}})
+    mapping = {"@timestamp": keyword(), "event": {"properties": {"category": keyword()}}}
+    es.indices.create(index=f"{index_name}-2", mappings={"properties": mapping})
     cfg = SourceConfig(name="s", indices=[f"{index_name}-*"])
     source = Source(es, cfg, clock=lambda: NOW, filters=by_name(match(event__category="web")))
+    source.narrow()
+    assert source.narrowed is not None  # both indices map the filter's field as keyword
 
     with (
         caplog.at_level(logging.WARNING, logger="nis2triage.pushdown"),

@@ -211,6 +211,7 @@ class Source:
                 sort=sort_clause(self.cfg.time_field),
                 size=1,
                 track_total_hits=False,
+                allow_partial_search_results=False,  # as the pages: a shard's refusal counts
             )
         except BadRequestError:
             return False
