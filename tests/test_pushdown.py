@@ -19,6 +19,7 @@ from nis2triage import esclient
 from nis2triage.config import SourceConfig
 from nis2triage.features import Match
 from nis2triage.pushdown import MAX_VALUES, Fields, describe, plan, unsafe_fields
+from nis2triage.replay import count_events
 from nis2triage.source import Cursor, Source
 
 KEYWORD = frozenset({"keyword"})
@@ -516,3 +517,18 @@ def test_a_time_field_the_node_cannot_sort_by_is_not_blamed_on_the_detectors_fil
         list(source.poll(Cursor()))
 
     assert source.narrowing is not None and source.narrowing.refused is None
+
+
+def test_replay_counts_and_reads_unfiltered_when_the_node_refuses_the_narrowed_count(
+    es: Elasticsearch, index_name: str
+) -> None:
+    index_docs(es, index_name)
+    es.indices.put_settings(index=index_name, settings={"index.max_terms_count": 2})
+    cfg = SourceConfig(name="s", indices=[index_name])
+    wanted = match(event__category=["authentication", "web", "other"])
+    source = Source(es, cfg, clock=lambda: NOW, filters=by_name(wanted))
+
+    in_range, to_read = count_events(es, {"s": source}, NOW - timedelta(hours=1), NOW)
+
+    assert in_range == to_read == len(DOCS)
+    assert source.narrowing is not None and source.narrowing.refused
