@@ -532,3 +532,16 @@ def test_replay_counts_and_reads_unfiltered_when_the_node_refuses_the_narrowed_c
 
     assert in_range == to_read == len(DOCS)
     assert source.narrowing is not None and source.narrowing.refused
+
+
+def test_the_log_line_stays_short_whatever_the_filters() -> None:
+    many = {f"d{i}": match(event__category=f"c{i}") for i in range(1000)}
+    found = fields({"event.category": KEYWORD, "u": KEYWORD})
+
+    said = described(many, found)
+    empty = described(by_name(match(u="")), found)
+    long = described(by_name(match(u="x" * 14_000)), found)
+
+    assert said is not None and len(said) < 600 and said.endswith("more clauses)")
+    assert empty == '(u in [""])'
+    assert long == f'(u in ["{"x" * 40}"... (14,000 characters)])'
