@@ -33,19 +33,42 @@ ID_KINDS = {"alert_id": "ref", "alert_ids": "ref", "reference": "ref", "incident
 # A colon may come before an address ("src_ip:2001:db8::7"): `_address` then tries the
 # candidate without it.
 _IPV6 = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z:])")
-# An apostrophe may be part of the local part (marie.o'brien@...). The domain may be
-# written in any script (jan@münchen.de) and may be a single label (jan@intranet), as
-# on a company's own mail server: both still name a person.
-_LABEL = r"(?:[^\W_]|-)+"
-_EMAIL = re.compile(rf"(?<![\w.+'-])[\w.+'-]+@{_LABEL}(?:\.{_LABEL})*")
-# A network card's MAC address names one device, often one person's: six hex pairs
-# joined by one kind of separator (ECS writes AA-BB-CC-DD-EE-FF, most logs aa:bb:..),
-# or Cisco's three dotted quads (aabb.ccdd.eeff). Found before IPv6 addresses, which a
-# colon-joined MAC would otherwise be taken for (and, being no address, left alone).
-_MAC = re.compile(
-    r"(?<![0-9A-Fa-f:.-])(?:[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}"
-    r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4})(?![0-9A-Fa-f:.-])"
+# E-mail addresses. The local part takes the characters mail systems allow (marie.o'brien,
+# jan&marie, jan%peeters) but not a URL's / ? #; the @ may be URL-encoded (%40). Any
+# character outside ASCII counts as a letter, so names in other scripts, with combining
+# marks as macOS writes them (NFD), are found whole. The domain has at least one dot and
+# a last label with a letter: `lodash@4.17.21` and `sigma@v2` are versions, not mail,
+# and systemd's `getty@tty1.service` is a unit. Known gaps: quoted local parts ("jan
+# peeters"@...), an address literal (jan@[192.0.2.1]), full-width or HTML-escaped @.
+_NON_ASCII = r"[^\x00-\x7f\s]"
+_LOCAL = rf"(?:[\w.+'%&!=*^{{|}}~$-]|{_NON_ASCII})+"
+_LABEL = rf"(?:[A-Za-z0-9-]|{_NON_ASCII})+"
+_UNITS = "service|socket|timer|mount|target|path|slice|scope|device|swap"
+_EMAIL = re.compile(
+    rf"(?<![\w.+'%&!=*^{{|}}~$-])(?<!{_NON_ASCII})"
+    rf"{_LOCAL}(?:@|%40)(?:{_LABEL}\.)+(?!(?:{_UNITS})\b)"
+    rf"(?=[0-9-]*(?:[A-Za-z]|{_NON_ASCII})){_LABEL}",
+    re.IGNORECASE,
 )
+# A URL's user name and password (https://jan.peeters:secret@host/): the name is a
+# person's, the password must not leave at all.
+_USERINFO = re.compile(r"(?<=://)([^\s/?#@:]+)(?::([^\s/?#@]*))?@")
+# A network card's MAC address names one device, often one person's: six groups of hex
+# digits joined by one separator (aa:bb:.., AA-BB-.. as ECS writes it, 0:1b:63:.. as BSD
+# prints it without leading zeros), or three quads (Cisco aabb.ccdd.eeff, HP aabb-ccdd-
+# eeff). Found before IPv6 addresses, for which a colon-joined MAC would be taken (and,
+# being no address, left alone). A run of more than six groups is no MAC and is left to
+# the IPv6 pattern. Known gaps: twelve bare hex digits (RADIUS' aabbccddeeff), dotted
+# pairs.
+_MAC = re.compile(
+    r"(?<![0-9A-Za-z])(?<!::)"
+    r"(?:[0-9A-Fa-f]{1,2}([:-])(?:[0-9A-Fa-f]{1,2}\1){4,}[0-9A-Fa-f]{1,2}"
+    r"|(?<![0-9A-Fa-f][:.-])[0-9A-Fa-f]{4}([.:-])[0-9A-Fa-f]{4}\2[0-9A-Fa-f]{4}"
+    r"(?![:.-][0-9A-Fa-f]))"
+    r"(?![0-9A-Za-z])"
+)
+# An address written with dashes in a host name (AWS' ip-10-1-2-3.eu-west-1.compute..).
+_DASHED_IPV4 = re.compile(r"(?<![\w.-])ip-(\d{1,3}(?:-\d{1,3}){3})(?![\w-])")
 
 
 class Written(str):
@@ -96,10 +119,15 @@ class Pseudonymiser:
         if isinstance(value, str):
             return self._text(value, scope.names)
         if isinstance(value, dict):
-            return {k: self._member(k, v, scope) for k, v in value.items()}
+            # A key may itself be an address (counts per source address): its shape is
+            # enough to replace it; a key that is a name of the schema has none.
+            return {self._key(k): self._member(k, v, scope) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._walk(v, scope) for v in value]
         return value
+
+    def _key(self, key: Any) -> Any:
+        return self._text(key, []) if isinstance(key, str) else key
 
     def _member(self, key: str, value: Any, scope: _Scope) -> Any:
         if isinstance(value, Verbatim):
@@ -121,13 +149,18 @@ class Pseudonymiser:
         for name, kind in names:
             if text.casefold() == name.casefold():
                 return self.pseudonym(name, kind)
-        text = _EMAIL.sub(lambda m: self.pseudonym(m.group(0), "email"), text)
-        text = _MAC.sub(lambda m: self.pseudonym(_mac(m.group(0)), "mac"), text)
+        # A URL's user and password are replaced first and set aside, so that the e-mail
+        # pattern does not then take `user-..@host` for an address.
+        held: list[str] = []
+        text = _USERINFO.sub(lambda m: _hold(held, self._userinfo(m)), text)
+        text = _EMAIL.sub(lambda m: self.pseudonym(_email(m.group(0)), "email"), text)
+        text = _MAC.sub(self._mac, text)
+        text = _DASHED_IPV4.sub(lambda m: self._address(m.group(1).replace("-", ".")), text)
         text = _IPV4.sub(lambda m: self._address(m.group(0)), text)
         text = _IPV6.sub(lambda m: self._address(m.group(0)), text)
         for name, kind in names:
             text = self._names(text, name, kind)
-        return text
+        return _HELD.sub(lambda m: held[int(m.group(1))], text) if held else text
 
     def _names(self, text: str, name: str, kind: str) -> str:
         # Whole words only: a user called "a" must not eat every letter a. Names are
@@ -140,6 +173,17 @@ class Pseudonymiser:
             )
         pattern = rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.[\w-])"
         return re.sub(pattern, self.pseudonym(name, kind), text, flags=re.IGNORECASE)
+
+    def _userinfo(self, found: re.Match[str]) -> str:
+        user = self.pseudonym(found.group(1), "user")
+        # A password is no one's identity to map back: it is dropped, not pseudonymised.
+        return f"{user}:[removed]@" if found.group(2) is not None else f"{user}@"
+
+    def _mac(self, found: re.Match[str]) -> str:
+        text = found.group(0)
+        if found.group(1) and text.count(found.group(1)) != 5:
+            return text  # seven groups or more: no MAC (an IPv6 address, a fingerprint)
+        return self.pseudonym(_mac(text), "mac")
 
     def _address(self, candidate: str) -> str:
         for cut in (0, 1) if candidate.startswith(":") else (0,):
@@ -156,11 +200,29 @@ def is_mac(value: str) -> bool:
     return _MAC.fullmatch(value) is not None
 
 
+# Text set aside during `_text`, as NUL, its number, NUL: no pattern matches those.
+_HELD = re.compile("\x00(\\d+)\x00")
+
+
+def _hold(held: list[str], text: str) -> str:
+    held.append(text)
+    return f"\x00{len(held) - 1}\x00"
+
+
 def _mac(text: str) -> str:
     """A MAC address in one spelling (aa:bb:cc:dd:ee:ff), so that each device has one
     pseudonym however the log wrote it."""
-    digits = re.sub(r"[^0-9A-Fa-f]", "", text).lower()
-    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+    groups = re.split(r"[:.-]", text.lower())
+    if len(groups) == 3:  # quads
+        digits = "".join(groups)
+        return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+    return ":".join(g.rjust(2, "0") for g in groups)
+
+
+def _email(text: str) -> str:
+    """An e-mail address in one spelling: the @ decoded, case folded (mail systems match
+    addresses without case), so that each person has one pseudonym."""
+    return re.sub("%40", "@", text, flags=re.IGNORECASE).casefold()
 
 
 def _without_leading_zeros(candidate: str) -> str:
