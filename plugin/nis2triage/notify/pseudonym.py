@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,33 +33,54 @@ _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
 ID_KINDS = {"alert_id": "ref", "alert_ids": "ref", "reference": "ref", "incident_id": "incident"}
 # A colon may come before an address ("src_ip:2001:db8::7"): `_address` then tries the
 # candidate without it.
-_IPV6 = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z:])")
-# E-mail addresses. The local part takes the characters mail systems allow (marie.o'brien,
-# jan&marie, jan%peeters) but not a URL's / ? #; the @ may be URL-encoded (%40). Any
-# character outside ASCII counts as a letter, so names in other scripts, with combining
-# marks as macOS writes them (NFD), are found whole. The domain has at least one dot and
-# a last label with a letter: `lodash@4.17.21` and `sigma@v2` are versions, not mail,
-# and systemd's `getty@tty1.service` is a unit. Known gaps: quoted local parts ("jan
-# peeters"@...), an address literal (jan@[192.0.2.1]), full-width or HTML-escaped @.
-_NON_ASCII = r"[^\x00-\x7f\s]"
-_LOCAL = rf"(?:[\w.+'%&!=*^{{|}}~$-]|{_NON_ASCII})+"
-_LABEL = rf"(?:[A-Za-z0-9-]|{_NON_ASCII})+"
+# A colon after it ends a field ("from 2001:db8::7: closed"): `_address` then tries the
+# candidate without it as well.
+_IPV6 = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z])")
+
+
+# E-mail addresses. The local part takes letters of any script with their combining
+# marks (as macOS writes them, NFD), digits and . + ' ! * ^ { } ~ $ -, but not a URL
+# query's = & % | (which would swallow a query string, tokens and passwords with it); the
+# @ may be URL-encoded (%40). The domain has at least one dot and a last label with a
+# letter: `lodash@4.17.21` and `sigma@v2` are versions, not mail, and systemd's
+# `getty@tty1.service` is a unit. Every alternative below is disjoint from the others:
+# overlapping ones (a letter both \w and non-ASCII) backtrack exponentially on text
+# with no @, and a short Russian file name took 40 s. Known gaps: quoted local parts
+# ("jan peeters"@...), jan&marie@ (only marie@.. is found), an address literal
+# (jan@[192.0.2.1]), one-label domains, full-width or HTML-escaped @.
+def _marks() -> str:
+    r"""Unicode's combining marks as a character class: not \w in Python, yet part of
+    a word in scripts that write vowels as marks (Devanagari) and in NFD text."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(0x300, 0x30000):
+        if unicodedata.category(chr(code)).startswith("M"):
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+    return "[" + "".join(f"{chr(a)}-{chr(b)}" if a != b else chr(a) for a, b in ranges) + "]"
+
+
+_MARK = _marks()
+_LOCAL = rf"(?:[\w.+'!*^{{}}~$-]|{_MARK})+"
+_LABEL = rf"(?:[^\W_]|-|{_MARK})+"
 _UNITS = "service|socket|timer|mount|target|path|slice|scope|device|swap"
 _EMAIL = re.compile(
-    rf"(?<![\w.+'%&!=*^{{|}}~$-])(?<!{_NON_ASCII})"
+    rf"(?<![\w.+'!*^{{}}~$-])(?<!{_MARK})"
     rf"{_LOCAL}(?:@|%40)(?:{_LABEL}\.)+(?!(?:{_UNITS})\b)"
-    rf"(?=[0-9-]*(?:[A-Za-z]|{_NON_ASCII})){_LABEL}",
+    rf"(?=[0-9-]*[^\W\d_]){_LABEL}",
     re.IGNORECASE,
 )
 # A URL's user name and password (https://jan.peeters:secret@host/): the name is a
 # person's, the password must not leave at all.
-_USERINFO = re.compile(r"(?<=://)([^\s/?#@:]+)(?::([^\s/?#@]*))?@")
+# The password runs to the last @ of the URL (it may hold @ # /); a URL escaped in JSON
+# (https:\/\/) counts too. Not found: user:password@host without a scheme.
+_USERINFO = re.compile(r"(?:(?<=://)|(?<=:\\/\\/))([^\s/?#@:]+)(?::([^\s]*))?@")
 # A network card's MAC address names one device, often one person's: six groups of hex
 # digits joined by one separator (aa:bb:.., AA-BB-.. as ECS writes it, 0:1b:63:.. as BSD
 # prints it without leading zeros), or three quads (Cisco aabb.ccdd.eeff, HP aabb-ccdd-
-# eeff). Found before IPv6 addresses, for which a colon-joined MAC would be taken (and,
-# being no address, left alone). A run of more than six groups is no MAC and is left to
-# the IPv6 pattern. Known gaps: twelve bare hex digits (RADIUS' aabbccddeeff), dotted
+# eeff). Looked for after IPv6 addresses (a MAC is never a valid one). A run of more
+# than six groups is no MAC. Known gaps: twelve bare hex digits (RADIUS' aabbccddeeff), dotted
 # pairs.
 _MAC = re.compile(
     r"(?<![0-9A-Za-z])(?<!::)"
@@ -68,7 +90,7 @@ _MAC = re.compile(
     r"(?![0-9A-Za-z])"
 )
 # An address written with dashes in a host name (AWS' ip-10-1-2-3.eu-west-1.compute..).
-_DASHED_IPV4 = re.compile(r"(?<![\w.-])ip-(\d{1,3}(?:-\d{1,3}){3})(?![\w-])")
+_DASHED_IPV4 = re.compile(r"(?<![\w.-])ip-(\d{1,3}(?:-\d{1,3}){3})(?![\w-])", re.IGNORECASE)
 
 
 class Written(str):
@@ -152,15 +174,20 @@ class Pseudonymiser:
         # A URL's user and password are replaced first and set aside, so that the e-mail
         # pattern does not then take `user-..@host` for an address.
         held: list[str] = []
-        text = _USERINFO.sub(lambda m: _hold(held, self._userinfo(m)), text)
+        if _HOLD_MARK in text:  # the text holds the mark itself: nothing is set aside
+            text = _USERINFO.sub(self._userinfo, text)
+        else:
+            text = _USERINFO.sub(lambda m: _hold(held, self._userinfo(m)), text)
         text = _EMAIL.sub(lambda m: self.pseudonym(_email(m.group(0)), "email"), text)
-        text = _MAC.sub(self._mac, text)
         text = _DASHED_IPV4.sub(lambda m: self._address(m.group(1).replace("-", ".")), text)
         text = _IPV4.sub(lambda m: self._address(m.group(0)), text)
+        # IPv6 before MACs: a MAC is no IPv6 address, but the last six groups of an IPv6
+        # address written in full (2001:db8:0:0:0:0:0:1) look like a MAC.
         text = _IPV6.sub(lambda m: self._address(m.group(0)), text)
+        text = _MAC.sub(self._mac, text)
         for name, kind in names:
             text = self._names(text, name, kind)
-        return _HELD.sub(lambda m: held[int(m.group(1))], text) if held else text
+        return _HELD.sub(lambda m: held[len(m.group(1)) - 1], text) if held else text
 
     def _names(self, text: str, name: str, kind: str) -> str:
         # Whole words only: a user called "a" must not eat every letter a. Names are
@@ -187,11 +214,12 @@ class Pseudonymiser:
 
     def _address(self, candidate: str) -> str:
         for cut in (0, 1) if candidate.startswith(":") else (0,):
-            try:
-                address = ipaddress.ip_address(_without_leading_zeros(candidate[cut:]))
-            except ValueError:
-                continue
-            return candidate[:cut] + self.pseudonym(str(address), "ip")
+            for end in (len(candidate), len(candidate) - 1):
+                try:
+                    address = ipaddress.ip_address(_without_leading_zeros(candidate[cut:end]))
+                except ValueError:
+                    continue
+                return candidate[:cut] + self.pseudonym(str(address), "ip") + candidate[end:]
         return candidate
 
 
@@ -200,13 +228,15 @@ def is_mac(value: str) -> bool:
     return _MAC.fullmatch(value) is not None
 
 
-# Text set aside during `_text`, as NUL, its number, NUL: no pattern matches those.
-_HELD = re.compile("\x00(\\d+)\x00")
+# Text set aside during `_text`, as \x01, one \x02 per place in the list, \x01: control
+# characters no pattern (and no name, which is a word) matches.
+_HOLD_MARK = "\x01"
+_HELD = re.compile("\x01(\x02+)\x01")
 
 
 def _hold(held: list[str], text: str) -> str:
     held.append(text)
-    return f"\x00{len(held) - 1}\x00"
+    return _HOLD_MARK + "\x02" * len(held) + _HOLD_MARK
 
 
 def _mac(text: str) -> str:
@@ -222,7 +252,8 @@ def _mac(text: str) -> str:
 def _email(text: str) -> str:
     """An e-mail address in one spelling: the @ decoded, case folded (mail systems match
     addresses without case), so that each person has one pseudonym."""
-    return re.sub("%40", "@", text, flags=re.IGNORECASE).casefold()
+    decoded = re.sub("%40", "@", text, flags=re.IGNORECASE)
+    return unicodedata.normalize("NFC", decoded).casefold()
 
 
 def _without_leading_zeros(candidate: str) -> str:
