@@ -291,3 +291,12 @@ def test_text_that_holds_the_scrubbers_own_marks_comes_out_as_it_went_in() -> No
     user, zero = p.pseudonym("jan", "user"), p.pseudonym("0", "user")
     held = "\x01\x02\x01"  # the input's own, not a held URL
     assert out == f"https://{user}:[removed]@h.example/ and {held} and \x00{zero}\x00 by {zero}"
+
+
+def test_a_host_with_its_domain_in_any_case_is_one_pseudonym() -> None:
+    p = Pseudonymiser(KEY)
+
+    out = p.scrub("logon at PC7.CORP.EXAMPLE then pc7.corp.example", hosts=["pc7"])
+
+    host = p.pseudonym("pc7.corp.example", "host")
+    assert out == f"logon at {host} then {host}"

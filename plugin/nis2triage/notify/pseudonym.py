@@ -196,7 +196,9 @@ class Pseudonymiser:
         if kind == "host":
             # As listed, whatever the case it was written in, and with its domain if any.
             return _whole_host(name).sub(
-                lambda m: self.pseudonym(name + m.group(0)[len(name) :], kind), text
+                # The domain without case, as DNS reads it: one pseudonym per host.
+                lambda m: self.pseudonym(name + m.group(0)[len(name) :].lower(), kind),
+                text,
             )
         pattern = rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.[\w-])"
         return re.sub(pattern, self.pseudonym(name, kind), text, flags=re.IGNORECASE)
