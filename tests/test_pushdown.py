@@ -193,16 +193,24 @@ def index_docs(es: Elasticsearch, index: str, mapping: dict[str, Any] = MAPPING)
     helpers.bulk(es, actions, refresh=True)
 
 
-def read(es: Elasticsearch, index: str, filters: list[Match], push: bool = True) -> list[str]:
-    cfg = SourceConfig(name="s", indices=[index], push_filters=push)
-    source = Source(es, cfg, clock=lambda: NOW, filters=by_name(*filters))
+def source_on(es: Elasticsearch, index: str, filters: list[Match], **cfg: Any) -> Source:
+    """Source `s` over `index` for detectors with `filters`, its clock stopped at NOW."""
+    config = SourceConfig(name="s", indices=[index], **cfg)
+    return Source(es, config, clock=lambda: NOW, filters=by_name(*filters))
+
+
+def ids(source: Source) -> list[str]:
+    """The ids of the events one poll from the start reads."""
     return [e.id for batch in source.poll(Cursor()) for e in batch]
+
+
+def read(es: Elasticsearch, index: str, filters: list[Match], push: bool = True) -> list[str]:
+    return ids(source_on(es, index, filters, push_filters=push))
 
 
 def taken(es: Elasticsearch, index: str, filters: list[Match], push: bool) -> set[str]:
     """What the filters take among the events the source reads."""
-    cfg = SourceConfig(name="s", indices=[index], push_filters=push)
-    source = Source(es, cfg, clock=lambda: NOW, filters=by_name(*filters))
+    source = source_on(es, index, filters, push_filters=push)
     matchers = [f.matcher() for f in filters]
     events = [e for batch in source.poll(Cursor()) for e in batch]
     return {e.id for e in events if any(m(e.doc) for m in matchers)}
@@ -328,13 +336,12 @@ def test_a_search_the_node_refuses_is_read_again_unfiltered_and_said_once(
     # Three wanted values where the index allows two terms: every narrowed search fails.
     index_docs(es, index_name)
     es.indices.put_settings(index=index_name, settings={"index.max_terms_count": 2})
-    cfg = SourceConfig(name="s", indices=[index_name])
     wanted = match(event__category=["authentication", "web", "other"])
-    source = Source(es, cfg, clock=lambda: NOW, filters=by_name(wanted))
+    source = source_on(es, index_name, [wanted])
 
     with caplog.at_level(logging.WARNING, logger="nis2triage.pushdown"):
-        first = [e.id for batch in source.poll(Cursor()) for e in batch]
-        again = [e.id for batch in source.poll(Cursor()) for e in batch]
+        first = ids(source)
+        again = ids(source)
 
     assert first == again == [d["_id"] for d in DOCS]
     assert caplog.text.count("refused the search narrowed") == 1
@@ -409,8 +416,8 @@ def test_a_role_that_may_not_see_the_mappings_reads_everything_and_says_so_once(
 
     try:
         with caplog.at_level(logging.WARNING, logger="nis2triage.pushdown"):
-            first = [e.id for batch in source.poll(Cursor()) for e in batch]
-            [e.id for batch in source.poll(Cursor()) for e in batch]
+            first = ids(source)
+            ids(source)
     finally:
         es.security.invalidate_api_key(ids=[key["id"]])
 
@@ -423,8 +430,7 @@ def test_a_source_query_the_node_refuses_is_not_blamed_on_the_detectors_filters(
     es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     index_docs(es, index_name)
-    cfg = SourceConfig(name="s", indices=[index_name], query="event.category:(")
-    source = Source(es, cfg, clock=lambda: NOW, filters=by_name(match(event__category="web")))
+    source = source_on(es, index_name, [match(event__category="web")], query="event.category:(")
 
     with (
         caplog.at_level(logging.WARNING, logger="nis2triage.pushdown"),
@@ -440,13 +446,11 @@ def test_the_log_line_names_the_sources_own_query_beside_the_detectors_part(
     es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     index_docs(es, index_name)
-    cfg = SourceConfig(name="s", indices=[index_name], query="NOT event.category:web")
-    source = Source(
-        es, cfg, clock=lambda: NOW, filters=by_name(match(event__category="authentication"))
-    )
+    wanted = [match(event__category="authentication")]
+    source = source_on(es, index_name, wanted, query="NOT event.category:web")
 
     with caplog.at_level(logging.INFO, logger="nis2triage.pushdown"):
-        read_ids = [e.id for batch in source.poll(Cursor()) for e in batch]
+        read_ids = ids(source)
 
     assert read_ids == ["auth-failed", "auth-ok", "flat-auth"]  # listed-auth is also web
     assert (
@@ -505,8 +509,7 @@ def test_a_time_field_the_node_cannot_sort_by_is_not_blamed_on_the_detectors_fil
     index_docs(es, f"{index_name}-1")
     mapping = {"@timestamp": keyword(), "event": {"properties": {"category": keyword()}}}
     es.indices.create(index=f"{index_name}-2", mappings={"properties": mapping})
-    cfg = SourceConfig(name="s", indices=[f"{index_name}-*"])
-    source = Source(es, cfg, clock=lambda: NOW, filters=by_name(match(event__category="web")))
+    source = source_on(es, f"{index_name}-*", [match(event__category="web")])
     source.narrow()
     assert source.narrowed is not None  # both indices map the filter's field as keyword
 
@@ -524,9 +527,8 @@ def test_replay_counts_and_reads_unfiltered_when_the_node_refuses_the_narrowed_c
 ) -> None:
     index_docs(es, index_name)
     es.indices.put_settings(index=index_name, settings={"index.max_terms_count": 2})
-    cfg = SourceConfig(name="s", indices=[index_name])
     wanted = match(event__category=["authentication", "web", "other"])
-    source = Source(es, cfg, clock=lambda: NOW, filters=by_name(wanted))
+    source = source_on(es, index_name, [wanted])
 
     in_range, to_read = count_events(es, {"s": source}, NOW - timedelta(hours=1), NOW)
 

@@ -419,21 +419,20 @@ def security_ready(url: str, password: str) -> bool:
     """Whether the security index answers. A fresh node creates it just after it starts,
     and while its shard starts the elastic user cannot log in (401 from the very next
     request, `make demo`'s first run on a new checkout)."""
-    try:
-        health = request(
-            url, password, "/_cluster/health/.security?wait_for_status=yellow&timeout=1s"
-        )
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-    return health.get("status") in ("green", "yellow")
+    return _yellow(url, password, "/_cluster/health/.security")
 
 
 def healthy(url: str, password: str) -> bool:
+    return _yellow(url, password, "/_cluster/health")
+
+
+def _yellow(url: str, password: str, health: str) -> bool:
+    """Whether the health API at `health` says yellow or green within a second."""
     try:
-        health = request(url, password, "/_cluster/health?wait_for_status=yellow&timeout=1s")
+        said = request(url, password, f"{health}?wait_for_status=yellow&timeout=1s")
     except (urllib.error.URLError, OSError, ValueError):
         return False
-    return health.get("status") in ("green", "yellow")
+    return said.get("status") in ("green", "yellow")
 
 
 def running() -> NodeInfo | None:

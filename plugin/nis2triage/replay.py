@@ -68,10 +68,9 @@ def count_events(
             to_read += _count(es, src.indices, [span, *source.filters()])
         except BadRequestError as exc:
             # The source's own query passed above: the narrowing is what the node refuses.
-            if source.narrowing is None or source.narrowed is None:
+            if source.narrowed is None:
                 raise
-            source.narrowing.refuse(str(exc)[:500])
-            source.narrowed = None
+            source.unnarrow(exc)
             to_read += everything
     return in_range, to_read
 

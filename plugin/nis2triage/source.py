@@ -190,11 +190,9 @@ class Source:
             except BadRequestError as exc:
                 if self.narrowing is None or self.narrowed is None or not self._own_ok(pit):
                     raise
-                # The narrowed query is refused (a limit of the node's, say): read on
-                # without it. The cursor skips what was read, and what the narrowed pages
-                # left out no detector takes.
-                self.narrowing.refuse(str(exc)[:500])
-                self.narrowed = None
+                # The cursor skips what was read, and what the narrowed pages left out no
+                # detector takes: reading on unnarrowed loses nothing.
+                self.unnarrow(exc)
                 yield from self._pages(pit, cursor)
         finally:
             self.es.options(ignore_status=404).close_point_in_time(id=pit)
@@ -305,6 +303,13 @@ class Source:
         """Work out the node's share of the detectors' filters for the reads that follow."""
         if self.narrowing is not None:
             self.narrowed = self.narrowing.query(self.es, self.cfg.indices)
+
+    def unnarrow(self, refusal: Exception) -> None:
+        """The node refused the narrowed query (a limit of its own, say): read every event
+        from now on, and say why once."""
+        if self.narrowing is not None:
+            self.narrowing.refuse(str(refusal)[:500])
+        self.narrowed = None
 
     def filters(self) -> tuple[dict[str, Any], ...]:
         """The queries an event must match to be read: the source's own, and the node's
