@@ -183,6 +183,8 @@ LEAKS = {
     "mac-bsd": ("0:1b:63:84:45:e6", "{mac}", "00:1b:63:84:45:e6"),
     "mac-hp": ("aabb-ccdd-eeff", "{mac}", "aa:bb:cc:dd:ee:ff"),
     "mac-cisco-ending-a-sentence": ("on aabb.ccdd.eeff.", "on {mac}.", "aa:bb:cc:dd:ee:ff"),
+    "mac-url-encoded": ("?mac=AA%3Abb%3Acc%3Add%3Aee%3Aff&x", "?mac={mac}&x", "aa:bb:cc:dd:ee:ff"),
+    "mac-url-encoded-twice": ("s%3Aaa%3Abb%3Acc%3Add%3Aee%3Aff", "s%3A{mac}", "aa:bb:cc:dd:ee:ff"),
     "mail-url-encoded": ("to jan.peeters%40example.be", "to {email}", "jan.peeters@example.be"),
     # Written decomposed (NFD, as macOS does), kept composed: one pseudonym either way.
     "mail-nfd": ("ju\u0308rgen@example.de", "{email}", "j\u00fcrgen@example.de"),
@@ -226,6 +228,57 @@ def test_an_address_in_an_aws_host_name_and_in_a_key_is_replaced() -> None:
 
     ip = p.pseudonym("10.1.2.3", "ip")
     assert out == {"host": f"{ip}.eu-west-1.compute.internal", "by_source": {ip: 4}}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http_proxy=jan:s3cret@proxy.corp.example:8080",
+        "git clone jan:s3cret@git.corp.example:team/repo.git",
+        "rsync -a 'jan:s3cret@backup.corp.example:/srv/' .",
+    ],
+)
+def test_a_login_without_a_url_scheme_loses_its_password_and_its_user(text: str) -> None:
+    p = Pseudonymiser(KEY)
+
+    out = p.scrub(text)
+
+    assert f"{p.pseudonym('jan', 'user')}:[removed]@" in out
+    assert "s3cret" not in out and "s3cret" not in str(p.table)
+    assert "corp.example" in out  # the host is the organisation's, not a person's
+
+
+def test_a_mail_header_is_not_taken_for_a_login() -> None:
+    p = Pseudonymiser(KEY)
+
+    out = p.scrub("to:jan@corp.example: delivered")
+
+    assert out == f"to:{p.pseudonym('jan@corp.example', 'email')}: delivered"
+
+
+def test_an_address_written_with_dashes_in_a_host_name_is_replaced() -> None:
+    p = Pseudonymiser(KEY)
+    names = [
+        "static-203-0-113-7.dsl.example.net",
+        "ec2-203-0-113-7.eu-west-1.compute.amazonaws.com",
+        "203-0-113-7.dyn.example.net",
+    ]
+
+    out = [p.scrub(name) for name in names]
+
+    ip = p.pseudonym("203.0.113.7", "ip")
+    assert out == [
+        f"static-{ip}.dsl.example.net",
+        f"ec2-{ip}.eu-west-1.compute.amazonaws.com",
+        f"{ip}.dyn.example.net",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["ip-999-1-2-3.eu-west-1.compute.internal", "backup-2026-12-05-10.tar", "10-1-2-3"]
+)
+def test_dashes_that_make_no_address_stay(text: str) -> None:
+    assert Pseudonymiser(KEY).scrub(text) == text
 
 
 @pytest.mark.parametrize(

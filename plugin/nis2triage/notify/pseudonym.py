@@ -74,23 +74,37 @@ _EMAIL = re.compile(
 # A URL's user name and password (https://jan.peeters:secret@host/): the name is a
 # person's, the password must not leave at all.
 # The password runs to the last @ of the URL (it may hold @ # /); a URL escaped in JSON
-# (https:\/\/) counts too. Not found: user:password@host without a scheme.
+# (https:\/\/) counts too.
 _USERINFO = re.compile(r"(?:(?<=://)|(?<=:\\/\\/))([^\s/?#@:]+)(?::([^\s]*))?@")
+# The same without a scheme, as proxy settings, git and rsync write it
+# (http_proxy=jan:s3cret@proxy.example:8080, jan:pw@git.example:team/repo): a host then
+# a port or a path. Without either (`to:jan@example.be` is more often a mail header than
+# a login) it is left to the e-mail pattern: a gap for `jan:pw@host` alone.
+_BARE_USERINFO = re.compile(
+    r"(?<![^\s=,;\"'(\[{])([\w.+-]+):([^\s@/:<>\"']+)@"
+    r"(?=[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[\w/]|/))"
+)
 # A network card's MAC address names one device, often one person's: six groups of hex
 # digits joined by one separator (aa:bb:.., AA-BB-.. as ECS writes it, 0:1b:63:.. as BSD
 # prints it without leading zeros), or three quads (Cisco aabb.ccdd.eeff, HP aabb-ccdd-
-# eeff). Looked for after IPv6 addresses (a MAC is never a valid one). A run of more
-# than six groups is no MAC. Known gaps: twelve bare hex digits (RADIUS' aabbccddeeff), dotted
-# pairs.
+# eeff); in a URL, its colons may be encoded (aa%3Abb%3A..). Looked for after IPv6
+# addresses (a MAC is never a valid one). A run of more than six groups is no MAC. Known
+# gaps: twelve bare hex digits (RADIUS' aabbccddeeff), dotted pairs.
 _MAC = re.compile(
-    r"(?<![0-9A-Za-z])(?<!::)"
-    r"(?:[0-9A-Fa-f]{1,2}([:-])(?:[0-9A-Fa-f]{1,2}\1){4,}[0-9A-Fa-f]{1,2}"
+    r"(?:(?<![0-9A-Za-z])|(?<=%[0-9A-Fa-f]{2}))(?<!::)"
+    r"(?:[0-9A-Fa-f]{1,2}([:-]|%3[Aa])(?:[0-9A-Fa-f]{1,2}\1){4,}[0-9A-Fa-f]{1,2}"
     r"|(?<![0-9A-Fa-f][:.-])[0-9A-Fa-f]{4}([.:-])[0-9A-Fa-f]{4}\2[0-9A-Fa-f]{4}"
     r"(?![:.-][0-9A-Fa-f]))"
     r"(?![0-9A-Za-z])"
 )
-# An address written with dashes in a host name (AWS' ip-10-1-2-3.eu-west-1.compute..).
-_DASHED_IPV4 = re.compile(r"(?<![\w.-])ip-(\d{1,3}(?:-\d{1,3}){3})(?![\w-])", re.IGNORECASE)
+# An address written with dashes in a host name: after a label (AWS' ip-10-1-2-3 and
+# ec2-203-0-113-7, a provider's static- or dhcp-...), or leading a domain
+# (203-0-113-7.dyn.example.net). A reversed one (7-113-0-203.dsl..) is taken as written:
+# replaced, though under another pseudonym than the address itself.
+_DASHED_IPV4 = re.compile(
+    r"(?<![\w.-])(?:([A-Za-z][A-Za-z0-9]*(?:-[A-Za-z][A-Za-z0-9]*)*-)(\d{1,3}(?:-\d{1,3}){3})"
+    r"(?![\w-])|(\d{1,3}(?:-\d{1,3}){3})(?=\.[A-Za-z]))"
+)
 
 
 class Written(str):
@@ -174,12 +188,13 @@ class Pseudonymiser:
         # A URL's user and password are replaced first and set aside, so that the e-mail
         # pattern does not then take `user-..@host` for an address.
         held: list[str] = []
-        if _HOLD_MARK in text:  # the text holds the mark itself: nothing is set aside
-            text = _USERINFO.sub(self._userinfo, text)
-        else:
-            text = _USERINFO.sub(lambda m: _hold(held, self._userinfo(m)), text)
+        for userinfo in (_USERINFO, _BARE_USERINFO):
+            if _HOLD_MARK in text:  # the text holds the mark itself: nothing is set aside
+                text = userinfo.sub(self._userinfo, text)
+            else:
+                text = userinfo.sub(lambda m: _hold(held, self._userinfo(m)), text)
         text = _EMAIL.sub(lambda m: self.pseudonym(_email(m.group(0)), "email"), text)
-        text = _DASHED_IPV4.sub(lambda m: self._address(m.group(1).replace("-", ".")), text)
+        text = _DASHED_IPV4.sub(self._dashed, text)
         text = _IPV4.sub(lambda m: self._address(m.group(0)), text)
         # IPv6 before MACs: a MAC is no IPv6 address, but the last six groups of an IPv6
         # address written in full (2001:db8:0:0:0:0:0:1) look like a MAC.
@@ -207,6 +222,14 @@ class Pseudonymiser:
         user = self.pseudonym(found.group(1), "user")
         # A password is no one's identity to map back: it is dropped, not pseudonymised.
         return f"{user}:[removed]@" if found.group(2) is not None else f"{user}@"
+
+    def _dashed(self, found: re.Match[str]) -> str:
+        label, dashed = found.group(1) or "", found.group(2) or found.group(3)
+        replaced = self._address(dashed.replace("-", "."))
+        if not replaced.startswith("ip-"):
+            return found.group(0)  # 10-20-300-4: no address
+        # AWS' own `ip-` label would read ip-ip-..: the pseudonym says it already.
+        return replaced if label.lower() == "ip-" else label + replaced
 
     def _mac(self, found: re.Match[str]) -> str:
         text = found.group(0)
@@ -244,7 +267,7 @@ def _hold(held: list[str], text: str) -> str:
 def _mac(text: str) -> str:
     """A MAC address in one spelling (aa:bb:cc:dd:ee:ff), so that each device has one
     pseudonym however the log wrote it."""
-    groups = re.split(r"[:.-]", text.lower())
+    groups = re.split(r"%3a|[:.-]", text.lower())
     if len(groups) == 3:  # quads
         digits = "".join(groups)
         return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
