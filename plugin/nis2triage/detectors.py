@@ -478,16 +478,13 @@ class Detector:
         # Every vector of a detector has the same features: one holds the model's, or none.
         if trees is None or not vectors or not trees.complete(vectors[0][1]):
             return [self.judge_vector(entity, x) for entity, x in vectors]
-        paths = trees.paths_of([x for _, x in vectors])
         verdicts: list[Verdict] = []
-        while len(verdicts) < len(vectors):
-            # Scores hold until the model's window ends, which no fewer learns can reach.
-            first = len(verdicts)
-            scores = trees.score_paths(paths[first : first + trees.window_left()])
-            chunk = [self._verdict(finite(score)) for score in scores]
-            learnt = [first + i for i, verdict in enumerate(chunk) if self._learns(verdict)]
-            trees.learn_paths(paths[learnt])
-            verdicts.extend(chunk)
+
+        def learns(score: float) -> bool:
+            verdicts.append(self._verdict(finite(score)))
+            return self._learns(verdicts[-1])
+
+        trees.judge(trees.paths_of([x for _, x in vectors]), learns)
         return verdicts
 
     def _batch_model(self) -> HalfSpaceTrees | None:

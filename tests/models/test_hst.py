@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import random
 
@@ -109,6 +110,40 @@ def test_batches_equal_river_with_held_out_vectors() -> None:
             reference.learn_one(x)
     assert ours == expected
     assert sum(s > 0.6 for s in ours) > 10  # some were held out
+
+
+def judge(model: HalfSpaceTrees, xs: list[dict[str, float]], bar: float) -> list[float]:
+    """As the detector does: `judge`, holding out what scores above `bar`."""
+    scores: list[float] = []
+
+    def learns(score: float) -> bool:
+        scores.append(float(score))
+        return score <= bar
+
+    model.judge(model.paths_of(xs), learns)
+    return scores
+
+
+@pytest.mark.parametrize("params", PARAMS)
+def test_judging_ahead_equals_river_with_held_out_vectors(params: dict[str, object]) -> None:
+    xs = stream(6000, seed=4)
+    model = HalfSpaceTrees(**params, limits=LIMITS)
+    model.learn_one(xs[0])  # built, still in its first window (scores 0 until it ends)
+
+    # Slots of several sizes, as closing buckets gives them; some past MAX_AHEAD windows.
+    cuts = [1, 2, 3, 12, 22, 22, 23, 723, 724, 3724, 6000]
+    ours = [s for a, b in itertools.pairwise(cuts) for s in judge(model, xs[a:b], 0.6)]
+
+    reference = anomaly.HalfSpaceTrees(**params, limits=LIMITS)
+    reference.learn_one(xs[0])
+    expected = []
+    for x in xs[1:]:
+        expected.append(float(reference.score_one(x)))
+        if expected[-1] <= 0.6:
+            reference.learn_one(x)
+    assert ours == expected
+    assert sum(s > 0.6 for s in ours) > 10  # some were held out
+    assert model.counter == reference.counter
 
 
 def test_learning_past_the_window_end_is_refused() -> None:

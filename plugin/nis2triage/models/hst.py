@@ -23,13 +23,16 @@ walked alone, in order.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from river import anomaly
 
 Paths = np.ndarray  # (vectors, trees, height + 1) node indices, root first
+# Windows scored together at most: their masses are held at once (1.6 MB with the
+# shipped trees).
+MAX_AHEAD = 64
 
 
 class HalfSpaceTrees(anomaly.HalfSpaceTrees):
@@ -101,6 +104,8 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
     def paths_of(self, xs: Sequence[Mapping[Any, float]]) -> Paths:
         """Each vector's path through every tree. Vectors lacking a feature are walked one
         at a time against the current masses, as River walks them."""
+        if not xs:
+            return np.zeros((0, self.n_trees, self.height + 1), dtype=np.intp)
         if all(self.complete(x) for x in xs):
             values = np.array([[x[n] for n in self.names] for x in xs], dtype=float)
             return self._paths(values)
@@ -116,12 +121,79 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
         if self._first_window:
             return np.zeros(len(paths))
         trees = np.arange(self.n_trees)[None, :, None]
-        mass = self._reference[trees, paths]
+        return self._scores(self._reference[trees, paths])
+
+    def judge(self, paths: Paths, learns: Callable[[float], bool]) -> None:
+        """Score each path in order, then learn it if `learns(score)` says so: as
+        `score_one` and `learn_one` would, vector after vector, at a fraction of the cost.
+
+        The scores of the windows ahead are worked out together, as if every vector were
+        learnt; that holds until `learns` refuses one (an alert held out), which shifts
+        the windows after it, so they are worked out again from there. The look-ahead
+        doubles while every vector is learnt and starts again at one window after a
+        refusal, so a stream of refusals costs no more than one window at a time did.
+        """
+        done, windows = 0, 1
+        while done < len(paths):
+            first, learnt = done, len(paths)
+            ahead = self.window_left() + (windows - 1) * self.window_size
+            for score in self.scores_if_learnt(paths[first : first + ahead]):
+                done += 1
+                if not learns(score):
+                    learnt = done - 1
+                    break
+            self.learn_many(paths[first : min(learnt, done)])
+            windows = 1 if learnt < done else min(2 * windows, MAX_AHEAD)
+
+    def scores_if_learnt(self, paths: Paths) -> np.ndarray:
+        """River's score for each path, were every path before it learnt (at most
+        MAX_AHEAD windows of them).
+
+        Exact up to the first vector the caller holds out (see `judge`). Scoring one
+        window at a time cost a few numpy calls per 10 buckets with the shipped
+        `window_size`, the largest part of closing them (`make bench`).
+        """
+        most = self.window_left() + (MAX_AHEAD - 1) * self.window_size
+        if len(paths) > most:
+            raise ValueError(f"{len(paths)} vectors span more than {MAX_AHEAD} windows")
+        if not len(paths):
+            return np.zeros(0)
+        window = self._windows(len(paths))
+        references = np.empty((int(window[-1]) + 1, *self._reference.shape), dtype=np.int64)
+        references[0] = self._reference
+        # Window j > 0 scores against what window j - 1 learnt, the current window's own
+        # learns so far included.
+        references[1:] = self._masses(paths, window)[:-1]
+        trees = np.arange(self.n_trees)[None, :, None]
+        scores = self._scores(references[window[:, None, None], trees, paths])
+        if self._first_window:
+            scores[window == 0] = 0.0  # River scores 0 until its first window is full
+        return scores
+
+    def _windows(self, count: int) -> np.ndarray:
+        """The window each of `count` vectors learnt from now falls in (0: the current)."""
+        left = self.window_left()
+        window = np.zeros(count, dtype=np.intp)
+        window[left:] = 1 + np.arange(count - left) // self.window_size
+        return window
+
+    def _masses(self, paths: Paths, window: np.ndarray) -> np.ndarray:
+        """The latest masses at the end of each window, learning every path in order."""
+        windows, nodes = int(window[-1]) + 1, self._latest.shape[1]
+        cells = windows * self.n_trees * nodes
+        trees = np.arange(self.n_trees)[None, :, None]
+        flat = ((window[:, None, None] * self.n_trees + trees) * nodes + paths).ravel()
+        masses = np.bincount(flat, minlength=cells).reshape(windows, self.n_trees, nodes)
+        masses[0] += self._latest
+        return masses
+
+    def _scores(self, mass: np.ndarray) -> np.ndarray:
         # A tree's sum stops at its first node lighter than the size limit (that node
         # still counts): River's early exit, as a mask.
         heavy = mass >= 0.1 * self.window_size
-        counted = np.ones_like(heavy)
-        counted[:, :, 1:] = np.cumprod(heavy[:, :, :-1], axis=2)
+        counted = np.empty_like(heavy)
+        counted[:, :, 0] = True
+        np.logical_and.accumulate(heavy[:, :, :-1], axis=2, out=counted[:, :, 1:])
         weights = 1 << np.arange(self.height + 1, dtype=np.int64)
         sums = (mass * weights * counted).sum(axis=(1, 2))
         return np.asarray(1 - sums / self._max_score, dtype=float)
@@ -146,6 +218,22 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
             self._first_window = False
             self.counter = 0
 
+    def learn_many(self, paths: Paths) -> None:
+        """Learn vectors from their paths, as many as there are: the windows that fill on
+        the way swap as `learn_paths` would swap them one by one."""
+        self._scored = None
+        if len(paths) < self.window_left():
+            self.learn_paths(paths)
+            return
+        window = self._windows(len(paths))
+        masses = self._masses(paths, window)
+        # The first window is full (len >= window_left()); the last one may not be.
+        full = (len(paths) - self.window_left()) // self.window_size
+        self.counter = (len(paths) - self.window_left()) % self.window_size
+        self._reference = masses[full]
+        self._latest = masses[full + 1] if full + 1 < len(masses) else np.zeros_like(masses[0])
+        self._first_window = False
+
     # --- inside ----------------------------------------------------------------------
 
     def _build(self, x: dict[Hashable, Any]) -> None:
@@ -169,15 +257,18 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
         self.trees, self._tree_nodes = [], []
 
     def _paths(self, values: np.ndarray) -> Paths:
-        count = len(values)
-        trees = np.arange(self.n_trees)[None, :]
-        rows = np.arange(count)[:, None]
+        count, branches = len(values), self._split_feature.shape[1]
+        # Flat positions and `take`: a third of the time of indexing with two arrays.
+        split_feature, threshold = self._split_feature.ravel(), self._threshold.ravel()
+        first_branch = np.arange(self.n_trees) * branches
+        first_value = (np.arange(count) * values.shape[1])[:, None]
         node = np.zeros((count, self.n_trees), dtype=np.intp)
         paths = np.zeros((count, self.n_trees, self.height + 1), dtype=np.intp)
         for depth in range(1, self.height + 1):
-            value = values[rows, self._split_feature[trees, node]]
+            branch = node + first_branch
+            value = values.take(first_value + split_feature.take(branch))
             # River goes left when value < threshold; right otherwise (NaN included).
-            right = ~(value < self._threshold[trees, node])
+            right = ~(value < threshold.take(branch))
             node = 2 * node + 1 + right
             paths[:, :, depth] = node
         return paths
