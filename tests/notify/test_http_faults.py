@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 
-from nis2triage.notify.channel import HttpChannel
+from nis2triage.notify.channel import Delivered, HttpChannel, RetryLater
 from nis2triage.notify.notifier import Notifier
 from nis2triage.notify.outbox import DeliveryReport, Outbox
 from nis2triage.store import Store
@@ -118,3 +118,37 @@ def test_an_answer_no_handler_foresaw_is_a_retry_not_a_crash(
     assert report.retrying == 1
     assert "http channel failed: OverflowError" in line
     assert entry is not None and entry["deliveries"]["http"]["status"] == "pending"
+
+
+def _then_ok(interim: bytes) -> bytes:
+    return interim + b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        # Interim answers before the real one: the report was accepted.
+        (_then_ok(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"),
+         Delivered("HTTP 201")),
+        (_then_ok(b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"),
+         Delivered("HTTP 201")),
+        (b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n",
+         RetryLater("HTTP 101 and no final answer")),
+        # A portal's page behind a byte order mark or a comment is no delivery.
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\nConnection: close\r\n\r\n"
+         + "\ufeff<!DOCTYPE html><title>Login</title>".encode().ljust(40), None),
+        (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+         b"<!-- sso --> <!-- v2 --><html><body>Sign in</body></html>", None),
+    ],
+    ids=["103-then-201", "102-twice-then-201", "no-final-answer", "bom-page", "comment-page"],
+)  # fmt: skip
+def test_interim_answers_are_skipped_and_pages_are_not_deliveries(
+    answer: bytes, outcome: Delivered | RetryLater | None
+) -> None:
+    with answering_raw(answer) as url:
+        got = HttpChannel(url, "tok", 2.0, [], deadline=5.0).send("key-1", {"a": 1}, NOW)
+
+    if outcome is None:
+        assert isinstance(got, RetryLater) and "HTML page" in got.reason
+    else:
+        assert got == outcome

@@ -189,7 +189,26 @@ def _capped_response(
             self.fp.close()
             self.fp = read_within(sock, deadline, per_read, cap)
 
+        def _read_status(self) -> tuple[str, int, str]:
+            # An interim answer (102 Processing, 103 Early Hints) comes before the real
+            # one: http.client skips 100 only, and would take a 103 for the answer, so a
+            # report the endpoint then accepts would count as refused.
+            while True:
+                version, status, reason = super()._read_status()
+                if status in (100, 101) or not 100 <= status < 200:
+                    return version, status, reason
+                _skip_headers(self.fp)
+
     return CappedResponse
+
+
+_MAX_LINE = 65_536  # as http.client reads a header line
+
+
+def _skip_headers(fp: Any) -> None:
+    """Read an interim answer's header lines, up to the blank line that ends them."""
+    while fp.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
+        pass
 
 
 def judge(answer: Answer, now: datetime) -> Outcome:
@@ -203,6 +222,9 @@ def judge(answer: Answer, now: datetime) -> Outcome:
         )
     if 200 <= status < 300:
         return Delivered(f"HTTP {status}")
+    if status < 200:
+        # Interim answers are skipped: this one came with no answer after it.
+        return RetryLater(f"HTTP {status} and no final answer")
     if 300 <= status < 400:
         # Following a redirect could hand the report (and the token) to another host.
         where = answer.headers.get("location", "?")
@@ -218,7 +240,10 @@ def _is_html(answer: Answer) -> bool:
     """Whether the answer is a web page. An empty body is not one, whatever its type:
     web frameworks label an empty 202 or 204 text/html by default."""
     kind = answer.headers.get("content-type", "").partition(";")[0].strip().lower()
-    start = answer.text.lstrip()[:15].lower()
+    # A byte order mark and comments may come before the page's first tag.
+    start = answer.text.lstrip("\ufeff \t\r\n")[:2000].lower()
+    while start.startswith("<!--") and "-->" in start:
+        start = start.split("-->", 1)[1].lstrip()
     if not start:
         return False
     return kind in ("text/html", "application/xhtml+xml") or start.startswith(
