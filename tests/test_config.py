@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nis2triage.config import load_config, parse_duration
+from nis2triage.config import SmtpConfig, load_config, parse_duration, read_secret
 from nis2triage.errors import ConfigError
 
 GOOD = """\
@@ -120,3 +120,27 @@ def test_a_ca_file_for_https_hosts_loads(tmp_path: Path) -> None:
         "password_env: ES_PW", "password_env: ES_PW\n  ca_file: ca.pem"
     )
     assert load_config(write(tmp_path, text)).elasticsearch.ca_file == "ca.pem"
+
+
+def test_a_secret_loses_its_line_break_and_one_with_a_break_inside_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("T_TOKEN", "ccb-token-S3CRET\n")
+    monkeypatch.setenv("T_BROKEN", "ccb-token\r\nS3CRET")
+
+    assert read_secret("T_TOKEN", None, "notifier token") == "ccb-token-S3CRET"
+    with pytest.raises(ConfigError, match="T_BROKEN holds a line break") as refused:
+        read_secret("T_BROKEN", None, "notifier token")
+    assert "S3CRET" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("host", "refused"), [("mail.example.net", True), ("::1", False)])
+def test_smtp_in_clear_is_taken_only_on_this_machine(host: str, refused: bool) -> None:
+    def smtp() -> SmtpConfig:
+        return SmtpConfig(host=host, security="none", sender="soc@x.example", recipients=["a@b.c"])
+
+    if refused:
+        with pytest.raises(ValueError, match="in clear; use starttls"):
+            smtp()
+    else:
+        assert smtp().host == host

@@ -110,3 +110,13 @@ def test_terminal_log_times_are_iso_8601_in_utc() -> None:
     shown = logs._utc_time(datetime(2026, 12, 5, 5, 33, 7, tzinfo=brussels_winter))
 
     assert shown.plain == "2026-12-05 04:33:07Z"
+
+
+def test_a_secret_is_replaced_as_an_error_message_escapes_it() -> None:
+    logs.register_secret("ccb-token-S3CRET\n")
+
+    said = logs.redact(
+        "Invalid header value b'Bearer ccb-token-S3CRET\\n' and 'ccb-token-S3CRET\\n'"
+    )
+
+    assert "S3CRET" not in said and said.count(logs.REDACTED) == 2

@@ -200,6 +200,17 @@ class SmtpConfig(Strict):
             raise ValueError("username needs password_env (never the password itself)")
         return self
 
+    @model_validator(mode="after")
+    def _encrypted_off_this_machine(self) -> SmtpConfig:
+        # As for notifier.endpoint: reports and the password cross no network in clear.
+        if self.security == "none" and not _is_loopback(self.host):
+            raise ValueError(
+                f"security: none sends reports (and any password) to {self.host} in clear; "
+                "use starttls (port 587) or tls (port 465); none is taken only for a relay "
+                "on 127.0.0.1, ::1 or localhost"
+            )
+        return self
+
 
 class IncidentsConfig(Strict):
     """How alerts become incidents, when awareness starts the clocks, and where reports go."""
@@ -385,16 +396,28 @@ def load_config(path: str | Path) -> AgentConfig:
 def read_secret(env: str | None, file: str | None, what: str) -> str | None:
     """A secret from an environment variable or a file; a named but empty source is an error."""
     if env:
-        value = os.environ.get(env)
+        # A secret file read into the variable often brings its line break along.
+        value = os.environ.get(env, "").strip()
         if not value:
             raise ConfigError(f"{what}: environment variable {env} is not set")
-        return value
+        return _one_line(value, what, f"environment variable {env}")
     if file:
         try:
-            return Path(file).read_text().strip()
+            return _one_line(Path(file).read_text().strip(), what, file)
         except OSError as exc:
             raise ConfigError(f"{what}: cannot read {file}: {exc.strerror}") from exc
     return None
+
+
+def _one_line(value: str, what: str, where: str) -> str:
+    """A secret with no control character inside: it goes into a header or a login,
+    where one would fail every attempt, and the error would carry the secret along."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigError(
+            f"{what}: {where} holds a line break or another control character inside the "
+            "secret; it must be one line (the value is not shown)"
+        )
+    return value
 
 
 def es_settings(agent: AgentConfig, credential: bool = True) -> ESSettings:

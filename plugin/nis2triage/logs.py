@@ -29,7 +29,9 @@ def register_secret(value: str | bytes | None) -> None:
     """Never let `value` reach a log line. Short values are skipped: they would mask words."""
     text = value.decode(errors="replace") if isinstance(value, bytes) else value
     if text and len(text) >= 8:
-        _secrets.add(text)
+        # Also as an error message quotes it: escaped, bytes or text (a line break in a
+        # token shows as \n in "Invalid header value b'Bearer ...\n'").
+        _secrets.update({text, repr(text)[1:-1], repr(text.encode())[2:-1]})
 
 
 def redact(text: str) -> str:

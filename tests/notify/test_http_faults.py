@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 
+from nis2triage import logs
 from nis2triage.notify.channel import Delivered, HttpChannel, RetryLater
 from nis2triage.notify.notifier import Notifier
 from nis2triage.notify.outbox import DeliveryReport, Outbox
@@ -152,3 +153,20 @@ def test_interim_answers_are_skipped_and_pages_are_not_deliveries(
         assert isinstance(got, RetryLater) and "HTML page" in got.reason
     else:
         assert got == outcome
+
+
+def test_a_registered_secret_stays_out_of_the_outboxs_error(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A token the header cannot carry: http.client's error quotes it, escaped.
+    token = "ccb-token-S3CRET-in-header\n"
+    logs.register_secret(token)
+    with running_ccb() as ccb:
+        outbox, store = queued(es, index_name, HttpChannel(ccb.url, token, 2.0, [], 5.0))
+        with caplog.at_level(logging.WARNING, logger="nis2triage.notify.outbox"):
+            report = outbox.deliver_due(NOW)
+
+    entry = store.get("outbox", "key-1")
+    assert report.retrying == 1 and entry is not None
+    assert "Invalid header value" in entry["last_error"]
+    assert "S3CRET" not in entry["last_error"] and "S3CRET" not in caplog.text

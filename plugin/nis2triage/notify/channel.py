@@ -194,7 +194,7 @@ def _capped_response(
             # one: http.client skips 100 only, and would take a 103 for the answer, so a
             # report the endpoint then accepts would count as refused.
             while True:
-                version, status, reason = super()._read_status()
+                version, status, reason = super()._read_status()  # type: ignore[misc]
                 if status in (100, 101) or not 100 <= status < 200:
                     return version, status, reason
                 _skip_headers(self.fp)

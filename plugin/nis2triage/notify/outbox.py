@@ -14,13 +14,14 @@ import logging
 import math
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from elasticsearch import ConflictError
 
 from nis2triage.faults import crash_point
+from nis2triage.logs import redact
 from nis2triage.notify.channel import Channel, Delivered, HandedOver, Outcome, Rejected, RetryLater
 from nis2triage.store import Store
 
@@ -59,6 +60,14 @@ class DeliveryReport:
 def channels_of(doc: dict[str, Any]) -> list[str]:
     """The channels an entry goes out on (entries written before there were several name one)."""
     return list(doc.get("channels") or [doc.get("channel", "http")])
+
+
+def _redacted(outcome: Outcome) -> Outcome:
+    """The outcome without a registered secret in its reason: the reason is logged and
+    stored in the outbox, which whoever reads the cluster may read."""
+    if isinstance(outcome, RetryLater | Rejected):
+        return replace(outcome, reason=redact(outcome.reason))
+    return outcome
 
 
 def overall_status(deliveries: dict[str, dict[str, Any]]) -> str:
@@ -150,12 +159,12 @@ class Outbox:
         if channel is None:
             return Rejected(f"channel {name} is not configured (incidents.channels)")
         try:
-            return channel.send(key, payload, now)
+            return _redacted(channel.send(key, payload, now))
         except Exception as exc:  # the delivery's edge: one peer or entry must not stop the loop
             # A peer that answers in a way no handler foresaw (a chunk size past any integer,
             # say) or a credential the library cannot encode: retried, and said, like a failure.
             log.debug("channel %s raised on %s", name, key, exc_info=True)
-            return RetryLater(f"{name} channel failed: {type(exc).__name__}: {exc}"[:500])
+            return RetryLater(redact(f"{name} channel failed: {type(exc).__name__}: {exc}")[:500])
 
     def _judge(
         self, key: str, name: str, state: dict[str, Any], outcome: Outcome, now: datetime
