@@ -14,12 +14,16 @@ from elasticsearch import Elasticsearch
 from nis2triage import cli_incidents, esclient
 from nis2triage.cli import build_parser, main
 from nis2triage.config import load_config
+from nis2triage.incidents import reporting
 from nis2triage.incidents.flow import IncidentFlow
 from nis2triage.notify import build
+from nis2triage.reports.stages import BY_CLI
 from nis2triage.store import Store
 
 from report_sample import ASSET, T0, sample_alert
 from support import write_agent_config
+
+EARLY = BY_CLI["early-warning"]
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -48,6 +52,27 @@ def test_bad_impact_arguments_say_what_is_expected(
 ) -> None:
     with pytest.raises(SystemExit):
         parse("impact", "abc123", "-c", "a.yml", *argv)
+
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["list", "--limit", "-1"], "give 1 to 10,000", id="limit-negative"),
+        pytest.param(["list", "--limit", "20000"], "give 1 to 10,000", id="limit-past-a-search"),
+        pytest.param(["ack", "abc123", "--by", " "], "empty: give a name", id="by-blank"),
+        pytest.param(["request", "abc123", "", "--due", "48h"], "empty", id="ref-empty"),
+        pytest.param(["request", "abc123", "R1", "--due", "0s"], "not in the future", id="due-now"),
+        pytest.param(["submitted", "abc123", "--stage", "final", "--reference", "a\nb"],
+                     "control character", id="reference-two-lines"),
+    ],
+)  # fmt: skip
+def test_arguments_an_audit_trail_cannot_use_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse(*argv[:1], "-c", "a.yml", *argv[1:])
 
     assert message in capsys.readouterr().err
 
@@ -90,6 +115,10 @@ def test_list_show_and_refusals_against_the_real_node(
     assert "no incident id given" in capsys.readouterr().err
     assert main(["incidents", "report", incident.id, "-c", str(config), "--stage", "final"]) == 1
     assert "follows the incident notification" in capsys.readouterr().err
+    again = ["--stage", "early-warning", "--request", "again"]
+    assert main(["incidents", "report", incident.id, "-c", str(config), *again]) == 1
+    assert "--request belongs to intermediate reports" in capsys.readouterr().err
+    assert notifier.entry(reporting.report_key(incident.id, EARLY, "again", b"k" * 16)[1]) is None
 
 
 @pytest.mark.usefixtures("agent_env")

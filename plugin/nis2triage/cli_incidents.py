@@ -51,6 +51,8 @@ FLAGS = {
     "trade_secrets": "trade_secrets_exfiltrated",
     "health_damage": "health_damage",
 }
+# Elasticsearch returns at most 10,000 hits to one search (index.max_result_window).
+MAX_LIST = 10_000
 TEXTS = ("description", "threat_type", "root_cause", "mitigation_applied", "mitigation_ongoing")
 
 
@@ -117,6 +119,33 @@ def _when(text: str) -> datetime:
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r}: give the offset too, e.g. +01:00 or Z")
     return moment
+
+
+def _due(text: str) -> datetime:
+    """`_when`, later than now: a report due at once or in the past is a typing mistake."""
+    moment = _when(text)
+    if moment <= _now():
+        raise argparse.ArgumentTypeError(f"{text!r} is not in the future: give e.g. 48h")
+    return moment
+
+
+def _limit(text: str) -> int:
+    try:
+        limit = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= limit <= MAX_LIST:
+        raise argparse.ArgumentTypeError(f"{limit}: give 1 to {MAX_LIST:,}")
+    return limit
+
+
+def _named(text: str) -> str:
+    """A person or a reference: the audit trail needs one, not blanks."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: give a name or reference")
+    if any(ord(c) < 32 for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} holds a control character")
+    return text.strip()
 
 
 # --- commands ---------------------------------------------------------------
@@ -309,7 +338,9 @@ def register(sub: Any) -> None:
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
     who = argparse.ArgumentParser(add_help=False)
     default_by = os.environ.get("NIS2TRIAGE_ANALYST") or getpass.getuser()
-    who.add_argument("--by", default=default_by, help=f"who acts (default {default_by})")
+    who.add_argument(
+        "--by", type=_named, default=default_by, help=f"who acts (default {default_by})"
+    )
 
     _reading(commands, [common])
     _acting(commands, [common, who])
@@ -327,7 +358,9 @@ def _reading(commands: Any, parents: Parents) -> None:
     listing = _command(commands, "list", cmd_list, parents, "open incidents, newest first")
     listing.add_argument("--status", help="only this status (e.g. aware, closed)")
     listing.add_argument("--all", action="store_true", help="closed ones too")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument(
+        "--limit", type=_limit, default=50, help=f"at most this many (1 to {MAX_LIST:,})"
+    )
     showing = _command(commands, "show", cmd_show, parents, "one incident with its timeline")
     showing.add_argument("id", help="the incident id or a unique prefix (6+ characters)")
 
@@ -345,19 +378,25 @@ def _reporting(commands: Any, parents: Parents) -> None:
     report = _command(commands, "report", cmd_report, parents, "make and queue one report")
     report.add_argument("id")
     report.add_argument("--stage", required=True, choices=sorted(BY_CLI))
-    report.add_argument("--request", help="the request an intermediate report answers")
+    report.add_argument("--request", type=_named, help="the request an intermediate report answers")
     report.add_argument("--out", help="where to write the files (default incidents.report_dir)")
     what = "record a report submitted on the CCB platform"
     submitted = _command(commands, "submitted", cmd_submitted, parents, what)
     submitted.add_argument("id")
     submitted.add_argument("--stage", required=True, choices=sorted(BY_CLI))
-    submitted.add_argument("--reference", required=True, help="the CCB's reference for it")
-    submitted.add_argument("--request", help="for an intermediate report: the request it answered")
+    submitted.add_argument(
+        "--reference", required=True, type=_named, help="the CCB's reference for it"
+    )
+    submitted.add_argument(
+        "--request", type=_named, help="for an intermediate report: the request it answered"
+    )
     what = "record a request for an intermediate report"
     request = _command(commands, "request", cmd_request, parents, what)
     request.add_argument("id")
-    request.add_argument("ref", help="the CSIRT's or authority's reference for the request")
-    request.add_argument("--due", required=True, type=_when, help="ISO time with offset or 48h")
+    request.add_argument(
+        "ref", type=_named, help="the CSIRT's or authority's reference for the request"
+    )
+    request.add_argument("--due", required=True, type=_due, help="ISO time with offset or 48h")
 
 
 def _impact_parser(commands: Any, parents: Parents) -> None:

@@ -98,3 +98,12 @@ def test_report_files_are_kept_from_other_local_users(tmp_path: Path) -> None:
     assert sorted(p.suffix for p in written) == [".json", ".md", ".pdf", ".png"]
     assert {stat.S_IMODE(p.stat().st_mode) for p in written} == {0o640}
     assert stat.S_IMODE((tmp_path / "incident-local-id").stat().st_mode) == 0o750
+
+
+def test_a_request_reference_with_slashes_is_one_file_name(tmp_path: Path) -> None:
+    payload = sample_payload("intermediate_report") | {"request_ref": "CCB/2026/../17 x"}
+
+    written = write(tmp_path, payload, folder="incident-local-id")
+
+    assert {p.parent for p in written} == {tmp_path / "incident-local-id"}
+    assert all(p.name.startswith("intermediate_report-CCB_2026_.._17_x-") for p in written)

@@ -189,6 +189,13 @@ def _check_order(incident: Incident, stage: Stage, ref: str | None) -> None:
         )
     if stage.report == "intermediate_report" and not ref:
         raise IncidentError("an intermediate report answers a request: give --request REF")
+    if ref and stage.report != "intermediate_report":
+        # A request reference would make the stage a new report, under a new key: the
+        # CCB would receive the same stage twice.
+        raise IncidentError(
+            f"--request belongs to intermediate reports; the {stage.label.lower()} is made "
+            "once per incident: leave --request out"
+        )
     if stage.report == "progress_report" and incident.closed_at is not None:
         raise IncidentError(
             "the incident is closed: send the final report instead of a progress report"

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,10 @@ class Rendered:
 
 
 def stem(payload: dict[str, Any]) -> str:
-    ref = f"-{payload['request_ref']}" if payload.get("request_ref") else ""
-    return f"{payload['report_type']}{ref}-{payload['reference'][:12]}"
+    # A request's reference is the authority's text (CCB/2026/17): in a file name, only
+    # what every file system takes.
+    ref = re.sub(r"[^A-Za-z0-9._-]", "_", str(payload.get("request_ref") or ""))[:40]
+    return f"{payload['report_type']}{'-' + ref if ref else ''}-{payload['reference'][:12]}"
 
 
 def render(payload: dict[str, Any]) -> Rendered:
