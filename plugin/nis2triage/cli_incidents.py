@@ -268,7 +268,9 @@ def cmd_impact(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
     stage = stage_named(args.stage)
     incident = ctx.flow.desk.book.get(args.id)
-    incident, key, new = ctx.flow.reporter.queue(incident, stage, args.by, args.request)
+    incident, key, new = ctx.flow.reporter.queue(
+        incident, stage, args.by, args.request, names_ok=args.names_ok
+    )
     entry = ctx.flow.reporter.notifier.entry(key)
     if entry is None:
         raise IncidentError(f"outbox entry {key} is missing; run the command again")
@@ -380,6 +382,11 @@ def _reporting(commands: Any, parents: Parents) -> None:
     report.add_argument("--stage", required=True, choices=sorted(BY_CLI))
     report.add_argument("--request", type=_named, help="the request an intermediate report answers")
     report.add_argument("--out", help="where to write the files (default incidents.report_dir)")
+    report.add_argument(
+        "--names-ok",
+        action="store_true",
+        help="send account and host names the analyst's text holds as written",
+    )
     what = "record a report submitted on the CCB platform"
     submitted = _command(commands, "submitted", cmd_submitted, parents, what)
     submitted.add_argument("id")

@@ -9,6 +9,7 @@ import logging
 
 import pytest
 
+from nis2triage.errors import IncidentError
 from nis2triage.records import stable_id
 from nis2triage.reports.stages import BY_REPORT
 
@@ -64,11 +65,34 @@ def test_names_the_analyst_wrote_leave_as_written_and_are_said(
     payload = json.dumps(entry["payload"])
     assert "The root cause: the Oracle account left open; mail email-" in payload
     assert "ops@lab.example" not in payload
-    # The impact step of the timeline quotes the same text, and is said too.
-    said = [r.getMessage() for r in caplog.records]
-    assert any("timeline (impact" in m and "names oracle, root in clear" in m for m in said)
-    [said] = [m for m in said if "report's root_cause" in m]
+    # The timeline says what the impact step recorded, not the text again.
+    [step] = [t for t in entry["payload"]["timeline"] if t["action"] == "impact recorded"]
+    assert step["why"] == "recorded root_cause"
+    [said] = [r.getMessage() for r in caplog.records if "names" in r.getMessage()]
     assert said.endswith(
         "root_cause names oracle, root in clear (text an analyst writes is sent as written, "
         "addresses aside): reword it with `nis2triage incidents impact` if these are people"
     )
+
+
+def test_names_the_analyst_wrote_are_refused_before_queuing_until_reworded(
+    make_flow: MakeFlow, clock: Clock
+) -> None:
+    flow = make_flow(auto_early_warning=False)
+    flow.take([(alert(users=("root", "oracle")), LAB)])
+    incident = flow.desk.book.find({"match_all": {}})[0]
+    flow.desk.record_impact(incident.id, "alice", {}, {"root_cause": "Oracle account left open"})
+    early = BY_REPORT["early_warning"]
+
+    with pytest.raises(IncidentError, match="nothing queued: the report's root_cause names oracle"):
+        flow.reporter.queue(flow.desk.book.get(incident.id), early, "alice", names_ok=False)
+    assert flow.desk.book.get(incident.id).reports == {}
+
+    flow.desk.record_impact(incident.id, "alice", {}, {"root_cause": "a database account"})
+    _, key, new = flow.reporter.queue(
+        flow.desk.book.get(incident.id), early, "alice", names_ok=False
+    )
+
+    entry = flow.reporter.notifier.entry(key)
+    assert new and entry is not None
+    assert "racle" not in json.dumps(entry["payload"])

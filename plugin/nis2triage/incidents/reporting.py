@@ -67,15 +67,24 @@ class Reporter:
         self.secret = pseudonymiser.key if pseudonymiser is not None else None
 
     def queue(
-        self, incident: Incident, stage: Stage, who: str, ref: str | None = None
+        self,
+        incident: Incident,
+        stage: Stage,
+        who: str,
+        ref: str | None = None,
+        names_ok: bool = True,
     ) -> tuple[Incident, str, bool]:
-        """Build and queue one report; (incident, idempotency key, whether it is new)."""
+        """Build and queue one report; (incident, idempotency key, whether it is new).
+
+        With `names_ok` false, a report whose analyst-written text names an account or
+        host of the incident is refused before anything is queued (see `payload`).
+        """
         lifecycle.require_aware(incident, "report")
         _check_order(incident, stage, ref)
         deadline_key, key = report_key(incident.id, stage, ref, self.secret)
         if deadline_key in incident.reports:
             return incident, key, False
-        body = self.payload(incident, stage, who, key, ref)
+        body = self.payload(incident, stage, who, key, ref, names_ok)
         meta = {"incident_id": incident.id, "stage": deadline_key}
         new = self.notifier.queue(key, "incident_report", body, meta)
         status: StageStatus = "dry-run" if self.notifier.mode == "dry-run" else "queued"
@@ -88,10 +97,17 @@ class Reporter:
         return updated, key, new
 
     def payload(
-        self, incident: Incident, stage: Stage, who: str, key: str, ref: str | None
+        self,
+        incident: Incident,
+        stage: Stage,
+        who: str,
+        key: str,
+        ref: str | None,
+        names_ok: bool = True,
     ) -> dict[str, Any]:
         """The report as it leaves the organisation: addresses, user and host names
-        pseudonymised."""
+        pseudonymised, except in what an analyst wrote (said, or refused without
+        `names_ok`)."""
         drawn = chart.gather(self.es, incident, self.time_fields)
         body = content.build(
             stage, incident, self.desk.entity, key=key, now=self.clock(), who=who,
@@ -99,7 +115,7 @@ class Reporter:
         )  # fmt: skip
         users, hosts = lifecycle.named_entities(incident)
         if self.notifier.pseudonymiser is not None:
-            _say_names_written(incident.id, body, [*users, *hosts])
+            _check_names_written(incident.id, body, [*users, *hosts], names_ok)
         return self.notifier.minimise(body, users, hosts, content.AS_IS, content.WRITTEN)
 
     def sync(self) -> int:
@@ -202,24 +218,34 @@ def _check_order(incident: Incident, stage: Stage, ref: str | None) -> None:
         )
 
 
-def _say_names_written(incident_id: str, body: dict[str, Any], names: list[str]) -> None:
+def _check_names_written(
+    incident_id: str, body: dict[str, Any], names: list[str], names_ok: bool
+) -> None:
     """What the analyst wrote leaves with its words (see `content.WRITTEN`): say which
-    account or host names of the incident it holds, so a person's name is a choice."""
+    account or host names of the incident it holds, so a person's name is a choice; without
+    `names_ok`, refuse, so the choice comes before the report is queued rather than after."""
     notes = {f"timeline ({s['action']})": s["why"] for s in body.get("timeline", [])}
     texts = {key: body.get(key) for key in content.WRITTEN} | {
         key: note for key, note in notes.items() if isinstance(note, Written)
     }
-    for key, text in texts.items():
-        found = named_in(str(text or ""), names)
-        if found:
-            log.warning(
-                "incident %s: the report's %s names %s in clear (text an analyst writes is "
-                "sent as written, addresses aside): reword it with `nis2triage incidents "
-                "impact` if these are people",
-                incident_id,
-                key,
-                ", ".join(found),
-            )
+    found = {key: named_in(str(text or ""), names) for key, text in texts.items()}
+    found = {key: named for key, named in found.items() if named}
+    if found and not names_ok:
+        where = "; ".join(f"{key} names {', '.join(named)}" for key, named in found.items())
+        raise IncidentError(
+            f"nothing queued: the report's {where}, in clear (text an analyst writes is sent "
+            "as written, addresses aside); reword it with `nis2triage incidents impact` if "
+            "these are people, or run this again with --names-ok to send them as written"
+        )
+    for key, named in found.items():
+        log.warning(
+            "incident %s: the report's %s names %s in clear (text an analyst writes is "
+            "sent as written, addresses aside): reword it with `nis2triage incidents "
+            "impact` if these are people",
+            incident_id,
+            key,
+            ", ".join(named),
+        )
 
 
 def _with_report(incident: Incident, entry: StageReport, who: str, why: str) -> Incident:

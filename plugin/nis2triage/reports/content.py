@@ -256,7 +256,18 @@ def _step(t: Any) -> dict[str, Any]:
     # A person's reason (acknowledged, closed) keeps its words when pseudonymised; the
     # agent's own steps quote alert messages and are scrubbed in full.
     why = t.why if t.who == AGENT or t.why is None else Written(t.why)
+    if t.action == "impact recorded" and t.details:
+        # The texts themselves are in the report as they stand now: quoting them here
+        # would send words an analyst has since reworded (a person's name, say) anyway.
+        why = _recorded(t.details)
     return {"at": _moment(t.at), "who": t.who, "action": t.action, "to": t.to_status, "why": why}
+
+
+def _recorded(details: dict[str, Any]) -> str:
+    """What an impact step recorded: the facts with their values, the texts by name."""
+    facts = [f"{k}={v}" for k, v in (details.get("facts") or {}).items()]
+    texts = [*(details.get("narrative") or {}), *(details.get("gdpr") or {})]
+    return "recorded " + ", ".join([*facts, *texts])
 
 
 def _provided(value: Any) -> bool:
