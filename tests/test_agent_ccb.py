@@ -163,3 +163,36 @@ def test_a_429_with_retry_after_is_retried_once_the_time_has_come(
     now[0] += timedelta(seconds=61)
     assert agent.outbox.deliver_due(now[0]).sent == 1
     assert ccb.idempotency_keys.count(refused_key) == 2
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_reports_made_in_dry_run_are_named_at_a_start_in_send_mode(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    indexed: tuple[str, list[dict[str, Any]]],
+    tmp_path: Path,
+    ccb: CcbServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from nis2triage.agent import Agent
+    from nis2triage.config import load_config
+
+    index, _ = indexed
+    run_once(write_agent_config(tmp_path / "trial", es_settings, index, f"{index}-st"))
+    agent = Agent(
+        load_config(send_config(tmp_path, es_settings, index, ccb)),
+        es,
+        b"test-snapshot-key-0123456789abcdef",
+        b"pseudonym-key-0123456789",
+        token=TOKEN,
+    )
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.agent"):
+        agent.start()
+
+    [said] = [r.getMessage() for r in caplog.records if "dry-run" in r.getMessage()]
+    assert "were made in dry-run and are not sent by themselves" in said
+    assert "incidents report " in said and "--stage early-warning" in said
+    assert ccb.received == []

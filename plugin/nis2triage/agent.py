@@ -36,12 +36,16 @@ from nis2triage.lease import Holder, Lease
 from nis2triage.notify import build
 from nis2triage.notify.outbox import Outbox
 from nis2triage.records import Alert, Event, stable_id
+from nis2triage.reports.stages import BY_REPORT
 from nis2triage.rulerunner import RuleRunner, load_native, load_sigma
 from nis2triage.source import Cursor, Source
 from nis2triage.store import Store, alert_document
 
 log = logging.getLogger(__name__)
 SAVE_EVERY_BATCHES = 50
+# How far back reports made in dry-run are looked for at a start in send mode: a month,
+# the longest NIS2 deadline (the final report).
+DRY_RUN_HORIZON = timedelta(days=31)
 RULES_STATE_ID = "rules"
 
 
@@ -151,6 +155,26 @@ class Agent:
         log.info("%d detectors and %d native rules loaded", len(specs), len(native))
         self.restore_all()
         self._check_reading()
+        if self.cfg.notifier.mode == "send":
+            self._say_dry_runs()
+
+    def _say_dry_runs(self) -> None:
+        """Reports made while the notifier was in dry-run stay unsent after the switch to
+        send (a trial's incidents must not reach the CCB by themselves): say so, with the
+        command that sends one."""
+        made = self.incidents.reporter.notifier.dry_runs(self.clock() - DRY_RUN_HORIZON)
+        if made:
+            first = made[0]
+            log.warning(
+                "%d reports of the last %d days were made in dry-run and are not sent by "
+                "themselves now that notifier.mode is send; send one with `nis2triage "
+                "incidents report %s %s -c <configuration>` (first made %s)",
+                len(made),
+                DRY_RUN_HORIZON.days,
+                first.get("incident_id"),
+                _stage_arguments(str(first.get("stage", ""))),
+                first.get("created"),
+            )
 
     def _check_reading(self) -> None:
         """Refuse to start when a source names an index the credentials may not read: it
@@ -562,3 +586,10 @@ def _unpack(state: Any) -> tuple[Cursor, dict[str, Any]]:
 
 def _asset_names(asset: Asset | None) -> tuple[str | None, str | None]:
     return (asset.name, asset.service) if asset else (None, None)
+
+
+def _stage_arguments(deadline_key: str) -> str:
+    """`--stage ..` (and `--request ..`) for a report's deadline key (stage[:request])."""
+    report, _, ref = deadline_key.partition(":")
+    stage = BY_REPORT[report].cli if report in BY_REPORT else report
+    return f"--stage {stage}" + (f" --request {ref}" if ref else "")

@@ -136,3 +136,29 @@ def test_a_permanent_smtp_refusal_is_not_retried_and_the_soc_is_told_to_send_it_
     assert kinds == ["deadline_near", "delivery_failed"]
     assert soc_lines(caplog, "early_warning") == []  # submitted by hand: no overdue alarm
     assert flow.desk.book.get(incident.id).reports["early_warning"].reference == "CCB-2026-7"
+
+
+def test_a_report_made_in_dry_run_is_sent_once_asked_for_again_in_send_mode(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str, ccb: CcbServer
+) -> None:
+    trial = make_flow()  # dry-run: the early warning is made, and goes nowhere
+    trial.take([(alert(), LAB)])
+    incident = trial.desk.book.find({"match_all": {}})[0]
+    assert incident.reports["early_warning"].status == "dry-run"
+
+    flow = make_flow("send", {"endpoint": ccb.url})
+    outbox = outbox_of(flow, es, index_name)
+    waiting = flow.reporter.notifier.dry_runs(T0 - timedelta(days=31))
+    run_until(flow, outbox, clock, T0 + timedelta(hours=1))
+    nothing_by_itself = len(ccb.received)
+    early = BY_REPORT["early_warning"]
+    _, key, new = flow.reporter.queue(flow.desk.book.get(incident.id), early, "alice")
+    run_until(flow, outbox, clock, T0 + timedelta(hours=2))
+    _, _, again = flow.reporter.queue(flow.desk.book.get(incident.id), early, "alice")
+    run_until(flow, outbox, clock, T0 + timedelta(hours=3))
+
+    assert [w["stage"] for w in waiting] == ["early_warning"]
+    assert nothing_by_itself == 0
+    assert (new, again) == (True, False)
+    assert ccb.idempotency_keys == [key]
+    assert flow.desk.book.get(incident.id).reports["early_warning"].status == "sent"

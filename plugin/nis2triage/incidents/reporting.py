@@ -82,7 +82,10 @@ class Reporter:
         lifecycle.require_aware(incident, "report")
         _check_order(incident, stage, ref)
         deadline_key, key = report_key(incident.id, stage, ref, self.secret)
-        if deadline_key in incident.reports:
+        made = incident.reports.get(deadline_key)
+        if made is not None and made.status == "dry-run" and self.notifier.mode == "send":
+            return self._send_dry_run(incident, stage, who, ref, names_ok, made)
+        if made is not None:
             return incident, key, False
         body = self.payload(incident, stage, who, key, ref, names_ok)
         meta = {"incident_id": incident.id, "stage": deadline_key}
@@ -95,6 +98,28 @@ class Reporter:
         why = f"{stage.label} queued for {', '.join(self.notifier.channels)} ({status})"
         updated = self.desk.change(incident.id, lambda i: _with_report(i, entry, who, why))
         return updated, key, new
+
+    def _send_dry_run(
+        self,
+        incident: Incident,
+        stage: Stage,
+        who: str,
+        ref: str | None,
+        names_ok: bool,
+        made: StageReport,
+    ) -> tuple[Incident, str, bool]:
+        """A report made while the notifier was in dry-run, asked for again now that it
+        sends: made again (the incident as it stands) and queued under the same key."""
+        body = self.payload(incident, stage, who, made.outbox_id, ref, names_ok)
+        self.notifier.requeue(made.outbox_id, body)
+        queued = made.model_copy(update={"status": "queued", "queued_at": self.clock(), "by": who})
+        why = f"{stage.label} made in dry-run, queued for {', '.join(self.notifier.channels)}"
+
+        def requeue(i: Incident) -> Incident:
+            reports = {**i.reports, made.key: queued}
+            return lifecycle.step(i, queued.queued_at, who, "report queued", why, reports=reports)
+
+        return self.desk.change(incident.id, requeue), made.outbox_id, True
 
     def payload(
         self,

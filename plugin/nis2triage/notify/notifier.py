@@ -71,6 +71,37 @@ class Notifier:
             log.info("%s %s queued (%s) for %s", kind, key, doc["status"], ", ".join(self.channels))
         return new
 
+    def requeue(self, key: str, body: dict[str, Any]) -> None:
+        """Queue again, for delivery, an entry made in dry-run: same key, the report as
+        made now, the channels configured now."""
+        now = _iso(self.clock())
+        update = {
+            "status": "pending",
+            "channels": list(self.channels),
+            "next_attempt": now,
+            "requeued": now,
+            "attempts": 0,
+            "deliveries": {},
+            "payload": body,
+        }
+        self.store.es.update(index=self.store.index("outbox"), id=key, doc=update, refresh=True)
+        log.info("%s queued again, from dry-run, for %s", key, ", ".join(self.channels))
+
+    def dry_runs(self, since: datetime) -> list[dict[str, Any]]:
+        """Reports made in dry-run since `since`, which no channel delivers by itself."""
+        self.store.refresh("outbox")
+        resp = self.store.es.search(
+            index=self.store.index("outbox"),
+            query={"bool": {"filter": [
+                {"term": {"status": "dry-run"}},
+                {"term": {"kind": "incident_report"}},
+                {"range": {"created": {"gte": _iso(since)}}},
+            ]}},
+            sort=[{"created": "asc"}],
+            size=100,
+        )  # fmt: skip
+        return [hit["_source"] for hit in resp["hits"]["hits"]]
+
     def entry(self, key: str) -> dict[str, Any] | None:
         return self.store.get("outbox", key)
 
