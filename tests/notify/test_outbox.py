@@ -142,3 +142,42 @@ def test_a_stop_asked_between_entries_leaves_the_rest_pending(
     assert store.get("outbox", "key-2")["status"] == "pending"  # type: ignore[index]
     outbox.keep_going = lambda: True  # the next holder, or this agent restarted
     assert outbox.deliver_due(later).sent == 1 and http.keys == ["key-1", "key-2"]
+
+
+def test_a_channel_taken_out_of_the_configuration_hands_its_entries_to_the_others(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = Scripted("http", [RetryLater("HTTP 503")])
+    outbox, store = outbox_with(es, index_name, down)
+    outbox.deliver_due(NOW)
+    manual = Scripted("manual", [HandedOver("files written")])
+    switched = Outbox(store, {"manual": manual}, max_attempts=3)
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.notify.outbox"):
+        report = switched.deliver_due(NOW + timedelta(hours=1))
+
+    entry = store.get("outbox", "key-1")
+    assert entry is not None and report.handed_over == 1
+    assert (entry["status"], entry["channels"]) == ("handed_over", ["http", "manual"])
+    assert entry["deliveries"]["http"]["status"] == "replaced"
+    assert manual.keys == ["key-1"] and down.keys == ["key-1"]
+    assert "queued for http, which incidents.channels no longer lists" in caplog.text
+
+
+def test_a_channel_taken_out_leaves_the_entry_to_its_other_configured_channel(
+    es: Elasticsearch, index_name: str
+) -> None:
+    outbox, store = outbox_with(
+        es, index_name, Scripted("http", [RetryLater("503")]), Scripted("smtp", [RetryLater("421")])
+    )
+    outbox.deliver_due(NOW)
+    smtp, manual = Scripted("smtp"), Scripted("manual")
+
+    Outbox(store, {"smtp": smtp, "manual": manual}, max_attempts=3).deliver_due(
+        NOW + timedelta(hours=1)
+    )
+
+    entry = store.get("outbox", "key-1")
+    assert entry is not None and entry["status"] == "sent"
+    assert entry["channels"] == ["http", "smtp"] and manual.keys == []
+    assert entry["deliveries"]["http"]["status"] == "replaced"

@@ -137,8 +137,9 @@ class Outbox:
     def _deliver(self, hit: dict[str, Any], now: datetime) -> list[str]:
         doc = hit["_source"]
         deliveries = {name: dict(state) for name, state in doc.get("deliveries", {}).items()}
+        names = self._routes(hit["_id"], channels_of(doc), deliveries)
         tried = []
-        for name in channels_of(doc):
+        for name in names:
             state = deliveries.setdefault(name, {"status": "pending", "attempts": 0})
             if state["status"] != "pending" or _when(state.get("next_attempt"), now) > now:
                 continue
@@ -150,9 +151,43 @@ class Outbox:
             crash_point("post-answered")
             deliveries[name] = self._judge(hit["_id"], name, state, outcome, now)
             tried.append(deliveries[name]["status"])
-        if tried:
-            self._save(hit, deliveries, now)
+        if tried or names != channels_of(doc):
+            self._save(hit, deliveries, now, names)
         return tried
+
+    def _routes(
+        self, key: str, listed: list[str], deliveries: dict[str, dict[str, Any]]
+    ) -> list[str]:
+        """The entry's channels, as `incidents.channels` stands now.
+
+        A channel taken out of the configuration (http given up for manual, the CCB
+        having no API) would refuse the entry for good: its delivery is marked replaced,
+        and when none of the entry's channels is left, the configured ones take it.
+        """
+        status = {n: deliveries.get(n, {}).get("status", "pending") for n in listed}
+        gone = [n for n in listed if n not in self.channels and status[n] == "pending"]
+        if not gone:
+            return listed
+        for name in gone:
+            state = deliveries.setdefault(name, {"attempts": 0})
+            state.update(status="replaced", last_error="no longer in incidents.channels")
+        live = ("pending", "sent", "handed_over")
+        left = [
+            n
+            for n in listed
+            if n in self.channels and deliveries.get(n, {}).get("status", "pending") in live
+        ]
+        added = [] if left else [n for n in self.channels if n not in listed]
+        log.warning(
+            "notification %s was queued for %s, which incidents.channels no longer lists; %s",
+            key,
+            ", ".join(gone),
+            f"it goes over {', '.join(added)} instead (if an earlier try may have reached "
+            "the old channel, check there before submitting it again)"
+            if added
+            else "its other channels go on",
+        )
+        return [*listed, *added]
 
     def _send(self, name: str, key: str, payload: dict[str, Any], now: datetime) -> Outcome:
         channel = self.channels.get(name)
@@ -205,7 +240,11 @@ class Outbox:
         return {"status": "failed", "attempts": attempts, "last_error": outcome.reason}
 
     def _save(
-        self, hit: dict[str, Any], deliveries: dict[str, dict[str, Any]], now: datetime
+        self,
+        hit: dict[str, Any],
+        deliveries: dict[str, dict[str, Any]],
+        now: datetime,
+        names: list[str],
     ) -> None:
         doc = hit["_source"]
         confirmed = [_when(d["at"], now) for d in deliveries.values() if d["status"] == "sent"]
@@ -215,6 +254,7 @@ class Outbox:
             if d["status"] == "pending"
         ]
         update: dict[str, Any] = {
+            "channels": names,
             "deliveries": deliveries,
             "status": overall_status(deliveries),
             "attempts": sum(int(d.get("attempts", 0)) for d in deliveries.values()),
