@@ -162,3 +162,17 @@ def test_a_report_made_in_dry_run_is_sent_once_asked_for_again_in_send_mode(
     assert (new, again) == (True, False)
     assert ccb.idempotency_keys == [key]
     assert flow.desk.book.get(incident.id).reports["early_warning"].status == "sent"
+
+
+def test_awareness_recorded_by_a_clock_that_ran_ahead_is_escalated_once_it_is_right(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str
+) -> None:
+    flow = make_flow()
+    clock.to(T0 + timedelta(days=2))  # the clock runs two days ahead ..
+    flow.take([(alert(at=clock.now), LAB)])
+    clock.to(T0)  # .. and is set right
+
+    flow.cycle(clock.now)
+    flow.cycle(clock.now + STEP)
+
+    assert escalations(es, index_name, "aware_at") == ["clock_stepped_back"]

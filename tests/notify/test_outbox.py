@@ -181,3 +181,23 @@ def test_a_channel_taken_out_leaves_the_entry_to_its_other_configured_channel(
     assert entry is not None and entry["status"] == "sent"
     assert entry["channels"] == ["http", "smtp"] and manual.keys == []
     assert entry["deliveries"]["http"]["status"] == "replaced"
+
+
+def test_an_attempt_set_by_a_clock_that_ran_ahead_is_made_once_the_clock_is_right(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A bad hardware clock after a reboot, two days ahead, then set right by NTP.
+    http = Scripted("http", [RetryLater("HTTP 503")])
+    outbox, store = outbox_with(es, index_name, http)
+    outbox.deliver_due(NOW)  # queued and tried at NOW ..
+    store.es.update(index=store.index("outbox"), id="key-1", refresh=True, doc={
+        "next_attempt": "2026-03-04T09:00:05Z",  # .. as if tried while the clock ran ahead
+        "deliveries": {"http": {"status": "pending", "attempts": 1,
+                                "next_attempt": "2026-03-04T09:00:05Z"}},
+    })  # fmt: skip
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.notify.outbox"):
+        report = outbox.deliver_due(NOW + timedelta(minutes=10))
+
+    assert report.sent == 1 and http.keys == ["key-1", "key-1"]
+    assert "the clock was ahead and has been set back" in caplog.text

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
 from nis2triage.incidents import lifecycle
@@ -21,6 +21,9 @@ from nis2triage.nis2.brussels import show
 from nis2triage.notify.soc import Soc
 
 log = logging.getLogger(__name__)
+# How far in the future a recorded moment may lie before the clock is taken to have been
+# set back: NTP's small steps and two machines' drift stay below it.
+CLOCK_SLACK = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Watchdog:
                 self.desk.options.escalate_before,
             )
             self._gdpr_reminder(incident)
+            self._aware_in_the_future(incident, now)
             near += sum(self._near(incident, d) for d in watch.near)
             overdue += sum(self._overdue(incident, d, now) for d in watch.overdue)
         return WatchReport(len(incidents), near, overdue)
@@ -72,6 +76,19 @@ class Watchdog:
             "(GDPR Art. 33(1)), separately from the CCB, through its web form"
         )
         self.soc.raise_once("gdpr_reminder", incident.id, GDPR_KEY, message, incident.gdpr.due)
+
+    def _aware_in_the_future(self, incident: Incident, now: datetime) -> None:
+        """Awareness recorded later than now: the clock was ahead when it was recorded (a
+        bad hardware clock after a reboot), so every deadline counted from it is late too."""
+        if incident.aware_at is None or incident.aware_at <= now + CLOCK_SLACK:
+            return
+        message = (
+            f"became aware at {show(incident.aware_at)}, later than now ({show(now)}): this "
+            "machine's clock was ahead and has been set back, so its deadlines are counted "
+            "from the wrong moment; check them with `nis2triage incidents show` and report "
+            "by the real ones"
+        )
+        self.soc.raise_once("clock_stepped_back", incident.id, "aware_at", message)
 
     def _near(self, incident: Incident, deadline: clocks.Deadline) -> bool:
         message = f"{label(deadline.key)} due {show(deadline.due)} and not delivered yet"

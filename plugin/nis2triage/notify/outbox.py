@@ -22,7 +22,15 @@ from elasticsearch import ConflictError
 
 from nis2triage.faults import crash_point
 from nis2triage.logs import redact
-from nis2triage.notify.channel import Channel, Delivered, HandedOver, Outcome, Rejected, RetryLater
+from nis2triage.notify.channel import (
+    RETRY_AFTER_MAX,
+    Channel,
+    Delivered,
+    HandedOver,
+    Outcome,
+    Rejected,
+    RetryLater,
+)
 from nis2triage.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,6 +46,25 @@ def _iso(ts: datetime) -> str:
 
 def _when(text: str | None, default: datetime) -> datetime:
     return datetime.fromisoformat(text) if text else default
+
+
+# The latest a retry can be set: the longest backoff, or the longest Retry-After taken.
+LATEST_RETRY = max(BACKOFF_MAX, RETRY_AFTER_MAX)
+
+
+def _waits(state: dict[str, Any], now: datetime) -> bool:
+    """Whether a channel's next attempt is still to come. One set later than any backoff
+    could set it was set by a clock that ran ahead: it is due now, and said."""
+    later = _when(state.get("next_attempt"), now)
+    if later > now + LATEST_RETRY:
+        log.warning(
+            "a delivery was set for %s, later than any retry could be (now %s): the clock "
+            "was ahead and has been set back; trying now",
+            _iso(later),
+            _iso(now),
+        )
+        return False
+    return later > now
 
 
 def backoff(attempts: int, rand: Callable[[], float] = random.random) -> timedelta:
@@ -92,15 +119,19 @@ class Outbox:
         self.halted = False
 
     def due(self, now: datetime) -> list[dict[str, Any]]:
+        """Pending entries whose next attempt has come, and those set later than any
+        backoff could: the clock was ahead when they were tried, and is right again."""
         self.store.refresh("outbox")
         resp = self.store.es.search(
             index=self.store.index("outbox"),
             query={
                 "bool": {
-                    "filter": [
-                        {"term": {"status": "pending"}},
+                    "filter": [{"term": {"status": "pending"}}],
+                    "should": [
                         {"range": {"next_attempt": {"lte": _iso(now)}}},
-                    ]
+                        {"range": {"next_attempt": {"gt": _iso(now + LATEST_RETRY)}}},
+                    ],
+                    "minimum_should_match": 1,
                 }
             },
             sort=[{"created": "asc"}],
@@ -141,7 +172,7 @@ class Outbox:
         tried = []
         for name in names:
             state = deliveries.setdefault(name, {"status": "pending", "attempts": 0})
-            if state["status"] != "pending" or _when(state.get("next_attempt"), now) > now:
+            if state["status"] != "pending" or _waits(state, now):
                 continue
             if not self.may_send():
                 # Another agent now delivers (see `lease`): what was tried is saved, no more.
