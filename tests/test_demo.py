@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,15 @@ def test_the_demo_outside_a_checkout_says_to_use_one(
 
     with pytest.raises(ConfigError, match=r"runs from a checkout .* run `make demo`"):
         demo.check_checkout()
+
+
+def test_the_next_steps_name_a_command_this_shell_can_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    venv_bin = Path(sys.executable).parent
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    outside = demo._command()
+    monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")
+
+    assert Path(outside).resolve() == (venv_bin / "nis2triage").resolve()
+    assert demo._command() == "nis2triage"

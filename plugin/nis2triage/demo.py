@@ -8,9 +8,12 @@ the early warning that would go to the CCB.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import secrets
+import shutil
+import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -180,14 +183,27 @@ def write_local_config(url: str) -> Path:
 
 
 def show_next_steps(console: Console, config: Path, keys: Path) -> None:
+    command = _command()
     console.print(
         "\nGo on with the demo's incidents (same node, same keys):\n"
         f"  source {keys}\n"
-        f"  nis2triage incidents list -c {config}\n"
-        f"  nis2triage incidents show <id> -c {config}",
+        f"  {command} incidents list -c {config}\n"
+        f"  {command} incidents show <id> -c {config}",
         markup=False,
         highlight=False,
     )
+
+
+def _command() -> str:
+    """`nis2triage` as this shell can run it: the virtualenv's, by its path, unless that
+    is the one on PATH (`make demo` runs it without activating the virtualenv)."""
+    ours = Path(sys.executable).parent / "nis2triage"
+    found = shutil.which("nis2triage")
+    if not ours.exists() or (found and Path(found).resolve() == ours.resolve()):
+        return "nis2triage"
+    with contextlib.suppress(ValueError):
+        return str(ours.relative_to(Path.cwd()))
+    return str(ours)
 
 
 def show(console: Console, report: CycleReport) -> None:

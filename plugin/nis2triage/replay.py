@@ -146,10 +146,14 @@ def summary(result: ReplayResult, console: Console) -> None:
     per_day: Counter[tuple[str, str]] = Counter(
         (a.name, a.timestamp.date().isoformat()) for a in result.alerts
     )
-    title = f"{len(result.alerts)} alerts from {result.in_range} events"
     if result.narrowed:
-        title += f" ({result.events} read: those the detectors' filters may take)"
-    table = Table(title=title)
+        # Two counts that differ: say which is which, on a line of its own (a table's
+        # title wraps at the table's width).
+        console.print(
+            f"{result.in_range} events in the range; the agent read {result.events} of them, "
+            "those a detector's filter may take"
+        )
+    table = Table(title=f"{len(result.alerts)} alerts from {result.in_range} events")
     for column in ("detector or rule", "day (UTC)", "alerts"):
         table.add_column(column)
     for (name, day), n in sorted(per_day.items()):
