@@ -91,7 +91,7 @@ def test_a_due_time_is_absolute_with_an_offset_or_a_duration_from_now() -> None:
 @pytest.mark.usefixtures("agent_env")
 def test_list_show_and_refusals_against_the_real_node(
     es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     config = write_agent_config(tmp_path, es_settings, index_name, index_name)
     cfg = load_config(config)
@@ -119,6 +119,13 @@ def test_list_show_and_refusals_against_the_real_node(
     assert main(["incidents", "report", incident.id, "-c", str(config), *again]) == 1
     assert "--request belongs to intermediate reports" in capsys.readouterr().err
     assert notifier.entry(reporting.report_key(incident.id, EARLY, "again", b"k" * 16)[1]) is None
+    # Reading needs no pseudonym key; making a report does.
+    monkeypatch.delenv("NIS2TRIAGE_PSEUDONYM_KEY")
+    assert main(["incidents", "show", incident.id, "-c", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["incident"]["id"] == incident.id
+    early = ["--stage", "early-warning"]
+    assert main(["incidents", "report", incident.id, "-c", str(config), *early]) == 1
+    assert "NIS2TRIAGE_PSEUDONYM_KEY is not set" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("agent_env")

@@ -63,7 +63,9 @@ class Context:
     console: Console
 
 
-def connect(config: str) -> Context:
+def connect(config: str, reading: bool = False) -> Context:
+    """The incident flow for one command. Reading (list, show) needs no pseudonym key:
+    it makes no report, and an analyst who only reads need not hold that secret."""
     from nis2triage import esclient
     from nis2triage.config import es_settings
     from nis2triage.incidents.flow import IncidentFlow
@@ -75,6 +77,9 @@ def connect(config: str) -> Context:
     store.ensure_indices()
     key = os.environ.get(cfg.notifier.pseudonym_key_env)
     clock = _now
+    if reading and not key:
+        without = cfg.notifier.model_copy(update={"pseudonymise": False})
+        cfg = cfg.model_copy(update={"notifier": without})
     notifier = build.notifier(cfg, store, key.encode() if key else None, clock)
     console = Console() if sys.stdout.isatty() else Console(width=160)
     return Context(cfg, IncidentFlow(cfg, store, notifier, clock), console)
@@ -431,4 +436,5 @@ def run(args: argparse.Namespace) -> int:
     """Entry point from nis2triage.cli: connect, then the chosen subcommand."""
     handler = getattr(args, "incident_handler", None)
     assert handler is not None
-    return int(handler(connect(args.config), args))
+    reading = args.incidents_command in ("list", "show")
+    return int(handler(connect(args.config, reading), args))
