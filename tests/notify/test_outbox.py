@@ -201,3 +201,24 @@ def test_an_attempt_set_by_a_clock_that_ran_ahead_is_made_once_the_clock_is_righ
 
     assert report.sent == 1 and http.keys == ["key-1", "key-1"]
     assert "the clock was ahead and has been set back" in caplog.text
+
+
+def test_a_channel_configured_again_takes_its_delivery_back(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # http down, then smtp instead (down too), then http again, now up.
+    outbox, store = outbox_with(es, index_name, Scripted("http", [RetryLater("503")]))
+    outbox.deliver_due(NOW)
+    smtp = Scripted("smtp", [RetryLater("421")])
+    Outbox(store, {"smtp": smtp}, max_attempts=3).deliver_due(NOW + timedelta(hours=1))
+    http = Scripted("http")
+
+    Outbox(store, {"http": http}, max_attempts=3).deliver_due(NOW + timedelta(hours=2))
+
+    entry = store.get("outbox", "key-1")
+    assert entry is not None and entry["status"] == "sent"
+    assert http.keys == ["key-1"] and smtp.keys == ["key-1"]
+    assert {n: d["status"] for n, d in entry["deliveries"].items()} == {
+        "http": "sent",
+        "smtp": "replaced",
+    }

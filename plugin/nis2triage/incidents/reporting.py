@@ -91,6 +91,11 @@ class Reporter:
         meta = {"incident_id": incident.id, "stage": deadline_key}
         new = self.notifier.queue(key, "incident_report", body, meta)
         status: StageStatus = "dry-run" if self.notifier.mode == "dry-run" else "queued"
+        found = None if new else self.notifier.entry(key)
+        if found is not None and found.get("status") == "dry-run":
+            # Made in dry-run by a run that stopped before recording it: recorded as what
+            # it is, so that `incidents report` can send it (see `_send_dry_run`).
+            status = "dry-run"
         entry = StageReport(
             key=deadline_key, report=stage.report, outbox_id=key, status=status,
             queued_at=self.clock(), by=who,

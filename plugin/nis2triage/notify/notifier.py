@@ -75,16 +75,27 @@ class Notifier:
         """Queue again, for delivery, an entry made in dry-run: same key, the report as
         made now, the channels configured now."""
         now = _iso(self.clock())
-        update = {
+        index = self.store.index("outbox")
+        found = self.store.es.get(index=index, id=key)
+        doc = {
+            **found["_source"],
             "status": "pending",
             "channels": list(self.channels),
             "next_attempt": now,
             "requeued": now,
             "attempts": 0,
             "deliveries": {},
+            # Replaced whole: an update would merge the old report's fields into it.
             "payload": body,
         }
-        self.store.es.update(index=self.store.index("outbox"), id=key, doc=update, refresh=True)
+        self.store.es.index(
+            index=index,
+            id=key,
+            document=doc,
+            if_seq_no=found["_seq_no"],
+            if_primary_term=found["_primary_term"],
+            refresh=True,
+        )
         log.info("%s queued again, from dry-run, for %s", key, ", ".join(self.channels))
 
     def dry_runs(self, since: datetime) -> list[dict[str, Any]]:

@@ -168,7 +168,7 @@ class Outbox:
     def _deliver(self, hit: dict[str, Any], now: datetime) -> list[str]:
         doc = hit["_source"]
         deliveries = {name: dict(state) for name, state in doc.get("deliveries", {}).items()}
-        names = self._routes(hit["_id"], channels_of(doc), deliveries)
+        names, rerouted = self._routes(hit["_id"], channels_of(doc), deliveries)
         tried = []
         for name in names:
             state = deliveries.setdefault(name, {"status": "pending", "attempts": 0})
@@ -182,32 +182,37 @@ class Outbox:
             crash_point("post-answered")
             deliveries[name] = self._judge(hit["_id"], name, state, outcome, now)
             tried.append(deliveries[name]["status"])
-        if tried or names != channels_of(doc):
+        if tried or rerouted:
             self._save(hit, deliveries, now, names)
         return tried
 
     def _routes(
         self, key: str, listed: list[str], deliveries: dict[str, dict[str, Any]]
-    ) -> list[str]:
-        """The entry's channels, as `incidents.channels` stands now.
+    ) -> tuple[list[str], bool]:
+        """The entry's channels as `incidents.channels` stands now, and whether that
+        changed its deliveries.
 
         A channel taken out of the configuration (http given up for manual, the CCB
         having no API) would refuse the entry for good: its delivery is marked replaced,
-        and when none of the entry's channels is left, the configured ones take it.
+        and when none of the entry's channels is left, the configured ones take it. A
+        replaced channel configured again takes its delivery back.
         """
+        changed = False
+        for name in listed:
+            state = deliveries.get(name, {})
+            if state.get("status") == "replaced" and name in self.channels:
+                state.update(status="pending", next_attempt=None)
+                changed = True
         status = {n: deliveries.get(n, {}).get("status", "pending") for n in listed}
         gone = [n for n in listed if n not in self.channels and status[n] == "pending"]
         if not gone:
-            return listed
+            return listed, changed
         for name in gone:
             state = deliveries.setdefault(name, {"attempts": 0})
             state.update(status="replaced", last_error="no longer in incidents.channels")
+            status[name] = "replaced"
         live = ("pending", "sent", "handed_over")
-        left = [
-            n
-            for n in listed
-            if n in self.channels and deliveries.get(n, {}).get("status", "pending") in live
-        ]
+        left = [n for n in listed if n in self.channels and status[n] in live]
         added = [] if left else [n for n in self.channels if n not in listed]
         log.warning(
             "notification %s was queued for %s, which incidents.channels no longer lists; %s",
@@ -216,9 +221,9 @@ class Outbox:
             f"it goes over {', '.join(added)} instead (if an earlier try may have reached "
             "the old channel, check there before submitting it again)"
             if added
-            else "its other channels go on",
+            else f"{', '.join(left)} goes on with it",
         )
-        return [*listed, *added]
+        return [*listed, *added], True
 
     def _send(self, name: str, key: str, payload: dict[str, Any], now: datetime) -> Outcome:
         channel = self.channels.get(name)
