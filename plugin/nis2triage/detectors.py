@@ -484,7 +484,7 @@ class Detector:
             verdicts.append(self._verdict(finite(score)))
             return self._learns(verdicts[-1])
 
-        trees.judge(trees.paths_of([x for _, x in vectors]), learns)
+        trees.judge([x for _, x in vectors], learns)
         return verdicts
 
     def _batch_model(self) -> HalfSpaceTrees | None:

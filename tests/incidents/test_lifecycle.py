@@ -77,7 +77,13 @@ def test_status_only_moves_forward(current: str, reached: str, expected: str) ->
 @pytest.mark.parametrize(
     ("field", "entity", "users", "hosts"),
     [
-        ("user.email", "jan.peeters@port.example", ("oracle", "jan.peeters@port.example"), ()),
+        # The address's local part too, as people write an account without its domain.
+        (
+            "user.email",
+            "jan.peeters@port.example",
+            ("oracle", "jan.peeters@port.example", "jan.peeters"),
+            (),
+        ),
         ("winlog.event_data.TargetUserName", "JPeeters", ("oracle", "JPeeters"), ()),
         ("host.name", "LT-JAN-PEETERS", ("oracle",), ("LT-JAN-PEETERS",)),
         ("source.ip", "203.0.113.9", ("oracle",), ()),

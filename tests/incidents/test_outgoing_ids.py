@@ -4,6 +4,7 @@ operator still names the incident by its local id, or by the reference the repor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -96,3 +97,22 @@ def test_names_the_analyst_wrote_are_refused_before_queuing_until_reworded(
     entry = flow.reporter.notifier.entry(key)
     assert new and entry is not None
     assert "racle" not in json.dumps(entry["payload"])
+
+
+def test_names_written_without_their_domain_or_decomposed_are_refused_too(
+    make_flow: MakeFlow, clock: Clock
+) -> None:
+    flow = make_flow(auto_early_warning=False)
+    users = ("CORP\\jan.peeters", "jos\u00e9")
+    seen = dataclasses.replace(alert(users=users), related_hosts=("jan-laptop.corp.example",))
+    flow.take([(seen, LAB)])
+    incident = flow.desk.book.find({"match_all": {}})[0]
+    text = "jan-laptop was reimaged; jan.peeters and jose\u0301 were told"
+    flow.desk.record_impact(incident.id, "alice", {}, {"description": text})
+
+    with pytest.raises(IncidentError) as refused:
+        flow.reporter.queue(
+            flow.desk.book.get(incident.id), BY_REPORT["early_warning"], "alice", names_ok=False
+        )
+
+    assert "description names jan-laptop, jan.peeters, jos\u00e9" in str(refused.value)

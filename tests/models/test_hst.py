@@ -120,7 +120,7 @@ def judge(model: HalfSpaceTrees, xs: list[dict[str, float]], bar: float) -> list
         scores.append(float(score))
         return score <= bar
 
-    model.judge(model.paths_of(xs), learns)
+    model.judge(xs, learns)
     return scores
 
 
@@ -144,6 +144,33 @@ def test_judging_ahead_equals_river_with_held_out_vectors(params: dict[str, obje
     assert ours == expected
     assert sum(s > 0.6 for s in ours) > 10  # some were held out
     assert model.counter == reference.counter
+
+
+def test_judging_vectors_that_lack_features_equals_river() -> None:
+    xs = stream(2000, seed=5, drop=0.3)
+    xs[0] = {"a": 1.0, "b": 1.0, "c": 0.5}  # the first vector names the split features
+    model = HalfSpaceTrees(n_trees=25, height=6, window_size=10, seed=7, limits=LIMITS)
+    model.learn_one(xs[0])
+
+    ours = judge(model, xs[1:], 0.6)
+
+    reference = anomaly.HalfSpaceTrees(n_trees=25, height=6, window_size=10, seed=7, limits=LIMITS)
+    reference.learn_one(xs[0])
+    expected = []
+    for x in xs[1:]:
+        expected.append(float(reference.score_one(x)))
+        if expected[-1] <= 0.6:
+            reference.learn_one(x)
+    assert ours == expected
+
+
+def test_large_trees_look_fewer_windows_ahead() -> None:
+    small = HalfSpaceTrees(n_trees=25, height=6, window_size=10, seed=7, limits=LIMITS)
+    large = HalfSpaceTrees(n_trees=2, height=15, window_size=1, seed=7, limits=LIMITS)
+    for model in (small, large):
+        model.learn_one(stream(1, seed=1)[0])
+
+    assert (small._most_windows(), large._most_windows()) == (64, 16)
 
 
 def test_learning_past_the_window_end_is_refused() -> None:

@@ -140,8 +140,11 @@ def _then_ok(interim: bytes) -> bytes:
          + "\ufeff<!DOCTYPE html><title>Login</title>".encode().ljust(40), None),
         (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
          b"<!-- sso --> <!-- v2 --><html><body>Sign in</body></html>", None),
+        (b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nConnection: close\r\n\r\n"
+         b'<?xml version="1.0"?>\n<!DOCTYPE html><html>Sign in</html>', None),
     ],
-    ids=["103-then-201", "102-twice-then-201", "no-final-answer", "bom-page", "comment-page"],
+    ids=["103-then-201", "102-twice-then-201", "no-final-answer", "bom-page", "comment-page",
+         "xml-page"],
 )  # fmt: skip
 def test_interim_answers_are_skipped_and_pages_are_not_deliveries(
     answer: bytes, outcome: Delivered | RetryLater | None

@@ -353,3 +353,71 @@ def test_a_host_with_its_domain_in_any_case_is_one_pseudonym() -> None:
 
     host = p.pseudonym("pc7.corp.example", "host")
     assert out == f"logon at {host} then {host}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http_proxy=jan:p@ss:w/rd@proxy:8080",
+        "jan:s3cret@[2001:db8::1]:8080",
+        "jan:s3cret@proxy_1.example:8080",
+        "proxy|jan:s3cret@proxy.example:8080",
+        "--proxy=<jan:s3cret@proxy.example:8080>",
+        "rsync jan:s3cret@backup.example::module",
+        "jan:s3cret@proxy.example?x=1",
+    ],
+)
+def test_logins_without_a_scheme_in_other_spellings_lose_their_password(text: str) -> None:
+    p = Pseudonymiser(KEY)
+
+    out = p.scrub(text)
+
+    assert f"{p.pseudonym('jan', 'user')}:[removed]@" in out
+    assert "s3cret" not in out + str(p.table) and "p@ss" not in out + str(p.table)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("ip68-100-10-5.ph.ph.cox.net", "{ip}.ph.ph.cox.net"),
+        ("host68-100-10-5.range86-128.example.com", "host-{ip}.range86-128.example.com"),
+        ("host-68-100-10-5-static.isp.example", "host-{ip}-static.isp.example"),
+        ("68-100-10-5-dyn.example", "{ip}-dyn.example"),
+        ("x.static-68-100-10-5.dsl.example.net", "x.static-{ip}.dsl.example.net"),
+        ("68-100-10-5.1e100.net", "{ip}.1e100.net"),
+    ],
+)
+def test_addresses_in_providers_host_names_are_replaced(name: str, expected: str) -> None:
+    p = Pseudonymiser(KEY)
+
+    assert p.scrub(name) == expected.format(ip=p.pseudonym("68.100.10.5", "ip"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "image: nginx:1.25.3@sha256:0123abcd",  # a digest, not a login
+        "backup-05-12-26-10.tar.gz",  # a date: groups with leading zeros
+        "01-02-03-04.log",
+        "lodash@4.17.21-rc.1 node@18.x openssh@9.6p1",  # versions
+        "Error at line 1:2:3:4:5:6",  # a position, not a MAC
+    ],
+)
+def test_what_only_looks_like_a_login_an_address_or_a_mac_stays(text: str) -> None:
+    assert Pseudonymiser(KEY).scrub(text) == text
+
+
+def test_a_mail_header_with_a_port_is_not_taken_for_a_login() -> None:
+    p = Pseudonymiser(KEY)
+
+    assert (
+        p.scrub("from:jan@mail.example:25") == f"from:{p.pseudonym('jan@mail.example', 'email')}:25"
+    )
+
+
+def test_text_of_many_urls_without_an_at_sign_holds_no_login() -> None:
+    # Many `://a:` and no @: an unbounded password part took 16 s on 100 kB (0.4 s now;
+    # timed by hand, not asserted).
+    out = Pseudonymiser(KEY).scrub("://a:" * 20_000)
+
+    assert "[removed]" not in out

@@ -127,7 +127,31 @@ def named_entities(incident: Incident) -> tuple[tuple[str, ...], tuple[str, ...]
     alerts = [(a.entity_field, a.entity) for a in incident.alerts]
     users = [name for field, entity in alerts for name in _own(field, entity, "user")]
     hosts = [name for field, entity in alerts for name in _own(field, entity, "host")]
-    return _merged(incident.users, users), _merged(incident.hosts, hosts)
+    users = [*incident.users, *users]
+    hosts = [*incident.hosts, *hosts]
+    return _merged(users, _short_users(users)), _merged(hosts, _short_hosts(hosts))
+
+
+# Shorter than this, a name's short form is too likely a word of its own to replace.
+MIN_SHORT_NAME = 3
+
+
+def _short_users(users: Iterable[str]) -> list[str]:
+    """How people write an account without its domain: `jan.peeters` for CORP\\jan.peeters
+    or jan.peeters@corp.example."""
+    short = [u.rsplit("\\", 1)[-1].split("@", 1)[0] for u in users]
+    return [s for s, u in zip(short, users, strict=True) if s != u and len(s) >= MIN_SHORT_NAME]
+
+
+def _short_hosts(hosts: Iterable[str]) -> list[str]:
+    """How people write a machine without its domain: `jan-laptop` for
+    jan-laptop.corp.example."""
+    short = [h.split(".", 1)[0] for h in hosts]
+    return [
+        s
+        for s, h in zip(short, hosts, strict=True)
+        if s != h and len(s) >= MIN_SHORT_NAME and not s.isdigit()
+    ]
 
 
 def _own(field: str, entity: str, kind: str) -> tuple[str, ...]:

@@ -31,8 +31,9 @@ from river import anomaly
 
 Paths = np.ndarray  # (vectors, trees, height + 1) node indices, root first
 # Windows scored together at most: their masses are held at once (1.6 MB with the
-# shipped trees).
+# shipped trees), and at most AHEAD_CELLS node masses (16 MB) for larger trees.
 MAX_AHEAD = 64
+AHEAD_CELLS = 1 << 21
 
 
 class HalfSpaceTrees(anomaly.HalfSpaceTrees):
@@ -123,8 +124,8 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
         trees = np.arange(self.n_trees)[None, :, None]
         return self._scores(self._reference[trees, paths])
 
-    def judge(self, paths: Paths, learns: Callable[[float], bool]) -> None:
-        """Score each path in order, then learn it if `learns(score)` says so: as
+    def judge(self, xs: Sequence[Mapping[Any, float]], learns: Callable[[float], bool]) -> None:
+        """Score each vector in order, then learn it if `learns(score)` says so: as
         `score_one` and `learn_one` would, vector after vector, at a fraction of the cost.
 
         The scores of the windows ahead are worked out together, as if every vector were
@@ -133,6 +134,14 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
         doubles while every vector is learnt and starts again at one window after a
         refusal, so a stream of refusals costs no more than one window at a time did.
         """
+        if not all(self.complete(x) for x in xs):
+            # Where a vector lacking a feature goes depends on the masses as they are when
+            # it comes: one at a time.
+            for x in map(dict, xs):
+                if learns(self.score_one(x)):
+                    self.learn_one(x)
+            return
+        paths = self.paths_of(xs)
         done, windows = 0, 1
         while done < len(paths):
             first, learnt = done, len(paths)
@@ -143,19 +152,19 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
                     learnt = done - 1
                     break
             self.learn_many(paths[first : min(learnt, done)])
-            windows = 1 if learnt < done else min(2 * windows, MAX_AHEAD)
+            windows = 1 if learnt < done else min(2 * windows, self._most_windows())
 
     def scores_if_learnt(self, paths: Paths) -> np.ndarray:
         """River's score for each path, were every path before it learnt (at most
-        MAX_AHEAD windows of them).
+        `_most_windows()` windows of them).
 
         Exact up to the first vector the caller holds out (see `judge`). Scoring one
         window at a time cost a few numpy calls per 10 buckets with the shipped
         `window_size`, the largest part of closing them (`make bench`).
         """
-        most = self.window_left() + (MAX_AHEAD - 1) * self.window_size
+        most = self.window_left() + (self._most_windows() - 1) * self.window_size
         if len(paths) > most:
-            raise ValueError(f"{len(paths)} vectors span more than {MAX_AHEAD} windows")
+            raise ValueError(f"{len(paths)} vectors span more than {self._most_windows()} windows")
         if not len(paths):
             return np.zeros(0)
         window = self._windows(len(paths))
@@ -169,6 +178,9 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
         if self._first_window:
             scores[window == 0] = 0.0  # River scores 0 until its first window is full
         return scores
+
+    def _most_windows(self) -> int:
+        return max(1, min(MAX_AHEAD, AHEAD_CELLS // max(1, self._latest.size)))
 
     def _windows(self, count: int) -> np.ndarray:
         """The window each of `count` vectors learnt from now falls in (0: the current)."""

@@ -240,10 +240,13 @@ def _is_html(answer: Answer) -> bool:
     """Whether the answer is a web page. An empty body is not one, whatever its type:
     web frameworks label an empty 202 or 204 text/html by default."""
     kind = answer.headers.get("content-type", "").partition(";")[0].strip().lower()
-    # A byte order mark and comments may come before the page's first tag.
-    start = answer.text.lstrip("\ufeff \t\r\n")[:2000].lower()
-    while start.startswith("<!--") and "-->" in start:
-        start = start.split("-->", 1)[1].lstrip()
+    # A byte order mark, an XML declaration and comments may come before the first tag.
+    start = answer.text.lstrip("\ufeff \t\r\n")[:20_000].lower()
+    while start.startswith(("<!--", "<?")):
+        end = "-->" if start.startswith("<!--") else "?>"
+        if end not in start:
+            break
+        start = start.split(end, 1)[1].lstrip()
     if not start:
         return False
     return kind in ("text/html", "application/xhtml+xml") or start.startswith(

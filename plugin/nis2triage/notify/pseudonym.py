@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import string
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -68,21 +69,28 @@ _UNITS = "service|socket|timer|mount|target|path|slice|scope|device|swap"
 _EMAIL = re.compile(
     rf"(?<![\w.+'!*^{{}}~$-])(?<!{_MARK})"
     rf"{_LOCAL}(?:@|%40)(?:{_LABEL}\.)+(?!(?:{_UNITS})\b)"
-    rf"(?=[0-9-]*[^\W\d_]){_LABEL}",
+    # The last label, a top-level domain, starts with a letter and has two characters or
+    # more: `openssh@9.6p1` and `node@18.x` are versions.
+    rf"[^\W\d_](?:[^\W_]|-|{_MARK})+",
     re.IGNORECASE,
 )
 # A URL's user name and password (https://jan.peeters:secret@host/): the name is a
 # person's, the password must not leave at all.
 # The password runs to the last @ of the URL (it may hold @ # /); a URL escaped in JSON
 # (https:\/\/) counts too.
-_USERINFO = re.compile(r"(?:(?<=://)|(?<=:\\/\\/))([^\s/?#@:]+)(?::([^\s]*))?@")
+# Both parts bounded: without a bound, text of many `://a:` with no @ took 16 s per 100 kB.
+_USERINFO = re.compile(r"(?:(?<=://)|(?<=:\\/\\/))([^\s/?#@:]{1,256})(?::(\S{0,256}))?@")
 # The same without a scheme, as proxy settings, git and rsync write it
-# (http_proxy=jan:s3cret@proxy.example:8080, jan:pw@git.example:team/repo): a host then
-# a port or a path. Without either (`to:jan@example.be` is more often a mail header than
-# a login) it is left to the e-mail pattern: a gap for `jan:pw@host` alone.
+# (http_proxy=jan:s3cret@proxy.example:8080, jan:pw@git.example:team/repo,
+# jan:pw@backup::module): a host (a name or [IPv6]) then a port, a path or a query. The
+# password runs to the last @ before that host. Without anything after the host
+# (`to:jan@example.be` is more often a mail header than a login) it is left to the e-mail
+# pattern: a gap for `jan:pw@host` alone. Not a login: a mail header's `from:`, `to:`..
+# before an address, and an image's digest (nginx:1.25@sha256:..).
 _BARE_USERINFO = re.compile(
-    r"(?<![^\s=,;\"'(\[{])([\w.+-]+):([^\s@/:<>\"']+)@"
-    r"(?=[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[\w/]|/))"
+    r"(?<![^\s=,;\"'(\[{<|:])(?!(?i:from|to|cc|bcc|rcpt|sender|mailto|reply-to):)"
+    r"([\w.+%-]{1,128}):([^\s/<>\"']{1,256})@(?!sha\d+:)"
+    r"(?=(?:\[[0-9A-Fa-f:.]+\]|[\w-]+(?:\.[\w-]+)*)(?::[:\w/]|/|[?#]))"
 )
 # A network card's MAC address names one device, often one person's: six groups of hex
 # digits joined by one separator (aa:bb:.., AA-BB-.. as ECS writes it, 0:1b:63:.. as BSD
@@ -98,12 +106,17 @@ _MAC = re.compile(
     r"(?![0-9A-Za-z])"
 )
 # An address written with dashes in a host name: after a label (AWS' ip-10-1-2-3 and
-# ec2-203-0-113-7, a provider's static- or dhcp-...), or leading a domain
-# (203-0-113-7.dyn.example.net). A reversed one (7-113-0-203.dsl..) is taken as written:
-# replaced, though under another pseudonym than the address itself.
+# ec2-203-0-113-7, a provider's static-, dhcp-, host86-.. or ip68-..), or leading a
+# domain or a suffix (203-0-113-7.dyn.example.net, 203-0-113-7-static.isp..). A reversed
+# one (7-113-0-203.dsl..) is taken as written: replaced, though under another pseudonym
+# than the address itself. A group with a leading zero (backup-05-12-26-10.tar) is a
+# date or a counter, not an address.
+_OCTET = r"(?:0|[1-9]\d{0,2})"
+_QUAD = rf"({_OCTET}(?:-{_OCTET}){{3}})"
+_AFTER_QUAD = r"(?:-[A-Za-z]|\.[A-Za-z0-9-]*[A-Za-z])"
 _DASHED_IPV4 = re.compile(
-    r"(?<![\w.-])(?:([A-Za-z][A-Za-z0-9]*(?:-[A-Za-z][A-Za-z0-9]*)*-)(\d{1,3}(?:-\d{1,3}){3})"
-    r"(?![\w-])|(\d{1,3}(?:-\d{1,3}){3})(?=\.[A-Za-z]))"
+    rf"(?<![\w-])(?:([A-Za-z][A-Za-z0-9]*?(?:-[A-Za-z][A-Za-z0-9]*?)*-?){_QUAD}"
+    rf"(?={_AFTER_QUAD}|(?![\w-]))|{_QUAD}(?={_AFTER_QUAD}))"
 )
 
 
@@ -144,7 +157,7 @@ class Pseudonymiser:
         only IP, e-mail and MAC addresses are: an account called `root` or `test` must
         not turn those words of a sentence into pseudonyms.
         """
-        kinds = {h: "host" for h in hosts if h} | {u: "user" for u in users if u}
+        kinds = {_nfc(h): "host" for h in hosts if h} | {_nfc(u): "user" for u in users if u}
         # Longest first, so that `web01.corp` is replaced whole before a name inside it.
         names = sorted(kinds.items(), key=lambda item: len(item[0]), reverse=True)
         return self._walk(payload, _Scope(names, frozenset(as_is), frozenset(written)))
@@ -182,6 +195,8 @@ class Pseudonymiser:
         return self.pseudonym(value, kind) if isinstance(value, str) else value
 
     def _text(self, text: str, names: list[tuple[str, str]]) -> str:
+        # One spelling of accented letters (macOS writes them decomposed), as the names have.
+        text = _nfc(text)
         for name, kind in names:
             if text.casefold() == name.casefold():
                 return self.pseudonym(name, kind)
@@ -229,12 +244,16 @@ class Pseudonymiser:
         if not replaced.startswith("ip-"):
             return found.group(0)  # 10-20-300-4: no address
         # AWS' own `ip-` label would read ip-ip-..: the pseudonym says it already.
-        return replaced if label.lower() == "ip-" else label + replaced
+        if label.lower().rstrip("-") == "ip":
+            return replaced
+        return (label if label.endswith("-") else f"{label}-") + replaced if label else replaced
 
     def _mac(self, found: re.Match[str]) -> str:
         text = found.group(0)
         if found.group(1) and text.count(found.group(1)) != 5:
             return text  # seven groups or more: no MAC (an IPv6 address, a fingerprint)
+        if sum(c in string.hexdigits for c in text.replace(found.group(1) or "-", "")) < 9:
+            return text  # mostly one-digit groups: a position (line 1:2:3:4:5:6), no MAC
         return self.pseudonym(_mac(text), "mac")
 
     def _address(self, candidate: str) -> str:
@@ -306,8 +325,13 @@ def _whole_host(name: str) -> re.Pattern[str]:
 
 def named_in(text: str, names: Iterable[str]) -> list[str]:
     """The names (accounts, hosts) that `text` holds as whole words, in any case, a
-    domain after them or not."""
-    return sorted({name for name in names if name and _whole_host(name).search(text)})
+    domain after them or not, accents composed or not."""
+    text = _nfc(text)
+    return sorted({name for name in names if name and _whole_host(_nfc(name)).search(text)})
+
+
+def _nfc(text: str) -> str:
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def reveal(store: Store, name: str, kind: str) -> str | None:
