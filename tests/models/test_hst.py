@@ -39,6 +39,22 @@ def river_scores(xs: list[dict[str, float]], learn: list[bool], **params: object
     return scores
 
 
+def river_holding_out(
+    xs: list[dict[str, float]], bar: float, **params: object
+) -> tuple[list[float], anomaly.HalfSpaceTrees]:
+    """River, built on the first vector, then scoring the others one at a time and
+    learning those that score at most `bar`: the scores and the model."""
+    reference = anomaly.HalfSpaceTrees(**params, limits=LIMITS)
+    reference.learn_one(xs[0])
+    scores = []
+    for x in xs[1:]:
+        scores.append(float(reference.score_one(x)))
+        if scores[-1] <= bar:
+            reference.learn_one(x)
+    return scores, reference
+
+
+SHIPPED: dict[str, object] = {"n_trees": 25, "height": 6, "window_size": 10, "seed": 7}
 PARAMS = [
     pytest.param({"n_trees": 25, "height": 6, "window_size": 10, "seed": 7}, id="shipped"),
     pytest.param({"n_trees": 10, "height": 8, "window_size": 250, "seed": 1}, id="river-default"),
@@ -100,15 +116,7 @@ def test_batches_equal_river_with_held_out_vectors() -> None:
         for s in judge_in_batches(model, xs[start : start + 333], bar=0.6)
     ]
 
-    # River, one vector at a time, holding out the same way.
-    reference = anomaly.HalfSpaceTrees(n_trees=25, height=6, window_size=10, seed=7, limits=LIMITS)
-    reference.learn_one(xs[0])
-    expected = []
-    for x in xs[1:]:
-        expected.append(float(reference.score_one(x)))
-        if expected[-1] <= 0.6:
-            reference.learn_one(x)
-    assert ours == expected
+    assert ours == river_holding_out(xs, 0.6, **SHIPPED)[0]
     assert sum(s > 0.6 for s in ours) > 10  # some were held out
 
 
@@ -134,13 +142,7 @@ def test_judging_ahead_equals_river_with_held_out_vectors(params: dict[str, obje
     cuts = [1, 2, 3, 12, 22, 22, 23, 723, 724, 3724, 6000]
     ours = [s for a, b in itertools.pairwise(cuts) for s in judge(model, xs[a:b], 0.6)]
 
-    reference = anomaly.HalfSpaceTrees(**params, limits=LIMITS)
-    reference.learn_one(xs[0])
-    expected = []
-    for x in xs[1:]:
-        expected.append(float(reference.score_one(x)))
-        if expected[-1] <= 0.6:
-            reference.learn_one(x)
+    expected, reference = river_holding_out(xs, 0.6, **params)
     assert ours == expected
     assert sum(s > 0.6 for s in ours) > 10  # some were held out
     assert model.counter == reference.counter
@@ -154,14 +156,7 @@ def test_judging_vectors_that_lack_features_equals_river() -> None:
 
     ours = judge(model, xs[1:], 0.6)
 
-    reference = anomaly.HalfSpaceTrees(n_trees=25, height=6, window_size=10, seed=7, limits=LIMITS)
-    reference.learn_one(xs[0])
-    expected = []
-    for x in xs[1:]:
-        expected.append(float(reference.score_one(x)))
-        if expected[-1] <= 0.6:
-            reference.learn_one(x)
-    assert ours == expected
+    assert ours == river_holding_out(xs, 0.6, **SHIPPED)[0]
 
 
 def test_large_trees_look_fewer_windows_ahead() -> None:

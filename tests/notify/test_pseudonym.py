@@ -230,24 +230,6 @@ def test_an_address_in_an_aws_host_name_and_in_a_key_is_replaced() -> None:
     assert out == {"host": f"{ip}.eu-west-1.compute.internal", "by_source": {ip: 4}}
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "http_proxy=jan:s3cret@proxy.corp.example:8080",
-        "git clone jan:s3cret@git.corp.example:team/repo.git",
-        "rsync -a 'jan:s3cret@backup.corp.example:/srv/' .",
-    ],
-)
-def test_a_login_without_a_url_scheme_loses_its_password_and_its_user(text: str) -> None:
-    p = Pseudonymiser(KEY)
-
-    out = p.scrub(text)
-
-    assert f"{p.pseudonym('jan', 'user')}:[removed]@" in out
-    assert "s3cret" not in out and "s3cret" not in str(p.table)
-    assert "corp.example" in out  # the host is the organisation's, not a person's
-
-
 def test_a_mail_header_is_not_taken_for_a_login() -> None:
     p = Pseudonymiser(KEY)
 
@@ -358,6 +340,9 @@ def test_a_host_with_its_domain_in_any_case_is_one_pseudonym() -> None:
 @pytest.mark.parametrize(
     "text",
     [
+        "http_proxy=jan:s3cret@proxy.corp.example:8080",
+        "git clone jan:s3cret@git.corp.example:team/repo.git",
+        "rsync -a 'jan:s3cret@backup.corp.example:/srv/' .",
         "http_proxy=jan:p@ss:w/rd@proxy:8080",
         "jan:s3cret@[2001:db8::1]:8080",
         "jan:s3cret@proxy_1.example:8080",
@@ -367,7 +352,7 @@ def test_a_host_with_its_domain_in_any_case_is_one_pseudonym() -> None:
         "jan:s3cret@proxy.example?x=1",
     ],
 )
-def test_logins_without_a_scheme_in_other_spellings_lose_their_password(text: str) -> None:
+def test_a_login_without_a_url_scheme_loses_its_user_and_its_password(text: str) -> None:
     p = Pseudonymiser(KEY)
 
     out = p.scrub(text)
