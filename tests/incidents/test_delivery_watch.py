@@ -176,3 +176,26 @@ def test_awareness_recorded_by_a_clock_that_ran_ahead_is_escalated_once_it_is_ri
     flow.cycle(clock.now + STEP)
 
     assert escalations(es, index_name, "aware_at") == ["clock_stepped_back"]
+
+
+def test_a_dry_run_report_queued_again_by_a_command_that_stopped_is_sent_once(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str, ccb: CcbServer
+) -> None:
+    trial = make_flow()
+    trial.take([(alert(), LAB)])
+    incident = trial.desk.book.find({"match_all": {}})[0]
+    key = incident.reports["early_warning"].outbox_id
+    flow = make_flow("send", {"endpoint": ccb.url})
+    outbox = outbox_of(flow, es, index_name)
+    # What `incidents report` does before it records the report on the incident.
+    early = BY_REPORT["early_warning"]
+    flow.reporter.notifier.requeue(key, flow.reporter.payload(incident, early, "alice", key, None))
+
+    run_until(flow, outbox, clock, T0 + timedelta(hours=1))
+    followed = flow.desk.book.get(incident.id).reports["early_warning"].status
+    _, _, again = flow.reporter.queue(flow.desk.book.get(incident.id), early, "alice")
+    run_until(flow, outbox, clock, T0 + timedelta(hours=2))
+
+    assert followed == "sent"  # the agent followed it into the outbox
+    assert again is False
+    assert ccb.idempotency_keys == [key]

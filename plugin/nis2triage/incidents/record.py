@@ -31,6 +31,9 @@ StageStatus = Literal["queued", "dry-run", "sent", "awaiting_submission", "faile
 GDPR_KEY = "gdpr_breach_notification"
 # Reports whose delivery the agent still follows in the outbox.
 OPEN_REPORT = ("queued", "awaiting_submission")
+# Followed into the outbox as well once the notifier sends: a dry run's report that
+# `incidents report` queued again may be delivered before the incident records it.
+FOLLOWED_REPORT = (*OPEN_REPORT, "dry-run")
 # An incident keeps the first detections in full; later ones are counted, their IoCs merged.
 MAX_ALERTS = 200
 
@@ -216,7 +219,7 @@ class Incident(_Record):
         doc["@timestamp"] = now.isoformat()
         doc["alert_count"] = self.alert_count
         doc["services"] = self.services
-        doc["open_reports"] = [k for k, r in self.reports.items() if r.status in OPEN_REPORT]
+        doc["open_reports"] = [k for k, r in self.reports.items() if r.status in FOLLOWED_REPORT]
         # The earliest deadline of a report still owed: the dashboard sorts on it.
         owed = [d.due for d in self.deadlines if d.key not in self.delivered()]
         doc["next_due"] = min(owed).isoformat() if owed else None

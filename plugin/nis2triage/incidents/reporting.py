@@ -114,9 +114,13 @@ class Reporter:
         made: StageReport,
     ) -> tuple[Incident, str, bool]:
         """A report made while the notifier was in dry-run, asked for again now that it
-        sends: made again (the incident as it stands) and queued under the same key."""
+        sends: made again (the incident as it stands) and queued under the same key.
+
+        Once only: if the outbox entry is no longer a dry run (queued again by a command
+        that stopped before recording it), it is recorded as queued, for `sync` to
+        follow, and not queued a second time."""
         body = self.payload(incident, stage, who, made.outbox_id, ref, names_ok)
-        self.notifier.requeue(made.outbox_id, body)
+        new = self.notifier.requeue(made.outbox_id, body)
         queued = made.model_copy(update={"status": "queued", "queued_at": self.clock(), "by": who})
         why = f"{stage.label} made in dry-run, queued for {', '.join(self.notifier.channels)}"
 
@@ -124,7 +128,7 @@ class Reporter:
             reports = {**i.reports, made.key: queued}
             return lifecycle.step(i, queued.queued_at, who, "report queued", why, reports=reports)
 
-        return self.desk.change(incident.id, requeue), made.outbox_id, True
+        return self.desk.change(incident.id, requeue), made.outbox_id, new
 
     def payload(
         self,
@@ -154,7 +158,8 @@ class Reporter:
         open_ones = self.desk.book.find({"exists": {"field": "open_reports"}}, size=500)
         for incident in open_ones:
             for key, report in incident.reports.items():
-                if report.status in OPEN_REPORT:
+                sending = report.status == "dry-run" and self.notifier.mode == "send"
+                if report.status in OPEN_REPORT or sending:
                     changed += self._follow(incident.id, key, report)
         return changed
 
@@ -197,7 +202,7 @@ class Reporter:
                 incident_id, lambda i: mark_sent(i, key, at, ", ".join(channels), None)
             )
             return 1
-        if entry.get("status") == "handed_over" and report.status == "queued":
+        if entry.get("status") == "handed_over" and report.status in ("queued", "dry-run"):
             self.desk.change(incident_id, lambda i: _mark(i, key, "awaiting_submission", now))
             return 1
         if entry.get("status") == "failed":

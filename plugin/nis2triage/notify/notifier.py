@@ -71,12 +71,14 @@ class Notifier:
             log.info("%s %s queued (%s) for %s", kind, key, doc["status"], ", ".join(self.channels))
         return new
 
-    def requeue(self, key: str, body: dict[str, Any]) -> None:
+    def requeue(self, key: str, body: dict[str, Any]) -> bool:
         """Queue again, for delivery, an entry made in dry-run: same key, the report as
-        made now, the channels configured now."""
+        made now, the channels configured now. False if it is no longer a dry run."""
         now = _iso(self.clock())
         index = self.store.index("outbox")
         found = self.store.es.get(index=index, id=key)
+        if found["_source"].get("status") != "dry-run":
+            return False
         doc = {
             **found["_source"],
             "status": "pending",
@@ -97,6 +99,7 @@ class Notifier:
             refresh=True,
         )
         log.info("%s queued again, from dry-run, for %s", key, ", ".join(self.channels))
+        return True
 
     def dry_runs(self, since: datetime) -> list[dict[str, Any]]:
         """Reports made in dry-run since `since`, which no channel delivers by itself."""
