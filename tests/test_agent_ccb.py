@@ -196,3 +196,25 @@ def test_reports_made_in_dry_run_are_named_at_a_start_in_send_mode(
     assert "were made in dry-run and are not sent by themselves" in said
     assert "incidents report " in said and "--stage early-warning" in said
     assert ccb.received == []
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_token_an_http_header_cannot_carry_stops_the_agent_before_it_runs(
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    ccb: CcbServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from nis2triage.cli import main
+
+    monkeypatch.setenv("NIS2TRIAGE_CCB_TOKEN", "ccb-token-\u20ac-S3CRET")
+
+    done = main(
+        ["run", "--config", str(send_config(tmp_path, es_settings, index_name, ccb)), "--once"]
+    )
+
+    said = capsys.readouterr().err
+    assert done == 1 and "NIS2TRIAGE_CCB_TOKEN holds a character outside ASCII" in said
+    assert "S3CRET" not in said and ccb.received == []

@@ -66,6 +66,8 @@ def test_bad_impact_arguments_say_what_is_expected(
         pytest.param(["request", "abc123", "R1", "--due", "0s"], "not in the future", id="due-now"),
         pytest.param(["submitted", "abc123", "--stage", "final", "--reference", "a\nb"],
                      "control character", id="reference-two-lines"),
+        pytest.param(["ack", "abc123", "--by", "alice\u2028bob"], "line break",
+                     id="by-unicode-line-break"),
     ],
 )  # fmt: skip
 def test_arguments_an_audit_trail_cannot_use_are_usage_errors(

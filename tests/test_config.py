@@ -127,11 +127,14 @@ def test_a_secret_loses_its_line_break_and_one_with_a_break_inside_is_refused(
 ) -> None:
     monkeypatch.setenv("T_TOKEN", "ccb-token-S3CRET\n")
     monkeypatch.setenv("T_BROKEN", "ccb-token\r\nS3CRET")
+    monkeypatch.setenv("T_SEPARATED", "ccb-token\u2028S3CRET")
 
     assert read_secret("T_TOKEN", None, "notifier token") == "ccb-token-S3CRET"
     with pytest.raises(ConfigError, match="T_BROKEN holds a line break") as refused:
         read_secret("T_BROKEN", None, "notifier token")
     assert "S3CRET" not in str(refused.value)
+    with pytest.raises(ConfigError, match="T_SEPARATED holds a line break"):
+        read_secret("T_SEPARATED", None, "notifier token")
 
 
 @pytest.mark.parametrize(("host", "refused"), [("mail.example.net", True), ("::1", False)])

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from nis2triage import __version__, cli_setup, gc_tuning, logs
-from nis2triage.errors import LeaseHeld, Nis2TriageError
+from nis2triage.errors import ConfigError, LeaseHeld, Nis2TriageError
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -49,6 +49,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if cfg.notifier.mode == "send"
         else None
     )
+    if token is not None and not token.isascii():
+        # It goes into the Authorization header, which carries ASCII only: every attempt
+        # would fail.
+        raise ConfigError(
+            f"notifier token: environment variable {cfg.notifier.token_env} holds a "
+            "character outside ASCII, which an HTTP header cannot carry (the value is not "
+            "shown)"
+        )
     for secret in (settings.password, settings.api_key, token, pseudonym, key):
         logs.register_secret(secret)
     agent, server = _agent(args, cfg, es, key, pseudonym.encode() if pseudonym else None, token)

@@ -12,6 +12,7 @@ import getpass
 import json
 import os
 import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -148,8 +149,8 @@ def _named(text: str) -> str:
     """A person or a reference: the audit trail needs one, not blanks."""
     if not text.strip():
         raise argparse.ArgumentTypeError("empty: give a name or reference")
-    if any(ord(c) < 32 for c in text):
-        raise argparse.ArgumentTypeError(f"{text!r} holds a control character")
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} holds a control character or line break")
     return text.strip()
 
 
@@ -274,7 +275,7 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
     stage = stage_named(args.stage)
     incident = ctx.flow.desk.book.get(args.id)
     incident, key, new = ctx.flow.reporter.queue(
-        incident, stage, args.by, args.request, names_ok=args.names_ok
+        incident, stage, args.by, args.request, names="keep" if args.names_ok else "refuse"
     )
     entry = ctx.flow.reporter.notifier.entry(key)
     if entry is None:

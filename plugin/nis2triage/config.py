@@ -11,6 +11,7 @@ import glob
 import ipaddress
 import os
 import re
+import unicodedata
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -412,7 +413,7 @@ def read_secret(env: str | None, file: str | None, what: str) -> str | None:
 def _one_line(value: str, what: str, where: str) -> str:
     """A secret with no control character inside: it goes into a header or a login,
     where one would fail every attempt, and the error would carry the secret along."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
         raise ConfigError(
             f"{what}: {where} holds a line break or another control character inside the "
             "secret; it must be one line (the value is not shown)"

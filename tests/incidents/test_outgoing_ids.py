@@ -11,6 +11,7 @@ import logging
 import pytest
 
 from nis2triage.errors import IncidentError
+from nis2triage.incidents.reporting import Names
 from nis2triage.records import stable_id
 from nis2triage.reports.stages import BY_REPORT
 
@@ -47,9 +48,17 @@ def test_without_pseudonyms_the_ids_stay_plain(make_flow: MakeFlow, clock: Clock
     )
 
 
-def test_names_the_analyst_wrote_leave_as_written_and_are_said(
-    make_flow: MakeFlow, clock: Clock, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.mark.parametrize(
+    ("names", "sent", "done"),
+    [
+        ("keep", "the Oracle account left open", "sent in clear"),  # --names-ok
+        ("replace", "the {oracle} account left open", "replaced by pseudonyms"),  # the agent
+    ],
+)
+def test_names_the_analyst_wrote_leave_as_the_caller_chose_and_are_said(
+    make_flow: MakeFlow, clock: Clock, caplog: pytest.LogCaptureFixture,
+    names: Names, sent: str, done: str,
+) -> None:  # fmt: skip
     flow = make_flow(auto_early_warning=False)
     flow.take([(alert(users=("root", "oracle")), LAB)])
     incident = flow.desk.book.find({"match_all": {}})[0]
@@ -58,22 +67,21 @@ def test_names_the_analyst_wrote_leave_as_written_and_are_said(
 
     with caplog.at_level(logging.WARNING, logger="nis2triage.incidents.reporting"):
         _, key, _ = flow.reporter.queue(
-            flow.desk.book.get(incident.id), BY_REPORT["early_warning"], "alice"
+            flow.desk.book.get(incident.id), BY_REPORT["early_warning"], "alice", names=names
         )
 
     entry = flow.reporter.notifier.entry(key)
     assert entry is not None
-    payload = json.dumps(entry["payload"])
-    assert "The root cause: the Oracle account left open; mail email-" in payload
-    assert "ops@lab.example" not in payload
+    pseudonymiser = flow.reporter.notifier.pseudonymiser
+    assert pseudonymiser is not None
+    oracle = pseudonymiser.pseudonym("oracle", "user")
+    assert sent.format(oracle=oracle) in entry["payload"]["root_cause"]
+    assert "ops@lab.example" not in json.dumps(entry["payload"])
     # The timeline says what the impact step recorded, not the text again.
     [step] = [t for t in entry["payload"]["timeline"] if t["action"] == "impact recorded"]
     assert step["why"] == "recorded root_cause"
     [said] = [r.getMessage() for r in caplog.records if "names" in r.getMessage()]
-    assert said.endswith(
-        "root_cause names oracle, root in clear (text an analyst writes is sent as written, "
-        "addresses aside): reword it with `nis2triage incidents impact` if these are people"
-    )
+    assert f"root_cause names oracle, root, {done}" in said
 
 
 def test_names_the_analyst_wrote_are_refused_before_queuing_until_reworded(
@@ -86,12 +94,12 @@ def test_names_the_analyst_wrote_are_refused_before_queuing_until_reworded(
     early = BY_REPORT["early_warning"]
 
     with pytest.raises(IncidentError, match="nothing queued: the report's root_cause names oracle"):
-        flow.reporter.queue(flow.desk.book.get(incident.id), early, "alice", names_ok=False)
+        flow.reporter.queue(flow.desk.book.get(incident.id), early, "alice", names="refuse")
     assert flow.desk.book.get(incident.id).reports == {}
 
     flow.desk.record_impact(incident.id, "alice", {}, {"root_cause": "a database account"})
     _, key, new = flow.reporter.queue(
-        flow.desk.book.get(incident.id), early, "alice", names_ok=False
+        flow.desk.book.get(incident.id), early, "alice", names="refuse"
     )
 
     entry = flow.reporter.notifier.entry(key)
@@ -112,7 +120,7 @@ def test_names_written_without_their_domain_or_decomposed_are_refused_too(
 
     with pytest.raises(IncidentError) as refused:
         flow.reporter.queue(
-            flow.desk.book.get(incident.id), BY_REPORT["early_warning"], "alice", names_ok=False
+            flow.desk.book.get(incident.id), BY_REPORT["early_warning"], "alice", names="refuse"
         )
 
     assert "description names jan-laptop, jan.peeters, jos\u00e9" in str(refused.value)

@@ -142,9 +142,14 @@ def _then_ok(interim: bytes) -> bytes:
          b"<!-- sso --> <!-- v2 --><html><body>Sign in</body></html>", None),
         (b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nConnection: close\r\n\r\n"
          b'<?xml version="1.0"?>\n<!DOCTYPE html><html>Sign in</html>', None),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n<head><title>Sign in</title></head>",
+         None),
+        # JSON is the endpoint's answer, even labelled as a page.
+        (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n"
+         b'{"received": true}', Delivered("HTTP 200")),
     ],
     ids=["103-then-201", "102-twice-then-201", "no-final-answer", "bom-page", "comment-page",
-         "xml-page"],
+         "xml-page", "head-page", "json-labelled-html"],
 )  # fmt: skip
 def test_interim_answers_are_skipped_and_pages_are_not_deliveries(
     answer: bytes, outcome: Delivered | RetryLater | None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from elasticsearch import Elasticsearch
 
@@ -34,6 +34,8 @@ from nis2triage.reports import chart, content
 from nis2triage.reports.stages import BY_REPORT, Stage
 
 log = logging.getLogger(__name__)
+# What becomes of account and host names in text an analyst wrote (`Reporter.payload`).
+Names = Literal["refuse", "keep", "replace"]
 
 
 def report_key(
@@ -72,22 +74,22 @@ class Reporter:
         stage: Stage,
         who: str,
         ref: str | None = None,
-        names_ok: bool = True,
+        names: Names = "replace",
     ) -> tuple[Incident, str, bool]:
         """Build and queue one report; (incident, idempotency key, whether it is new).
 
-        With `names_ok` false, a report whose analyst-written text names an account or
-        host of the incident is refused before anything is queued (see `payload`).
+        `names`: what becomes of an account or host name of the incident that text an
+        analyst wrote holds (see `payload`).
         """
         lifecycle.require_aware(incident, "report")
         _check_order(incident, stage, ref)
         deadline_key, key = report_key(incident.id, stage, ref, self.secret)
         made = incident.reports.get(deadline_key)
         if made is not None and made.status == "dry-run" and self.notifier.mode == "send":
-            return self._send_dry_run(incident, stage, who, ref, names_ok, made)
+            return self._send_dry_run(incident, stage, who, ref, names, made)
         if made is not None:
             return incident, key, False
-        body = self.payload(incident, stage, who, key, ref, names_ok)
+        body = self.payload(incident, stage, who, key, ref, names)
         meta = {"incident_id": incident.id, "stage": deadline_key}
         new = self.notifier.queue(key, "incident_report", body, meta)
         status: StageStatus = "dry-run" if self.notifier.mode == "dry-run" else "queued"
@@ -110,7 +112,7 @@ class Reporter:
         stage: Stage,
         who: str,
         ref: str | None,
-        names_ok: bool,
+        names: Names,
         made: StageReport,
     ) -> tuple[Incident, str, bool]:
         """A report made while the notifier was in dry-run, asked for again now that it
@@ -119,7 +121,7 @@ class Reporter:
         Once only: if the outbox entry is no longer a dry run (queued again by a command
         that stopped before recording it), it is recorded as queued, for `sync` to
         follow, and not queued a second time."""
-        body = self.payload(incident, stage, who, made.outbox_id, ref, names_ok)
+        body = self.payload(incident, stage, who, made.outbox_id, ref, names)
         new = self.notifier.requeue(made.outbox_id, body)
         queued = made.model_copy(update={"status": "queued", "queued_at": self.clock(), "by": who})
         why = f"{stage.label} made in dry-run, queued for {', '.join(self.notifier.channels)}"
@@ -137,20 +139,25 @@ class Reporter:
         who: str,
         key: str,
         ref: str | None,
-        names_ok: bool = True,
+        names: Names = "replace",
     ) -> dict[str, Any]:
         """The report as it leaves the organisation: addresses, user and host names
-        pseudonymised, except in what an analyst wrote (said, or refused without
-        `names_ok`)."""
+        pseudonymised. What an analyst wrote keeps its words (an account called `root` is
+        also a word), so an account or host name of the incident in it is, by `names`:
+        refused before anything is queued (`incidents report`), kept as written (with
+        --names-ok) or replaced as well (the agent's own reports, which no person saw)."""
         drawn = chart.gather(self.es, incident, self.time_fields)
         body = content.build(
             stage, incident, self.desk.entity, key=key, now=self.clock(), who=who,
             tlp=self.desk.options.tlp, chart=drawn, ref=ref,
         )  # fmt: skip
         users, hosts = lifecycle.named_entities(incident)
+        everywhere = False
         if self.notifier.pseudonymiser is not None:
-            _check_names_written(incident.id, body, [*users, *hosts], names_ok)
-        return self.notifier.minimise(body, users, hosts, content.AS_IS, content.WRITTEN)
+            everywhere = _check_names_written(incident.id, body, [*users, *hosts], names)
+        return self.notifier.minimise(
+            body, users, hosts, content.AS_IS, content.WRITTEN, names_everywhere=everywhere
+        )
 
     def sync(self) -> int:
         """Mark reports the outbox has confirmed, handed over or given up; how many changed."""
@@ -254,33 +261,35 @@ def _check_order(incident: Incident, stage: Stage, ref: str | None) -> None:
 
 
 def _check_names_written(
-    incident_id: str, body: dict[str, Any], names: list[str], names_ok: bool
-) -> None:
-    """What the analyst wrote leaves with its words (see `content.WRITTEN`): say which
-    account or host names of the incident it holds, so a person's name is a choice; without
-    `names_ok`, refuse, so the choice comes before the report is queued rather than after."""
+    incident_id: str, body: dict[str, Any], names: list[str], policy: Names
+) -> bool:
+    """Which account or host names of the incident the analyst's text holds, and what
+    `policy` does with them: refuse (before the report is queued, so the choice comes
+    first), keep or replace them. True when they are to be replaced."""
     notes = {f"timeline ({s['action']})": s["why"] for s in body.get("timeline", [])}
     texts = {key: body.get(key) for key in content.WRITTEN} | {
         key: note for key, note in notes.items() if isinstance(note, Written)
     }
     found = {key: named_in(str(text or ""), names) for key, text in texts.items()}
     found = {key: named for key, named in found.items() if named}
-    if found and not names_ok:
+    if found and policy == "refuse":
         where = "; ".join(f"{key} names {', '.join(named)}" for key, named in found.items())
         raise IncidentError(
             f"nothing queued: the report's {where}, in clear (text an analyst writes is sent "
             "as written, addresses aside); reword it with `nis2triage incidents impact` if "
             "these are people, or run this again with --names-ok to send them as written"
         )
+    done = "replaced by pseudonyms" if policy == "replace" else "sent in clear"
     for key, named in found.items():
         log.warning(
-            "incident %s: the report's %s names %s in clear (text an analyst writes is "
-            "sent as written, addresses aside): reword it with `nis2triage incidents "
-            "impact` if these are people",
+            "incident %s: the report's %s names %s, %s (reword it with `nis2triage "
+            "incidents impact` if these are people)",
             incident_id,
             key,
             ", ".join(named),
+            done,
         )
+    return bool(found) and policy == "replace"
 
 
 def _with_report(incident: Incident, entry: StageReport, who: str, why: str) -> Incident:

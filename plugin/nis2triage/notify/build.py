@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from nis2triage import logs
 from nis2triage.config import AgentConfig, read_secret
 from nis2triage.errors import ConfigError
 from nis2triage.notify.channel import Channel, HttpChannel
@@ -42,6 +43,7 @@ def channels(cfg: AgentConfig, token: str | None, soc: Soc) -> dict[str, Channel
         )  # fmt: skip
     if "smtp" in options.channels and options.smtp is not None:
         password = read_secret(options.smtp.password_env, None, "SMTP password")
+        logs.register_secret(password)
         built["smtp"] = SmtpChannel(options.smtp, password, soc)
     if "manual" in options.channels:
         built["manual"] = ManualChannel(cfg.resolve(options.report_dir), soc)

@@ -247,10 +247,10 @@ def _is_html(answer: Answer) -> bool:
         if end not in start:
             break
         start = start.split(end, 1)[1].lstrip()
-    if not start:
-        return False
+    if not start or start.startswith(("{", "[")):
+        return False  # JSON, whatever the label says
     return kind in ("text/html", "application/xhtml+xml") or start.startswith(
-        ("<!doctype html", "<html")
+        ("<!doctype html", "<html", "<head", "<body", "<meta", "<title")
     )
 
 

@@ -44,12 +44,15 @@ class Notifier:
         hosts: Iterable[str] = (),
         as_is: Iterable[str] = (),
         written: Iterable[str] = (),
+        names_everywhere: bool = False,
     ) -> dict[str, Any]:
         """`body` with addresses, e-mail addresses and the named users and hosts
         pseudonymised, unless that is turned off (`Pseudonymiser.scrub` for the keys)."""
         if self.pseudonymiser is None:
             return {**body, "pseudonymised": False}
-        scrubbed: dict[str, Any] = self.pseudonymiser.scrub(body, users, hosts, as_is, written)
+        scrubbed: dict[str, Any] = self.pseudonymiser.scrub(
+            body, users, hosts, as_is, written, names_everywhere
+        )
         self._save_lookup()
         return {**scrubbed, "pseudonymised": True}
 

@@ -148,6 +148,7 @@ class Pseudonymiser:
         hosts: Iterable[str] = (),
         as_is: Iterable[str] = (),
         written: Iterable[str] = (),
+        names_everywhere: bool = False,
     ) -> Any:
         """A copy of `payload` with every address, e-mail address and listed user and host
         name replaced.
@@ -155,16 +156,19 @@ class Pseudonymiser:
         Under the keys in `as_is` nothing is replaced (the entity's own identification,
         who prepared the report). Under the keys in `written` (what an analyst wrote)
         only IP, e-mail and MAC addresses are: an account called `root` or `test` must
-        not turn those words of a sentence into pseudonyms.
+        not turn those words of a sentence into pseudonyms; with `names_everywhere` the
+        names are replaced there too (what no person has read before it leaves).
         """
         kinds = {_nfc(h): "host" for h in hosts if h} | {_nfc(u): "user" for u in users if u}
         # Longest first, so that `web01.corp` is replaced whole before a name inside it.
         names = sorted(kinds.items(), key=lambda item: len(item[0]), reverse=True)
-        return self._walk(payload, _Scope(names, frozenset(as_is), frozenset(written)))
+        written_names = names if names_everywhere else []
+        scope = _Scope(names, frozenset(as_is), frozenset(written), written_names)
+        return self._walk(payload, scope)
 
     def _walk(self, value: Any, scope: _Scope) -> Any:
         if isinstance(value, Written):
-            return self._text(str(value), [])
+            return self._text(str(value), scope.written_names)
         if isinstance(value, str):
             return self._text(value, scope.names)
         if isinstance(value, dict):
@@ -186,7 +190,8 @@ class Pseudonymiser:
         if key in scope.as_is:
             return value
         if key in scope.written:
-            return self._walk(value, _Scope([], scope.as_is, scope.written))
+            names = scope.written_names
+            return self._walk(value, _Scope(names, scope.as_is, scope.written, names))
         return self._walk(value, scope)
 
     def _id(self, value: Any, kind: str) -> Any:
@@ -316,6 +321,8 @@ class _Scope:
     names: list[tuple[str, str]]
     as_is: frozenset[str]
     written: frozenset[str]
+    # The names replaced in what a person wrote: none, unless `names_everywhere`.
+    written_names: list[tuple[str, str]]
 
 
 def _whole_host(name: str) -> re.Pattern[str]:
