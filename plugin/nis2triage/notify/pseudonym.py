@@ -88,8 +88,9 @@ _USERINFO = re.compile(r"(?:(?<=://)|(?<=:\\/\\/))([^\s/?#@:]{1,256})(?::(\S{0,2
 # pattern: a gap for `jan:pw@host` alone. Not a login: a mail header's `from:`, `to:`..
 # before an address, and an image's digest (nginx:1.25@sha256:..).
 _BARE_USERINFO = re.compile(
-    r"(?<![^\s=,;\"'(\[{<|:])(?!(?i:from|to|cc|bcc|rcpt|sender|mailto|reply-to):)"
-    r"([\w.+%-]{1,128}):([^\s/<>\"']{1,256})@(?!sha\d+:)"
+    r"(?<![^\s=,;\"'`(\[{<>|:*])(?!(?i:from|to|cc|bcc|rcpt|sender|mailto|reply-to):)"
+    # Not a URL's scheme (https://..), which `_USERINFO` takes.
+    r"([\w.+%-]{1,128}):(?!/|\\/)([^\s<>\"'`]{1,256})@(?!sha\d+:)"
     r"(?=(?:\[[0-9A-Fa-f:.]+\]|[\w-]+(?:\.[\w-]+)*)(?::[:\w/]|/|[?#]))"
 )
 # A network card's MAC address names one device, often one person's: six groups of hex
