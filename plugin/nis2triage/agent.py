@@ -36,7 +36,7 @@ from nis2triage.lease import Holder, Lease
 from nis2triage.notify import build
 from nis2triage.notify.outbox import Outbox
 from nis2triage.records import Alert, Event, stable_id
-from nis2triage.reports.stages import BY_REPORT
+from nis2triage.reports.stages import cli_name
 from nis2triage.rulerunner import RuleRunner, load_native, load_sigma
 from nis2triage.source import Cursor, Source
 from nis2triage.store import Store, alert_document
@@ -591,5 +591,4 @@ def _asset_names(asset: Asset | None) -> tuple[str | None, str | None]:
 def _stage_arguments(deadline_key: str) -> str:
     """`--stage ..` (and `--request ..`) for a report's deadline key (stage[:request])."""
     report, _, ref = deadline_key.partition(":")
-    stage = BY_REPORT[report].cli if report in BY_REPORT else report
-    return f"--stage {stage}" + (f" --request {ref}" if ref else "")
+    return f"--stage {cli_name(report)}" + (f" --request {ref}" if ref else "")

@@ -12,7 +12,6 @@ import getpass
 import json
 import os
 import sys
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from nis2triage.config import AgentConfig, load_config, parse_duration
+from nis2triage.config import AgentConfig, breaks_line, load_config, parse_duration
 from nis2triage.errors import IncidentError
 from nis2triage.incidents.record import Incident
 from nis2triage.nis2.brussels import show
@@ -149,7 +148,7 @@ def _named(text: str) -> str:
     """A person or a reference: the audit trail needs one, not blanks."""
     if not text.strip():
         raise argparse.ArgumentTypeError("empty: give a name or reference")
-    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text):
+    if breaks_line(text):
         raise argparse.ArgumentTypeError(f"{text!r} holds a control character or line break")
     return text.strip()
 

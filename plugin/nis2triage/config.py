@@ -410,10 +410,15 @@ def read_secret(env: str | None, file: str | None, what: str) -> str | None:
     return None
 
 
+def breaks_line(text: str) -> bool:
+    """Whether `text` holds a control character or a line break (Unicode's too)."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
+
+
 def _one_line(value: str, what: str, where: str) -> str:
     """A secret with no control character inside: it goes into a header or a login,
     where one would fail every attempt, and the error would carry the secret along."""
-    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
+    if breaks_line(value):
         raise ConfigError(
             f"{what}: {where} holds a line break or another control character inside the "
             "secret; it must be one line (the value is not shown)"

@@ -10,9 +10,10 @@ splits); they are then laid out as arrays in heap order (node i has children 2i 
 and 2i + 2), with the two masses of every node as integer arrays. The paths of a
 whole batch of vectors are found in a few array operations, since where a vector
 goes depends only on the split thresholds. Scores depend on the reference masses,
-which change only when a window ends, so every vector until then is scored in one
-array operation too (`paths`, `window_left`, `score_paths`, `learn_path`); the
-detector decides between them whether each bucket is learnt, as before.
+which change only when a window ends; the masses every later window would hold if
+each vector were learnt follow from the paths, so the vectors of many windows are
+scored in one array operation (`judge`), again from the next one after a vector the
+detector holds out (an alert).
 
 Scores equal River's to the last bit: they are the same integer sums divided by the
 same maximum (`tests/models/test_hst.py` compares them on random streams, with
@@ -144,40 +145,38 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
         paths = self.paths_of(xs)
         done, windows = 0, 1
         while done < len(paths):
-            first, learnt = done, len(paths)
-            ahead = self.window_left() + (windows - 1) * self.window_size
-            for score in self.scores_if_learnt(paths[first : first + ahead]):
-                done += 1
-                if not learns(score):
-                    learnt = done - 1
-                    break
-            self.learn_many(paths[first : min(learnt, done)])
-            windows = 1 if learnt < done else min(2 * windows, self._most_windows())
+            chunk = paths[done : done + self.window_left() + (windows - 1) * self.window_size]
+            scores, masses = self._ahead(chunk)
+            learnt = next((i for i, s in enumerate(scores) if not learns(s)), len(chunk))
+            if learnt == len(chunk):
+                self._adopt(masses, learnt)  # the masses the scores assumed
+                done += learnt
+                windows = min(2 * windows, self._most_windows())
+            else:
+                self._learn(chunk[:learnt])
+                done += learnt + 1  # the one held out is judged, not learnt
+                windows = 1
 
-    def scores_if_learnt(self, paths: Paths) -> np.ndarray:
-        """River's score for each path, were every path before it learnt (at most
-        `_most_windows()` windows of them).
+    def _ahead(self, paths: Paths) -> tuple[np.ndarray, np.ndarray]:
+        """River's score for each path, were every path before it learnt, and the masses
+        at the end of each window they span (at most `_most_windows()`).
 
         Exact up to the first vector the caller holds out (see `judge`). Scoring one
         window at a time cost a few numpy calls per 10 buckets with the shipped
         `window_size`, the largest part of closing them (`make bench`).
         """
-        most = self.window_left() + (self._most_windows() - 1) * self.window_size
-        if len(paths) > most:
-            raise ValueError(f"{len(paths)} vectors span more than {self._most_windows()} windows")
-        if not len(paths):
-            return np.zeros(0)
         window = self._windows(len(paths))
-        references = np.empty((int(window[-1]) + 1, *self._reference.shape), dtype=np.int64)
+        masses = self._masses(paths, window)
+        references = np.empty((len(masses), *self._reference.shape), dtype=np.int64)
         references[0] = self._reference
         # Window j > 0 scores against what window j - 1 learnt, the current window's own
         # learns so far included.
-        references[1:] = self._masses(paths, window)[:-1]
+        references[1:] = masses[:-1]
         trees = np.arange(self.n_trees)[None, :, None]
         scores = self._scores(references[window[:, None, None], trees, paths])
         if self._first_window:
             scores[window == 0] = 0.0  # River scores 0 until its first window is full
-        return scores
+        return scores, masses
 
     def _most_windows(self) -> int:
         return max(1, min(MAX_AHEAD, AHEAD_CELLS // max(1, self._latest.size)))
@@ -230,18 +229,22 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
             self._first_window = False
             self.counter = 0
 
-    def learn_many(self, paths: Paths) -> None:
+    def _learn(self, paths: Paths) -> None:
         """Learn vectors from their paths, as many as there are: the windows that fill on
         the way swap as `learn_paths` would swap them one by one."""
+        if len(paths):
+            self._adopt(self._masses(paths, self._windows(len(paths))), len(paths))
+
+    def _adopt(self, masses: np.ndarray, count: int) -> None:
+        """The state after learning `count` vectors, from the masses at the end of each
+        window they span (`_masses`)."""
         self._scored = None
-        if len(paths) < self.window_left():
-            self.learn_paths(paths)
+        left = self.window_left()
+        if count < left:
+            self._latest, self.counter = masses[0], self.counter + count
             return
-        window = self._windows(len(paths))
-        masses = self._masses(paths, window)
-        # The first window is full (len >= window_left()); the last one may not be.
-        full = (len(paths) - self.window_left()) // self.window_size
-        self.counter = (len(paths) - self.window_left()) % self.window_size
+        # The first window is full; the last one may not be.
+        full, self.counter = divmod(count - left, self.window_size)
         self._reference = masses[full]
         self._latest = masses[full + 1] if full + 1 < len(masses) else np.zeros_like(masses[0])
         self._first_window = False

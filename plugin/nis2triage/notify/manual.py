@@ -17,7 +17,7 @@ from nis2triage.notify.channel import HandedOver, Outcome, RetryLater
 from nis2triage.notify.pseudonym import reveal
 from nis2triage.notify.soc import Soc
 from nis2triage.reports.render import write
-from nis2triage.reports.stages import BY_REPORT
+from nis2triage.reports.stages import cli_name
 
 
 class ManualChannel:
@@ -37,8 +37,7 @@ class ManualChannel:
             return RetryLater(f"cannot write the report into {self.directory}: {exc.strerror}")
         pdf = next(p for p in paths if p.suffix == ".pdf")
         stage = payload["report_type"]
-        # The command line names stages its own way (`early-warning`, not `early_warning`).
-        named = BY_REPORT[stage].cli if stage in BY_REPORT else stage
+        named = cli_name(stage)
         self.soc.raise_once(
             "manual_submission",
             incident,

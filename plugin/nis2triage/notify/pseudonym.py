@@ -250,15 +250,16 @@ class Pseudonymiser:
         if not replaced.startswith("ip-"):
             return found.group(0)  # 10-20-300-4: no address
         # AWS' own `ip-` label would read ip-ip-..: the pseudonym says it already.
-        if label.lower().rstrip("-") == "ip":
+        if not label or label.lower().rstrip("-") == "ip":
             return replaced
-        return (label if label.endswith("-") else f"{label}-") + replaced if label else replaced
+        return f"{label.rstrip('-')}-{replaced}"  # host86-.. as host-ip-..
 
     def _mac(self, found: re.Match[str]) -> str:
         text = found.group(0)
         if found.group(1) and text.count(found.group(1)) != 5:
             return text  # seven groups or more: no MAC (an IPv6 address, a fingerprint)
-        if sum(c in string.hexdigits for c in text.replace(found.group(1) or "-", "")) < 9:
+        # Counted without the separators (%3A holds two hex digits of its own).
+        if sum(c in string.hexdigits for c in text.replace(found.group(1) or "", "")) < 9:
             return text  # mostly one-digit groups: a position (line 1:2:3:4:5:6), no MAC
         return self.pseudonym(_mac(text), "mac")
 

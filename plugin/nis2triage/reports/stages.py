@@ -97,3 +97,9 @@ def stage_named(name: str) -> Stage:
     if found is None:
         raise IncidentError(f"no report stage {name!r}; choose one of {', '.join(BY_CLI)}")
     return found
+
+
+def cli_name(report: str) -> str:
+    """How the command line names a report (`early-warning` for `early_warning`); an
+    unknown one as it is."""
+    return BY_REPORT[report].cli if report in BY_REPORT else report
