@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 RunOne = Callable[[datetime, datetime, RuleState], list[Alert]]
 # How long a rule's window may be held for incomplete results before it is an error.
 HELD_TOO_LONG = timedelta(hours=1)
+# What a rule's own code may raise on data it did not expect. Connection and node errors
+# are not among them: they are the agent's to wait out, for every rule at once.
+_RULE_FAULTS = (ArithmeticError, AttributeError, LookupError, TypeError, ValueError)
 
 
 @dataclass
@@ -104,6 +107,12 @@ class RuleRunner:
             except RuleExecutionError as exc:
                 progress.paused = str(exc)
                 log.error("rule %s paused: %s", name, exc)
+                continue
+            except _RULE_FAULTS as exc:
+                # A fault in one rule's code or data (a bug, a value no check foresaw) must not
+                # stop the other rules, nor the detectors and reports of the whole agent.
+                progress.state, progress.paused = before, f"failed: {exc!r}"
+                log.exception("rule %s paused after an internal error; please report it", name)
                 continue
             except PartialResultsError as exc:
                 # Pin where the window starts, so a first window that keeps failing does not

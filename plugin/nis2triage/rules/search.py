@@ -62,6 +62,17 @@ def from_millis(value: int | float) -> datetime:
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
+def clamped(value: int | float, start: datetime, end: datetime) -> datetime:
+    """The time the node gave for a document that [start, end) matched, kept inside it.
+
+    A time field may hold several times: the node sorts and aggregates by one of them,
+    which may lie anywhere (year -1199, or past 9999, where a datetime cannot go) while
+    another put the document in the range. One such event must not stop the rule, or the
+    agent: its time inside the range is unknown, so the nearest edge stands for it.
+    """
+    return from_millis(min(max(float(value), millis(start)), millis(end) - 1))
+
+
 def time_clause(field: str, start: datetime, end: datetime) -> dict[str, Any]:
     """[start, end) in epoch milliseconds, the only time format this module uses."""
     bounds = {"gte": millis(start), "lt": millis(end), "format": "epoch_millis"}
@@ -168,7 +179,10 @@ def composite(
 
 
 def documents(run: Run, rule: RuleBase, query: dict[str, Any], fields: list[str]) -> Iterator[Hit]:
-    """Matching documents in time order, paged through a point in time with search_after."""
+    """Matching documents in time order, paged through a point in time with search_after.
+
+    `query` must keep to the run's window: each hit's time is kept inside it (`clamped`).
+    """
     es = run.es
     try:
         opened = es.open_point_in_time(index=rule.index, keep_alive="1m", ignore_unavailable=True)
@@ -183,13 +197,13 @@ def documents(run: Run, rule: RuleBase, query: dict[str, Any], fields: list[str]
         ) from exc
     pit = opened["id"]
     try:
-        yield from _pages(es, pit, rule, query, fields)
+        yield from _pages(run, pit, rule, query, fields)
     finally:
         es.close_point_in_time(id=pit)
 
 
 def _pages(
-    es: Elasticsearch, pit: str, rule: RuleBase, query: dict[str, Any], fields: list[str]
+    run: Run, pit: str, rule: RuleBase, query: dict[str, Any], fields: list[str]
 ) -> Iterator[Hit]:
     sort: list[str | Mapping[str, Any]] = [
         {rule.timestamp_field: {"order": "asc", "format": "epoch_millis"}},
@@ -198,7 +212,7 @@ def _pages(
     after: list[Any] | None = None
     pulled = 0
     while pulled < MAX_DOCUMENTS:
-        page = es.search(
+        page = run.es.search(
             pit={"id": pit, "keep_alive": "1m"},
             size=PAGE,
             query=query,
@@ -210,7 +224,7 @@ def _pages(
         )
         hits = whole(page.body, rule.index)["hits"]["hits"]
         for hit in hits:
-            at = from_millis(float(hit["sort"][0]))
+            at = clamped(hit["sort"][0], run.start, run.end)
             matched = tuple(hit.get("matched_queries", ()))
             yield Hit(hit["_index"], hit["_id"], at, hit.get("fields", {}), matched)
         pulled += len(hits)

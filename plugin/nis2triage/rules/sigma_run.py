@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from elastic_transport import TransportError
@@ -19,6 +19,7 @@ from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage.errors import PartialResultsError, RuleExecutionError
 from nis2triage.records import Alert
+from nis2triage.rules import search
 from nis2triage.rules.sigma import SigmaQuery
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,8 @@ def _alert(
     entity = bucket["key"]["entity"]
     entity_text = MISSING_ENTITY if entity is None else str(entity)
     count = int(bucket["doc_count"])
-    first, last = _time(bucket["first"]), _time(bucket["last"])
+    first = search.clamped(bucket["first"]["value"], start, end)
+    last = search.clamped(bucket["last"]["value"], start, end)
     samples = [f"{hit['_index']}/{hit['_id']}" for hit in bucket["sample"]["hits"]["hits"]]
     return Alert(
         kind="rule",
@@ -194,7 +196,3 @@ def _alert(
         },
         tags=rule.tags,
     )
-
-
-def _time(aggregate: dict[str, Any]) -> datetime:
-    return datetime.fromtimestamp(float(aggregate["value"]) / 1000, tz=UTC)

@@ -8,6 +8,7 @@ an empty state still compares with the real past.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from nis2triage.rules import lucene, search
@@ -63,12 +64,16 @@ def _recall(
         wanted = search.terms(rule.query_key, batch)
         query = search.rule_query(rule, since, run.start, wanted, *also)
         for bucket in search.composite(run.es, rule.index, query, sources, {"last": last}):
-            _remember(state, str(bucket["key"]["k"]), bucket["last"]["hits"]["hits"][0], rule)
+            last_hit = bucket["last"]["hits"]["hits"][0]
+            at = search.clamped(last_hit["sort"][0], since, run.start)
+            _remember(state, str(bucket["key"]["k"]), last_hit, at, rule)
 
 
-def _remember(state: RuleState, key: str, hit: dict[str, Any], rule: ChangeRule) -> None:
+def _remember(
+    state: RuleState, key: str, hit: dict[str, Any], at: datetime, rule: ChangeRule
+) -> None:
     values = hit.get("fields", {}).get(rule.compare_key) or [None]
-    state.previous[key] = PreviousValue(value=values[0], at=from_millis(float(hit["sort"][0])))
+    state.previous[key] = PreviousValue(value=values[0], at=at)
 
 
 def _finding(rule: ChangeRule, key: str, before: PreviousValue, value: Scalar, hit: Hit) -> Finding:

@@ -87,6 +87,10 @@ def _histograms(
             "fixed_interval": f"{interval}ms",
             "offset": f"+{millis(run.start) % interval}ms",
             "min_doc_count": 1,
+            # A document whose time field holds several times falls in a bucket for each;
+            # those outside the range it matched by are no count of the window (and may lie
+            # where no datetime can go).
+            "hard_bounds": {"min": millis(lookback), "max": millis(run.end) - 1},
         }
     }
     query = search.rule_query(rule, lookback, run.end)

@@ -32,7 +32,7 @@ def evaluate(run: Run, rule: NewTermRule, state: RuleState) -> list[Finding]:
 def _new_in_field(run: Run, rule: NewTermRule, state: RuleState, field: str) -> list[Finding]:
     known = state.seen_terms.setdefault(field, {})
     cutoff = run.start - rule.terms_window
-    current = _spans(run, rule, field, search.rule_query(rule, run.start, run.end))
+    current = _spans(run, rule, field, run.start, run.end)
     # A value the state saw within the terms window is settled without asking again.
     unsure = [v for v in current if known.get(str(v), datetime.min.replace(tzinfo=UTC)) < cutoff]
     earlier = _seen_before(run, rule, field, unsure, cutoff)
@@ -47,8 +47,16 @@ def _new_in_field(run: Run, rule: NewTermRule, state: RuleState, field: str) -> 
 Span = tuple[datetime, datetime, int]
 
 
-def _spans(run: Run, rule: NewTermRule, field: str, query: dict[str, Any]) -> dict[Any, Span]:
-    """Each value of `field` the query matches: its first and last time and its event count."""
+def _spans(
+    run: Run,
+    rule: NewTermRule,
+    field: str,
+    start: datetime,
+    end: datetime,
+    *also: dict[str, Any],
+) -> dict[Any, Span]:
+    """Each value of `field` in [start, end): its first and last time and its event count."""
+    query = search.rule_query(rule, start, end, *also)
     times = {
         "first": {"min": {"field": rule.timestamp_field}},
         "last": {"max": {"field": rule.timestamp_field}},
@@ -56,8 +64,8 @@ def _spans(run: Run, rule: NewTermRule, field: str, query: dict[str, Any]) -> di
     sources = [{"t": {"terms": {"field": field}}}]
     return {
         b["key"]["t"]: (
-            from_millis(b["first"]["value"]),
-            from_millis(b["last"]["value"]),
+            search.clamped(b["first"]["value"], start, end),
+            search.clamped(b["last"]["value"], start, end),
             int(b["doc_count"]),
         )
         for b in search.composite(run.es, rule.index, query, sources, times)
@@ -71,8 +79,7 @@ def _seen_before(
     seen: dict[str, datetime] = {}
     for i in range(0, len(values), _BATCH):
         wanted = search.terms(field, values[i : i + _BATCH])
-        query = search.rule_query(rule, cutoff, run.start, wanted)
-        for term, (_, last, _) in _spans(run, rule, field, query).items():
+        for term, (_, last, _) in _spans(run, rule, field, cutoff, run.start, wanted).items():
             seen[str(term)] = last
     return seen
 
