@@ -37,6 +37,16 @@ def test_lines_of_nested_keys_are_remembered() -> None:
             id="duplicate-key",
         ),
         pytest.param(
+            "title: t\ndate: 2024-13-45\n",
+            r"t\.yml:2:7: .*'2024-13-45' looks like a date but is none \(month must be in 1",
+            id="impossible-date",
+        ),
+        pytest.param(
+            "at: [2024-02-30T10:00:00]\n",
+            r"t\.yml:1:6: .*day is out of range for month.*quote it",
+            id="impossible-time",
+        ),
+        pytest.param(
             "n:\n  limits: {x: 1, x: 2}\n",
             r"t\.yml:2:18: key 'x' appears twice",
             id="duplicate-nested-key",

@@ -66,6 +66,26 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return memo[key]
 
 
+class _Loader(yaml.SafeLoader):
+    """The safe loader, with dates that do not exist (2024-13-45) said where they are."""
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError) as exc:
+            # The resolver took it for a date by its shape; the calendar then refused it.
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"{node.value!r} looks like a date but is none ({exc}); "
+                "quote it to keep it as text",
+                node.start_mark,
+            ) from exc
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
 class _Duplicate(Exception):
     """A key given twice in one mapping: YAML keeps the last without a word."""
 
@@ -108,7 +128,7 @@ def load_text(text: str, path: str) -> Located:
         raise ConfigError(f"file is larger than {MAX_BYTES} bytes; split it", path=path)
     try:
         # The reader checks for control characters as soon as the loader is built.
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", path=path) from exc
     try:

@@ -163,3 +163,57 @@ def test_renames_file_with_a_list_names_the_line(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"renames\.yml:2:\d+: host\.name: each rename maps"):
         load_renames_file(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        pytest.param(
+            RULE.format(level="low").replace("id: 1111", "id: 5\nx: 1111"),
+            2,
+            "id must be text, not 5; quote it",
+            id="number-id",
+        ),
+        pytest.param(
+            RULE.format(level="low").replace("Image|endswith", "5"),
+            8,
+            "5 in the detection must be text",
+            id="number-field",
+        ),
+        pytest.param(
+            RULE.format(level="low")
+            .replace("    sel:", "    7:")
+            .replace("condition: sel", "condition: '7'"),
+            7,
+            "7 in the detection must be text",
+            id="number-selection",
+        ),
+    ],
+)
+def test_numbers_where_sigma_wants_text_are_skipped_with_the_line(
+    tmp_path: Path, text: str, line: int, reason: str
+) -> None:
+    skipped = SigmaConverter().load_file(write(tmp_path, text))
+
+    assert isinstance(skipped, SkippedRule)
+    assert (skipped.line, skipped.reason[: len(reason)]) == (line, reason)
+
+
+def test_rules_sharing_a_title_each_get_a_name_of_their_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = RULE.format(level="high")
+    write(tmp_path, original, "a.yml")
+    write(tmp_path, original.replace("-555555555555", "-666666666666"), "b.yml")
+    write(tmp_path, original, "c.yml")
+    write(tmp_path, original, "d.yml")
+
+    rules = SigmaConverter().load(rule_files(tmp_path))
+
+    assert [q.name for q in rules.queries] == [
+        "Reg query",
+        "Reg query [11111111-2222-3333-4444-666666666666]",
+        "Reg query [11111111-2222-3333-4444-555555555555]",
+        f"Reg query [{tmp_path / 'd.yml'}]",
+    ]
+    assert f"{tmp_path / 'b.yml'} has the title of {tmp_path / 'a.yml'}" in caplog.text

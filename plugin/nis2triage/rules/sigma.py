@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,7 @@ class SigmaConverter:
 
     def load(self, paths: Iterable[str | Path]) -> RuleSet:
         results = [self.load_file(p) for p in paths]
-        queries = tuple(r for r in results if isinstance(r, SigmaQuery))
+        queries = distinct_names(r for r in results if isinstance(r, SigmaQuery))
         skipped = tuple(r for r in results if isinstance(r, SkippedRule))
         log.info("sigma: %d rules converted, %d skipped", len(queries), len(skipped))
         return RuleSet(queries, skipped)
@@ -138,6 +138,12 @@ class SigmaConverter:
             rule = SigmaRule.from_dict(located.data)
         except SigmaError as exc:
             return _skipped(located, exc, _declared_logsource(located.data))
+        except Exception as exc:  # pySigma assumes text where YAML gave a number or a list
+            log.warning("sigma: %s: pySigma could not read it: %r", located.path, exc)
+            reason = (
+                f"pySigma could not read the rule ({exc!r}); check that every key and id is text"
+            )
+            return SkippedRule(located.path, None, reason, _declared_logsource(located.data))
         return self._convert(located, rule)
 
     def _convert(self, located: Located, rule: SigmaRule) -> SigmaQuery | SkippedRule:
@@ -162,6 +168,38 @@ class SigmaConverter:
             version=str(rule.modified or rule.date or ""),
             keywords=None in fields,
         )
+
+
+def distinct_names(queries: Iterable[SigmaQuery]) -> tuple[SigmaQuery, ...]:
+    """The queries, each under a name of its own.
+
+    A rule's name keys its window, its alerts and their ids: two rules sharing a title (a
+    locally tuned copy of a SigmaHQ rule kept beside the original) would share one window,
+    and the second would never run. The first keeps its title, so its saved progress
+    still applies; the others get their id, or their file if that name is taken too.
+    """
+    kept: list[SigmaQuery] = []
+    first: dict[str, SigmaQuery] = {}
+    for query in queries:
+        if query.name in first:
+            query = _renamed(query, first[query.name], first)
+        first[query.name] = query
+        kept.append(query)
+    return tuple(kept)
+
+
+def _renamed(query: SigmaQuery, holder: SigmaQuery, taken: dict[str, SigmaQuery]) -> SigmaQuery:
+    name = f"{query.name} [{query.rule_id}]"
+    if not query.rule_id or name in taken:
+        name = f"{query.name} [{query.path}]"
+    log.warning(
+        "sigma: %s has the title of %s (%r); it runs as %r. Give it a title of its own",
+        query.path,
+        holder.path,
+        query.name,
+        name,
+    )
+    return replace(query, title=name)
 
 
 def referenced_fields(rule: SigmaRule) -> set[str | None]:
@@ -203,7 +241,39 @@ def _refusal(located: Located) -> SkippedRule | None:
         return SkippedRule(located.path, line, "correlation rules are not supported")
     if "detection" not in data:
         return SkippedRule(located.path, 1, "not a Sigma rule: no 'detection' section")
+    return _not_text(located)
+
+
+def _not_text(located: Located) -> SkippedRule | None:
+    """A title, id or detection name that YAML read as a number, a date or a list."""
+    data = located.data
+    for key in ("title", "id"):
+        if key in data and not isinstance(data[key], str):
+            return SkippedRule(
+                located.path,
+                located.line_of((key,)),
+                f"{key} must be text, not {data[key]!r}; quote it",
+            )
+    for loc, key in _keys(data["detection"], ("detection",)):
+        if not isinstance(key, str):
+            # Lines are kept under the keys as written, which is text.
+            return SkippedRule(
+                located.path,
+                located.line_of((*loc[:-1], str(key))),
+                f"{key!r} in the detection must be text (a name or field); quote it",
+            )
     return None
+
+
+def _keys(node: Any, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """Every mapping key under `node` with where it is: selection names and field names."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield (*loc, key), key
+            yield from _keys(value, (*loc, key))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _keys(item, (*loc, i))
 
 
 def _skipped(located: Located, exc: Exception, source: LogSource | None) -> SkippedRule:
