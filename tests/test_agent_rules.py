@@ -12,6 +12,7 @@ from elasticsearch import Elasticsearch
 
 from nis2triage import esclient
 from nis2triage.demo import index_docs
+from nis2triage.errors import ConfigError
 from nis2triage.rules import winlog, winlog_mapping
 
 from support import (
@@ -102,3 +103,19 @@ def test_sigma_rule_in_the_agent_loop_alerts_on_a_real_sysmon_event(
     assert alert.name == title
     assert alert.entity == doc["host"]["name"]
     assert alert.route in {"soc", "early_warning", "contain"}
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_rule_paths_that_match_nothing_stop_the_agent_at_start(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    rules = {"native": ["rulez/*.yml"], "sigma": ["sigmaa/"]}
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", rules=rules)
+
+    with pytest.raises(ConfigError) as refused:
+        run_agent(config, es)
+
+    assert str(refused.value) == (
+        "rules.native: no file matches rulez/*.yml; rules.sigma: no file matches sigmaa/ "
+        "(paths are relative to the configuration's folder)"
+    )

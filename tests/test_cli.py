@@ -3,6 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import nis2triage
 
 
@@ -44,3 +46,36 @@ def test_replay_times_far_past_the_calendar_are_a_usage_error_not_a_traceback() 
     assert done.returncode == 2
     assert "'now-99999999d' reaches before the year 1: give a shorter duration" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "nis2triage.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize(
+    "when", ["0001-01-01T00:00", "1969-12-31T23:59", "9999-12-31T22:00", "now-30000d"]
+)
+def test_replay_times_its_rules_cannot_step_from_are_a_usage_error(when: str) -> None:
+    done = cli("replay", "-c", "a.yml", "--from", when)
+
+    assert done.returncode == 2
+    assert f"{when!r} is outside the times a replay can read" in done.stderr
+    assert "from 1970-01-01 to before 9000-01-01" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_a_metrics_port_outside_1_to_65535_is_a_usage_error(port: str) -> None:
+    done = cli("run", "-c", "a.yml", "--metrics-port", port)
+
+    assert done.returncode == 2
+    assert f"{port!r} is not a port: give 1 to 65535" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_duration_after_now_that_is_none_says_how_to_write_one() -> None:
+    done = cli("replay", "-c", "a.yml", "--from", "now-60y")
+
+    assert done.returncode == 2
+    assert "after now-: '60y' is not a duration: write it like 30s, 5m, 1h or 2d" in done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -20,7 +21,7 @@ from elasticsearch import ApiError
 from nis2triage import esclient
 from nis2triage.agent import CycleReport
 from nis2triage.config import load_config
-from nis2triage.errors import StoreError
+from nis2triage.errors import ConfigError, StoreError
 from nis2triage.esclient import ESSettings
 from nis2triage.metrics import AgentMetrics, MeteredAgent, MetricsServer, condition_of
 
@@ -227,3 +228,30 @@ def test_a_start_that_cannot_reach_elasticsearch_counts_one_failure(tmp_path: Pa
 
     assert sample(metrics, "nis2triage_errors_total", condition="unreachable") == 1
     assert metrics.health() == (503, {"status": "failing", "condition": "unreachable"})
+
+
+def test_a_port_already_taken_is_said_with_what_to_do(served: tuple[AgentMetrics, str]) -> None:
+    metrics, url = served
+    port = int(url.rsplit(":", 1)[1])
+
+    with pytest.raises(
+        ConfigError,
+        match=f"cannot serve metrics on 127.0.0.1:{port}: .*in use; choose another --metrics-port",
+    ):
+        MetricsServer(metrics, "127.0.0.1", port)
+
+
+def test_a_silent_connection_is_dropped_and_the_server_still_answers() -> None:
+    server = MetricsServer(AgentMetrics(60), "127.0.0.1", 0, idle_timeout_s=0.5)
+    server.start()
+    silent = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+
+    # Dropped after the handler's timeout: the read sees the end of the stream.
+    started = time.monotonic()
+    try:
+        assert silent.recv(1) == b""
+        assert 0.4 < time.monotonic() - started < 10
+        assert get(f"http://127.0.0.1:{server.port}/health")[0] == 503
+    finally:
+        silent.close()
+        server.stop()

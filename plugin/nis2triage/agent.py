@@ -142,10 +142,16 @@ class Agent:
         """Create the agent's indices, load the detectors and restore each source's state."""
         self.store.ensure_indices()
         specs = [load_spec(p) for p in self.cfg.detector_files()]
-        unmatched = self.cfg.unmatched_detector_patterns()
+        unmatched = [
+            (key, pattern)
+            for key, pattern in self.cfg.missing_files()
+            if key in ("detectors", "rules.native", "rules.sigma")
+        ]
         if unmatched:
-            # Running on would move the checkpoint past events no detector has seen.
-            raise ConfigError(f"detectors: no file matches {', '.join(unmatched)}")
+            # Running on would move the checkpoint past events no detector has seen, or
+            # leave a misspelt rule folder blind with one line at INFO.
+            said = "; ".join(f"{key}: no file matches {pattern}" for key, pattern in unmatched)
+            raise ConfigError(f"{said} (paths are relative to the configuration's folder)")
         check_sources(self.cfg, specs)
         self.specs = specs
         native = load_native(self.cfg)

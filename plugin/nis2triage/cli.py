@@ -128,8 +128,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def port_number(text: str) -> int:
+    """A TCP port to listen on: 1 to 65535, or 0 for one the system picks."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give 1 to 65535 (9464 is usual)")
+    return port
+
+
+# Times a replay may ask for: its rules look back and step from them, and a datetime
+# stops at year 9999; no log is older than the Unix epoch.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def parse_time(text: str) -> datetime:
     """An ISO 8601 time (UTC when no zone is given), or 'now', or 'now-2d' style."""
+    parsed = _time_given(text)
+    if not EARLIEST <= parsed < LATEST:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is outside the times a replay can read: give a time from "
+            f"{EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d}"
+        )
+    return parsed
+
+
+def _time_given(text: str) -> datetime:
     from nis2triage.config import parse_duration
 
     now = datetime.now(UTC)
@@ -142,6 +169,8 @@ def parse_time(text: str) -> datetime:
             raise argparse.ArgumentTypeError(
                 f"{text!r} reaches before the year 1: give a shorter duration"
             ) from exc
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"after now-: {exc}") from exc
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
@@ -215,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="one pass over new events, then exit")
     run.add_argument(
         "--metrics-port",
-        type=int,
+        type=port_number,
         metavar="N",
         help="serve /metrics (Prometheus) and /health on this port (off by default; 9464 is usual)",
     )

@@ -29,7 +29,7 @@ from prometheus_client import (
 )
 
 from nis2triage.agent import OUTAGES, Agent, CycleReport
-from nis2triage.errors import StoreError
+from nis2triage.errors import ConfigError, StoreError
 from nis2triage.records import Route
 from nis2triage.store import Store
 
@@ -223,12 +223,24 @@ class MeteredAgent(Agent):
             raise
 
 
+# How long a connection may stay silent before the server drops it.
+IDLE_TIMEOUT_S = 10.0
+
+
 class MetricsServer:
     """`/metrics` and `/health` over HTTP, in a daemon thread."""
 
-    def __init__(self, metrics: AgentMetrics, host: str, port: int) -> None:
-        handler = _handler_for(metrics)
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+    def __init__(
+        self, metrics: AgentMetrics, host: str, port: int, idle_timeout_s: float = IDLE_TIMEOUT_S
+    ) -> None:
+        handler = _handler_for(metrics, idle_timeout_s)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; "
+                "choose another --metrics-port, or stop what holds this one"
+            ) from exc
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -245,8 +257,11 @@ class MetricsServer:
         self.httpd.server_close()
 
 
-def _handler_for(metrics: AgentMetrics) -> type[BaseHTTPRequestHandler]:
+def _handler_for(metrics: AgentMetrics, idle_timeout_s: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # A scraper that connects and says nothing would hold its thread for ever.
+        timeout = idle_timeout_s
+
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry))

@@ -8,10 +8,12 @@ detector would have raised before it goes live.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from elasticsearch import BadRequestError, Elasticsearch
@@ -106,7 +108,11 @@ def replay_detectors(
 
 
 def replay_rules(
-    es: Elasticsearch, rules: list[NativeRule], start: datetime, end: datetime
+    es: Elasticsearch,
+    rules: list[NativeRule],
+    start: datetime,
+    end: datetime,
+    advance: Callable[[int], None] = lambda _: None,
 ) -> list[Alert]:
     alerts: list[Alert] = []
     for rule in rules:
@@ -115,8 +121,14 @@ def replay_rules(
         while window < end:
             step_end = min(window + RULE_STEP, end)
             alerts += engine.run_rule(es, rule, window, step_end, state)
+            advance(1)
             window = step_end
     return alerts
+
+
+def rule_windows(rules: list[NativeRule], start: datetime, end: datetime) -> int:
+    """How many windows `replay_rules` runs: a long range is many requests per rule."""
+    return len(rules) * math.ceil((end - start) / RULE_STEP)
 
 
 def _ms(ts: datetime) -> int:
@@ -137,8 +149,11 @@ def run_replay(
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("replaying events", total=to_read or None)
         result = replay_detectors(sources, specs, start, end, lambda n: progress.advance(task, n))
-    result.in_range, result.narrowed = in_range, to_read != in_range
-    result.alerts += replay_rules(es, rules, start, end)
+        result.in_range, result.narrowed = in_range, to_read != in_range
+        if rules:
+            windows = rule_windows(rules, start, end)
+            task = progress.add_task(f"rules, {windows} windows of an hour", total=windows)
+            result.alerts += replay_rules(es, rules, start, end, partial(progress.advance, task))
     return result
 
 
