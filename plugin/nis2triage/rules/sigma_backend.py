@@ -5,17 +5,26 @@ pipelines pySigma ships rename them to what Beats and Elastic Agent index (ECS),
 one pipeline per family of log source; a site adds its own renames, or a whole
 extra pipeline, on top. Log sources without a shipped ECS pipeline (Linux,
 cloud audit logs, proxies...) keep Sigma's names unless the site maps them.
+
+Two kinds of rule convert to a query that matches something other than what the
+author wrote, so they are refused (the rule is skipped, with its file and reason):
+a `1 of foo*` / `all of foo*` naming no detection, which pySigma drops silently,
+leaving the log source's condition alone; and a numeric comparison (`|gt`, `|lt`...)
+on a field not mapped as a number, which Elasticsearch would compare as text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sigma.backends.elasticsearch.elasticsearch_lucene import LuceneBackend
+from sigma.conditions import ConditionFieldEqualsValueExpression, ConditionItem, ConditionSelector
 from sigma.conversion.state import ConversionState
-from sigma.exceptions import SigmaError
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaConditionError, SigmaError, SigmaFeatureNotSupportedByBackendError
 from sigma.pipelines.elasticsearch.kubernetes import ecs_kubernetes
 from sigma.pipelines.elasticsearch.macos import ecs_macos_esf
 from sigma.pipelines.elasticsearch.windows import ecs_windows
@@ -25,11 +34,11 @@ from sigma.pipelines.windows.windows import windows_logsource_pipeline
 from sigma.processing.conditions import LogsourceCondition, MatchStringCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import FieldMappingTransformation
-from sigma.rule import SigmaLogSource
-from sigma.types import SigmaRegularExpression
+from sigma.rule import SigmaLogSource, SigmaRule
+from sigma.types import SigmaCompareExpression, SigmaRegularExpression
 
 from nis2triage import yamlload
-from nis2triage.rules import lucene_regex
+from nis2triage.rules import lucene_regex, winlog_mapping
 
 # Runs after pySigma's ECS pipelines (priority 10-20), so renames see their output names.
 RENAME_PRIORITY = 90
@@ -42,6 +51,14 @@ ADDRESS_FIELDS = (
     "ClientAddress",
     "DestinationIp",
     "DestAddress",
+)
+NUMBER_TYPES = frozenset(
+    {"long", "integer", "short", "byte", "unsigned_long", "double", "float", "half_float"}
+)
+# Fields an index of Windows events maps as numbers (Winlogbeat's template, as the project's
+# own mapping follows it); any other field, `event.code` included, is a keyword.
+NUMERIC_FIELDS = frozenset(
+    name for name, spec in winlog_mapping.TYPED_FIELDS.items() if spec.get("type") in NUMBER_TYPES
 )
 
 
@@ -57,6 +74,68 @@ class CaselessLuceneBackend(LuceneBackend):
 
     def convert_value_re(self, r: SigmaRegularExpression, state: ConversionState) -> str:
         return lucene_regex.translate(str(r.regexp))
+
+    def convert_rule(
+        self,
+        rule: SigmaRule,
+        output_format: str | None = None,
+        callback: Callable[[SigmaRule | SigmaCorrelationRule, str | None, int, Any, Any], Any]
+        | None = None,
+    ) -> list[Any]:
+        # Checked before the pipeline runs: it may add `_filt_` detections of its own.
+        empty = [s for s in _selectors(rule) if not s.resolve_referenced_detections(rule.detection)]
+        if empty:
+            raise SigmaConditionError(_no_detection(empty[0], rule))
+        converted: list[Any] = super().convert_rule(rule, output_format, callback)
+        return converted
+
+    def convert_condition_field_compare_op_val(
+        self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
+    ) -> Any:
+        # `event.code:>5` on a keyword compares text: "10" < "5", and `|lt: 7` matches 10.
+        if cond.field not in NUMERIC_FIELDS:
+            raise SigmaFeatureNotSupportedByBackendError(_text_comparison(cond))
+        return super().convert_condition_field_compare_op_val(cond, state)
+
+
+def _selectors(rule: SigmaRule) -> Iterator[ConditionSelector]:
+    """Every `1 of x*` / `all of x*` in the rule's conditions, as written."""
+    for condition in rule.detection.parsed_condition:
+        yield from _selectors_in(condition.parse(postprocess=False))
+
+
+def _selectors_in(node: object) -> Iterator[ConditionSelector]:
+    if isinstance(node, ConditionSelector):
+        yield node
+    elif isinstance(node, ConditionItem):
+        for arg in node.args:
+            yield from _selectors_in(arg)
+
+
+def _no_detection(selector: ConditionSelector, rule: SigmaRule) -> str:
+    quantifier = selector.args[0]
+    named = ", ".join(sorted(rule.detection.detections))
+    return (
+        f"condition '{quantifier} of {selector.pattern}' names no detection (the rule has: "
+        f"{named}): pySigma would drop it silently and the query would match more than the "
+        "rule says, every event of the log source at worst; fix the name in the condition "
+        "or add the detection"
+    )
+
+
+def _text_comparison(cond: ConditionFieldEqualsValueExpression) -> str:
+    value = cond.value
+    said = (
+        f"{value.op.name.lower()} {value.number}"
+        if isinstance(value, SigmaCompareExpression)
+        else "a number"
+    )
+    numeric = ", ".join(sorted(NUMERIC_FIELDS))
+    return (
+        f"numeric comparison ({said}) on {cond.field}, which is not mapped as a number: "
+        "Elasticsearch would compare it as text ('10' sorts before '5'); list the exact "
+        f"values instead (fields compared as numbers: {numeric})"
+    )
 
 
 @dataclass(frozen=True)
