@@ -1,9 +1,12 @@
 """`any`, `blacklist` and `whitelist`: rules that judge events one by one.
 
 Exact list values are matched by Elasticsearch (a terms query, so an `ip`
-field also takes CIDR ranges such as 10.0.0.0/8); regular expressions are
-matched here, against the whole value, because Lucene's regular-expression
-dialect is not the one operators test with. They run on RE2 (`linear_regex`):
+field also takes CIDR ranges such as 10.0.0.0/8); every value is judged again
+here, as Elasticsearch returns it: an address as an address (it comes back in
+canonical form, `2001:db8::1` for a listed `2001:DB8::1`), a number as a number
+(a `double` field's 5 comes back as 5.0), anything else as text. Regular
+expressions are matched here alone, against the whole value, because Lucene's
+regular-expression dialect is not the one operators test with. They run on RE2 (`linear_regex`):
 the values come from the monitored indices, and a backtracking engine would let
 one long value stall the agent.
 
@@ -29,6 +32,7 @@ from nis2triage.rules.types.tiles import entity
 
 _LISTED = "listed"
 ListRule = BlacklistRule | WhitelistRule
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def evaluate_any(run: Run, rule: AnyRule) -> list[Finding]:
@@ -73,39 +77,67 @@ def _list_query(run: Run, rule: ListRule) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Listed:
-    """A rule's list, read once per run: exact values, the networks among them, regexes."""
+    """A rule's list, read once per run: exact values, the addresses, networks and numbers
+    among them, regexes."""
 
     values: frozenset[str]
+    addresses: frozenset[Address]
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    numbers: frozenset[int | float]
     patterns: tuple[Regex, ...]
 
     @classmethod
     def of(cls, rule: ListRule) -> _Listed:
         values = rule.exact_values()
-        # An ip field's terms query also takes CIDR ranges (10.0.0.0/8), so the list may too.
-        networks = []
+        addresses, networks, numbers = set(), [], set()
         for item in values:
-            if "/" in item:
+            if (address := _address(item)) is not None:
+                addresses.add(address)
+            # An ip field's terms query also takes CIDR ranges (10.0.0.0/8), so the list may too.
+            elif "/" in item:
                 with contextlib.suppress(ValueError):
                     networks.append(ipaddress.ip_network(item, strict=False))
-        return cls(values, tuple(networks), rule.patterns())
+            if (number := _number(item)) is not None:
+                numbers.add(number)
+        return cls(
+            values, frozenset(addresses), tuple(networks), frozenset(numbers), rule.patterns()
+        )
 
     def holds(self, value: Any) -> bool:
         """The value is listed, in a listed network, or fits a regex."""
+        # A number field's value is compared as a number: "5" listed holds 5.0 (a double).
+        if isinstance(value, int | float) and not isinstance(value, bool) and value in self.numbers:
+            return True
         text = str(value)
         if text in self.values or any(p.fullmatch(text) for p in self.patterns):
             return True
-        if not self.networks:
+        address = _address(text)
+        if address is None:
             return False
-        try:
-            address = ipaddress.ip_address(text)
-        except ValueError:
-            return False
-        return any(address in network for network in self.networks)
+        return address in self.addresses or any(address in net for net in self.networks)
+
+
+def _address(text: str) -> Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _number(text: str) -> int | float | None:
+    """A listed value as a number, exactly for integers (a long beyond 2**53 stays exact)."""
+    if "_" in text:  # Python reads 1_000 as a number; Elasticsearch does not
+        return None
+    for parse in (int, float):
+        with contextlib.suppress(ValueError):
+            number: int | float = parse(text)
+            return number if number == number else None  # NaN equals nothing
+    return None
 
 
 def _judged(rule: ListRule, listed: _Listed, hit: Hit, key: str) -> Hit | None:
-    """The hit if it offends, with the offending value first when it is also the entity."""
+    """The hit if it offends, with the offending values first: the alert names them, and
+    so does the entity when the compared field is also the query_key."""
     values = hit.fields.get(rule.compare_key, [])
     if isinstance(rule, BlacklistRule):
         offending = [v for v in values if listed.holds(v)]
@@ -115,11 +147,12 @@ def _judged(rule: ListRule, listed: _Listed, hit: Hit, key: str) -> Hit | None:
         offending = [v for v in values if not listed.holds(v)]
         if values and not offending:
             return None
-    if not offending or key != rule.compare_key:
+    if not offending:
         return hit
-    # A field with several values: the alert names the one that offends, not the first.
+    # A field with several values: the alert (and the entity, when the field is the
+    # query_key) names the one that offends, not the first.
     rest = [v for v in values if v not in offending]
-    return replace(hit, fields={**hit.fields, key: [*offending, *rest]})
+    return replace(hit, fields={**hit.fields, rule.compare_key: [*offending, *rest]})
 
 
 def _list_message(rule: ListRule, hit: Hit) -> str:
