@@ -3,19 +3,39 @@
 Routes are rules in `rules/triage.yml`, tried in order; the first whose
 conditions all hold decides, and its name and the conditions that held are
 stored on the alert as the reason. An alert no rule claims takes the default.
+
+A file that would leave a route dead is refused at load: an unknown kind or hint
+(a typo never holds), an empty list, two routes of one name (the reason would not
+tell them apart), a route with no conditions before others (they would never be
+tried). Names of rules and detectors depend on the rule set, which is loaded
+apart from this file: `unknown_names` says which a route names in vain.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, get_args, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nis2triage import yamlload
 from nis2triage.assets import Asset, Criticality, Inventory
 from nis2triage.errors import ConfigError
+from nis2triage.incidents.assess import HINT_FACTS
 from nis2triage.records import SEVERITY_RANK, Alert, Route, Severity
+from nis2triage.yamlload import Located
+
+log = logging.getLogger(__name__)
+
+# What an alert can carry: its kind (records.Alert), the hint native and Sigma rules set
+# from `triage: {early_warning_candidate: true}` (rules/alerts.py), and the detector hints
+# the incident assessment reads (incidents/assess.py). A route on anything else never holds.
+KINDS: tuple[str, ...] = get_args(get_type_hints(Alert)["kind"])
+HINTS: tuple[str, ...] = ("early_warning_candidate", *HINT_FACTS)
 
 
 class Conditions(BaseModel):
@@ -52,11 +72,95 @@ def load_rules(path: str | Path | None) -> TriageRules:
     if not isinstance(located.data, dict):
         raise ConfigError("a triage file is a mapping with `default` and `routes`", path=str(path))
     try:
-        return TriageRules.model_validate(located.data)
+        rules = TriageRules.model_validate(located.data)
     except ValidationError as exc:
         from nis2triage.config import validation_error
 
         raise validation_error(located, exc, TriageRules) from exc
+    problems = [*_dead_conditions(located, rules), *_duplicates(located, rules)]
+    problems += _catch_all_not_last(located, rules)
+    problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+    if problems:
+        error = ConfigError("\n".join(str(p) for p in problems))
+        error.path, error.line = problems[0].path, problems[0].line
+        raise error
+    return rules
+
+
+def unknown_names(rules: TriageRules, known: Iterable[str]) -> list[str]:
+    """Warnings for the `names` no rule or detector of the rule set has: such a name never
+    holds. Warnings, not errors: the rule set is loaded apart from the triage file, and a
+    Sigma folder may lose a rule the routes still name."""
+    have = set(known)
+    said = []
+    for rule in rules.routes:
+        for name in sorted(set(rule.when.names or ()) - have):
+            close = difflib.get_close_matches(name, sorted(have), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            said.append(
+                f"triage route {rule.name!r}: no rule or detector is named {name!r}{hint}, "
+                "so this condition never holds"
+            )
+    for warning in said:
+        log.warning("%s", warning)
+    return said
+
+
+def _dead_conditions(located: Located, rules: TriageRules) -> list[ConfigError]:
+    """Unknown kinds and hints, and empty lists: conditions that can never hold."""
+    found = []
+    for i, rule in enumerate(rules.routes):
+        when = ("routes", i, "when")
+        lists: dict[str, list[Any] | None] = {
+            "kinds": rule.when.kinds,
+            "hints_any": rule.when.hints_any,
+            "names": rule.when.names,
+            "asset_criticality_in": rule.when.asset_criticality_in,
+        }
+        for key in [k for k, given in lists.items() if given == []]:
+            said = "an empty list never holds; list values or remove the condition"
+            found.append(located.error((*when, key), f"route {rule.name!r}: {said}"))
+        for key, allowed, label in (("kinds", KINDS, "kinds"), ("hints_any", HINTS, "hints")):
+            for j, value in enumerate(lists[key] or ()):
+                if value not in allowed:
+                    said = f"route {rule.name!r}: {_unknown_value(value, allowed, label)}"
+                    found.append(located.error((*when, key, j), said))
+    return found
+
+
+def _unknown_value(value: str, allowed: tuple[str, ...], label: str) -> str:
+    close = difflib.get_close_matches(value, allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"no alert has {value!r}, so this never holds: {hint}known {label}: {', '.join(allowed)}"
+
+
+def _duplicates(located: Located, rules: TriageRules) -> list[ConfigError]:
+    first: dict[str, int] = {}
+    found = []
+    for i, rule in enumerate(rules.routes):
+        if rule.name in first:
+            line = located.line_of(("routes", first[rule.name], "name"))
+            said = (
+                f"route name {rule.name!r} is already used by the route on line {line}; "
+                "an alert's reason names its route, so give each route its own name"
+            )
+            found.append(located.error(("routes", i, "name"), said))
+        first.setdefault(rule.name, i)
+    return found
+
+
+def _catch_all_not_last(located: Located, rules: TriageRules) -> list[ConfigError]:
+    """A route without conditions claims every alert: the routes after it are never tried."""
+    for i, rule in enumerate(rules.routes[:-1]):
+        if rule.when == Conditions():
+            after = ", ".join(repr(r.name) for r in rules.routes[i + 1 :])
+            said = (
+                f"route {rule.name!r} has no conditions, so it claims every alert and the "
+                f"routes after it ({after}) are never tried; give it conditions, move it "
+                f"last, or drop it and write `default: {rule.route}`"
+            )
+            return [located.error(("routes", i), said)]
+    return []
 
 
 def score_ratio(alert: Alert) -> float:
