@@ -111,7 +111,7 @@ class _Listed:
         text = str(value)
         if text in self.values or any(p.fullmatch(text) for p in self.patterns):
             return True
-        address = _address(text)
+        address = _address(text) if self.addresses or self.networks else None
         if address is None:
             return False
         return address in self.addresses or any(address in net for net in self.networks)
