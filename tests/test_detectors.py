@@ -599,3 +599,44 @@ def test_detector_files_that_cannot_work_are_refused_with_file_and_line(
 
     with pytest.raises(ConfigError, match=match):
         load_spec(path)
+
+
+def test_a_hint_the_assessment_does_not_know_is_refused_with_the_known_ones(
+    tmp_path: Path,
+) -> None:
+    spec = yaml.safe_load(AUTH.read_text())
+    spec["hints"] = {"malicous": True}
+    path = tmp_path / "typo.yml"
+    path.write_text(yaml.safe_dump(spec))
+
+    with pytest.raises(
+        ConfigError,
+        match="unknown hint malicous; the hints are: data_compromised, malicious, unauthorised_acc",
+    ):
+        load_spec(path)
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_triage_route_naming_no_loaded_rule_is_said_at_start(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    triage = tmp_path / "triage.yml"
+    triage.write_text(
+        "routes:\n  - name: brute\n    when: {names: [ssh-brute-forse]}\n    route: soc\n"
+        "default: soc\n"
+    )
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    settings = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**settings, "triage": str(triage)}))
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.triage"):
+        run_agent(config, es)
+
+    assert (
+        "triage route 'brute': no rule or detector is named 'ssh-brute-forse' (did you mean "
+        "'ssh-brute-force'?), so this condition never holds"
+    ) in caplog.text

@@ -159,6 +159,9 @@ class Agent:
             self.es, self.cfg.rules, native, load_sigma(self.cfg), self.clock
         )
         log.info("%d detectors and %d native rules loaded", len(specs), len(native))
+        # A route naming no loaded rule or detector never holds: said, not refused, since a
+        # Sigma folder may lose a rule the routes still name.
+        triage.unknown_names(self.rules, [*(s.name for s in specs), *self.rules_runner.names()])
         self.restore_all()
         self._check_reading()
         if self.cfg.notifier.mode == "send":

@@ -47,6 +47,7 @@ from nis2triage.features import (
     getter,
     is_ip,
 )
+from nis2triage.incidents.assess import HINT_FACTS
 from nis2triage.models.hst import HalfSpaceTrees
 from nis2triage.models.likelihood import LikelihoodSettings
 from nis2triage.models.pipeline import MultivariateScorer, Scorer, Tail, build, finite
@@ -147,6 +148,17 @@ class DetectorSpec(BaseModel):
     message: str = "{entity} behaved unusually"
     tags: list[str] = Field(default_factory=list)
     hints: dict[str, bool] = Field(default_factory=dict)
+
+    @field_validator("hints")
+    @classmethod
+    def _known_hints(cls, value: dict[str, bool]) -> dict[str, bool]:
+        """A hint the incident assessment does not know would be carried and never read,
+        and triage refuses routes on it."""
+        unknown = sorted(set(value) - set(HINT_FACTS))
+        if unknown:
+            known = ", ".join(sorted(HINT_FACTS))
+            raise ValueError(f"unknown hint {', '.join(unknown)}; the hints are: {known}")
+        return value
 
     @field_validator("postprocess")
     @classmethod

@@ -88,6 +88,10 @@ class RuleRunner:
             time_field=cfg.time_field,
         )
 
+    def names(self) -> list[str]:
+        """The names its alerts carry: the native rules' and the Sigma rules' titles."""
+        return [r.name for r in self.native] + [q.name for q in self.sigma]
+
     def __len__(self) -> int:
         return len(self.native) + len(self.sigma)
 

@@ -98,6 +98,7 @@ def test_numeric_comparison_on_a_keyword_field_is_skipped(
     result = load(tmp_path, COMPARE.format(field="EventID", op=op, number=number))
 
     assert isinstance(result, SkippedRule), result
+    assert result.line == 5  # the EventID|op key
     assert result.reason.startswith(
         f"numeric comparison ({op} {number}) on event.code, which is not mapped as a number: "
         "Elasticsearch would compare it as text"

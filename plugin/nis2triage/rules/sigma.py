@@ -287,15 +287,20 @@ def _error_line(located: Located, exc: Exception) -> int | None:
         return _modifier_line(located, "fieldref")
     if kind == "UnsupportedRegex":
         return _modifier_line(located, "re")
+    if str(exc).startswith("numeric comparison"):
+        return _modifier_line(located, "gt", "gte", "lt", "lte")
     for word, key in _ERROR_KEYS:
         if word in kind:
             return located.line_of(key)
     return located.line_of(("detection",))
 
 
-def _modifier_line(located: Located, modifier: str) -> int | None:
-    """The line of the first detection key using `modifier`, e.g. `CommandLine|re`."""
+def _modifier_line(located: Located, *modifiers: str) -> int | None:
+    """The line of the first detection key using one of `modifiers`, e.g. `CommandLine|re`."""
     for loc, line in sorted(located.lines.items(), key=lambda item: item[1]):
-        if loc[:1] == ("detection",) and modifier in str(loc[-1]).lower().split("|")[1:]:
+        if loc[:1] != ("detection",):
+            continue
+        used = str(loc[-1]).lower().split("|")[1:]
+        if any(m in used for m in modifiers):
             return line
     return located.line_of(("detection",))
