@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
+import yaml
 from elasticsearch import Elasticsearch
 
-from native_support import CaseIndex, case_index, ev, make_rule, run, summary
+from nis2triage.rules.loader import rule_from_dict
+
+from native_support import CaseIndex, at, case_index, ev, index_events, make_rule, run, summary
+from support import REPO
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +137,24 @@ def test_spike_keeps_hosts_apart(es: Elasticsearch, cases: CaseIndex) -> None:
     )
 
     assert summary(run(es, rule, 9, 10)) == [("busy", 6.0)]
+
+
+def test_the_shipped_silent_source_rule_leaves_the_agents_own_alerts_out(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The agent's alerts reach logs-* through its alias, with no host.name: counted per
+    # key, they were "documents lacking host.name" in a warning at every first run.
+    alerts = [
+        {"@timestamp": at(m).isoformat(), "event": {"module": "nis2triage"}} for m in (15, 16)
+    ]
+    index_events(es, index_name, [*every_minute("b", 0, 10), *alerts])
+    shipped = yaml.safe_load((REPO / "rules" / "detection" / "log-source-silent.yml").read_text())
+    rule = rule_from_dict(
+        {**shipped, "index": index_name, "timeframe": "5m", "key_lookback": "14m"}
+    )
+
+    with caplog.at_level(logging.INFO, logger="nis2triage.rules.search"):
+        found = run(es, rule, 19, 20)
+
+    assert summary(found) == [("b", 0.0)]
+    assert "lack host.name" not in caplog.text
