@@ -7,6 +7,7 @@ expected, so the loader can turn it into a message with the file and line.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,7 +31,24 @@ _UNITS = {
 # the size of a whole rule file (1 MB at most) is matched in linear time.
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _DICT_UNITS = set(_UNITS.values())
+_SECONDS = {
+    "milliseconds": 0.001,
+    "seconds": 1,
+    "minutes": 60,
+    "hours": 3_600,
+    "days": 86_400,
+    "weeks": 604_800,
+}
 DURATION_HINT = "a duration such as '90s', '5m', '1h', '30d' or {minutes: 5}"
+# The longest duration a rule may give (timeframe, realert, key_lookback, terms_window).
+# A year covers every window, quiet period and look-back a detection needs (ElastAlert's
+# new_term default is 30 days; a SOC rarely keeps hot indices longer), and it keeps every
+# `start - duration` the rule types compute far inside datetime's years 1 to 9999, where
+# 999999d overflowed at run time, and every window length in milliseconds inside
+# Elasticsearch's long.
+MAX_DURATION = timedelta(days=366)
+# Elasticsearch counts time in whole milliseconds: a shorter window rounds to zero.
+MIN_DURATION = timedelta(milliseconds=1)
 
 # ATT&CK as Sigma writes it: tactics by name, techniques, groups and software by id.
 _ATTACK_TAG = re.compile(r"^attack\.(t\d{4}(\.\d{3})?|[gs]\d{4}|[a-z][a-z_-]+)$")
@@ -42,22 +60,48 @@ def _to_timedelta(value: Any) -> Any:
         found = _DURATION.match(value)
         if not found:
             raise ValueError(f"{value!r} is not {DURATION_HINT}")
-        return timedelta(**{_UNITS[found.group(2)]: float(found.group(1))})
+        return _bounded({_UNITS[found.group(2)]: float(found.group(1))}, value)
     if isinstance(value, dict):
         for unit in set(value) - _DICT_UNITS:
             close = difflib.get_close_matches(str(unit), _DICT_UNITS, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             units = ", ".join(sorted(_DICT_UNITS))
             raise ValueError(f"unknown unit {unit!r}; {hint}units: {units}")
-        return timedelta(**{unit: float(n) for unit, n in value.items()})
+        return _bounded({unit: _amount(unit, n) for unit, n in value.items()}, value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise ValueError(f"{value} has no unit; write e.g. '{value}s' or '{value}m'")
     return value
 
 
+def _amount(unit: str, n: Any) -> float:
+    """How many of `unit`: a number (YAML reads 1e10 as text, so a numeric text too)."""
+    try:
+        if isinstance(n, bool) or not isinstance(n, int | float | str):
+            raise TypeError
+        return float(n)
+    except (TypeError, ValueError):
+        raise ValueError(f"{unit}: {n!r} is not a number; write e.g. {{{unit}: 5}}") from None
+
+
+def _bounded(parts: dict[str, float], given: Any) -> timedelta:
+    """The duration, refused beyond MAX_DURATION before timedelta can overflow or fail."""
+    seconds = sum(n * _SECONDS[unit] for unit, n in parts.items())
+    if math.isnan(seconds):
+        raise ValueError(f"{given!r} is not a number of {' or '.join(parts)}; write e.g. '5m'")
+    if abs(seconds) > MAX_DURATION.total_seconds():
+        days = MAX_DURATION.days
+        raise ValueError(
+            f"{given!r} is longer than the longest duration a rule may give, {days}d "
+            f"(a year); write at most '{days}d'"
+        )
+    return timedelta(**parts)
+
+
 def _positive(value: timedelta) -> timedelta:
     if value <= timedelta(0):
         raise ValueError("must be longer than zero")
+    if value < MIN_DURATION:
+        raise ValueError("must be at least 1ms: Elasticsearch counts time in milliseconds")
     return value
 
 
