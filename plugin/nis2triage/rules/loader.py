@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, get_args
@@ -43,6 +44,16 @@ _FIXES = {
     "timedelta_type": f"write {DURATION_HINT}",
     "timedelta_parsing": f"write {DURATION_HINT}",
 }
+
+# Elasticsearch counts documents and distinct values in a Java long: a count bound above
+# it can never be reached, so a rule with one would never fire (nor a spike that high).
+MAX_COUNT = 2**63 - 1
+# (lower, upper) bound options: an upper bound below the lower one alerts on every window.
+_BOUNDS = (
+    ("min_threshold", "max_threshold"),
+    ("min_cardinality", "max_cardinality"),
+    ("min_percentage", "max_percentage"),
+)
 
 
 def load_rule(path: str | Path) -> NativeRule:
@@ -90,13 +101,22 @@ def _rule_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def _validate(data: dict[str, Any], doc: yamlload.Located, rule_dir: Path) -> NativeRule:
     try:
-        return _ADAPTER.validate_python(data, context={"rule_dir": rule_dir})
+        rule = _ADAPTER.validate_python(data, context={"rule_dir": rule_dir})
     except ValidationError as exc:
         found = [_describe(e, data) for e in _without_misspelt(exc.errors(), data)]
-        found.sort(key=lambda p: doc.line_of(p[0]) or 0)
-        (loc, message), others = found[0], found[1:]
-        also = "".join(f"\n  also {doc.error(o_loc, o_msg)}" for o_loc, o_msg in others)
-        raise doc.error(loc, message + also) from None
+        raise _error(found, doc) from None
+    unusable = _beyond_limits(rule, data)
+    if unusable:
+        raise _error(unusable, doc)
+    return rule
+
+
+def _error(found: list[Problem], doc: yamlload.Located) -> ConfigError:
+    """The first problem in file order, with the others listed after it."""
+    found.sort(key=lambda p: doc.line_of(p[0]) or 0)
+    (loc, message), others = found[0], found[1:]
+    also = "".join(f"\n  also {doc.error(o_loc, o_msg)}" for o_loc, o_msg in others)
+    return doc.error(loc, message + also)
 
 
 def _loc(error: ErrorDetails, data: dict[str, Any]) -> tuple[str | int, ...]:
@@ -128,6 +148,45 @@ def _describe(error: ErrorDetails, data: dict[str, Any]) -> Problem:
     if fix:
         message = f"{message} (got {error['input']!r}); {fix}"
     return loc, message
+
+
+def _beyond_limits(rule: NativeRule, data: dict[str, Any]) -> list[Problem]:
+    """What validates as a type but cannot work: a rule that never or always fires."""
+    found: list[Problem] = [
+        ((name,), message)
+        for name, given in data.items()
+        if (message := _number_problem(given, getattr(rule, name, None)))
+    ]
+    for low, high in _BOUNDS:
+        under, over = getattr(rule, low, None), getattr(rule, high, None)
+        if under is not None and over is not None and over < under:
+            found.append(((high,), _inverted(low, under, high, over)))
+    return found
+
+
+def _number_problem(given: Any, value: Any) -> str | None:
+    """Why a number option's value cannot be used, if it cannot; `given` as written."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(given, bool):
+        # YAML reads true, yes and on as booleans, which pydantic would take as 1.
+        return f"{str(given).lower()} is a boolean, not a number; write a number such as 5"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{given!r} is not a finite number; write a number such as 5"
+    if value > MAX_COUNT:
+        return (
+            f"{given!r} is more than Elasticsearch can count ({MAX_COUNT}), so the rule "
+            "would never fire; write a number of events or values a window can hold"
+        )
+    return None
+
+
+def _inverted(low: str, under: float, high: str, over: float) -> str:
+    return (
+        f"{over:g} is below {low} ({under:g}), so every window would alert (each value is "
+        f"above one or below the other); the rule alerts outside [{low}, {high}]: swap them, "
+        "or give only one"
+    )
 
 
 def _without_misspelt(errors: list[ErrorDetails], data: dict[str, Any]) -> list[ErrorDetails]:

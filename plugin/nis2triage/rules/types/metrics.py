@@ -8,6 +8,7 @@ silence).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,11 +32,16 @@ from nis2triage.rules.types.tiles import (
     window_buckets,
 )
 
+log = logging.getLogger(__name__)
+
 # Below this many distinct values Elasticsearch's cardinality count is exact; it is
 # the largest precision the aggregation accepts (HyperLogLog++ above it, about 1% off).
 EXACT_CARDINALITY = 40_000
 
 Reading = Callable[[dict[str, Any]], float | None]
+
+# (rule, field) pairs already warned about as missing from every document, in this process.
+_SAID_ABSENT: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -47,13 +53,20 @@ class Measure:
     read: Reading
     high: float | None
     low: float | None
+    # The option naming the measured field and the field, checked to be in the documents.
+    field: tuple[str, str] | None = None
 
 
 def evaluate_cardinality(run: Run, rule: CardinalityRule) -> list[Finding]:
     field = rule.cardinality_field
     spec = {"cardinality": {"field": field, "precision_threshold": EXACT_CARDINALITY}}
     measure = Measure(
-        f"distinct {field}", {"v": spec}, _value, rule.max_cardinality, rule.min_cardinality
+        f"distinct {field}",
+        {"v": spec},
+        _value,
+        rule.max_cardinality,
+        rule.min_cardinality,
+        ("cardinality_field", field),
     )
     return _judge(run, rule, rule.timeframe, measure)
 
@@ -70,7 +83,8 @@ def evaluate_metric(run: Run, rule: MetricAggregationRule) -> list[Finding]:
     def enough(bucket: dict[str, Any]) -> float | None:
         return read(bucket) if bucket["doc_count"] >= rule.min_doc_count else None
 
-    measure = Measure(what, {"v": {kind: spec}}, enough, rule.max_threshold, rule.min_threshold)
+    bounds = rule.max_threshold, rule.min_threshold
+    measure = Measure(what, {"v": {kind: spec}}, enough, *bounds, ("metric_agg_key", field))
     return _judge(run, rule, rule.timeframe, measure)
 
 
@@ -98,8 +112,14 @@ def _percentile(bucket: dict[str, Any]) -> float | None:
 def _judge(run: Run, rule: KeyedRule, timeframe: timedelta, measure: Measure) -> list[Finding]:
     """A finding for every judged window whose value is above `high` or below `low`."""
     plan = tiles(run, timeframe)
+    aggs = dict(measure.aggs)
+    if measure.field:
+        aggs["has"] = {"filter": search.exists(measure.field[1])}
     found: list[Finding] = []
-    for value, start, bucket in judged_buckets(plan, window_buckets(run, rule, plan, measure.aggs)):
+    buckets = list(judged_buckets(plan, window_buckets(run, rule, plan, aggs)))
+    if measure.field:
+        _check_present(rule, measure.field, buckets)
+    for value, start, bucket in buckets:
         observed = measure.read(bucket)
         if observed is None:
             continue
@@ -109,6 +129,30 @@ def _judge(run: Run, rule: KeyedRule, timeframe: timedelta, measure: Measure) ->
                 _finding(rule, plan, value, start, (observed, bound), measure.what, bucket)
             )
     return found
+
+
+def _check_present(
+    rule: KeyedRule, field: tuple[str, str], buckets: list[tuple[Any, int, dict[str, Any]]]
+) -> None:
+    """Say when no judged document has the measured field: most likely a misspelt name,
+    which otherwise gives no value (avg, max) or zero (sum, count) and no alert."""
+    option, name = field
+    documents = sum(b["doc_count"] for _, _, b in buckets)
+    if not documents or any(b["has"]["doc_count"] for _, _, b in buckets):
+        return
+    if (rule.name, name) in _SAID_ABSENT:
+        log.info("rule %s: none of %d documents has %s", rule.name, documents, name)
+        return
+    # A warning the first time, as for a query_key that documents lack; then INFO.
+    _SAID_ABSENT.add((rule.name, name))
+    log.warning(
+        "rule %s: none of the %d matching documents has %s, so its windows are judged "
+        "without it; check %s for a misspelling (said once per rule, then at INFO)",
+        rule.name,
+        documents,
+        name,
+        option,
+    )
 
 
 def _crossed(observed: float, measure: Measure) -> float | None:
