@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 
 from nis2triage import yamlload
 from nis2triage.errors import ConfigError
-from nis2triage.rules.native import RULE_TYPES, NativeRule
+from nis2triage.rules.native import RULE_TYPES, BlacklistRule, NativeRule
 from nis2triage.rules.options import DURATION_HINT, TriageHint
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,9 @@ _FIXES = {
 # Elasticsearch counts documents and distinct values in a Java long: a count bound above
 # it can never be reached, so a rule with one would never fire (nor a spike that high).
 MAX_COUNT = 2**63 - 1
+# The values one terms query may hold unless the cluster raises index.max_terms_count;
+# a blacklist's exact values go to Elasticsearch as one terms query.
+MAX_TERMS = 65_536
 # (lower, upper) bound options: an upper bound below the lower one alerts on every window.
 _BOUNDS = (
     ("min_threshold", "max_threshold"),
@@ -63,7 +66,8 @@ def load_rule(path: str | Path) -> NativeRule:
         raise doc.error((), "a rule file holds one mapping of keys (name, type, index, ...)")
     if "detection" in doc.data and "logsource" in doc.data:
         raise doc.error((), "this is a Sigma rule (logsource/detection); load it as Sigma")
-    return _validate(doc.data, doc, Path(path).parent)
+    folder = Path(path).parent
+    return _validate(doc.data, doc, folder, list_root=folder)
 
 
 def load_rules(paths: Iterable[str | Path]) -> list[NativeRule]:
@@ -85,8 +89,12 @@ def load_rules(paths: Iterable[str | Path]) -> list[NativeRule]:
 
 
 def rule_from_dict(data: dict[str, Any], *, source: str = "<rule>") -> NativeRule:
-    """Validate a rule given as a mapping (tests, the API); errors name `source`, no line."""
-    return _validate(data, yamlload.Located(source, data, {}), Path("."))
+    """Validate a rule given as a mapping (tests, the API); errors name `source`, no line.
+
+    Its list files may be anywhere: the mapping comes from code, not from a rule file
+    whose folder would confine them.
+    """
+    return _validate(data, yamlload.Located(source, data, {}), Path("."), list_root=None)
 
 
 def _rule_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -99,9 +107,12 @@ def _rule_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _validate(data: dict[str, Any], doc: yamlload.Located, rule_dir: Path) -> NativeRule:
+def _validate(
+    data: dict[str, Any], doc: yamlload.Located, rule_dir: Path, *, list_root: Path | None
+) -> NativeRule:
+    context = {"rule_dir": rule_dir, "list_root": list_root}
     try:
-        rule = _ADAPTER.validate_python(data, context={"rule_dir": rule_dir})
+        rule = _ADAPTER.validate_python(data, context=context)
     except ValidationError as exc:
         found = [_describe(e, data) for e in _without_misspelt(exc.errors(), data)]
         raise _error(found, doc) from None
@@ -151,7 +162,8 @@ def _describe(error: ErrorDetails, data: dict[str, Any]) -> Problem:
 
 
 def _beyond_limits(rule: NativeRule, data: dict[str, Any]) -> list[Problem]:
-    """What validates as a type but cannot work: a rule that never or always fires."""
+    """What validates as a type but cannot work: a rule that never or always fires, or that
+    Elasticsearch refuses at run time."""
     found: list[Problem] = [
         ((name,), message)
         for name, given in data.items()
@@ -161,6 +173,8 @@ def _beyond_limits(rule: NativeRule, data: dict[str, Any]) -> list[Problem]:
         under, over = getattr(rule, low, None), getattr(rule, high, None)
         if under is not None and over is not None and over < under:
             found.append(((high,), _inverted(low, under, high, over)))
+    if isinstance(rule, BlacklistRule):
+        found.extend(_too_many_terms(rule))
     return found
 
 
@@ -187,6 +201,19 @@ def _inverted(low: str, under: float, high: str, over: float) -> str:
         f"above one or below the other); the rule alerts outside [{low}, {high}]: swap them, "
         "or give only one"
     )
+
+
+def _too_many_terms(rule: BlacklistRule) -> list[Problem]:
+    count = len(rule.exact_values())
+    if count <= MAX_TERMS:
+        return []
+    where = "blacklist_files" if rule.blacklist_files else "blacklist"
+    message = (
+        f"{count} exact values in blacklist and blacklist_files together, more than the "
+        f"{MAX_TERMS} Elasticsearch accepts in one terms query (index.max_terms_count); "
+        "split the list over several rules, or match families of values with blacklist_regex"
+    )
+    return [((where,), message)]
 
 
 def _without_misspelt(errors: list[ErrorDetails], data: dict[str, Any]) -> list[ErrorDetails]:

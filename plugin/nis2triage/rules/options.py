@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -160,21 +162,51 @@ class ValueList:
 def _read_value_list(value: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, str):
         return value
-    base = Path((info.context or {}).get("rule_dir", "."))
-    path = base / value
+    context = info.context or {}
+    path = Path(context.get("rule_dir", ".")) / value
+    root = context.get("list_root")
+    if root is not None:
+        path = _confined(path, Path(root))
+    lines = _read_regular(path).splitlines()
+    values = {s.strip() for s in lines if s.strip() and not s.strip().startswith("#")}
+    return ValueList(str(path), frozenset(values))
+
+
+def _confined(path: Path, root: Path) -> Path:
+    """`path` with its links resolved, if it lies in `root`'s folder tree.
+
+    A list's values go to Elasticsearch as query terms and into alerts, so a rule file
+    must not read /proc/self/environ (the agent's secret keys) or ../../anything. Links
+    are resolved first, so a link inside the folder cannot lead out of it either.
+    """
+    resolved, top = path.resolve(), root.resolve()
+    if not resolved.is_relative_to(top):
+        raise ValueError(
+            f"list file {path} is outside the rule file's folder {top}; "
+            "put the list in that folder or one below it (e.g. lists/) and name it relatively"
+        )
+    return resolved
+
+
+def _read_regular(path: Path) -> str:
     try:
-        if path.stat().st_size > MAX_LIST_FILE_BYTES:
-            raise ValueError(f"{path} is larger than {MAX_LIST_FILE_BYTES} bytes; split it")
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # Opened without waiting and checked on the open file: a FIFO would hang the
+        # loader, /dev/zero would never end, and a check before opening can be raced.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ValueError(f"list file {path} is not a regular file")
+            raw = file.read(MAX_LIST_FILE_BYTES + 1)
     except OSError as exc:
         raise ValueError(
             f"cannot read list file {path}: {exc.strerror}; "
             "paths are relative to the rule file's folder"
         ) from None
+    if len(raw) > MAX_LIST_FILE_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_LIST_FILE_BYTES} bytes; split it")
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"list file {path} is not UTF-8 text") from None
-    values = {s.strip() for s in lines if s.strip() and not s.strip().startswith("#")}
-    return ValueList(str(path), frozenset(values))
 
 
 ListFile = Annotated[ValueList, BeforeValidator(_read_value_list)]
