@@ -131,11 +131,18 @@ def test_list_show_and_refusals_against_the_real_node(
 
 
 @pytest.mark.usefixtures("agent_env")
-def test_a_report_queued_in_send_mode_says_it_is_not_sent_yet(
+@pytest.mark.parametrize(
+    ("mode", "told"),
+    [
+        ("send", "not sent yet: the running agent sends it at its next cycle (or `run --once`)"),
+        ("dry-run", "dry-run: stored in the outbox as it would be sent, and not sent"),
+    ],
+)
+def test_a_queued_report_says_whether_and_when_it_is_sent(
     es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], mode: str, told: str,
 ) -> None:  # fmt: skip
-    sending = {"mode": "send", "endpoint": "http://127.0.0.1:9/notifications"}
+    sending = {"mode": mode, "endpoint": "http://127.0.0.1:9/notifications"}
     config = write_agent_config(tmp_path, es_settings, index_name, index_name, sending)
     cfg = load_config(config)
     store = Store(es, index_name)
@@ -151,4 +158,4 @@ def test_a_report_queued_in_send_mode_says_it_is_not_sent_yet(
 
     said = capsys.readouterr().out
     assert "for http" in said
-    assert "not sent yet: the running agent sends it at its next cycle (or `run --once`)" in said
+    assert told in said

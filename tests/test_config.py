@@ -44,6 +44,12 @@ def test_good_file_loads_with_defaults(tmp_path: Path) -> None:
     assert cfg.entity.enterprise_number == "0403019261"
 
 
+def test_a_sector_written_as_people_write_it_is_read_as_its_nis2_name(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD.replace("sector: energy", "sector: Drinking-water")))
+
+    assert cfg.entity.sector == "drinking_water"
+
+
 @pytest.mark.parametrize(
     ("old", "new", "match"),
     [
@@ -59,6 +65,13 @@ def test_good_file_loads_with_defaults(tmp_path: Path) -> None:
         ),
         pytest.param(
             "  password_env: ES_PW\n", "", r":1: elasticsearch: .*password_env", id="no-secret"
+        ),
+        pytest.param(
+            "sector: energy",
+            "sector: bananas",
+            r":8:3: entity\.sector: .*'bananas' is not a NIS2 sector .*write one of: energy, "
+            r"transport, .*, research",
+            id="sector",
         ),
         pytest.param(
             "entity_class: essential",

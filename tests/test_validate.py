@@ -188,3 +188,14 @@ def test_a_detector_reading_a_source_the_configuration_lacks_is_refused(
 
     assert finding.problem is not None
     assert "source 'authentication' is not configured (auth)" in finding.problem
+
+
+def test_one_file_checked_is_said_in_the_singular(tmp_path: Path) -> None:
+    (tmp_path / "good.yml").write_text(RULE)
+    done = subprocess.run(
+        [sys.executable, "-m", "nis2triage.cli", "validate", str(tmp_path / "good.yml")],
+        capture_output=True,
+        text=True,
+    )
+
+    assert (done.returncode, done.stdout.splitlines()[-1]) == (0, "1 file checked, 0 with errors")

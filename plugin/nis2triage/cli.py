@@ -112,6 +112,7 @@ def _agent(
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from nis2triage.rules.alerts import plural
     from nis2triage.validate import validate
 
     findings = validate(args.paths, references=not args.no_references)
@@ -124,7 +125,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         else:
             print(f"ERROR   {finding.problem}")
     failed = sum(not f.ok for f in findings)
-    print(f"{len(findings)} files checked, {failed} with errors")
+    print(f"{plural(len(findings), 'file')} checked, {failed} with errors")
     return 1 if failed else 0
 
 

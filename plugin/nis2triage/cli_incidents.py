@@ -296,6 +296,10 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
         ctx.console.print(
             "not sent yet: the running agent sends it at its next cycle (or `run --once`)"
         )
+    elif entry["status"] == "dry-run":
+        ctx.console.print(
+            "dry-run: stored in the outbox as it would be sent, and not sent (notifier.mode)"
+        )
     return 0
 
 

@@ -24,6 +24,42 @@ IrType = Literal[
 ]
 
 
+# The sectors of NIS2 (Directive (EU) 2022/2555): Annex I, of high criticality, then
+# Annex II, the other critical sectors. Every report names the entity's.
+SECTORS: tuple[str, ...] = (
+    "energy",
+    "transport",
+    "banking",
+    "financial_market_infrastructures",
+    "health",
+    "drinking_water",
+    "waste_water",
+    "digital_infrastructure",
+    "ict_service_management",
+    "public_administration",
+    "space",
+    "postal_and_courier_services",
+    "waste_management",
+    "chemicals",
+    "food",
+    "manufacturing",
+    "digital_providers",
+    "research",
+)
+
+
+def normalise_sector(raw: str) -> str:
+    """A NIS2 sector as its name above: 'Drinking water' and 'drinking-water' are
+    drinking_water; anything else is a ValueError listing them."""
+    name = re.sub(r"[\s\-]+", "_", raw.strip().lower())
+    if name not in SECTORS:
+        raise ValueError(
+            f"{raw!r} is not a NIS2 sector (Annex I or II of Directive 2022/2555); "
+            f"write one of: {', '.join(SECTORS)}"
+        )
+    return name
+
+
 def normalise_enterprise_number(raw: str) -> str:
     """A Belgian enterprise (KBO/BCE) number as ten digits, or ValueError.
 
@@ -65,6 +101,11 @@ class Entity(BaseModel):
     @classmethod
     def _check_number(cls, value: str) -> str:
         return normalise_enterprise_number(value)
+
+    @field_validator("sector")
+    @classmethod
+    def _check_sector(cls, value: str) -> str:
+        return normalise_sector(value)
 
     @property
     def trust_service_provider(self) -> bool:
