@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
+from elasticsearch.serializer import JsonSerializer, NdjsonSerializer
 
 from nis2triage.errors import ConnectionSetupError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,63 @@ class ESSettings:
         return f"ESSettings(hosts={self.hosts!r}, username={self.username!r})"
 
 
+class _FiniteNumbers:
+    """JSON for Elasticsearch, which refuses NaN and the infinities anywhere in a document.
+
+    One value past the largest double in an event (a metric's sum of 1.7e308s) reached an
+    alert's score as Infinity: the node then refused the alert, its dead-letter copy too,
+    and the agent stopped at every start. Such values are written as the largest finite
+    double of their sign, and NaN as null; documents without one cost nothing more.
+    """
+
+    said = False
+
+    def json_dumps(self, data: Any) -> bytes:
+        try:
+            text = json.dumps(
+                data,
+                default=self.default,  # type: ignore[attr-defined]
+                ensure_ascii=False,
+                separators=(",", ":"),
+                allow_nan=False,
+            )
+        except ValueError as exc:
+            if "Out of range float" not in str(exc):
+                raise
+            text = json.dumps(
+                finite(data),
+                default=self.default,  # type: ignore[attr-defined]
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+            if not _FiniteNumbers.said:
+                _FiniteNumbers.said = True
+                log.warning(
+                    "a document held NaN or an infinite number, which Elasticsearch refuses: "
+                    "written as null or the largest finite number (said once)"
+                )
+        return text.encode("utf-8", "surrogatepass")
+
+
+class _FiniteJson(_FiniteNumbers, JsonSerializer):
+    pass
+
+
+class _FiniteNdjson(_FiniteNumbers, NdjsonSerializer):
+    pass
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN made None and every infinity the largest float of its sign."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else math.copysign(sys.float_info.max, value)
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
 def connect(settings: ESSettings) -> Elasticsearch:
     auth: dict[str, object] = {}
     if settings.api_key:
@@ -47,6 +111,10 @@ def connect(settings: ESSettings) -> Elasticsearch:
         # The client would otherwise park a failed node for up to 30 s and sleep through
         # it; the agent does its own backoff and wants to see the node back at once.
         max_dead_node_backoff=2.0,
+        serializers={
+            JsonSerializer.mimetype: _FiniteJson(),
+            NdjsonSerializer.mimetype: _FiniteNdjson(),
+        },
         **auth,  # type: ignore[arg-type]
     )
 

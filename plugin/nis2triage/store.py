@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -384,7 +385,7 @@ def alert_document(
             "module": "nis2triage",
             "dataset": "nis2triage.alerts",
             "severity": SEVERITY_RANK[alert.severity] * 25,
-            "risk_score": alert.score,
+            "risk_score": _as_float32(alert.score),
             "start": _iso(alert.start),
             "end": _iso(alert.end),
         },
@@ -398,8 +399,8 @@ def alert_document(
             "alert_id": alert.id,
             "kind": alert.kind,
             "severity": alert.severity,
-            "score": alert.score,
-            "threshold": alert.threshold,
+            "score": _as_float32(alert.score),
+            "threshold": _as_float32(alert.threshold),
             "entity": {"field": alert.entity_field, "value": alert.entity},
             "route": alert.route,
             "route_reason": alert.route_reason,
@@ -416,6 +417,18 @@ def alert_document(
     elif alert.entity_field == "user.name":
         doc["user"] = {"name": alert.entity}
     return doc
+
+
+# The largest magnitude the mapping's `float` fields hold; beyond it the node refuses the
+# document (a metric rule's sum of doubles can reach it). The exact value stays in
+# `message` and `evidence`.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _as_float32(value: float) -> float | None:
+    if math.isnan(value):
+        return None
+    return max(-FLOAT32_MAX, min(FLOAT32_MAX, value))
 
 
 def _iso(ts: datetime) -> str:
