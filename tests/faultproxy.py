@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+REJECTED = b'{"error":{"type":"es_rejected_execution_exception"},"status":429}'
 TOO_MANY = (
     b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
-    b"X-elastic-product: Elasticsearch\r\ncontent-length: 63\r\n\r\n"
-    b'{"error":{"type":"es_rejected_execution_exception"},"status":429}'
-)
+    b"X-elastic-product: Elasticsearch\r\ncontent-length: %d\r\n\r\n%s"
+) % (len(REJECTED), REJECTED)
 
 
 @dataclass

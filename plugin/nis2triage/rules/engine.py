@@ -2,8 +2,9 @@
 
 The steps: evaluate the rule's type against Elasticsearch, turn what it found
 into alerts, drop those within the suppression period, and forget state too old
-to matter. An error from Elasticsearch becomes a RuleExecutionError naming the
-rule and what to change, so the agent loop can pause that rule and go on.
+to matter. A query Elasticsearch refuses becomes a RuleExecutionError naming the
+rule and what to change, so the agent loop can pause that rule and go on; an outage
+or overload is left to the agent, which waits it out and runs the window again.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def run_rule(
         found = _evaluate(run, rule, state)
         missing = _without_key(run, rule)
     except ApiError as exc:
+        if not search.refused(exc):
+            raise
         raise RuleExecutionError(_explain(rule, exc)) from exc
     if missing:
         found = [_noting_missing(f, missing) for f in found]

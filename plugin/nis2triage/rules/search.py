@@ -50,6 +50,15 @@ class Hit:
         return values[0]
 
 
+def refused(exc: ApiError) -> bool:
+    """Whether the node refused the rule's own request (its query, its fields): asking
+    again will not change that, so the rule is paused. An overload (429), a node or shard
+    failing (5xx) or the agent's credentials (401, 403) are the agent's to wait out, for
+    every rule at once, like a lost connection."""
+    status = exc.meta.status
+    return 400 <= status < 500 and status not in (401, 403, 408, 429)
+
+
 def millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage.errors import PartialResultsError, RuleExecutionError
@@ -129,13 +128,11 @@ def _search(
     try:
         result: dict[str, Any] = es.search(index=index, allow_no_indices=True, **body).body
     except ApiError as exc:
+        if not search.refused(exc):
+            raise  # an outage or overload: the agent waits it out and tries the window again
         raise RuleExecutionError(
             f"Sigma rule {rule.name!r} ({rule.path}) was refused by Elasticsearch: "
             f"{error_reason(exc.body)}; check the field mapping for its log source"
-        ) from exc
-    except TransportError as exc:
-        raise RuleExecutionError(
-            f"Sigma rule {rule.name!r}: Elasticsearch unreachable: {exc}"
         ) from exc
     failures = result.get("_shards", {}).get("failures")
     if failures:
