@@ -14,6 +14,7 @@ from nis2triage import esclient
 from nis2triage.demo import index_docs
 from nis2triage.errors import ConfigError
 from nis2triage.rules import winlog, winlog_mapping
+from nis2triage.validate import validate
 
 from support import (
     REPO,
@@ -118,4 +119,30 @@ def test_rule_paths_that_match_nothing_stop_the_agent_at_start(
     assert str(refused.value) == (
         "rules.native: no file matches rulez/*.yml; rules.sigma: no file matches sigmaa/ "
         "(paths are relative to the configuration's folder)"
+    )
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_rule_folders_without_rule_files_stop_the_agent_at_start(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # Native rules are read from a folder itself, not from the folders under it.
+    (tmp_path / "nested" / "detection").mkdir(parents=True)
+    rule_file(tmp_path / "nested" / "detection", index_name)
+    (tmp_path / "sigma").mkdir()
+    (tmp_path / "sigma" / "notes.txt").write_text("rules come later\n")
+    rules = {"native": [str(tmp_path / "nested")], "sigma": [str(tmp_path / "sigma")]}
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", rules=rules)
+
+    with pytest.raises(ConfigError) as refused:
+        run_agent(config, es)
+
+    assert str(refused.value) == (
+        f"rules.native: no rule file in {tmp_path / 'nested'}; rules.sigma: no rule file in "
+        f"{tmp_path / 'sigma'} (paths are relative to the configuration's folder)"
+    )
+    [finding] = validate([str(config)])
+    assert finding.problem is not None
+    assert (
+        f"rules.sigma: '{tmp_path / 'sigma'}' holds no rule file (.yml, .yaml)" in finding.problem
     )

@@ -147,11 +147,14 @@ class Agent:
             for key, pattern in self.cfg.missing_files()
             if key in ("detectors", "rules.native", "rules.sigma")
         ]
-        if unmatched:
+        said = [f"{key}: no file matches {pattern}" for key, pattern in unmatched]
+        said += [f"{key}: no rule file in {path}" for key, path in self.cfg.empty_rule_folders()]
+        if said:
             # Running on would move the checkpoint past events no detector has seen, or
             # leave a misspelt rule folder blind with one line at INFO.
-            said = "; ".join(f"{key}: no file matches {pattern}" for key, pattern in unmatched)
-            raise ConfigError(f"{said} (paths are relative to the configuration's folder)")
+            raise ConfigError(
+                f"{'; '.join(said)} (paths are relative to the configuration's folder)"
+            )
         check_sources(self.cfg, specs)
         self.specs = specs
         native = load_native(self.cfg)

@@ -311,11 +311,32 @@ class AgentConfig(Strict):
         missing += [(k, p) for k, p in patterns if not glob.glob(str(self.resolve(p)))]
         return missing
 
+    def empty_rule_folders(self) -> list[tuple[str, str]]:
+        """(key, path) of every rule path that matches only folders with no rule file in
+        them (native: directly inside, as the loader reads them; Sigma: at any depth)."""
+        empty = []
+        for key, patterns, deep in (
+            ("rules.native", self.rules.native, False),
+            ("rules.sigma", self.rules.sigma, True),
+        ):
+            for pattern in patterns:
+                matched = [Path(m) for m in glob.glob(str(self.resolve(pattern)))]
+                if matched and not any(_holds_rules(m, deep) for m in matched):
+                    empty.append((key, pattern))
+        return empty
+
     def source(self, name: str) -> SourceConfig:
         for src in self.sources:
             if src.name == name:
                 return src
         raise KeyError(name)
+
+
+def _holds_rules(path: Path, deep: bool) -> bool:
+    if not path.is_dir():
+        return True
+    inside = path.rglob("*") if deep else path.iterdir()
+    return any(p.suffix in (".yml", ".yaml") and p.is_file() for p in inside)
 
 
 def validation_error(

@@ -90,6 +90,10 @@ def _configuration(path: Path, references: bool = True) -> None:
         str(located.error(tuple(key.split(".")), f"{named!r} matches no file"))
         for key, named in cfg.missing_files()
     ]
+    missing += [
+        str(located.error(tuple(key.split(".")), f"{named!r} holds no rule file (.yml, .yaml)"))
+        for key, named in cfg.empty_rule_folders()
+    ]
     if missing:
         relative = any(not Path(named).is_absolute() for _, named in cfg.missing_files())
         where = f"relative paths are read from {path.parent}; " if relative else ""
