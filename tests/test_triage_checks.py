@@ -76,7 +76,16 @@ def test_duplicate_route_names_are_refused(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("when", ["", "    when: {}\n"], ids=["no-when", "empty-when"])
+@pytest.mark.parametrize(
+    "when",
+    [
+        "",
+        "    when: {}\n",
+        "    when: {severity_at_least: low}\n",
+        "    when: {kinds: [rule, detector], severity_at_least: low}\n",
+    ],
+    ids=["no-when", "empty-when", "lowest-severity", "every-kind"],
+)
 def test_a_catch_all_before_other_routes_is_refused(tmp_path: Path, when: str) -> None:
     path = write(
         tmp_path,
@@ -87,9 +96,9 @@ def test_a_catch_all_before_other_routes_is_refused(tmp_path: Path, when: str) -
     )
 
     assert refusal(path) == (
-        f"{path}:3:5: routes.0: route 'everything' has no conditions, so it claims every "
-        "alert and the routes after it ('reportable', 'rules') are never tried; give it "
-        "conditions, move it last, or drop it and write `default: soc`"
+        f"{path}:3:5: routes.0: route 'everything' has no condition an alert can fail, so it "
+        "claims every alert and the routes after it ('reportable', 'rules') are never tried; "
+        "give it conditions, move it last, or drop it and write `default: soc`"
     )
 
 
@@ -148,3 +157,22 @@ def test_shipped_routes_load() -> None:
         "serious-detection-on-important-asset",
         "rule-flagged-reportable",
     ]
+
+
+@pytest.mark.parametrize("condition", ["events_at_least: true", "score_ratio_at_least: yes"])
+def test_a_yes_or_true_where_a_number_is_meant_is_refused(tmp_path: Path, condition: str) -> None:
+    path = write(tmp_path, f"  - name: many\n    route: soc\n    when: {{{condition}}}\n")
+
+    key = condition.split(":")[0]
+    kind = "integer" if key == "events_at_least" else "number"
+    assert refusal(path) == f"{path}:5:12: routes.0.when.{key}: Input should be a valid {kind}"
+
+
+def test_a_route_a_high_severity_alert_can_fail_is_no_catch_all(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "  - name: not-low\n    route: soc\n    when: {severity_at_least: medium}\n"
+        "  - name: rules\n    route: contain\n    when: {kinds: [rule]}\n",
+    )
+
+    assert [r.name for r in load_rules(path).routes] == ["not-low", "rules"]

@@ -42,8 +42,9 @@ class Conditions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     severity_at_least: Severity | None = None
-    score_ratio_at_least: float | None = Field(default=None, gt=0)
-    events_at_least: int | None = Field(default=None, ge=1)
+    # Strict: YAML's `yes` and `true` are no numbers here, as in rules and detectors.
+    score_ratio_at_least: float | None = Field(default=None, gt=0, strict=True)
+    events_at_least: int | None = Field(default=None, ge=1, strict=True)
     asset_criticality_in: list[Criticality] | None = None
     kinds: list[str] | None = None
     names: list[str] | None = None
@@ -149,13 +150,25 @@ def _duplicates(located: Located, rules: TriageRules) -> list[ConfigError]:
     return found
 
 
+def _always(when: Conditions) -> bool:
+    """Whether every alert meets `when`: no conditions, or only ones none can fail (the
+    lowest severity, every kind)."""
+    lowest = min(SEVERITY_RANK, key=SEVERITY_RANK.__getitem__)
+    trivial = Conditions(
+        severity_at_least=when.severity_at_least if when.severity_at_least == lowest else None,
+        kinds=when.kinds if when.kinds is not None and set(KINDS) <= set(when.kinds) else None,
+    )
+    return when == trivial
+
+
 def _catch_all_not_last(located: Located, rules: TriageRules) -> list[ConfigError]:
     """A route without conditions claims every alert: the routes after it are never tried."""
     for i, rule in enumerate(rules.routes[:-1]):
-        if rule.when == Conditions():
+        if _always(rule.when):
             after = ", ".join(repr(r.name) for r in rules.routes[i + 1 :])
             said = (
-                f"route {rule.name!r} has no conditions, so it claims every alert and the "
+                f"route {rule.name!r} has no condition an alert can fail, so it claims every "
+                f"alert and the "
                 f"routes after it ({after}) are never tried; give it conditions, move it "
                 f"last, or drop it and write `default: {rule.route}`"
             )
