@@ -145,3 +145,28 @@ def test_text_values_stay_text(es: Elasticsearch, cases: CaseIndex) -> None:
     (alert,) = run(es, rule, 0, 10)
 
     assert alert.message == "test whitelist: user.name=5.0 is not on the whitelist"
+
+
+def test_whitelisted_booleans_compare_as_booleans(es: Elasticsearch, cases: CaseIndex) -> None:
+    # A boolean field comes back as true or false, which "true" lists (and "True").
+    case = cases.add([{**ev(1), "flag": True}, {**ev(2), "flag": False}])
+    rule = case.rule("whitelist", compare_key="flag", whitelist=["true"], realert="0s")
+
+    alerts = run(es, rule, 0, 10)
+
+    assert [a.message for a in alerts] == ["test whitelist: flag=False is not on the whitelist"]
+
+
+def test_a_whitelisted_ipv4_mapped_address_holds_its_ipv4_form(
+    es: Elasticsearch, cases: CaseIndex
+) -> None:
+    # An ip field stores ::ffff:10.0.0.1 as 10.0.0.1, and returns it so.
+    case = cases.add([ev(1, ip="::ffff:10.0.0.1"), ev(2, ip="10.0.0.2")])
+    listed = ["::ffff:10.0.0.1", "::ffff:a00:3"]
+    rule = case.rule("whitelist", compare_key="source.ip", whitelist=listed, realert="0s")
+
+    alerts = run(es, rule, 0, 10)
+
+    assert [a.message for a in alerts] == [
+        "test whitelist: source.ip=10.0.0.2 is not on the whitelist"
+    ]

@@ -85,6 +85,8 @@ class _Listed:
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     numbers: frozenset[int | float]
     patterns: tuple[Regex, ...]
+    # A boolean field comes back as true or false; YAML lists it as 'true' or 'True'.
+    truths: frozenset[bool] = frozenset()
 
     @classmethod
     def of(cls, rule: ListRule) -> _Listed:
@@ -99,14 +101,22 @@ class _Listed:
                     networks.append(ipaddress.ip_network(item, strict=False))
             if (number := _number(item)) is not None:
                 numbers.add(number)
+        truths = frozenset(v.lower() == "true" for v in values if v.lower() in ("true", "false"))
         return cls(
-            values, frozenset(addresses), tuple(networks), frozenset(numbers), rule.patterns()
+            values,
+            frozenset(addresses),
+            tuple(networks),
+            frozenset(numbers),
+            rule.patterns(),
+            truths,
         )
 
     def holds(self, value: Any) -> bool:
         """The value is listed, in a listed network, or fits a regex."""
+        if isinstance(value, bool):
+            return value in self.truths
         # A number field's value is compared as a number: "5" listed holds 5.0 (a double).
-        if isinstance(value, int | float) and not isinstance(value, bool) and value in self.numbers:
+        if isinstance(value, int | float) and value in self.numbers:
             return True
         text = str(value)
         if text in self.values or any(p.fullmatch(text) for p in self.patterns):
@@ -118,10 +128,14 @@ class _Listed:
 
 
 def _address(text: str) -> Address | None:
+    """An address as Elasticsearch's ip fields return it: an IPv4-mapped IPv6 address
+    (::ffff:10.0.0.1) comes back as the IPv4 address it maps."""
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return mapped or address
 
 
 def _number(text: str) -> int | float | None:
