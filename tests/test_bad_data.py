@@ -10,6 +10,7 @@ real node and runs the real agent over them.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -159,24 +160,45 @@ def test_an_event_time_python_cannot_hold_is_set_aside_not_a_crash(
 
 
 @pytest.mark.usefixtures("agent_env")
+@pytest.mark.parametrize(
+    ("earlier", "reason"),
+    [
+        (timedelta(days=1), "@timestamp holds 2 times; an event needs one"),
+        # Sorted by a time Python cannot hold, it was set aside again at every poll.
+        (timedelta(days=365 * 3000), "event time "),
+    ],
+    ids=["a-day-before", "before-year-1"],
+)
 def test_an_event_with_several_times_is_set_aside_once_not_read_by_every_poll(
-    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    earlier: timedelta,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The range matches it by its recent time while it sorts by its old one.
     es.indices.create(index=index_name, mappings={"properties": {"@timestamp": {"type": "date"}}})
     now = datetime.now(UTC)
-    times = [(now - timedelta(days=1)).isoformat(), (now - timedelta(minutes=2)).isoformat()]
+    old_ms = int((now.timestamp() - earlier.total_seconds()) * 1000)
+    times = [old_ms, (now - timedelta(minutes=2)).isoformat()]
     es.index(index=index_name, id="twice", document={"@timestamp": times}, refresh=True)
     es.index(index=index_name, id="fine", document={"@timestamp": times[1]}, refresh=True)
     config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
 
-    polls = [run_agent(config, es) for _ in range(3)]
+    polls = [run_agent(config, es)]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nis2triage.agent"):
+        polls += [run_agent(config, es) for _ in range(2)]
 
     es.indices.refresh(index=f"{index_name}-st-deadletter")
     [dead] = es.search(index=f"{index_name}-st-deadletter")["hits"]["hits"]
     assert [(p.events, p.dead_letters) for p in polls] == [(1, 1), (0, 0), (0, 0)]
     assert dead["_source"]["event"] == {"index": index_name, "id": "twice"}
-    assert "@timestamp holds 2 times; an event needs one" in dead["_source"]["reason"]
+    assert reason in dead["_source"]["reason"]
+    # Not read again: the set-aside warning is not repeated by the later polls.
+    assert "set aside" not in caplog.text
 
 
 @pytest.mark.usefixtures("agent_env")

@@ -372,8 +372,11 @@ class Source:
             problem = None if _SAFE_MS[0] < ts_ms < _SAFE_MS[1] else _unrepresentable(ts_ms)
             if problem is not None:
                 # Elasticsearch stores dates before year 1 and after 9999; Python's datetime
-                # cannot hold them. Set aside, not read again, never the new watermark.
-                cursor.seen[key] = ts_ms
+                # cannot hold them. Set aside, never the new watermark, and seen to the end
+                # of this poll's range: its sort key may be one of several times, the range
+                # having matched it by another (see below), and pruned at once it would be
+                # read again by every poll.
+                cursor.seen[key] = max(ts_ms, self._high_ms)
                 self.unusable.append(Unusable(hit["_index"], hit["_id"], problem))
                 continue
             doc: Any = hit.get("_source")  # a dict unless the index keeps no sources
