@@ -259,7 +259,10 @@ class MetricsServer:
 
 def _handler_for(metrics: AgentMetrics, idle_timeout_s: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        # A scraper that connects and says nothing would hold its thread for ever.
+        # A scraper that connects and says nothing would hold its thread for ever. Known
+        # gap: this bounds each read, not a whole request, so a client dripping a byte
+        # every few seconds still holds one thread; the server listens on 127.0.0.1 unless
+        # --metrics-host says otherwise, where a reverse proxy should stand in front.
         timeout = idle_timeout_s
 
         def do_GET(self) -> None:
