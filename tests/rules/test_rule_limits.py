@@ -16,7 +16,7 @@ from elasticsearch import Elasticsearch
 
 from nis2triage.errors import ConfigError
 from nis2triage.rules.loader import load_rule
-from nis2triage.rules.native import FlatlineRule
+from nis2triage.rules.native import FlatlineRule, MetricAggregationRule
 from nis2triage.rules.options import MAX_DURATION
 
 from native_support import CaseIndex, case_index, ev, run, summary
@@ -279,3 +279,12 @@ def test_present_measured_field_is_not_warned(
 
     assert summary(run(es, rule, 4, 5)) == [("*", 500.0)]
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_metric_bound_beyond_any_count_is_a_double_and_loads(tmp_path: Path) -> None:
+    # A sum of doubles passes 2**63; only counts cannot.
+    path = tmp_path / "rule.yml"
+    path.write_text(METRIC + "max_threshold: 1.0e+300\n")
+    rule = load_rule(path)
+
+    assert isinstance(rule, MetricAggregationRule) and rule.max_threshold == 1e300

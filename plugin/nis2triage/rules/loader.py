@@ -167,7 +167,7 @@ def _beyond_limits(rule: NativeRule, data: dict[str, Any]) -> list[Problem]:
     found: list[Problem] = [
         ((name,), message)
         for name, given in data.items()
-        if (message := _number_problem(given, getattr(rule, name, None)))
+        if (message := _number_problem(name, given, getattr(rule, name, None)))
     ]
     for low, high in _BOUNDS:
         under, over = getattr(rule, low, None), getattr(rule, high, None)
@@ -178,7 +178,7 @@ def _beyond_limits(rule: NativeRule, data: dict[str, Any]) -> list[Problem]:
     return found
 
 
-def _number_problem(given: Any, value: Any) -> str | None:
+def _number_problem(name: str, given: Any, value: Any) -> str | None:
     """Why a number option's value cannot be used, if it cannot; `given` as written."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -187,7 +187,9 @@ def _number_problem(given: Any, value: Any) -> str | None:
         return f"{str(given).lower()} is a boolean, not a number; write a number such as 5"
     if isinstance(value, float) and not math.isfinite(value):
         return f"{given!r} is not a finite number; write a number such as 5"
-    if value > MAX_COUNT:
+    # Counts and a ratio of counts only: a metric's bounds are doubles, which a sum of
+    # doubles can pass.
+    if (isinstance(value, int) or name == "spike_height") and value > MAX_COUNT:
         return (
             f"{given!r} is more than Elasticsearch can count ({MAX_COUNT}), so the rule "
             "would never fire; write a number of events or values a window can hold"
