@@ -68,6 +68,14 @@ def test_bad_impact_arguments_say_what_is_expected(
                      "control character", id="reference-two-lines"),
         pytest.param(["ack", "abc123", "--by", "alice\u2028bob"], "line break",
                      id="by-unicode-line-break"),
+        pytest.param(["ack", "abc123", "--by", "ana\udcfflyst"], "is not UTF-8 text",
+                     id="by-not-utf8"),
+        pytest.param(["close", "abc123", "--reason", "handled\x1b[2J\x1b]0;pwned\x07"],
+                     "holds U+0007, U+001B: control or direction characters", id="reason-escape"),
+        pytest.param(["impact", "abc123", "--root-cause", "ok \u202eexe.pdf"], "holds U+202E",
+                     id="root-cause-bidi"),
+        pytest.param(["impact", "abc123", "--description", "line1\rline2"], "holds U+000D",
+                     id="description-lone-carriage-return"),
     ],
 )  # fmt: skip
 def test_arguments_an_audit_trail_cannot_use_are_usage_errors(
@@ -77,6 +85,12 @@ def test_arguments_an_audit_trail_cannot_use_are_usage_errors(
         parse(*argv[:1], "-c", "a.yml", *argv[1:])
 
     assert message in capsys.readouterr().err
+
+
+def test_prose_keeps_its_lines_and_tabs_and_windows_line_ends_become_lines() -> None:
+    assert cli_incidents._prose(" first line\r\n\tsecond, indented \n") == (
+        "first line\n\tsecond, indented"
+    )
 
 
 def test_a_due_time_is_absolute_with_an_offset_or_a_duration_from_now() -> None:

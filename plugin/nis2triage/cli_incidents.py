@@ -144,12 +144,37 @@ def _limit(text: str) -> int:
     return limit
 
 
+# Characters that reorder what follows them on screen (Unicode bidirectional overrides
+# and isolates): in an audit trail or a report they make text read otherwise than it is.
+_REORDERING = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def _named(text: str) -> str:
     """A person or a reference: the audit trail needs one, not blanks."""
     if not text.strip():
         raise argparse.ArgumentTypeError("empty: give a name or reference")
     if breaks_line(text):
         raise argparse.ArgumentTypeError(f"{text!r} holds a control character or line break")
+    return _prose(text)
+
+
+def _prose(text: str) -> str:
+    """Text an analyst writes for the record and the reports: lines and tabs, but nothing a
+    terminal, a report or the node would act on or refuse."""
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        # What a shell passes when the bytes are not UTF-8 (Python keeps them as surrogates):
+        # stored, they made every later report of the incident fail to encode.
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not UTF-8 text: check the terminal's encoding"
+        )
+    text = text.replace("\r\n", "\n")
+    odd = sorted({c for c in text if c in _REORDERING or (breaks_line(c) and c not in "\n\t")})
+    if odd:
+        named = ", ".join(f"U+{ord(c):04X}" for c in odd)
+        raise argparse.ArgumentTypeError(
+            f"{text[:60]!r} holds {named}: control or direction characters have no place in "
+            "the record (a terminal or a report would act on them); remove them"
+        )
     return text.strip()
 
 
@@ -379,10 +404,12 @@ def _reading(commands: Any, parents: Parents) -> None:
 def _acting(commands: Any, parents: Parents) -> None:
     ack = _command(commands, "ack", cmd_ack, parents, "acknowledge: the NIS2 clocks start")
     ack.add_argument("id")
-    ack.add_argument("--reason", default="acknowledged by an analyst after the initial assessment")
+    ack.add_argument(
+        "--reason", type=_prose, default="acknowledged by an analyst after the initial assessment"
+    )
     close = _command(commands, "close", cmd_close, parents, "handling has ended")
     close.add_argument("id")
-    close.add_argument("--reason", default="handling ended")
+    close.add_argument("--reason", type=_prose, default="handling ended")
 
 
 def _reporting(commands: Any, parents: Parents) -> None:
@@ -428,11 +455,13 @@ def _impact_parser(commands: Any, parents: Parents) -> None:
         "--fact", type=_fact, action="append", metavar="NAME=VALUE", help="any other fact"
     )
     for text in TEXTS:
-        impact.add_argument(f"--{text.replace('_', '-')}", dest=text)
-    impact.add_argument("--member-states", help="Member States affected, e.g. BE,NL")
-    impact.add_argument("--gba-reference", help="the GBA/APD reference of the GDPR notification")
+        impact.add_argument(f"--{text.replace('_', '-')}", dest=text, type=_prose)
+    impact.add_argument("--member-states", type=_named, help="Member States affected, e.g. BE,NL")
     impact.add_argument(
-        "--gdpr-not-required", metavar="REASON", help="why no GDPR notification is due"
+        "--gba-reference", type=_named, help="the GBA/APD reference of the GDPR notification"
+    )
+    impact.add_argument(
+        "--gdpr-not-required", type=_prose, metavar="REASON", help="why no GDPR notification is due"
     )
 
 
