@@ -86,3 +86,35 @@ def test_an_unknown_detector_or_rule_name_is_refused_with_the_known_ones(
     assert "'ssh-brute-force'" in lines[0]
     assert lines[1].startswith("nis2triage: no rule named 'ssh-brute-force' in the config")
     assert "'SSH brute force from one address'" in lines[1]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_rule_the_node_refuses_is_named_and_the_rest_of_the_replay_stands(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    import yaml
+
+    index_docs(es, index_name, real_log_docs())
+    shipped = yaml.safe_load((REPO / "rules" / "detection" / "ssh-brute-force.yml").read_text())
+    broken = {**shipped, "index": index_name, "name": "counts on text", "query_key": "message"}
+    (tmp_path / "bad.yml").write_text(yaml.safe_dump(broken))
+    rules = {"native": [str(tmp_path / "bad.yml")]}
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", rules=rules)
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
+    command = ["replay", "--config", str(config), "--from", yesterday, "--to", today]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "nis2triage.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 1, done.stderr
+    # The detectors' alerts are still shown, the rule's absence said.
+    assert "183.62.140.253" in done.stdout
+    assert "rule counts on text could not run over the range, its alerts are missing" in " ".join(
+        done.stdout.split()
+    )
+    assert "Traceback" not in done.stderr

@@ -218,7 +218,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         store.ensure_indices()
         docs = [(a.id, alert_document(a)) for a, _ in routed]
         print(f"{store.create_many('alerts', docs)} new alerts written to {store.index('alerts')}")
-    return 0
+    return 1 if result.failed else 0
 
 
 def _unknown_names(asked: list[str] | None, known: list[str], what: str) -> list[str]:

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from nis2triage.config import AgentConfig
 from nis2triage.detectors import Detector, DetectorSpec
+from nis2triage.errors import PartialResultsError, RuleExecutionError
 from nis2triage.records import Alert
 from nis2triage.rules import engine
 from nis2triage.rules.native import NativeRule
@@ -38,6 +39,8 @@ class ReplayResult:
     in_range: int = 0  # in the range, read or not
     narrowed: bool = False  # whether the node was asked for fewer than all of them
     alerts: list[Alert] = field(default_factory=list)
+    # Rules that could not run over the range, with why; the others' alerts still count.
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def replay_sources(
@@ -113,16 +116,37 @@ def replay_rules(
     start: datetime,
     end: datetime,
     advance: Callable[[int], None] = lambda _: None,
+    failed: dict[str, str] | None = None,
 ) -> list[Alert]:
+    """Each rule's alerts over the range, window after window. A rule the node refuses
+    (or whose search some shards fail: an index of the pattern mapped otherwise) stops
+    there, said in `failed`; the other rules go on, and the detectors' alerts stand."""
     alerts: list[Alert] = []
     for rule in rules:
-        state = RuleState()
-        window = start
-        while window < end:
-            step_end = min(window + RULE_STEP, end)
-            alerts += engine.run_rule(es, rule, window, step_end, state)
-            advance(1)
-            window = step_end
+        try:
+            alerts += _one_rule(es, rule, start, end, advance)
+        except (RuleExecutionError, PartialResultsError) as exc:
+            if failed is None:
+                raise
+            failed[rule.name] = str(exc)
+    return alerts
+
+
+def _one_rule(
+    es: Elasticsearch,
+    rule: NativeRule,
+    start: datetime,
+    end: datetime,
+    advance: Callable[[int], None],
+) -> list[Alert]:
+    state = RuleState()
+    alerts: list[Alert] = []
+    window = start
+    while window < end:
+        step_end = min(window + RULE_STEP, end)
+        alerts += engine.run_rule(es, rule, window, step_end, state)
+        advance(1)
+        window = step_end
     return alerts
 
 
@@ -153,7 +177,8 @@ def run_replay(
         if rules:
             windows = rule_windows(rules, start, end)
             task = progress.add_task(f"rules, {windows} windows of an hour", total=windows)
-            result.alerts += replay_rules(es, rules, start, end, partial(progress.advance, task))
+            advance = partial(progress.advance, task)
+            result.alerts += replay_rules(es, rules, start, end, advance, result.failed)
     return result
 
 
@@ -181,3 +206,5 @@ def summary(result: ReplayResult, console: Console) -> None:
     for (field_name, entity), n in top:
         entities.add_row(field_name, entity, str(n))
     console.print(entities)
+    for name, why in result.failed.items():
+        console.print(f"rule {name} could not run over the range, its alerts are missing: {why}")
