@@ -1,9 +1,24 @@
-"""The asset and service inventory: which hosts and networks matter, and how much."""
+"""The asset and service inventory: which hosts and networks matter, and how much.
+
+How an alert's host names and addresses find their asset (docs/triage.md says the same):
+
+- Host names compare without regard to ASCII case (RFC 4343) or a trailing dot:
+  `DC01.corp.example.` is `dc01.corp.example`.
+- A short name (no dot) and a full name match when the full name starts with it:
+  an alert on `DC01` touches an entry `dc01.corp.example`, and an alert on
+  `dc01.corp.example` touches an entry `dc01`. Two full names match only when equal.
+- An address, under `hosts` or in an alert's host names, matches as an address; an
+  IPv4-mapped IPv6 address (`::ffff:10.20.1.1`) is the IPv4 address it carries.
+- Of the assets touched, the most critical decides; among equals, the first listed.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+import string
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -50,33 +65,97 @@ class Inventory(BaseModel):
     assets: list[Asset] = Field(default_factory=list)
 
     def for_alert(self, alert: Alert) -> Asset | None:
-        """The most critical asset the alert touches: by host name, then by address."""
-        hosts = {h.lower() for h in alert.related_hosts}
-        addresses = [_ip(a) for a in (*alert.related_ips, alert.entity)]
-        touched = [
-            a
-            for a in self.assets
-            if hosts & {h.lower() for h in a.hosts} or _in_networks(addresses, a.networks)
-        ]
-        return max(touched, key=lambda a: CRITICALITY_RANK[a.criticality], default=None)
+        """The most critical asset the alert touches, by host name or address."""
+        names = [*alert.related_hosts]
+        if alert.entity_field in HOST_FIELDS:
+            names.append(alert.entity)
+        found = [_address(a) for a in (*alert.related_ips, alert.entity, *names)]
+        touched = self._index.touched(names, [a for a in found if a is not None])
+        # In the order listed, so that max() keeps the first of equal criticality.
+        assets = [self.assets[i] for i in sorted(touched)]
+        return max(assets, key=lambda a: CRITICALITY_RANK[a.criticality], default=None)
+
+    @cached_property
+    def _index(self) -> _Index:
+        # Built once: an alert then costs a few look-ups, not a pass over every host.
+        return _Index.of(self.assets)
 
 
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+HOST_FIELDS = ("host.name", "host.hostname")
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def host_key(name: str) -> str:
+    """A host name as it compares: ASCII letters in lower case (RFC 4343: DNS folds no
+    others) and without the trailing dot that ends a fully qualified name."""
+    return name.strip().translate(_ASCII_LOWER).removesuffix(".")
+
+
+def _address(text: str) -> Address | None:
     try:
-        return ipaddress.ip_address(text)
+        found = ipaddress.ip_address(text.strip())
     except ValueError:
         return None
+    # A dual-stack socket writes an IPv4 peer as ::ffff:a.b.c.d; it is that IPv4 peer.
+    if isinstance(found, ipaddress.IPv6Address) and found.ipv4_mapped is not None:
+        return found.ipv4_mapped
+    return found
 
 
-def _in_networks(addresses: Sequence[object], networks: list[str]) -> bool:
-    nets = [ipaddress.ip_network(n, strict=False) for n in networks]
-    return any(
-        a in n
-        for a in addresses
-        if isinstance(a, ipaddress.IPv4Address | ipaddress.IPv6Address)
-        for n in nets
-        if a.version == n.version
-    )
+@dataclass(frozen=True)
+class _Index:
+    """Which assets (by position) list each host name, short name and address."""
+
+    names: dict[str, set[int]] = field(default_factory=dict)
+    # The first label of each full name listed: where an alert's short name looks.
+    labels: dict[str, set[int]] = field(default_factory=dict)
+    addresses: dict[Address, set[int]] = field(default_factory=dict)
+    networks: list[tuple[Network, int]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, assets: Sequence[Asset]) -> _Index:
+        index = cls()
+        for i, asset in enumerate(assets):
+            for host in asset.hosts:
+                index.add(host, i)
+            index.networks.extend(
+                (ipaddress.ip_network(n, strict=False), i) for n in asset.networks
+            )
+        return index
+
+    def add(self, host: str, i: int) -> None:
+        address = _address(host)
+        if address is not None:
+            self.addresses.setdefault(address, set()).add(i)
+            return
+        key = host_key(host)
+        self.names.setdefault(key, set()).add(i)
+        short, dot, _ = key.partition(".")
+        if dot:
+            self.labels.setdefault(short, set()).add(i)
+
+    def touched(self, names: Iterable[str], addresses: Iterable[Address]) -> set[int]:
+        found: set[int] = set()
+        for name in names:
+            if _address(name) is None:
+                found |= self._by_name(host_key(name))
+        for address in addresses:
+            found |= self.addresses.get(address, set())
+            found.update(
+                i for net, i in self.networks if net.version == address.version and address in net
+            )
+        return found
+
+    def _by_name(self, key: str) -> set[int]:
+        short, dot, _ = key.partition(".")
+        # A full name also touches an entry of its short name; a short name, the full
+        # names that start with it.
+        related = self.names.get(short, set()) if dot else self.labels.get(key, set())
+        return self.names.get(key, set()) | related
 
 
 def load_inventory(path: str | Path | None) -> Inventory:

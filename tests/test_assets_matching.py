@@ -1,0 +1,155 @@
+"""Which asset an alert's hosts and addresses touch, and the inventories refused because
+they would match the wrong asset (from the break run on the inventory)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from nis2triage.assets import Inventory, load_inventory
+from nis2triage.errors import ConfigError
+from nis2triage.records import Alert
+from nis2triage.triage import load_rules, route
+
+from support import REPO
+
+T = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+
+
+def alert(hosts: tuple[str, ...] = (), ips: tuple[str, ...] = (), entity: str = "-") -> Alert:
+    return Alert(
+        kind="rule",
+        name="r",
+        version="1",
+        severity="critical",
+        timestamp=T,
+        start=T,
+        end=T,
+        score=0.99,
+        threshold=0.8,
+        entity_field="source.ip",
+        entity=entity,
+        message="m",
+        index_pattern="logs-*",
+        query="*",
+        related_ips=ips,
+        related_hosts=hosts,
+    )
+
+
+def inventory(tmp_path: Path, text: str) -> Inventory:
+    path = tmp_path / "assets.yml"
+    path.write_text(text)
+    return load_inventory(path)
+
+
+def refusal(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        inventory(tmp_path, text)
+    return str(caught.value)
+
+
+DC = """\
+assets:
+  - name: dc
+    hosts: [dc01.corp.example, 10.20.1.1]
+    criticality: critical
+  - name: print
+    hosts: [print01]
+    criticality: low
+"""
+
+
+@pytest.mark.parametrize(
+    "host", ["dc01.corp.example", "DC01.CORP.EXAMPLE", "dc01.corp.example.", "DC01", "dc01."]
+)
+def test_a_host_matches_whatever_its_case_and_a_trailing_dot_and_by_its_short_name(
+    tmp_path: Path, host: str
+) -> None:
+    found = inventory(tmp_path, DC).for_alert(alert(hosts=(host,)))
+
+    assert found is not None and found.name == "dc"
+
+
+@pytest.mark.parametrize("host", ["PRINT01", "print01.corp.example", "Print01.Lab.Example."])
+def test_a_short_entry_matches_the_full_names_that_start_with_it(tmp_path: Path, host: str) -> None:
+    found = inventory(tmp_path, DC).for_alert(alert(hosts=(host,)))
+
+    assert found is not None and found.name == "print"
+
+
+@pytest.mark.parametrize("host", ["dc01.lab.example", "dc0", "dc01-old", "corp.example"])
+def test_other_full_names_and_prefixes_do_not_match(tmp_path: Path, host: str) -> None:
+    assert inventory(tmp_path, DC).for_alert(alert(hosts=(host,))) is None
+
+
+def test_a_short_name_touches_every_full_name_it_starts_and_takes_the_most_critical(
+    tmp_path: Path,
+) -> None:
+    inv = inventory(
+        tmp_path,
+        "assets:\n"
+        "  - {name: lab, hosts: [dc01.lab.example], criticality: low}\n"
+        "  - {name: dc, hosts: [dc01.corp.example], criticality: critical}\n",
+    )
+
+    found = inv.for_alert(alert(hosts=("DC01",)))
+
+    assert found is not None and found.name == "dc"
+
+
+@pytest.mark.parametrize(
+    "address", ["::ffff:10.20.1.1", "::FFFF:10.20.1.1", "::ffff:a14:101", "10.20.1.1"]
+)
+def test_an_ipv4_mapped_address_is_the_ipv4_address_it_carries(
+    tmp_path: Path, address: str
+) -> None:
+    # 10.20.1.1 is listed under hosts: an address there matches as an address.
+    found = inventory(tmp_path, DC).for_alert(alert(ips=(address,)))
+
+    assert found is not None and found.name == "dc"
+
+
+def test_an_ipv4_mapped_entity_falls_in_an_ipv4_network(tmp_path: Path) -> None:
+    inv = inventory(
+        tmp_path, "assets:\n  - {name: erp, networks: [10.20.0.0/24], criticality: high}\n"
+    )
+
+    found = inv.for_alert(alert(entity="::ffff:10.20.0.7"))
+
+    assert found is not None and found.name == "erp"
+
+
+def test_a_host_name_that_is_an_address_matches_the_networks(tmp_path: Path) -> None:
+    inv = inventory(
+        tmp_path, "assets:\n  - {name: erp, networks: [10.20.0.0/24], criticality: high}\n"
+    )
+
+    found = inv.for_alert(alert(hosts=("10.20.0.7",)))
+
+    assert found is not None and found.name == "erp"
+
+
+def test_the_alert_entity_is_a_host_when_its_field_is_a_host_name(tmp_path: Path) -> None:
+    a = alert(entity="DC01.corp.example")
+    a = Alert(**{**a.__dict__, "entity_field": "host.name"})
+
+    found = inventory(tmp_path, DC).for_alert(a)
+
+    assert found is not None and found.name == "dc"
+
+
+def test_dc01_in_capitals_takes_the_critical_assets_route(tmp_path: Path) -> None:
+    rules = load_rules(REPO / "rules" / "triage.yml")
+
+    routed, asset = route(alert(hosts=("DC01",)), rules, inventory(tmp_path, DC))
+
+    assert asset is not None and asset.name == "dc"
+    assert routed.route == "contain"
+
+
+def test_the_shipped_inventories_load() -> None:
+    for path in (REPO / "deploy" / "assets.example.yml", REPO / "deploy" / "demo" / "assets.yml"):
+        assert load_inventory(path).assets
