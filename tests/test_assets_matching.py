@@ -150,6 +150,55 @@ def test_dc01_in_capitals_takes_the_critical_assets_route(tmp_path: Path) -> Non
     assert routed.route == "contain"
 
 
+def test_a_wildcard_host_is_refused_with_how_to_list_hosts(tmp_path: Path) -> None:
+    said = refusal(tmp_path, 'assets:\n  - name: corp\n    hosts:\n      - "*.corp.example"\n')
+
+    assert said.startswith(f"{tmp_path / 'assets.yml'}:4:")
+    assert "'*.corp.example': wildcards are not supported" in said
+    assert "list each host" in said and "networks" in said
+
+
+def test_a_host_with_spaces_around_it_is_refused_with_the_name_to_write(tmp_path: Path) -> None:
+    said = refusal(tmp_path, 'assets:\n  - name: mail\n    hosts: [" mail01 "]\n')
+
+    assert said.startswith(f"{tmp_path / 'assets.yml'}:3:")
+    assert "' mail01 ' has spaces around it: write 'mail01'" in said
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [
+        ("", "'' is empty"),
+        ("mail 01", "'mail 01' has a space or control character"),
+        ("mail..corp", "'mail..corp' has an empty label"),
+        (".corp.example", "'.corp.example' has an empty label"),
+        ("10.20.0.0/24", "'10.20.0.0/24' is an address range: list it under networks"),
+    ],
+)
+def test_host_names_that_match_nothing_are_refused(tmp_path: Path, host: str, said: str) -> None:
+    assert said in refusal(tmp_path, f'assets:\n  - name: x\n    hosts: ["{host}"]\n')
+
+
+def test_a_network_with_host_bits_set_is_refused_with_the_network_it_would_mean(
+    tmp_path: Path,
+) -> None:
+    said = refusal(
+        tmp_path, "assets:\n  - name: erp\n    networks: [10.20.30.0/8]\n    criticality: high\n"
+    )
+
+    assert said == (
+        f"{tmp_path / 'assets.yml'}:3:16: assets.0.networks.0: '10.20.30.0/8' has host bits "
+        "set: it would mean 10.0.0.0/8 (16777216 addresses); write 10.0.0.0/8 if that is "
+        "meant, else correct the prefix length"
+    )
+
+
+def test_an_ipv4_network_written_as_ipv6_is_refused_with_its_ipv4_form(tmp_path: Path) -> None:
+    said = refusal(tmp_path, "assets:\n  - name: erp\n    networks: ['::ffff:10.20.0.0/112']\n")
+
+    assert "'::ffff:10.20.0.0/112' is IPv4 written as IPv6: write 10.20.0.0/16" in said
+
+
 def test_the_shipped_inventories_load() -> None:
     for path in (REPO / "deploy" / "assets.example.yml", REPO / "deploy" / "demo" / "assets.yml"):
         assert load_inventory(path).assets

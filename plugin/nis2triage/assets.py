@@ -20,9 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from nis2triage import yamlload
 from nis2triage.errors import ConfigError
@@ -32,13 +32,74 @@ from nis2triage.records import Alert
 Criticality = Literal["low", "medium", "high", "critical"]
 CRITICALITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# A host entry is compared as a name, never as a pattern: these would match only themselves.
+WILDCARDS = frozenset("*?[]")
+IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _host_entry(host: str) -> str:
+    """An address, or a name an alert can carry: no spaces, patterns or empty labels."""
+    if host != host.strip():
+        raise ValueError(f"{host!r} has spaces around it: write {host.strip()!r}")
+    if _address(host) is not None:
+        return host
+    if not host.removesuffix("."):
+        raise ValueError(f"{host!r} is empty: give the host's name or address")
+    if WILDCARDS & set(host):
+        raise ValueError(
+            f"{host!r}: wildcards are not supported (an entry matches its own name, and a "
+            "short name the full names it starts): list each host, or their addresses "
+            "under networks (e.g. 10.20.0.0/16)"
+        )
+    if "/" in host and _range(host) is not None:
+        raise ValueError(f"{host!r} is an address range: list it under networks")
+    if any(c.isspace() or not c.isprintable() for c in host):
+        raise ValueError(f"{host!r} has a space or control character: no host name has one")
+    if "" in host.removesuffix(".").split("."):
+        raise ValueError(f"{host!r} has an empty label (a leading dot or two dots): remove it")
+    return host
+
+
+def _network_entry(text: str) -> str:
+    """A range written as it is meant: ip_network(strict=False) would silently widen
+    10.20.30.0/8 to all of 10.0.0.0/8."""
+    wide = _range(text)
+    if wide is None:
+        raise ValueError(f"{text!r} is not an address range like 10.0.0.0/8")
+    try:
+        ipaddress.ip_network(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} has host bits set: it would mean {wide} ({wide.num_addresses} "
+            f"addresses); write {wide} if that is meant, else correct the prefix length"
+        ) from None
+    if isinstance(wide, ipaddress.IPv6Network) and wide.subnet_of(IPV4_MAPPED):
+        # Alerts' IPv4-mapped addresses are matched as IPv4: so must the range be.
+        v4 = ipaddress.IPv4Network((int(wide.network_address) & 0xFFFFFFFF, wide.prefixlen - 96))
+        raise ValueError(f"{text!r} is IPv4 written as IPv6: write {v4}")
+    return text
+
+
+def _range(text: str) -> Network | None:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+
+
+HostEntry = Annotated[str, AfterValidator(_host_entry)]
+NetworkEntry = Annotated[str, AfterValidator(_network_entry)]
+
 
 class Asset(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    hosts: list[str] = Field(default_factory=list)
-    networks: list[str] = Field(default_factory=list)
+    hosts: list[HostEntry] = Field(default_factory=list)
+    networks: list[NetworkEntry] = Field(default_factory=list)
     criticality: Criticality = "medium"
     service: str | None = None
     # The service's type in Implementing Regulation (EU) 2024/2690 Art. 1, if it has one: it
@@ -47,16 +108,6 @@ class Asset(BaseModel):
     # Users of the service in the Union (IR Art. 3(3): contract customers included).
     users_served: int | None = Field(default=None, ge=0)
     cross_border: bool | None = None
-
-    @field_validator("networks")
-    @classmethod
-    def _cidrs(cls, networks: list[str]) -> list[str]:
-        for net in networks:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{net!r} is not an address range like 10.0.0.0/8") from exc
-        return networks
 
 
 class Inventory(BaseModel):
@@ -82,9 +133,6 @@ class Inventory(BaseModel):
 
 
 HOST_FIELDS = ("host.name", "host.hostname")
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
@@ -122,9 +170,7 @@ class _Index:
         for i, asset in enumerate(assets):
             for host in asset.hosts:
                 index.add(host, i)
-            index.networks.extend(
-                (ipaddress.ip_network(n, strict=False), i) for n in asset.networks
-            )
+            index.networks.extend((ipaddress.ip_network(n), i) for n in asset.networks)
         return index
 
     def add(self, host: str, i: int) -> None:
