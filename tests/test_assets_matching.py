@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nis2triage.assets import Inventory, load_inventory
+from nis2triage.assets import Asset, Inventory, load_inventory
 from nis2triage.errors import ConfigError
 from nis2triage.records import Alert
 from nis2triage.triage import load_rules, route
@@ -177,6 +177,92 @@ def test_a_host_with_spaces_around_it_is_refused_with_the_name_to_write(tmp_path
 )
 def test_host_names_that_match_nothing_are_refused(tmp_path: Path, host: str, said: str) -> None:
     assert said in refusal(tmp_path, f'assets:\n  - name: x\n    hosts: ["{host}"]\n')
+
+
+def test_two_assets_with_one_name_are_refused_naming_both_lines(tmp_path: Path) -> None:
+    said = refusal(
+        tmp_path,
+        "assets:\n"
+        "  - name: dc\n"
+        "    hosts: [dc01.corp.example]\n"
+        "    criticality: critical\n"
+        "  - name: DC\n"
+        "    hosts: [dc02]\n"
+        "    criticality: critical\n",
+    )
+
+    assert said == (
+        f"{tmp_path / 'assets.yml'}:5:5: assets.1.name: 'DC' is also the name of the asset "
+        "at line 2: give each asset its own name"
+    )
+
+
+def test_one_host_under_assets_of_different_criticality_is_refused_naming_both(
+    tmp_path: Path,
+) -> None:
+    said = refusal(
+        tmp_path,
+        "assets:\n"
+        "  - name: dc\n"
+        "    hosts: [dc01.corp.example]\n"
+        "    criticality: critical\n"
+        "  - name: dc-legacy\n"
+        "    hosts: [DC01]\n"
+        "    criticality: low\n",
+    )
+
+    assert said == (
+        f"{tmp_path / 'assets.yml'}:6:13: assets.1.hosts.0: 'DC01' (asset 'dc-legacy', low) "
+        "names the same host as 'dc01.corp.example' (asset 'dc', critical, line 3): an "
+        "alert on it would take the most critical; list the host under one asset only"
+    )
+
+
+def test_one_address_under_two_criticalities_is_refused(tmp_path: Path) -> None:
+    said = refusal(
+        tmp_path,
+        "assets:\n"
+        "  - {name: a, hosts: [10.20.1.1], criticality: critical}\n"
+        "  - {name: b, hosts: ['::ffff:10.20.1.1'], criticality: low}\n",
+    )
+
+    assert said.startswith(f"{tmp_path / 'assets.yml'}:3:23: assets.1.hosts.0: '::ffff:10.20.1.1'")
+    assert "names the same host as '10.20.1.1' (asset 'a', critical, line 2)" in said
+
+
+def test_full_names_sharing_a_short_name_and_one_host_at_one_criticality_are_kept(
+    tmp_path: Path,
+) -> None:
+    inv = inventory(
+        tmp_path,
+        "assets:\n"
+        "  - {name: dc, hosts: [dc01.corp.example], criticality: critical}\n"
+        "  - {name: lab, hosts: [dc01.lab.example], criticality: low}\n"
+        "  - {name: ad, hosts: [DC01.CORP.EXAMPLE.], criticality: critical}\n",
+    )
+
+    assert [a.name for a in inv.assets] == ["dc", "lab", "ad"]
+
+
+def test_every_clash_is_said(tmp_path: Path) -> None:
+    said = refusal(
+        tmp_path,
+        "assets:\n"
+        "  - {name: a, hosts: [x1, y1], criticality: critical}\n"
+        "  - {name: a, hosts: [X1, Y1.corp], criticality: low}\n",
+    )
+
+    assert len(said.splitlines()) == 3
+
+
+def test_clashes_are_refused_without_a_file_too() -> None:
+    with pytest.raises(ValueError, match=r"'dc01' .* names the same host as 'DC01\.corp'"):
+        Inventory(
+            assets=[
+                Asset(name="a", hosts=["DC01.corp"], criticality="critical"),
+                Asset(name="b", hosts=["dc01"], criticality="low"),
+            ]
+        )
 
 
 def test_a_network_with_host_bits_set_is_refused_with_the_network_it_would_mean(

@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import ipaddress
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from nis2triage import yamlload
 from nis2triage.errors import ConfigError
@@ -126,6 +134,21 @@ class Inventory(BaseModel):
         assets = [self.assets[i] for i in sorted(touched)]
         return max(assets, key=lambda a: CRITICALITY_RANK[a.criticality], default=None)
 
+    @model_validator(mode="after")
+    def _one_meaning(self, info: ValidationInfo) -> Inventory:
+        """Refuses two assets of one name, and one host under assets of two criticalities:
+        which was meant would be a guess (the break run's DC01 took the low one)."""
+        clashes = _clashes(self.assets)
+        if not clashes:
+            return self
+        located = (info.context or {}).get("located")
+        if isinstance(located, yamlload.Located):
+            # Not a ValueError, so pydantic lets it through: both lines, not "(top level)".
+            raise _refusal(located, clashes)
+        raise ValueError(
+            "; ".join(f"{_dotted(c.loc)}: {c.said(_dotted(c.first))}" for c in clashes)
+        )
+
     @cached_property
     def _index(self) -> _Index:
         # Built once: an alert then costs a few look-ups, not a pass over every host.
@@ -133,6 +156,11 @@ class Inventory(BaseModel):
 
 
 HOST_FIELDS = ("host.name", "host.hostname")
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return ".".join(map(str, loc))
+
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
@@ -154,54 +182,121 @@ def _address(text: str) -> Address | None:
     return found
 
 
+# An entry's place in the inventory: (asset, host) positions.
+Entry = tuple[int, int]
+
+
 @dataclass(frozen=True)
 class _Index:
-    """Which assets (by position) list each host name, short name and address."""
+    """Where each host name, short name and address is listed."""
 
-    names: dict[str, set[int]] = field(default_factory=dict)
+    names: dict[str, list[Entry]] = field(default_factory=dict)
     # The first label of each full name listed: where an alert's short name looks.
-    labels: dict[str, set[int]] = field(default_factory=dict)
-    addresses: dict[Address, set[int]] = field(default_factory=dict)
+    labels: dict[str, list[Entry]] = field(default_factory=dict)
+    addresses: dict[Address, list[Entry]] = field(default_factory=dict)
     networks: list[tuple[Network, int]] = field(default_factory=list)
 
     @classmethod
     def of(cls, assets: Sequence[Asset]) -> _Index:
         index = cls()
         for i, asset in enumerate(assets):
-            for host in asset.hosts:
-                index.add(host, i)
+            for j, host in enumerate(asset.hosts):
+                index.add(host, (i, j))
             index.networks.extend((ipaddress.ip_network(n), i) for n in asset.networks)
         return index
 
-    def add(self, host: str, i: int) -> None:
+    def add(self, host: str, entry: Entry) -> None:
         address = _address(host)
         if address is not None:
-            self.addresses.setdefault(address, set()).add(i)
+            self.addresses.setdefault(address, []).append(entry)
             return
         key = host_key(host)
-        self.names.setdefault(key, set()).add(i)
+        self.names.setdefault(key, []).append(entry)
         short, dot, _ = key.partition(".")
         if dot:
-            self.labels.setdefault(short, set()).add(i)
+            self.labels.setdefault(short, []).append(entry)
+
+    def matching(self, host: str) -> list[Entry]:
+        """The entries an alert's host name or address `host` touches."""
+        address = _address(host)
+        if address is not None:
+            return self.addresses.get(address, [])
+        key = host_key(host)
+        short, dot, _ = key.partition(".")
+        # A full name also touches an entry of its short name; a short name, the full
+        # names that start with it.
+        related = self.names.get(short, []) if dot else self.labels.get(key, [])
+        return [*self.names.get(key, []), *related]
 
     def touched(self, names: Iterable[str], addresses: Iterable[Address]) -> set[int]:
-        found: set[int] = set()
-        for name in names:
-            if _address(name) is None:
-                found |= self._by_name(host_key(name))
+        found = {i for name in names if _address(name) is None for i, _ in self.matching(name)}
         for address in addresses:
-            found |= self.addresses.get(address, set())
+            found.update(i for i, _ in self.addresses.get(address, []))
             found.update(
                 i for net, i in self.networks if net.version == address.version and address in net
             )
         return found
 
-    def _by_name(self, key: str) -> set[int]:
-        short, dot, _ = key.partition(".")
-        # A full name also touches an entry of its short name; a short name, the full
-        # names that start with it.
-        related = self.names.get(short, set()) if dot else self.labels.get(key, set())
-        return self.names.get(key, set()) | related
+
+@dataclass(frozen=True)
+class _Clash:
+    """Two entries that make the asset an alert touches depend on which is read first."""
+
+    loc: tuple[str | int, ...]
+    first: tuple[str | int, ...]
+    said: Callable[[str], str]  # the message, given where the first entry is
+
+
+def _clashes(assets: Sequence[Asset]) -> list[_Clash]:
+    found: list[_Clash] = []
+    named: dict[str, int] = {}
+    index = _Index()
+    for i, asset in enumerate(assets):
+        first = named.setdefault(asset.name.strip().casefold(), i)
+        if first != i:
+            found.append(_name_clash(asset.name, i, first))
+        for j, host in enumerate(asset.hosts):
+            # Within one criticality the asset touched does not change a route.
+            other = next(
+                (e for e in index.matching(host) if assets[e[0]].criticality != asset.criticality),
+                None,
+            )
+            if other is not None:
+                found.append(_host_clash(assets, (i, j), other))
+            index.add(host, (i, j))
+    return found
+
+
+def _name_clash(name: str, i: int, first: int) -> _Clash:
+    return _Clash(
+        ("assets", i, "name"),
+        ("assets", first, "name"),
+        lambda where: (
+            f"{name!r} is also the name of the asset at {where}: give each asset its own name"
+        ),
+    )
+
+
+def _host_clash(assets: Sequence[Asset], entry: Entry, other: Entry) -> _Clash:
+    asset, earlier = assets[entry[0]], assets[other[0]]
+    host, first = asset.hosts[entry[1]], earlier.hosts[other[1]]
+    return _Clash(
+        ("assets", entry[0], "hosts", entry[1]),
+        ("assets", other[0], "hosts", other[1]),
+        lambda where: (
+            f"{host!r} (asset {asset.name!r}, {asset.criticality}) names the same "
+            f"host as {first!r} (asset {earlier.name!r}, {earlier.criticality}, {where}): an alert "
+            "on it would take the most critical; list the host under one asset only"
+        ),
+    )
+
+
+def _refusal(located: yamlload.Located, clashes: list[_Clash]) -> ConfigError:
+    """Every clash, each at its line and naming the line of the entry it clashes with."""
+    said = [str(located.error(c.loc, c.said(f"line {located.line_of(c.first)}"))) for c in clashes]
+    error = ConfigError("\n".join(said))
+    error.path, error.line = located.path, located.line_of(clashes[0].loc)
+    return error
 
 
 def load_inventory(path: str | Path | None) -> Inventory:
@@ -211,7 +306,7 @@ def load_inventory(path: str | Path | None) -> Inventory:
     if not isinstance(located.data, dict):
         raise ConfigError("an inventory is a mapping with an `assets` list", path=str(path))
     try:
-        return Inventory.model_validate(located.data)
+        return Inventory.model_validate(located.data, context={"located": located})
     except ValidationError as exc:
         from nis2triage.config import validation_error
 
