@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from nis2triage import yamlload
 from nis2triage.assets import Asset, Inventory, load_inventory
 from nis2triage.errors import ConfigError
 from nis2triage.records import Alert
@@ -283,6 +284,18 @@ def test_an_ipv4_network_written_as_ipv6_is_refused_with_its_ipv4_form(tmp_path:
     said = refusal(tmp_path, "assets:\n  - name: erp\n    networks: ['::ffff:10.20.0.0/112']\n")
 
     assert "'::ffff:10.20.0.0/112' is IPv4 written as IPv6: write 10.20.0.0/16" in said
+
+
+def test_an_oversized_inventory_says_what_to_do_instead_of_splitting(tmp_path: Path) -> None:
+    path = tmp_path / "assets.yml"
+    path.write_text("assets:\n" + "#" * yamlload.MAX_BYTES + "\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_inventory(path)
+
+    said = str(caught.value)
+    assert "split it" not in said
+    assert "`assets` names one file" in said and "networks" in said
 
 
 def test_the_shipped_inventories_load() -> None:

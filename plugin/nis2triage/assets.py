@@ -302,6 +302,7 @@ def _refusal(located: yamlload.Located, clashes: list[_Clash]) -> ConfigError:
 def load_inventory(path: str | Path | None) -> Inventory:
     if path is None:
         return Inventory()
+    _within_size(Path(path))
     located = yamlload.load_file(path)
     if not isinstance(located.data, dict):
         raise ConfigError("an inventory is a mapping with an `assets` list", path=str(path))
@@ -311,3 +312,19 @@ def load_inventory(path: str | Path | None) -> Inventory:
         from nis2triage.config import validation_error
 
         raise validation_error(located, exc, Inventory) from exc
+
+
+def _within_size(path: Path) -> None:
+    """The loader's "split it" cannot be followed here: `assets` names one file."""
+    try:
+        size = path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return  # the loader says why it cannot read the file
+    if size > yamlload.MAX_BYTES:
+        raise ConfigError(
+            f"an inventory is at most {yamlload.MAX_BYTES} bytes and `assets` names one file, "
+            "so it cannot be split: give hosts that share a range one entry under `networks` "
+            "(e.g. 10.20.0.0/16) instead of one each, leave out hosts whose asset no triage "
+            "route or report needs (a host listed nowhere has no asset) and drop comments",
+            path=str(path),
+        )
