@@ -9,18 +9,23 @@ that suits the use: a renamed field would otherwise show as an empty panel.
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import re
+import ssl
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import requests
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from nis2triage.errors import ConfigError
 from nis2triage.esclient import ESSettings
 from nis2triage.layout import Change
+from nis2triage.notify.channel import Answer, _capped_response
+from nis2triage.notify.deadline import AnswerTooLarge, Deadline, connect_within
 from nis2triage.store import INDICES, IndexSpec
 
 DEFAULT_OBJECTS = Path(__file__).resolve().parents[2] / "deploy" / "kibana" / "nis2triage.ndjson"
@@ -31,6 +36,10 @@ JSON_STRINGS: dict[str, tuple[str, ...]] = {
     "search": ("kibanaSavedObjectMeta.searchSourceJSON",),
     "dashboard": ("panelsJSON", "optionsJSON", "kibanaSavedObjectMeta.searchSourceJSON"),
 }
+# The types the shipped file uses, and all setup imports: a `config` object would
+# rewrite Kibana's advanced settings (the indices Elastic Security reads, say), a `url`
+# one a short link to anywhere.
+OBJECT_TYPES = frozenset({"index-pattern", "search", "lens", "dashboard"})
 NUMBERS = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float"}
 DATES = {"date", "date_nanos"}
 AGGREGATABLE = NUMBERS | DATES | {"keyword", "ip", "boolean"}
@@ -49,6 +58,10 @@ ACCEPTS: dict[str, set[str] | None] = {
     "column": None,
     "query": None,
 }
+# The whole import request, connect to last byte; and the answer read at most (Kibana
+# answers an import with a line per object: ten objects take a few kB).
+IMPORT_DEADLINE = 60.0
+MAX_ANSWER = 1024 * 1024
 RECORDS = "___records___"  # Lens's pseudo-field for a document count
 _KQL_FIELD = re.compile(r'(?:^|[\s(])([A-Za-z@_][\w.@]*)\s*:(?=(?:[^"]*"[^"]*")*[^"]*$)')
 
@@ -241,10 +254,30 @@ def for_prefix(objects: list[dict[str, Any]], prefix: str) -> list[dict[str, Any
     return moved
 
 
+def kind_problems(objects: list[dict[str, Any]], prefix: str) -> list[str]:
+    """Objects of a type setup does not import, and data views over other indices than
+    the agent's own (`objects` already pointed at `prefix`)."""
+    own = sorted(f"{prefix}-{what}" for what in INDICES)
+    problems = []
+    for obj in objects:
+        if obj["type"] not in OBJECT_TYPES:
+            problems.append(
+                f"{obj['id']}: a {obj['type']!r} object, which setup does not import (only "
+                f"{', '.join(sorted(OBJECT_TYPES))}, as the shipped file has)"
+            )
+        elif obj["type"] == "index-pattern" and obj["attributes"].get("title") not in own:
+            problems.append(
+                f"{obj['id']}: a data view over {obj['attributes'].get('title')!r}, not one of "
+                f"the agent's indices ({', '.join(own)})"
+            )
+    return problems
+
+
 def checked(path: Path, prefix: str) -> list[dict[str, Any]]:
     """Load, check against the mappings, and point at `prefix`; raise with every problem."""
     objects = load(path)
-    problems = reference_problems(objects) + panel_problems(objects)
+    problems = kind_problems(for_prefix(objects, prefix), prefix)
+    problems += reference_problems(objects) + panel_problems(objects)
     problems += field_problems(objects)
     if problems:
         raise KibanaObjectsError(f"{path}: " + "; ".join(problems))
@@ -252,33 +285,133 @@ def checked(path: Path, prefix: str) -> list[dict[str, Any]]:
 
 
 def import_objects(
-    url: str, objects: list[dict[str, Any]], settings: ESSettings, timeout: float = 30.0
+    url: str,
+    objects: list[dict[str, Any]],
+    settings: ESSettings,
+    timeout: float = 30.0,
+    deadline: float = IMPORT_DEADLINE,
+    max_answer: int = MAX_ANSWER,
 ) -> Change:
-    """POST the objects to Kibana's saved objects import API, replacing ours if present."""
-    body = "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in objects)
-    headers = {"kbn-xsrf": "nis2triage"}
-    auth: tuple[str, str] | None = None
-    if settings.api_key:
-        headers["Authorization"] = f"ApiKey {settings.api_key}"
-    elif settings.username:
-        auth = (settings.username, settings.password or "")
+    """POST the objects to Kibana's saved objects import API, replacing ours if present.
+
+    A failure is a `failed` change, not a crash: setup has already made the role and
+    the API key. The request has a total `deadline` (connect to last byte) besides the
+    per-read `timeout`, and at most `max_answer` bytes of answer are read, as the HTTP
+    notification channel does: requests bounds each read only, so a Kibana (or a
+    proxy) that drips its answer held setup for ever, and one that sent 400 MB had it
+    read them whole.
+    """
+    shown = shown_url(url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        why = "not a URL: write it with http:// or https:// (e.g. https://kibana.example:5601)"
+        return Change("Kibana objects", shown, "failed", why)
+    boundary = uuid.uuid4().hex
+    headers = {
+        "kbn-xsrf": "nis2triage",
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Connection": "close",
+        **_credential(parts, settings),
+    }
+    body = _multipart(objects, boundary)
+    limit = Deadline(deadline)
     try:
-        response = requests.post(
-            f"{url.rstrip('/')}/api/saved_objects/_import",
-            params={"overwrite": "true"},
-            headers=headers,
-            files={"file": ("nis2triage.ndjson", body.encode(), "application/ndjson")},
-            auth=auth,
-            verify=settings.ca_file or settings.verify_certs,
-            timeout=timeout,
-            allow_redirects=False,
+        answer = _post(parts, headers, body, settings, limit, timeout, max_answer)
+    except AnswerTooLarge:
+        why = (
+            f"Kibana answered over {max_answer:,} bytes, not read further: is --kibana "
+            "Kibana's own URL? Kibana's log says what went wrong"
         )
-    except requests.RequestException as exc:
-        # A failed change, not a crash: setup has already made the role and the API key,
-        # and must still print the key (it is shown once).
+        return Change("Kibana objects", shown, "failed", why)
+    except TimeoutError:
+        # The last wait is cut to what is left of the deadline, so look at the clock.
+        if limit.passed:
+            why = f"Kibana did not finish answering within {deadline:g} s"
+        else:
+            why = f"no answer from Kibana within {timeout:g} s"
+        why += ": check that it is up and reachable from here, then run setup again"
+        return Change("Kibana objects", shown, "failed", why)
+    except (http.client.HTTPException, OSError) as exc:
         why = f"Kibana did not answer ({type(exc).__name__}): check the --kibana URL"
-        return Change("Kibana objects", url, "failed", why)
-    return _import_change(url, response)
+        return Change("Kibana objects", shown, "failed", why)
+    return _import_change(shown, answer)
+
+
+def shown_url(url: str) -> str:
+    """The URL without the user name and password it may carry (they are never printed)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def _credential(parts: SplitResult, settings: ESSettings) -> dict[str, str]:
+    """The Authorization header: the URL's user and password if it has them (given for
+    this Kibana), else the credential setup uses for Elasticsearch."""
+    if parts.username is not None:
+        user, password = unquote(parts.username), unquote(parts.password or "")
+    elif settings.api_key:
+        return {"Authorization": f"ApiKey {settings.api_key}"}
+    elif settings.username:
+        user, password = settings.username, settings.password or ""
+    else:
+        return {}
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def _multipart(objects: list[dict[str, Any]], boundary: str) -> bytes:
+    """The objects as the one NDJSON file part Kibana's import API takes."""
+    ndjson = "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in objects)
+    head = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="nis2triage.ndjson"\r\n'
+        "Content-Type: application/ndjson\r\n\r\n"
+    )
+    return head.encode() + ndjson.encode() + f"\r\n--{boundary}--\r\n".encode()
+
+
+def _post(
+    parts: SplitResult,
+    headers: dict[str, str],
+    body: bytes,
+    settings: ESSettings,
+    deadline: Deadline,
+    timeout: float,
+    max_answer: int,
+) -> Answer:
+    conn = _connection(parts, settings, min(timeout, deadline.left()))
+    # The name lookup within the deadline too; the Host header and the certificate
+    # check still use the URL's name.
+    conn._create_connection = lambda address, *_: connect_within(  # type: ignore[attr-defined]
+        address[0], address[1], deadline, timeout
+    )
+    conn.response_class = _capped_response(deadline, timeout, max_answer)
+    target = f"{parts.path.rstrip('/')}/api/saved_objects/_import?overwrite=true"
+    try:
+        conn.connect()
+        assert conn.sock is not None
+        deadline.bound(conn.sock, timeout)
+        conn.request("POST", target, body, headers)
+        resp = conn.getresponse()
+        text = resp.read().decode("utf-8", "replace")
+        return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, text)
+    finally:
+        conn.close()
+
+
+def _connection(
+    parts: SplitResult, settings: ESSettings, timeout: float
+) -> http.client.HTTPConnection:
+    # Environment proxy variables are not used, as for Elasticsearch.
+    host, port = parts.hostname or "", parts.port
+    if parts.scheme == "http":
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+    context = ssl.create_default_context(cafile=settings.ca_file)
+    if not settings.verify_certs:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
 
 
 def _first_line(text: str) -> str:
@@ -288,15 +421,42 @@ def _first_line(text: str) -> str:
     return " ".join(text.split())[:300]
 
 
-def _import_change(url: str, response: requests.Response) -> Change:
+def _import_change(shown: str, answer: Answer) -> Change:
     try:
-        result = response.json()
+        result = json.loads(answer.text)
     except ValueError:
+        result = None
+    if not isinstance(result, dict):
         result = {}
-    if response.status_code != 200 or not result.get("success"):
-        errors = result.get("errors") or result.get("message") or _first_line(response.text)
-        return Change("Kibana objects", url, "failed", f"HTTP {response.status_code}: {errors}")
+    status = answer.status
+    if 300 <= status < 400:
+        # Following it could hand the credential to another host.
+        where = shown_url(answer.headers.get("location", "")) or "nowhere (no Location)"
+        why = (
+            f"HTTP {status}: Kibana redirects to {where}, which setup does not follow; "
+            "pass Kibana's own URL (the one the redirect names, if it is Kibana) as --kibana"
+        )
+        return Change("Kibana objects", shown, "failed", why)
+    if status != 200 or not result.get("success"):
+        errors = result.get("errors")
+        if isinstance(errors, list) and errors:
+            why = _summary(errors)
+        else:
+            why = " ".join(str(result.get("message") or _first_line(answer.text)).split())[:300]
+        return Change("Kibana objects", shown, "failed", f"HTTP {status}: {why}")
     done = result.get("successResults", [])
-    replaced = sum(1 for r in done if r.get("overwrite"))
+    replaced = sum(1 for r in done if isinstance(r, dict) and r.get("overwrite"))
     note = f"{len(done)} imported, {replaced} replaced"
-    return Change("Kibana objects", url, "updated" if replaced else "created", note)
+    return Change("Kibana objects", shown, "updated" if replaced else "created", note)
+
+
+def _summary(errors: list[Any], shown: int = 3) -> str:
+    """Objects Kibana did not import: how many, and the first few with why."""
+    first = []
+    for error in errors[:shown]:
+        error = error if isinstance(error, dict) else {}
+        detail: dict[str, Any] = error["error"] if isinstance(error.get("error"), dict) else {}
+        why = detail.get("message") or detail.get("type") or "no reason given"
+        first.append(f"{str(error.get('id'))[:80]} ({str(why)[:120]})")
+    more = f"; {len(errors) - shown} more" if len(errors) > shown else ""
+    return f"{len(errors)} objects not imported: {', '.join(first)}{more}"
