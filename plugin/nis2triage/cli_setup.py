@@ -7,8 +7,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+
     from nis2triage.config import AgentConfig
     from nis2triage.esclient import ESSettings
+    from nis2triage.provision import SetupResult
 
 
 def add_parser(sub: Any) -> None:
@@ -41,20 +44,21 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
     from elasticsearch import ApiError
 
-    from nis2triage import esclient, provision
+    from nis2triage import esclient, kibana, provision
     from nis2triage.config import load_config
     from nis2triage.errors import ConnectionSetupError
-    from nis2triage.kibana import DEFAULT_OBJECTS
 
     cfg = load_config(args.config)
+    objects = None
+    if args.kibana:
+        # Checked before anything changes: a bad file stops setup before it makes a key.
+        path = Path(args.kibana_objects) if args.kibana_objects else kibana.DEFAULT_OBJECTS
+        objects = kibana.checked(path, cfg.state.index_prefix)
     settings = _admin(cfg, args)
     es = esclient.connect(settings)
-    request = provision.SetupRequest(
-        create_role=args.create_role,
-        create_api_key=args.create_api_key,
-        kibana_url=args.kibana,
-        kibana_objects=Path(args.kibana_objects) if args.kibana_objects else DEFAULT_OBJECTS,
-    )
+    # The key is made below, and printed at once, before Kibana is asked: a wait on it
+    # (or an interrupt during one) lost a key that is shown once.
+    request = provision.SetupRequest(create_role=args.create_role or args.create_api_key)
     try:
         result = provision.setup(es, cfg, settings, request)
     except ApiError as exc:
@@ -69,8 +73,35 @@ def cmd_setup(args: argparse.Namespace) -> int:
             f"setup needs an administrator's credential ({exc.meta.status}: {exc.message}); "
             "pass --admin-user with --admin-password-env, or --admin-api-key-env"
         ) from exc
+    if args.create_api_key:
+        _make_key(es, cfg, result)
+    if objects is not None:
+        result.changes.append(kibana.import_objects(args.kibana, objects, settings))
     print(provision.render(result))
     return 1 if result.failed else 0
+
+
+def _make_key(es: Elasticsearch, cfg: AgentConfig, result: SetupResult) -> None:
+    """The agent's key, if the role is there: a new one is printed at once (not with the
+    summary, after Kibana), then recorded on it as shown."""
+    from nis2triage import roles
+
+    if any(c.what == "role" and c.status in ("refused", "failed") for c in result.changes):
+        return  # roles.yml is printed instead, or this credential may not manage security
+    change, key = roles.ensure_api_key(es, cfg, shown_later=True)
+    result.changes.append(change)
+    if key is None:
+        return
+    print(
+        "The agent's API key, shown once: store it where api_key_env or api_key_file points",
+        key.encoded,
+        "",
+        sep="\n",
+        flush=True,
+    )
+    # Interrupted before this, the next setup says the key was never shown, which errs
+    # on the side of making a new one.
+    roles.mark_shown(es, key)
 
 
 def _admin(cfg: AgentConfig, args: argparse.Namespace) -> ESSettings:

@@ -189,24 +189,56 @@ class NewKey:
         return f"NewKey(id={self.id!r})"
 
 
-def ensure_api_key(es: Elasticsearch, cfg: AgentConfig) -> tuple[Change, NewKey | None]:
+def ensure_api_key(
+    es: Elasticsearch, cfg: AgentConfig, shown_later: bool = False
+) -> tuple[Change, NewKey | None]:
     """An API key limited to the agent's role, unless an active one already exists; an
     existing key is brought up to the role as configured (it holds a copy of the role,
-    which updating the role does not change)."""
+    which updating the role does not change).
+
+    With `shown_later` the new key is marked as not yet shown until `mark_shown`: found
+    so by a later run, it is one nobody has, and that run says how to replace it."""
     name = f"{cfg.state.index_prefix}-agent"
     descriptors = {role_name(cfg.state.index_prefix): role_descriptor(cfg)}
     try:
         found = es.security.get_api_key(name=name, active_only=True).body.get("api_keys", [])
+        if found and (found[0].get("metadata") or {}).get("shown") is False:
+            return _never_shown(found[0]), None
         if found:
             return _bring_up_to_date(es, found[0], descriptors), None
         made = es.security.create_api_key(
-            name=name, role_descriptors=descriptors, metadata={"managed_by": "nis2triage setup"}
+            name=name,
+            role_descriptors=descriptors,
+            metadata=_metadata(shown=False) if shown_later else _metadata(),
         ).body
     except ApiError as exc:
         refusal = Refusal.of(exc)
         return Change("API key", name, refusal.status, refusal.reason), None
     return Change("API key", name, "created", f"id {made['id']}"), NewKey(
         made["id"], made["encoded"]
+    )
+
+
+def _metadata(shown: bool | None = None) -> dict[str, Any]:
+    # `shown` is false until setup has printed the key: a key made by a setup stopped
+    # before that is of no use to anyone, and is said so instead of "unchanged".
+    return {"managed_by": "nis2triage setup"} | ({} if shown is None else {"shown": shown})
+
+
+def mark_shown(es: Elasticsearch, key: NewKey) -> None:
+    """Record on the key that setup printed it (its role descriptors stay as they are)."""
+    es.security.update_api_key(id=key.id, metadata=_metadata(shown=True))
+
+
+def _never_shown(key: dict[str, Any]) -> Change:
+    name, key_id = str(key["name"]), str(key["id"])
+    return Change(
+        "API key",
+        name,
+        "failed",
+        f"id {key_id} was made by a setup stopped before it printed the key, which cannot "
+        "be shown again: invalidate it (DELETE _security/api_key with "
+        f'{{"name": "{name}"}}, see the README) and run setup with --create-api-key again',
     )
 
 
