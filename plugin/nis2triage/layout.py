@@ -9,11 +9,15 @@ normalised form, so comparing bodies field by field would report false changes.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from elasticsearch import ApiError, Elasticsearch
 
+from nis2triage.errors import ConfigError
 from nis2triage.store import (
     INDEX_SETTINGS,
     INDICES,
@@ -27,6 +31,10 @@ from nis2triage.store import (
 Status = Literal["created", "updated", "unchanged", "skipped", "refused", "failed"]
 CHANGES: frozenset[str] = frozenset({"created", "updated"})
 TEMPLATE_PRIORITY = 200
+MAX_NAME_BYTES = 255  # Elasticsearch's limit on an index name
+# The longest name an index gets after its prefix: a data stream's backing index.
+LONGEST_TAIL = max(len(f"-{what}-2026.12.31-000001") for what in INDICES) + len(".ds-")
+_PREFIX = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -140,12 +148,86 @@ def ensure_alias(es: Elasticsearch, target: str, alias: str, existed: bool) -> C
     """
     if es.indices.exists_alias(name=alias, index=target):
         return Change("alias", alias, "unchanged" if existed else "created", f"over {target}")
-    resolved = es.indices.resolve_index(name=target).body
-    # An alias cannot point at another alias: name the indices (or the data stream) behind it.
-    concrete = [a["indices"] for a in resolved.get("aliases", []) if a["name"] == target]
-    indices = concrete[0] if concrete else [target]
+    indices = sorted(behind(es, target)) or [target]
     es.indices.update_aliases(actions=[{"add": {"indices": indices, "alias": alias}}])
     return Change("alias", alias, "created", f"over {', '.join(indices)}")
+
+
+def behind(es: Elasticsearch, name: str) -> set[str]:
+    """What an alias, index or data stream `name` covers: indices and data streams; empty
+    if there is no such name. An alias cannot point at another alias, hence the names."""
+    found = es.options(ignore_status=404).indices.resolve_index(name=name, expand_wildcards="all")
+    if found.meta.status == 404:
+        return set()
+    body = found.body
+    names = {i for a in body.get("aliases", []) if a["name"] == name for i in a["indices"]}
+    for stream in (d for d in body.get("data_streams", []) if d["name"] == name):
+        names |= {name, *stream.get("backing_indices", [])}
+    names |= {i["name"] for i in body.get("indices", []) if i["name"] == name}
+    return names
+
+
+def alias_problem(es: Elasticsearch, prefix: str, alias: str) -> str | None:
+    """Why `alias` cannot be this agent's read alias: a name already taken by an index or
+    data stream, or an alias over indices that are not this agent's alerts."""
+    resolved = es.options(ignore_status=404).indices.resolve_index(
+        name=alias, expand_wildcards="all"
+    )
+    if resolved.meta.status == 404:
+        return None
+    body = resolved.body
+    if any(x["name"] == alias for x in [*body.get("indices", []), *body.get("data_streams", [])]):
+        return (
+            f"{alias} is an index or data stream, not an alias: set state.security_alias "
+            "to a name nothing on the cluster uses"
+        )
+    covered = {i for a in body.get("aliases", []) if a["name"] == alias for i in a["indices"]}
+    # Adding the alias to them would show another agent's alerts as this one's (and this
+    # one's as the other's), mixed in the same Elastic Security view.
+    foreign = sorted(covered - behind(es, f"{prefix}-alerts"))
+    if not foreign:
+        return None
+    named = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+    return (
+        f"{alias} already covers {named}, not {prefix}-alerts (another agent's read alias?): "
+        "give this agent its own state.security_alias"
+    )
+
+
+def check_prefix(prefix: str) -> None:
+    """Refuse, before anything is created, a prefix Elasticsearch would refuse in an index
+    name half-way through setup."""
+    longest = MAX_NAME_BYTES - LONGEST_TAIL
+    if not _PREFIX.fullmatch(prefix):
+        raise ConfigError(
+            f"state.index_prefix {prefix[:60]!r}: use lower-case letters, digits, '_', '.' "
+            "and '-' only, beginning with a letter or digit (it begins index names)"
+        )
+    if len(prefix.encode()) > longest:
+        raise ConfigError(
+            f"state.index_prefix is {len(prefix.encode())} bytes; at most {longest}: the "
+            f"agent's index names ({prefix[:20]}...{LONGEST_TAIL} bytes more) must fit in "
+            f"Elasticsearch's {MAX_NAME_BYTES}"
+        )
+
+
+def es_reason(exc: ApiError) -> str:
+    """Elasticsearch's own reason for refusing, in one line."""
+    error = exc.body.get("error") if isinstance(exc.body, dict) else None
+    if isinstance(error, dict) and error.get("reason"):
+        return f"{error.get('type', exc.message)}: {error['reason']}"
+    return str(exc.message)
+
+
+def tried(what: str, name: str, step: Callable[[], Change]) -> Change:
+    """The step's change, or a failed one that names the object and Elasticsearch's reason
+    (a bare `answered 400` left the operator guessing which object collided with what)."""
+    try:
+        return step()
+    except ApiError as exc:
+        if exc.meta.status in (401, 403):
+            raise  # setup says which credential it needs
+        return Change(what, name, "failed", f"Elasticsearch refused it: {es_reason(exc)}")
 
 
 def lifecycle_body(prefix: str) -> dict[str, Any]:
@@ -182,17 +264,24 @@ def apply(
     es: Elasticsearch, prefix: str, security_alias: str | None, caps: Capabilities
 ) -> list[Change]:
     """The whole layout: lifecycle policy, then per index its template and its target."""
-    changes = [ensure_policy(es, prefix, caps)]
+    check_prefix(prefix)
+    policy = partial(ensure_policy, es, prefix, caps)
+    changes = [tried("lifecycle policy", policy_name(prefix), policy)]
+    refused = security_alias and alias_problem(es, prefix, security_alias)
+    if security_alias and refused:
+        changes.append(Change("alias", security_alias, "failed", refused))
+        security_alias = None  # nor on the indices the templates create
     had_alias = bool(security_alias) and bool(
         es.indices.exists_alias(name=str(security_alias), index=f"{prefix}-alerts")
     )
     for what, spec in INDICES.items():
         name = f"{prefix}-{what}"
-        alias = security_alias if what == "alerts" else None
-        changes.append(put_template(es, name, template_body(prefix, what, spec, caps, alias)))
-        changes.append(ensure_target(es, name, spec, caps))
+        body = template_body(prefix, what, spec, caps, security_alias if what == "alerts" else None)
+        changes.append(tried("index template", name, partial(put_template, es, name, body)))
+        changes.append(tried("index", name, partial(ensure_target, es, name, spec, caps)))
     if security_alias:
         # Elastic Security's default index setting covers `logs-*`: through this alias its
         # external-alerts views list the alerts (event.kind: alert).
-        changes.append(ensure_alias(es, f"{prefix}-alerts", security_alias, had_alias))
+        add = partial(ensure_alias, es, f"{prefix}-alerts", security_alias, had_alias)
+        changes.append(tried("alias", security_alias, add))
     return changes
