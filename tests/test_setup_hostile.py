@@ -1,0 +1,397 @@
+"""`nis2triage setup` against a hostile Kibana and colliding names (from the break run).
+
+Kibana is a real HTTP server on loopback that this file starts, misbehaving on
+purpose: it drips its answer, floods it, redirects, or fails hundreds of objects.
+Elasticsearch is the real node.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from elasticsearch import Elasticsearch
+
+from nis2triage import esclient, kibana, layout, roles
+from nis2triage.config import load_config
+from nis2triage.errors import ConfigError
+from nis2triage.esclient import ESSettings
+from nis2triage.layout import Capabilities
+
+from support import write_agent_config
+
+OBJECTS = kibana.load(kibana.DEFAULT_OBJECTS)
+ADMIN = ESSettings(hosts=("http://127.0.0.1:9",), username="admin", password="pw-123456")
+NO_EXTRAS = Capabilities(data_streams=False, ilm=False)
+
+
+@dataclass
+class HostileKibana:
+    """Answers by the first part of the path: /drip, /flood, /redirect, /partial, /hold."""
+
+    url: str = ""
+    auth: list[str] = field(default_factory=list)
+    asked: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileKibana]:
+    server = HostileKibana()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            server.auth.append(self.headers.get("Authorization", ""))
+            server.asked.set()
+            getattr(self, "_" + self.path.strip("/").split("/")[0])()
+
+        def _head(self, status: int, length: int, *extra: tuple[str, str]) -> None:
+            self.send_response(status)
+            for name, value in [("Content-Type", "application/json"), *extra]:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+
+        def _drip(self) -> None:
+            self._head(200, 100_000)
+            for _ in range(100_000):
+                if server.release.is_set():
+                    return
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.5)
+
+        def _flood(self) -> None:
+            size = 400 * 1024 * 1024
+            self._head(500, size)
+            chunk = b"x" * 65536
+            for _ in range(size // len(chunk)):
+                self.wfile.write(chunk)
+
+        def _redirect(self) -> None:
+            self._head(302, 0, ("Location", "http://sso:secret@127.0.0.1:1/login?next=/api"))
+
+        def _partial(self) -> None:
+            error = {
+                "id": "nis2triage-alerts",
+                "type": "index-pattern",
+                "error": {"type": "conflict"},
+            }
+            body = json.dumps({"success": False, "errors": [error] * 500}).encode()
+            self._head(200, len(body))
+            self.wfile.write(body)
+
+        def _hold(self) -> None:
+            server.release.wait(60)
+
+        def _ok(self) -> None:
+            body = json.dumps({"success": True, "successResults": [{"id": "a"}]}).encode()
+            self._head(200, len(body))
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def handle(self) -> None:
+            with contextlib.suppress(OSError):  # the client gave up, as it should
+                super().handle()
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    server.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield server
+    server.release.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+# --- 1. every Kibana request has a total deadline and a cap on the answer ----------------
+
+
+def test_a_kibana_that_drips_its_answer_is_cut_off_at_the_deadline(
+    hostile: HostileKibana,
+) -> None:
+    started = time.monotonic()
+
+    change = kibana.import_objects(f"{hostile.url}/drip", OBJECTS, ADMIN, timeout=5, deadline=3)
+
+    assert time.monotonic() - started < 6
+    assert change.status == "failed"
+    assert change.note == (
+        "Kibana did not finish answering within 3 s: check that it is up and reachable "
+        "from here, then run setup again"
+    )
+
+
+def test_a_kibana_that_floods_its_answer_is_read_up_to_the_cap(hostile: HostileKibana) -> None:
+    change = kibana.import_objects(f"{hostile.url}/flood", OBJECTS, ADMIN, max_answer=65536)
+
+    assert change.status == "failed"
+    assert change.note.startswith("Kibana answered over 65,536 bytes, not read further")
+
+
+# --- 3. credentials in the --kibana URL are used, never printed --------------------------
+
+
+def test_a_password_in_the_kibana_url_is_used_but_not_printed(hostile: HostileKibana) -> None:
+    url = hostile.url.replace("http://", "http://kb-user:s3cret-pw@") + "/ok"
+
+    change = kibana.import_objects(url, OBJECTS, ADMIN)
+
+    assert change.status == "created"
+    assert "s3cret" not in change.line() and "kb-user" not in change.line()
+    assert change.name == hostile.url.replace("http://", "http://***@") + "/ok"
+    assert hostile.auth == ["Basic " + base64.b64encode(b"kb-user:s3cret-pw").decode()]
+
+
+# --- 6. redirects, URLs without a scheme, many failed objects ----------------------------
+
+
+def test_a_redirect_says_where_it_points_and_that_it_is_not_followed(
+    hostile: HostileKibana,
+) -> None:
+    change = kibana.import_objects(f"{hostile.url}/redirect", OBJECTS, ADMIN)
+
+    assert change.status == "failed"
+    assert change.note == (
+        "HTTP 302: Kibana redirects to http://***@127.0.0.1:1/login?next=/api, which setup "
+        "does not follow; pass Kibana's own URL (the one the redirect names, if it is "
+        "Kibana) as --kibana"
+    )
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:5601", "localhost:5601", "kibana.example"])
+def test_a_url_without_a_scheme_says_to_write_one(url: str) -> None:
+    change = kibana.import_objects(url, OBJECTS, ADMIN)
+
+    assert (change.status, change.name) == ("failed", url)
+    assert "write it with http:// or https://" in change.note
+
+
+def test_hundreds_of_failed_objects_are_summed_up_in_a_short_line(
+    hostile: HostileKibana,
+) -> None:
+    change = kibana.import_objects(f"{hostile.url}/partial", OBJECTS, ADMIN)
+
+    assert change.status == "failed"
+    assert change.note == (
+        "HTTP 200: 500 objects not imported: nis2triage-alerts (conflict), "
+        "nis2triage-alerts (conflict), nis2triage-alerts (conflict); 497 more"
+    )
+
+
+# --- 4. only the shipped file's kinds of object, over the agent's own indices ------------
+
+
+def hostile_objects(tmp_path: Path) -> Path:
+    added = [
+        {"id": "evil-config", "type": "config", "attributes": {}, "references": []},
+        {"id": "evil-url", "type": "url", "attributes": {"url": "http://x"}, "references": []},
+        {
+            **OBJECTS[0],
+            "id": "evil-view",
+            "attributes": {**OBJECTS[0]["attributes"], "title": "*,.security*"},
+        },
+    ]
+    path = tmp_path / "objects.ndjson"
+    lines = [json.dumps(o) for o in added]
+    path.write_text(kibana.DEFAULT_OBJECTS.read_text() + "\n".join(lines) + "\n")
+    return path
+
+
+def test_objects_of_other_types_and_data_views_over_other_indices_are_refused(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(kibana.KibanaObjectsError) as refused:
+        kibana.checked(hostile_objects(tmp_path), "acme")
+
+    said = str(refused.value)
+    assert "evil-config: a 'config' object, which setup does not import" in said
+    assert "evil-url: a 'url' object, which setup does not import" in said
+    assert "evil-view: a data view over '*,.security*', not one of the agent's indices" in said
+
+
+def test_the_shipped_objects_pass_for_any_prefix() -> None:
+    moved = kibana.checked(kibana.DEFAULT_OBJECTS, "acme")
+
+    assert len(moved) == len(OBJECTS)
+
+
+# --- 5. names that collide on the cluster ------------------------------------------------
+
+
+def test_an_alias_over_another_agents_alerts_is_refused_naming_them(
+    es: Elasticsearch, index_name: str
+) -> None:
+    first, second, alias = f"{index_name}-a", f"{index_name}-b", f"{index_name}-shared"
+    try:
+        layout.apply(es, first, alias, NO_EXTRAS)
+        changes = layout.apply(es, second, alias, NO_EXTRAS)
+        covered = es.indices.get_alias(name=alias).body
+    finally:
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-*")
+
+    [refused] = [c for c in changes if c.what == "alias"]
+    assert refused.status == "failed"
+    assert refused.note == (
+        f"{alias} already covers {first}-alerts-000001, not {second}-alerts (another "
+        "agent's read alias?): give this agent its own state.security_alias"
+    )
+    # Neither setup's own steps nor the template of the new alerts index added it.
+    assert sorted(covered) == [f"{first}-alerts-000001"]
+    assert all(c.status != "failed" for c in changes if c.what != "alias")
+
+
+def test_an_alias_named_like_an_existing_index_is_refused_with_the_reason(
+    es: Elasticsearch, index_name: str
+) -> None:
+    taken = f"{index_name}-taken"
+    es.indices.create(index=taken)
+    try:
+        changes = layout.apply(es, f"{index_name}-p", taken, NO_EXTRAS)
+    finally:
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-*")
+
+    [refused] = [c for c in changes if c.what == "alias"]
+    assert (refused.status, refused.name) == ("failed", taken)
+    assert "is an index or data stream, not an alias" in refused.note
+
+
+def test_a_template_colliding_with_anothers_names_the_template_and_the_reason(
+    es: Elasticsearch, index_name: str
+) -> None:
+    prefix = f"{index_name}-c"
+    # Another template at the same priority over the same names: Elasticsearch refuses ours.
+    es.indices.put_index_template(
+        name=f"{index_name}-other",
+        index_patterns=[f"{prefix}-outbox*"],
+        priority=layout.TEMPLATE_PRIORITY,
+    )
+    try:
+        changes = layout.apply(es, prefix, None, NO_EXTRAS)
+    finally:
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-*")
+
+    [failed] = [c for c in changes if c.status == "failed"]
+    assert (failed.what, failed.name) == ("index template", f"{prefix}-outbox")
+    assert failed.note.startswith("Elasticsearch refused it: illegal_argument_exception: ")
+    assert f"{index_name}-other" in failed.note
+
+
+def test_a_prefix_too_long_for_an_index_name_is_refused_before_anything_is_made(
+    es: Elasticsearch,
+) -> None:
+    prefix = "x" * 240
+
+    with pytest.raises(ConfigError, match=r"state\.index_prefix is 240 bytes; at most 221:"):
+        layout.apply(es, prefix, None, NO_EXTRAS)
+
+    assert not es.indices.exists_index_template(name=f"{prefix}-alerts")
+
+
+# --- 2. the API key is printed before Kibana is asked, and a lost one is said so ---------
+
+
+def setup_env(es_settings: esclient.ESSettings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "NIS2TRIAGE_TEST_ES_PASSWORD": es_settings.password or "",
+        "NIS2TRIAGE_SNAPSHOT_KEY": "test-snapshot-key-0123456789abcdef",
+        "NIS2TRIAGE_PSEUDONYM_KEY": "test-pseudonym-key-0123456789abcdef",
+    }
+
+
+def test_the_key_is_printed_before_kibana_is_asked(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    hostile: HostileKibana,
+) -> None:
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-k")
+    data = yaml.safe_load(config.read_text())
+    data["state"]["security_alias"] = None
+    config.write_text(yaml.safe_dump(data))
+    prefix = load_config(config).state.index_prefix
+    command = ["setup", "-c", str(config), "--create-api-key", "--kibana", f"{hostile.url}/hold"]
+    setup = subprocess.Popen(
+        [sys.executable, "-m", "nis2triage.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=setup_env(es_settings),
+    )
+    try:
+        assert hostile.asked.wait(120), "setup never asked Kibana"
+        # Kibana holds its answer: setup is interrupted while it waits, as the tester did.
+        setup.kill()
+        out, _ = setup.communicate(timeout=30)
+        again = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nis2triage.cli",
+                "setup",
+                "-c",
+                str(config),
+                "--create-api-key",
+            ],
+            capture_output=True,
+            text=True,
+            env=setup_env(es_settings),
+            timeout=300,
+        )
+    finally:
+        es.security.invalidate_api_key(name=f"{prefix}-agent")
+        es.options(ignore_status=404).security.delete_role(name=roles.role_name(prefix))
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-*")
+
+    lines = out.splitlines()
+    assert lines[0].startswith("The agent's API key, shown once")
+    key = base64.b64decode(lines[1]).decode()
+    [made] = es.security.get_api_key(name=f"{prefix}-agent").body["api_keys"]
+    assert key.startswith(made["id"] + ":")
+    # That key was shown: the next setup leaves it be.
+    assert f"unchanged  API key           {prefix}-agent" in again.stdout
+
+
+def test_a_key_setup_made_but_never_showed_is_said_to_need_replacing(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    cfg = load_config(write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-n"))
+    name = f"{cfg.state.index_prefix}-agent"
+    try:
+        roles.ensure_role(es, cfg)
+        made, key = roles.ensure_api_key(es, cfg, shown_later=True)
+        # Setup stopped here, before it printed the key.
+        again, none = roles.ensure_api_key(es, cfg, shown_later=True)
+    finally:
+        es.security.invalidate_api_key(name=name)
+        es.options(ignore_status=404).security.delete_role(
+            name=roles.role_name(cfg.state.index_prefix)
+        )
+
+    assert made.status == "created" and key is not None and none is None
+    assert again.status == "failed"
+    assert again.note == (
+        f"id {key.id} was made by a setup stopped before it printed the key, which cannot be "
+        f'shown again: invalidate it (DELETE _security/api_key with {{"name": "{name}"}}, '
+        "see the README) and run setup with --create-api-key again"
+    )
