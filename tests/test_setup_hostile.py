@@ -395,3 +395,42 @@ def test_a_key_setup_made_but_never_showed_is_said_to_need_replacing(
         f'shown again: invalidate it (DELETE _security/api_key with {{"name": "{name}"}}, '
         "see the README) and run setup with --create-api-key again"
     )
+
+
+# --- 7. setup --create-role brings the agent's existing key up to the role too -----------
+
+
+def test_create_role_also_brings_the_existing_key_up_to_the_role(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    kept, removed = f"{index_name}-kept", f"{index_name}-removed"
+    config = write_agent_config(tmp_path, es_settings, kept, f"{index_name}-r")
+    data = yaml.safe_load(config.read_text())
+    data["state"]["security_alias"] = None
+    data["sources"][0]["indices"] = [kept, removed]
+    config.write_text(yaml.safe_dump(data))
+    prefix = load_config(config).state.index_prefix
+    role = roles.role_name(prefix)
+
+    def setup(*flags: str) -> str:
+        command = [sys.executable, "-m", "nis2triage.cli", "setup", "-c", str(config), *flags]
+        env = setup_env(es_settings)
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    try:
+        setup("--create-api-key")
+        data["sources"][0]["indices"] = [kept]  # a source index removed
+        config.write_text(yaml.safe_dump(data))
+        out = setup("--create-role")
+        [key] = es.security.get_api_key(name=f"{prefix}-agent").body["api_keys"]
+    finally:
+        es.security.invalidate_api_key(name=f"{prefix}-agent")
+        es.options(ignore_status=404).security.delete_role(name=role)
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-*")
+
+    assert f"updated    role              {role}" in out
+    assert f"updated    API key           {prefix}-agent" in out
+    [sources] = [i for i in key["role_descriptors"][role]["indices"] if kept in i["names"]]
+    assert sources["names"] == [kept]

@@ -44,7 +44,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
     from elasticsearch import ApiError
 
-    from nis2triage import esclient, kibana, provision
+    from nis2triage import esclient, kibana, provision, roles
     from nis2triage.config import load_config
     from nis2triage.errors import ConnectionSetupError
 
@@ -75,6 +75,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
         ) from exc
     if args.create_api_key:
         _make_key(es, cfg, result)
+    elif args.create_role and _role_stored(result):
+        refreshed = roles.refresh_api_key(es, cfg)
+        result.changes += [refreshed] if refreshed else []
     if objects is not None:
         result.changes.append(kibana.import_objects(args.kibana, objects, settings))
     print(provision.render(result))
@@ -86,7 +89,7 @@ def _make_key(es: Elasticsearch, cfg: AgentConfig, result: SetupResult) -> None:
     summary, after Kibana), then recorded on it as shown."""
     from nis2triage import roles
 
-    if any(c.what == "role" and c.status in ("refused", "failed") for c in result.changes):
+    if not _role_stored(result):
         return  # roles.yml is printed instead, or this credential may not manage security
     change, key = roles.ensure_api_key(es, cfg, shown_later=True)
     result.changes.append(change)
@@ -102,6 +105,10 @@ def _make_key(es: Elasticsearch, cfg: AgentConfig, result: SetupResult) -> None:
     # Interrupted before this, the next setup says the key was never shown, which errs
     # on the side of making a new one.
     roles.mark_shown(es, key)
+
+
+def _role_stored(result: SetupResult) -> bool:
+    return not any(c.what == "role" and c.status in ("refused", "failed") for c in result.changes)
 
 
 def _admin(cfg: AgentConfig, args: argparse.Namespace) -> ESSettings:

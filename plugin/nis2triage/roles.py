@@ -219,6 +219,19 @@ def ensure_api_key(
     )
 
 
+def refresh_api_key(es: Elasticsearch, cfg: AgentConfig) -> Change | None:
+    """The agent's existing key brought up to the role (None if it has none): after
+    `setup --create-role`, which updates the role, the key kept its old copy of it."""
+    name = f"{cfg.state.index_prefix}-agent"
+    descriptors = {role_name(cfg.state.index_prefix): role_descriptor(cfg)}
+    try:
+        found = es.security.get_api_key(name=name, active_only=True).body.get("api_keys", [])
+    except ApiError as exc:
+        refusal = Refusal.of(exc)
+        return Change("API key", name, refusal.status, refusal.reason)
+    return _bring_up_to_date(es, found[0], descriptors) if found else None
+
+
 def _metadata(shown: bool | None = None) -> dict[str, Any]:
     # `shown` is false until setup has printed the key: a key made by a setup stopped
     # before that is of no use to anyone, and is said so instead of "unchanged".
