@@ -69,7 +69,7 @@ def test_a_credential_that_may_not_manage_security_fails_setup_without_roles_yml
     try:
         own = esclient.connect(replace(es_settings, username=None, api_key=key["encoded"]))
         result = provision.SetupResult()
-        provision._role_and_key(own, cfg, result, with_key=True)
+        provision._role(own, cfg, result)
     finally:
         es.security.invalidate_api_key(ids=[key["id"]])
 

@@ -6,7 +6,9 @@ import copy
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
+from nis2triage import layout
 from nis2triage.config import AgentConfig, RulesConfig
 from nis2triage.layout import Capabilities, lifecycle_body, policy_name, template_body
 from nis2triage.roles import (
@@ -148,3 +150,12 @@ def test_the_roles_yml_entry_is_the_same_role() -> None:
 )
 def test_each_prefix_has_a_role_of_its_own(prefix: str, role: str) -> None:
     assert role_name(prefix) == role
+
+
+def test_the_configuration_refuses_the_prefixes_setup_would_refuse() -> None:
+    from nis2triage import config as configuration
+
+    assert configuration.MAX_PREFIX == layout.MAX_NAME_BYTES - layout.LONGEST_TAIL
+    with pytest.raises(ValidationError, match="at most 221 characters"):
+        configuration.StateConfig(index_prefix="a" * 222)
+    assert configuration.StateConfig(index_prefix="a" * 221).index_prefix == "a" * 221

@@ -60,7 +60,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     # (or an interrupt during one) lost a key that is shown once.
     request = provision.SetupRequest(create_role=args.create_role or args.create_api_key)
     try:
-        result = provision.setup(es, cfg, settings, request)
+        result = provision.setup(es, cfg, request)
     except ApiError as exc:
         if exc.meta.status not in (401, 403):
             raise

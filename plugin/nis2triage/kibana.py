@@ -24,7 +24,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 from nis2triage.errors import ConfigError
 from nis2triage.esclient import ESSettings
 from nis2triage.layout import Change
-from nis2triage.notify.channel import Answer, _capped_response
+from nis2triage.notify.channel import Answer, capped_response
 from nis2triage.notify.deadline import AnswerTooLarge, Deadline, connect_within
 from nis2triage.store import INDICES, IndexSpec
 
@@ -386,7 +386,7 @@ def _post(
     conn._create_connection = lambda address, *_: connect_within(  # type: ignore[attr-defined]
         address[0], address[1], deadline, timeout
     )
-    conn.response_class = _capped_response(deadline, timeout, max_answer)
+    conn.response_class = capped_response(deadline, timeout, max_answer)
     target = f"{parts.path.rstrip('/')}/api/saved_objects/_import?overwrite=true"
     try:
         conn.connect()

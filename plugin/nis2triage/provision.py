@@ -8,28 +8,24 @@ and leaves the rest alone, saying which for every object.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from elasticsearch import Elasticsearch
 
-from nis2triage import kibana, layout, roles
+from nis2triage import layout, roles
 from nis2triage.config import AgentConfig
-from nis2triage.esclient import ESSettings
 from nis2triage.layout import CHANGES, Change
 
 
 @dataclass(frozen=True)
 class SetupRequest:
+    # The API key and the Kibana objects are the command's (`cli_setup`): the key must be
+    # printed the moment it is made, before anything can hold the run up.
     create_role: bool = False
-    create_api_key: bool = False
-    kibana_url: str | None = None
-    kibana_objects: Path = kibana.DEFAULT_OBJECTS
 
 
 @dataclass
 class SetupResult:
     changes: list[Change] = field(default_factory=list)
-    api_key: roles.NewKey | None = None
     roles_yml: str | None = None
 
     @property
@@ -41,33 +37,21 @@ class SetupResult:
         return [c for c in self.changes if c.status == "failed"]
 
 
-def setup(
-    es: Elasticsearch, cfg: AgentConfig, settings: ESSettings, request: SetupRequest
-) -> SetupResult:
+def setup(es: Elasticsearch, cfg: AgentConfig, request: SetupRequest) -> SetupResult:
     result = SetupResult()
     caps = layout.capabilities(es)
     result.changes += layout.apply(es, cfg.state.index_prefix, cfg.state.security_alias, caps)
-    if request.create_role or request.create_api_key:
-        _role_and_key(es, cfg, result, request.create_api_key)
-    if request.kibana_url:
-        objects = kibana.checked(request.kibana_objects, cfg.state.index_prefix)
-        result.changes.append(kibana.import_objects(request.kibana_url, objects, settings))
+    if request.create_role:
+        _role(es, cfg, result)
     return result
 
 
-def _role_and_key(es: Elasticsearch, cfg: AgentConfig, result: SetupResult, with_key: bool) -> None:
+def _role(es: Elasticsearch, cfg: AgentConfig, result: SetupResult) -> None:
     role = roles.ensure_role(es, cfg)
     result.changes.append(role)
     if role.status == "refused":
         # The same privileges as a file-realm role, which every node reads from its config dir.
         result.roles_yml = roles.roles_yml(cfg)
-        return
-    if role.status == "failed":
-        return  # this credential may not manage security: no key either
-    if not with_key:
-        return
-    key_change, result.api_key = roles.ensure_api_key(es, cfg)
-    result.changes.append(key_change)
 
 
 def render(result: SetupResult) -> str:
@@ -85,11 +69,5 @@ def render(result: SetupResult) -> str:
             f"user for the agent: bin/elasticsearch-users useradd nis2triage -r {role}",
             "",
             result.roles_yml.rstrip(),
-        ]
-    if result.api_key:
-        lines += [
-            "",
-            "The agent's API key, shown once: store it where api_key_env or api_key_file points",
-            result.api_key.encoded,
         ]
     return "\n".join(lines)

@@ -145,7 +145,7 @@ class HttpChannel:
         conn._create_connection = lambda address, *_: connect_within(  # type: ignore[attr-defined]
             address[0], address[1], deadline, self.timeout
         )
-        conn.response_class = _capped_response(deadline, self.timeout, self.max_answer)
+        conn.response_class = capped_response(deadline, self.timeout, self.max_answer)
         try:
             conn.connect()
             assert conn.sock is not None
@@ -175,7 +175,7 @@ def _connection(url: SplitResult, timeout: float) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(host, port, timeout=timeout)
 
 
-def _capped_response(
+def capped_response(
     deadline: Deadline, per_read: float, cap: int
 ) -> type[http.client.HTTPResponse]:
     """An HTTPResponse reading through the deadline and the cap (see notify.deadline)."""
