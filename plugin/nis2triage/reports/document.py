@@ -6,12 +6,24 @@ person prints, signs and uploads by hand is what an API would have received.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from nis2triage.reports.stages import BY_REPORT, FIELD_LABELS
 
 MAX_ROWS = 30
+# A table cell longer than this is written as a note below its table: a row taller than
+# a page cannot be drawn (fpdf2 refuses it), and a page of prose reads badly in a cell.
+# 400 characters of the widest letter fill some 33 lines of a five-column table's cell.
+LONG_CELL = 400
+LONG_CELL_LINES = 8
+# Characters that act instead of showing: controls, bidirectional overrides and
+# isolates, zero-width characters, line and paragraph separators, lone surrogates; the
+# pattern takes every candidate (all but printable ASCII) and `_show` picks them out.
+_HIDDEN = re.compile(r"\r\n?|[^\n\x20-\x7e]")
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,24 @@ def text(value: Any) -> str:
     return str(value)
 
 
+def shown(value: str) -> str:
+    """`value` with every character that acts rather than shows written as \\uXXXX.
+
+    A right-to-left override would make a document say something else than its text
+    (an address written backwards), a zero-width space would hide inside a word; the
+    reader sees them instead. Line breaks stay, as one kind (\\n)."""
+    return _HIDDEN.sub(_show, value)
+
+
+def _show(match: re.Match[str]) -> str:
+    char = match.group()
+    if char.startswith("\r"):
+        return "\n"
+    if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+        return f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}"
+    return char
+
+
 def when(moment: dict[str, Any] | None) -> str:
     if not moment or not moment.get("utc"):
         return "-"
@@ -68,25 +98,72 @@ def blocks(p: dict[str, Any]) -> list[Block]:
     stage = BY_REPORT[p["report_type"]]
     entity = p["entity"]
     title = f"NIS2 {stage.label.lower()}: {entity['legal_name']}"
-    return [
-        Heading(title, 1),
-        Para(f"{p['tlp']}. {p['legal_basis']}. Reference {p['reference']}."),
-        Para(f"Generated {when(p['generated'])} by {p['prepared_by']}."),
-        *_requirements(p, stage.requires),
-        *_entity(entity),
-        *_incident(p),
-        *_significance(p.get("significance")),
-        *_impact(p),
-        *_narrative(p),
-        *_deadlines(p),
-        *_gdpr(p.get("gdpr")),
-        *_indicators(p["indicators"]),
-        *_detections(p),
-        *_timeline(p["timeline"]),
-        Heading("Event rate and anomaly score"),
-        Chart(f"Events per {p['chart'].get('interval', '?')} and alert scores, UTC"),
-        *_sign_off(),
-    ]
+    return readable(
+        [
+            Heading(title, 1),
+            Para(f"{p['tlp']}. {p['legal_basis']}. Reference {p['reference']}."),
+            Para(f"Generated {when(p['generated'])} by {p['prepared_by']}."),
+            *_requirements(p, stage.requires),
+            *_entity(entity),
+            *_incident(p),
+            *_significance(p.get("significance")),
+            *_impact(p),
+            *_narrative(p),
+            *_deadlines(p),
+            *_gdpr(p.get("gdpr")),
+            *_indicators(p["indicators"]),
+            *_detections(p),
+            *_timeline(p["timeline"]),
+            Heading("Event rate and anomaly score"),
+            Chart(f"Events per {p['chart'].get('interval', '?')} and alert scores, UTC"),
+            *_sign_off(),
+        ]
+    )
+
+
+def readable(doc: list[Block]) -> list[Block]:
+    """The document as a person must see it, whatever the texts in it: characters that
+    act shown, and cells too long for a table row written as notes below the table."""
+    out: list[Block] = []
+    for block in doc:
+        block = _shown(block)
+        out += _notes(block) if isinstance(block, Table) else [block]
+    return out
+
+
+def _shown(block: Block) -> Block:
+    return mapped(block, shown)
+
+
+def mapped(block: Block, change: Callable[[str], str]) -> Block:
+    """`block` with `change` applied to every text in it."""
+    if isinstance(block, Heading | Para):
+        return replace(block, text=change(block.text))
+    if isinstance(block, Chart):
+        return replace(block, caption=change(block.caption))
+    if isinstance(block, Bullets):
+        return Bullets(tuple(change(item) for item in block.items))
+    rows = tuple(tuple(change(cell) for cell in row) for row in block.rows)
+    return Table(tuple(change(cell) for cell in block.header), rows)
+
+
+def _notes(table: Table) -> list[Block]:
+    notes: list[Block] = []
+    rows: list[tuple[str, ...]] = []
+    for row in table.rows:
+        cells = list(row)
+        for i, cell in enumerate(row):
+            if _long(cell):
+                label = row[0] if i else f"row {len(rows) + 1}"
+                notes.append(Para(f"Note {len(notes) + 1}, {table.header[i]} of {label[:80]}:"))
+                notes.append(Para(cell))
+                cells[i] = f"see note {len(notes) // 2} below the table"
+        rows.append(tuple(cells))
+    return [Table(table.header, tuple(rows)), *notes]
+
+
+def _long(cell: str) -> bool:
+    return len(cell) > LONG_CELL or cell.count("\n") >= LONG_CELL_LINES
 
 
 def _requirements(p: dict[str, Any], fields: tuple[str, ...]) -> list[Block]:

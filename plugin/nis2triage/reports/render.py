@@ -3,24 +3,54 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fpdf import FPDF
+from fpdf.fonts import TTFFont
 from matplotlib import get_data_path
 
 from nis2triage.reports import chart
-from nis2triage.reports.document import Block, Bullets, Chart, Heading, Para, Table, blocks
+from nis2triage.reports.document import (
+    Block,
+    Bullets,
+    Chart,
+    Heading,
+    Para,
+    Table,
+    blocks,
+    mapped,
+)
 
 # fpdf2 subsets fonts through fontTools, which logs every table it prunes at INFO.
 logging.getLogger("fontTools").setLevel(logging.WARNING)
 # DejaVu Sans ships with matplotlib: a Unicode font (EUR sign, accents) with no extra download.
 FONTS = Path(get_data_path()) / "fonts" / "ttf"
+# DejaVu Sans has no Chinese, Japanese, Korean, Thai, Devanagari or emoji, and fpdf2 drops
+# a character its font lacks with no more than a log line. No font of the project's
+# dependencies covers them (matplotlib's LastResortHE draws a box per Unicode block, and
+# only from matplotlib 3.10), and a system font may be missing on the machine that renders:
+# such a character is drawn as this marker, and the PDF says the JSON holds the exact text.
+MISSING_GLYPH = "\u25a1"  # WHITE SQUARE, which DejaVu Sans has
+MISSING_NOTE = (
+    f"Characters this PDF's font cannot draw are shown as {MISSING_GLYPH}: the JSON "
+    "payload of this report holds the exact text."
+)
+# Markdown's own characters, anywhere in a text: the report's texts are analysts' and
+# events' words, to be read as written, never as HTML, entities, links, images, headings,
+# emphasis, code or table cells (CommonMark lets a backslash escape any ASCII punctuation).
+_MD_SIGNS = re.compile(r"([\\`*_{}\[\]<>&#|~!])")
+# At the start of a line: list items, setext underlines and ordered lists ("1." or "1)").
+_MD_LINE_START = re.compile(r"^(\d{0,9})([-+=.)])")
+# GitHub and markdown-it link a bare web or mail address: not once its ":" or "@" is escaped.
+_MD_AUTOLINK = re.compile(r":(?=//)|@|(?<=www)\.", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -91,19 +121,40 @@ def markdown(doc: list[Block], png_name: str) -> str:
 
 def _md(block: Block, png_name: str) -> list[str]:
     if isinstance(block, Heading):
-        return ["#" * block.level + " " + block.text]
+        return ["#" * block.level + " " + _inline(block.text)]
     if isinstance(block, Para):
-        return [block.text]
+        return [_prose(block.text)]
     if isinstance(block, Bullets):
-        return [f"- {item}" for item in block.items]
+        return [f"- {_inline(item, line=True)}" for item in block.items]
     if isinstance(block, Chart):
-        return [f"![{block.caption}]({png_name})"]
-    cells = [block.header, tuple("---" for _ in block.header), *block.rows]
-    return ["| " + " | ".join(_cell(c) for c in row) + " |" for row in cells]
+        return [f"![{_inline(block.caption)}]({png_name})"]
+    header = tuple(_inline(c) for c in block.header)
+    rows = [header, tuple("---" for _ in header), *(map(_inline, r) for r in block.rows)]
+    return ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def _cell(value: str) -> str:
-    return value.replace("|", "\\|").replace("\n", " ")
+def md_escaped(text: str, line: bool = True) -> str:
+    """Text of one line as Markdown that shows it as it is. Every text of a Markdown
+    report goes through here: what an analyst typed or an event said is not markup.
+    `line`: the text starts a line of its own (a list item, a paragraph's line), where a
+    leading "-", "+", "=" or "1." would start a list or underline a heading."""
+    text = _MD_SIGNS.sub(r"\\\1", text)
+    text = _MD_AUTOLINK.sub(lambda m: "\\" + m.group(), text)
+    return _MD_LINE_START.sub(r"\1\\\2", text.lstrip(" ")) if line else text
+
+
+def _inline(text: str, line: bool = False) -> str:
+    """A heading, list item or table cell: one line, its line breaks as spaces."""
+    return md_escaped(" ".join(text.split("\n")), line)
+
+
+def _prose(text: str) -> str:
+    """A paragraph keeping its lines: a backslash at a line's end is a hard break."""
+    lines = [md_escaped(line) for line in text.split("\n")]
+    out = lines[0]
+    for before, line in itertools.pairwise(lines):
+        out += ("\\\n" if before and line else "\n") + line
+    return out
 
 
 def pdf(doc: list[Block], png: bytes) -> bytes:
@@ -112,9 +163,25 @@ def pdf(doc: list[Block], png: bytes) -> bytes:
     out.add_font("DejaVu", "", str(FONTS / "DejaVuSans.ttf"))
     out.add_font("DejaVu", "B", str(FONTS / "DejaVuSans-Bold.ttf"))
     out.add_page()
-    for block in doc:
+    drawable = _drawable(out)
+    shown = [mapped(block, drawable) for block in doc]
+    if shown != doc:
+        shown.insert(1, Para(MISSING_NOTE))
+    for block in shown:
         _pdf_block(out, block, png)
     return bytes(out.output())
+
+
+def _drawable(out: FPDF) -> Callable[[str], str]:
+    """What replaces, in a text, each character the fonts cannot draw (MISSING_GLYPH)."""
+    fonts = [font for font in out.fonts.values() if isinstance(font, TTFFont)]
+    known = set.intersection(*(set(font.cmap) for font in fonts))
+    missing = re.compile(r"[^\n\x20-\x7e]")
+
+    def drawn(char: re.Match[str]) -> str:
+        return char.group() if ord(char.group()) in known else MISSING_GLYPH
+
+    return lambda text: missing.sub(drawn, text)
 
 
 def _pdf_block(out: FPDF, block: Block, png: bytes) -> None:
