@@ -13,10 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from nis2triage.notify.channel import HandedOver, Outcome, RetryLater
+from nis2triage.notify.channel import HandedOver, Outcome, Rejected, RetryLater
 from nis2triage.notify.pseudonym import reveal
 from nis2triage.notify.soc import Soc
-from nis2triage.reports.render import write
+from nis2triage.reports.render import RenderError, ReportFolderError, write
 from nis2triage.reports.stages import cli_name
 
 
@@ -33,6 +33,10 @@ class ManualChannel:
         incident = incident or payload["incident_id"]
         try:
             paths = write(self.directory, payload, incident)
+        except (RenderError, ReportFolderError) as exc:
+            # The same payload fails the same way, and a symbolic link stays until a
+            # person removes it: tried again for ever, the report would never be flagged.
+            return Rejected(f"manual channel: {exc}")
         except OSError as exc:
             return RetryLater(f"cannot write the report into {self.directory}: {exc.strerror}")
         pdf = next(p for p in paths if p.suffix == ".pdf")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -17,6 +18,7 @@ from fpdf import FPDF
 from fpdf.fonts import TTFFont
 from matplotlib import get_data_path
 
+from nis2triage.errors import Nis2TriageError
 from nis2triage.reports import chart
 from nis2triage.reports.document import (
     Block,
@@ -28,6 +30,7 @@ from nis2triage.reports.document import (
     blocks,
     mapped,
 )
+from nis2triage.reports.stages import cli_name
 
 # fpdf2 subsets fonts through fontTools, which logs every table it prunes at INFO.
 logging.getLogger("fontTools").setLevel(logging.WARNING)
@@ -51,6 +54,14 @@ _MD_SIGNS = re.compile(r"([\\`*_{}\[\]<>&#|~!])")
 _MD_LINE_START = re.compile(r"^(\d{0,9})([-+=.)])")
 # GitHub and markdown-it link a bare web or mail address: not once its ":" or "@" is escaped.
 _MD_AUTOLINK = re.compile(r":(?=//)|@|(?<=www)\.", re.IGNORECASE)
+
+
+class RenderError(Nis2TriageError):
+    """A report payload that cannot be rendered: rendering it again fails the same way."""
+
+
+class ReportFolderError(Nis2TriageError):
+    """The folder for an incident's report files is not one the agent may write into."""
 
 
 @dataclass(frozen=True)
@@ -82,33 +93,89 @@ def render(payload: dict[str, Any]) -> Rendered:
     )
 
 
+def rendered(payload: dict[str, Any]) -> Rendered:
+    """`render`, with a failure said as the report stage that cannot be produced and why."""
+    try:
+        return render(payload)
+    except Exception as exc:  # fpdf2, matplotlib or a payload no stage foresaw
+        stage = cli_name(str(payload.get("report_type")))
+        raise RenderError(
+            f"the {stage} report cannot be rendered ({type(exc).__name__}: "
+            f"{str(exc)[:300]}); rendering it again fails the same way: submit the report "
+            "by hand (the outbox entry's JSON payload holds its text) and report this as a bug"
+        ) from exc
+
+
 def write(directory: Path, payload: dict[str, Any], folder: str | None = None) -> list[Path]:
     """The four files under directory/<folder>/, each written whole or not at all.
 
     `folder` is the incident's local id; the payload's own `incident_id` (the default) is
-    its keyed reference when the payload was pseudonymised."""
+    its keyed reference when the payload was pseudonymised. Raises RenderError when the
+    payload cannot be rendered, ReportFolderError when the folder is a symbolic link."""
     out = directory / (folder or payload["incident_id"])
-    # Reports are TLP:AMBER: the agent's user and its group (the SOC) only, whatever the umask.
-    out.mkdir(mode=0o750, parents=True, exist_ok=True)
-    out.chmod(0o750)
-    done = render(payload)
+    done = rendered(payload)
     files = {
         f"{done.name}.json": done.json.encode(),
         f"{done.name}.md": done.markdown.encode(),
         f"{done.name}.pdf": done.pdf,
         f"{done.name}.png": done.png,
     }
-    paths = []
-    for filename, data in files.items():
-        path = out / filename
-        partial = path.with_suffix(path.suffix + ".part")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(partial, 0o640)
-        os.replace(partial, path)
-        paths.append(path)
-    return paths
+    _make_parents(out.parent)
+
+    fd = _open_folder(out)
+    try:
+        for filename, data in files.items():
+            _write_file(fd, filename, data)
+    finally:
+        os.close(fd)
+    return [out / filename for filename in files]
+
+
+# Reports are TLP:AMBER: the agent's user and its group (the SOC) only, whatever the umask.
+FOLDER_MODE = 0o750
+FILE_MODE = 0o640
+
+
+def _make_parents(parent: Path) -> None:
+    """Create the missing folders above an incident's, each 0750 whatever the umask
+    (mkdir's own mode is cut by the umask; chmod's is not)."""
+    missing = [p for p in (parent, *parent.parents) if not p.exists()]
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=FOLDER_MODE)
+        except FileExistsError:
+            continue  # made meanwhile by another writer, with its own mode
+        folder.chmod(FOLDER_MODE)
+
+
+def _open_folder(out: Path) -> int:
+    """The incident's folder, made if missing and set to 0750, opened without following
+    a symbolic link: one would put a TLP:AMBER report, and the mode, wherever it points."""
+    with contextlib.suppress(FileExistsError):
+        out.mkdir(mode=FOLDER_MODE)
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if out.is_symlink():
+            raise ReportFolderError(
+                f"the report folder {out} is a symbolic link (to {os.readlink(out)}); reports "
+                "are not written through one: remove it, or point incidents.report_dir (or "
+                "--out) at the folder itself"
+            ) from exc
+        raise
+    os.fchmod(fd, FOLDER_MODE)
+    return fd
+
+
+def _write_file(folder: int, filename: str, data: bytes) -> None:
+    """`data` into folder/filename by way of a .part file, so a reader sees all or nothing."""
+    partial = filename + ".part"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    fd = os.open(partial, flags, FILE_MODE, dir_fd=folder)
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), FILE_MODE)
+        fh.write(data)
+    os.replace(partial, filename, src_dir_fd=folder, dst_dir_fd=folder)
 
 
 def markdown(doc: list[Block], png_name: str) -> str:

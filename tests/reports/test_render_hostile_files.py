@@ -1,0 +1,89 @@
+"""Report files from the break run: a payload that cannot render is refused for good, and
+the report folder is never a symbolic link nor left open by the umask."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from nis2triage.notify.channel import Rejected
+from nis2triage.notify.manual import ManualChannel
+from nis2triage.reports import render as render_module
+from nis2triage.reports.render import RenderError, ReportFolderError, write
+
+from report_sample import sample_payload
+
+
+def test_a_report_that_cannot_render_is_rejected_by_the_manual_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any) -> bytes:
+        raise ValueError("The row with index 3 is too high")
+
+    monkeypatch.setattr(render_module, "pdf", broken)
+    raised: list[Any] = []
+    soc = SimpleNamespace(store=None, raise_once=lambda *a, **k: raised.append(a))
+    channel = ManualChannel(tmp_path, soc)  # type: ignore[arg-type]
+
+    outcome = channel.send("key", sample_payload("final_report", False), datetime.now(UTC))
+
+    assert isinstance(outcome, Rejected)
+    assert "the final report cannot be rendered" in outcome.reason
+    assert "ValueError: The row with index 3 is too high" in outcome.reason
+    assert "submit the report by hand" in outcome.reason
+    assert raised == []
+    with pytest.raises(RenderError, match="final report cannot be rendered"):
+        write(tmp_path, sample_payload("final_report", False), "i1")
+
+
+def test_a_report_folder_that_is_a_symbolic_link_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o755)
+    target.chmod(0o755)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "i1").symlink_to(target)
+
+    with pytest.raises(ReportFolderError, match="is a symbolic link"):
+        write(tmp_path / "reports", sample_payload("early_warning"), "i1")
+
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+    assert list(target.iterdir()) == []
+
+
+def test_the_manual_channel_rejects_a_symbolic_link_for_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "i1").symlink_to(tmp_path / "elsewhere")
+    soc = SimpleNamespace(store=None, raise_once=lambda *a, **k: None)
+
+    payload = sample_payload("early_warning", False) | {"incident_id": "i1"}
+    outcome = ManualChannel(tmp_path, soc).send("k", payload, datetime.now(UTC))  # type: ignore[arg-type]
+
+    assert isinstance(outcome, Rejected)
+    assert "symbolic link" in outcome.reason
+
+
+def test_folders_made_for_reports_are_0750_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        written = write(tmp_path / "a" / "b", sample_payload("early_warning"), "i1")
+    finally:
+        os.umask(old)
+
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "a", tmp_path / "a" / "b")}
+    assert set(modes.values()) == {0o750}
+    assert stat.S_IMODE((tmp_path / "a" / "b" / "i1").stat().st_mode) == 0o750
+    assert {stat.S_IMODE(p.stat().st_mode) for p in written} == {0o640}
+
+
+def test_an_existing_parent_keeps_its_mode(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+
+    write(tmp_path, sample_payload("early_warning"), "i1")
+
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
