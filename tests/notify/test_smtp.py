@@ -111,3 +111,21 @@ def test_implicit_tls_checks_the_relay_certificate(
     assert "SSLCertVerificationError" in unknown.reason
     assert isinstance(trusted, Delivered)
     assert relay.keys == ["k-tls"]
+
+
+def test_a_report_that_cannot_render_is_refused_for_good_and_nothing_is_sent(
+    smtp: SmtpServer, report_payload: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nis2triage.reports import render as render_module
+
+    def broken(*_: object) -> bytes:
+        raise ValueError("The row with index 3 is too high")
+
+    monkeypatch.setattr(render_module, "pdf", broken)
+
+    outcome = channel(smtp.port).send("k-broken", report_payload, NOW)
+
+    # Retried, it would fail the same way until the deadline passed.
+    assert isinstance(outcome, Rejected)
+    assert "smtp channel: the early-warning report cannot be rendered" in outcome.reason
+    assert smtp.messages == []

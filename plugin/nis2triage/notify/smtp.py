@@ -27,7 +27,7 @@ from nis2triage.notify.deadline import (
 )
 from nis2triage.notify.pseudonym import reveal
 from nis2triage.notify.soc import Soc
-from nis2triage.reports.render import render
+from nis2triage.reports.render import RenderError, rendered
 from nis2triage.reports.stages import BY_REPORT
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,11 @@ class SmtpChannel:
         self.soc = soc
 
     def send(self, key: str, payload: dict[str, Any], now: datetime) -> Outcome:
-        message = self.message(key, payload)
+        try:
+            message = self.message(key, payload)
+        except RenderError as exc:
+            # Rendering again fails the same way: the report must be sent by hand.
+            return Rejected(f"smtp channel: {exc}")
         where = f"SMTP {self.cfg.host}:{self.cfg.port}"
         deadline = Deadline(self.cfg.deadline.total_seconds())
         try:
@@ -100,7 +104,7 @@ class SmtpChannel:
         return smtp
 
     def message(self, key: str, payload: dict[str, Any]) -> EmailMessage:
-        done = render(payload)
+        done = rendered(payload)
         stage = (
             BY_REPORT[payload["report_type"]].label
             if payload.get("report_type") in BY_REPORT
