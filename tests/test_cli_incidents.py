@@ -173,3 +173,28 @@ def test_a_queued_report_says_whether_and_when_it_is_sent(
     said = capsys.readouterr().out
     assert "for http" in said
     assert told in said
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_report_folder_that_cannot_be_written_is_said_not_a_traceback(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    config = write_agent_config(tmp_path, es_settings, index_name, index_name)
+    cfg = load_config(config)
+    store = Store(es, index_name)
+    store.ensure_indices()
+    notifier = build.notifier(cfg, store, b"k" * 16, lambda: T0)
+    flow = IncidentFlow(cfg, store, notifier, lambda: T0)
+    flow.desk.take([(sample_alert(), ASSET)])
+    incident = flow.desk.book.find({"match_all": {}})[0]
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder\n")
+    capsys.readouterr()
+
+    argv = ["incidents", "report", incident.id, "-c", str(config), "--stage", "early-warning"]
+    assert main([*argv, "--out", str(taken)]) == 1
+
+    said = capsys.readouterr().err
+    assert f"its files cannot be written to {taken}" in said
+    assert "Traceback" not in said

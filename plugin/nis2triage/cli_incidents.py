@@ -307,7 +307,13 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
     from nis2triage.reports.render import write
 
     out = Path(args.out) if args.out else ctx.cfg.resolve(ctx.cfg.incidents.report_dir)
-    files = write(out, entry["payload"], incident.id)
+    try:
+        files = write(out, entry["payload"], incident.id)
+    except OSError as exc:
+        raise IncidentError(
+            f"the report is queued, but its files cannot be written to {out}: "
+            f"{exc.strerror or exc}; fix the folder (or give --out) and run the command again"
+        ) from exc
     said = "queued" if new else f"already queued ({entry['status']})"
     if args.json:
         return _print_json(
