@@ -237,9 +237,7 @@ def test_the_shipped_objects_pass_for_any_prefix() -> None:
 # --- 5. names that collide on the cluster ------------------------------------------------
 
 
-def test_an_alias_over_another_agents_alerts_is_refused_naming_them(
-    es: Elasticsearch, index_name: str
-) -> None:
+def test_agents_share_a_read_alias_over_their_alerts(es: Elasticsearch, index_name: str) -> None:
     first, second, alias = f"{index_name}-a", f"{index_name}-b", f"{index_name}-shared"
     try:
         layout.apply(es, first, alias, NO_EXTRAS)
@@ -248,15 +246,48 @@ def test_an_alias_over_another_agents_alerts_is_refused_naming_them(
     finally:
         es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-*")
 
+    # As the default logs-nis2triage.alerts-default is shared: Elastic Security lists both.
+    assert sorted(covered) == [f"{first}-alerts-000001", f"{second}-alerts-000001"]
+    assert all(c.status != "failed" for c in changes)
+
+
+def test_another_agents_own_alias_is_refused_as_a_read_alias(
+    es: Elasticsearch, index_name: str
+) -> None:
+    first, second = f"{index_name}-a", f"{index_name}-b"
+    try:
+        layout.apply(es, first, None, NO_EXTRAS)
+        # The break run's case: the demo agent's own alerts alias named as this one's.
+        changes = layout.apply(es, second, f"{first}-alerts", NO_EXTRAS)
+        covered = es.indices.get_alias(name=f"{first}-alerts").body
+    finally:
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-*")
+
     [refused] = [c for c in changes if c.what == "alias"]
     assert refused.status == "failed"
     assert refused.note == (
-        f"{alias} already covers {first}-alerts-000001, not {second}-alerts (another "
-        "agent's read alias?): give this agent its own state.security_alias"
+        f"{first}-alerts is the write alias of {first}-alerts-000001 (another agent's own "
+        "alias?): give this agent a state.security_alias of its own, or the shared default"
     )
     # Neither setup's own steps nor the template of the new alerts index added it.
     assert sorted(covered) == [f"{first}-alerts-000001"]
     assert all(c.status != "failed" for c in changes if c.what != "alias")
+
+
+def test_a_read_alias_over_other_indices_is_refused_naming_them(
+    es: Elasticsearch, index_name: str
+) -> None:
+    es.indices.create(index=f"{index_name}-app", aliases={f"{index_name}-view": {}})
+    try:
+        changes = layout.apply(es, f"{index_name}-b", f"{index_name}-view", NO_EXTRAS)
+    finally:
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-*")
+
+    [refused] = [c for c in changes if c.what == "alias"]
+    assert refused.note == (
+        f"{index_name}-view already covers {index_name}-app, which hold no agent's alerts: "
+        "give this agent a state.security_alias of its own"
+    )
 
 
 def test_an_alias_named_like_an_existing_index_is_refused_with_the_reason(

@@ -182,16 +182,39 @@ def alias_problem(es: Elasticsearch, prefix: str, alias: str) -> str | None:
             "to a name nothing on the cluster uses"
         )
     covered = {i for a in body.get("aliases", []) if a["name"] == alias for i in a["indices"]}
-    # Adding the alias to them would show another agent's alerts as this one's (and this
-    # one's as the other's), mixed in the same Elastic Security view.
     foreign = sorted(covered - behind(es, f"{prefix}-alerts"))
-    if not foreign:
+    # Several agents may share one read alias over their alerts (Elastic Security lists
+    # them all anyway). Not an agent's own alias, whose write index would then read this
+    # agent's alerts as its own, nor an alias over indices that hold no agent's alerts.
+    writer = _write_index(es, alias)
+    if writer is not None and foreign:
+        return (
+            f"{alias} is the write alias of {writer} (another agent's own alias?): give this "
+            "agent a state.security_alias of its own, or the shared default"
+        )
+    others = [i for i in foreign if not _ALERTS_INDEX.search(i)]
+    if not others:
         return None
-    named = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+    named = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
     return (
-        f"{alias} already covers {named}, not {prefix}-alerts (another agent's read alias?): "
-        "give this agent its own state.security_alias"
+        f"{alias} already covers {named}, which hold no agent's alerts: give this agent a "
+        "state.security_alias of its own"
     )
+
+
+# An agent's alerts index (`<prefix>-alerts-000001`) or a data stream's backing index.
+_ALERTS_INDEX = re.compile(r"-alerts(-\d{4}\.\d{2}\.\d{2})?-\d{6}$")
+
+
+def _write_index(es: Elasticsearch, alias: str) -> str | None:
+    """The index `alias` writes to, if it is some index's write alias."""
+    found = es.options(ignore_status=404).indices.get_alias(name=alias)
+    if found.meta.status == 404:
+        return None
+    for index, entry in found.body.items():
+        if entry.get("aliases", {}).get(alias, {}).get("is_write_index"):
+            return str(index)
+    return None
 
 
 def check_prefix(prefix: str) -> None:
