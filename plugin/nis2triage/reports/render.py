@@ -49,7 +49,9 @@ MISSING_NOTE = (
 # Markdown's own characters, anywhere in a text: the report's texts are analysts' and
 # events' words, to be read as written, never as HTML, entities, links, images, headings,
 # emphasis, code or table cells (CommonMark lets a backslash escape any ASCII punctuation).
-_MD_SIGNS = re.compile(r"([\\`*_{}\[\]<>&#|~!])")
+# An underscore inside a word (root_cause) never marks emphasis in CommonMark: left as
+# written, so that names read as they are; one at a word's edge is escaped.
+_MD_SIGNS = re.compile(r"([\\`*{}\[\]<>&#|~!]|(?<!\w)_|_(?!\w))")
 # At the start of a line: list items, setext underlines and ordered lists ("1." or "1)").
 _MD_LINE_START = re.compile(r"^(\d{0,9})([-+=.)])")
 # GitHub and markdown-it link a bare web or mail address: not once its ":" or "@" is escaped.
