@@ -266,8 +266,9 @@ def test_another_agents_own_alias_is_refused_as_a_read_alias(
     [refused] = [c for c in changes if c.what == "alias"]
     assert refused.status == "failed"
     assert refused.note == (
-        f"{first}-alerts is the write alias of {first}-alerts-000001 (another agent's own "
-        "alias?): give this agent a state.security_alias of its own, or the shared default"
+        f"{first}-alerts is named like an agent's own alerts alias (<prefix>-alerts): give "
+        "state.security_alias a name no prefix makes, such as the default "
+        "logs-nis2triage.alerts-default"
     )
     # Neither setup's own steps nor the template of the new alerts index added it.
     assert sorted(covered) == [f"{first}-alerts-000001"]
@@ -465,3 +466,57 @@ def test_create_role_also_brings_the_existing_key_up_to_the_role(
     assert f"updated    API key           {prefix}-agent" in out
     [sources] = [i for i in key["role_descriptors"][role]["indices"] if kept in i["names"]]
     assert sources["names"] == [kept]
+
+
+def test_a_read_alias_named_like_an_agent_to_come_is_refused(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # The re-check's case: made first, the alias was later taken by agent b for its own
+    # alerts alias, and b's alerts were written into a's index.
+    first, second = f"{index_name}-a", f"{index_name}-b"
+    try:
+        changes = layout.apply(es, first, f"{second}-alerts", NO_EXTRAS)
+        taken = es.indices.exists_alias(name=f"{second}-alerts")
+    finally:
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-*")
+
+    [refused] = [c for c in changes if c.what == "alias"]
+    assert refused.status == "failed"
+    assert "is named like an agent's own alerts alias" in refused.note
+    assert not taken
+
+
+def test_an_object_under_an_id_the_shipped_file_does_not_use_is_refused(tmp_path: Path) -> None:
+    objects = kibana.load(kibana.DEFAULT_OBJECTS)
+    view = next(o for o in objects if o["type"] == "index-pattern")
+    # Elastic Security's default data view, overwritten by id on import.
+    path = tmp_path / "objects.ndjson"
+    path.write_text(json.dumps({**view, "id": "security-solution-default"}) + "\n")
+
+    with pytest.raises(kibana.KibanaObjectsError, match="security-solution-default: an id the "):
+        kibana.checked(path, "nis2triage")
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://admin:Pw0rd@127.0.0.1:99999/", "Port out of range"),
+        ("http://[::1", "(a URL that does not parse)"),
+        ("127.0.0.1:5601", "not a URL: write it with http:// or https://"),
+    ],
+)
+def test_a_kibana_url_that_cannot_be_used_is_said_before_anything_changes(
+    url: str, said: str
+) -> None:
+    problem = kibana.url_problem(url)
+
+    assert problem is not None and said in problem
+    assert "Pw0rd" not in problem
+
+
+def test_what_a_server_answered_reaches_the_terminal_escaped() -> None:
+    change = layout.Change(
+        "Kibana objects", "http://127.0.0.1:5601", "failed", "\x1b[2J\u202eok\x07"
+    )
+
+    assert change.line().endswith("(\\u001b[2J\\u202eok\\u0007)")

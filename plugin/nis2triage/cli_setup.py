@@ -46,12 +46,15 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
     from nis2triage import esclient, kibana, provision, roles
     from nis2triage.config import load_config
-    from nis2triage.errors import ConnectionSetupError
+    from nis2triage.errors import ConfigError, ConnectionSetupError
 
     cfg = load_config(args.config)
     objects = None
     if args.kibana:
-        # Checked before anything changes: a bad file stops setup before it makes a key.
+        # Checked before anything changes: a bad URL or file stops setup before it makes a key.
+        problem = kibana.url_problem(args.kibana)
+        if problem is not None:
+            raise ConfigError(problem)
         path = Path(args.kibana_objects) if args.kibana_objects else kibana.DEFAULT_OBJECTS
         objects = kibana.checked(path, cfg.state.index_prefix)
     settings = _admin(cfg, args)

@@ -10,6 +10,7 @@ that suits the use: a renamed field would otherwise show as an empty panel.
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import json
 import re
@@ -255,9 +256,11 @@ def for_prefix(objects: list[dict[str, Any]], prefix: str) -> list[dict[str, Any
 
 
 def kind_problems(objects: list[dict[str, Any]], prefix: str) -> list[str]:
-    """Objects of a type setup does not import, and data views over other indices than
-    the agent's own (`objects` already pointed at `prefix`)."""
+    """Objects of a type setup does not import, objects under ids the shipped file does
+    not use (the import overwrites by id: Elastic Security's own data view, say), and
+    data views over other indices than the agent's own (`objects` pointed at `prefix`)."""
     own = sorted(f"{prefix}-{what}" for what in INDICES)
+    shipped = _shipped_ids()
     problems = []
     for obj in objects:
         if obj["type"] not in OBJECT_TYPES:
@@ -270,7 +273,40 @@ def kind_problems(objects: list[dict[str, Any]], prefix: str) -> list[str]:
                 f"{obj['id']}: a data view over {obj['attributes'].get('title')!r}, not one of "
                 f"the agent's indices ({', '.join(own)})"
             )
+        elif obj["id"] not in shipped:
+            problems.append(
+                f"{obj['id']}: an id the shipped file does not use; the import replaces "
+                "whatever Kibana holds under it, so only the shipped ids are imported"
+            )
     return problems
+
+
+@functools.cache
+def _shipped_ids() -> frozenset[str]:
+    return frozenset(obj["id"] for obj in load(DEFAULT_OBJECTS))
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be Kibana's, said before setup changes anything."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"--kibana {shown_url_safe(url)}: {exc}; write it like https://kibana.example:5601"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return (
+            f"--kibana {shown_url_safe(url)}: not a URL: write it with http:// or https:// "
+            "(e.g. https://kibana.example:5601)"
+        )
+    return None if port is None or port > 0 else f"--kibana {shown_url_safe(url)}: port 0"
+
+
+def shown_url_safe(url: str) -> str:
+    """`shown_url`, for text that may not even parse as a URL (then nothing of it)."""
+    try:
+        return shown_url(url)
+    except ValueError:
+        return "(a URL that does not parse)"
 
 
 def checked(path: Path, prefix: str) -> list[dict[str, Any]]:
@@ -301,11 +337,11 @@ def import_objects(
     proxy) that drips its answer held setup for ever, and one that sent 400 MB had it
     read them whole.
     """
-    shown = shown_url(url)
+    shown = shown_url_safe(url)
+    problem = url_problem(url)
+    if problem is not None:
+        return Change("Kibana objects", shown, "failed", problem)
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        why = "not a URL: write it with http:// or https:// (e.g. https://kibana.example:5601)"
-        return Change("Kibana objects", shown, "failed", why)
     boundary = uuid.uuid4().hex
     headers = {
         "kbn-xsrf": "nis2triage",
@@ -431,7 +467,7 @@ def _import_change(shown: str, answer: Answer) -> Change:
     status = answer.status
     if 300 <= status < 400:
         # Following it could hand the credential to another host.
-        where = shown_url(answer.headers.get("location", "")) or "nowhere (no Location)"
+        where = shown_url_safe(answer.headers.get("location", "")) or "nowhere (no Location)"
         why = (
             f"HTTP {status}: Kibana redirects to {where}, which setup does not follow; "
             "pass Kibana's own URL (the one the redirect names, if it is Kibana) as --kibana"

@@ -10,6 +10,7 @@ normalised form, so comparing bodies field by field would report false changes.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -56,7 +57,16 @@ class Change:
 
     def line(self) -> str:
         text = f"{self.status:<10} {self.what:<17} {self.name}"
-        return f"{text}  ({self.note})" if self.note else text
+        # Names and notes carry what a server answered: printed, an escape sequence or a
+        # direction override in it would act on the operator's terminal.
+        return shown(f"{text}  ({self.note})" if self.note else text)
+
+
+def shown(text: str) -> str:
+    """`text` with control and format characters (ESC, BEL, U+202E, ...) written as \\uXXXX."""
+    return "".join(
+        f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf") else c for c in text
+    )
 
 
 def capabilities(es: Elasticsearch) -> Capabilities:
@@ -170,6 +180,15 @@ def behind(es: Elasticsearch, name: str) -> set[str]:
 def alias_problem(es: Elasticsearch, prefix: str, alias: str) -> str | None:
     """Why `alias` cannot be this agent's read alias: a name already taken by an index or
     data stream, or an alias over indices that are not this agent's alerts."""
+    own_like = [what for what in INDICES if alias.endswith(f"-{what}")]
+    if own_like:
+        # An agent whose prefix makes this name would find its own alias there and write
+        # into this agent's alerts (or this setup would rewrite another agent's index).
+        return (
+            f"{alias} is named like an agent's own {own_like[0]} alias (<prefix>-{own_like[0]}): "
+            "give state.security_alias a name no prefix makes, such as the default "
+            "logs-nis2triage.alerts-default"
+        )
     resolved = es.options(ignore_status=404).indices.resolve_index(
         name=alias, expand_wildcards="all"
     )
