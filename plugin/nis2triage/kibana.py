@@ -25,8 +25,8 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 from nis2triage.errors import ConfigError
 from nis2triage.esclient import ESSettings
 from nis2triage.layout import Change
-from nis2triage.notify.channel import Answer, capped_response
-from nis2triage.notify.deadline import AnswerTooLarge, Deadline, connect_within
+from nis2triage.notify.channel import Answer, post_bounded
+from nis2triage.notify.deadline import AnswerTooLarge, Deadline
 from nis2triage.store import INDICES, IndexSpec
 
 DEFAULT_OBJECTS = Path(__file__).resolve().parents[2] / "deploy" / "kibana" / "nis2triage.ndjson"
@@ -417,23 +417,8 @@ def _post(
     max_answer: int,
 ) -> Answer:
     conn = _connection(parts, settings, min(timeout, deadline.left()))
-    # The name lookup within the deadline too; the Host header and the certificate
-    # check still use the URL's name.
-    conn._create_connection = lambda address, *_: connect_within(  # type: ignore[attr-defined]
-        address[0], address[1], deadline, timeout
-    )
-    conn.response_class = capped_response(deadline, timeout, max_answer)
     target = f"{parts.path.rstrip('/')}/api/saved_objects/_import?overwrite=true"
-    try:
-        conn.connect()
-        assert conn.sock is not None
-        deadline.bound(conn.sock, timeout)
-        conn.request("POST", target, body, headers)
-        resp = conn.getresponse()
-        text = resp.read().decode("utf-8", "replace")
-        return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, text)
-    finally:
-        conn.close()
+    return post_bounded(conn, target, headers, body, deadline, timeout, max_answer)
 
 
 def _connection(

@@ -140,23 +140,38 @@ class HttpChannel:
     ) -> Answer:
         # Environment proxy variables are not used: reports go straight to the endpoint.
         conn = _connection(url, min(self.timeout, deadline.left()))
-        # The name lookup within the deadline too, which a socket timeout does not bound;
-        # the Host header and the certificate check still use the endpoint's name.
-        conn._create_connection = lambda address, *_: connect_within(  # type: ignore[attr-defined]
-            address[0], address[1], deadline, self.timeout
-        )
-        conn.response_class = capped_response(deadline, self.timeout, self.max_answer)
-        try:
-            conn.connect()
-            assert conn.sock is not None
-            deadline.bound(conn.sock, self.timeout)
-            target = (url.path or "/") + (f"?{url.query}" if url.query else "")
-            conn.request("POST", target, body, headers)
-            resp = conn.getresponse()
-            text = resp.read().decode("utf-8", "replace")
-            return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, text)
-        finally:
-            conn.close()
+        target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        return post_bounded(conn, target, headers, body, deadline, self.timeout, self.max_answer)
+
+
+def post_bounded(
+    conn: http.client.HTTPConnection,
+    target: str,
+    headers: dict[str, str],
+    body: bytes,
+    deadline: Deadline,
+    timeout: float,
+    max_answer: int,
+) -> Answer:
+    """POST over `conn` within `deadline` in all (`timeout` per read), reading at most
+    `max_answer` bytes of answer: a server that drips or floods its answer cannot hold
+    the caller or fill its memory (the notification channel, setup's Kibana import)."""
+    # The name lookup within the deadline too, which a socket timeout does not bound;
+    # the Host header and the certificate check still use the URL's name.
+    conn._create_connection = lambda address, *_: connect_within(  # type: ignore[attr-defined]
+        address[0], address[1], deadline, timeout
+    )
+    conn.response_class = capped_response(deadline, timeout, max_answer)
+    try:
+        conn.connect()
+        assert conn.sock is not None
+        deadline.bound(conn.sock, timeout)
+        conn.request("POST", target, body, headers)
+        resp = conn.getresponse()
+        text = resp.read().decode("utf-8", "replace")
+        return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, text)
+    finally:
+        conn.close()
 
 
 @dataclass(frozen=True)
