@@ -16,7 +16,10 @@ from nis2triage.cli import build_parser, main
 from nis2triage.config import load_config
 from nis2triage.incidents import reporting
 from nis2triage.incidents.flow import IncidentFlow
+from nis2triage.incidents.record import Incident
 from nis2triage.notify import build
+from nis2triage.notify.notifier import Notifier
+from nis2triage.records import Alert
 from nis2triage.reports.stages import BY_CLI
 from nis2triage.store import Store
 
@@ -104,20 +107,34 @@ def test_a_due_time_is_absolute_with_an_offset_or_a_duration_from_now() -> None:
         cli_incidents._when("999999999d")
 
 
+def with_incident(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    notifier: dict[str, object] | None = None,
+    *alerts: Alert,
+) -> tuple[Path, Notifier, Incident]:
+    """A configuration, its notifier, and the incident `alerts` (by default one
+    early-warning alert) open on the real node."""
+    config = write_agent_config(tmp_path, es_settings, index_name, index_name, notifier)
+    cfg = load_config(config)
+    store = Store(es, index_name)
+    store.ensure_indices()
+    sender = build.notifier(cfg, store, b"k" * 16, lambda: T0)
+    flow = IncidentFlow(cfg, store, sender, lambda: T0)
+    flow.desk.take([(a, ASSET) for a in alerts or (sample_alert(),)])
+    return config, sender, flow.desk.book.find({"match_all": {}})[0]
+
+
 @pytest.mark.usefixtures("agent_env")
 def test_list_show_and_refusals_against_the_real_node(
     es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    config = write_agent_config(tmp_path, es_settings, index_name, index_name)
-    cfg = load_config(config)
-    store = Store(es, index_name)
-    store.ensure_indices()
-    notifier = build.notifier(cfg, store, b"k" * 16, lambda: T0)
-    flow = IncidentFlow(cfg, store, notifier, lambda: T0)
     soc_only = dataclasses.replace(sample_alert(T0 - timedelta(hours=3)), route="soc")
-    flow.desk.take([(soc_only, ASSET), (sample_alert(), ASSET)])
-    incident = flow.desk.book.find({"match_all": {}})[0]
+    alerts = (soc_only, sample_alert())
+    config, notifier, incident = with_incident(es, es_settings, index_name, tmp_path, None, *alerts)
     capsys.readouterr()
 
     assert main(["incidents", "list", "-c", str(config), "--json"]) == 0
@@ -157,14 +174,7 @@ def test_a_queued_report_says_whether_and_when_it_is_sent(
     capsys: pytest.CaptureFixture[str], mode: str, told: str,
 ) -> None:  # fmt: skip
     sending = {"mode": mode, "endpoint": "http://127.0.0.1:9/notifications"}
-    config = write_agent_config(tmp_path, es_settings, index_name, index_name, sending)
-    cfg = load_config(config)
-    store = Store(es, index_name)
-    store.ensure_indices()
-    notifier = build.notifier(cfg, store, b"k" * 16, lambda: T0)
-    flow = IncidentFlow(cfg, store, notifier, lambda: T0)
-    flow.desk.take([(sample_alert(), ASSET)])
-    incident = flow.desk.book.find({"match_all": {}})[0]
+    config, _, incident = with_incident(es, es_settings, index_name, tmp_path, sending)
     capsys.readouterr()
 
     argv = ["incidents", "report", incident.id, "-c", str(config), "--stage", "early-warning"]
@@ -180,14 +190,7 @@ def test_a_report_folder_that_cannot_be_written_is_said_not_a_traceback(
     es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    config = write_agent_config(tmp_path, es_settings, index_name, index_name)
-    cfg = load_config(config)
-    store = Store(es, index_name)
-    store.ensure_indices()
-    notifier = build.notifier(cfg, store, b"k" * 16, lambda: T0)
-    flow = IncidentFlow(cfg, store, notifier, lambda: T0)
-    flow.desk.take([(sample_alert(), ASSET)])
-    incident = flow.desk.book.find({"match_all": {}})[0]
+    config, _, incident = with_incident(es, es_settings, index_name, tmp_path)
     taken = tmp_path / "a-file"
     taken.write_text("not a folder\n")
     capsys.readouterr()
