@@ -118,3 +118,43 @@ def test_a_rule_the_node_refuses_is_named_and_the_rest_of_the_replay_stands(
         done.stdout.split()
     )
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_rule_some_shards_fail_is_named_without_a_next_cycle_to_wait_for(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    import yaml
+
+    # The break run's case: one index of the pattern maps source.ip as text.
+    index_docs(es, f"{index_name}-a", real_log_docs())
+    es.indices.create(
+        index=f"{index_name}-b",
+        mappings={"properties": {"source": {"properties": {"ip": {"type": "text"}}}}},
+    )
+    es.index(
+        index=f"{index_name}-b",
+        document={"@timestamp": datetime.now(UTC).isoformat(), "source": {"ip": "10.0.0.1"}},
+        refresh=True,
+    )
+    shipped = yaml.safe_load((REPO / "rules" / "detection" / "ssh-brute-force.yml").read_text())
+    mixed = {**shipped, "index": f"{index_name}-*", "name": "over mixed mappings"}
+    (tmp_path / "mixed.yml").write_text(yaml.safe_dump(mixed))
+    rules = {"native": [str(tmp_path / "mixed.yml")]}
+    config = write_agent_config(
+        tmp_path, es_settings, f"{index_name}-a", f"{index_name}-st", rules=rules
+    )
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    command = ["replay", "--config", str(config), "--from", yesterday]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "nis2triage.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 1, done.stderr
+    assert "rule over mixed mappings could not run over the range" in said
+    assert "shard(s)" in said and "next cycle" not in said

@@ -128,7 +128,8 @@ def replay_rules(
         except (RuleExecutionError, PartialResultsError) as exc:
             if failed is None:
                 raise
-            failed[rule.name] = str(exc)
+            # The agent's loop would try the window again; a replay has no next cycle.
+            failed[rule.name] = str(exc).removesuffix("; the window is tried again next cycle")
     return alerts
 
 
