@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from elasticsearch import Elasticsearch
 
-from nis2triage import esclient
+from nis2triage import esclient, logs
+
+
+@pytest.fixture(autouse=True)
+def _agent_log_handler_removed() -> Iterator[None]:
+    """`nis2triage.cli.main` routes logging to the stderr pytest captures for the test;
+    left on the root logger, a server thread logging later (aiosmtpd's "EOF received")
+    wrote to the closed capture and printed a logging error into the run."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in [h for h in root.handlers if getattr(h, logs.OURS, False)]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
