@@ -292,21 +292,13 @@ def url_problem(url: str) -> str | None:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        return f"--kibana {shown_url_safe(url)}: {exc}; write it like https://kibana.example:5601"
+        return f"--kibana {shown_url(url)}: {exc}; write it like https://kibana.example:5601"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return (
-            f"--kibana {shown_url_safe(url)}: not a URL: write it with http:// or https:// "
+            f"--kibana {shown_url(url)}: not a URL: write it with http:// or https:// "
             "(e.g. https://kibana.example:5601)"
         )
-    return None if port is None or port > 0 else f"--kibana {shown_url_safe(url)}: port 0"
-
-
-def shown_url_safe(url: str) -> str:
-    """`shown_url`, for text that may not even parse as a URL (then nothing of it)."""
-    try:
-        return shown_url(url)
-    except ValueError:
-        return "(a URL that does not parse)"
+    return None if port is None or port > 0 else f"--kibana {shown_url(url)}: port 0"
 
 
 def checked(path: Path, prefix: str) -> list[dict[str, Any]]:
@@ -337,7 +329,7 @@ def import_objects(
     proxy) that drips its answer held setup for ever, and one that sent 400 MB had it
     read them whole.
     """
-    shown = shown_url_safe(url)
+    shown = shown_url(url)
     problem = url_problem(url)
     if problem is not None:
         return Change("Kibana objects", shown, "failed", problem)
@@ -374,8 +366,12 @@ def import_objects(
 
 
 def shown_url(url: str) -> str:
-    """The URL without the user name and password it may carry (they are never printed)."""
-    parts = urlsplit(url)
+    """The URL without the user name and password it may carry (they are never printed),
+    or nothing of it when it does not even parse as one."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a URL that does not parse)"
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
@@ -452,7 +448,7 @@ def _import_change(shown: str, answer: Answer) -> Change:
     status = answer.status
     if 300 <= status < 400:
         # Following it could hand the credential to another host.
-        where = shown_url_safe(answer.headers.get("location", "")) or "nowhere (no Location)"
+        where = shown_url(answer.headers.get("location", "")) or "nowhere (no Location)"
         why = (
             f"HTTP {status}: Kibana redirects to {where}, which setup does not follow; "
             "pass Kibana's own URL (the one the redirect names, if it is Kibana) as --kibana"

@@ -10,7 +10,6 @@ normalised form, so comparing bodies field by field would report false changes.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +18,7 @@ from typing import Any, Literal
 from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage.errors import ConfigError
+from nis2triage.reports.document import shown
 from nis2triage.store import (
     INDEX_SETTINGS,
     INDICES,
@@ -60,13 +60,6 @@ class Change:
         # Names and notes carry what a server answered: printed, an escape sequence or a
         # direction override in it would act on the operator's terminal.
         return shown(f"{text}  ({self.note})" if self.note else text)
-
-
-def shown(text: str) -> str:
-    """`text` with control and format characters (ESC, BEL, U+202E, ...) written as \\uXXXX."""
-    return "".join(
-        f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf") else c for c in text
-    )
 
 
 def capabilities(es: Elasticsearch) -> Capabilities:
