@@ -640,3 +640,68 @@ def test_a_triage_route_naming_no_loaded_rule_is_said_at_start(
         "triage route 'brute': no rule or detector is named 'ssh-brute-forse' (did you mean "
         "'ssh-brute-force'?), so this condition never holds"
     ) in caplog.text
+
+
+def test_a_detector_with_more_hosts_than_its_cap_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Three hosts, two of them in each bucket, against a cap of two: a host's chain is
+    # evicted before its next bucket, so it never learns; only the log and counters say so.
+    spec = load_spec(VOLUME).model_copy(update={"max_entities": 2})
+    detector = Detector(spec)
+    five = timedelta(minutes=5)
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.detectors"):
+        for b in range(6):
+            hosts = [f"h{b % 3}", f"h{(b + 1) % 3}"]
+            detector.ingest_many(
+                [Event.at("logs-x", f"{b}-{h}", T0 + b * five, {"host.name": h}) for h in hosts]
+            )
+            detector.close(int((T0 + (b + 1) * five).timestamp() * 1000), "logs-x")
+
+    said = [r.getMessage() for r in caplog.records if r.name == "nis2triage.detectors"]
+    assert detector.evictions() == {"open_buckets": 0, "models": 5, "baselines": 0}
+    assert detector.stats()["evicted_models"] == 5
+    assert said == [
+        "detector events-per-host: more entities than its max_entities (2): so far 0 "
+        "entities' open buckets were dropped (0 events not counted), 1 per-entity models and "
+        "0 baselines (those entities start learning afresh); raise max_entities if memory "
+        "allows, or narrow the detector's filter (nis2triage_evictions counts them)"
+    ]
+
+
+def test_open_buckets_dropped_at_the_cap_are_said_with_their_events(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    detector = Detector(load_spec(AUTH).model_copy(update={"max_entities": 2}))
+    tries = [
+        Event.at("logs-x", f"{u}-{i}", T0 + timedelta(seconds=i), logon(u, "192.0.2.9", True))
+        for i, u in enumerate(["ann", "ann", "bob", "cy", "cy"])
+    ]
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.detectors"):
+        detector.ingest_many(tries)
+
+    [said] = [r.getMessage() for r in caplog.records if r.name == "nis2triage.detectors"]
+    assert detector.evictions()["open_buckets"] == 1
+    assert "so far 1 entities' open buckets were dropped (2 events not counted)" in said
+
+
+def test_a_detector_under_its_cap_says_nothing_of_evictions(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    detector = Detector(load_spec(VOLUME))
+    five = timedelta(minutes=5)
+    events = [
+        Event.at("logs-x", f"{b}-{h}", T0 + b * five, {"host.name": f"h{h}"})
+        for b in range(4)
+        for h in range(3)
+    ]
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.detectors"):
+        detector.ingest_many(events)
+        detector.close(int((T0 + 5 * five).timestamp() * 1000), "logs-x")
+
+    assert detector.evictions() == {"open_buckets": 0, "models": 0, "baselines": 0}
+    assert detector.scored == 12
+    assert [r for r in caplog.records if r.name == "nis2triage.detectors"] == []

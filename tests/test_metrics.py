@@ -50,7 +50,9 @@ def idle_agent(watermark_ms: int | None = None, polled: float | None = None) -> 
         source=SimpleNamespace(read_until=began),
         detectors=[
             SimpleNamespace(
-                spec=SimpleNamespace(name="ssh"), table=SimpleNamespace(evicted_entities=3)
+                spec=SimpleNamespace(name="ssh"),
+                table=SimpleNamespace(evicted_entities=3),
+                evictions=lambda: {"open_buckets": 3, "models": 7, "baselines": 0},
             )
         ],
     )
@@ -130,6 +132,8 @@ def test_a_cycle_adds_events_and_alerts_per_route_and_sets_the_lag() -> None:
     assert sample(metrics, "nis2triage_lag_seconds", source="auth") == pytest.approx(90, abs=0.01)
     assert sample(metrics, "nis2triage_read_behind_seconds", source="auth") is None
     assert sample(metrics, "nis2triage_model_evictions", detector="ssh") == 3
+    assert sample(metrics, "nis2triage_evictions", detector="ssh", state="models") == 7
+    assert sample(metrics, "nis2triage_evictions", detector="ssh", state="open_buckets") == 3
     assert sample(metrics, "nis2triage_last_cycle_duration_seconds") == 0.5
 
 

@@ -325,6 +325,7 @@ class Detector:
     unscorable = 0
     said_no_entity = False
     said_late = False
+    said_evicting = False
     # The source's time field, for the query an alert carries (set by the agent).
     time_field = "@timestamp"
     # Events the filter took in a row without the entity field (see `_say_if_no_entity`).
@@ -394,6 +395,7 @@ class Detector:
         self.missing_run = missing_run
         self._say_if_no_entity()
         self._say_if_late()
+        self._say_if_evicting()
 
     def _say_if_no_entity(self) -> None:
         """Warn once when the last NO_ENTITY_RUN events the filter took all lacked the entity
@@ -426,6 +428,36 @@ class Detector:
             _span_text(self.table.span_ms),
         )
 
+    def evictions(self) -> dict[str, int]:
+        """Entities dropped at the `max_entities` cap so far, per kind of state."""
+        return {
+            "open_buckets": self.table.evicted_entities,
+            "models": self.entity_scorers.evicted if self.entity_scorers else 0,
+            "baselines": self.baselines.evicted,
+        }
+
+    def _say_if_evicting(self) -> None:
+        """Warn once when the cap starts evicting: an entity whose open buckets are dropped
+        loses their events, and one whose model or baseline is dropped starts learning
+        afresh when it comes back. With more active entities than the cap, that happens to
+        nearly every bucket and the detector learns nothing, which nothing else would say."""
+        evicted = self.evictions()
+        if self.said_evicting or not any(evicted.values()):
+            return
+        self.said_evicting = True
+        log.warning(
+            "detector %s: more entities than its max_entities (%d): so far %d entities' open "
+            "buckets were dropped (%d events not counted), %d per-entity models and %d "
+            "baselines (those entities start learning afresh); raise max_entities if memory "
+            "allows, or narrow the detector's filter (nis2triage_evictions counts them)",
+            self.spec.name,
+            self.spec.max_entities,
+            evicted["open_buckets"],
+            self.table.evicted_events,
+            evicted["models"],
+            evicted["baselines"],
+        )
+
     def next_bucket_end_ms(self) -> int | None:
         """When the earliest open bucket ends (epoch ms), or None with no bucket open."""
         earliest = self.table.earliest_ms
@@ -439,6 +471,7 @@ class Detector:
         # they are judged together (`_judge_slot`) without one seeing another's outcome.
         for _, slot in groupby(closed, key=lambda item: item[1].start_ms):
             alerts.extend(self._judge_slot(list(slot), index_pattern))
+        self._say_if_evicting()
         return alerts
 
     def _judge_slot(self, slot: list[tuple[str, Bucket]], index_pattern: str) -> list[Alert]:

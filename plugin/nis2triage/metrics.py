@@ -97,6 +97,13 @@ class AgentMetrics:
             ["detector"],
             registry=r,
         )
+        self.state_evictions = Gauge(
+            "nis2triage_evictions",
+            "Entities a detector dropped at its max_entities cap since it was created, by "
+            "state: open_buckets (their events uncounted), models, baselines.",
+            ["detector", "state"],
+            registry=r,
+        )
         self.duration = Gauge(
             "nis2triage_last_cycle_duration_seconds", "How long the last cycle took.", registry=r
         )
@@ -128,6 +135,8 @@ class AgentMetrics:
                 self.behind.labels(run.cfg.name).set(max(0.0, now - read_until))
             for detector in run.detectors:
                 self.evictions.labels(detector.spec.name).set(detector.table.evicted_entities)
+                for state, count in detector.evictions().items():
+                    self.state_evictions.labels(detector.spec.name, state).set(count)
         self.read_outbox(agent.store, now)
         self.duration.set(seconds)
         self.success_time.set(now)

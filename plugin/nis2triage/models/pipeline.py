@@ -7,6 +7,7 @@ detector file cannot make the agent import or run anything else.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable
@@ -168,7 +169,7 @@ def _step(step: dict[str, dict[str, Any] | None], where: str) -> tuple[str, Any]
 def _check_params(name: str, factory: Callable[..., Any], params: Any, where: str) -> None:
     if not isinstance(params, dict):
         raise ConfigError(f"{where}: {name}: parameters must be a mapping")
-    accepted = set(inspect.signature(factory).parameters) - {"anomaly_detector"}
+    accepted = _accepted(factory)
     for key, value in params.items():
         if key not in accepted:
             raise ConfigError(
@@ -176,6 +177,13 @@ def _check_params(name: str, factory: Callable[..., Any], params: Any, where: st
             )
         if not _plain(value):
             raise ConfigError(f"{where}: {name}.{key}: only numbers, strings and lists of them")
+
+
+@functools.cache
+def _accepted(factory: Callable[..., Any]) -> frozenset[str]:
+    # Cached: a detector with `per_entity` builds a chain for every new entity, and reading
+    # the signature was most of that cost.
+    return frozenset(inspect.signature(factory).parameters) - {"anomaly_detector"}
 
 
 def _plain(value: Any) -> bool:
