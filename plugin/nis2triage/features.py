@@ -263,14 +263,14 @@ class Bucket:
             elif kind == "distinct":
                 value = float(len(self.distinct.get(name, ())))
             else:
-                value = self._raw(spec)
+                value = self.raw_value(spec)
             vector[name] = math.log1p(max(value, 0.0)) if spec.transform == "log1p" else value
         return vector
 
     def raw(self, features: list[FeatureSpec]) -> dict[str, float]:
-        return {spec.name: self._raw(spec) for spec in features}
+        return {spec.name: self.raw_value(spec) for spec in features}
 
-    def _raw(self, spec: FeatureSpec) -> float:
+    def raw_value(self, spec: FeatureSpec) -> float:
         if spec.kind == "count":
             return float(self.counts.get(spec.name, 0))
         if spec.kind == "ratio":
@@ -584,11 +584,20 @@ class Baselines:
             name: (1 - weight) * expected[name] + weight * values[of]
             for name, of, weight in rising.terms
         }
+        self.store(entity, start_ms, means)
+
+    def store(self, entity: str, start_ms: int, means: dict[str, float]) -> None:
+        """The entity's means as of the bucket starting at `start_ms`; the least recently
+        stored entity is evicted beyond the cap."""
         self.means[entity] = (start_ms, means)
         self.means.move_to_end(entity)
         while len(self.means) > self.max_entities:
             self.means.popitem(last=False)
             self.evicted += 1
+
+    @property
+    def span_ms(self) -> int:
+        return _millis(self.span)
 
     def expected(self, entity: str, start_ms: int, rising: Rising) -> dict[str, float]:
         """The means carried to this bucket: the empty buckets since the last one pull them down."""

@@ -142,7 +142,14 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
                 if learns(self.score_one(x)):
                     self.learn_one(x)
             return
-        paths = self.paths_of(xs)
+        self.judge_rows(np.array([[x[n] for n in self.names] for x in xs], dtype=float), learns)
+
+    def judge_rows(self, values: np.ndarray, learns: Callable[[float], bool]) -> None:
+        """`judge` for vectors given as the rows of an array, one column per split feature
+        in the order of `names`: the detectors build them a slot of buckets at a time."""
+        if not len(values):
+            return
+        paths = self._paths(values)
         done, windows = 0, 1
         while done < len(paths):
             chunk = paths[done : done + self.window_left() + (windows - 1) * self.window_size]
