@@ -37,9 +37,6 @@ class Columns(NamedTuple):
         """The values of `names`, in that order, as rows (the model's input)."""
         return self.values[:, [self.names.index(n) for n in names]]
 
-    def vector(self, row: int) -> dict[str, float]:
-        return dict(zip(self.names, self.values[row].tolist(), strict=True))
-
 
 def measured(buckets: Sequence[Bucket], features: Sequence[FeatureSpec]) -> np.ndarray:
     """`Bucket.vector` of every bucket, as an array with a column per feature."""
