@@ -663,10 +663,10 @@ def test_a_detector_with_more_hosts_than_its_cap_says_so_once(
     assert detector.evictions() == {"open_buckets": 0, "models": 5, "baselines": 0}
     assert detector.stats()["evicted_models"] == 5
     assert said == [
-        "detector events-per-host: more entities than its max_entities (2): so far 0 "
-        "entities' open buckets were dropped (0 events not counted), 1 per-entity models and "
-        "0 baselines (those entities start learning afresh); raise max_entities if memory "
-        "allows, or narrow the detector's filter (nis2triage_evictions counts them)"
+        "detector events-per-host: more entities than its max_entities (2); dropped so far: "
+        "1 per-entity models. An entity dropped starts learning afresh when it comes back: "
+        "raise max_entities if memory allows, or narrow the detector's filter "
+        "(nis2triage_evictions counts them)"
     ]
 
 
@@ -684,7 +684,7 @@ def test_open_buckets_dropped_at_the_cap_are_said_with_their_events(
 
     [said] = [r.getMessage() for r in caplog.records if r.name == "nis2triage.detectors"]
     assert detector.evictions()["open_buckets"] == 1
-    assert "so far 1 entities' open buckets were dropped (2 events not counted)" in said
+    assert "dropped so far: 1 open buckets (2 events not counted)." in said
 
 
 def test_a_detector_under_its_cap_says_nothing_of_evictions(

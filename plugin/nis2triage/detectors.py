@@ -446,17 +446,25 @@ class Detector:
         if self.said_evicting or not any(evicted.values()):
             return
         self.said_evicting = True
+        dropped = [
+            f"{count} {what}"
+            for count, what in (
+                (
+                    evicted["open_buckets"],
+                    f"open buckets ({self.table.evicted_events} events not counted)",
+                ),
+                (evicted["models"], "per-entity models"),
+                (evicted["baselines"], "baselines"),
+            )
+            if count
+        ]
         log.warning(
-            "detector %s: more entities than its max_entities (%d): so far %d entities' open "
-            "buckets were dropped (%d events not counted), %d per-entity models and %d "
-            "baselines (those entities start learning afresh); raise max_entities if memory "
-            "allows, or narrow the detector's filter (nis2triage_evictions counts them)",
+            "detector %s: more entities than its max_entities (%d); dropped so far: %s. An "
+            "entity dropped starts learning afresh when it comes back: raise max_entities if "
+            "memory allows, or narrow the detector's filter (nis2triage_evictions counts them)",
             self.spec.name,
             self.spec.max_entities,
-            evicted["open_buckets"],
-            self.table.evicted_events,
-            evicted["models"],
-            evicted["baselines"],
+            ", ".join(dropped),
         )
 
     def next_bucket_end_ms(self) -> int | None:
