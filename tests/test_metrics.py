@@ -152,6 +152,23 @@ def test_a_quiet_source_read_to_the_end_is_not_behind_however_old_its_newest_eve
     )
 
 
+def test_lag_and_read_behind_keep_growing_while_no_cycle_ends() -> None:
+    clock = Clock()
+    metrics = AgentMetrics(60, clock)
+    metrics.cycle_done(
+        idle_agent(watermark_ms=int((clock.now - 90) * 1000), polled=clock.now - 4),
+        CycleReport(),
+        1.0,
+    )
+
+    clock.now += 300  # the node down: cycles fail, none ends
+
+    assert sample(metrics, "nis2triage_lag_seconds", source="auth") == pytest.approx(390, abs=0.01)
+    assert sample(metrics, "nis2triage_read_behind_seconds", source="auth") == pytest.approx(
+        304, abs=0.01
+    )
+
+
 def test_failures_are_counted_per_condition() -> None:
     metrics = AgentMetrics(60)
 
@@ -231,6 +248,23 @@ def test_a_start_that_cannot_reach_elasticsearch_counts_one_failure(tmp_path: Pa
         agent.start()
 
     assert sample(metrics, "nis2triage_errors_total", condition="unreachable") == 1
+    assert metrics.health() == (503, {"status": "failing", "condition": "unreachable"})
+
+
+def test_a_loop_that_cannot_reach_elasticsearch_for_its_lease_counts_the_failure(
+    tmp_path: Path,
+) -> None:
+    # With the node down, the loop fails when it asks for the lease, before any cycle.
+    settings = ESSettings(hosts=(f"http://127.0.0.1:{closed_port()}",), username="u", password="p")
+    config = load_config(write_agent_config(tmp_path, settings, "src", "pfx"))
+    metrics = AgentMetrics(60)
+    agent = MeteredAgent(metrics, config, esclient.connect(settings), b"k" * 32, b"p" * 32)
+
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            agent._lead()
+
+    assert sample(metrics, "nis2triage_errors_total", condition="unreachable") == 2
     assert metrics.health() == (503, {"status": "failing", "condition": "unreachable"})
 
 

@@ -128,11 +128,12 @@ class AgentMetrics:
         for route, count in report.routes.items():
             self.alerts.labels(route).inc(count)
         for run in agent.runs:
+            # Worked out when scraped, not when the cycle ended: while cycles fail (the node
+            # down) both must keep growing, or an alert on them would never fire.
             if run.cursor.watermark_ms is not None:
-                self.lag.labels(run.cfg.name).set(max(0.0, now - run.cursor.watermark_ms / 1000))
+                self._age(self.lag, run.cfg.name, run.cursor.watermark_ms / 1000)
             if run.source.read_until is not None:
-                read_until = run.source.read_until.timestamp()
-                self.behind.labels(run.cfg.name).set(max(0.0, now - read_until))
+                self._age(self.behind, run.cfg.name, run.source.read_until.timestamp())
             for detector in run.detectors:
                 self.evictions.labels(detector.spec.name).set(detector.table.evicted_entities)
                 for state, count in detector.evictions().items():
@@ -141,6 +142,9 @@ class AgentMetrics:
         self.duration.set(seconds)
         self.success_time.set(now)
         self.last_success, self.last_cycle_s, self.failing = now, seconds, None
+
+    def _age(self, gauge: Gauge, source: str, since: float) -> None:
+        gauge.labels(source).set_function(lambda: max(0.0, self.clock() - since))
 
     def cycle_failed(self, exc: Exception) -> None:
         self.failing = condition_of(exc)
@@ -219,6 +223,12 @@ class MeteredAgent(Agent):
     def restore_all(self) -> None:
         with self._counting_failures():
             super().restore_all()
+
+    def _lead(self) -> bool:
+        # The loop asks for the lease before each cycle: with the node down, that is where
+        # the cycle fails, before run_once.
+        with self._counting_failures():
+            return super()._lead()
 
     @contextmanager
     def _counting_failures(self) -> Iterator[None]:
