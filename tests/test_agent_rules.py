@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import yaml
 from elasticsearch import Elasticsearch
 
 from nis2triage import esclient
+from nis2triage.agent import Agent
+from nis2triage.config import load_config
 from nis2triage.demo import index_docs
 from nis2triage.errors import ConfigError
 from nis2triage.rules import winlog, winlog_mapping
@@ -145,4 +148,31 @@ def test_rule_folders_without_rule_files_stop_the_agent_at_start(
     assert finding.problem is not None
     assert (
         f"rules.sigma: '{tmp_path / 'sigma'}' holds no rule file (.yml, .yaml)" in finding.problem
+    )
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_an_agent_whose_credentials_miss_a_rules_index_refuses_to_start(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # A rule over an index the key may not read found nothing, said nothing, and its window
+    # moved past the events for good (a new user's rule over packetbeat-*).
+    other = f"{index_name}-packets-*"
+    prefix = f"{index_name}-st"
+    rules = {"native": [str(rule_file(tmp_path, other))], "initial_lookback": "3d"}
+    config = load_config(write_agent_config(tmp_path, es_settings, index_name, prefix, rules=rules))
+    rights = [{"names": [index_name, f"{prefix}-*"], "privileges": ["all"]}]
+    key = es.security.create_api_key(
+        name=f"{index_name}-rule", role_descriptors={"part": {"indices": rights}}
+    ).body
+    try:
+        part = esclient.connect(replace(es_settings, username=None, api_key=key["encoded"]))
+        with pytest.raises(ConfigError) as refused:
+            Agent(config, part, b"k" * 32, b"p" * 32).start()
+    finally:
+        es.security.invalidate_api_key(ids=[key["id"]])
+
+    assert str(refused.value).startswith(
+        f"rule 'SSH brute force from one address': the agent's credentials may not read {other}: "
+        "run `nis2triage setup` again"
     )

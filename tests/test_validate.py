@@ -188,6 +188,28 @@ def test_a_detector_reading_a_source_the_configuration_lacks_is_refused(
 
     assert finding.problem is not None
     assert "source 'authentication' is not configured (auth)" in finding.problem
+    line = DETECTOR.splitlines().index("source: auth") + 1
+    assert f"ssh.yml:{line}:" in finding.problem
+
+
+def test_two_detectors_of_one_name_are_refused_naming_both_files(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    folder = tmp_path / "detectors"
+    folder.mkdir()
+    (folder / "a-ssh.yml").write_text(DETECTOR)
+    (folder / "b-copy.yml").write_text(DETECTOR)
+    path = write_agent_config(tmp_path, es_settings, "logs-x", "x-st")
+    path.write_text(path.read_text().replace(str(DETECTORS), str(folder)))
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is not None
+    assert re.search(
+        r"b-copy\.yml:\d+:\d+: name: 'ssh-brute-force' is also the name of the detector in ",
+        finding.problem,
+    )
+    assert "a-ssh.yml" in finding.problem
 
 
 def test_one_file_checked_is_said_in_the_singular(tmp_path: Path) -> None:

@@ -25,10 +25,10 @@ from typing import Any
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
-from nis2triage import contain, snapshots, triage
+from nis2triage import contain, snapshots, triage, yamlload
 from nis2triage.assets import Asset, Inventory, load_inventory
 from nis2triage.config import AgentConfig, SourceConfig
-from nis2triage.detectors import Detector, DetectorSpec, load_spec
+from nis2triage.detectors import Detector, DetectorSpec, load_specs
 from nis2triage.errors import ConfigError, LeaseLost, SnapshotError, StoreError
 from nis2triage.faults import crash_point
 from nis2triage.incidents.flow import IncidentFlow
@@ -38,7 +38,7 @@ from nis2triage.notify.outbox import Outbox
 from nis2triage.records import Alert, Event, stable_id
 from nis2triage.reports.stages import cli_name
 from nis2triage.rulerunner import RuleRunner, load_native, load_sigma
-from nis2triage.source import Cursor, Source
+from nis2triage.source import Cursor, Source, unreadable
 from nis2triage.store import Store, alert_document
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,17 @@ def lease_ttl(cfg: AgentConfig) -> timedelta:
 
 
 def check_sources(cfg: AgentConfig, specs: list[DetectorSpec]) -> None:
-    """Every detector reads a source the configuration defines (ConfigError otherwise)."""
+    """Every detector reads a source the configuration defines (ConfigError otherwise,
+    naming the detector's file and its `source:` line)."""
     names = [s.name for s in cfg.sources]
-    for spec in specs:
+    # The specs are those of `cfg.detector_files()`, in that order.
+    for spec, path in zip(specs, cfg.detector_files(), strict=True):
         if spec.source not in names:
-            raise ConfigError(
+            raise yamlload.load_file(path).error(
+                ("source",),
                 f"detector {spec.name}: source {spec.source!r} is not configured "
-                f"({', '.join(names)}): set `source:` in the detector file to one of them"
+                f"({', '.join(names)}): set `source:` to one of them, or add the source "
+                "to the configuration",
             )
 
 
@@ -146,7 +150,7 @@ class Agent:
     def start(self) -> None:
         """Create the agent's indices, load the detectors and restore each source's state."""
         self.store.ensure_indices()
-        specs = [load_spec(p) for p in self.cfg.detector_files()]
+        specs = load_specs(self.cfg.detector_files())
         unmatched = [
             (key, pattern)
             for key, pattern in self.cfg.missing_files()
@@ -194,17 +198,26 @@ class Agent:
             )
 
     def _check_reading(self) -> None:
-        """Refuse to start when a source names an index the credentials may not read: it
-        would be skipped without a word while the checkpoint moved past its events."""
+        """Refuse to start when a source or rule names an index the credentials may not
+        read: it would be skipped without a word while the checkpoint (or the rule's
+        window) moved past its events."""
         for run in self.runs:
-            unreadable = run.source.unreadable()
-            if unreadable:
-                raise ConfigError(
-                    f"source {run.cfg.name}: the agent's credentials may not read "
-                    f"{', '.join(unreadable)}: run `nis2triage setup` again with an "
-                    "administrator's credential (it gives the role and its API key the "
-                    "indices the configuration names), or give its role read on them"
-                )
+            self._refuse_unreadable(f"source {run.cfg.name}", run.source.unreadable())
+        by_rule = self.rules_runner.indices() if self.rules_runner is not None else {}
+        names = sorted({n for patterns in by_rule.values() for n in patterns})
+        denied = set(unreadable(self.es, names)) if names else set()
+        for rule, patterns in by_rule.items():
+            self._refuse_unreadable(f"rule {rule!r}", [n for n in patterns if n in denied])
+
+    @staticmethod
+    def _refuse_unreadable(what: str, names: list[str]) -> None:
+        if names:
+            raise ConfigError(
+                f"{what}: the agent's credentials may not read {', '.join(names)}: run "
+                "`nis2triage setup` again with an administrator's credential (it gives the "
+                "role and its API key the indices the configuration names), or give its "
+                "role read on them"
+            )
 
     def restore_all(self) -> None:
         """(Re)build every source's run from its last saved checkpoint and models."""

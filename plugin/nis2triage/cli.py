@@ -187,7 +187,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from nis2triage import esclient, triage
     from nis2triage.assets import load_inventory
     from nis2triage.config import es_settings, load_config
-    from nis2triage.detectors import load_spec
+    from nis2triage.detectors import load_specs
     from nis2triage.replay import run_replay, summary
     from nis2triage.rulerunner import load_native
     from nis2triage.store import Store, alert_document
@@ -196,7 +196,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print("nis2triage: --from must be before --to", file=sys.stderr)
         return 2
     cfg = load_config(args.config)
-    specs = [load_spec(p) for p in cfg.detector_files()]
+    specs = load_specs(cfg.detector_files())
     rules = load_native(cfg)
     if args.detector or args.rule:
         unknown = _unknown_names(args.detector, [s.name for s in specs], "detector")

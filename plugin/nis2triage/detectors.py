@@ -232,6 +232,25 @@ def load_spec(path: str | Path) -> DetectorSpec:
     return spec
 
 
+def load_specs(paths: Iterable[str | Path]) -> list[DetectorSpec]:
+    """Every detector file, in order; a name given twice is refused, naming both files:
+    each detector keeps its models and alerts under its name, so two of one name would
+    take each other's snapshot at every start and never get past their warm-up."""
+    specs: list[DetectorSpec] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        spec = load_spec(path)
+        if spec.name in seen:
+            raise yamlload.load_file(path).error(
+                ("name",),
+                f"{spec.name!r} is also the name of the detector in {seen[spec.name]}; "
+                "detector names must be unique (give a copied detector a name of its own)",
+            )
+        seen[spec.name] = str(path)
+        specs.append(spec)
+    return specs
+
+
 def trial(spec: DetectorSpec) -> None:
     """Build the model and run it once on a zero vector, so a parameter of the wrong
     type fails here, naming the file, not at the first bucket in production."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -140,6 +140,19 @@ def _unrepresentable(ts_ms: int) -> str | None:
     except (ValueError, OverflowError, OSError) as exc:
         return f"event time {ts_ms} ms: {exc}"
     return None
+
+
+def unreadable(es: Elasticsearch, names: Sequence[str]) -> list[str]:
+    """Which of `names` (patterns included) the credentials may not read; empty when the
+    node cannot say (e.g. without security)."""
+    try:
+        answer = es.security.has_privileges(
+            index=[{"names": list(names), "privileges": ["read"]}]
+        ).body
+    except ApiError:
+        return []
+    rights = answer.get("index") or {}
+    return [n for n in names if not (rights.get(n) or {}).get("read", True)]
 
 
 class Source:
@@ -279,14 +292,7 @@ class Source:
         Elasticsearch skips such a name in a search without an error, beside names it may
         read: the events there would go unread while the checkpoint moves past them.
         Empty when the node cannot say (e.g. without security)."""
-        try:
-            answer = self.es.security.has_privileges(
-                index=[{"names": list(self.cfg.indices), "privileges": ["read"]}]
-            ).body
-        except ApiError:
-            return []
-        rights = answer.get("index") or {}
-        return [n for n in self.cfg.indices if not (rights.get(n) or {}).get("read", True)]
+        return unreadable(self.es, self.cfg.indices)
 
     def _may_read(self) -> bool | None:
         """Whether the agent's credentials hold `read` on every source name (None: the node

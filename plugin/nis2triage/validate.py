@@ -18,7 +18,7 @@ from nis2triage import yamlload
 from nis2triage.agent import check_sources
 from nis2triage.assets import load_inventory
 from nis2triage.config import load_config
-from nis2triage.detectors import load_spec
+from nis2triage.detectors import load_spec, load_specs
 from nis2triage.errors import ConfigError
 from nis2triage.nis2.criteria import load_directory as load_criteria_folder
 from nis2triage.nis2.criteria import load_file as load_criteria
@@ -99,7 +99,7 @@ def _configuration(path: Path, references: bool = True) -> None:
         where = f"relative paths are read from {path.parent}; " if relative else ""
         hint = f"\n  ({where}--no-references skips this check)"
         raise ConfigError("\n  also ".join(missing) + hint)
-    check_sources(cfg, [load_spec(detector) for detector in cfg.detector_files()])
+    check_sources(cfg, load_specs(cfg.detector_files()))
     load_native(cfg)
     if cfg.triage:
         load_triage(cfg.resolve(cfg.triage))
