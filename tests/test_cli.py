@@ -79,3 +79,21 @@ def test_a_duration_after_now_that_is_none_says_how_to_write_one() -> None:
 
     assert done.returncode == 2
     assert "after now-: '60y' is not a duration: write it like 30s, 5m, 1h or 2d" in done.stderr
+
+
+def test_the_command_lines_console_prints_text_as_it_is(capsys: pytest.CaptureFixture[str]) -> None:
+    # An Elasticsearch refusal names the field and index in brackets, which rich read as
+    # style tags and dropped ("Fielddata is disabled on  in .", a new user's replay).
+    from rich.table import Table
+
+    from nis2triage.terminal import text_console
+
+    table = Table()
+    table.add_row("why: [bold]not[/bold] bold :warning:")
+    console = text_console(width=120)
+    console.print("Fielddata is disabled on [user.name] in [logs-x].")
+    console.print(table)
+
+    out = capsys.readouterr().out
+    assert "Fielddata is disabled on [user.name] in [logs-x]." in out
+    assert "why: [bold]not[/bold] bold :warning:" in out

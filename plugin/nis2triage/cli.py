@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from nis2triage import __version__, cli_setup, gc_tuning, logs
 from nis2triage.errors import ConfigError, LeaseHeld, Nis2TriageError
+from nis2triage.terminal import text_console
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -26,12 +27,10 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from nis2triage.demo import run_demo
 
     # Piped into a file or CI log, rich would wrap the table at 80 columns.
-    console = Console() if sys.stdout.isatty() else Console(width=140)
+    console = text_console(width=None if sys.stdout.isatty() else 140)
     return run_demo(console)
 
 
@@ -182,7 +181,6 @@ def _time_given(text: str) -> datetime:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from rich.console import Console
 
     from nis2triage import esclient, triage
     from nis2triage.assets import load_inventory
@@ -207,9 +205,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         specs = [s for s in specs if s.name in (args.detector or [])]
         rules = [r for r in rules if r.name in (args.rule or [])]
     es = esclient.connect(es_settings(cfg))
-    console = Console(stderr=True)
+    console = text_console(stderr=True)
     result = run_replay(es, cfg, specs, rules, args.start, args.end, console)
-    summary(result, Console())
+    summary(result, text_console())
     if args.write:
         inventory = load_inventory(cfg.resolve(cfg.assets) if cfg.assets else None)
         rules_t = triage.load_rules(cfg.resolve(cfg.triage) if cfg.triage else None)

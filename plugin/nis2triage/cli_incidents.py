@@ -26,6 +26,7 @@ from nis2triage.errors import IncidentError
 from nis2triage.incidents.record import Incident
 from nis2triage.nis2.brussels import show
 from nis2triage.reports.stages import BY_CLI, stage_named
+from nis2triage.terminal import text_console
 
 if TYPE_CHECKING:
     from nis2triage.incidents.flow import IncidentFlow
@@ -81,7 +82,7 @@ def connect(config: str, reading: bool = False) -> Context:
         without = cfg.notifier.model_copy(update={"pseudonymise": False})
         cfg = cfg.model_copy(update={"notifier": without})
     notifier = build.notifier(cfg, store, key.encode() if key else None, clock)
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = text_console(width=None if sys.stdout.isatty() else 160)
     return Context(cfg, IncidentFlow(cfg, store, notifier, clock), console)
 
 

@@ -1,0 +1,15 @@
+"""The console the command line writes tables and lines to, for people.
+
+What it prints comes from events, rule files, Elasticsearch's answers and analysts'
+notes: text to show as it is. Rich would otherwise read `[user.name]` in an
+Elasticsearch refusal as a style tag and drop it, and `:warning:` as an emoji code.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+
+def text_console(*, width: int | None = None, stderr: bool = False) -> Console:
+    """A rich console that neither reads markup nor replaces emoji codes in what it prints."""
+    return Console(width=width, stderr=stderr, markup=False, emoji=False)
