@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import random
 import signal
@@ -38,8 +39,9 @@ from nis2triage.notify.outbox import Outbox
 from nis2triage.records import Alert, Event, stable_id
 from nis2triage.reports.stages import cli_name
 from nis2triage.rulerunner import RuleRunner, load_native, load_sigma
+from nis2triage.snapshots import SnapshotTooLarge
 from nis2triage.source import Cursor, Source, unreadable
-from nis2triage.store import Store, alert_document
+from nis2triage.store import DEFAULT_REQUEST_LIMIT, Store, alert_document
 
 log = logging.getLogger(__name__)
 # A long poll checkpoints after this many batches, once this much time has passed since
@@ -52,6 +54,9 @@ SAVE_EVERY_SECONDS = 10.0
 # the longest NIS2 deadline (the final report).
 DRY_RUN_HORIZON = timedelta(days=31)
 RULES_STATE_ID = "rules"
+# A checkpoint past this share of the request limit is said (once per source), while there
+# is still room to lower a cap before the next burst makes it unsavable.
+LARGE_CHECKPOINT_SHARE = 0.8
 
 
 def utcnow() -> datetime:
@@ -144,12 +149,17 @@ class Agent:
         self.resumed_from: dict[str, str] = {}
         self.outbox.may_send = self._still_leading
         self.outbox.keep_going = lambda: not self.stopping
+        # The largest request the nodes take (read at start): a checkpoint is one request.
+        self.request_limit = DEFAULT_REQUEST_LIMIT
+        # Sources whose checkpoint was said to near the limit.
+        self.said_large: set[str] = set()
 
     # --- start -------------------------------------------------------------
 
     def start(self) -> None:
         """Create the agent's indices, load the detectors and restore each source's state."""
         self.store.ensure_indices()
+        self.request_limit = self.store.request_limit()
         specs = load_specs(self.cfg.detector_files())
         unmatched = [
             (key, pattern)
@@ -416,11 +426,54 @@ class Agent:
             "snapshot": snapshots.seal(sealed, self.snapshot_key),
             "stats": {d.spec.name: d.stats() for d in run.detectors},
         }
+        self._check_size(run, doc)
         # Checked (and renewed) first: an agent whose lease was taken must not write its
         # older checkpoint over the new holder's.
         self._keep_lease()
-        self.store.put("state", self._state_id(run.cfg), doc, refresh=True)
+        try:
+            self.store.put("state", self._state_id(run.cfg), doc, refresh=True)
+        except ApiError as exc:
+            if exc.meta.status != 413:
+                raise
+            # A proxy in front of the node, or a node configured lower than it says.
+            raise SnapshotTooLarge(self._too_large(run, _encoded_size(doc), None)) from exc
         crash_point("state-saved")
+
+    def _check_size(self, run: SourceRun, doc: dict[str, Any]) -> None:
+        """Refuse a checkpoint no node would take, and say once when one nears the limit.
+
+        Sent anyway, it is refused (413) on every attempt: the loop would go back to the
+        last checkpoint and replay the source for ever, saying only "413"."""
+        size = _encoded_size(doc)
+        if size > self.request_limit:
+            raise SnapshotTooLarge(self._too_large(run, size, self.request_limit))
+        share = size / self.request_limit
+        if share > LARGE_CHECKPOINT_SHARE and run.cfg.name not in self.said_large:
+            self.said_large.add(run.cfg.name)
+            log.warning(
+                "source %s: its checkpoint is %s, %.0f%% of the %s Elasticsearch takes in "
+                "one request; past it the agent stops. Largest: %s",
+                run.cfg.name,
+                _mb(size),
+                100 * share,
+                _mb(self.request_limit),
+                "; ".join(_largest_parts(run)),
+            )
+
+    def _too_large(self, run: SourceRun, size: int, limit: int | None) -> str:
+        allowed = (
+            f"the {_mb(limit)} Elasticsearch takes in one request (http.max_content_length)"
+            if limit is not None
+            else "what Elasticsearch (or a proxy in front of it) takes in one request"
+        )
+        return (
+            f"source {run.cfg.name}: its checkpoint is {_mb(size)}, over {allowed}, so it "
+            f"cannot be saved in {self.store.index('state')}; the agent stops rather than "
+            "read the source again from its last checkpoint for ever. Largest: "
+            f"{'; '.join(_largest_parts(run))}. Lower max_entities in those detector files, "
+            "or the source's max_lateness when the events seen inside it are the large "
+            "part, or raise http.max_content_length on every node"
+        )
 
     def _keep_lease(self) -> None:
         """Renew the lease at every checkpoint, so a long catch-up keeps it."""
@@ -615,6 +668,43 @@ def describe_outage(exc: Exception) -> str:
     if isinstance(exc, StoreError):
         return str(exc)
     return f"Elasticsearch cannot be reached ({type(exc).__name__})"
+
+
+def _encoded_size(doc: dict[str, Any]) -> int:
+    """Bytes of `doc` as the client sends it (the snapshot's base64 counted, not copied)."""
+    blob = doc["snapshot"]["blob"]
+    rest = {**doc, "snapshot": {**doc["snapshot"], "blob": ""}}
+    return len(blob) + len(json.dumps(rest, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def _largest_parts(run: SourceRun) -> list[str]:
+    """The parts of a source's checkpoint, largest first, each with what bounds it."""
+    parts = [
+        (
+            snapshots.sealed_size((spec_fingerprint(d.spec), d)),
+            f"detector {d.spec.name} {{size}} ({len(d.table.open):,} entities with an open "
+            f"bucket, max_entities {d.spec.max_entities:,})",
+        )
+        for d in run.detectors
+    ]
+    cursor = run.cursor.to_dict()
+    seen = snapshots.sealed_size(cursor) + len(json.dumps(cursor))
+    parts.append(
+        (
+            seen,
+            f"cursor {{size}} ({len(run.cursor.seen):,} events seen inside max_lateness "
+            f"{run.cfg.max_lateness})",
+        )
+    )
+    parts.sort(key=lambda part: part[0], reverse=True)
+    return [text.format(size=_mb(size)) for size, text in parts]
+
+
+def _mb(size: int) -> str:
+    # In Elasticsearch's units (its "100mb" is 100 x 1024 x 1024 bytes), so the figures
+    # compare with the setting as written.
+    mb = size / 1024 / 1024
+    return f"{mb:.1f} MB" if mb >= 1 else f"{size / 1024:.0f} kB"
 
 
 def _unpack(state: Any) -> tuple[Cursor, dict[str, Any]]:

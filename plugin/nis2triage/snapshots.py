@@ -20,6 +20,11 @@ FORMAT = 1
 MIN_KEY_BYTES = 16
 
 
+class SnapshotTooLarge(SnapshotError):
+    """A source's checkpoint is larger than Elasticsearch accepts in one request: it can
+    never be saved as it stands, so retrying would replay the source for ever."""
+
+
 def key_from_env(name: str) -> bytes:
     value = os.environ.get(name, "")
     if len(value.encode()) < MIN_KEY_BYTES:
@@ -37,6 +42,12 @@ def seal(state: Any, key: bytes) -> dict[str, Any]:
         "sig": hmac.new(key, blob, hashlib.sha256).hexdigest(),
         "blob": base64.b64encode(blob).decode("ascii"),
     }
+
+
+def sealed_size(state: Any) -> int:
+    """Bytes `state` takes in a sealed snapshot (pickled, then base64): for saying which
+    part of a checkpoint is the large one."""
+    return (len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)) + 2) // 3 * 4
 
 
 def unseal(sealed: dict[str, Any] | None, key: bytes) -> Any:

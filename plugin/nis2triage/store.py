@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -363,6 +364,42 @@ class Store:
 
     def refresh(self, *what: str) -> None:
         self.es.indices.refresh(index=",".join(self.index(w) for w in what))
+
+    def request_limit(self) -> int:
+        """The largest request body every node accepts (`http.max_content_length`, bytes).
+
+        A checkpoint is one document, sent in one request: a node refuses a larger one
+        (413) whatever is retried. Nodes list only what their configuration sets, so a node
+        that sets nothing has Elasticsearch's default.
+        """
+        try:
+            answer = self.es.nodes.info(
+                metric="settings", filter_path="nodes.*.settings.http.max_content_length"
+            ).body
+        except ApiError:
+            return DEFAULT_REQUEST_LIMIT  # the `monitor` privilege withdrawn: the default
+        nodes = (answer.get("nodes") or {}).values()
+        limits = [
+            byte_size(str(n["settings"]["http"]["max_content_length"]), DEFAULT_REQUEST_LIMIT)
+            for n in nodes
+        ]
+        return min(limits, default=DEFAULT_REQUEST_LIMIT)
+
+
+# Elasticsearch's own default for `http.max_content_length`.
+DEFAULT_REQUEST_LIMIT = 100 * 1024 * 1024
+_BYTE_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?b)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 0, "kb": 1, "mb": 2, "gb": 3, "tb": 4, "pb": 5}
+
+
+def byte_size(text: str, default: int) -> int:
+    """Bytes in an Elasticsearch byte size ("100mb", "2gb", "1048576b"); `default` if
+    it is not one."""
+    found = _BYTE_SIZE.match(text)
+    if found is None:
+        return default
+    unit = (found.group(2) or "b").lower()
+    return int(float(found.group(1)) * 1024 ** _UNITS[unit])
 
 
 def _reason(result: dict[str, Any]) -> str:
