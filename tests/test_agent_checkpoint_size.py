@@ -112,3 +112,24 @@ def test_a_checkpoint_near_the_limit_is_said_once(
     assert len(near) == 1
     assert near[0].startswith("source auth: its checkpoint is ")
     assert "Largest: detector " in near[0]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_the_seen_keys_are_saved_once_in_the_signed_snapshot(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    agent = make_agent(es, es_settings, index_name, tmp_path)
+    agent.start()
+    agent.run_once()
+    seen = dict(agent.runs[0].cursor.seen)
+    assert seen  # the log's last five minutes
+
+    plain = es.get(index=f"{index_name}-st-state", id="source-auth")["_source"]["cursor"]
+    assert plain == {
+        "watermark_ms": agent.runs[0].cursor.watermark_ms,
+        "seen_keys": len(seen),
+        "events": agent.runs[0].cursor.events,
+    }
+    restarted = make_agent(es, es_settings, index_name, tmp_path)
+    restarted.start()
+    assert restarted.runs[0].cursor.seen == seen

@@ -422,7 +422,7 @@ class Agent:
             "kind": "source_state",
             "source": run.cfg.name,
             "updated": self.clock().isoformat(),
-            "cursor": run.cursor.to_dict(),
+            "cursor": run.cursor.summary(),
             "snapshot": snapshots.seal(sealed, self.snapshot_key),
             "stats": {d.spec.name: d.stats() for d in run.detectors},
         }
@@ -687,11 +687,9 @@ def _largest_parts(run: SourceRun) -> list[str]:
         )
         for d in run.detectors
     ]
-    cursor = run.cursor.to_dict()
-    seen = snapshots.sealed_size(cursor) + len(json.dumps(cursor))
     parts.append(
         (
-            seen,
+            snapshots.sealed_size(run.cursor.to_dict()),
             f"cursor {{size}} ({len(run.cursor.seen):,} events seen inside max_lateness "
             f"{run.cfg.max_lateness})",
         )
