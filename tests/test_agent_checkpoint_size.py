@@ -16,10 +16,11 @@ import pytest
 from elasticsearch import Elasticsearch
 from test_agent_restart import index_part
 
-from nis2triage import esclient
+from nis2triage import esclient, snapshots
 from nis2triage.agent import Agent
 from nis2triage.config import load_config
 from nis2triage.snapshots import SnapshotTooLarge
+from nis2triage.source import Cursor, event_key
 from nis2triage.store import DEFAULT_REQUEST_LIMIT, Store, byte_size
 
 from support import real_log_docs, write_agent_config
@@ -133,3 +134,42 @@ def test_the_seen_keys_are_saved_once_in_the_signed_snapshot(
     restarted = make_agent(es, es_settings, index_name, tmp_path)
     restarted.start()
     assert restarted.runs[0].cursor.seen == seen
+
+
+def burst(events: int) -> Cursor:
+    """The cursor after `events` read inside the lateness margin, one a millisecond."""
+    cursor = Cursor()
+    for n in range(events):
+        cursor.mark(event_key("logs-system.auth-default", f"doc{n}"), 1_796_400_000_000 + n)
+    return cursor
+
+
+def test_a_burst_inside_the_margin_takes_27_bytes_of_checkpoint_an_event() -> None:
+    cursor = burst(100_000)
+
+    # Pickled as a dict, each key took about 47 bytes: 2 million events inside the margin
+    # then filled Elasticsearch's whole request limit by themselves.
+    assert snapshots.sealed_size(cursor.to_dict()) / 100_000 < 28
+
+
+def test_packed_seen_keys_come_back_in_their_order() -> None:
+    cursor = burst(1_000)
+    cursor.seen[event_key("late", "one")] = 1_796_399_000_000  # read late, out of time order
+
+    again = Cursor.from_dict(cursor.to_dict())
+
+    assert list(again.seen.items()) == list(cursor.seen.items())
+    assert (again.watermark_ms, again.events) == (cursor.watermark_ms, cursor.events)
+
+
+def test_a_snapshot_saved_before_the_keys_were_packed_still_restores() -> None:
+    cursor = burst(10)
+    older = {"watermark_ms": cursor.watermark_ms, "seen": dict(cursor.seen), "events": 10}
+
+    assert Cursor.from_dict(older).seen == cursor.seen
+
+
+def test_keys_that_are_not_event_keys_are_kept_as_they_are() -> None:
+    cursor = Cursor(seen={"k0": 1, "ab cd": 2})
+
+    assert Cursor.from_dict(cursor.to_dict()).seen == {"k0": 1, "ab cd": 2}
