@@ -4,6 +4,7 @@ Nis2TriageError
 ├── ConfigError        a configuration, rule or detector file is wrong (file, line, key)
 ├── ConnectionSetupError  Elasticsearch cannot be reached or refuses the credentials
 ├── SnapshotError      a model snapshot is unsigned, tampered or unreadable
+│   └── SnapshotTooLarge   a checkpoint over Elasticsearch's request limit (snapshots.py)
 ├── RuleExecutionError   Elasticsearch refused a rule's query (the rule is paused)
 ├── PartialResultsError  some shards failed a rule's search (the window is retried)
 ├── DeliveryError      a notification channel failed (retried by the outbox)
