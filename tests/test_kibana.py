@@ -310,3 +310,20 @@ def test_a_server_that_is_not_kibana_is_said_in_one_line() -> None:
     assert change.note == (
         "HTTP 501: an HTML page, not Kibana's saved objects API: is --kibana Kibana's own URL?"
     )
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_kibana_objects_without_a_kibana_url_is_refused_before_anything_changes(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # It was ignored without a word: an operator meaning to import the objects got none.
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    command = ["setup", "--config", str(config), "--kibana-objects", str(tmp_path / "x.ndjson")]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "nis2triage.cli", *command], capture_output=True, text=True
+    )
+
+    assert done.returncode != 0
+    assert "no --kibana URL says where: give both" in done.stderr
+    assert not es.indices.exists_index_template(name=f"{index_name}-st-*")

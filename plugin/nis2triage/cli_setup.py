@@ -50,6 +50,11 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     objects = None
+    if args.kibana_objects and not args.kibana:
+        raise ConfigError(
+            "--kibana-objects names the saved objects to import, but no --kibana URL says "
+            "where: give both, or leave --kibana-objects out"
+        )
     if args.kibana:
         # Checked before anything changes: a bad URL or file stops setup before it makes a key.
         problem = kibana.url_problem(args.kibana)
