@@ -218,3 +218,46 @@ def test_a_token_an_http_header_cannot_carry_stops_the_agent_before_it_runs(
     said = capsys.readouterr().err
     assert done == 1 and "NIS2TRIAGE_CCB_TOKEN holds a character outside ASCII" in said
     assert "S3CRET" not in said and ccb.received == []
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_dry_run_reports_recorded_as_submitted_are_not_named_again(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    indexed: tuple[str, list[dict[str, Any]]],
+    tmp_path: Path,
+    ccb: CcbServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A new user who had recorded the early warning as submitted (CCB-122) was still told
+    # to send it with `incidents report`: the CCB would have had it twice.
+    import logging
+    from datetime import UTC, datetime
+
+    from nis2triage.agent import Agent
+    from nis2triage.config import load_config
+    from nis2triage.reports.stages import BY_REPORT
+
+    index, _ = indexed
+    run_once(write_agent_config(tmp_path / "trial", es_settings, index, f"{index}-st"))
+    agent = Agent(
+        load_config(send_config(tmp_path, es_settings, index, ccb)),
+        es,
+        b"test-snapshot-key-0123456789abcdef",
+        b"pseudonym-key-0123456789",
+        token=TOKEN,
+    )
+    reporter = agent.incidents.reporter
+    made = reporter.notifier.dry_runs(datetime(2000, 1, 1, tzinfo=UTC))
+    first, *others = made
+    for entry in others:
+        stage = BY_REPORT[entry["stage"]]
+        reporter.submitted(entry["incident_id"], stage, "analyst", "CCB-122")
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.agent"):
+        agent.start()
+
+    [said] = [r.getMessage() for r in caplog.records if "dry-run" in r.getMessage()]
+    assert len(others) >= 1
+    assert said.startswith("1 reports of the last 31 days were made in dry-run")
+    assert f"incidents report {first['incident_id']} " in said

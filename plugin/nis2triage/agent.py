@@ -195,7 +195,7 @@ class Agent:
         """Reports made while the notifier was in dry-run stay unsent after the switch to
         send (a trial's incidents must not reach the CCB by themselves): say so, with the
         command that sends one."""
-        made = self.incidents.reporter.notifier.dry_runs(self.clock() - DRY_RUN_HORIZON)
+        made = self.incidents.reporter.unsent_dry_runs(self.clock() - DRY_RUN_HORIZON)
         if made:
             first = made[0]
             log.warning(

@@ -221,6 +221,20 @@ class Reporter:
             return 1
         return 0
 
+    def unsent_dry_runs(self, since: datetime) -> list[dict[str, Any]]:
+        """Reports made in dry-run since `since` that no one has sent since: one recorded
+        as submitted on the CCB's platform (or sent once the mode changed) is left out."""
+        unsent = []
+        for entry in self.notifier.dry_runs(since):
+            try:
+                reports = self.desk.book.get(str(entry.get("incident_id", ""))).reports
+            except IncidentError:
+                reports = {}  # the incident is gone: the entry is said as it is
+            report = reports.get(str(entry.get("stage", "")))
+            if report is None or report.status != "sent":
+                unsent.append(entry)
+        return unsent
+
     def submitted(
         self, incident_id: str, stage: Stage, who: str, reference: str, ref: str | None = None
     ) -> Incident:
