@@ -221,3 +221,22 @@ def test_one_file_checked_is_said_in_the_singular(tmp_path: Path) -> None:
     )
 
     assert (done.returncode, done.stdout.splitlines()[-1]) == (0, "1 file checked, 0 with errors")
+
+
+def test_an_unknown_placeholder_in_a_detectors_message_is_said_at_its_line(
+    tmp_path: Path,
+) -> None:
+    detector = tmp_path / "ssh.yml"
+    detector.write_text(DETECTOR.replace("{failures}", "{sources}", 1))
+    line = (
+        DETECTOR.splitlines().index(
+            next(x for x in DETECTOR.splitlines() if x.startswith("message:"))
+        )
+        + 1
+    )
+
+    [finding] = validate([str(detector)])
+
+    assert finding.problem is not None
+    assert f"ssh.yml:{line}:" in finding.problem
+    assert "message: names unknown fields ['sources']" in finding.problem

@@ -198,10 +198,22 @@ class DetectorSpec(BaseModel):
         for i, spec in enumerate(self.features):
             if spec.kind == "rise":
                 _check_followed(spec, self.features[:i])
-        unknown = set(_PLACEHOLDER.findall(self.message)) - {*names, "entity", "events"}
-        if unknown:
-            raise ValueError(f"message names unknown fields {sorted(unknown)}; use {names}")
         return self
+
+    @field_validator("message")
+    @classmethod
+    def _known_placeholders(cls, message: str, info: ValidationInfo) -> str:
+        """Checked on the field, so that the error points at the `message:` line."""
+        features = info.data.get("features")
+        if features is None:
+            return message  # the features are wrong themselves, and said so
+        names = [f.name for f in features]
+        unknown = set(_PLACEHOLDER.findall(message)) - {*names, "entity", "events"}
+        if unknown:
+            raise ValueError(
+                f"names unknown fields {sorted(unknown)}; it may name {names}, entity and events"
+            )
+        return message
 
 
 def _check_followed(rise: FeatureSpec, earlier: list[FeatureSpec]) -> None:
