@@ -158,3 +158,16 @@ def test_a_rule_some_shards_fail_is_named_without_a_next_cycle_to_wait_for(
     assert done.returncode == 1, done.stderr
     assert "rule over mixed mappings could not run over the range" in said
     assert "shard(s)" in said and "next cycle" not in said
+
+
+@pytest.mark.parametrize(("detectors", "title"), [(0, "0 alerts"), (2, "0 alerts from 5 events")])
+def test_a_replay_of_rules_alone_does_not_say_it_read_no_events(
+    detectors: int, title: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Rules count in Elasticsearch: "7 alerts from 0 events" read as if nothing was looked at.
+    from nis2triage.replay import ReplayResult, summary
+    from nis2triage.terminal import text_console
+
+    summary(ReplayResult(in_range=5 if detectors else 0, detectors=detectors), text_console())
+
+    assert capsys.readouterr().out.splitlines()[0].strip() == title

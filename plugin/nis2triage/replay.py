@@ -41,6 +41,7 @@ class ReplayResult:
     alerts: list[Alert] = field(default_factory=list)
     # Rules that could not run over the range, with why; the others' alerts still count.
     failed: dict[str, str] = field(default_factory=dict)
+    detectors: int = 0  # how many were replayed: rules alone read no events here
 
 
 def replay_sources(
@@ -175,6 +176,7 @@ def run_replay(
         task = progress.add_task("replaying events", total=to_read or None)
         result = replay_detectors(sources, specs, start, end, lambda n: progress.advance(task, n))
         result.in_range, result.narrowed = in_range, to_read != in_range
+        result.detectors = len(specs)
         if rules:
             windows = rule_windows(rules, start, end)
             task = progress.add_task(f"rules, {windows} windows of an hour", total=windows)
@@ -194,7 +196,11 @@ def summary(result: ReplayResult, console: Console) -> None:
             f"{result.in_range} events in the range; the agent read {result.events} of them, "
             "those a detector's filter may take"
         )
-    table = Table(title=f"{len(result.alerts)} alerts from {result.in_range} events")
+    # Rules count in Elasticsearch and read no events here: "from 0 events" would mislead.
+    title = f"{len(result.alerts)} alerts"
+    if result.detectors:
+        title += f" from {result.in_range} events"
+    table = Table(title=title)
     for column in ("detector or rule", "day (UTC)", "alerts"):
         table.add_column(column)
     for (name, day), n in sorted(per_day.items()):
