@@ -165,6 +165,33 @@ def test_a_429_with_retry_after_is_retried_once_the_time_has_come(
     assert ccb.idempotency_keys.count(refused_key) == 2
 
 
+def after_a_dry_run_trial(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index: str, tmp_path: Path, ccb: CcbServer
+) -> Any:
+    """An agent in send mode over the state a dry-run trial left (its reports unsent)."""
+    from nis2triage.agent import Agent
+    from nis2triage.config import load_config
+
+    run_once(write_agent_config(tmp_path / "trial", es_settings, index, f"{index}-st"))
+    return Agent(
+        load_config(send_config(tmp_path, es_settings, index, ccb)),
+        es,
+        b"test-snapshot-key-0123456789abcdef",
+        b"pseudonym-key-0123456789",
+        token=TOKEN,
+    )
+
+
+def dry_runs_said(agent: Any, caplog: pytest.LogCaptureFixture) -> str:
+    """The one warning a start in send mode gives about reports made in dry-run."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.agent"):
+        agent.start()
+    [said] = [r.getMessage() for r in caplog.records if "dry-run" in r.getMessage()]
+    return said
+
+
 @pytest.mark.usefixtures("agent_env")
 def test_reports_made_in_dry_run_are_named_at_a_start_in_send_mode(
     es: Elasticsearch,
@@ -174,25 +201,9 @@ def test_reports_made_in_dry_run_are_named_at_a_start_in_send_mode(
     ccb: CcbServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import logging
+    agent = after_a_dry_run_trial(es, es_settings, indexed[0], tmp_path, ccb)
 
-    from nis2triage.agent import Agent
-    from nis2triage.config import load_config
-
-    index, _ = indexed
-    run_once(write_agent_config(tmp_path / "trial", es_settings, index, f"{index}-st"))
-    agent = Agent(
-        load_config(send_config(tmp_path, es_settings, index, ccb)),
-        es,
-        b"test-snapshot-key-0123456789abcdef",
-        b"pseudonym-key-0123456789",
-        token=TOKEN,
-    )
-
-    with caplog.at_level(logging.WARNING, logger="nis2triage.agent"):
-        agent.start()
-
-    [said] = [r.getMessage() for r in caplog.records if "dry-run" in r.getMessage()]
+    said = dry_runs_said(agent, caplog)
     assert "were made in dry-run and are not sent by themselves" in said
     assert "incidents report " in said and "--stage early-warning" in said
     assert ccb.received == []
@@ -231,33 +242,18 @@ def test_dry_run_reports_recorded_as_submitted_are_not_named_again(
 ) -> None:
     # A new user who had recorded the early warning as submitted (CCB-122) was still told
     # to send it with `incidents report`: the CCB would have had it twice.
-    import logging
     from datetime import UTC, datetime
 
-    from nis2triage.agent import Agent
-    from nis2triage.config import load_config
     from nis2triage.reports.stages import BY_REPORT
 
-    index, _ = indexed
-    run_once(write_agent_config(tmp_path / "trial", es_settings, index, f"{index}-st"))
-    agent = Agent(
-        load_config(send_config(tmp_path, es_settings, index, ccb)),
-        es,
-        b"test-snapshot-key-0123456789abcdef",
-        b"pseudonym-key-0123456789",
-        token=TOKEN,
-    )
+    agent = after_a_dry_run_trial(es, es_settings, indexed[0], tmp_path, ccb)
     reporter = agent.incidents.reporter
-    made = reporter.notifier.dry_runs(datetime(2000, 1, 1, tzinfo=UTC))
-    first, *others = made
+    first, *others = reporter.notifier.dry_runs(datetime(2000, 1, 1, tzinfo=UTC))
     for entry in others:
         stage = BY_REPORT[entry["stage"]]
         reporter.submitted(entry["incident_id"], stage, "analyst", "CCB-122")
 
-    with caplog.at_level(logging.WARNING, logger="nis2triage.agent"):
-        agent.start()
-
-    [said] = [r.getMessage() for r in caplog.records if "dry-run" in r.getMessage()]
+    said = dry_runs_said(agent, caplog)
     assert len(others) >= 1
     assert said.startswith("1 reports of the last 31 days were made in dry-run")
     assert f"incidents report {first['incident_id']} " in said
