@@ -37,8 +37,11 @@ lint: venv
 # names a cluster to test against, and stops only a node it started, whatever the checks said.
 test: venv
 	@started=0; \
-	if [ -z "$$NIS2TRIAGE_ES_URL" ] && ! $(ES) status >/dev/null; then \
-		$(ES) start || exit 1; started=1; fi; \
+	if [ -n "$$NIS2TRIAGE_ES_URL" ]; then \
+		echo "make test: testing against $$NIS2TRIAGE_ES_URL (NIS2TRIAGE_ES_URL)"; \
+	elif $(ES) status >/dev/null; then \
+		echo "make test: using the node already running from this checkout ($$($(ES) url)); it is left running"; \
+	else $(ES) start || exit 1; started=1; fi; \
 	rc=0; \
 	$(MAKE) --no-print-directory lint && $(BIN)/pytest || rc=$$?; \
 	if [ $$started = 1 ]; then $(ES) stop; fi; \
