@@ -176,3 +176,28 @@ def test_an_agent_whose_credentials_miss_a_rules_index_refuses_to_start(
         f"rule 'SSH brute force from one address': the agent's credentials may not read {other}: "
         "run `nis2triage setup` again"
     )
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_rules_exclusion_pattern_is_not_taken_for_an_index_it_cannot_read(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # has_privileges reads `-x` as a literal index name, which no role grants.
+    prefix = f"{index_name}-st"
+    pattern = f"{index_name}*,-{index_name}-old*"
+    rules = {"native": [str(rule_file(tmp_path, pattern))], "initial_lookback": "3d"}
+    config = load_config(write_agent_config(tmp_path, es_settings, index_name, prefix, rules=rules))
+    rights = [{"names": [f"{index_name}*", f"{prefix}-*"], "privileges": ["all"]}]
+    key = es.security.create_api_key(
+        name=f"{index_name}-excl", role_descriptors={"part": {"indices": rights}}
+    ).body
+    try:
+        part = esclient.connect(replace(es_settings, username=None, api_key=key["encoded"]))
+        agent = Agent(config, part, b"k" * 32, b"p" * 32)
+        agent.start()
+        assert agent.rules_runner is not None
+        assert agent.rules_runner.indices() == [
+            ("SSH brute force from one address", [f"{index_name}*", f"-{index_name}-old*"])
+        ]
+    finally:
+        es.security.invalidate_api_key(ids=[key["id"]])

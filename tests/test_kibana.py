@@ -312,13 +312,19 @@ def test_a_server_that_is_not_kibana_is_said_in_one_line() -> None:
     )
 
 
+@pytest.mark.parametrize("objects", ["x.ndjson", ""])
 @pytest.mark.usefixtures("agent_env")
 def test_kibana_objects_without_a_kibana_url_is_refused_before_anything_changes(
-    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    objects: str,
 ) -> None:
     # It was ignored without a word: an operator meaning to import the objects got none.
     config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
-    command = ["setup", "--config", str(config), "--kibana-objects", str(tmp_path / "x.ndjson")]
+    named = str(tmp_path / objects) if objects else ""
+    command = ["setup", "--config", str(config), "--kibana-objects", named]
 
     done = subprocess.run(
         [sys.executable, "-m", "nis2triage.cli", *command], capture_output=True, text=True

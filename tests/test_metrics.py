@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 from elastic_transport import ApiResponseMeta, ConnectionError, HttpHeaders, NodeConfig
-from elasticsearch import ApiError
+from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage import esclient
-from nis2triage.agent import CycleReport
+from nis2triage.agent import Agent, CycleReport
 from nis2triage.config import load_config
 from nis2triage.errors import ConfigError, StoreError
 from nis2triage.esclient import ESSettings
@@ -266,6 +266,23 @@ def test_a_loop_that_cannot_reach_elasticsearch_for_its_lease_counts_the_failure
 
     assert sample(metrics, "nis2triage_errors_total", condition="unreachable") == 2
     assert metrics.health() == (503, {"status": "failing", "condition": "unreachable"})
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_standby_whose_node_answers_again_no_longer_says_it_is_unreachable(
+    es: Elasticsearch, es_settings: ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # A standby runs no cycle, so nothing else would clear the outage it once counted.
+    config = load_config(write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st"))
+    holder = Agent(config, es, b"k" * 32, b"p" * 32)
+    assert holder.lease.hold() is None
+    metrics = AgentMetrics(60)
+    standby = MeteredAgent(metrics, config, es, b"k" * 32, b"p" * 32)
+    metrics.cycle_failed(ConnectionError("down"))
+
+    assert standby._lead() is False
+
+    assert metrics.health() == (503, {"status": "starting", "condition": None})
 
 
 def test_a_port_already_taken_is_said_with_what_to_do(served: tuple[AgentMetrics, str]) -> None:

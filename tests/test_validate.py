@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from nis2triage import esclient
+from nis2triage.config import load_config
 from nis2triage.validate import validate
 
 from support import DETECTORS, REPO, write_agent_config
@@ -240,3 +241,20 @@ def test_an_unknown_placeholder_in_a_detectors_message_is_said_at_its_line(
     assert finding.problem is not None
     assert f"ssh.yml:{line}:" in finding.problem
     assert "message: names unknown fields ['sources']" in finding.problem
+
+
+def test_a_detector_two_patterns_match_is_one_detector(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    folder = tmp_path / "detectors"
+    folder.mkdir()
+    (folder / "ssh.yml").write_text(DETECTOR)
+    path = write_agent_config(tmp_path, es_settings, "logs-x", "x-st")
+    settings = yaml.safe_load(path.read_text())
+    settings["detectors"] = [str(folder / "*.yml"), str(folder / "ssh.yml")]
+    path.write_text(yaml.safe_dump(settings))
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is None
+    assert load_config(path).detector_files() == [folder / "ssh.yml"]

@@ -215,10 +215,10 @@ class Agent:
         window) moved past its events."""
         for run in self.runs:
             self._refuse_unreadable(f"source {run.cfg.name}", run.source.unreadable())
-        by_rule = self.rules_runner.indices() if self.rules_runner is not None else {}
-        names = sorted({n for patterns in by_rule.values() for n in patterns})
+        by_rule = self.rules_runner.indices() if self.rules_runner is not None else []
+        names = sorted({n for _, patterns in by_rule for n in patterns})
         denied = set(unreadable(self.es, names)) if names else set()
-        for rule, patterns in by_rule.items():
+        for rule, patterns in by_rule:
             self._refuse_unreadable(f"rule {rule!r}", [n for n in patterns if n in denied])
 
     @staticmethod

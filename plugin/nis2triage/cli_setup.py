@@ -50,7 +50,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     objects = None
-    if args.kibana_objects and not args.kibana:
+    if args.kibana_objects is not None and not args.kibana:
         raise ConfigError(
             "--kibana-objects names the saved objects to import, but no --kibana URL says "
             "where: give both, or leave --kibana-objects out"

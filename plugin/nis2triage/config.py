@@ -292,11 +292,13 @@ class AgentConfig(Strict):
         return p if p.is_absolute() else Path(self.base_dir) / p
 
     def detector_files(self) -> list[Path]:
-        files: list[Path] = []
+        """The files the detector patterns match, in order; a file two patterns match is
+        one detector, listed once."""
+        files: dict[Path, Path] = {}
         for pattern in self.detectors:
-            matched = sorted(glob.glob(str(self.resolve(pattern))))
-            files.extend(Path(m) for m in matched)
-        return files
+            for matched in sorted(glob.glob(str(self.resolve(pattern)))):
+                files.setdefault(Path(matched).resolve(), Path(matched))
+        return list(files.values())
 
     def unmatched_detector_patterns(self) -> list[str]:
         return [p for p in self.detectors if not glob.glob(str(self.resolve(p)))]

@@ -228,7 +228,10 @@ class MeteredAgent(Agent):
         # The loop asks for the lease before each cycle: with the node down, that is where
         # the cycle fails, before run_once.
         with self._counting_failures():
-            return super()._lead()
+            leading = super()._lead()
+        # The node answered: a standby runs no cycle that would clear an outage said before.
+        self.metrics.failing = None
+        return leading
 
     @contextmanager
     def _counting_failures(self) -> Iterator[None]:

@@ -95,13 +95,14 @@ class RuleRunner:
     def __len__(self) -> int:
         return len(self.native) + len(self.sigma)
 
-    def indices(self) -> dict[str, list[str]]:
-        """The index names (patterns included) each rule searches, by rule name."""
+    def indices(self) -> list[tuple[str, list[str]]]:
+        """Each rule's name and the index names (patterns included) it searches; a list,
+        since a Sigma rule may share its title with a native rule."""
         sigma = [name.strip() for name in self.cfg.sigma_indices]
-        return {
-            **{r.name: [n.strip() for n in r.index.split(",")] for r in self.native},
-            **{q.name: sigma for q in self.sigma},
-        }
+        return [
+            *((r.name, [n.strip() for n in r.index.split(",")]) for r in self.native),
+            *((q.name, sigma) for q in self.sigma),
+        ]
 
     def run_due(self) -> list[Alert]:
         """Every active rule over its next window; returns the alerts."""

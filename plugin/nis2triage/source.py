@@ -196,15 +196,21 @@ def _unrepresentable(ts_ms: int) -> str | None:
 
 def unreadable(es: Elasticsearch, names: Sequence[str]) -> list[str]:
     """Which of `names` (patterns included) the credentials may not read; empty when the
-    node cannot say (e.g. without security)."""
+    node cannot say (e.g. without security).
+
+    Exclusions (`-logs-old*`), other clusters' names (`remote:logs-*`) and empty names
+    are not asked about: the node would take them for local index names and say they
+    cannot be read, when they name nothing this node's privileges cover.
+    """
+    asked = [n for n in names if n and not n.startswith("-") and ":" not in n]
+    if not asked:
+        return []
     try:
-        answer = es.security.has_privileges(
-            index=[{"names": list(names), "privileges": ["read"]}]
-        ).body
+        answer = es.security.has_privileges(index=[{"names": asked, "privileges": ["read"]}]).body
     except ApiError:
         return []
     rights = answer.get("index") or {}
-    return [n for n in names if not (rights.get(n) or {}).get("read", True)]
+    return [n for n in asked if not (rights.get(n) or {}).get("read", True)]
 
 
 class Source:
