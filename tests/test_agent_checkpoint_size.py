@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
 from elasticsearch import Elasticsearch
 from test_agent_restart import index_part
 
@@ -23,7 +24,7 @@ from nis2triage.snapshots import SnapshotTooLarge
 from nis2triage.source import Cursor, event_key
 from nis2triage.store import DEFAULT_REQUEST_LIMIT, Store, byte_size
 
-from support import real_log_docs, write_agent_config
+from support import REPO, real_log_docs, write_agent_config
 
 
 def make_agent(
@@ -173,3 +174,35 @@ def test_keys_that_are_not_event_keys_are_kept_as_they_are() -> None:
     cursor = Cursor(seen={"k0": 1, "ab cd": 2})
 
     assert Cursor.from_dict(cursor.to_dict()).seen == {"k0": 1, "ab cd": 2}
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_rules_state_over_the_limit_stops_the_agent_naming_the_largest_rule(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Saved with a plain put, it was refused (413) at every cycle, which the loop took for
+    # an outage for ever. The sources' checkpoints are let through here: they are larger.
+    rule = yaml.safe_load((REPO / "rules" / "detection" / "ssh-brute-force.yml").read_text())
+    rule["index"] = index_name
+    (tmp_path / "rule.yml").write_text(yaml.safe_dump(rule))
+    index_part(es, index_name, real_log_docs(), 0)
+    rules = {"native": [str(tmp_path / "rule.yml")], "initial_lookback": "3d"}
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", rules=rules)
+    agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
+    agent.start()
+    monkeypatch.setattr(agent, "_check_size", lambda run, doc: None)
+    agent.request_limit = 300
+
+    with pytest.raises(SnapshotTooLarge) as raised:
+        agent.run_once()
+
+    said = str(raised.value)
+    assert said.startswith("the rules' state is ")
+    assert "over the 300 B Elasticsearch takes in one request" in said
+    assert "rule 'SSH brute force from one address'" in said and "query_key" in said
+    saved = es.options(ignore_status=404).get(index=f"{index_name}-st-state", id="rules")
+    assert saved["found"] is False

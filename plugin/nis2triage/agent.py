@@ -418,12 +418,47 @@ class Agent:
         # Checked first, as every checkpoint: a holder that lost the lease must not write
         # its older rule windows over the new holder's.
         self._keep_lease()
-        doc = {
-            "kind": "rules_state",
-            "updated": self.clock().isoformat(),
-            "rules": runner.to_dict(),
-        }
-        self.store.put("state", RULES_STATE_ID, doc, refresh=True)
+        rules = runner.to_dict()
+        doc = {"kind": "rules_state", "updated": self.clock().isoformat(), "rules": rules}
+        size = len(json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode())
+        self._check_rules_size(rules, size)
+        try:
+            self.store.put("state", RULES_STATE_ID, doc, refresh=True)
+        except ApiError as exc:
+            if exc.meta.status != 413:
+                raise
+            raise SnapshotTooLarge(self._rules_too_large(rules, size, None)) from exc
+
+    def _check_rules_size(self, rules: dict[str, Any], size: int) -> None:
+        """As `_check_size` for the rules' state: sent past the limit it would be refused
+        (413) at every cycle, and the loop would take that for an outage for ever."""
+        if size > self.request_limit:
+            raise SnapshotTooLarge(self._rules_too_large(rules, size, self.request_limit))
+        share = size / self.request_limit
+        if share > LARGE_CHECKPOINT_SHARE and RULES_STATE_ID not in self.said_large:
+            self.said_large.add(RULES_STATE_ID)
+            log.warning(
+                "the rules' state is %s, %.0f%% of the %s Elasticsearch takes in one request; "
+                "past it the agent stops. Largest: %s",
+                _mb(size),
+                100 * share,
+                _mb(self.request_limit),
+                "; ".join(_largest_rules(rules)),
+            )
+
+    def _rules_too_large(self, rules: dict[str, Any], size: int, limit: int | None) -> str:
+        allowed = (
+            f"the {_mb(limit)} Elasticsearch takes in one request (http.max_content_length)"
+            if limit is not None
+            else "what Elasticsearch (or a proxy in front of it) takes in one request"
+        )
+        return (
+            f"the rules' state is {_mb(size)}, over {allowed}, so it cannot be saved in "
+            f"{self.store.index('state')}; the agent stops rather than fail every cycle. "
+            f"Largest: {'; '.join(_largest_rules(rules))}. Shorten those rules' timeframe "
+            "or realert, key them (query_key) on a field with fewer values, or raise "
+            "http.max_content_length on every node"
+        )
 
     def _save(self, run: SourceRun) -> None:
         """Checkpoint and models in one document, so they can never disagree."""
@@ -710,11 +745,23 @@ def _largest_parts(run: SourceRun) -> list[str]:
     return [text.format(size=_mb(size)) for size, text in parts]
 
 
+def _largest_rules(rules: dict[str, Any]) -> list[str]:
+    """The three rules whose saved state is largest, with its size."""
+    sizes = {
+        name: len(json.dumps(saved, ensure_ascii=False, separators=(",", ":")).encode())
+        for name, saved in rules.items()
+    }
+    largest = sorted(sizes, key=sizes.__getitem__, reverse=True)[:3]
+    return [f"rule {name!r} {_mb(sizes[name])}" for name in largest]
+
+
 def _mb(size: int) -> str:
     # In Elasticsearch's units (its "100mb" is 100 x 1024 x 1024 bytes), so the figures
     # compare with the setting as written.
     mb = size / 1024 / 1024
-    return f"{mb:.1f} MB" if mb >= 1 else f"{size / 1024:.0f} kB"
+    if mb >= 1:
+        return f"{mb:.1f} MB"
+    return f"{size / 1024:.0f} kB" if size >= 1024 else f"{size} B"
 
 
 def _unpack(state: Any) -> tuple[Cursor, dict[str, Any]]:
