@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -194,7 +195,15 @@ def test_rules_state_over_the_limit_stops_the_agent_naming_the_largest_rule(
     config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", rules=rules)
     agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
     agent.start()
-    monkeypatch.setattr(agent, "_check_size", lambda run, doc: None)
+    guarded = agent._put_state
+
+    def rules_guarded(doc_id: str, doc: dict[str, Any], named: Any) -> None:
+        if doc_id == "rules":
+            guarded(doc_id, doc, named)
+        else:
+            agent.store.put("state", doc_id, doc, refresh=True)
+
+    monkeypatch.setattr(agent, "_put_state", rules_guarded)
     agent.request_limit = 300
 
     with pytest.raises(SnapshotTooLarge) as raised:

@@ -153,7 +153,7 @@ class Agent:
         self.outbox.keep_going = lambda: not self.stopping
         # The largest request the nodes take (read at start): a checkpoint is one request.
         self.request_limit = DEFAULT_REQUEST_LIMIT
-        # Sources whose checkpoint was said to near the limit.
+        # State documents said to near the limit.
         self.said_large: set[str] = set()
 
     # --- start -------------------------------------------------------------
@@ -415,50 +415,16 @@ class Agent:
         if alerts:
             self.handle_alerts(alerts, report)
         # Saved after the alerts are written: a crash in between replays the same windows.
-        # Checked first, as every checkpoint: a holder that lost the lease must not write
-        # its older rule windows over the new holder's.
-        self._keep_lease()
+        # The lease is checked before it is written, as every checkpoint (`_put_state`).
         rules = runner.to_dict()
         doc = {"kind": "rules_state", "updated": self.clock().isoformat(), "rules": rules}
-        size = len(json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode())
-        self._check_rules_size(rules, size)
-        try:
-            self.store.put("state", RULES_STATE_ID, doc, refresh=True)
-        except ApiError as exc:
-            if exc.meta.status != 413:
-                raise
-            raise SnapshotTooLarge(self._rules_too_large(rules, size, None)) from exc
-
-    def _check_rules_size(self, rules: dict[str, Any], size: int) -> None:
-        """As `_check_size` for the rules' state: sent past the limit it would be refused
-        (413) at every cycle, and the loop would take that for an outage for ever."""
-        if size > self.request_limit:
-            raise SnapshotTooLarge(self._rules_too_large(rules, size, self.request_limit))
-        share = size / self.request_limit
-        if share > LARGE_CHECKPOINT_SHARE and RULES_STATE_ID not in self.said_large:
-            self.said_large.add(RULES_STATE_ID)
-            log.warning(
-                "the rules' state is %s, %.0f%% of the %s Elasticsearch takes in one request; "
-                "past it the agent stops. Largest: %s",
-                _mb(size),
-                100 * share,
-                _mb(self.request_limit),
-                "; ".join(_largest_rules(rules)),
-            )
-
-    def _rules_too_large(self, rules: dict[str, Any], size: int, limit: int | None) -> str:
-        allowed = (
-            f"the {_mb(limit)} Elasticsearch takes in one request (http.max_content_length)"
-            if limit is not None
-            else "what Elasticsearch (or a proxy in front of it) takes in one request"
+        named = _StateNamed(
+            "the rules' state",
+            lambda: _largest_rules(rules),
+            "Shorten those rules' timeframe or realert, key them (query_key) on a field "
+            "with fewer values",
         )
-        return (
-            f"the rules' state is {_mb(size)}, over {allowed}, so it cannot be saved in "
-            f"{self.store.index('state')}; the agent stops rather than fail every cycle. "
-            f"Largest: {'; '.join(_largest_rules(rules))}. Shorten those rules' timeframe "
-            "or realert, key them (query_key) on a field with fewer values, or raise "
-            "http.max_content_length on every node"
-        )
+        self._put_state(RULES_STATE_ID, doc, named)
 
     def _save(self, run: SourceRun) -> None:
         """Checkpoint and models in one document, so they can never disagree."""
@@ -473,53 +439,58 @@ class Agent:
             "snapshot": snapshots.seal(sealed, self.snapshot_key),
             "stats": {d.spec.name: d.stats() for d in run.detectors},
         }
-        self._check_size(run, doc)
-        # Checked (and renewed) first: an agent whose lease was taken must not write its
-        # older checkpoint over the new holder's.
+        named = _StateNamed(
+            f"source {run.cfg.name}: its checkpoint",
+            lambda: _largest_parts(run),
+            "Lower max_entities in those detector files, or the source's max_lateness when "
+            "the events seen inside it are the large part",
+        )
+        self._put_state(self._state_id(run.cfg), doc, named)
+        crash_point("state-saved")
+
+    def _put_state(self, doc_id: str, doc: dict[str, Any], named: _StateNamed) -> None:
+        """Save a state document: refuse one no node would take, say once when one nears
+        the limit, and check (and renew) the lease first, so that an agent whose lease was
+        taken does not write its older state over the new holder's.
+
+        Sent past the limit, a document is refused (413) on every attempt, and the loop
+        would take that for an outage for ever: replaying a source from its last
+        checkpoint, or failing every cycle on the rules' state, saying only "413"."""
+        size = _encoded_size(doc)
+        if size > self.request_limit:
+            raise SnapshotTooLarge(self._too_large(named, size, self.request_limit))
+        share = size / self.request_limit
+        if share > LARGE_CHECKPOINT_SHARE and doc_id not in self.said_large:
+            self.said_large.add(doc_id)
+            log.warning(
+                "%s is %s, %.0f%% of the %s Elasticsearch takes in one request; past it the "
+                "agent stops. Largest: %s",
+                named.what,
+                _mb(size),
+                100 * share,
+                _mb(self.request_limit),
+                "; ".join(named.largest()),
+            )
         self._keep_lease()
         try:
-            self.store.put("state", self._state_id(run.cfg), doc, refresh=True)
+            self.store.put("state", doc_id, doc, refresh=True)
         except ApiError as exc:
             if exc.meta.status != 413:
                 raise
             # A proxy in front of the node, or a node configured lower than it says.
-            raise SnapshotTooLarge(self._too_large(run, _encoded_size(doc), None)) from exc
-        crash_point("state-saved")
+            raise SnapshotTooLarge(self._too_large(named, size, None)) from exc
 
-    def _check_size(self, run: SourceRun, doc: dict[str, Any]) -> None:
-        """Refuse a checkpoint no node would take, and say once when one nears the limit.
-
-        Sent anyway, it is refused (413) on every attempt: the loop would go back to the
-        last checkpoint and replay the source for ever, saying only "413"."""
-        size = _encoded_size(doc)
-        if size > self.request_limit:
-            raise SnapshotTooLarge(self._too_large(run, size, self.request_limit))
-        share = size / self.request_limit
-        if share > LARGE_CHECKPOINT_SHARE and run.cfg.name not in self.said_large:
-            self.said_large.add(run.cfg.name)
-            log.warning(
-                "source %s: its checkpoint is %s, %.0f%% of the %s Elasticsearch takes in "
-                "one request; past it the agent stops. Largest: %s",
-                run.cfg.name,
-                _mb(size),
-                100 * share,
-                _mb(self.request_limit),
-                "; ".join(_largest_parts(run)),
-            )
-
-    def _too_large(self, run: SourceRun, size: int, limit: int | None) -> str:
+    def _too_large(self, named: _StateNamed, size: int, limit: int | None) -> str:
         allowed = (
             f"the {_mb(limit)} Elasticsearch takes in one request (http.max_content_length)"
             if limit is not None
             else "what Elasticsearch (or a proxy in front of it) takes in one request"
         )
         return (
-            f"source {run.cfg.name}: its checkpoint is {_mb(size)}, over {allowed}, so it "
-            f"cannot be saved in {self.store.index('state')}; the agent stops rather than "
-            "read the source again from its last checkpoint for ever. Largest: "
-            f"{'; '.join(_largest_parts(run))}. Lower max_entities in those detector files, "
-            "or the source's max_lateness when the events seen inside it are the large "
-            "part, or raise http.max_content_length on every node"
+            f"{named.what} is {_mb(size)}, over {allowed}, so it cannot be saved in "
+            f"{self.store.index('state')}; the agent stops rather than retry it for ever. "
+            f"Largest: {'; '.join(named.largest())}. {named.advice}, or raise "
+            "http.max_content_length on every node"
         )
 
     def _keep_lease(self) -> None:
@@ -717,11 +688,26 @@ def describe_outage(exc: Exception) -> str:
     return f"Elasticsearch cannot be reached ({type(exc).__name__})"
 
 
+@dataclass(frozen=True)
+class _StateNamed:
+    """How the size guard of a state document names it, its parts and what to lower."""
+
+    what: str
+    # Worked out only when said: sizing each detector's part pickles it.
+    largest: Callable[[], list[str]]
+    advice: str
+
+
 def _encoded_size(doc: dict[str, Any]) -> int:
-    """Bytes of `doc` as the client sends it (the snapshot's base64 counted, not copied)."""
-    blob = doc["snapshot"]["blob"]
-    rest = {**doc, "snapshot": {**doc["snapshot"], "blob": ""}}
-    return len(blob) + len(json.dumps(rest, ensure_ascii=False, separators=(",", ":")).encode())
+    """Bytes of `doc` as the client sends it (a snapshot's base64 counted, not copied)."""
+    snapshot = doc.get("snapshot")
+    if snapshot is None:
+        return _json_size(doc)
+    return len(snapshot["blob"]) + _json_size({**doc, "snapshot": {**snapshot, "blob": ""}})
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def _largest_parts(run: SourceRun) -> list[str]:
@@ -747,10 +733,7 @@ def _largest_parts(run: SourceRun) -> list[str]:
 
 def _largest_rules(rules: dict[str, Any]) -> list[str]:
     """The three rules whose saved state is largest, with its size."""
-    sizes = {
-        name: len(json.dumps(saved, ensure_ascii=False, separators=(",", ":")).encode())
-        for name, saved in rules.items()
-    }
+    sizes = {name: _json_size(saved) for name, saved in rules.items()}
     largest = sorted(sizes, key=sizes.__getitem__, reverse=True)[:3]
     return [f"rule {name!r} {_mb(sizes[name])}" for name in largest]
 
