@@ -545,6 +545,28 @@ class Detector:
         """`_judge_slot` for a model shared by all entities, the slot's buckets as columns
         (`slots`): the same scores, verdicts, baselines and alerts, at a fraction of the
         per-bucket cost."""
+        slot, columns = self._columns(slot, rising)
+        verdicts: list[Verdict] = []
+
+        def learns(score: float) -> bool:
+            verdicts.append(self._verdict(finite(score)))
+            return self._learns(verdicts[-1])
+
+        trees.judge_rows(columns.rows(trees.names), learns)
+        if rising.terms and slot:
+            entities = [e for e, _ in slot]
+            slots.fold_in(self.baselines, entities, slot[0][1].start_ms, rising, columns)
+        return [
+            self._alert(entity, bucket, (v.score, v.bar), self._rises(columns, i), index_pattern)
+            for i, ((entity, bucket), v) in enumerate(zip(slot, verdicts, strict=True))
+            if v.alerting
+        ]
+
+    def _columns(
+        self, slot: list[tuple[str, Bucket]], rising: Rising
+    ) -> tuple[list[tuple[str, Bucket]], slots.Columns]:
+        """The slot's scorable buckets (one with a non-finite feature said and dropped, as
+        `_prepare` does) and their features and rises as columns."""
         values = slots.measured([b for _, b in slot], self.measured)
         scorable = np.isfinite(values).all(axis=1)
         if not scorable.all():
@@ -553,30 +575,14 @@ class Detector:
                     self._say_unscorable(entity)
             slot = [item for item, ok in zip(slot, scorable.tolist(), strict=True) if ok]
             values = values[scorable]
+        if not rising.terms:
+            names = [f.name for f in self.measured]
+            return slot, slots.Columns(names, values, np.empty((len(slot), 0)))
         entities = [e for e, _ in slot]
         start = slot[0][1].start_ms if slot else 0
-        if rising.terms:
-            columns = slots.with_rises(
-                values, self.measured, rising, self.baselines, entities, start
-            )
-        else:
-            names = [f.name for f in self.measured]
-            columns = slots.Columns(names, values, np.empty((len(slot), 0)))
-
-        verdicts: list[Verdict] = []
-
-        def learns(score: float) -> bool:
-            verdicts.append(self._verdict(finite(score)))
-            return self._learns(verdicts[-1])
-
-        trees.judge_rows(columns.rows(trees.names), learns)
-        if rising.terms:
-            slots.fold_in(self.baselines, entities, start, rising, columns)
-        return [
-            self._alert(entity, bucket, (v.score, v.bar), self._rises(columns, i), index_pattern)
-            for i, ((entity, bucket), v) in enumerate(zip(slot, verdicts, strict=True))
-            if v.alerting
-        ]
+        return slot, slots.with_rises(
+            values, self.measured, rising, self.baselines, entities, start
+        )
 
     def _rises(self, columns: slots.Columns, row: int) -> dict[str, float]:
         return {f.name: float(columns.column(f.name)[row]) for f in self.rising}

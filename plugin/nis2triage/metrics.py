@@ -146,6 +146,11 @@ class AgentMetrics:
     def _age(self, gauge: Gauge, source: str, since: float) -> None:
         gauge.labels(source).set_function(lambda: max(0.0, self.clock() - since))
 
+    def answered(self) -> None:
+        """The node answered: a standby runs no cycle that would clear an outage said
+        before."""
+        self.failing = None
+
     def cycle_failed(self, exc: Exception) -> None:
         self.failing = condition_of(exc)
         self.errors.labels(self.failing).inc()
@@ -229,8 +234,7 @@ class MeteredAgent(Agent):
         # the cycle fails, before run_once.
         with self._counting_failures():
             leading = super()._lead()
-        # The node answered: a standby runs no cycle that would clear an outage said before.
-        self.metrics.failing = None
+        self.metrics.answered()
         return leading
 
     @contextmanager
