@@ -95,6 +95,22 @@ def run_agent(config: Path, es: Elasticsearch) -> CycleReport:
 
 
 @contextmanager
+def client_for(
+    es: Elasticsearch, es_settings: esclient.ESSettings, name: str, names: list[str]
+) -> Iterator[Elasticsearch]:
+    """A client whose API key holds every privilege on `names` and nothing else; the key
+    is invalidated afterwards."""
+    from dataclasses import replace
+
+    rights = [{"names": names, "privileges": ["all"]}]
+    key = es.security.create_api_key(name=name, role_descriptors={"part": {"indices": rights}}).body
+    try:
+        yield esclient.connect(replace(es_settings, username=None, api_key=key["encoded"]))
+    finally:
+        es.security.invalidate_api_key(ids=[key["id"]])
+
+
+@contextmanager
 def own_node(name: str, **env: str) -> Iterator[Any]:
     """A second local node for tests that stop, restart or reconfigure one.
 

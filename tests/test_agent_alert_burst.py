@@ -43,6 +43,23 @@ def agent_at(es: Elasticsearch, config: Path, ahead: timedelta) -> Agent:
     return agent
 
 
+def leading_in_shares_of_two(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[agent_module.Alert], Path, Agent]:
+    """The real log's alerts, and an agent holding the lease of a fresh prefix that
+    handles alerts two at a time (its configuration too, for a standby)."""
+    alerts = alerts_of_the_real_log(es, es_settings, index, tmp_path)
+    monkeypatch.setattr(agent_module, "ALERTS_PER_LEASE_CHECK", 2)
+    config = write_agent_config(tmp_path / "burst", es_settings, index, f"{index}-b")
+    agent = agent_at(es, config, timedelta(0))
+    assert agent.hold_for_one_pass() is None
+    return alerts, config, agent
+
+
 @pytest.mark.usefixtures("agent_env")
 def test_an_agent_whose_lease_was_taken_during_a_burst_writes_no_more_of_it(
     es: Elasticsearch,
@@ -51,12 +68,10 @@ def test_an_agent_whose_lease_was_taken_during_a_burst_writes_no_more_of_it(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    alerts = alerts_of_the_real_log(es, es_settings, index_name, tmp_path)
+    alerts, config, first = leading_in_shares_of_two(
+        es, es_settings, index_name, tmp_path, monkeypatch
+    )
     assert len(alerts) > 4
-    monkeypatch.setattr(agent_module, "ALERTS_PER_LEASE_CHECK", 2)
-    config = write_agent_config(tmp_path / "burst", es_settings, index_name, f"{index_name}-b")
-    first = agent_at(es, config, timedelta(0))
-    assert first.hold_for_one_pass() is None
     first.handle_alerts(alerts[:2], CycleReport())
 
     # The first agent's lease has expired for a standby whose clock is past it: it takes
@@ -79,11 +94,7 @@ def test_a_burst_renews_the_lease_between_its_shares(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    alerts = alerts_of_the_real_log(es, es_settings, index_name, tmp_path)
-    monkeypatch.setattr(agent_module, "ALERTS_PER_LEASE_CHECK", 2)
-    config = write_agent_config(tmp_path / "burst", es_settings, index_name, f"{index_name}-b")
-    agent = agent_at(es, config, timedelta(0))
-    assert agent.hold_for_one_pass() is None
+    alerts, _, agent = leading_in_shares_of_two(es, es_settings, index_name, tmp_path, monkeypatch)
     before = es.get(index=f"{index_name}-b-state", id="lease")["_seq_no"]
 
     report = CycleReport()

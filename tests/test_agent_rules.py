@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from nis2triage.validate import validate
 from support import (
     REPO,
     authentication_events,
+    client_for,
     real_log_docs,
     run_agent,
     shared_data,
@@ -161,16 +161,12 @@ def test_an_agent_whose_credentials_miss_a_rules_index_refuses_to_start(
     prefix = f"{index_name}-st"
     rules = {"native": [str(rule_file(tmp_path, other))], "initial_lookback": "3d"}
     config = load_config(write_agent_config(tmp_path, es_settings, index_name, prefix, rules=rules))
-    rights = [{"names": [index_name, f"{prefix}-*"], "privileges": ["all"]}]
-    key = es.security.create_api_key(
-        name=f"{index_name}-rule", role_descriptors={"part": {"indices": rights}}
-    ).body
-    try:
-        part = esclient.connect(replace(es_settings, username=None, api_key=key["encoded"]))
-        with pytest.raises(ConfigError) as refused:
-            Agent(config, part, b"k" * 32, b"p" * 32).start()
-    finally:
-        es.security.invalidate_api_key(ids=[key["id"]])
+    readable = [index_name, f"{prefix}-*"]
+    with (
+        client_for(es, es_settings, f"{index_name}-rule", readable) as part,
+        pytest.raises(ConfigError) as refused,
+    ):
+        Agent(config, part, b"k" * 32, b"p" * 32).start()
 
     assert str(refused.value).startswith(
         f"rule 'SSH brute force from one address': the agent's credentials may not read {other}: "
@@ -187,17 +183,11 @@ def test_a_rules_exclusion_pattern_is_not_taken_for_an_index_it_cannot_read(
     pattern = f"{index_name}*,-{index_name}-old*"
     rules = {"native": [str(rule_file(tmp_path, pattern))], "initial_lookback": "3d"}
     config = load_config(write_agent_config(tmp_path, es_settings, index_name, prefix, rules=rules))
-    rights = [{"names": [f"{index_name}*", f"{prefix}-*"], "privileges": ["all"]}]
-    key = es.security.create_api_key(
-        name=f"{index_name}-excl", role_descriptors={"part": {"indices": rights}}
-    ).body
-    try:
-        part = esclient.connect(replace(es_settings, username=None, api_key=key["encoded"]))
+    readable = [f"{index_name}*", f"{prefix}-*"]
+    with client_for(es, es_settings, f"{index_name}-excl", readable) as part:
         agent = Agent(config, part, b"k" * 32, b"p" * 32)
         agent.start()
         assert agent.rules_runner is not None
         assert agent.rules_runner.indices() == [
             ("SSH brute force from one address", [f"{index_name}*", f"-{index_name}-old*"])
         ]
-    finally:
-        es.security.invalidate_api_key(ids=[key["id"]])
