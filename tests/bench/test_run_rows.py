@@ -42,6 +42,16 @@ def test_half_the_read_limit_meets_the_target() -> None:
     assert rows["end to end / read limit"].met is True
 
 
+def test_each_rounds_ratio_is_shown_with_their_median() -> None:
+    t = throughput(30_000.0) | {"round_ratios": [0.31, 0.42, 0.36]}
+    rows = {row.measure: row for row in run.rows({"throughput": t})}
+
+    assert rows["  the same, round by round (median)"].value == "36% (31%, 42%, 36%)"
+    # A bench.json of before the rounds has none, and no such row.
+    plain = run.rows({"throughput": throughput(30_000.0)})
+    assert not any("round by round" in row.measure for row in plain)
+
+
 def test_only_the_read_methods_asked_for_are_timed() -> None:
     args = run._parser().parse_args(["--read", "windowed", "--read", "scroll"])
     assert args.read == ["windowed", "scroll"]
