@@ -213,6 +213,40 @@ def test_two_detectors_of_one_name_are_refused_naming_both_files(
     assert "a-ssh.yml" in finding.problem
 
 
+def test_a_folder_with_two_detectors_or_rules_of_one_name_fails_the_later_file(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "loaded-together"
+    folder.mkdir()
+    (folder / "a-ssh.yml").write_text(DETECTOR)
+    (folder / "b-copy.yml").write_text(DETECTOR)
+    (folder / "c-rule.yml").write_text(RULE)
+    (folder / "d-rule-copy.yml").write_text(RULE.replace("num_events: 5", "num_events: 9"))
+    (folder / "e-other.yml").write_text(RULE.replace("name: r", "name: s"))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "ssh.yml").write_text(DETECTOR)
+
+    findings = {Path(f.path).name: f for f in validate([str(folder), str(staging)])}
+
+    assert findings["a-ssh.yml"].ok and findings["c-rule.yml"].ok
+    assert findings["e-other.yml"].ok
+    # Another folder may hold a copy under the same name (it is never loaded with this one).
+    assert findings["ssh.yml"].ok
+    detector, rule = findings["b-copy.yml"].problem, findings["d-rule-copy.yml"].problem
+    assert detector is not None and rule is not None
+    assert re.search(
+        r"b-copy\.yml:2:\d+: name: 'ssh-brute-force' is also the name of the "
+        r"detector in .*a-ssh\.yml",
+        detector,
+    )
+    assert re.search(
+        r"d-rule-copy\.yml:1:\d+: name: 'r' is also the name of the rule in "
+        r".*c-rule\.yml",
+        rule,
+    )
+
+
 def test_one_file_checked_is_said_in_the_singular(tmp_path: Path) -> None:
     (tmp_path / "good.yml").write_text(RULE)
     done = subprocess.run(

@@ -150,5 +150,39 @@ def check_file(path: Path, references: bool = True) -> Finding:
 
 def validate(paths: Iterable[str], references: bool = True) -> list[Finding]:
     """Check every YAML file under `paths`; `references=False` skips the files a
-    configuration names (for a configuration meant for another machine)."""
-    return [check_file(p, references) for p in files_under(paths)]
+    configuration names (for a configuration meant for another machine).
+
+    Detectors and native rules under one path must have names of their own, as the agent
+    requires of the files it loads together: a folder is usually loaded whole. Files
+    under different paths are not compared (a staging and a production copy may share
+    names)."""
+    findings: list[Finding] = []
+    for path in paths:
+        findings += _names_apart([check_file(p, references) for p in files_under([path])])
+    return findings
+
+
+# The kinds whose names must differ within what the agent loads together.
+NAMED_KINDS = {"detector": "the detector", "native rule": "the rule"}
+
+
+def _names_apart(findings: list[Finding]) -> list[Finding]:
+    """The same findings, a valid detector or rule whose name an earlier file of its kind
+    already has now failing, at its `name:` line, naming that file."""
+    first: dict[tuple[str, str], str] = {}
+    checked: list[Finding] = []
+    for finding in findings:
+        located = yamlload.load_file(finding.path) if finding.ok else None
+        name = located.data.get("name") if located and finding.kind in NAMED_KINDS else None
+        if located is not None and isinstance(name, str):
+            earlier = first.setdefault((finding.kind, name), finding.path)
+            if earlier != finding.path:
+                problem = located.error(
+                    ("name",),
+                    f"{name!r} is also the name of {NAMED_KINDS[finding.kind]} in {earlier}; "
+                    "the agent refuses two of one name loaded together: give this one a "
+                    "name of its own",
+                )
+                finding = Finding(finding.path, finding.kind, str(problem))
+        checked.append(finding)
+    return checked
