@@ -123,12 +123,31 @@ def test_a_malformed_line_is_refused_with_its_line_number(
         kibana.load(path)
 
 
-def test_another_prefix_moves_only_the_data_view_titles() -> None:
+def test_another_prefix_moves_the_data_views_and_gives_every_object_its_own_id() -> None:
     moved = kibana.for_prefix(OBJECTS, "acme")
 
     titles = sorted(o["attributes"]["title"] for o in moved if o["type"] == "index-pattern")
     assert titles == ["acme-alerts", "acme-incidents"]
-    assert [o["id"] for o in moved] == [o["id"] for o in OBJECTS]
+    ids = {o["id"] for o in moved}
+    assert "acme-dashboard" in ids and "acme-search-alerts" in ids
+    dashboard = next(o for o in moved if o["type"] == "dashboard")
+    assert dashboard["attributes"]["title"] == "nis2triage: alerts and NIS2 incidents (acme)"
+    # The references follow the ids, so the moved file is whole by itself.
+    assert kibana.reference_problems(moved) == [] and kibana.panel_problems(moved) == []
+    assert kibana.kind_problems(moved, "acme") == []
+    # The shipped file is left as it is.
+    assert OBJECTS[0]["id"] == "nis2triage-alerts"
+
+
+def test_two_prefixes_share_no_id_in_one_kibana_space() -> None:
+    # The import overwrites by (type, id): a shared id would take the other agent's object.
+    first, second, default = (
+        {(o["type"], o["id"]) for o in kibana.for_prefix(OBJECTS, prefix)}
+        for prefix in ("acme", "acme-ports", "nis2triage")
+    )
+
+    assert len(first) == len(second) == len(default) == len(OBJECTS)
+    assert not first & second and not first & default and not second & default
 
 
 # --- the import request, against a real server on loopback ---------------------------------

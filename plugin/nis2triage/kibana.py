@@ -243,16 +243,40 @@ def panel_problems(objects: list[dict[str, Any]]) -> list[str]:
 
 
 def for_prefix(objects: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
-    """The objects with their data views pointed at another index prefix."""
+    """The objects pointed at another index prefix, under ids and titles of their own.
+
+    The import overwrites by id: with the shipped ids, a second agent's setup against the
+    same Kibana space took the first one's dashboards over. Each id's `nis2triage` head
+    becomes the prefix (`acme-alerts`, `acme-dashboard`), references follow, and titles
+    say the prefix, so two agents' dashboards can be told apart in one list.
+    """
     if prefix == SHIPPED_PREFIX:
         return objects
-    moved = []
-    for obj in objects:
-        if obj["type"] == "index-pattern":
-            title = obj["attributes"]["title"].replace(SHIPPED_PREFIX, prefix, 1)
-            obj = {**obj, "attributes": {**obj["attributes"], "title": title}}
-        moved.append(obj)
-    return moved
+    return [_moved(obj, prefix) for obj in objects]
+
+
+def moved_id(object_id: str, prefix: str) -> str:
+    """An object's id under `prefix`: distinct prefixes give distinct ids."""
+    if prefix == SHIPPED_PREFIX:
+        return object_id
+    return prefix + object_id.removeprefix(SHIPPED_PREFIX)
+
+
+def _moved(obj: dict[str, Any], prefix: str) -> dict[str, Any]:
+    attributes = dict(obj["attributes"])
+    if obj["type"] == "index-pattern":
+        attributes["title"] = attributes["title"].replace(SHIPPED_PREFIX, prefix, 1)
+        if "name" in attributes:
+            attributes["name"] = attributes["name"].replace(SHIPPED_PREFIX, prefix, 1)
+    elif "title" in attributes:
+        attributes["title"] = f"{attributes['title']} ({prefix})"
+    references = [{**ref, "id": moved_id(ref["id"], prefix)} for ref in obj["references"]]
+    return {
+        **obj,
+        "id": moved_id(obj["id"], prefix),
+        "attributes": attributes,
+        "references": references,
+    }
 
 
 def kind_problems(objects: list[dict[str, Any]], prefix: str) -> list[str]:
@@ -260,7 +284,7 @@ def kind_problems(objects: list[dict[str, Any]], prefix: str) -> list[str]:
     not use (the import overwrites by id: Elastic Security's own data view, say), and
     data views over other indices than the agent's own (`objects` pointed at `prefix`)."""
     own = sorted(f"{prefix}-{what}" for what in INDICES)
-    shipped = _shipped_ids()
+    shipped = {moved_id(shipped_id, prefix) for shipped_id in _shipped_ids()}
     problems = []
     for obj in objects:
         if obj["type"] not in OBJECT_TYPES:
