@@ -409,3 +409,39 @@ def test_text_of_many_urls_without_an_at_sign_holds_no_login() -> None:
     out = Pseudonymiser(KEY).scrub("://a:" * 20_000)
 
     assert "[removed]" not in out
+
+
+@pytest.mark.parametrize(
+    ("written", "plain"),
+    [
+        ("185.190.58[.]151", "185.190.58.151"),
+        ("203[.]0[.]113[.]7", "203.0.113.7"),
+        ("203(.)0(.)113(.)7", "203.0.113.7"),
+        ("10[dot]1[dot]2[dot]3", "10.1.2.3"),
+        ("10\uff0e1\uff0e2\uff0e3", "10.1.2.3"),
+        ("alice(at)corp.example", "alice@corp.example"),
+        ("Alice[@]corp[.]example", "alice@corp.example"),
+        ("alice{at}corp(dot)example", "alice@corp.example"),
+    ],
+)
+def test_a_defanged_indicator_gets_the_pseudonym_of_the_address_it_stands_for(
+    written: str, plain: str
+) -> None:
+    p = Pseudonymiser(KEY)
+
+    out = p.scrub({"summary": Written(f"C2 seen at {written}, blocked.")})["summary"]
+    expected = p.scrub({"summary": f"C2 seen at {plain}, blocked."})["summary"]
+
+    assert out == expected
+    assert plain.lower() in {v.lower() for v in p.table.values()}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["300[.]1[.]2[.]3", "v1[.]2[.]3", "array[at] index", "foo(at)bar", "see [.] below"],
+)
+def test_brackets_that_make_no_address_are_left_as_written(text: str) -> None:
+    p = Pseudonymiser(KEY)
+
+    assert p.scrub({"s": text})["s"] == text
+    assert p.table == {}

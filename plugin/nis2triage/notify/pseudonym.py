@@ -121,6 +121,29 @@ _DASHED_IPV4 = re.compile(
 )
 
 
+# Indicators written defanged, as analysts share them so that no one clicks them
+# (185.190.58[.]151, alice(at)corp[.]example): each is replaced by the pseudonym of the
+# address it stands for, the same as the address written plainly. A dot may be written
+# [.] (.) {.} [dot] (dot) or full width (U+FF0E), the @ as [@] (@) [at] (at) {at}. At least
+# one part must be defanged: plain addresses are left to the patterns above. Known gaps:
+# defanged IPv6 ([:]), words with spaces (`alice at corp dot example`).
+_DOT = r"(?:\.|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\uff0e)"
+_AT = r"(?:@|\[@\]|\(@\)|\[at\]|\(at\)|\{at\})"
+_DEFANGED_IPV4 = re.compile(rf"(?<![\d.])\d{{1,3}}(?:{_DOT}\d{{1,3}}){{3}}(?!\d|{_DOT}\d)", re.I)
+_DEFANGED_EMAIL = re.compile(
+    rf"(?<![\w.+'!*^{{}}~$-])(?<!{_MARK}){_LOCAL}{_AT}(?:{_LABEL}{_DOT})+[^\W\d_](?:[^\W_]|-|{_MARK})+",
+    re.IGNORECASE,
+)
+_FANGS = re.compile(
+    r"\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\uff0e|\[@\]|\(@\)|\[at\]|\(at\)|\{at\}", re.I
+)
+
+
+def _refanged(text: str) -> str:
+    """A defanged indicator as written plainly (185.190.58[.]151 as 185.190.58.151)."""
+    return _FANGS.sub(lambda m: "@" if m.group(0).lower()[1:-1] in ("@", "at") else ".", text)
+
+
 class Written(str):
     """Text a person wrote (an acknowledgement's reason, say): it keeps its words, losing
     only IP, e-mail and MAC addresses, as the `written` keys of `scrub` do."""
@@ -214,6 +237,8 @@ class Pseudonymiser:
                 text = userinfo.sub(self._userinfo, text)
             else:
                 text = userinfo.sub(lambda m: _hold(held, self._userinfo(m)), text)
+        text = _DEFANGED_EMAIL.sub(self._defanged_email, text)
+        text = _DEFANGED_IPV4.sub(self._defanged_address, text)
         text = _EMAIL.sub(lambda m: self.pseudonym(_email(m.group(0)), "email"), text)
         text = _DASHED_IPV4.sub(self._dashed, text)
         text = _IPV4.sub(lambda m: self._address(m.group(0)), text)
@@ -238,6 +263,21 @@ class Pseudonymiser:
             )
         pattern = rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.[\w-])"
         return re.sub(pattern, self.pseudonym(name, kind), text, flags=re.IGNORECASE)
+
+    def _defanged_email(self, found: re.Match[str]) -> str:
+        written = found.group(0)
+        plain = _refanged(written)
+        if plain == written or not _EMAIL.fullmatch(plain):
+            return written  # plain (left to `_EMAIL`), or no address once refanged
+        return self.pseudonym(_email(plain), "email")
+
+    def _defanged_address(self, found: re.Match[str]) -> str:
+        written = found.group(0)
+        plain = _refanged(written)
+        if plain == written:
+            return written
+        replaced = self._address(plain)
+        return replaced if replaced != plain else written  # 300[.]1[.]2[.]3: no address
 
     def _userinfo(self, found: re.Match[str]) -> str:
         user = self.pseudonym(found.group(1), "user")
