@@ -9,7 +9,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from elasticsearch import Elasticsearch, helpers
 
-from nis2triage.paging import PIT_KEEP_ALIVE, WINDOW_PAGES, Page, TimeRange, next_width, pages
+from nis2triage.paging import (
+    PIT_KEEP_ALIVE,
+    WINDOW_PAGES,
+    Page,
+    PageFit,
+    TimeRange,
+    next_width,
+    pages,
+    sampled_bytes,
+)
 
 START = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
 EVENTS = 3000
@@ -35,10 +44,12 @@ def backlog(es: Elasticsearch, index_name: str) -> list[datetime]:
     return times
 
 
-def read(es: Elasticsearch, index: str, span: TimeRange) -> Iterator[Page]:
+def read(
+    es: Elasticsearch, index: str, span: TimeRange, fit: PageFit | None = None
+) -> Iterator[Page]:
     pit = es.open_point_in_time(index=index, keep_alive=PIT_KEEP_ALIVE)["id"]
     try:
-        yield from pages(es, pit, span, SIZE)
+        yield from pages(es, pit, span, SIZE, fit)
     finally:
         es.close_point_in_time(id=pit)
 
@@ -93,3 +104,51 @@ def test_bounds_are_kept_inclusive_at_both_ends(
 )
 def test_next_width_aims_at_two_pages(width: int, held_docs: int, wanted: int) -> None:
     assert next_width(width, held_docs, SIZE) == wanted
+
+
+def test_large_documents_are_read_in_smaller_pages_all_of_them_once_in_order(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # 40 small documents, 60 of about 20 kB, 40 small again: a page budget of 100 kB fits
+    # about five of the large ones.
+    sizes = [10] * 40 + [20_000] * 60 + [10] * 40
+    actions = (
+        {
+            "_index": index_name,
+            "_id": f"d{i}",
+            "_source": {"@timestamp": (START + timedelta(seconds=i)).isoformat(), "x": "a" * n},
+        }
+        for i, n in enumerate(sizes)
+    )
+    helpers.bulk(es, actions, refresh=True)
+    span = TimeRange("@timestamp", None, ms(START + timedelta(hours=1)))
+    fit = PageFit(SIZE, budget=100_000)
+
+    read_pages = list(read(es, index_name, span, fit))
+
+    got = [h["_id"] for page in read_pages for h in page.hits]
+    assert got == [f"d{i}" for i in range(len(sizes))]
+    large = [p for p in read_pages if any(len(h["_source"]["x"]) > 10 for h in p.hits)]
+    # The first page (small documents, ten large at its end) is full. A page is sized from
+    # the one before it, so the next still holds 40; from then on no page passes the budget.
+    assert len(read_pages[0].hits) == SIZE
+    assert len(large[1].hits) < SIZE
+    assert max(sampled_bytes(p.hits) for p in large[2:]) <= 100_000
+    assert len(large) >= 4
+    # Back to small documents, pages grow back to `batch_size`.
+    assert fit.size == SIZE
+
+
+def test_a_page_fit_never_asks_for_more_than_the_limit_nor_for_none() -> None:
+    small = [{"_source": {"m": "x"}}] * 10
+    huge = [{"_source": {"m": "x" * 50_000}}] * 10
+    fit = PageFit(1000, budget=1_000_000)
+
+    fit.learn(small)
+    assert fit.size == 1000
+    fit.learn(huge)
+    assert 15 <= fit.size <= 20  # 1 MB of 50 kB documents
+    fit.learn([{"_source": {"m": "x" * 5_000_000}}])
+    assert fit.size == 1
+    fit.learn([])
+    assert fit.size == 1  # an empty page says nothing about size

@@ -48,6 +48,43 @@ def test_pages_in_time_order_and_never_twice(es: Elasticsearch, index_name: str)
     assert read_all(source, cursor) == []
 
 
+def test_large_documents_shrink_the_pages_said_once_and_the_next_poll_starts_small(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def put_large(first: int, count: int) -> None:
+        actions = (
+            {
+                "_index": index_name,
+                "_id": f"e{i}",
+                "_source": {
+                    "@timestamp": (NOW - timedelta(minutes=60 - i)).isoformat(),
+                    "message": "x" * 30_000,
+                },
+            }
+            for i in range(first, first + count)
+        )
+        helpers.bulk(es, actions, refresh=True)
+
+    put_large(0, 30)
+    source, cursor = make(es, index_name, batch=20), Cursor()
+    source.fit.budget = 100_000  # three documents of 30 kB
+
+    with caplog.at_level(logging.INFO, logger="nis2triage.source"):
+        first = [len(batch) for batch in source.poll(cursor)]
+    put_large(30, 10)
+    second = [len(batch) for batch in source.poll(cursor)]
+
+    assert sum(first) == 30 and sum(second) == 10
+    assert first[0] == 20 and max(first[1:]) <= 3
+    # The next poll's first page is sized from what the last one read.
+    assert max(second) <= 3
+    said = [r.getMessage() for r in caplog.records if "pages ask for" in r.getMessage()]
+    assert said == [
+        "source s: its documents are about 29 kB each, so pages ask for 3 of them rather "
+        "than batch_size 20, to keep a page near 0.1 MB in memory"
+    ]
+
+
 def test_a_late_event_inside_the_margin_is_seen_once(es: Elasticsearch, index_name: str) -> None:
     put(es, index_name, "early", minutes_ago=10)
     put(es, index_name, "last", minutes_ago=1)

@@ -17,6 +17,7 @@ millisecond: a full page's next window starts at that page's last millisecond, a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,18 @@ WINDOW_PAGES = 2
 # After a window that held little or nothing (a gap in the data), the next one grows at
 # most this much, so a dense stretch after a gap costs one wide scan, not a long one.
 MAX_GROWTH = 16
+# A page's JSON is kept near this many bytes by asking for fewer hits when documents are
+# large: `batch_size` counts documents, and 10,000 documents of 50 kB (a Windows event
+# with its XML, say) held 2.2 GB of resident memory, with two pages alive at once (the
+# one the agent works on and the one read ahead).
+PAGE_BYTES = 32 * 1024 * 1024
+# A source's very first page asks for at most this many hits, its size unknown yet: a
+# first page of 10,000 documents of 50 kB held 1.4 GB by itself. One more request at
+# start when documents are small.
+FIRST_PAGE = 100
+# Hits re-encoded per page to estimate its size: enough to see a page of large documents,
+# few enough to cost nothing beside decoding the page.
+SIZE_SAMPLE = 8
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,35 @@ class TimeRange:
     filters: tuple[dict[str, Any], ...] = ()
 
 
+@dataclass
+class PageFit:
+    """How many hits to ask for: `limit` (the source's `batch_size`), fewer while the
+    documents read last are so large that a full page would pass `budget` bytes. Kept by
+    the source from one poll to the next, so a poll's first page is sized as well; the
+    very first asks for `FIRST_PAGE` at most."""
+
+    limit: int
+    budget: int = PAGE_BYTES
+    size: int = 0
+
+    def __post_init__(self) -> None:
+        self.size = self.size or min(self.limit, FIRST_PAGE)
+
+    def learn(self, hits: list[dict[str, Any]]) -> None:
+        """Size the next page from the documents of this one."""
+        if hits:
+            per_hit = max(1, sampled_bytes(hits) // len(hits))
+            self.size = max(1, min(self.limit, self.budget // per_hit))
+
+
+def sampled_bytes(hits: list[dict[str, Any]]) -> int:
+    """About how many bytes of JSON `hits` hold: a few evenly spread, re-encoded, scaled."""
+    step = max(1, len(hits) // SIZE_SAMPLE)
+    sample = hits[::step][:SIZE_SAMPLE]
+    encoded = sum(len(json.dumps(hit, ensure_ascii=False, default=str)) for hit in sample)
+    return encoded * len(hits) // len(sample)
+
+
 def sort_clause(time_field: str) -> list[dict[str, Any]]:
     return [
         {time_field: {"order": "asc", "numeric_type": "date"}},
@@ -67,23 +109,28 @@ def window_query(span: TimeRange, low_ms: int | None, high_ms: int) -> dict[str,
     return {"bool": {"filter": [time_filter, *span.filters]}}
 
 
-def pages(es: Elasticsearch, pit: str, span: TimeRange, size: int) -> Iterator[Page]:
+def pages(
+    es: Elasticsearch, pit: str, span: TimeRange, size: int, fit: PageFit | None = None
+) -> Iterator[Page]:
     """Every document of `span` in the point in time, page by page, each page window-bounded.
 
     The first request has no upper window (it reads up to `span.high_ms`): a live poll over
-    a few events is then one request, and a catch-up learns the density from it.
+    a few events is then one request, and a catch-up learns the density from it. Pages
+    hold at most `size` hits, fewer when the documents are large (`fit`).
     """
+    fit = fit if fit is not None else PageFit(size)
     end = span.high_ms + 1
     low, width = span.low_ms, None
     after: list[Any] | None = None
     sort = sort_clause(span.time_field)
     while low is None or low < end:
         high = end if width is None or low is None else min(end, low + width)
+        asked = fit.size
         resp = es.search(
             pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
             query=window_query(span, low, high),
             sort=sort,
-            size=size,
+            size=asked,
             search_after=after,
             track_total_hits=False,
             # A shard that fails the query (an index of the pattern maps a field otherwise, a
@@ -93,9 +140,10 @@ def pages(es: Elasticsearch, pit: str, span: TimeRange, size: int) -> Iterator[P
         )
         pit = resp.get("pit_id", pit)
         hits = resp["hits"]["hits"]
+        fit.learn(hits)
         if hits:
             yield Page(hits, low, high)
-        if len(hits) == size:
+        if len(hits) == asked:
             after = hits[-1]["sort"]
             last_ms = int(after[0])
             # The page's own span, not its window's: a gap at the window's start would
@@ -107,7 +155,7 @@ def pages(es: Elasticsearch, pit: str, span: TimeRange, size: int) -> Iterator[P
         else:
             # The window is exhausted; the next one starts where it ended, so the cursor in
             # `after` (inside this window) is no longer needed.
-            width = next_width(high - low, len(hits), size)
+            width = next_width(high - low, len(hits), fit.size)
             low, after = high, None
 
 

@@ -28,7 +28,14 @@ from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundErro
 
 from nis2triage.config import SourceConfig
 from nis2triage.features import Match, getter
-from nis2triage.paging import PIT_KEEP_ALIVE, TimeRange, pages, sort_clause
+from nis2triage.paging import (
+    PIT_KEEP_ALIVE,
+    PageFit,
+    TimeRange,
+    pages,
+    sampled_bytes,
+    sort_clause,
+)
 from nis2triage.pushdown import Narrowing
 from nis2triage.readahead import read_ahead
 from nis2triage.records import Event, ms_to_datetime
@@ -245,6 +252,9 @@ class Source:
         self.unusable: list[Unusable] = []
         # The upper end of the range the current poll reads (epoch ms).
         self._high_ms = 0
+        # Pages of `batch_size` hits, fewer while the documents are large (`paging`).
+        self.fit = PageFit(cfg.batch_size)
+        self._said_fit = False
 
     def poll(self, cursor: Cursor) -> Iterator[list[Event]]:
         """Batches of new events in time order; `cursor` is advanced as each batch is yielded."""
@@ -404,7 +414,7 @@ class Source:
         total = 0
         span = self._span(cursor)
         self._high_ms = span.high_ms
-        ahead = read_ahead(pages(self.es, pit, span, self.cfg.batch_size))
+        ahead = read_ahead(pages(self.es, pit, span, self.cfg.batch_size, self.fit))
         # Closed here, not when collected: the thread must be done before the point in
         # time is closed behind it.
         with closing(ahead):
@@ -417,6 +427,7 @@ class Source:
                 # page cost 2% of a 2-million-event catch-up (`make bench`).
                 cursor.prune_oldest(self.cfg.max_lateness)
                 total += len(batch)
+                self._say_fit(page.hits)
                 if batch:
                     yield batch
         if total == 0:
@@ -424,6 +435,22 @@ class Source:
         else:
             self._looked_into_empty = False
         cursor.prune(self.cfg.max_lateness)
+
+    def _say_fit(self, hits: list[dict[str, Any]]) -> None:
+        """Say once that pages hold fewer than `batch_size` events, and why: a rate lower
+        than usual should not be a mystery."""
+        if self._said_fit or self.fit.size >= self.cfg.batch_size:
+            return
+        self._said_fit = True
+        log.info(
+            "source %s: its documents are about %d kB each, so pages ask for %d of them "
+            "rather than batch_size %d, to keep a page near %.1f MB in memory",
+            self.cfg.name,
+            sampled_bytes(hits) // max(1, len(hits)) // 1024,
+            self.fit.size,
+            self.cfg.batch_size,
+            self.fit.budget / 2**20,
+        )
 
     def _new_events(self, hits: list[dict[str, Any]], cursor: Cursor) -> list[Event]:
         batch = []
