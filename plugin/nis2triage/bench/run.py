@@ -76,7 +76,7 @@ def bench_throughput(
     for i in range(repeat):
         for method in methods:
             reads[method].append(throughput.read_limit(es, index, 1000, method))
-        runs.append(throughput.end_to_end(es, cfg, rule, day_range()))
+        runs.append(throughput.end_to_end(es, cfg, rule, day_range(), node.pid))
         log.info("throughput: round %d of %d done", i + 1, repeat)
     rules = repeated(repeat, "rule alone", lambda: throughput.rule_only(es, rule, day_range()))
 
@@ -91,6 +91,8 @@ def bench_throughput(
         "e2e_rates": [r.rate for r in runs],
         "e2e_seconds": metrics.median([r.seconds for r in runs]),
         # Each round's pass against the same round's read, the drift between rounds left out.
+        "e2e_cpu": metrics.median([r.cpu for r in runs]),
+        "e2e_node_cpu": _median_known([r.node_cpu for r in runs]),
         "round_ratios": [e.rate / r.rate for e, r in zip(runs, reads[best], strict=True)],
         "e2e_read": runs[-1].read,
         "e2e_events": runs[-1].events,
@@ -208,8 +210,25 @@ def _throughput_rows(d: dict[str, Any]) -> list[Row]:
         *_round_ratios(t),
         *_paging_ratio(t, by_method),
         Row("end to end wall time, s", f"{t['e2e_seconds']:,.1f}"),
+        *_cpu_rows(t),
         *_read_share(t),
         Row("nis2triage frequency rule alone, s", f"{t['rule_seconds']:.2f}"),
+    ]
+
+
+def _median_known(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return metrics.median(known) if known else None
+
+
+def _cpu_rows(t: dict[str, Any]) -> list[Row]:
+    """Where the pass's time went: this process's CPU, and the node's over the same time."""
+    if "e2e_cpu" not in t:
+        return []
+    node = t.get("e2e_node_cpu")
+    node_text = f"{node:.1f}" if node is not None else "not read"
+    return [
+        Row("  CPU during the pass, agent process / node, s", f"{t['e2e_cpu']:.1f} / {node_text}")
     ]
 
 

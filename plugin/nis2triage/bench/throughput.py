@@ -16,6 +16,7 @@ the same day with `run_rule`, whose alerts go through the agent's own
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -56,6 +57,10 @@ class Timed:
     alerts: list[Alert] = field(default_factory=list, compare=False)
     # Of `events`, how many were read from the node (end to end: the rest no detector takes).
     read: int = 0
+    # CPU seconds of this process and of the node over the same time (end to end; None
+    # where the node's processes cannot be read).
+    cpu: float = 0.0
+    node_cpu: float | None = None
 
     @property
     def rate(self) -> float:
@@ -170,7 +175,11 @@ def shipped_rule(index: str) -> NativeRule:
 
 
 def end_to_end(
-    es: Elasticsearch, cfg: AgentConfig, rule: NativeRule | None, day: tuple[datetime, datetime]
+    es: Elasticsearch,
+    cfg: AgentConfig,
+    rule: NativeRule | None,
+    day: tuple[datetime, datetime],
+    node_pid: int | None = None,
 ) -> Timed:
     """One fresh agent pass over everything, then the rule over the day; both timed together.
 
@@ -181,21 +190,45 @@ def end_to_end(
     indices = sorted({name for src in cfg.sources for name in src.indices})
     documents = int(es.count(index=",".join(indices))["count"])
 
-    started = time.perf_counter()
+    node_before = tree_cpu_seconds(node_pid) if node_pid else None
+    cpu_before, started = time.process_time(), time.perf_counter()
     report = agent.run_once()
     if rule is not None:
         alerts = run_rule(es, rule, day[0], day[1], RuleState())
         agent.handle_alerts(alerts, report)
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu_before
+    node_after = tree_cpu_seconds(node_pid) if node_pid else None
+    node_cpu = None if node_before is None or node_after is None else node_after - node_before
 
     log.info(
-        "end to end: %d events (%d of them read), %d alerts in %.1f s",
+        "end to end: %d events (%d of them read), %d alerts in %.1f s (process CPU %.1f s)",
         documents,
         report.events,
         len(report.alerts),
         seconds,
+        cpu,
     )
-    return Timed(documents, seconds, report.alerts, read=report.events)
+    return Timed(documents, seconds, report.alerts, read=report.events, cpu=cpu, node_cpu=node_cpu)
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds used so far by process `pid` and its descendants (the node's launcher
+    and its server), from /proc; None where there is no /proc or the process is gone."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, pending = 0, [pid]
+    try:
+        while pending:
+            one = pending.pop()
+            stat = Path(f"/proc/{one}/stat").read_text()
+            # After the command's closing parenthesis: utime and stime are fields 14 and 15.
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])
+            children = Path(f"/proc/{one}/task/{one}/children").read_text().split()
+            pending += [int(child) for child in children]
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / tick
 
 
 def rule_only(es: Elasticsearch, rule: NativeRule, day: tuple[datetime, datetime]) -> Timed:

@@ -1,0 +1,71 @@
+"""The CPU figures the bench reads beside its timings: a process tree's, from /proc."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from nis2triage.bench import run
+from nis2triage.bench.throughput import tree_cpu_seconds
+
+# A parent that starts a child burning CPU for about 0.4 s, then both wait to be killed.
+BURNER = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c",
+    "import time\\nend = time.process_time() + 0.4\\nwhile time.process_time() < end: pass\\n"
+    "print('done', flush=True)\\ntime.sleep(60)"], stdout=sys.stdout)
+time.sleep(60)
+"""
+
+
+def test_a_process_trees_cpu_counts_its_childrens() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", BURNER], stdout=subprocess.PIPE, text=True
+    ) as parent:
+        try:
+            assert parent.stdout is not None
+            assert parent.stdout.readline().strip() == "done"
+            time.sleep(0.1)
+
+            seconds = tree_cpu_seconds(parent.pid)
+        finally:
+            # The child first (it would outlive its parent), then the parent.
+            children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text()
+            for child in children.split():
+                os.kill(int(child), signal.SIGKILL)
+            parent.kill()
+
+    # The child's 0.4 s and the start of two interpreters, counted under the parent.
+    assert seconds is not None and 0.4 <= seconds < 5
+
+
+def test_a_process_that_is_gone_has_no_cpu_figure() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+
+    assert tree_cpu_seconds(gone.pid) is None
+
+
+def test_the_table_shows_the_passs_cpu_and_says_when_the_nodes_was_not_read() -> None:
+    base = {
+        "read_rate": 90_000.0,
+        "read_method": "windowed",
+        "e2e_rate": 40_000.0,
+        "e2e_seconds": 50.0,
+        "rule_seconds": 0.2,
+    }
+    read = {
+        r.measure: r.value
+        for r in run.rows({"throughput": base | {"e2e_cpu": 41.26, "e2e_node_cpu": 17.94}})
+    }
+    unread = {
+        r.measure: r.value
+        for r in run.rows({"throughput": base | {"e2e_cpu": 41.0, "e2e_node_cpu": None}})
+    }
+
+    assert read["  CPU during the pass, agent process / node, s"] == "41.3 / 17.9"
+    assert unread["  CPU during the pass, agent process / node, s"] == "41.0 / not read"
