@@ -186,6 +186,22 @@ def test_a_queued_report_says_whether_and_when_it_is_sent(
 
 
 @pytest.mark.usefixtures("agent_env")
+def test_a_dry_run_report_asked_for_again_says_it_was_made_again(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    config, _, incident = with_incident(es, es_settings, index_name, tmp_path)
+    argv = ["incidents", "report", incident.id, "-c", str(config), "--stage", "early-warning"]
+    assert main([*argv, "--out", str(tmp_path / "reports")]) == 0
+    capsys.readouterr()
+
+    assert main([*argv, "--out", str(tmp_path / "reports")]) == 0
+
+    said = capsys.readouterr().out
+    assert "made again (dry-run) for http" in said and "already queued" not in said
+
+
+@pytest.mark.usefixtures("agent_env")
 def test_a_report_folder_that_cannot_be_written_is_said_not_a_traceback(
     es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

@@ -24,6 +24,7 @@ from rich.table import Table
 from nis2triage.config import AgentConfig, breaks_line, load_config, parse_duration
 from nis2triage.errors import IncidentError
 from nis2triage.incidents.record import Incident
+from nis2triage.incidents.reporting import Names
 from nis2triage.nis2.brussels import show
 from nis2triage.reports.stages import BY_CLI, stage_named
 from nis2triage.terminal import text_console
@@ -299,8 +300,9 @@ def cmd_impact(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
     stage = stage_named(args.stage)
     incident = ctx.flow.desk.book.get(args.id)
+    names: Names = "keep" if args.names_ok else "refuse"
     incident, key, new = ctx.flow.reporter.queue(
-        incident, stage, args.by, args.request, names="keep" if args.names_ok else "refuse"
+        incident, stage, args.by, args.request, names=names, remake=True
     )
     entry = ctx.flow.reporter.notifier.entry(key)
     if entry is None:
@@ -316,6 +318,8 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
             f"{exc.strerror or exc}; fix the folder (or give --out) and run the command again"
         ) from exc
     said = "queued" if new else f"already queued ({entry['status']})"
+    if not new and entry["status"] == "dry-run":
+        said = "made again (dry-run)"
     if args.json:
         return _print_json(
             {"key": key, "new": new, "status": entry["status"], "files": [str(f) for f in files]}

@@ -124,3 +124,37 @@ def test_names_written_without_their_domain_or_decomposed_are_refused_too(
         )
 
     assert "description names jan-laptop, jan.peeters, jos\u00e9" in str(refused.value)
+
+
+def test_a_dry_run_report_asked_for_again_is_made_again_and_checked_again(
+    make_flow: MakeFlow, clock: Clock
+) -> None:
+    flow = make_flow(auto_early_warning=False)
+    flow.take([(alert(users=("root", "oracle")), LAB)])
+    incident = flow.desk.book.find({"match_all": {}})[0]
+    early = BY_REPORT["early_warning"]
+
+    def ask(root_cause: str, remake: bool = True) -> tuple[str, bool]:
+        flow.desk.record_impact(incident.id, "alice", {}, {"root_cause": root_cause})
+        current = flow.desk.book.get(incident.id)
+        _, key, new = flow.reporter.queue(current, early, "alice", names="refuse", remake=remake)
+        return key, new
+
+    def sent(key: str) -> str:
+        entry = flow.reporter.notifier.entry(key)
+        assert entry is not None and entry["status"] == "dry-run"
+        return str(entry["payload"]["root_cause"])
+
+    key, new = ask("a database account")
+    assert new and sent(key) == "a database account"
+    # Reworded with an account's name: refused as the first time, the report left as it was.
+    with pytest.raises(IncidentError, match="root_cause names oracle"):
+        ask("the Oracle account left open")
+    assert sent(key) == "a database account"
+    again, new = ask("a phishing mail")
+    assert (again, new) == (key, False) and sent(key) == "a phishing mail"
+    actions = [t.action for t in flow.desk.book.get(incident.id).history]
+    assert actions.count("report made again") == 1
+    # The agent's own path (no remake) leaves a made report as it is.
+    ask("a weak password", remake=False)
+    assert sent(key) == "a phishing mail"

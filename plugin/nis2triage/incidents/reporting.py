@@ -75,11 +75,14 @@ class Reporter:
         who: str,
         ref: str | None = None,
         names: Names = "replace",
+        remake: bool = False,
     ) -> tuple[Incident, str, bool]:
         """Build and queue one report; (incident, idempotency key, whether it is new).
 
         `names`: what becomes of an account or host name of the incident that text an
-        analyst wrote holds (see `payload`).
+        analyst wrote holds (see `payload`). `remake`: a report already made in dry-run
+        is made again from the incident as it stands (an analyst asking again), where
+        otherwise the first one stands.
         """
         lifecycle.require_aware(incident, "report")
         _check_order(incident, stage, ref)
@@ -87,6 +90,8 @@ class Reporter:
         made = incident.reports.get(deadline_key)
         if made is not None and made.status == "dry-run" and self.notifier.mode == "send":
             return self._send_dry_run(incident, stage, who, ref, names, made)
+        if made is not None and made.status == "dry-run" and remake:
+            return self._remake_dry_run(incident, stage, who, ref, names, made)
         if made is not None:
             return incident, key, False
         body = self.payload(incident, stage, who, key, ref, names)
@@ -131,6 +136,31 @@ class Reporter:
             return lifecycle.step(i, queued.queued_at, who, "report queued", why, reports=reports)
 
         return self.desk.change(incident.id, requeue), made.outbox_id, new
+
+    def _remake_dry_run(
+        self,
+        incident: Incident,
+        stage: Stage,
+        who: str,
+        ref: str | None,
+        names: Names,
+        made: StageReport,
+    ) -> tuple[Incident, str, bool]:
+        """A dry-run report made again, still a dry run, under the same key: the names
+        check runs on the new text, and the report files show what was recorded since."""
+        body = self.payload(incident, stage, who, made.outbox_id, ref, names)
+        if not self.notifier.remake(made.outbox_id, body):
+            return incident, made.outbox_id, False
+        remade = made.model_copy(update={"queued_at": self.clock(), "by": who})
+        why = f"{stage.label} made again (dry-run)"
+
+        def record(i: Incident) -> Incident:
+            reports = {**i.reports, made.key: remade}
+            return lifecycle.step(
+                i, remade.queued_at, who, "report made again", why, reports=reports
+            )
+
+        return self.desk.change(incident.id, record), made.outbox_id, False
 
     def payload(
         self,

@@ -63,7 +63,8 @@ class Watch:
 
 
 def one_month_after(moment: datetime) -> datetime:
-    """The earliest reading of "one month" (docs/nis2-reporting.md, section 3: unconfirmed).
+    """The earliest reading of "one month" (the project's legal notes, nis2-reporting.md
+    section 3, leave it unconfirmed; docs/nis2.md says the same to users).
 
     Readings: a calendar month on the Brussels wall clock (day clamped), 30
     elapsed days, and 30 calendar days on the wall clock; the last two differ

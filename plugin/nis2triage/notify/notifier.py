@@ -104,6 +104,24 @@ class Notifier:
         log.info("%s queued again, from dry-run, for %s", key, ", ".join(self.channels))
         return True
 
+    def remake(self, key: str, body: dict[str, Any]) -> bool:
+        """Replace the report of an entry made in dry-run by the one made now, still a dry
+        run (a trial's analyst rewords and asks again). False if it is no longer one."""
+        index = self.store.index("outbox")
+        found = self.store.es.get(index=index, id=key)
+        if found["_source"].get("status") != "dry-run":
+            return False
+        doc = {**found["_source"], "payload": body, "remade": _iso(self.clock())}
+        self.store.es.index(
+            index=index,
+            id=key,
+            document=doc,
+            if_seq_no=found["_seq_no"],
+            if_primary_term=found["_primary_term"],
+            refresh=True,
+        )
+        return True
+
     def dry_runs(self, since: datetime) -> list[dict[str, Any]]:
         """Reports made in dry-run since `since`, which no channel delivers by itself."""
         self.store.refresh("outbox")
