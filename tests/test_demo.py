@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from elasticsearch import Elasticsearch
 
 from nis2triage import demo
+from nis2triage.config import load_config
 from nis2triage.errors import ConfigError
 
 
@@ -58,3 +60,30 @@ def test_the_next_steps_name_a_command_this_shell_can_run(
 
     assert Path(outside).resolve() == (venv_bin / "nis2triage").resolve()
     assert demo._command() == "nis2triage"
+
+
+@pytest.mark.parametrize(
+    ("report_dir", "kept"), [("reports", False), ("../elsewhere", True), (".", True)]
+)
+def test_a_demo_run_deletes_its_own_report_files_only(
+    es: Elasticsearch, index_name: str, tmp_path: Path, report_dir: str, kept: bool
+) -> None:
+    own = tmp_path / "demo"
+    own.mkdir()
+    config = own / "nis2triage.yml"
+    config.write_text(
+        "elasticsearch: {hosts: ['http://127.0.0.1:9200']}\n"
+        "entity: {legal_name: Demo NV, enterprise_number: '0999.999.922', sector: transport,"
+        " entity_class: essential}\n"
+        f"sources: [{{name: auth, indices: [{index_name}]}}]\n"
+        f"state: {{index_prefix: {index_name}-st}}\n"
+        f"incidents: {{report_dir: '{report_dir}'}}\n"
+    )
+    old = (own / report_dir).resolve() / "incident-1" / "early_warning.md"
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_text("an earlier run's report\n")
+
+    demo.reset_state(es, load_config(config), own=own)
+
+    assert old.exists() is kept
+    assert config.exists()

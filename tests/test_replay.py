@@ -160,7 +160,9 @@ def test_a_rule_some_shards_fail_is_named_without_a_next_cycle_to_wait_for(
     assert "shard(s)" in said and "next cycle" not in said
 
 
-@pytest.mark.parametrize(("detectors", "title"), [(0, "0 alerts"), (2, "0 alerts from 5 events")])
+@pytest.mark.parametrize(
+    ("detectors", "title"), [(0, "0 alerts"), (2, "0 alerts from 5 events in the range")]
+)
 def test_a_replay_of_rules_alone_does_not_say_it_read_no_events(
     detectors: int, title: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -99,9 +99,15 @@ def index_docs(es: Elasticsearch, index: str, docs: list[dict[str, Any]]) -> int
     return int(indexed)
 
 
-def reset_state(es: Elasticsearch, cfg: AgentConfig) -> None:
+def reset_state(es: Elasticsearch, cfg: AgentConfig, own: Path = DEMO_CONFIG.parent) -> None:
+    """The demo's indices and report files deleted, so a run starts as the first did (its
+    incident ids are the same each time, and old report files would sit beside the new)."""
     prefix = cfg.state.index_prefix
     es.options(ignore_status=404).indices.delete(index=f"{prefix}-*", expand_wildcards="all")
+    reports, own = cfg.resolve(cfg.incidents.report_dir).resolve(), own.resolve()
+    # Only inside the demo's own folder: a configuration edited to write elsewhere keeps it.
+    if reports.is_relative_to(own) and reports != own:
+        shutil.rmtree(reports, ignore_errors=True)
 
 
 def check_checkout() -> None:

@@ -199,7 +199,7 @@ def summary(result: ReplayResult, console: Console) -> None:
     # Rules count in Elasticsearch and read no events here: "from 0 events" would mislead.
     title = f"{len(result.alerts)} alerts"
     if result.detectors:
-        title += f" from {result.in_range} events"
+        title += f" from {result.in_range} events in the range"
     table = Table(title=title)
     for column in ("detector or rule", "day (UTC)", "alerts"):
         table.add_column(column)
