@@ -12,12 +12,16 @@ from pathlib import Path
 from nis2triage.bench import run
 from nis2triage.bench.throughput import tree_cpu_seconds
 
-# A parent that starts a child burning CPU for about 0.4 s, then both wait to be killed.
+# A parent that starts, from a thread other than its main one (as the node's launcher
+# starts its server), a child burning CPU for about 0.4 s; then both wait to be killed.
 BURNER = """
-import subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c",
-    "import time\\nend = time.process_time() + 0.4\\nwhile time.process_time() < end: pass\\n"
-    "print('done', flush=True)\\ntime.sleep(60)"], stdout=sys.stdout)
+import subprocess, sys, threading, time
+def start():
+    subprocess.Popen([sys.executable, "-c",
+        "import time\\nend = time.process_time() + 0.4\\nwhile time.process_time() < end: pass\\n"
+        "print('done', flush=True)\\ntime.sleep(60)"], stdout=sys.stdout)
+    time.sleep(60)
+threading.Thread(target=start).start()
 time.sleep(60)
 """
 
@@ -34,9 +38,9 @@ def test_a_process_trees_cpu_counts_its_childrens() -> None:
             seconds = tree_cpu_seconds(parent.pid)
         finally:
             # The child first (it would outlive its parent), then the parent.
-            children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text()
-            for child in children.split():
-                os.kill(int(child), signal.SIGKILL)
+            for task in Path(f"/proc/{parent.pid}/task").iterdir():
+                for child in (task / "children").read_text().split():
+                    os.kill(int(child), signal.SIGKILL)
             parent.kill()
 
     # The child's 0.4 s and the start of two interpreters, counted under the parent.

@@ -224,8 +224,10 @@ def tree_cpu_seconds(pid: int) -> float | None:
             # After the command's closing parenthesis: utime and stime are fields 14 and 15.
             fields = stat[stat.rindex(")") + 2 :].split()
             total += int(fields[11]) + int(fields[12])
-            children = Path(f"/proc/{one}/task/{one}/children").read_text().split()
-            pending += [int(child) for child in children]
+            # Each thread lists the children it started: the node's launcher starts the
+            # server from a thread other than its main one.
+            for task in Path(f"/proc/{one}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
     except (OSError, ValueError, IndexError):
         return None
     return total / tick
