@@ -26,7 +26,7 @@ from typing import Any
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
-from nis2triage import contain, snapshots, triage, yamlload
+from nis2triage import assetcheck, contain, snapshots, triage, yamlload
 from nis2triage.assets import Asset, Inventory, load_inventory
 from nis2triage.config import AgentConfig, SourceConfig
 from nis2triage.detectors import Detector, DetectorSpec, load_specs
@@ -188,6 +188,7 @@ class Agent:
         triage.unknown_names(self.rules, [*(s.name for s in specs), *self.rules_runner.names()])
         self.restore_all()
         self._check_reading()
+        self._say_unseen_assets()
         if self.cfg.notifier.mode == "send":
             self._say_dry_runs()
 
@@ -220,6 +221,21 @@ class Agent:
         denied = set(unreadable(self.es, names)) if names else set()
         for rule, patterns in by_rule:
             self._refuse_unreadable(f"rule {rule!r}", [n for n in patterns if n in denied])
+
+    def _say_unseen_assets(self) -> None:
+        """Warn about inventory assets no recent event names (most likely a typo in the
+        inventory, which would keep their alerts off the routes their criticality sets)."""
+        readers = [
+            assetcheck.Reader(r.cfg.name, r.cfg.indices, r.cfg.time_field, r.source.filters())
+            for r in self.runs
+        ]
+        try:
+            missing = assetcheck.unseen(self.es, readers, self.inventory)
+        except ApiError as exc:
+            # A check, not a step the agent needs: it starts without it.
+            log.info("the inventory check was refused (%s: %s); skipped", exc.meta.status, exc)
+            return
+        assetcheck.say_unseen(missing, readers)
 
     @staticmethod
     def _refuse_unreadable(what: str, names: list[str]) -> None:

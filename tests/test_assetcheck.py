@@ -1,0 +1,115 @@
+"""At start, the inventory's assets that no recent event names are said: a misspelt host
+would otherwise keep a critical system's alerts off the route its criticality sets."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch, helpers
+
+from nis2triage import esclient
+from nis2triage.agent import Agent
+from nis2triage.assetcheck import Reader, unseen
+from nis2triage.assets import Inventory
+from nis2triage.config import load_config
+
+from support import write_agent_config
+
+MAPPING = {
+    "properties": {
+        "@timestamp": {"type": "date"},
+        "host": {"properties": {"name": {"type": "keyword"}, "hostname": {"type": "keyword"},
+                                "ip": {"type": "ip"}}},
+        "source": {"properties": {"ip": {"type": "ip"}}},
+        "related": {"properties": {"ip": {"type": "ip"}}},
+        "event": {"properties": {"category": {"type": "keyword"}}},
+    }
+}  # fmt: skip
+
+INVENTORY = Inventory.model_validate(
+    {
+        "assets": [
+            {"name": "dc short", "hosts": ["dc01"], "criticality": "critical"},
+            {"name": "web full", "hosts": ["web01.corp.example"], "criticality": "high"},
+            {"name": "dc typo", "hosts": ["dc02.corp.exmaple"], "criticality": "critical"},
+            {"name": "servers", "networks": ["10.20.0.0/16"]},
+            {"name": "printer", "hosts": ["192.0.2.9"], "criticality": "low"},
+            {"name": "vpn", "hosts": ["198.51.100.7"]},
+            {"name": "nothing listed"},
+        ]
+    }
+)
+
+
+def index_events(es: Elasticsearch, index: str, days_ago: float = 0.1) -> None:
+    at = (datetime.now(UTC) - timedelta(days=days_ago)).isoformat()
+    docs = [
+        {"host": {"name": "DC01.corp.example"}},  # the entry's short name, another case
+        {"host": {"hostname": "WEB01"}},  # the entry's full name, written short
+        {"source": {"ip": "10.20.3.4"}, "event": {"category": "network"}},
+        {"related": {"ip": ["203.0.113.1", "198.51.100.7"]}},
+        {"host": {"name": "dc02.corp.example"}},  # what the typo meant
+    ]
+    es.indices.create(index=index, mappings=MAPPING)
+    actions = ({"_index": index, "_source": {"@timestamp": at, **d}} for d in docs)
+    helpers.bulk(es, actions, refresh=True)
+
+
+def test_the_assets_no_event_names_are_found_as_the_agent_matches_alerts(
+    es: Elasticsearch, index_name: str
+) -> None:
+    index_events(es, index_name)
+
+    missing = unseen(es, [Reader("auth", [index_name], "@timestamp")], INVENTORY)
+
+    assert [a.name for a in missing] == ["dc typo", "printer"]
+
+
+def test_a_source_with_no_recent_event_or_a_query_that_takes_none_says_nothing(
+    es: Elasticsearch, index_name: str
+) -> None:
+    index_events(es, index_name, days_ago=10)
+    quiet = Reader("auth", [index_name], "@timestamp")
+    other = Reader("other", [f"{index_name}-missing"], "@timestamp")
+
+    assert unseen(es, [quiet, other], INVENTORY) == []
+
+
+def test_a_sources_own_query_bounds_what_counts_as_seen(es: Elasticsearch, index_name: str) -> None:
+    index_events(es, index_name)
+    network = Reader(
+        "network", [index_name], "@timestamp", ({"term": {"event.category": "network"}},)
+    )
+
+    missing = unseen(es, [network], INVENTORY)
+
+    assert [a.name for a in missing] == ["dc short", "web full", "dc typo", "printer", "vpn"]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_the_agent_says_them_once_at_start_most_critical_first(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    index_events(es, index_name)
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    (tmp_path / "assets.yml").write_text(
+        "assets:\n"
+        "  - {name: printer, hosts: [192.0.2.9], criticality: low}\n"
+        "  - {name: dc typo, hosts: [dc02.corp.exmaple], criticality: critical}\n"
+        "  - {name: dc, hosts: [dc01.corp.example], criticality: critical}\n"
+    )
+    agent = Agent(load_config(config), es, snapshot_key=b"s" * 32, pseudonym_key=b"p" * 32)
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.assetcheck"):
+        agent.start()
+
+    [said] = [r.getMessage() for r in caplog.records if r.name == "nis2triage.assetcheck"]
+    assert said.startswith(
+        "2 assets of the inventory are named by no event of the last 7 days in sources auth: "
+        "dc typo (critical), printer (low)."
+    )
+    assert "host.name, host.hostname" in said
