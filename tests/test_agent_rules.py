@@ -191,3 +191,47 @@ def test_a_rules_exclusion_pattern_is_not_taken_for_an_index_it_cannot_read(
         assert agent.rules_runner.indices() == [
             ("SSH brute force from one address", [f"{index_name}*", f"-{index_name}-old*"])
         ]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_native_rule_file_reached_twice_is_one_rule(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # Named by its folder and by itself (a pattern, then an exception spelt out), it was
+    # refused at start as "also used by" itself.
+    (tmp_path / "native").mkdir()
+    rule = rule_file(tmp_path / "native", index_name)
+    index_docs(es, index_name, real_log_docs())
+    rules = {"native": [str(rule.parent), str(rule)], "initial_lookback": "3d"}
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", rules=rules)
+
+    report = run_agent(config, es)
+
+    assert {a.name for a in report.alerts if a.kind == "rule"} == {
+        "SSH brute force from one address"
+    }
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_sigma_rule_file_reached_twice_alerts_once(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # Named by its folder and by itself, it ran twice, the second copy under its id: two
+    # alerts for one event.
+    case = sorted(p for p in shared_data("sigma-regression", "cases").iterdir() if p.is_dir())[0]
+    [event] = winlog.read_exported((case / "event.json").read_text(), str(case))[:1]
+    doc = winlog.to_document(event)
+    doc["@timestamp"] = (datetime.now(UTC) - timedelta(minutes=30)).isoformat()
+    es.indices.create(index=index_name, **winlog_mapping.index_body())
+    es.index(index=index_name, document=doc, refresh=True)
+    rules = {
+        "sigma": [str(case / "rule.yml"), str(case)],
+        "sigma_indices": [index_name],
+        "initial_lookback": "2h",
+    }
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", rules=rules)
+
+    report = run_agent(config, es)
+
+    title = yaml.safe_load((case / "rule.yml").read_text())["title"]
+    assert [a.name for a in report.alerts if a.kind == "rule"] == [title]

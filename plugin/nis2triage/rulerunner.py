@@ -23,7 +23,7 @@ from nis2triage.config import AgentConfig, RulesConfig
 from nis2triage.errors import PartialResultsError, RuleExecutionError
 from nis2triage.records import Alert
 from nis2triage.rules import engine, sigma_run
-from nis2triage.rules.loader import load_rules
+from nis2triage.rules.loader import load_rules, once_each
 from nis2triage.rules.native import NativeRule
 from nis2triage.rules.sigma import SigmaConverter, SigmaQuery, rule_files
 from nis2triage.rules.state import RuleState
@@ -59,7 +59,7 @@ def load_native(cfg: AgentConfig) -> list[NativeRule]:
 
 
 def load_sigma(cfg: AgentConfig) -> list[SigmaQuery]:
-    files = [f for p in _expand(cfg, cfg.rules.sigma) for f in rule_files(p)]
+    files = once_each(f for p in _expand(cfg, cfg.rules.sigma) for f in rule_files(p))
     converted = SigmaConverter().load(files)
     for skipped in converted.skipped:
         # A rule that cannot be converted is reported and skipped; it never stops the agent.
