@@ -24,7 +24,7 @@ from nis2triage.errors import PartialResultsError, RuleExecutionError
 from nis2triage.records import Alert
 from nis2triage.rules import engine, sigma_run
 from nis2triage.rules.loader import load_rules, once_each
-from nis2triage.rules.native import NativeRule
+from nis2triage.rules.native import SIGMA_KEY_PREFIX, NativeRule
 from nis2triage.rules.sigma import SigmaConverter, SigmaQuery, rule_files
 from nis2triage.rules.state import RuleState
 
@@ -162,7 +162,7 @@ class RuleRunner:
 
     def _runs(self) -> list[tuple[str, RunOne]]:
         runs: list[tuple[str, RunOne]] = [(r.name, partial(self._native, r)) for r in self.native]
-        runs += [(f"sigma:{q.name}", partial(self._sigma, q)) for q in self.sigma]
+        runs += [(f"{SIGMA_KEY_PREFIX}{q.name}", partial(self._sigma, q)) for q in self.sigma]
         return runs
 
     def _native(

@@ -116,6 +116,13 @@ MISTAKES = [
         "percentile_range .* goes with",
         id="percentile-range",
     ),
+    pytest.param(
+        FREQUENCY.replace("name: SSH brute force", "name: 'sigma:SSH brute force'"),
+        1,
+        r"name: a native rule's name may not begin with 'sigma:', which the agent keeps for "
+        "Sigma rules",
+        id="sigma-window-key",
+    ),
     pytest.param("- a\n- b\n", 1, "a rule file holds one mapping", id="not-a-mapping"),
     pytest.param(
         "title: x\nlogsource: {product: linux}\ndetection: {sel: {a: 1}, condition: sel}\n",

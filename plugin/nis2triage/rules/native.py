@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from nis2triage.records import Severity
 from nis2triage.rules.options import (
@@ -25,6 +33,8 @@ from nis2triage.rules.options import (
 
 # When a rule without a timeframe says nothing, ElastAlert's default: one minute.
 DEFAULT_REALERT = timedelta(minutes=1)
+# How the rule runner keys a Sigma rule's window and state (`rulerunner`).
+SIGMA_KEY_PREFIX = "sigma:"
 
 
 class RuleBase(BaseModel):
@@ -42,6 +52,18 @@ class RuleBase(BaseModel):
     severity: Severity = "medium"
     tags: tuple[AttackTag, ...] = ()
     triage: TriageHint = TriageHint()
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_sigma_key(cls, name: str) -> str:
+        # The runner keys each Sigma rule's window as `sigma:<title>`: a native rule of that
+        # name would share it, run first each cycle and leave the Sigma rule no window.
+        if name.startswith(SIGMA_KEY_PREFIX):
+            raise ValueError(
+                f"a native rule's name may not begin with {SIGMA_KEY_PREFIX!r}, which the "
+                "agent keeps for Sigma rules: rename it"
+            )
+        return name
 
     @property
     def timeframe_or_none(self) -> timedelta | None:
