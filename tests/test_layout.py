@@ -135,6 +135,21 @@ def test_the_role_also_reads_what_the_rules_search() -> None:
     ]
 
 
+def test_the_role_reads_each_name_of_an_item_that_lists_several() -> None:
+    # Granted as one name, `a, b-*` covered neither a nor b-*: the agent, which asks about
+    # each, refused to start and sent the operator back to a setup that could not help.
+    cfg = agent_config("acme")
+    auth = cfg.sources[0].model_copy(update={"indices": ["logs-a, logs-b-*"]})
+    cfg = cfg.model_copy(
+        update={
+            "sources": [auth],
+            "rules": RulesConfig(sigma=["sigma/"], sigma_indices=["winlogbeat-*,logs-windows.*"]),
+        }
+    )
+
+    assert read_patterns(cfg) == ["logs-a", "logs-b-*", "logs-windows.*", "winlogbeat-*"]
+
+
 def test_the_roles_yml_entry_is_the_same_role() -> None:
     cfg = agent_config("acme")
 

@@ -18,7 +18,7 @@ from nis2triage.config import SourceConfig, load_config
 from nis2triage.errors import ConfigError
 from nis2triage.source import Cursor, Source
 
-from support import write_agent_config
+from support import client_for, write_agent_config
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
@@ -304,3 +304,24 @@ def test_an_agent_whose_credentials_miss_one_of_its_indices_refuses_to_start(
             Agent(config, part, b"k" * 32, b"p" * 32).start()
     finally:
         es.security.invalidate_api_key(ids=[key["id"]])
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_two_names_in_one_item_of_indices_are_each_checked_for_reading(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # `a1,b*` in one item (as a rule's `index:` is written) was asked about as one name,
+    # which the key's `a*` covers, while the search skipped b* without an error.
+    put(es, f"{index_name}-a1", "a", minutes_ago=1)
+    put(es, f"{index_name}-b1", "b", minutes_ago=1)
+    prefix, unread = f"{index_name}-st", f"{index_name}-b*"
+    config = load_config(write_agent_config(tmp_path, es_settings, index_name, prefix))
+    auth = config.sources[0].model_copy(update={"indices": [f"{index_name}-a1, {unread}"]})
+    config = config.model_copy(update={"sources": [auth]})
+    readable = [f"{index_name}-a*", f"{prefix}-*"]
+    with client_for(es, es_settings, f"{index_name}-comma", readable) as part:
+        assert Source(part, auth).unreadable() == [unread]
+        with pytest.raises(
+            ConfigError, match=rf"source auth: .* may not read {re.escape(unread)}: run"
+        ):
+            Agent(config, part, b"k" * 32, b"p" * 32).start()

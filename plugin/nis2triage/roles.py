@@ -27,6 +27,7 @@ from elasticsearch import ApiError, Elasticsearch
 from nis2triage.config import AgentConfig
 from nis2triage.layout import Change
 from nis2triage.rulerunner import load_native
+from nis2triage.source import index_names
 from nis2triage.store import INDICES
 
 ROLE_NAME = "nis2triage_agent"
@@ -49,11 +50,11 @@ OWN_PRIVILEGES = ["read", "write", "view_index_metadata", "maintenance"]
 
 def read_patterns(cfg: AgentConfig) -> list[str]:
     """Every index pattern the agent searches: sources, native rules, Sigma rules."""
-    patterns = {pattern for s in cfg.sources for pattern in s.indices}
-    patterns |= {p.strip() for rule in load_native(cfg) for p in rule.index.split(",")}
+    patterns = set(index_names(p for s in cfg.sources for p in s.indices))
+    patterns |= set(index_names(rule.index for rule in load_native(cfg)))
     if cfg.rules.sigma:
-        patterns |= set(cfg.rules.sigma_indices)
-    return sorted(p for p in patterns if p)
+        patterns |= set(index_names(cfg.rules.sigma_indices))
+    return sorted(patterns)
 
 
 def own_names(prefix: str) -> list[str]:

@@ -27,6 +27,7 @@ from nis2triage.rules.loader import load_rules, once_each
 from nis2triage.rules.native import SIGMA_KEY_PREFIX, NativeRule
 from nis2triage.rules.sigma import SigmaConverter, SigmaQuery, rule_files
 from nis2triage.rules.state import RuleState
+from nis2triage.source import index_names
 
 log = logging.getLogger(__name__)
 RunOne = Callable[[datetime, datetime, RuleState], list[Alert]]
@@ -98,9 +99,9 @@ class RuleRunner:
     def indices(self) -> list[tuple[str, list[str]]]:
         """Each rule's name and the index names (patterns included) it searches; a list,
         since a Sigma rule may share its title with a native rule."""
-        sigma = [name.strip() for name in self.cfg.sigma_indices]
+        sigma = index_names(self.cfg.sigma_indices)
         return [
-            *((r.name, [n.strip() for n in r.index.split(",")]) for r in self.native),
+            *((r.name, index_names([r.index])) for r in self.native),
             *((q.name, sigma) for q in self.sigma),
         ]
 

@@ -18,7 +18,7 @@ import json
 import logging
 import sys
 from array import array
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -201,6 +201,13 @@ def _unrepresentable(ts_ms: int) -> str | None:
     return None
 
 
+def index_names(items: Iterable[str]) -> list[str]:
+    """Each name (pattern, exclusion) of `items`, one an item may hold several of (`a,b*`,
+    as a rule's `index:` is written): asked about as one name, `a,b*` was covered whole by
+    a role granting `a*`, while searches skipped b* without an error."""
+    return [part.strip() for item in items for part in item.split(",") if part.strip()]
+
+
 def unreadable(es: Elasticsearch, names: Sequence[str]) -> list[str]:
     """Which of `names` (patterns included) the credentials may not read; empty when the
     node cannot say (e.g. without security).
@@ -209,7 +216,7 @@ def unreadable(es: Elasticsearch, names: Sequence[str]) -> list[str]:
     are not asked about: the node would take them for local index names and say they
     cannot be read, when they name nothing this node's privileges cover.
     """
-    asked = [n for n in names if n and not n.startswith("-") and ":" not in n]
+    asked = [n for n in index_names(names) if not n.startswith("-") and ":" not in n]
     if not asked:
         return []
     try:
