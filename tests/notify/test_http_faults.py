@@ -3,12 +3,14 @@ once with what happened, retried, and the report reaches the receiver under one 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -178,3 +180,71 @@ def test_a_registered_secret_stays_out_of_the_outboxs_error(
     assert report.retrying == 1 and entry is not None
     assert "Invalid header value" in entry["last_error"]
     assert "S3CRET" not in entry["last_error"] and "S3CRET" not in caplog.text
+
+
+class HeldFirstTry:
+    """An endpoint honouring Idempotency-Key: it holds the first try of a key until
+    `release`, answering 409 to a try of that key meanwhile and 201 once it is done."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.done = threading.Event()
+        self.answers: list[int] = []
+        self.started: set[str] = set()
+
+    def status_for(self, key: str) -> int:
+        if key not in self.started:
+            self.started.add(key)
+            self.release.wait(timeout=30)
+            self.done.set()
+            return 201
+        return 201 if self.done.is_set() else 409
+
+
+@contextmanager
+def holding_first_try(endpoint: HeldFirstTry) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            status = endpoint.status_for(self.headers["Idempotency-Key"])
+            endpoint.answers.append(status)
+            with contextlib.suppress(OSError):  # the agent hung up on the held try
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/notifications"
+    finally:
+        endpoint.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_409_while_an_earlier_try_is_processed_is_retried_and_delivered_once(
+    es: Elasticsearch, index_name: str
+) -> None:
+    endpoint = HeldFirstTry()
+    with holding_first_try(endpoint) as url:
+        channel = HttpChannel(url, "tok", 0.5, [], deadline=0.5)
+        outbox, store = queued(es, index_name, channel)
+
+        cut = outbox.deliver_due(NOW)
+        in_progress = outbox.deliver_due(NOW + timedelta(hours=1))
+        endpoint.release.set()
+        endpoint.done.wait(timeout=10)
+        last = outbox.deliver_due(NOW + timedelta(hours=2))
+
+    entry = store.get("outbox", "key-1")
+    assert (cut.retrying, in_progress.retrying, last.sent) == (1, 1, 1)
+    # The held try's 201 (which the agent no longer waited for) may come before or after the last.
+    assert sorted(endpoint.answers) == [201, 201, 409]
+    assert entry is not None and entry["status"] == "sent"
+    assert entry["deliveries"]["http"]["attempts"] == 3

@@ -248,6 +248,15 @@ def judge(answer: Answer, now: datetime) -> Outcome:
         return RetryLater(f"HTTP {status}", retry_after(answer.headers.get("retry-after"), now))
     if status == 408:
         return RetryLater("HTTP 408")
+    if status == 409:
+        # What an endpoint honouring Idempotency-Key answers while an earlier try of the
+        # same key is still processed (draft-ietf-httpapi-idempotency-key-header, 2.6): a
+        # try cut at the deadline is often one. Given up, the report was marked failed and
+        # the SOC told to send by hand one that the endpoint was about to accept.
+        return RetryLater(
+            "HTTP 409: the endpoint still processes an earlier try of this key",
+            retry_after(answer.headers.get("retry-after"), now),
+        )
     return Rejected(f"HTTP {status}: {answer.text[:200]}")
 
 
