@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from nis2triage.snapshots import SnapshotTooLarge
 from nis2triage.source import Cursor, event_key
 from nis2triage.store import DEFAULT_REQUEST_LIMIT, Store, byte_size
 
+from ccb_server import running_ccb
 from support import REPO, real_log_docs, write_agent_config
 
 
@@ -89,6 +91,33 @@ def test_a_checkpoint_over_the_limit_stops_the_loop_naming_what_to_change(
     # Nothing half-saved: no checkpoint was written.
     saved = es.options(ignore_status=404).get(index=f"{index_name}-st-state", id="source-auth")
     assert saved["found"] is False
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_the_reports_of_alerts_written_before_a_checkpoint_too_large_are_sent_before_it_stops(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The stop came before the cycle's delivery, and every restart stops there again: the
+    # early warnings stayed pending, unsent and unescalated, until a cap was lowered.
+    monkeypatch.setattr(Store, "request_limit", lambda self: 50_000)
+    index_part(es, index_name, real_log_docs(), 0)
+    with running_ccb() as ccb:
+        notifier = {"mode": "send", "endpoint": ccb.url, "timeout": "2s", "deadline": "5s"}
+        prefix = f"{index_name}-st"
+        config = write_agent_config(tmp_path, es_settings, index_name, prefix, notifier)
+        agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32, token="tok")
+        agent.start()
+        with pytest.raises(SnapshotTooLarge):
+            agent.run_once()
+
+    es.indices.refresh(index=f"{prefix}-outbox")
+    entries = es.search(index=f"{prefix}-outbox", size=100)["hits"]["hits"]
+    assert entries and Counter(e["_source"]["status"] for e in entries) == {"sent": len(entries)}
+    assert sorted(ccb.idempotency_keys) == sorted(e["_id"] for e in entries)
 
 
 @pytest.mark.usefixtures("agent_env")

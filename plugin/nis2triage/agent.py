@@ -314,19 +314,31 @@ class Agent:
 
     def run_once(self) -> CycleReport:
         report = CycleReport()
-        for run in self.runs:
-            self._cycle(run, report)
-            if self.stopping:
-                break
-        if self.rules_runner and not self.stopping:
-            self._run_rules(self.rules_runner, report)
+        try:
+            for run in self.runs:
+                self._cycle(run, report)
+                if self.stopping:
+                    break
+            if self.rules_runner and not self.stopping:
+                self._run_rules(self.rules_runner, report)
+        except SnapshotTooLarge:
+            # The alerts are written before the checkpoint that cannot be, and their reports
+            # queued: the agent stops until a cap is lowered, and every restart stops there
+            # again, so without this an early warning would wait, unsent and unescalated,
+            # for that fix.
+            self._deliver(report)
+            raise
+        self._deliver(report)
+        return report
+
+    def _deliver(self, report: CycleReport) -> None:
+        """Send what is due, then check the incidents' deadlines."""
         delivered = self.outbox.deliver_due(self.clock())
         report.notifications_sent += delivered.sent
         if self.outbox.halted:
             raise LeaseLost("another agent took over the state prefix while this one delivered")
         # After delivery, so a report confirmed just now is not escalated as missing.
         self.incidents.cycle(self.clock())
-        return report
 
     def _cycle(self, run: SourceRun, report: CycleReport) -> None:
         lateness_ms = int(run.cfg.max_lateness.total_seconds() * 1000)
