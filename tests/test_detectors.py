@@ -475,6 +475,27 @@ def test_an_entity_field_no_event_has_is_said_once(caplog: pytest.LogCaptureFixt
     assert "user.nmae" in said and detector.stats()["missing_entity"] == 125
 
 
+def test_entities_past_the_cap_of_one_event_are_counted_and_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An event listing 12 addresses opened buckets for the first 8; the other 4 went into
+    # no bucket without a word or a count.
+    detector = Detector(load_spec(DETECTORS / "ssh-brute-force.yml"))
+    doc = {
+        "event": {"category": "authentication", "outcome": "failure"},
+        "system": {"auth": {"ssh": {"event": "Failed", "method": "password"}}},
+        "source": {"ip": [f"10.0.0.{i}" for i in range(12)]},
+    }
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.detectors"):
+        detector.ingest_many([Event.at("logs-x", str(i), T0, doc) for i in range(2)])
+
+    [said] = [r.getMessage() for r in caplog.records if r.name == "nis2triage.detectors"]
+    assert said.startswith("detector ssh-brute-force: an event listed more than 8 values of ")
+    assert "the 8 beyond were counted for no entity" in said
+    assert detector.stats()["cut_entities"] == 8 and len(detector.table.open) == 8
+
+
 def test_an_event_with_the_entity_starts_the_count_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

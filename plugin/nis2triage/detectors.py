@@ -348,6 +348,9 @@ def scorer_for(spec: DetectorSpec, where: str | None = None) -> Scorer:
 
 # Events in a row without the entity field before the detector says so (once).
 NO_ENTITY_RUN = 100
+# Entities one event counts for at most: an event listing thousands of addresses must not
+# open thousands of buckets. Those beyond are counted (`cut_entities`) and said once.
+MAX_ENTITIES_PER_EVENT = 8
 
 
 class Detector:
@@ -362,6 +365,9 @@ class Detector:
     time_field = "@timestamp"
     # Events the filter took in a row without the entity field (see `_say_if_no_entity`).
     missing_run = 0
+    # Entity values past MAX_ENTITIES_PER_EVENT of one event, which no bucket counted.
+    cut_entities = 0
+    said_cut = False
 
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
@@ -418,14 +424,16 @@ class Detector:
                     missing_run += 1
                     continue
                 missing_run = 0
-                for one in entities[:8]:
+                for one in entities[:MAX_ENTITIES_PER_EVENT]:
                     add(clean(one), event.ts_ms, doc, filler)
+                self.cut_entities += max(0, len(entities) - MAX_ENTITIES_PER_EVENT)
             except Exception as exc:
                 if failed is None:
                     raise
                 failed(event, exc)
         self.missing_run = missing_run
         self._say_if_no_entity()
+        self._say_if_cut()
         self._say_if_late()
         self._say_if_evicting()
 
@@ -443,6 +451,22 @@ class Detector:
             self.spec.name,
             self.missing_run,
             self.spec.entity,
+        )
+
+    def _say_if_cut(self) -> None:
+        """Warn once when an event listed more entities than one event counts for: the
+        ones past the cap go into no bucket, which nothing else would say."""
+        if self.said_cut or not self.cut_entities:
+            return
+        self.said_cut = True
+        log.warning(
+            "detector %s: an event listed more than %d values of %s; the %d beyond were "
+            "counted for no entity (the detector's stats count them as cut_entities). If "
+            "the field often holds long lists, choose a single-valued entity field",
+            self.spec.name,
+            MAX_ENTITIES_PER_EVENT,
+            self.spec.entity,
+            self.cut_entities,
         )
 
     def _say_if_late(self) -> None:
@@ -742,6 +766,7 @@ class Detector:
             "held_out": self.held_out,
             "unscorable": self.unscorable,
             "missing_entity": self.missing_entity,
+            "cut_entities": self.cut_entities,
             "late_events": self.table.late_events,
             "evicted_entities": self.table.evicted_entities,
             "evicted_events": self.table.evicted_events,
