@@ -160,3 +160,21 @@ def test_smtp_in_clear_is_taken_only_on_this_machine(host: str, refused: bool) -
             smtp()
     else:
         assert smtp().host == host
+
+
+def test_a_detector_path_naming_a_folder_is_refused_at_its_line_with_the_pattern_to_write(
+    tmp_path: Path,
+) -> None:
+    # The agent read the folder as a file and stopped with "<folder>: not a regular file",
+    # naming neither the configuration nor the key.
+    (tmp_path / "detectors").mkdir()
+    path = write(tmp_path, GOOD + "detectors: [detectors/*.yml, detectors]\n")
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+
+    folder = tmp_path / "detectors"
+    assert str(refused.value) == (
+        f"{path}:15:30: detectors.1: 'detectors' matches the folder {folder}, and detectors "
+        f"are files: write a pattern of files, such as '{folder / '*.yml'}'"
+    )

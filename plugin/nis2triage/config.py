@@ -419,9 +419,24 @@ def load_config(path: str | Path) -> AgentConfig:
     data = dict(located.data)
     data.setdefault("base_dir", str(Path(path).resolve().parent))
     try:
-        return AgentConfig.model_validate(data)
+        cfg = AgentConfig.model_validate(data)
     except ValidationError as exc:
         raise validation_error(located, exc, AgentConfig) from exc
+    _refuse_detector_folders(cfg, located)
+    return cfg
+
+
+def _refuse_detector_folders(cfg: AgentConfig, located: yamlload.Located) -> None:
+    """Rule paths take folders, detector paths do not: a folder given there was read as a
+    file, and the agent stopped saying only "<folder>: not a regular file"."""
+    for i, pattern in enumerate(cfg.detectors):
+        folders = [m for m in sorted(glob.glob(str(cfg.resolve(pattern)))) if Path(m).is_dir()]
+        if folders:
+            raise located.error(
+                ("detectors", i),
+                f"{pattern!r} matches the folder {folders[0]}, and detectors are files: "
+                f"write a pattern of files, such as {str(Path(folders[0]) / '*.yml')!r}",
+            )
 
 
 def read_secret(env: str | None, file: str | None, what: str) -> str | None:
