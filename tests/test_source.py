@@ -325,3 +325,34 @@ def test_two_names_in_one_item_of_indices_are_each_checked_for_reading(
             ConfigError, match=rf"source auth: .* may not read {re.escape(unread)}: run"
         ):
             Agent(config, part, b"k" * 32, b"p" * 32).start()
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_events_no_read_can_reach_are_said_at_start(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Every read is a range on the time field: an index holding its time in another field,
+    # and a document without one, were skipped without a word, a dead letter or a count.
+    timed, other = f"{index_name}-a", f"{index_name}-b"
+    put(es, timed, "a", minutes_ago=1)
+    es.index(index=timed, id="untimed", document={"message": "x"}, refresh=True)
+    es.index(index=other, id="b", document={"timestamp": NOW.isoformat()}, refresh=True)
+    config = load_config(write_agent_config(tmp_path, es_settings, timed, f"{index_name}-st"))
+    auth = config.sources[0].model_copy(update={"indices": [timed, other]})
+    config = config.model_copy(update={"sources": [auth]})
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        Agent(config, es, b"k" * 32, b"p" * 32).start()
+
+    said = [r.getMessage() for r in caplog.records if r.name == "nis2triage.source"]
+    assert said == [
+        f"source auth: no date field @timestamp in {other}, so none of their events is ever "
+        "read: set the source's time_field to the field that holds their time, or leave them "
+        "out of its indices",
+        "source auth: documents without @timestamp: 1, never read (every read is by time): "
+        "have the shipper or an ingest pipeline set it",
+    ]

@@ -188,6 +188,8 @@ class Agent:
         triage.unknown_names(self.rules, [*(s.name for s in specs), *self.rules_runner.names()])
         self.restore_all()
         self._check_reading()
+        for run in self.runs:
+            run.source.say_untimed()
         self._say_unseen_assets()
         if self.cfg.notifier.mode == "send":
             self._say_dry_runs()

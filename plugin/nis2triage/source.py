@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from elastic_transport import TransportError
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
 
 from nis2triage.config import SourceConfig
@@ -368,6 +369,66 @@ class Source:
         read: the events there would go unread while the checkpoint moves past them.
         Empty when the node cannot say (e.g. without security)."""
         return unreadable(self.es, self.cfg.indices)
+
+    def say_untimed(self) -> list[str]:
+        """Say (and return) what of the source no poll will ever read: indices that map no
+        date field `time_field`, and documents without one. Every read is a range on that
+        field, so these events were skipped without a word, a dead letter or a count."""
+        said = []
+        untimed = self._indices_without_time()
+        if untimed:
+            more = f" and {len(untimed) - 5} more" if len(untimed) > 5 else ""
+            said.append(
+                f"source {self.cfg.name}: no date field {self.cfg.time_field} in "
+                f"{', '.join(untimed[:5])}{more}, so none of their events is ever read: set "
+                "the source's time_field to the field that holds their time, or leave them "
+                "out of its indices"
+            )
+        lacking = self._count_without_time(untimed)
+        if lacking:
+            said.append(
+                f"source {self.cfg.name}: documents without {self.cfg.time_field}: "
+                f"{lacking:,}, never read (every read is by time): have the shipper or an "
+                "ingest pipeline set it"
+            )
+        for line in said:
+            log.warning("%s", line)
+        return said
+
+    def _indices_without_time(self) -> list[str]:
+        try:
+            caps = self.es.field_caps(
+                index=",".join(self.cfg.indices), fields=[self.cfg.time_field],
+                include_unmapped=True, ignore_unavailable=True, allow_no_indices=True,
+            ).body  # fmt: skip
+        except ApiError:
+            return []  # the node would not say (a missing privilege): the reads will
+        by_type = (caps.get("fields") or {}).get(self.cfg.time_field) or {}
+        timed = {k for k in by_type if k in ("date", "date_nanos")}
+        if not by_type:
+            return list(caps.get("indices") or [])
+        if by_type.keys() <= timed:
+            return []
+        # Each type lists its indices only when the field has several types.
+        return sorted(
+            i for kind, c in by_type.items() if kind not in timed for i in c.get("indices") or []
+        )
+
+    def _count_without_time(self, untimed: list[str]) -> int:
+        """Documents without the time field in the indices that map it (those of `untimed`
+        are said whole)."""
+        lacking = [{"exists": {"field": self.cfg.time_field}}, {"terms": {"_index": untimed}}]
+        try:
+            # Advisory, and over a large pattern slow: it must not hold up the start.
+            answer = self.es.options(request_timeout=10, max_retries=0).count(
+                index=",".join(self.cfg.indices),
+                query={"bool": {"must_not": lacking}},
+                ignore_unavailable=True, allow_no_indices=True,
+            ).body  # fmt: skip
+        except (ApiError, TransportError) as exc:
+            log.debug("source %s: documents without a time not counted: %s", self.cfg.name, exc)
+            return 0
+        return int(answer.get("count") or 0)
 
     def _may_read(self) -> bool | None:
         """Whether the agent's credentials hold `read` on every source name (None: the node
