@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -248,3 +249,58 @@ def test_a_409_while_an_earlier_try_is_processed_is_retried_and_delivered_once(
     assert sorted(endpoint.answers) == [201, 201, 409]
     assert entry is not None and entry["status"] == "sent"
     assert entry["deliveries"]["http"]["attempts"] == 3
+
+
+@contextmanager
+def reset_then_accepted() -> Iterator[tuple[str, list[bytes]]]:
+    """A loopback server that takes each request whole and records it; the first it answers
+    with half a status line and a reset, the next with 201."""
+    server = socket.create_server(("127.0.0.1", 0))
+    requests: list[bytes] = []
+
+    def serve() -> None:
+        for answer in (b"HTTP/1.1 201 Cre", b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"):
+            client, _ = server.accept()
+            with client:
+                requests.append(_whole_request(client))
+                client.sendall(answer)
+                # A zero linger turns the close into a reset.
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/notify", requests
+    finally:
+        server.close()
+        thread.join(timeout=5)
+
+
+def _whole_request(client: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += client.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += client.recv(65536)
+    return body
+
+
+def test_a_connection_reset_after_the_report_went_is_not_said_as_one_never_made(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # It was said "cannot connect to 127.0.0.1:port", though the endpoint had the report whole.
+    with reset_then_accepted() as (url, requests):
+        outbox, store = queued(es, index_name, HttpChannel(url, "tok", 2.0, [], deadline=5.0))
+        outbox.deliver_due(NOW)
+        cut = store.get("outbox", "key-1")
+        outbox.deliver_due(NOW + timedelta(hours=1))
+
+    entry = store.get("outbox", "key-1")
+    assert cut is not None and cut["deliveries"]["http"]["last_error"] == (
+        "127.0.0.1 broke the connection during the exchange (ConnectionResetError), perhaps "
+        "after taking the report: tried again with the same Idempotency-Key"
+    )
+    assert entry is not None and entry["status"] == "sent"
+    assert len(requests) == 2 and requests[0] == requests[1]

@@ -114,6 +114,12 @@ class HttpChannel:
             return RetryLater(f"no answer from {host} within {self.timeout:g} s")
         except http.client.HTTPException as exc:
             return RetryLater(f"broken answer from {host}: {type(exc).__name__}")
+        except ConnectionLost as exc:
+            cause = type(exc.__cause__).__name__
+            return RetryLater(
+                f"{host} broke the connection during the exchange ({cause}), perhaps after "
+                "taking the report: tried again with the same Idempotency-Key"
+            )
         except socket.gaierror as exc:
             return RetryLater(
                 f"the name {host} does not resolve ({exc.strerror}): check notifier.endpoint "
@@ -166,12 +172,20 @@ def post_bounded(
         conn.connect()
         assert conn.sock is not None
         deadline.bound(conn.sock, timeout)
-        conn.request("POST", target, body, headers)
-        resp = conn.getresponse()
-        text = resp.read().decode("utf-8", "replace")
+        try:
+            conn.request("POST", target, body, headers)
+            resp = conn.getresponse()
+            text = resp.read().decode("utf-8", "replace")
+        except ConnectionError as exc:
+            raise ConnectionLost(str(exc)) from exc
         return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, text)
     finally:
         conn.close()
+
+
+class ConnectionLost(ConnectionError):
+    """The peer reset or closed the connection after it was made: the request may have
+    reached it whole, so it is not said as a connection that could not be made."""
 
 
 @dataclass(frozen=True)
