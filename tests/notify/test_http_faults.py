@@ -93,7 +93,9 @@ def answering_raw(answer: bytes) -> Iterator[str]:
             except TimeoutError:
                 continue
             with client:
-                client.recv(65536)
+                # The whole request: closed with its body unread, the socket sends a reset,
+                # which the agent may read before the answer (1 try in 6 under load).
+                _whole_request(client)
                 client.sendall(answer)
 
     thread = threading.Thread(target=serve, daemon=True)
