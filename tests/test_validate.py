@@ -226,6 +226,11 @@ def test_a_folder_with_two_detectors_or_rules_of_one_name_fails_the_later_file(
     staging = tmp_path / "staging"
     staging.mkdir()
     (staging / "ssh.yml").write_text(DETECTOR)
+    # An old copy in a subfolder (the agent reads a folder without its subfolders), and a
+    # link to a file of the folder (the agent loads it once).
+    (folder / "old").mkdir()
+    (folder / "old" / "rule-before.yml").write_text(RULE)
+    (folder / "z-link.yml").symlink_to(folder / "a-ssh.yml")
 
     findings = {Path(f.path).name: f for f in validate([str(folder), str(staging)])}
 
@@ -233,6 +238,7 @@ def test_a_folder_with_two_detectors_or_rules_of_one_name_fails_the_later_file(
     assert findings["e-other.yml"].ok
     # Another folder may hold a copy under the same name (it is never loaded with this one).
     assert findings["ssh.yml"].ok
+    assert findings["rule-before.yml"].ok and findings["z-link.yml"].ok
     detector, rule = findings["b-copy.yml"].problem, findings["d-rule-copy.yml"].problem
     assert detector is not None and rule is not None
     assert re.search(

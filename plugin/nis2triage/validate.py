@@ -152,10 +152,10 @@ def validate(paths: Iterable[str], references: bool = True) -> list[Finding]:
     """Check every YAML file under `paths`; `references=False` skips the files a
     configuration names (for a configuration meant for another machine).
 
-    Detectors and native rules under one path must have names of their own, as the agent
-    requires of the files it loads together: a folder is usually loaded whole. Files
-    under different paths are not compared (a staging and a production copy may share
-    names)."""
+    Detectors and native rules in one folder must have names of their own, as the agent
+    requires of the files it loads together: a folder is usually loaded whole. Files in
+    different folders are not compared (a staging copy, or an old one kept in a subfolder
+    the agent does not read, may share names), nor a file with a link to it."""
     findings: list[Finding] = []
     for path in paths:
         findings += _names_apart([check_file(p, references) for p in files_under([path])])
@@ -168,14 +168,23 @@ NAMED_KINDS = {"detector": "the detector", "native rule": "the rule"}
 
 def _names_apart(findings: list[Finding]) -> list[Finding]:
     """The same findings, a valid detector or rule whose name an earlier file of its kind
-    already has now failing, at its `name:` line, naming that file."""
-    first: dict[tuple[str, str], str] = {}
+    in its folder already has now failing, at its `name:` line, naming that file."""
+    first: dict[tuple[str, str, Path], str] = {}
+    files: dict[Path, str] = {}
     checked: list[Finding] = []
     for finding in findings:
         located = yamlload.load_file(finding.path) if finding.ok else None
         name = located.data.get("name") if located and finding.kind in NAMED_KINDS else None
-        if located is not None and isinstance(name, str):
-            earlier = first.setdefault((finding.kind, name), finding.path)
+        real = Path(finding.path).resolve()
+        # A link to a file already seen is that file: the agent loads it once.
+        if (
+            located is not None
+            and isinstance(name, str)
+            and files.setdefault(real, finding.path) == finding.path
+        ):
+            earlier = first.setdefault(
+                (finding.kind, name, Path(finding.path).parent), finding.path
+            )
             if earlier != finding.path:
                 problem = located.error(
                     ("name",),
