@@ -726,3 +726,42 @@ def test_a_detector_under_its_cap_says_nothing_of_evictions(
     assert detector.evictions() == {"open_buckets": 0, "models": 0, "baselines": 0}
     assert detector.scored == 12
     assert [r for r in caplog.records if r.name == "nis2triage.detectors"] == []
+
+
+def test_a_negative_volume_cannot_cancel_an_exfiltration_and_is_counted_and_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spec = load_spec(Path(__file__).parents[1] / "detectors/network/outbound-bytes-per-host.yml")
+    spec = spec.model_copy(update={"warmup": 5})
+    start = 1_700_000_100_000 - 1_700_000_100_000 % 900_000
+
+    def flow(at: int, host: str, sent: float, n: str) -> Event:
+        doc = {
+            "event": {"category": "network"},
+            "network": {"direction": "outbound"},
+            "source": {"ip": host, "bytes": sent},
+        }
+        return Event(index="x", id=n, ts_ms=start + at, doc=doc)
+
+    def alerts(cancelling: list[float]) -> tuple[list[str], int]:
+        detector = Detector(spec)
+        normal = [
+            flow(b * 900_000 + 1000, f"10.0.0.{h}", 10_000 + 37 * h + b, f"{b}-{h}")
+            for b in range(200)
+            for h in range(20)
+        ]
+        burst = [flow(200 * 900_000 + 1000, "10.0.0.99", 50e9, "exfil")]
+        burst += [
+            flow(200 * 900_000 + 2000, "10.0.0.99", v, f"c{i}") for i, v in enumerate(cancelling)
+        ]
+        detector.ingest_many([*normal, *burst])
+        closed = detector.close(start + 202 * 900_000, "x")
+        return [a.entity for a in closed], detector.stats()["negative_values"]
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.detectors"):
+        plain, cancelled = alerts([]), alerts([-50e9, -1e300])
+
+    assert plain == (["10.0.0.99"], 0)
+    assert cancelled == (["10.0.0.99"], 2)
+    [said] = [r.getMessage() for r in caplog.records if "negative" in r.getMessage()]
+    assert said.startswith("detector outbound-bytes-per-host: 2 negative values of source.bytes")

@@ -368,6 +368,9 @@ class Detector:
     # Entity values past MAX_ENTITIES_PER_EVENT of one event, which no bucket counted.
     cut_entities = 0
     said_cut = False
+    # Negative values a log1p sum or max left out (see `features._adder`).
+    negative_values = 0
+    said_negative = False
 
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
@@ -432,8 +435,10 @@ class Detector:
                     raise
                 failed(event, exc)
         self.missing_run = missing_run
+        self.negative_values += filler.negatives[0]
         self._say_if_no_entity()
         self._say_if_cut()
+        self._say_if_negative()
         self._say_if_late()
         self._say_if_evicting()
 
@@ -467,6 +472,22 @@ class Detector:
             MAX_ENTITIES_PER_EVENT,
             self.spec.entity,
             self.cut_entities,
+        )
+
+    def _say_if_negative(self) -> None:
+        """Warn once when a log-scale sum or max was given negative values: a magnitude has
+        none, so they come from a broken shipper, or from someone hiding a volume."""
+        if self.said_negative or not self.negative_values:
+            return
+        self.said_negative = True
+        fields = sorted({f.field for f in self.measured if f.transform == "log1p" and f.field})
+        log.warning(
+            "detector %s: %d negative values of %s were left out of its log-scale features "
+            "(a volume has none: a broken shipper, or an event written to cancel one); the "
+            "detector's stats count them as negative_values",
+            self.spec.name,
+            self.negative_values,
+            ", ".join(fields),
         )
 
     def _say_if_late(self) -> None:
@@ -767,6 +788,7 @@ class Detector:
             "unscorable": self.unscorable,
             "missing_entity": self.missing_entity,
             "cut_entities": self.cut_entities,
+            "negative_values": self.negative_values,
             "late_events": self.table.late_events,
             "evicted_entities": self.table.evicted_entities,
             "evicted_events": self.table.evicted_events,

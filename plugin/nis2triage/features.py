@@ -300,7 +300,9 @@ class Filler:
     """
 
     def __init__(self, features: Sequence[FeatureSpec]) -> None:
-        self._adders = [_adder(spec) for spec in features]
+        # Values a log1p measure left out for being negative, this batch (see `_adder`).
+        self.negatives: list[int] = [0]
+        self._adders = [_adder(spec, self.negatives) for spec in features]
         self._evidence = [
             (name, tuple(_two_steps(path) for path in paths)) for name, paths in _EVIDENCE.items()
         ]
@@ -334,8 +336,13 @@ def _two_steps(path: str) -> tuple[str, str, str]:
     return path, head, last
 
 
-def _adder(spec: FeatureSpec) -> Adder:
-    """The function that adds one event to a bucket's measure of `spec`."""
+def _adder(spec: FeatureSpec, negatives: list[int] | None = None) -> Adder:
+    """The function that adds one event to a bucket's measure of `spec`.
+
+    A `sum` or `max` on a log scale (`transform: log1p`) measures a magnitude (bytes,
+    durations) and takes no negative value: one event reporting -50 GB cancelled a real
+    50 GB transfer in its bucket and hid an exfiltration alert. Such values are left out
+    and counted in `negatives[0]`."""
     name = spec.name
     where = spec.where.matcher() if spec.where is not None else None
     if spec.kind in ("count", "ratio"):
@@ -364,11 +371,16 @@ def _adder(spec: FeatureSpec) -> Adder:
         return distinct
 
     is_sum = spec.kind == "sum"
+    magnitude = spec.transform == "log1p"
+    left_out = negatives if negatives is not None else [0]
 
     def numeric(bucket: Bucket, doc: dict[str, Any]) -> None:
         if where is not None and not where(doc):
             return
         numbers = [n for n in (_number(v) for v in as_list(get(doc))) if n is not None]
+        if magnitude and numbers and min(numbers) < 0:
+            left_out[0] += sum(1 for n in numbers if n < 0)
+            numbers = [n for n in numbers if n >= 0]
         if is_sum:
             bucket.sums[name] = bucket.sums.get(name, 0.0) + sum(numbers)
         elif numbers:
