@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 from elasticsearch import Elasticsearch
 
 from nis2triage import esclient
@@ -95,3 +96,23 @@ def test_a_checkpoint_is_announced_once_however_often_it_is_restored(
     assert len(resumed) == 1
     assert resumed[0].startswith("source auth resumes from its checkpoint of 20")
     assert len(lines) == 2 and lines[1] != lines[0]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_an_agent_with_no_detector_and_no_rule_says_it_judges_nothing(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    settings = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**settings, "detectors": []}))
+    agent = Agent(load_config(config), es, snapshot_key=b"s" * 32, pseudonym_key=b"p" * 32)
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.agent"):
+        agent.start()
+
+    said = [r.getMessage() for r in caplog.records if r.name == "nis2triage.agent"]
+    assert said == [
+        "no detector and no rule is loaded: the agent reads its sources and raises no alert; "
+        "give `detectors:` patterns or `rules.native` / `rules.sigma` paths in the configuration"
+    ]

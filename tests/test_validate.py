@@ -59,6 +59,30 @@ BROKEN = [
         r"limits\.yml:\d+:\d+: model: .*limits name \['failure'\], which the model is not given",
         id="limits-of-no-feature",
     ),
+    pytest.param(
+        "year.yml",
+        DETECTOR.replace("bucket: 5m", "bucket: 400d"),
+        r"year\.yml:16:\d+: bucket: .*31 days",
+        id="bucket-longer-than-a-month",
+    ),
+    pytest.param(
+        "never.yml",
+        DETECTOR.replace("warmup: 10", "warmup: 100000000000000000000000"),
+        r"never\.yml:29:\d+: warmup: .*1000000",
+        id="warmup-that-never-ends",
+    ),
+    pytest.param(
+        "bool.yml",
+        DETECTOR.replace("warmup: 10", "warmup: true"),
+        r"bool\.yml:29:\d+: warmup: .*integer",
+        id="warmup-true",
+    ),
+    pytest.param(
+        "huge.yml",
+        DETECTOR.replace("warmup: 10", "warmup: 10\nmax_entities: 100000000000"),
+        r"huge\.yml:30:\d+: max_entities: .*1000000",
+        id="entities-beyond-memory",
+    ),
 ]
 
 

@@ -183,6 +183,13 @@ class Agent:
             self.es, self.cfg.rules, native, load_sigma(self.cfg), self.clock
         )
         log.info("%d detectors and %d native rules loaded", len(specs), len(native))
+        if not specs and not self.rules_runner.names():
+            # Runs, reads and checkpoints, yet judges nothing: surely not what was meant.
+            log.warning(
+                "no detector and no rule is loaded: the agent reads its sources and raises "
+                "no alert; give `detectors:` patterns or `rules.native` / `rules.sigma` "
+                "paths in the configuration"
+            )
         # A route naming no loaded rule or detector never holds: said, not refused, since a
         # Sigma folder may lose a rule the routes still name.
         triage.unknown_names(self.rules, [*(s.name for s in specs), *self.rules_runner.names()])

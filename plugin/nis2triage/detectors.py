@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -135,7 +136,10 @@ class DetectorSpec(BaseModel):
     source: str
     filter: Match = Match()
     entity: str = Field(min_length=1)
-    bucket: Duration = Field(default=timedelta(minutes=5), ge=timedelta(seconds=1))
+    # At most 31 days: a bucket stays open (and unjudged) its whole length.
+    bucket: Duration = Field(
+        default=timedelta(minutes=5), ge=timedelta(seconds=1), le=timedelta(days=31)
+    )
     features: list[FeatureSpec] = Field(min_length=1)
     model: list[dict[str, dict[str, Any] | None]] = Field(min_length=1)
     target: str | None = None
@@ -143,8 +147,12 @@ class DetectorSpec(BaseModel):
     per_entity: bool = False
     postprocess: PostprocessSpec | None = None
     threshold: ThresholdSpec = ThresholdSpec()
-    warmup: int = Field(default=20, ge=0)
-    max_entities: int = Field(default=100_000, ge=1)
+    # Bounded so that a typo cannot silence a detector for good (a warm-up of 10^20
+    # buckets never ends) or fill the memory (a million entities hold gigabytes of open
+    # buckets, and their checkpoint passes what Elasticsearch takes in one request);
+    # strict, so that `warmup: true` is refused rather than read as 1.
+    warmup: StrictInt = Field(default=20, ge=0, le=1_000_000)
+    max_entities: StrictInt = Field(default=100_000, ge=1, le=1_000_000)
     learn_from_alerts: bool = False
     message: str = "{entity} behaved unusually"
     tags: list[str] = Field(default_factory=list)
