@@ -327,6 +327,19 @@ def test_two_names_in_one_item_of_indices_are_each_checked_for_reading(
             Agent(config, part, b"k" * 32, b"p" * 32).start()
 
 
+def test_a_date_math_name_is_not_refused_under_a_role_granting_its_pattern(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str
+) -> None:
+    # The privileges check does not resolve date math: `<x-{now/d}>` was said unreadable
+    # under a role granting `x-*`, and the agent refused to start on a valid configuration.
+    dated = SourceConfig(name="s", indices=[f"<{index_name}-{{now/d}}>", f"{index_name}-z*"])
+    with client_for(es, es_settings, f"{index_name}-math", [f"{index_name}-*"]) as part:
+        assert Source(part, dated).unreadable() == []
+    with client_for(es, es_settings, f"{index_name}-none", [f"{index_name}-a*"]) as part:
+        # The other name is still checked.
+        assert Source(part, dated).unreadable() == [f"{index_name}-z*"]
+
+
 @pytest.mark.usefixtures("agent_env")
 def test_events_no_read_can_reach_are_said_at_start(
     es: Elasticsearch,
