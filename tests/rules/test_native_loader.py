@@ -123,6 +123,24 @@ MISTAKES = [
         "Sigma rules",
         id="sigma-window-key",
     ),
+    pytest.param(
+        FREQUENCY.replace("name: SSH brute force", 'name: "SSH\u200bbrute\u202eforce"'),
+        1,
+        r"name: the name holds characters that do not show \(U\+200B, U\+202E\): remove them",
+        id="invisible-characters-in-the-name",
+    ),
+    pytest.param(
+        FREQUENCY.replace("name: SSH brute force", 'name: "SSH\u00a0brute force"'),
+        1,
+        r"name: the name holds characters that do not show \(U\+00A0\)",
+        id="no-break-space-in-the-name",
+    ),
+    pytest.param(
+        FREQUENCY.replace("name: SSH brute force", "name: ' SSH brute force'"),
+        1,
+        r"name: the name has spaces around it: write 'SSH brute force'",
+        id="spaces-around-the-name",
+    ),
     pytest.param("- a\n- b\n", 1, "a rule file holds one mapping", id="not-a-mapping"),
     pytest.param(
         "title: x\nlogsource: {product: linux}\ndetection: {sel: {a: 1}, condition: sel}\n",

@@ -7,6 +7,7 @@ what changes from run to run lives in `RuleState`.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -37,6 +38,24 @@ DEFAULT_REALERT = timedelta(minutes=1)
 SIGMA_KEY_PREFIX = "sigma:"
 
 
+def _visible(name: str) -> str:
+    """A name two rules cannot share by looks alone: no invisible or control characters
+    (a zero-width space, a right-to-left override), no space other than the plain one,
+    none around it. "Port scan" and "Port\u200bscan" would show alike in the alerts
+    and the duplicate check would let both through."""
+    hidden = [
+        c
+        for c in name
+        if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or (c.isspace() and c != " ")
+    ]
+    if hidden:
+        shown = ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(hidden))
+        raise ValueError(f"the name holds characters that do not show ({shown}): remove them")
+    if name != name.strip():
+        raise ValueError(f"the name has spaces around it: write {name.strip()!r}")
+    return name
+
+
 class RuleBase(BaseModel):
     """What every native rule has, whatever its type."""
 
@@ -63,7 +82,7 @@ class RuleBase(BaseModel):
                 f"a native rule's name may not begin with {SIGMA_KEY_PREFIX!r}, which the "
                 "agent keeps for Sigma rules: rename it"
             )
-        return name
+        return _visible(name)
 
     @property
     def timeframe_or_none(self) -> timedelta | None:
