@@ -30,7 +30,17 @@ def test_lines_of_nested_keys_are_remembered() -> None:
         ),
         pytest.param("a: [1, 2\nb: 3\n", r"t\.yml:2:2: not valid YAML", id="unclosed-list"),
         pytest.param("a: &x [1, *x]\n", "recursive alias", id="recursive-alias"),
-        pytest.param(BOMB, "expands to .* nodes", id="billion-laughs"),
+        pytest.param(BOMB, r"t\.yml:2: refused: expands to .* nodes", id="billion-laughs"),
+        pytest.param(
+            "a: 1\nb:\n" + "  " + "[" * 2000 + "]" * 2000 + "\n",
+            r"t\.yml:3: refused: nested too deeply \(past 100 levels here\)",
+            id="deep-flow-nesting",
+        ),
+        pytest.param(
+            "a: 1\n" + "".join(f"{'  ' * i}k{i}:\n" for i in range(600)) + "  " * 600 + "v\n",
+            r"t\.yml:102: refused: nested too deeply",
+            id="deep-block-nesting",
+        ),
         pytest.param(
             "features: [a]\nmodel: {}\nfeatures: [b]\n",
             r"t\.yml:3:1: key 'features' appears twice in the same mapping \(first at line 1\)",

@@ -137,7 +137,12 @@ def load_text(text: str, path: str) -> Located:
             return Located(path, None, {})
         size = _expanded_size(node, {})
         if size > MAX_NODES:
-            raise yaml.YAMLError(f"expands to {size} nodes through aliases (limit {MAX_NODES})")
+            raise ConfigError(
+                f"refused: expands to {size} nodes through aliases (limit {MAX_NODES}): "
+                "write the repeated parts out, or repeat them fewer times",
+                path=path,
+                line=_first_line(text, (yaml.AliasToken,)),
+            )
         lines: dict[Any, int] = {}
         columns: dict[Any, int] = {}
         _collect(node, (), lines, columns, set())
@@ -159,10 +164,50 @@ def load_text(text: str, path: str) -> Located:
     except yaml.YAMLError as exc:
         raise ConfigError(f"refused: {exc}", path=path) from exc
     except RecursionError as exc:
-        raise ConfigError("refused: nested too deeply", path=path) from exc
+        raise ConfigError(
+            f"refused: nested too deeply (past {SAID_DEPTH} levels here): flatten it",
+            path=path,
+            line=_too_deep_at(text),
+        ) from exc
     finally:
         loader.dispose()
     return Located(path, data, lines, columns)
+
+
+# A depth no configuration needs: a refused file's error points at where it is passed.
+SAID_DEPTH = 100
+_OPENS = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_CLOSES = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def _first_line(text: str, kinds: tuple[type[yaml.Token], ...]) -> int | None:
+    """The line of the first token of `kinds` (the scanner expands and recurses into
+    nothing, so it is safe on the files the loader refuses)."""
+    try:
+        return next((t.start_mark.line + 1 for t in yaml.scan(text) if isinstance(t, kinds)), None)
+    except yaml.YAMLError:
+        return None
+
+
+def _too_deep_at(text: str) -> int | None:
+    """The line where nesting first passes SAID_DEPTH levels."""
+    depth = 0
+    try:
+        for token in yaml.scan(text):
+            if isinstance(token, _OPENS):
+                depth += 1
+                if depth > SAID_DEPTH:
+                    return int(token.start_mark.line) + 1
+            elif isinstance(token, _CLOSES):
+                depth -= 1
+    except yaml.YAMLError:
+        return None
+    return None
 
 
 def load_file(path: str | Path) -> Located:
