@@ -113,3 +113,32 @@ def test_the_agent_says_them_once_at_start_most_critical_first(
         "dc typo (critical), printer (low)."
     )
     assert "host.name, host.hostname" in said
+
+
+def test_an_address_given_as_host_name_and_a_name_ending_in_a_dot_are_seen(
+    es: Elasticsearch, index_name: str
+) -> None:
+    at = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    docs = [
+        {"host": {"name": "10.9.9.9"}},  # a syslog sender without a name
+        {"host": {"name": "DC05.corp.example."}},  # fully qualified, with its root dot
+        {"host": {"hostname": "dc06."}},
+    ]
+    es.indices.create(index=index_name, mappings=MAPPING)
+    helpers.bulk(
+        es, ({"_index": index_name, "_source": {"@timestamp": at, **d}} for d in docs), refresh=True
+    )
+    inventory = Inventory.model_validate(
+        {
+            "assets": [
+                {"name": "syslog sender", "hosts": ["10.9.9.9"]},
+                {"name": "dc05", "hosts": ["dc05.corp.example"]},
+                {"name": "dc06", "hosts": ["dc06.corp.example"]},
+                {"name": "dc07", "hosts": ["dc07.corp.example"]},
+            ]
+        }
+    )
+
+    missing = unseen(es, [Reader("auth", [index_name], "@timestamp")], inventory)
+
+    assert [a.name for a in missing] == ["dc07"]

@@ -61,19 +61,28 @@ def _host_clauses(host: str) -> list[dict[str, Any]]:
     except ValueError:
         address = None
     if address is not None:
-        return [{"term": {field: str(address)}} for field in ADDRESS_FIELDS]
+        # The agent also matches an address an event gives as its host name (syslog
+        # senders without a name are written so).
+        named = [_name_term(field, str(address)) for field in NAME_FIELDS]
+        return [*named, *({"term": {field: str(address)}} for field in ADDRESS_FIELDS)]
     key = host_key(host)
     short, dot, _ = key.partition(".")
     clauses = []
     for field in NAME_FIELDS:
-        clauses.append({"term": {field: {"value": key, "case_insensitive": True}}})
+        # An event's name may end with the dot of a fully qualified name, which the
+        # agent's matching drops: `dc01.corp.example.` is `dc01.corp.example`.
+        clauses += [_name_term(field, key), _name_term(field, f"{key}.")]
         if dot:
             # An event's short name touches the entry of its full name.
-            clauses.append({"term": {field: {"value": short, "case_insensitive": True}}})
+            clauses += [_name_term(field, short), _name_term(field, f"{short}.")]
         else:
             # An entry's short name touches the full names that start with it.
             clauses.append({"prefix": {field: {"value": f"{key}.", "case_insensitive": True}}})
     return clauses
+
+
+def _name_term(field: str, value: str) -> dict[str, Any]:
+    return {"term": {field: {"value": value, "case_insensitive": True}}}
 
 
 def unseen(es: Elasticsearch, readers: Sequence[Reader], inventory: Inventory) -> list[Asset]:
