@@ -142,3 +142,35 @@ def test_an_address_given_as_host_name_and_a_name_ending_in_a_dot_are_seen(
     missing = unseen(es, [Reader("auth", [index_name], "@timestamp")], inventory)
 
     assert [a.name for a in missing] == ["dc07"]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_an_inventory_check_that_outlasts_the_request_timeout_does_not_stop_the_start(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    index_events(es, index_name)
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    # 15,000 assets (900 kB, within the inventory's limit) take the node some 25 s to look
+    # for, five times the timeout below; every other request of the start takes well
+    # under a second.
+    (tmp_path / "assets.yml").write_text(
+        "assets:\n"
+        + "".join(
+            f"  - {{name: a{i}, hosts: [h{i}.corp.example, 10.{i // 256 % 256}.{i % 256}.1]}}\n"
+            for i in range(15_000)
+        )
+    )
+    cfg = load_config(config)
+    timeout = cfg.elasticsearch.model_copy(update={"request_timeout": timedelta(seconds=5)})
+    slow = cfg.model_copy(update={"elasticsearch": timeout})
+    agent = Agent(
+        slow, es.options(request_timeout=5), snapshot_key=b"s" * 32, pseudonym_key=b"p" * 32
+    )
+
+    with caplog.at_level(logging.INFO, logger="nis2triage.agent"):
+        agent.start()
+
+    said = [r.getMessage() for r in caplog.records if "inventory check" in r.getMessage()]
+    assert said and said[0].startswith("the inventory check did not finish (ConnectionTimeout)")
+    assert "15000 assets in one request, which elasticsearch.request_timeout (5 s)" in said[0]

@@ -244,6 +244,17 @@ class Agent:
             # A check, not a step the agent needs: it starts without it.
             log.info("the inventory check was refused (%s: %s); skipped", exc.meta.status, exc)
             return
+        except TransportError as exc:
+            # A large inventory over busy indices can outlast the request timeout: that
+            # must not stop the start ("Elasticsearch cannot be reached") every time.
+            log.info(
+                "the inventory check did not finish (%s); skipped: it looks for %d assets "
+                "in one request, which elasticsearch.request_timeout (%g s) did not allow",
+                type(exc).__name__,
+                len(self.inventory.assets),
+                self.cfg.elasticsearch.request_timeout.total_seconds(),
+            )
+            return
         assetcheck.say_unseen(missing, readers)
 
     @staticmethod

@@ -126,7 +126,8 @@ def _named(es: Elasticsearch, reader: Reader, assets: Sequence[Asset]) -> set[in
         should = asset_query(asset)
         query = {"bool": {"filter": _window(reader), "should": should, "minimum_should_match": 1}}
         searches += [header, {"query": query, "size": 0, "terminate_after": 1}]
-    answers = es.msearch(searches=searches)["responses"]
+    # Not retried: a request that ran out of time would run as long again, each time.
+    answers = es.options(max_retries=0).msearch(searches=searches)["responses"]
     # An answer that is an error (a field mapped otherwise in some index, say) counts as
     # seen: the check must not warn about what it could not look at.
     return {
