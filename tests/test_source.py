@@ -369,3 +369,17 @@ def test_events_no_read_can_reach_are_said_at_start(
         "source auth: documents without @timestamp: 1, never read (every read is by time): "
         "have the shipper or an ingest pipeline set it",
     ]
+
+
+def test_an_index_that_maps_no_time_field_yet_is_read_as_empty_and_then_read(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # A new index (a rollover's, or one made before its first event) maps no fields: the
+    # sort on the time field failed every search with 400, so the agent never read a thing.
+    es.indices.create(index=index_name)
+    source, cursor = make(es, index_name), Cursor()
+
+    assert read_all(source, cursor) == []
+
+    put(es, index_name, "first", minutes_ago=1)
+    assert read_all(source, cursor) == ["first"]

@@ -94,8 +94,10 @@ def sampled_bytes(hits: list[dict[str, Any]]) -> int:
 
 
 def sort_clause(time_field: str) -> list[dict[str, Any]]:
+    # `unmapped_type`: an index that has no event yet maps no time field, and sorting on a
+    # field no searched index maps fails the whole search.
     return [
-        {time_field: {"order": "asc", "numeric_type": "date"}},
+        {time_field: {"order": "asc", "numeric_type": "date", "unmapped_type": "date"}},
         {"_shard_doc": "asc"},
     ]
 
