@@ -383,3 +383,31 @@ def test_an_index_that_maps_no_time_field_yet_is_read_as_empty_and_then_read(
 
     put(es, index_name, "first", minutes_ago=1)
     assert read_all(source, cursor) == ["first"]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_an_empty_index_that_maps_no_time_field_yet_is_not_said_untimed(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Its first event maps the time field: "none of their events is ever read" was false,
+    # and said beside "holds no events; waiting for events".
+    fresh, other = f"{index_name}-src-a", f"{index_name}-src-b"
+    es.indices.create(index=fresh)
+    es.index(index=other, id="b", document={"timestamp": NOW.isoformat()}, refresh=True)
+    config = load_config(write_agent_config(tmp_path, es_settings, fresh, f"{index_name}-st"))
+    auth = config.sources[0].model_copy(update={"indices": [f"{index_name}-src-*"]})
+    config = config.model_copy(update={"sources": [auth]})
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        Agent(config, es, b"k" * 32, b"p" * 32).start()
+
+    said = [r.getMessage() for r in caplog.records if "no date field" in r.getMessage()]
+    assert said == [
+        f"source auth: no date field @timestamp in {other}, so none of their events is ever "
+        "read: set the source's time_field to the field that holds their time, or leave them "
+        "out of its indices",
+    ]

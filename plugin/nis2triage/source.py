@@ -378,7 +378,7 @@ class Source:
         date field `time_field`, and documents without one. Every read is a range on that
         field, so these events were skipped without a word, a dead letter or a count."""
         said = []
-        untimed = self._indices_without_time()
+        untimed = self._holding_documents(self._indices_without_time())
         if untimed:
             more = f" and {len(untimed) - 5} more" if len(untimed) > 5 else ""
             said.append(
@@ -416,6 +416,23 @@ class Source:
         return sorted(
             i for kind, c in by_type.items() if kind not in timed for i in c.get("indices") or []
         )
+
+    def _holding_documents(self, names: list[str]) -> list[str]:
+        """Of the indices `names`, those holding a document: an index without one maps no
+        field yet (its first event maps the time field), which says nothing of its events."""
+        if not names:
+            return []
+        try:
+            answer = self.es.search(
+                index=",".join(self.cfg.indices), size=0,
+                query={"terms": {"_index": names}},
+                aggs={"held": {"terms": {"field": "_index", "size": len(names)}}},
+                ignore_unavailable=True, allow_no_indices=True,
+            ).body  # fmt: skip
+        except ApiError:
+            return names  # the node would not say: said as they are
+        held = {b["key"] for b in answer["aggregations"]["held"]["buckets"]}
+        return [n for n in names if n in held]
 
     def _count_without_time(self, untimed: list[str]) -> int:
         """Documents without the time field in the indices that map it (those of `untimed`
