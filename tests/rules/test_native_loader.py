@@ -136,6 +136,24 @@ MISTAKES = [
         id="no-break-space-in-the-name",
     ),
     pytest.param(
+        FREQUENCY.replace("name: SSH brute force", 'name: "SSH brute\ufe0f force\u3164"'),
+        1,
+        r"name: the name holds characters that do not show \(U\+FE0F, U\+3164\): remove them",
+        id="blank-letters-and-variation-selectors-in-the-name",
+    ),
+    pytest.param(
+        FREQUENCY.replace("name: SSH brute force", 'name: "SSH brute\u2800force\ue000"'),
+        1,
+        r"name: the name holds characters that do not show \(U\+2800, U\+E000\)",
+        id="blank-braille-and-private-use-in-the-name",
+    ),
+    pytest.param(
+        FREQUENCY.replace("name: SSH brute force", "name: 'SSH  brute force'"),
+        1,
+        r"name: the name has two spaces in a row: write 'SSH brute force'",
+        id="two-spaces-in-the-name",
+    ),
+    pytest.param(
         FREQUENCY.replace("name: SSH brute force", "name: ' SSH brute force'"),
         1,
         r"name: the name has spaces around it: write 'SSH brute force'",

@@ -43,17 +43,37 @@ def _visible(name: str) -> str:
     (a zero-width space, a right-to-left override), no space other than the plain one,
     none around it. "Port scan" and "Port\u200bscan" would show alike in the alerts
     and the duplicate check would let both through."""
-    hidden = [
-        c
-        for c in name
-        if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or (c.isspace() and c != " ")
-    ]
+    hidden = [c for c in name if _hidden(c)]
     if hidden:
         shown = ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(hidden))
         raise ValueError(f"the name holds characters that do not show ({shown}): remove them")
     if name != name.strip():
         raise ValueError(f"the name has spaces around it: write {name.strip()!r}")
+    if "  " in name:
+        # Kibana, as any web page, shows two spaces as one.
+        raise ValueError(f"the name has two spaces in a row: write {' '.join(name.split())!r}")
     return name
+
+
+# Characters that show as nothing, or as a blank, though Unicode counts them as letters,
+# marks or symbols: variation selectors, the combining grapheme joiner, the Hangul and
+# Mongolian fillers, the Khmer inherent vowels, the blank Braille pattern.
+_BLANK = frozenset(
+    [
+        *(0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0),
+        *range(0x180B, 0x1810),
+        *range(0xFE00, 0xFE10),
+        *range(0xE0100, 0xE01F0),
+    ]
+)
+
+
+def _hidden(c: str) -> bool:
+    # Cc/Cf: control and format characters; Zl/Zp: line breaks; Co: private use (shown by
+    # no standard font); Cn: not assigned; Cs: a lone surrogate (a YAML "\ud800" escape).
+    if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Co", "Cn", "Cs"):
+        return True
+    return ord(c) in _BLANK or (c.isspace() and c != " ")
 
 
 class RuleBase(BaseModel):
