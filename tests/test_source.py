@@ -411,3 +411,27 @@ def test_an_empty_index_that_maps_no_time_field_yet_is_not_said_untimed(
         "read: set the source's time_field to the field that holds their time, or leave them "
         "out of its indices",
     ]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_remote_cluster_the_node_does_not_know_is_said_as_such_not_as_a_role(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The node answers 403 security_exception, even to a superuser: "check its role and
+    # credentials" sent the operator after privileges that were all there.
+    from nis2triage import cli
+
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    text = config.read_text().replace(f"- {index_name}\n", f"- nosuchremote:{index_name}\n")
+    config.write_text(text)
+
+    assert cli.main(["run", "-c", str(config), "--once"]) == 1
+
+    said = capsys.readouterr().err
+    assert "answered 'no such remote cluster: [nosuchremote]'" in said
+    assert "cluster.remote.<name>.seeds" in said
+    assert "check its role" not in said

@@ -725,15 +725,35 @@ def describe_outage(exc: Exception) -> str:
         status = exc.meta.status
         if status == 429:
             return "Elasticsearch rejects requests (429, overloaded)"
+        cause = _root_cause(exc)
+        if cause.startswith("no such remote cluster"):
+            # Answered 403 security_exception, which sent operators to the agent's role.
+            return (
+                f"Elasticsearch answered '{cause}': an index name of sources.indices (or of "
+                "a rule's index) is on a remote cluster the node has no connection to; add "
+                "the cluster to the node (cluster.remote.<name>.seeds) or correct the name"
+            )
+        said = f"{exc.message}: {cause}" if cause else exc.message
         if status in (401, 403):
             return (
-                f"Elasticsearch refuses the agent ({status}): "
-                f"check its role and credentials ({exc.message})"
+                f"Elasticsearch refuses the agent ({status}): check its role and credentials "
+                f"({said})"
             )
-        return f"Elasticsearch answered {status} ({exc.message})"
+        return f"Elasticsearch answered {status} ({said})"
     if isinstance(exc, StoreError):
         return str(exc)
     return f"Elasticsearch cannot be reached ({type(exc).__name__})"
+
+
+def _root_cause(exc: ApiError) -> str:
+    """The reason of the error's first root cause: `search_phase_execution_exception` alone
+    says not which field, index or cluster is wrong."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error")
+    causes = error.get("root_cause") if isinstance(error, dict) else None
+    if not causes or not isinstance(causes[0], dict):
+        return ""
+    return str(causes[0].get("reason") or "")[:300]
 
 
 @dataclass(frozen=True)
