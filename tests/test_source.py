@@ -435,3 +435,39 @@ def test_a_remote_cluster_the_node_does_not_know_is_said_as_such_not_as_a_role(
     assert "answered 'no such remote cluster: [nosuchremote]'" in said
     assert "cluster.remote.<name>.seeds" in said
     assert "check its role" not in said
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_closed_index_of_a_source_is_said_at_start(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A search skips it without an error while the checkpoint moves on: reopened later, its
+    # events older than max_lateness were never read, and nothing had said so.
+    live, closed = f"{index_name}-src-a", f"{index_name}-src-b"
+    put(es, live, "a", minutes_ago=1)
+    put(es, closed, "b", minutes_ago=30)
+    es.indices.close(index=closed)
+    source = make(es, f"{index_name}-src-*")
+    cursor = Cursor()
+    assert read_all(source, cursor) == ["a"]
+    es.indices.open(index=closed, wait_for_active_shards="1")
+    assert read_all(source, cursor) == []  # what the warning is for
+    es.indices.close(index=closed)
+    config = load_config(write_agent_config(tmp_path, es_settings, live, f"{index_name}-st"))
+    auth = config.sources[0].model_copy(update={"indices": [f"{index_name}-src-*"]})
+    config = config.model_copy(update={"sources": [auth]})
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        Agent(config, es, b"k" * 32, b"p" * 32).start()
+
+    said = [r.getMessage() for r in caplog.records if "closed" in r.getMessage()]
+    assert said == [
+        f"source auth: {closed} is closed, so none of their events is read; the checkpoint "
+        "moves on, so events reopened later that are older than max_lateness are never read: "
+        "open them (POST <index>/_open) before the agent starts, or leave them out of its "
+        "indices"
+    ]

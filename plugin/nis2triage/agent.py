@@ -196,6 +196,7 @@ class Agent:
         self.restore_all()
         self._check_reading()
         for run in self.runs:
+            run.source.say_closed()
             run.source.say_untimed()
         self._say_unseen_assets()
         if self.cfg.notifier.mode == "send":

@@ -398,6 +398,35 @@ class Source:
             log.warning("%s", line)
         return said
 
+    def say_closed(self) -> list[str]:
+        """Say (and return) the source's closed indices: a search skips them without an
+        error while the checkpoint moves past their time, so once reopened their events
+        older than max_lateness are never read."""
+        try:
+            found = self.es.indices.resolve_index(
+                name=",".join(self.cfg.indices), expand_wildcards="open,closed",
+                ignore_unavailable=True,
+            ).body  # fmt: skip
+        except ApiError:
+            return []  # the node would not say (a missing privilege, a remote cluster)
+        closed = sorted(
+            i["name"] for i in found.get("indices") or [] if "closed" in i.get("attributes", [])
+        )
+        if not closed:
+            return []
+        more = f" and {len(closed) - 5} more" if len(closed) > 5 else ""
+        log.warning(
+            "source %s: %s%s%s closed, so none of their events is read; the checkpoint moves "
+            "on, so events reopened later that are older than max_lateness are never read: "
+            "open them (POST <index>/_open) before the agent starts, or leave them out of "
+            "its indices",
+            self.cfg.name,
+            ", ".join(closed[:5]),
+            more,
+            " is" if len(closed) == 1 else " are",
+        )
+        return closed
+
     def _indices_without_time(self) -> list[str]:
         try:
             caps = self.es.field_caps(
