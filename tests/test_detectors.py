@@ -20,6 +20,7 @@ from nis2triage.bench.stream import StreamSpec, generate
 from nis2triage.demo import index_docs
 from nis2triage.detectors import Detector, DetectorSpec, load_spec
 from nis2triage.errors import ConfigError
+from nis2triage.features import FeatureSpec
 from nis2triage.models.hst import HalfSpaceTrees
 from nis2triage.models.pipeline import MultivariateScorer
 from nis2triage.records import Alert, Event
@@ -765,3 +766,26 @@ def test_a_negative_volume_cannot_cancel_an_exfiltration_and_is_counted_and_said
     assert cancelled == (["10.0.0.99"], 2)
     [said] = [r.getMessage() for r in caplog.records if "negative" in r.getMessage()]
     assert said.startswith("detector outbound-bytes-per-host: 2 negative values of source.bytes")
+
+
+def test_a_negative_value_is_counted_once_per_event_under_its_own_field() -> None:
+    # Two features on source.bytes, a third on another field, an event for three entities.
+    features = [
+        FeatureSpec(name="bytes", kind="sum", field="source.bytes", transform="log1p"),
+        FeatureSpec(name="largest", kind="max", field="source.bytes", transform="log1p"),
+        FeatureSpec(name="took", kind="sum", field="event.duration", transform="log1p"),
+    ]
+    spec = DetectorSpec(
+        name="flows", source="net", entity="source.ip", features=features,
+        model=[{"anomaly.HalfSpaceTrees": {}}],
+    )  # fmt: skip
+    detector = Detector(spec)
+    doc = {
+        "source": {"ip": ["10.0.0.1", "10.0.0.2", "10.0.0.3"], "bytes": -50e9},
+        "event": {"duration": 5},
+    }
+
+    detector.ingest_many([Event(index="x", id="1", ts_ms=1_700_000_000_000, doc=doc)])
+
+    assert detector.stats()["negative_values"] == 1
+    assert detector.negative_fields == ["source.bytes"]

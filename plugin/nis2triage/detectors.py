@@ -378,6 +378,7 @@ class Detector:
     said_cut = False
     # Negative values a log1p sum or max left out (see `features._adder`).
     negative_values = 0
+    negative_fields: list[str] = []  # noqa: RUF012 (a class default, replaced, never changed)
     said_negative = False
 
     def __init__(self, spec: DetectorSpec) -> None:
@@ -443,7 +444,10 @@ class Detector:
                     raise
                 failed(event, exc)
         self.missing_run = missing_run
-        self.negative_values += filler.negatives[0]
+        left_out = filler.negatives.counts
+        if left_out:
+            self.negative_values += sum(left_out.values())
+            self.negative_fields = sorted({*self.negative_fields, *left_out})
         self._say_if_no_entity()
         self._say_if_cut()
         self._say_if_negative()
@@ -488,7 +492,7 @@ class Detector:
         if self.said_negative or not self.negative_values:
             return
         self.said_negative = True
-        fields = sorted({f.field for f in self.measured if f.transform == "log1p" and f.field})
+        fields = self.negative_fields
         log.warning(
             "detector %s: %d negative values of %s were left out of its log-scale features "
             "(a volume has none: a broken shipper, or an event written to cancel one); the "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -301,7 +301,8 @@ class Filler:
 
     def __init__(self, features: Sequence[FeatureSpec]) -> None:
         # Values a log1p measure left out for being negative, this batch (see `_adder`).
-        self.negatives: list[int] = [0]
+        # Events per field whose negative values a log1p measure left out (see `_adder`).
+        self.negatives = LeftOut()
         self._adders = [_adder(spec, self.negatives) for spec in features]
         self._evidence = [
             (name, tuple(_two_steps(path) for path in paths)) for name, paths in _EVIDENCE.items()
@@ -336,13 +337,29 @@ def _two_steps(path: str) -> tuple[str, str, str]:
     return path, head, last
 
 
-def _adder(spec: FeatureSpec, negatives: list[int] | None = None) -> Adder:
+@dataclass
+class LeftOut:
+    """Events whose negative values the log-scale measures of one batch left out, by field:
+    each event once, however many features read the field or entities it counts for."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    # The last event counted per field, by identity (the adders see one event per entity).
+    last: dict[str, object] = field(default_factory=dict)
+
+    def count(self, field_name: str, doc: object) -> None:
+        if self.last.get(field_name) is not doc:
+            self.last[field_name] = doc
+            self.counts[field_name] += 1
+
+
+def _adder(spec: FeatureSpec, negatives: LeftOut | None = None) -> Adder:
     """The function that adds one event to a bucket's measure of `spec`.
 
     A `sum` or `max` on a log scale (`transform: log1p`) measures a magnitude (bytes,
     durations) and takes no negative value: one event reporting -50 GB cancelled a real
     50 GB transfer in its bucket and hid an exfiltration alert. Such values are left out
-    and counted in `negatives[0]`."""
+    and the event counted in `negatives` under its field, once however many features
+    read the field or entities the event counts for."""
     name = spec.name
     where = spec.where.matcher() if spec.where is not None else None
     if spec.kind in ("count", "ratio"):
@@ -372,14 +389,15 @@ def _adder(spec: FeatureSpec, negatives: list[int] | None = None) -> Adder:
 
     is_sum = spec.kind == "sum"
     magnitude = spec.transform == "log1p"
-    left_out = negatives if negatives is not None else [0]
+    left_out = negatives if negatives is not None else LeftOut()
+    field_name = spec.field
 
     def numeric(bucket: Bucket, doc: dict[str, Any]) -> None:
         if where is not None and not where(doc):
             return
         numbers = [n for n in (_number(v) for v in as_list(get(doc))) if n is not None]
         if magnitude and numbers and min(numbers) < 0:
-            left_out[0] += sum(1 for n in numbers if n < 0)
+            left_out.count(field_name, doc)
             numbers = [n for n in numbers if n >= 0]
         if is_sum:
             bucket.sums[name] = bucket.sums.get(name, 0.0) + sum(numbers)
