@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -89,3 +90,18 @@ def test_the_same_key_in_two_mappings_is_no_duplicate() -> None:
     loaded = load_text("a: {x: 1}\nb: {x: 2}\nc: [{x: 3}, {x: 4}]\n", "f.yml")
 
     assert loaded.data == {"a": {"x": 1}, "b": {"x": 2}, "c": [{"x": 3}, {"x": 4}]}
+
+
+def test_the_depth_refused_does_not_depend_on_the_recursion_limit() -> None:
+    # A library may raise the limit (the full suite ran with a higher one): the same file
+    # must be refused at the same line in any process.
+    deep = "a: 1\nb:\n  " + "[" * 300 + "]" * 300 + "\n"
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        with pytest.raises(ConfigError, match=r"t\.yml:3: refused: nested too deeply"):
+            load_text(deep, "t.yml")
+    finally:
+        sys.setrecursionlimit(before)
+    # Within the bound (the mapping and 98 lists), a file still loads.
+    assert load_text("a: " + "[" * 98 + "]" * 98 + "\n", "t.yml").data is not None

@@ -8,6 +8,7 @@ refused before they can exhaust memory.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,17 @@ def load_text(text: str, path: str) -> Located:
         loader = _Loader(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", path=path) from exc
+    # Checked before composing, which recurses per level: where it failed depended on the
+    # interpreter's recursion limit (a library may raise it), so a file refused in one
+    # process loaded in another.
+    too_deep = _too_deep_at(text)
+    if too_deep is not None:
+        loader.dispose()
+        raise ConfigError(
+            f"refused: nested too deeply (past {SAID_DEPTH} levels here): flatten it",
+            path=path,
+            line=too_deep,
+        )
     try:
         node = loader.get_single_node()
         if node is None:
@@ -176,6 +188,7 @@ def load_text(text: str, path: str) -> Located:
 
 # A depth no configuration needs: a refused file's error points at where it is passed.
 SAID_DEPTH = 100
+_INDENTS = re.compile(r"(?m)^ +")
 _OPENS = (
     yaml.BlockMappingStartToken,
     yaml.BlockSequenceStartToken,
@@ -196,6 +209,12 @@ def _first_line(text: str, kinds: tuple[type[yaml.Token], ...]) -> int | None:
 
 def _too_deep_at(text: str) -> int | None:
     """The line where nesting first passes SAID_DEPTH levels."""
+    # Each level opens with a bracket, a `- `, a `? ` or one more column of indentation: a file
+    # with fewer of them in all cannot be that deep, and skips the scan (most files).
+    indent = max((len(m) for m in _INDENTS.findall(text)), default=0)
+    opens = sum(text.count(mark) for mark in ("[", "{", "- ", "? "))
+    if opens + indent < SAID_DEPTH:
+        return None
     depth = 0
     try:
         for token in yaml.scan(text):
