@@ -174,3 +174,39 @@ def test_an_inventory_check_that_outlasts_the_request_timeout_does_not_stop_the_
     said = [r.getMessage() for r in caplog.records if "inventory check" in r.getMessage()]
     assert said and said[0].startswith("the inventory check did not finish (ConnectionTimeout)")
     assert "15000 assets in one request, which elasticsearch.request_timeout (5 s)" in said[0]
+
+
+def test_an_index_mapping_the_fields_as_text_is_not_checked_rather_than_said_unseen(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # No template: host.name becomes text (split into words), source.ip text as well.
+    at = datetime.now(UTC).isoformat()
+    docs = [{"host": {"name": "web-01.corp.example"}}, {"source": {"ip": "10.20.3.4"}}]
+    actions = ({"_index": index_name, "_source": {"@timestamp": at, **d}} for d in docs)
+    helpers.bulk(es, actions, refresh=True)
+
+    with caplog.at_level(logging.INFO, logger="nis2triage.assetcheck"):
+        missing = unseen(es, [Reader("auth", [index_name], "@timestamp")], INVENTORY)
+
+    assert missing == []
+    [said] = [r.getMessage() for r in caplog.records]
+    assert said.startswith(
+        "source auth: the inventory check is skipped, since host.name is mapped as text"
+    )
+
+
+def test_an_address_in_client_ip_is_seen(es: Elasticsearch, index_name: str) -> None:
+    mapping = {
+        "properties": {
+            "@timestamp": {"type": "date"},
+            "client": {"properties": {"ip": {"type": "ip"}}},
+        }
+    }
+    es.indices.create(index=index_name, mappings=mapping)
+    at = datetime.now(UTC).isoformat()
+    es.index(
+        index=index_name, document={"@timestamp": at, "client": {"ip": "192.0.2.9"}}, refresh=True
+    )
+    printer = Inventory.model_validate({"assets": [{"name": "printer", "hosts": ["192.0.2.9"]}]})
+
+    assert unseen(es, [Reader("auth", [index_name], "@timestamp")], printer) == []

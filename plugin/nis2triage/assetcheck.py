@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage.assets import Asset, Inventory, host_key
 
@@ -29,7 +29,17 @@ log = logging.getLogger(__name__)
 
 # Where events name a host, and where they carry an address the agent can match.
 NAME_FIELDS = ("host.name", "host.hostname")
-ADDRESS_FIELDS = ("host.ip", "source.ip", "destination.ip", "related.ip")
+ADDRESS_FIELDS = (
+    "host.ip",
+    "source.ip",
+    "destination.ip",
+    "related.ip",
+    "client.ip",
+    "server.ip",
+)
+# The types under which the fields compare as the check asks (exact values, address ranges).
+NAME_TYPES = frozenset({"keyword", "constant_keyword", "wildcard"})
+ADDRESS_TYPES = frozenset({"ip"})
 LOOKBACK = "now-7d"
 # Assets named in the warning; the rest are counted.
 NAMED_AT_MOST = 10
@@ -96,9 +106,44 @@ def unseen(es: Elasticsearch, readers: Sequence[Reader], inventory: Inventory) -
     for reader in readers:
         if not _any_event(es, reader):
             continue
+        mapped_otherwise = _mapped_otherwise(es, reader)
+        if mapped_otherwise:
+            # A host name split into words, or an address kept as text, matches no term
+            # asked here: every asset would be said unseen.
+            log.info(
+                "source %s: the inventory check is skipped, since %s: it looks for exact "
+                "host names and address ranges",
+                reader.name,
+                "; ".join(mapped_otherwise),
+            )
+            continue
         active = True
         seen |= _named(es, reader, assets)
     return [a for i, a in enumerate(assets) if i not in seen] if active else []
+
+
+def _mapped_otherwise(es: Elasticsearch, reader: Reader) -> list[str]:
+    """The fields the check reads that some index of `reader` maps under another type than
+    the check needs, each with its types (empty when the node would not say)."""
+    try:
+        caps = es.field_caps(
+            index=",".join(reader.indices),
+            fields=[*NAME_FIELDS, *ADDRESS_FIELDS],
+            ignore_unavailable=True,
+            allow_no_indices=True,
+        ).body
+    except ApiError:
+        return []
+    wanted = {
+        **dict.fromkeys(NAME_FIELDS, NAME_TYPES),
+        **dict.fromkeys(ADDRESS_FIELDS, ADDRESS_TYPES),
+    }
+    found = caps.get("fields") or {}
+    return [
+        f"{name} is mapped as {', '.join(sorted(found[name]))}"
+        for name, types in wanted.items()
+        if name in found and not set(found[name]) <= types
+    ]
 
 
 def _window(reader: Reader) -> list[dict[str, Any]]:
