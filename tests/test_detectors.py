@@ -789,3 +789,34 @@ def test_a_negative_value_is_counted_once_per_event_under_its_own_field() -> Non
 
     assert detector.stats()["negative_values"] == 1
     assert detector.negative_fields == ["source.bytes"]
+
+
+def test_values_that_are_no_number_are_counted_once_per_event_and_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    features = [
+        FeatureSpec(name="bytes", kind="sum", field="source.bytes"),
+        FeatureSpec(name="largest", kind="max", field="source.bytes", transform="log1p"),
+        FeatureSpec(name="took", kind="sum", field="event.duration"),
+    ]
+    spec = DetectorSpec(
+        name="flows", source="net", entity="source.ip", features=features,
+        model=[{"anomaly.HalfSpaceTrees": {}}],
+    )  # fmt: skip
+    detector = Detector(spec)
+    docs = [
+        {"source": {"ip": ["10.0.0.1", "10.0.0.2"], "bytes": "50 GB"}, "event": {"duration": 5}},
+        {"source": {"ip": "10.0.0.1", "bytes": "5e10"}, "event": {"duration": True}},
+        {"source": {"ip": "10.0.0.1", "bytes": 7}},  # a field left out is no error
+    ]
+    events = [
+        Event(index="x", id=str(i), ts_ms=1_700_000_000_000, doc=d) for i, d in enumerate(docs)
+    ]
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.detectors"):
+        detector.ingest_many(events)
+
+    assert detector.stats()["not_numbers"] == 2
+    assert detector.not_number_fields == ["event.duration", "source.bytes"]
+    [said] = [r.getMessage() for r in caplog.records if "no number" in r.getMessage()]
+    assert said.startswith("detector flows: 2 events held values of event.duration, source.bytes")

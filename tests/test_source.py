@@ -471,3 +471,21 @@ def test_a_closed_index_of_a_source_is_said_at_start(
         "open them (POST <index>/_open) before the agent starts, or leave them out of its "
         "indices"
     ]
+
+
+def test_a_closed_index_named_alone_is_not_said_to_hold_no_events(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    put(es, index_name, "a", minutes_ago=1)
+    es.indices.close(index=index_name)
+    source = make(es, index_name)
+    source.say_closed()
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        assert read_all(source, Cursor()) == []
+
+    said = [r.getMessage() for r in caplog.records if "holds no events" in r.getMessage()]
+    assert said == [
+        f"source s: {index_name} holds no events in its open indices (closed: {index_name}); "
+        "waiting for events"
+    ]

@@ -378,6 +378,10 @@ class Detector:
     said_cut = False
     # Negative values a log1p sum or max left out (see `features._adder`).
     negative_values = 0
+    # Values of a sum or max feature's field that were no number (see `features._adder`).
+    not_numbers = 0
+    not_number_fields: list[str] = []  # noqa: RUF012 (a class default, replaced, never changed)
+    said_not_numbers = False
     negative_fields: list[str] = []  # noqa: RUF012 (a class default, replaced, never changed)
     said_negative = False
 
@@ -448,9 +452,14 @@ class Detector:
         if left_out:
             self.negative_values += sum(left_out.values())
             self.negative_fields = sorted({*self.negative_fields, *left_out})
+        unread = filler.not_numbers.counts
+        if unread:
+            self.not_numbers += sum(unread.values())
+            self.not_number_fields = sorted({*self.not_number_fields, *unread})
         self._say_if_no_entity()
         self._say_if_cut()
         self._say_if_negative()
+        self._say_if_not_numbers()
         self._say_if_late()
         self._say_if_evicting()
 
@@ -500,6 +509,21 @@ class Detector:
             self.spec.name,
             self.negative_values,
             ", ".join(fields),
+        )
+
+    def _say_if_not_numbers(self) -> None:
+        """Warn once when a sum or max feature's field held values that are no number: they
+        count as nothing, so a volume written as text ("50 GB") would go unmeasured."""
+        if self.said_not_numbers or not self.not_numbers:
+            return
+        self.said_not_numbers = True
+        log.warning(
+            "detector %s: %d events held values of %s that are no number (text, true/false, "
+            "NaN) and counted as nothing in its features; check the shipper's mapping of "
+            "the field (the detector's stats count them as not_numbers)",
+            self.spec.name,
+            self.not_numbers,
+            ", ".join(self.not_number_fields),
         )
 
     def _say_if_late(self) -> None:
@@ -801,6 +825,7 @@ class Detector:
             "missing_entity": self.missing_entity,
             "cut_entities": self.cut_entities,
             "negative_values": self.negative_values,
+            "not_numbers": self.not_numbers,
             "late_events": self.table.late_events,
             "evicted_entities": self.table.evicted_entities,
             "evicted_events": self.table.evicted_events,

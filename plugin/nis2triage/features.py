@@ -303,7 +303,9 @@ class Filler:
         # Values a log1p measure left out for being negative, this batch (see `_adder`).
         # Events per field whose negative values a log1p measure left out (see `_adder`).
         self.negatives = LeftOut()
-        self._adders = [_adder(spec, self.negatives) for spec in features]
+        # Events per field whose value a sum or max could not read as a number.
+        self.not_numbers = LeftOut()
+        self._adders = [_adder(spec, self.negatives, self.not_numbers) for spec in features]
         self._evidence = [
             (name, tuple(_two_steps(path) for path in paths)) for name, paths in _EVIDENCE.items()
         ]
@@ -339,8 +341,9 @@ def _two_steps(path: str) -> tuple[str, str, str]:
 
 @dataclass
 class LeftOut:
-    """Events whose negative values the log-scale measures of one batch left out, by field:
-    each event once, however many features read the field or entities it counts for."""
+    """Events whose values the measures of one batch left out, by field (negative ones on
+    a log scale, or ones that are no number): each event once, however many features
+    read the field or entities it counts for."""
 
     counts: Counter[str] = field(default_factory=Counter)
     # The last event counted per field, by identity (the adders see one event per entity).
@@ -352,7 +355,9 @@ class LeftOut:
             self.counts[field_name] += 1
 
 
-def _adder(spec: FeatureSpec, negatives: LeftOut | None = None) -> Adder:
+def _adder(
+    spec: FeatureSpec, negatives: LeftOut | None = None, not_numbers: LeftOut | None = None
+) -> Adder:
     """The function that adds one event to a bucket's measure of `spec`.
 
     A `sum` or `max` on a log scale (`transform: log1p`) measures a magnitude (bytes,
@@ -390,12 +395,17 @@ def _adder(spec: FeatureSpec, negatives: LeftOut | None = None) -> Adder:
     is_sum = spec.kind == "sum"
     magnitude = spec.transform == "log1p"
     left_out = negatives if negatives is not None else LeftOut()
+    unread = not_numbers if not_numbers is not None else LeftOut()
     field_name = spec.field
 
     def numeric(bucket: Bucket, doc: dict[str, Any]) -> None:
         if where is not None and not where(doc):
             return
-        numbers = [n for n in (_number(v) for v in as_list(get(doc))) if n is not None]
+        values = as_list(get(doc))
+        numbers = [n for n in (_number(v) for v in values) if n is not None]
+        if len(numbers) < len(values):
+            # "50 GB", true or NaN: counted as nothing, which must not pass unseen.
+            unread.count(field_name, doc)
         if magnitude and numbers and min(numbers) < 0:
             left_out.count(field_name, doc)
             numbers = [n for n in numbers if n >= 0]

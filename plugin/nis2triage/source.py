@@ -265,6 +265,8 @@ class Source:
         self._high_ms = 0
         # Pages of `batch_size` hits, fewer while the documents are large (`paging`).
         self.fit = PageFit(cfg.batch_size)
+        # The closed indices the start found (`say_closed`), for the empty-poll message.
+        self.closed: list[str] = []
         self._said_fit = False
 
     def poll(self, cursor: Cursor) -> Iterator[list[Event]]:
@@ -331,10 +333,13 @@ class Source:
         names = ", ".join(self.cfg.indices)
         if self._matches_something() is not False:
             if cursor is None or cursor.watermark_ms is None:
+                # A closed index's events are not "no events": say_closed named it at start.
+                closed = f" in its open indices (closed: {', '.join(self.closed)})"
                 log.warning(
-                    "source %s: %s holds no events%s; waiting for events",
+                    "source %s: %s holds no events%s%s; waiting for events",
                     self.cfg.name,
                     names,
+                    closed if self.closed else "",
                     "" if self.narrowed is None else " that its detectors' filters may take",
                 )
             return
@@ -412,6 +417,7 @@ class Source:
         closed = sorted(
             i["name"] for i in found.get("indices") or [] if "closed" in i.get("attributes", [])
         )
+        self.closed = closed[:5]
         if not closed:
             return []
         more = f" and {len(closed) - 5} more" if len(closed) > 5 else ""
