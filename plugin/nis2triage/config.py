@@ -294,11 +294,11 @@ class AgentConfig(Strict):
     def detector_files(self) -> list[Path]:
         """The files the detector patterns match, in order; a file two patterns match is
         one detector, listed once."""
-        files: dict[Path, Path] = {}
-        for pattern in self.detectors:
-            for matched in sorted(glob.glob(str(self.resolve(pattern)))):
-                files.setdefault(Path(matched).resolve(), Path(matched))
-        return list(files.values())
+        return yamlload.once_each(
+            Path(matched)
+            for pattern in self.detectors
+            for matched in sorted(glob.glob(str(self.resolve(pattern))))
+        )
 
     def unmatched_detector_patterns(self) -> list[str]:
         return [p for p in self.detectors if not glob.glob(str(self.resolve(p)))]

@@ -19,11 +19,12 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 
+from nis2triage import yamlload
 from nis2triage.config import AgentConfig, RulesConfig
 from nis2triage.errors import PartialResultsError, RuleExecutionError
 from nis2triage.records import Alert
 from nis2triage.rules import engine, sigma_run
-from nis2triage.rules.loader import load_rules, once_each
+from nis2triage.rules.loader import load_rules
 from nis2triage.rules.native import SIGMA_KEY_PREFIX, NativeRule
 from nis2triage.rules.sigma import SigmaConverter, SigmaQuery, rule_files
 from nis2triage.rules.state import RuleState
@@ -60,7 +61,7 @@ def load_native(cfg: AgentConfig) -> list[NativeRule]:
 
 
 def load_sigma(cfg: AgentConfig) -> list[SigmaQuery]:
-    files = once_each(f for p in _expand(cfg, cfg.rules.sigma) for f in rule_files(p))
+    files = yamlload.once_each(f for p in _expand(cfg, cfg.rules.sigma) for f in rule_files(p))
     converted = SigmaConverter().load(files)
     for skipped in converted.skipped:
         # A rule that cannot be converted is reported and skipped; it never stops the agent.

@@ -9,6 +9,7 @@ refused before they can exhaust memory.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,3 +248,13 @@ def load_file(path: str | Path) -> Located:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text (byte {exc.start})", path=str(p)) from exc
     return load_text(text, str(p))
+
+
+def once_each(files: Iterable[Path]) -> list[Path]:
+    """The files in order, one reached twice (a folder and a file in it, a symbolic link)
+    kept at its first place: loaded twice, a rule would clash with its own name, or run
+    twice and raise every alert twice (a detector file, as one detector)."""
+    kept: dict[Path, Path] = {}
+    for file in files:
+        kept.setdefault(file.resolve(), file)
+    return list(kept.values())

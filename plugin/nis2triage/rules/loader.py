@@ -104,17 +104,7 @@ def _rule_files(paths: Iterable[str | Path]) -> list[Path]:
             files.extend(sorted(p for p in given.iterdir() if p.suffix in (".yml", ".yaml")))
         else:
             files.append(given)
-    return once_each(files)
-
-
-def once_each(files: Iterable[Path]) -> list[Path]:
-    """The files in order, one reached twice (a folder and a file in it, a symbolic link)
-    kept at its first place: loaded twice, a rule would clash with its own name, or run
-    twice and raise every alert twice. Detector files are counted once the same way."""
-    kept: dict[Path, Path] = {}
-    for file in files:
-        kept.setdefault(file.resolve(), file)
-    return list(kept.values())
+    return yamlload.once_each(files)
 
 
 def _validate(
