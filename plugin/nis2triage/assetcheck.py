@@ -24,6 +24,7 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage.assets import Asset, Inventory, host_key
+from nis2triage.logs import some
 
 log = logging.getLogger(__name__)
 
@@ -189,16 +190,14 @@ def say_unseen(assets: Sequence[Asset], readers: Sequence[Reader]) -> None:
     ranked = sorted(
         assets, key=lambda a: ("critical", "high", "medium", "low").index(a.criticality)
     )
-    named = ", ".join(f"{a.name} ({a.criticality})" for a in ranked[:NAMED_AT_MOST])
-    more = f" and {len(ranked) - NAMED_AT_MOST} more" if len(ranked) > NAMED_AT_MOST else ""
+    named = some([f"{a.name} ({a.criticality})" for a in ranked], NAMED_AT_MOST)
     log.warning(
         "%d assets of the inventory are named by no event of the last 7 days in sources %s: "
-        "%s%s. Their alerts would take no asset's criticality: check their hosts and "
+        "%s. Their alerts would take no asset's criticality: check their hosts and "
         "networks in the inventory against the events' %s and %s",
         len(ranked),
         ", ".join(r.name for r in readers),
         named,
-        more,
         ", ".join(NAME_FIELDS),
         ", ".join(ADDRESS_FIELDS),
     )

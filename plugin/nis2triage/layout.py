@@ -18,6 +18,7 @@ from typing import Any, Literal
 from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage.errors import ConfigError
+from nis2triage.logs import some
 from nis2triage.reports.document import shown
 from nis2triage.store import (
     INDEX_SETTINGS,
@@ -207,9 +208,8 @@ def alias_problem(es: Elasticsearch, prefix: str, alias: str) -> str | None:
     others = [i for i in foreign if not _ALERTS_INDEX.search(i)]
     if not others:
         return None
-    named = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
     return (
-        f"{alias} already covers {named}, which hold no agent's alerts: give this agent a "
+        f"{alias} already covers {some(others)}, which hold no agent's alerts: give this agent a "
         "state.security_alias of its own"
     )
 

@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 import traceback
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -32,6 +33,12 @@ def register_secret(value: str | bytes | None) -> None:
         # Also as an error message quotes it: escaped, bytes or text (a line break in a
         # token shows as \n in "Invalid header value b'Bearer ...\n'").
         _secrets.update({text, repr(text)[1:-1], repr(text.encode())[2:-1]})
+
+
+def some(names: Sequence[str], at_most: int = 5) -> str:
+    """`names` for a line a person reads: the first `at_most`, and how many more."""
+    more = f" and {len(names) - at_most} more" if len(names) > at_most else ""
+    return ", ".join(names[:at_most]) + more
 
 
 def redact(text: str) -> str:

@@ -74,6 +74,8 @@ class PageFit:
     limit: int
     budget: int = PAGE_BYTES
     size: int = 0
+    # About how many bytes of JSON a document of the last page held (0: none read yet).
+    per_hit: int = 0
 
     def __post_init__(self) -> None:
         self.size = self.size or min(self.limit, FIRST_PAGE)
@@ -81,8 +83,8 @@ class PageFit:
     def learn(self, hits: list[dict[str, Any]]) -> None:
         """Size the next page from the documents of this one."""
         if hits:
-            per_hit = max(1, sampled_bytes(hits) // len(hits))
-            self.size = max(1, min(self.limit, self.budget // per_hit))
+            self.per_hit = max(1, sampled_bytes(hits) // len(hits))
+            self.size = max(1, min(self.limit, self.budget // self.per_hit))
 
 
 def sampled_bytes(hits: list[dict[str, Any]]) -> int:

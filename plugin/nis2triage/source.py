@@ -29,12 +29,12 @@ from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundErro
 
 from nis2triage.config import SourceConfig
 from nis2triage.features import Match, getter
+from nis2triage.logs import some
 from nis2triage.paging import (
     PIT_KEEP_ALIVE,
     PageFit,
     TimeRange,
     pages,
-    sampled_bytes,
     sort_clause,
 )
 from nis2triage.pushdown import Narrowing
@@ -334,7 +334,7 @@ class Source:
         if self._matches_something() is not False:
             if cursor is None or cursor.watermark_ms is None:
                 # A closed index's events are not "no events": say_closed named it at start.
-                closed = f" in its open indices (closed: {', '.join(self.closed)})"
+                closed = f" in its open indices (closed: {some(self.closed)})"
                 log.warning(
                     "source %s: %s holds no events%s%s; waiting for events",
                     self.cfg.name,
@@ -378,60 +378,54 @@ class Source:
         Empty when the node cannot say (e.g. without security)."""
         return unreadable(self.es, self.cfg.indices)
 
-    def say_untimed(self) -> list[str]:
-        """Say (and return) what of the source no poll will ever read: indices that map no
-        date field `time_field`, and documents without one. Every read is a range on that
-        field, so these events were skipped without a word, a dead letter or a count."""
-        said = []
+    def say_untimed(self) -> None:
+        """Say what of the source no poll will ever read: indices that map no date field
+        `time_field`, and documents without one. Every read is a range on that field, so
+        these events were skipped without a word, a dead letter or a count."""
         untimed = self._holding_documents(self._indices_without_time())
         if untimed:
-            more = f" and {len(untimed) - 5} more" if len(untimed) > 5 else ""
-            said.append(
-                f"source {self.cfg.name}: no date field {self.cfg.time_field} in "
-                f"{', '.join(untimed[:5])}{more}, so none of their events is ever read: set "
+            log.warning(
+                "source %s: no date field %s in %s, so none of their events is ever read: set "
                 "the source's time_field to the field that holds their time, or leave them "
-                "out of its indices"
+                "out of its indices",
+                self.cfg.name,
+                self.cfg.time_field,
+                some(untimed),
             )
         lacking = self._count_without_time(untimed)
         if lacking:
-            said.append(
-                f"source {self.cfg.name}: documents without {self.cfg.time_field}: "
-                f"{lacking:,}, never read (every read is by time): have the shipper or an "
-                "ingest pipeline set it"
+            log.warning(
+                "source %s: documents without %s: %s, never read (every read is by time): "
+                "have the shipper or an ingest pipeline set it",
+                self.cfg.name,
+                self.cfg.time_field,
+                f"{lacking:,}",
             )
-        for line in said:
-            log.warning("%s", line)
-        return said
 
-    def say_closed(self) -> list[str]:
-        """Say (and return) the source's closed indices: a search skips them without an
-        error while the checkpoint moves past their time, so once reopened their events
-        older than max_lateness are never read."""
+    def say_closed(self) -> None:
+        """Say the source's closed indices: a search skips them without an error while the
+        checkpoint moves past their time, so once reopened their events older than
+        max_lateness are never read."""
         try:
             found = self.es.indices.resolve_index(
                 name=",".join(self.cfg.indices), expand_wildcards="open,closed",
                 ignore_unavailable=True,
             ).body  # fmt: skip
         except ApiError:
-            return []  # the node would not say (a missing privilege, a remote cluster)
-        closed = sorted(
+            return  # the node would not say (a missing privilege, a remote cluster)
+        self.closed = sorted(
             i["name"] for i in found.get("indices") or [] if "closed" in i.get("attributes", [])
         )
-        self.closed = closed[:5]
-        if not closed:
-            return []
-        more = f" and {len(closed) - 5} more" if len(closed) > 5 else ""
-        log.warning(
-            "source %s: %s%s%s closed, so none of their events is read; the checkpoint moves "
-            "on, so events reopened later that are older than max_lateness are never read: "
-            "open them (POST <index>/_open) before the agent starts, or leave them out of "
-            "its indices",
-            self.cfg.name,
-            ", ".join(closed[:5]),
-            more,
-            " is" if len(closed) == 1 else " are",
-        )
-        return closed
+        if self.closed:
+            log.warning(
+                "source %s: %s %s closed, so none of their events is read; the checkpoint "
+                "moves on, so events reopened later that are older than max_lateness are "
+                "never read: open them (POST <index>/_open) before the agent starts, or "
+                "leave them out of its indices",
+                self.cfg.name,
+                some(self.closed),
+                "is" if len(self.closed) == 1 else "are",
+            )
 
     def _indices_without_time(self) -> list[str]:
         try:
@@ -550,7 +544,7 @@ class Source:
                 # page cost 2% of a 2-million-event catch-up (`make bench`).
                 cursor.prune_oldest(self.cfg.max_lateness)
                 total += len(batch)
-                self._say_fit(page.hits)
+                self._say_fit()
                 if batch:
                     yield batch
         if total == 0:
@@ -559,7 +553,7 @@ class Source:
             self._looked_into_empty = False
         cursor.prune(self.cfg.max_lateness)
 
-    def _say_fit(self, hits: list[dict[str, Any]]) -> None:
+    def _say_fit(self) -> None:
         """Say once that pages hold fewer than `batch_size` events, and why: a rate lower
         than usual should not be a mystery."""
         if self._said_fit or self.fit.size >= self.cfg.batch_size:
@@ -569,7 +563,7 @@ class Source:
             "source %s: its documents are about %d kB each, so pages ask for %d of them "
             "rather than batch_size %d, to keep a page near %.1f MB in memory",
             self.cfg.name,
-            sampled_bytes(hits) // max(1, len(hits)) // 1024,
+            self.fit.per_hit // 1024,
             self.fit.size,
             self.cfg.batch_size,
             self.fit.budget / 2**20,

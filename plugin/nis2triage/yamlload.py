@@ -177,11 +177,9 @@ def load_text(text: str, path: str) -> Located:
     except yaml.YAMLError as exc:
         raise ConfigError(f"refused: {exc}", path=path) from exc
     except RecursionError as exc:
-        raise ConfigError(
-            f"refused: nested too deeply (past {SAID_DEPTH} levels here): flatten it",
-            path=path,
-            line=_too_deep_at(text),
-        ) from exc
+        # Behind the depth check above: a structure it does not count that still recursed
+        # past the interpreter's limit.
+        raise ConfigError("refused: nested too deeply: flatten it", path=path) from exc
     finally:
         loader.dispose()
     return Located(path, data, lines, columns)
