@@ -15,7 +15,6 @@ check cannot tell from a typo.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
 
-from nis2triage.assets import Asset, Inventory, host_key
+from nis2triage.assets import CRITICALITY_RANK, Asset, Inventory, address_of, host_key
 from nis2triage.logs import some
 
 log = logging.getLogger(__name__)
@@ -67,10 +66,7 @@ def asset_query(asset: Asset) -> list[dict[str, Any]]:
 
 
 def _host_clauses(host: str) -> list[dict[str, Any]]:
-    try:
-        address = ipaddress.ip_address(host.strip())
-    except ValueError:
-        address = None
+    address = address_of(host)
     if address is not None:
         # The agent also matches an address an event gives as its host name (syslog
         # senders without a name are written so).
@@ -187,9 +183,7 @@ def say_unseen(assets: Sequence[Asset], readers: Sequence[Reader]) -> None:
     """One warning naming the assets (the most critical first) no recent event named."""
     if not assets:
         return
-    ranked = sorted(
-        assets, key=lambda a: ("critical", "high", "medium", "low").index(a.criticality)
-    )
+    ranked = sorted(assets, key=lambda a: -CRITICALITY_RANK[a.criticality])
     named = some([f"{a.name} ({a.criticality})" for a in ranked], NAMED_AT_MOST)
     log.warning(
         "%d assets of the inventory are named by no event of the last 7 days in sources %s: "

@@ -52,7 +52,7 @@ def _host_entry(host: str) -> str:
     """An address, or a name an alert can carry: no spaces, patterns or empty labels."""
     if host != host.strip():
         raise ValueError(f"{host!r} has spaces around it: write {host.strip()!r}")
-    if _address(host) is not None:
+    if address_of(host) is not None:
         return host
     if not host.removesuffix("."):
         raise ValueError(f"{host!r} is empty: give the host's name or address")
@@ -128,7 +128,7 @@ class Inventory(BaseModel):
         names = [*alert.related_hosts]
         if alert.entity_field in HOST_FIELDS:
             names.append(alert.entity)
-        found = [_address(a) for a in (*alert.related_ips, alert.entity, *names)]
+        found = [address_of(a) for a in (*alert.related_ips, alert.entity, *names)]
         touched = self._index.touched(names, [a for a in found if a is not None])
         # In the order listed, so that max() keeps the first of equal criticality.
         assets = [self.assets[i] for i in sorted(touched)]
@@ -171,7 +171,8 @@ def host_key(name: str) -> str:
     return name.strip().translate(_ASCII_LOWER).removesuffix(".")
 
 
-def _address(text: str) -> Address | None:
+def address_of(text: str) -> Address | None:
+    """`text` as an address, the way alerts are matched (None when it is none)."""
     try:
         found = ipaddress.ip_address(text.strip())
     except ValueError:
@@ -206,7 +207,7 @@ class _Index:
         return index
 
     def add(self, host: str, entry: Entry) -> None:
-        address = _address(host)
+        address = address_of(host)
         if address is not None:
             self.addresses.setdefault(address, []).append(entry)
             return
@@ -218,7 +219,7 @@ class _Index:
 
     def matching(self, host: str) -> list[Entry]:
         """The entries an alert's host name or address `host` touches."""
-        address = _address(host)
+        address = address_of(host)
         if address is not None:
             return self.addresses.get(address, [])
         key = host_key(host)
@@ -229,7 +230,7 @@ class _Index:
         return [*self.names.get(key, []), *related]
 
     def touched(self, names: Iterable[str], addresses: Iterable[Address]) -> set[int]:
-        found = {i for name in names if _address(name) is None for i, _ in self.matching(name)}
+        found = {i for name in names if address_of(name) is None for i, _ in self.matching(name)}
         for address in addresses:
             found.update(i for i, _ in self.addresses.get(address, []))
             found.update(

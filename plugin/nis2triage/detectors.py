@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import partial
@@ -376,14 +377,14 @@ class Detector:
     # Entity values past MAX_ENTITIES_PER_EVENT of one event, which no bucket counted.
     cut_entities = 0
     said_cut = False
-    # Negative values a log1p sum or max left out (see `features._adder`).
+    # Events whose negative values a log1p sum or max left out, and those whose values of
+    # a sum or max feature's field were no number, with the fields (`features._adder`).
     negative_values = 0
-    # Values of a sum or max feature's field that were no number (see `features._adder`).
+    negative_fields: list[str] = []  # noqa: RUF012 (a class default, replaced, never changed)
+    said_negative = False
     not_numbers = 0
     not_number_fields: list[str] = []  # noqa: RUF012 (a class default, replaced, never changed)
     said_not_numbers = False
-    negative_fields: list[str] = []  # noqa: RUF012 (a class default, replaced, never changed)
-    said_negative = False
 
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
@@ -448,14 +449,12 @@ class Detector:
                     raise
                 failed(event, exc)
         self.missing_run = missing_run
-        left_out = filler.negatives.counts
-        if left_out:
-            self.negative_values += sum(left_out.values())
-            self.negative_fields = sorted({*self.negative_fields, *left_out})
-        unread = filler.not_numbers.counts
-        if unread:
-            self.not_numbers += sum(unread.values())
-            self.not_number_fields = sorted({*self.not_number_fields, *unread})
+        self.negative_values, self.negative_fields = _tallied(
+            self.negative_values, self.negative_fields, filler.negatives.counts
+        )
+        self.not_numbers, self.not_number_fields = _tallied(
+            self.not_numbers, self.not_number_fields, filler.not_numbers.counts
+        )
         self._say_if_no_entity()
         self._say_if_cut()
         self._say_if_negative()
@@ -501,14 +500,13 @@ class Detector:
         if self.said_negative or not self.negative_values:
             return
         self.said_negative = True
-        fields = self.negative_fields
         log.warning(
             "detector %s: %d negative values of %s were left out of its log-scale features "
             "(a volume has none: a broken shipper, or an event written to cancel one); the "
             "detector's stats count them as negative_values",
             self.spec.name,
             self.negative_values,
-            ", ".join(fields),
+            ", ".join(self.negative_fields),
         )
 
     def _say_if_not_numbers(self) -> None:
@@ -833,6 +831,13 @@ class Detector:
             "evicted_baselines": self.baselines.evicted,
             "evicted_models": self.entity_scorers.evicted if self.entity_scorers else 0,
         }
+
+
+def _tallied(total: int, fields: list[str], batch: Counter[str]) -> tuple[int, list[str]]:
+    """A count and its fields with a batch's events per field added."""
+    if not batch:
+        return total, fields
+    return total + sum(batch.values()), sorted({*fields, *batch})
 
 
 def _span_text(ms: int) -> str:

@@ -300,7 +300,6 @@ class Filler:
     """
 
     def __init__(self, features: Sequence[FeatureSpec]) -> None:
-        # Values a log1p measure left out for being negative, this batch (see `_adder`).
         # Events per field whose negative values a log1p measure left out (see `_adder`).
         self.negatives = LeftOut()
         # Events per field whose value a sum or max could not read as a number.
@@ -355,9 +354,7 @@ class LeftOut:
             self.counts[field_name] += 1
 
 
-def _adder(
-    spec: FeatureSpec, negatives: LeftOut | None = None, not_numbers: LeftOut | None = None
-) -> Adder:
+def _adder(spec: FeatureSpec, negatives: LeftOut, not_numbers: LeftOut) -> Adder:
     """The function that adds one event to a bucket's measure of `spec`.
 
     A `sum` or `max` on a log scale (`transform: log1p`) measures a magnitude (bytes,
@@ -394,8 +391,6 @@ def _adder(
 
     is_sum = spec.kind == "sum"
     magnitude = spec.transform == "log1p"
-    left_out = negatives if negatives is not None else LeftOut()
-    unread = not_numbers if not_numbers is not None else LeftOut()
     field_name = spec.field
 
     def numeric(bucket: Bucket, doc: dict[str, Any]) -> None:
@@ -405,9 +400,9 @@ def _adder(
         numbers = [n for n in (_number(v) for v in values) if n is not None]
         if len(numbers) < len(values):
             # "50 GB", true or NaN: counted as nothing, which must not pass unseen.
-            unread.count(field_name, doc)
+            not_numbers.count(field_name, doc)
         if magnitude and numbers and min(numbers) < 0:
-            left_out.count(field_name, doc)
+            negatives.count(field_name, doc)
             numbers = [n for n in numbers if n >= 0]
         if is_sum:
             bucket.sums[name] = bucket.sums.get(name, 0.0) + sum(numbers)
