@@ -195,6 +195,12 @@ class Agent:
         triage.unknown_names(self.rules, [*(s.name for s in specs), *self.rules_runner.names()])
         self.restore_all()
         self._check_reading()
+        self._say_what_start_found()
+
+    def _say_what_start_found(self) -> None:
+        """What would go wrong without a word, said once at start: events no read reaches
+        (closed or untimed indices), inventory entries no event names, reports left in
+        dry-run."""
         for run in self.runs:
             run.source.say_closed()
             run.source.say_untimed()

@@ -171,27 +171,28 @@ def _names_apart(findings: list[Finding]) -> list[Finding]:
     in its folder already has now failing, at its `name:` line, naming that file."""
     first: dict[tuple[str, str, Path], str] = {}
     files: dict[Path, str] = {}
-    checked: list[Finding] = []
-    for finding in findings:
-        located = yamlload.load_file(finding.path) if finding.ok else None
-        name = located.data.get("name") if located and finding.kind in NAMED_KINDS else None
-        real = Path(finding.path).resolve()
-        # A link to a file already seen is that file: the agent loads it once.
-        if (
-            located is not None
-            and isinstance(name, str)
-            and files.setdefault(real, finding.path) == finding.path
-        ):
-            earlier = first.setdefault(
-                (finding.kind, name, Path(finding.path).parent), finding.path
-            )
-            if earlier != finding.path:
-                problem = located.error(
-                    ("name",),
-                    f"{name!r} is also the name of {NAMED_KINDS[finding.kind]} in {earlier}; "
-                    "the agent refuses two of one name loaded together: give this one a "
-                    "name of its own",
-                )
-                finding = Finding(finding.path, finding.kind, str(problem))
-        checked.append(finding)
-    return checked
+    return [_with_clash(finding, first, files) for finding in findings]
+
+
+def _with_clash(
+    finding: Finding, first: dict[tuple[str, str, Path], str], files: dict[Path, str]
+) -> Finding:
+    """`finding`, failing if an earlier file of its kind in its folder (`first`, by kind,
+    name and folder) has its name; `files` are the files seen, by real path."""
+    if not finding.ok or finding.kind not in NAMED_KINDS:
+        return finding
+    located = yamlload.load_file(finding.path)
+    name = located.data.get("name")
+    # A link to a file already seen is that file: the agent loads it once.
+    seen_as = files.setdefault(Path(finding.path).resolve(), finding.path)
+    if not isinstance(name, str) or seen_as != finding.path:
+        return finding
+    earlier = first.setdefault((finding.kind, name, Path(finding.path).parent), finding.path)
+    if earlier == finding.path:
+        return finding
+    problem = located.error(
+        ("name",),
+        f"{name!r} is also the name of {NAMED_KINDS[finding.kind]} in {earlier}; the agent "
+        "refuses two of one name loaded together: give this one a name of its own",
+    )
+    return Finding(finding.path, finding.kind, str(problem))

@@ -78,44 +78,37 @@ class Notifier:
         """Queue again, for delivery, an entry made in dry-run: same key, the report as
         made now, the channels configured now. False if it is no longer a dry run."""
         now = _iso(self.clock())
-        index = self.store.index("outbox")
-        found = self.store.es.get(index=index, id=key)
-        if found["_source"].get("status") != "dry-run":
-            return False
-        doc = {
-            **found["_source"],
+        changes = {
             "status": "pending",
             "channels": list(self.channels),
             "next_attempt": now,
             "requeued": now,
             "attempts": 0,
             "deliveries": {},
-            # Replaced whole: an update would merge the old report's fields into it.
             "payload": body,
         }
-        self.store.es.index(
-            index=index,
-            id=key,
-            document=doc,
-            if_seq_no=found["_seq_no"],
-            if_primary_term=found["_primary_term"],
-            refresh=True,
-        )
+        if not self._rewrite_dry_run(key, changes):
+            return False
         log.info("%s queued again, from dry-run, for %s", key, ", ".join(self.channels))
         return True
 
     def remake(self, key: str, body: dict[str, Any]) -> bool:
         """Replace the report of an entry made in dry-run by the one made now, still a dry
         run (a trial's analyst rewords and asks again). False if it is no longer one."""
+        return self._rewrite_dry_run(key, {"payload": body, "remade": _iso(self.clock())})
+
+    def _rewrite_dry_run(self, key: str, changes: dict[str, Any]) -> bool:
+        """The entry `key` with `changes`, if it is still a dry run (False otherwise); the
+        write fails if another writer changed it since it was read."""
         index = self.store.index("outbox")
         found = self.store.es.get(index=index, id=key)
         if found["_source"].get("status") != "dry-run":
             return False
-        doc = {**found["_source"], "payload": body, "remade": _iso(self.clock())}
         self.store.es.index(
             index=index,
             id=key,
-            document=doc,
+            # Replaced whole: an update would merge the old report's fields into the new.
+            document={**found["_source"], **changes},
             if_seq_no=found["_seq_no"],
             if_primary_term=found["_primary_term"],
             refresh=True,
