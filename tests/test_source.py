@@ -14,7 +14,7 @@ from elasticsearch import ApiError, Elasticsearch, helpers
 
 from nis2triage import esclient
 from nis2triage.agent import Agent
-from nis2triage.config import SourceConfig, load_config
+from nis2triage.config import AgentConfig, SourceConfig, load_config
 from nis2triage.errors import ConfigError
 from nis2triage.source import Cursor, Source
 
@@ -26,6 +26,15 @@ NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 def put(es: Elasticsearch, index: str, doc_id: str, minutes_ago: float) -> None:
     ts = NOW - timedelta(minutes=minutes_ago)
     es.index(index=index, id=doc_id, document={"@timestamp": ts.isoformat()}, refresh=True)
+
+
+def reading(
+    tmp_path: Path, es_settings: esclient.ESSettings, prefix: str, indices: list[str]
+) -> tuple[AgentConfig, SourceConfig]:
+    """An agent configuration whose one source reads `indices`, state under `prefix`."""
+    config = load_config(write_agent_config(tmp_path, es_settings, indices[0], prefix))
+    auth = config.sources[0].model_copy(update={"indices": indices})
+    return config.model_copy(update={"sources": [auth]}), auth
 
 
 def read_all(source: Source, cursor: Cursor) -> list[str]:
@@ -292,9 +301,7 @@ def test_an_agent_whose_credentials_miss_one_of_its_indices_refuses_to_start(
     key = es.security.create_api_key(
         name=f"{index_name}-part", role_descriptors={"part": {"indices": rights}}
     ).body
-    config = load_config(write_agent_config(tmp_path, es_settings, index_name, prefix))
-    auth = config.sources[0].model_copy(update={"indices": [index_name, other]})
-    config = config.model_copy(update={"sources": [auth]})
+    config, auth = reading(tmp_path, es_settings, prefix, [index_name, other])
     try:
         part = esclient.connect(replace(es_settings, username=None, api_key=key["encoded"]))
         assert Source(part, auth).unreadable() == [other]
@@ -315,9 +322,7 @@ def test_two_names_in_one_item_of_indices_are_each_checked_for_reading(
     put(es, f"{index_name}-a1", "a", minutes_ago=1)
     put(es, f"{index_name}-b1", "b", minutes_ago=1)
     prefix, unread = f"{index_name}-st", f"{index_name}-b*"
-    config = load_config(write_agent_config(tmp_path, es_settings, index_name, prefix))
-    auth = config.sources[0].model_copy(update={"indices": [f"{index_name}-a1, {unread}"]})
-    config = config.model_copy(update={"sources": [auth]})
+    config, auth = reading(tmp_path, es_settings, prefix, [f"{index_name}-a1, {unread}"])
     readable = [f"{index_name}-a*", f"{prefix}-*"]
     with client_for(es, es_settings, f"{index_name}-comma", readable) as part:
         assert Source(part, auth).unreadable() == [unread]
@@ -354,9 +359,7 @@ def test_events_no_read_can_reach_are_said_at_start(
     put(es, timed, "a", minutes_ago=1)
     es.index(index=timed, id="untimed", document={"message": "x"}, refresh=True)
     es.index(index=other, id="b", document={"timestamp": NOW.isoformat()}, refresh=True)
-    config = load_config(write_agent_config(tmp_path, es_settings, timed, f"{index_name}-st"))
-    auth = config.sources[0].model_copy(update={"indices": [timed, other]})
-    config = config.model_copy(update={"sources": [auth]})
+    config, _ = reading(tmp_path, es_settings, f"{index_name}-st", [timed, other])
 
     with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
         Agent(config, es, b"k" * 32, b"p" * 32).start()
@@ -398,9 +401,7 @@ def test_an_empty_index_that_maps_no_time_field_yet_is_not_said_untimed(
     fresh, other = f"{index_name}-src-a", f"{index_name}-src-b"
     es.indices.create(index=fresh)
     es.index(index=other, id="b", document={"timestamp": NOW.isoformat()}, refresh=True)
-    config = load_config(write_agent_config(tmp_path, es_settings, fresh, f"{index_name}-st"))
-    auth = config.sources[0].model_copy(update={"indices": [f"{index_name}-src-*"]})
-    config = config.model_copy(update={"sources": [auth]})
+    config, _ = reading(tmp_path, es_settings, f"{index_name}-st", [f"{index_name}-src-*"])
 
     with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
         Agent(config, es, b"k" * 32, b"p" * 32).start()
@@ -457,9 +458,7 @@ def test_a_closed_index_of_a_source_is_said_at_start(
     es.indices.open(index=closed, wait_for_active_shards="1")
     assert read_all(source, cursor) == []  # what the warning is for
     es.indices.close(index=closed)
-    config = load_config(write_agent_config(tmp_path, es_settings, live, f"{index_name}-st"))
-    auth = config.sources[0].model_copy(update={"indices": [f"{index_name}-src-*"]})
-    config = config.model_copy(update={"sources": [auth]})
+    config, _ = reading(tmp_path, es_settings, f"{index_name}-st", [f"{index_name}-src-*"])
 
     with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
         Agent(config, es, b"k" * 32, b"p" * 32).start()
