@@ -46,7 +46,7 @@ def test_the_limit_is_read_from_the_node(
     agent.start()
 
     # The test node sets no http.max_content_length: Elasticsearch's default, 100 MiB.
-    assert agent.request_limit == 100 * 1024 * 1024
+    assert agent.states.request_limit == 100 * 1024 * 1024
 
 
 @pytest.mark.parametrize(
@@ -135,8 +135,8 @@ def test_a_checkpoint_near_the_limit_is_said_once(
     assert size["found"]
 
     # Just above the checkpoint's size: saved, but said to be near the limit.
-    agent.request_limit = int(len(str(size["_source"]).encode()) * 1.1)
-    with caplog.at_level(logging.WARNING, logger="nis2triage.agent"):
+    agent.states.request_limit = int(len(str(size["_source"]).encode()) * 1.1)
+    with caplog.at_level(logging.WARNING, logger="nis2triage.checkpoints"):
         agent.run_once()
         agent.run_once()
 
@@ -224,7 +224,7 @@ def test_rules_state_over_the_limit_stops_the_agent_naming_the_largest_rule(
     config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", rules=rules)
     agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
     agent.start()
-    guarded = agent._put_state
+    guarded = agent.states.put
 
     def rules_guarded(doc_id: str, doc: dict[str, Any], named: Any) -> None:
         if doc_id == "rules":
@@ -232,8 +232,8 @@ def test_rules_state_over_the_limit_stops_the_agent_naming_the_largest_rule(
         else:
             agent.store.put("state", doc_id, doc, refresh=True)
 
-    monkeypatch.setattr(agent, "_put_state", rules_guarded)
-    agent.request_limit = 300
+    monkeypatch.setattr(agent.states, "put", rules_guarded)
+    agent.states.request_limit = 300
 
     with pytest.raises(SnapshotTooLarge) as raised:
         agent.run_once()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import random
 import signal
@@ -28,6 +27,7 @@ from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage import assetcheck, contain, snapshots, triage, yamlload
 from nis2triage.assets import Asset, Inventory, load_inventory
+from nis2triage.checkpoints import StateNamed, StateWriter, largest_rules, mb
 from nis2triage.config import AgentConfig, SourceConfig
 from nis2triage.detectors import Detector, DetectorSpec, load_specs
 from nis2triage.errors import ConfigError, LeaseLost, SnapshotError, StoreError
@@ -41,7 +41,7 @@ from nis2triage.reports.stages import cli_name
 from nis2triage.rulerunner import RuleRunner, load_native, load_sigma
 from nis2triage.snapshots import SnapshotTooLarge
 from nis2triage.source import Cursor, Source, unreadable
-from nis2triage.store import DEFAULT_REQUEST_LIMIT, Store, alert_document
+from nis2triage.store import Store, alert_document
 
 log = logging.getLogger(__name__)
 # A long poll checkpoints after this many batches, once this much time has passed since
@@ -54,9 +54,6 @@ SAVE_EVERY_SECONDS = 10.0
 # the longest NIS2 deadline (the final report).
 DRY_RUN_HORIZON = timedelta(days=31)
 RULES_STATE_ID = "rules"
-# A checkpoint past this share of the request limit is said (once per source), while there
-# is still room to lower a cap before the next burst makes it unsavable.
-LARGE_CHECKPOINT_SHARE = 0.8
 # Alerts handled between two checks of the lease (see `Agent.handle_alerts`).
 ALERTS_PER_LEASE_CHECK = 1000
 
@@ -151,17 +148,15 @@ class Agent:
         self.resumed_from: dict[str, str] = {}
         self.outbox.may_send = self._still_leading
         self.outbox.keep_going = lambda: not self.stopping
-        # The largest request the nodes take (read at start): a checkpoint is one request.
-        self.request_limit = DEFAULT_REQUEST_LIMIT
-        # State documents said to near the limit.
-        self.said_large: set[str] = set()
+        # Checkpoints and the rules' state, each one request under the node's size limit.
+        self.states = StateWriter(self.store, self._keep_lease)
 
     # --- start -------------------------------------------------------------
 
     def start(self) -> None:
         """Create the agent's indices, load the detectors and restore each source's state."""
         self.store.ensure_indices()
-        self.request_limit = self.store.request_limit()
+        self.states.read_limit()
         specs = load_specs(self.cfg.detector_files())
         unmatched = [
             (key, pattern)
@@ -470,16 +465,16 @@ class Agent:
         if alerts:
             self.handle_alerts(alerts, report)
         # Saved after the alerts are written: a crash in between replays the same windows.
-        # The lease is checked before it is written, as every checkpoint (`_put_state`).
+        # The lease is checked before it is written, as every checkpoint (`StateWriter.put`).
         rules = runner.to_dict()
         doc = {"kind": "rules_state", "updated": self.clock().isoformat(), "rules": rules}
-        named = _StateNamed(
+        named = StateNamed(
             "the rules' state",
-            lambda: _largest_rules(rules),
+            lambda: largest_rules(rules),
             "Shorten those rules' timeframe or realert, key them (query_key) on a field "
             "with fewer values",
         )
-        self._put_state(RULES_STATE_ID, doc, named)
+        self.states.put(RULES_STATE_ID, doc, named)
 
     def _save(self, run: SourceRun) -> None:
         """Checkpoint and models in one document, so they can never disagree."""
@@ -494,59 +489,14 @@ class Agent:
             "snapshot": snapshots.seal(sealed, self.snapshot_key),
             "stats": {d.spec.name: d.stats() for d in run.detectors},
         }
-        named = _StateNamed(
+        named = StateNamed(
             f"source {run.cfg.name}: its checkpoint",
             lambda: _largest_parts(run),
             "Lower max_entities in those detector files, or the source's max_lateness when "
             "the events seen inside it are the large part",
         )
-        self._put_state(self._state_id(run.cfg), doc, named)
+        self.states.put(self._state_id(run.cfg), doc, named)
         crash_point("state-saved")
-
-    def _put_state(self, doc_id: str, doc: dict[str, Any], named: _StateNamed) -> None:
-        """Save a state document: refuse one no node would take, say once when one nears
-        the limit, and check (and renew) the lease first, so that an agent whose lease was
-        taken does not write its older state over the new holder's.
-
-        Sent past the limit, a document is refused (413) on every attempt, and the loop
-        would take that for an outage for ever: replaying a source from its last
-        checkpoint, or failing every cycle on the rules' state, saying only "413"."""
-        size = _encoded_size(doc)
-        if size > self.request_limit:
-            raise SnapshotTooLarge(self._too_large(named, size, self.request_limit))
-        share = size / self.request_limit
-        if share > LARGE_CHECKPOINT_SHARE and doc_id not in self.said_large:
-            self.said_large.add(doc_id)
-            log.warning(
-                "%s is %s, %.0f%% of the %s Elasticsearch takes in one request; past it the "
-                "agent stops. Largest: %s",
-                named.what,
-                _mb(size),
-                100 * share,
-                _mb(self.request_limit),
-                "; ".join(named.largest()),
-            )
-        self._keep_lease()
-        try:
-            self.store.put("state", doc_id, doc, refresh=True)
-        except ApiError as exc:
-            if exc.meta.status != 413:
-                raise
-            # A proxy in front of the node, or a node configured lower than it says.
-            raise SnapshotTooLarge(self._too_large(named, size, None)) from exc
-
-    def _too_large(self, named: _StateNamed, size: int, limit: int | None) -> str:
-        allowed = (
-            f"the {_mb(limit)} Elasticsearch takes in one request (http.max_content_length)"
-            if limit is not None
-            else "what Elasticsearch (or a proxy in front of it) takes in one request"
-        )
-        return (
-            f"{named.what} is {_mb(size)}, over {allowed}, so it cannot be saved in "
-            f"{self.store.index('state')}; the agent stops rather than retry it for ever. "
-            f"Largest: {'; '.join(named.largest())}. {named.advice}, or raise "
-            "http.max_content_length on every node"
-        )
 
     def _keep_lease(self) -> None:
         """Renew the lease at every checkpoint, so a long catch-up keeps it."""
@@ -763,28 +713,6 @@ def _root_cause(exc: ApiError) -> str:
     return str(causes[0].get("reason") or "")[:300]
 
 
-@dataclass(frozen=True)
-class _StateNamed:
-    """How the size guard of a state document names it, its parts and what to lower."""
-
-    what: str
-    # Worked out only when said: sizing each detector's part pickles it.
-    largest: Callable[[], list[str]]
-    advice: str
-
-
-def _encoded_size(doc: dict[str, Any]) -> int:
-    """Bytes of `doc` as the client sends it (a snapshot's base64 counted, not copied)."""
-    snapshot = doc.get("snapshot")
-    if snapshot is None:
-        return _json_size(doc)
-    return len(snapshot["blob"]) + _json_size({**doc, "snapshot": {**snapshot, "blob": ""}})
-
-
-def _json_size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
-
-
 def _largest_parts(run: SourceRun) -> list[str]:
     """The parts of a source's checkpoint, largest first, each with what bounds it."""
     parts = [
@@ -803,23 +731,7 @@ def _largest_parts(run: SourceRun) -> list[str]:
         )
     )
     parts.sort(key=lambda part: part[0], reverse=True)
-    return [text.format(size=_mb(size)) for size, text in parts]
-
-
-def _largest_rules(rules: dict[str, Any]) -> list[str]:
-    """The three rules whose saved state is largest, with its size."""
-    sizes = {name: _json_size(saved) for name, saved in rules.items()}
-    largest = sorted(sizes, key=sizes.__getitem__, reverse=True)[:3]
-    return [f"rule {name!r} {_mb(sizes[name])}" for name in largest]
-
-
-def _mb(size: int) -> str:
-    # In Elasticsearch's units (its "100mb" is 100 x 1024 x 1024 bytes), so the figures
-    # compare with the setting as written.
-    mb = size / 1024 / 1024
-    if mb >= 1:
-        return f"{mb:.1f} MB"
-    return f"{size / 1024:.0f} kB" if size >= 1024 else f"{size} B"
+    return [text.format(size=mb(size)) for size, text in parts]
 
 
 def _unpack(state: Any) -> tuple[Cursor, dict[str, Any]]:
