@@ -310,3 +310,24 @@ def test_a_silent_connection_is_dropped_and_the_server_still_answers() -> None:
     finally:
         silent.close()
         server.stop()
+
+
+def test_the_outbox_figures_count_each_status_and_the_late_entries(
+    es: Elasticsearch, index_name: str
+) -> None:
+    from nis2triage.store import Store
+
+    store = Store(es, index_name)
+    store.ensure_indices()
+    now = datetime(2026, 12, 5, 12, tzinfo=UTC)
+    entries = {"a": ("pending", 25), "b": ("pending", 1), "c": ("failed", 30), "d": ("sent", 48)}
+    for doc_id, (status, hours_ago) in entries.items():
+        created = datetime.fromtimestamp(now.timestamp() - hours_ago * 3600, UTC).isoformat()
+        store.put("outbox", doc_id, {"status": status, "created": created}, refresh=True)
+    metrics = AgentMetrics(60)
+
+    metrics.read_outbox(store, now.timestamp())
+
+    assert sample(metrics, "nis2triage_notifications", status="pending") == 2
+    assert sample(metrics, "nis2triage_notifications", status="dry-run") == 0
+    assert sample(metrics, "nis2triage_notifications_overdue") == 2

@@ -277,9 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole flow on a local node with the real SSH log")
     demo.set_defaults(handler=cmd_demo)
 
-    from nis2triage import cli_incidents
+    from nis2triage import cli_incidents, cli_status
 
     cli_incidents.register(sub)
+    cli_status.add_parser(sub)
     return parser
 
 

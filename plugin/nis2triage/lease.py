@@ -84,7 +84,7 @@ class Lease:
             self.taken = took
             return self._result(took)
         doc, seq_no, term = found
-        holder = _holder(doc)
+        holder = holder_of(doc)
         if holder is not None and not self._may_take(holder):
             self.held = False
             return holder
@@ -127,7 +127,7 @@ class Lease:
         # Someone else wrote it between our read and our write: theirs, for now.
         self.held = False
         found = self.store.get("state", LEASE_ID)
-        holder = _holder(found) if found else None
+        holder = holder_of(found) if found else None
         return holder or Holder("?", 0, "?", self.clock())
 
     def _doc(self) -> dict[str, Any]:
@@ -144,7 +144,8 @@ class Lease:
         }
 
 
-def _holder(doc: dict[str, Any]) -> Holder | None:
+def holder_of(doc: dict[str, Any]) -> Holder | None:
+    """The holder a lease document names; None when it names none readable."""
     try:
         expires = datetime.fromisoformat(str(doc["expires"]))
         return Holder(

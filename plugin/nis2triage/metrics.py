@@ -31,12 +31,10 @@ from prometheus_client import (
 from nis2triage.agent import OUTAGES, Agent, CycleReport
 from nis2triage.errors import ConfigError, StoreError
 from nis2triage.records import Route
+from nis2triage.status import late_notifications, outbox_counts
 from nis2triage.store import Store
 
 log = logging.getLogger(__name__)
-# An early warning is due 24 hours after awareness (NIS2 Art. 23(4)(a)); an entry not sent by
-# then is overdue. Later reports have their own deadlines, which the incidents track.
-EARLY_WARNING_DUE_S = 24 * 3600
 
 
 # The conditions `condition_of` names for the common outages (others are named as they come).
@@ -156,35 +154,16 @@ class AgentMetrics:
         self.errors.labels(self.failing).inc()
 
     def read_outbox(self, store: Store, now: float) -> None:
-        overdue_before = datetime.fromtimestamp(now - EARLY_WARNING_DUE_S, UTC).isoformat()
         try:
-            resp = store.es.search(
-                index=store.index("outbox"),
-                size=0,
-                aggs={
-                    "status": {"terms": {"field": "status", "size": 20}},
-                    "overdue": {
-                        "filter": {
-                            "bool": {
-                                "filter": [
-                                    {"terms": {"status": ["pending", "failed"]}},
-                                    {"range": {"created": {"lt": overdue_before}}},
-                                ]
-                            }
-                        }
-                    },
-                },
-            )
+            counts = outbox_counts(store)
+            late = late_notifications(store, datetime.fromtimestamp(now, UTC))
         except (ApiError, TransportError) as exc:
             # The cycle itself went well; stale outbox figures are better than a failed cycle.
             log.debug("outbox figures not read: %s", exc)
             return
-        aggs = resp["aggregations"]
-        for status in ("pending", "failed", "sent", "dry-run"):
-            self.outbox.labels(status).set(0)
-        for bucket in aggs["status"]["buckets"]:
-            self.outbox.labels(bucket["key"]).set(bucket["doc_count"])
-        self.overdue.set(aggs["overdue"]["doc_count"])
+        for status in {"pending", "failed", "sent", "dry-run", *counts}:
+            self.outbox.labels(status).set(counts.get(status, 0))
+        self.overdue.set(late)
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """200 when the last cycle ended well and recently; 503 otherwise, saying why."""

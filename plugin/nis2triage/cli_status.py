@@ -1,0 +1,104 @@
+"""`nis2triage status -c CONFIG`: the agent's state at a glance, and an exit status for checks.
+
+Exit status: 0 when nothing needs attention, 3 when something does (each concern is
+printed), 1 when the cluster could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from nis2triage.nis2.brussels import show
+from nis2triage.status import Status, read_status
+from nis2triage.terminal import text_console
+
+NEEDS_ATTENTION = 3
+
+
+def add_parser(sub: Any) -> None:
+    status = sub.add_parser(
+        "status", help="is an agent running, are the sources caught up, is anything owed"
+    )
+    status.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
+    status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    status.set_defaults(handler=cmd_status)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from nis2triage import esclient
+    from nis2triage.config import es_settings, load_config
+    from nis2triage.store import Store
+
+    cfg = load_config(args.config)
+    store = Store(esclient.connect(es_settings(cfg)), cfg.state.index_prefix)
+    status = read_status(cfg, store, datetime.now(UTC))
+    if args.json:
+        print(json.dumps(as_json(status), indent=2))
+    else:
+        print_status(status, text_console(width=None if sys.stdout.isatty() else 160))
+    return NEEDS_ATTENTION if status.concerns() else 0
+
+
+def print_status(status: Status, console: Console) -> None:
+    holder = status.holder
+    if holder is not None and holder.expires > status.checked:
+        console.print(f"agent: {holder.describe()} holds the lease of {status.prefix}-state")
+    console.print(_sources_table(status))
+    outbox = ", ".join(f"{n} {k}" for k, n in sorted(status.outbox.items())) or "empty"
+    console.print(f"notifications: {outbox}")
+    owed = status.owed
+    due = f"; next due {show(owed.next_due[1])} ({owed.next_due[0][:12]})" if owed.next_due else ""
+    console.print(f"incidents: {owed.open_incidents} open{due}")
+    concerns = status.concerns()
+    for concern in concerns:
+        console.print(f"attention: {concern}", soft_wrap=True)
+    if not concerns:
+        console.print("nothing needs attention")
+
+
+def _sources_table(status: Status) -> Table:
+    table = Table(title="sources")
+    for column in ("source", "checkpoint saved", "events read up to", "events read"):
+        table.add_column(column, overflow="fold")
+    for src in status.sources:
+        table.add_row(
+            src.name,
+            show(src.saved) if src.saved else "never",
+            show(src.read_up_to) if src.read_up_to else "-",
+            f"{src.events:,}",
+        )
+    return table
+
+
+def as_json(status: Status) -> dict[str, Any]:
+    holder = status.holder
+    return {
+        "checked": status.checked.isoformat(),
+        "lease": None
+        if holder is None
+        else {"host": holder.host, "pid": holder.pid, "expires": holder.expires.isoformat()},
+        "sources": [
+            {
+                "name": s.name,
+                "saved": s.saved.isoformat() if s.saved else None,
+                "read_up_to": s.read_up_to.isoformat() if s.read_up_to else None,
+                "events": s.events,
+            }
+            for s in status.sources
+        ],
+        "notifications": status.outbox,
+        "late_notifications": status.late_notifications,
+        "open_incidents": status.owed.open_incidents,
+        "next_due": None
+        if status.owed.next_due is None
+        else {"incident": status.owed.next_due[0], "due": status.owed.next_due[1].isoformat()},
+        "overdue_incidents": status.owed.overdue,
+        "concerns": status.concerns(),
+    }

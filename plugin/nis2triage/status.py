@@ -1,0 +1,192 @@
+"""`nis2triage status`: is an agent running, is each source caught up, is anything owed?
+
+What an engineer on call asks first, answered from the agent's own indices (the lease,
+each source's checkpoint, the outbox, the incidents) with read access and no key, from
+any machine: the agent need not expose `/health`. The exit status says whether anything
+needs attention, so a monitoring check can run the command as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from elasticsearch import ApiError
+
+from nis2triage.config import AgentConfig
+from nis2triage.lease import LEASE_ID, Holder, holder_of
+from nis2triage.store import Store
+
+# A source whose checkpoint is older than this many poll intervals, and than STALE_FLOOR,
+# is said to lag: the loop saves one at the end of every poll, and /health turns stale
+# after as long.
+STALE_POLLS = 5
+STALE_FLOOR = timedelta(minutes=5)
+# An early warning is due 24 hours after awareness (NIS2 Art. 23(4)(a)): a notification
+# still unsent that long after it was queued is late whatever its stage.
+NOTIFICATION_DUE = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    name: str
+    poll_interval: timedelta
+    # When the checkpoint was last saved, and the latest event time it has read (None:
+    # never saved, or no event yet).
+    saved: datetime | None
+    read_up_to: datetime | None
+    events: int
+
+
+@dataclass(frozen=True)
+class Owed:
+    """The incidents' reports: open incidents, the earliest deadline, the overdue ones."""
+
+    open_incidents: int = 0
+    next_due: tuple[str, datetime] | None = None
+    overdue: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Status:
+    checked: datetime
+    prefix: str
+    holder: Holder | None
+    sources: list[SourceStatus]
+    outbox: dict[str, int]
+    late_notifications: int
+    owed: Owed
+
+    def concerns(self) -> list[str]:
+        """What needs someone's attention, one sentence each; empty when all is well."""
+        said = []
+        if self.holder is None or self.holder.expires <= self.checked:
+            said.append(f"no agent holds the lease of {self.prefix}-state: none is running")
+        for src in self.sources:
+            said += _source_concerns(src, self.checked)
+        if self.late_notifications:
+            said.append(
+                f"{self.late_notifications} notifications unsent {_hours(NOTIFICATION_DUE)} "
+                f"after they were queued (see {self.prefix}-outbox)"
+            )
+        if self.outbox.get("failed"):
+            said.append(
+                f"{self.outbox['failed']} notifications failed for good: send them by hand "
+                "(the agent's log names them)"
+            )
+        if self.owed.overdue:
+            said.append(f"incidents with an overdue report: {', '.join(self.owed.overdue)}")
+        return said
+
+
+def read_status(cfg: AgentConfig, store: Store, now: datetime) -> Status:
+    """Everything `status` shows, read from the agent's indices."""
+    lease = store.get("state", LEASE_ID)
+    return Status(
+        checked=now,
+        prefix=cfg.state.index_prefix,
+        holder=holder_of(lease) if lease else None,
+        sources=[_source(store, s.name, s.poll_interval) for s in cfg.sources],
+        outbox=outbox_counts(store),
+        late_notifications=late_notifications(store, now),
+        owed=_owed(store),
+    )
+
+
+def _source(store: Store, name: str, poll_interval: timedelta) -> SourceStatus:
+    doc = store.get("state", f"source-{name}") or {}
+    cursor = doc.get("cursor") or {}
+    watermark = cursor.get("watermark_ms")
+    return SourceStatus(
+        name=name,
+        poll_interval=poll_interval,
+        saved=_time(doc.get("updated")),
+        read_up_to=datetime.fromtimestamp(watermark / 1000, UTC) if watermark else None,
+        events=int(cursor.get("events") or 0),
+    )
+
+
+def _source_concerns(src: SourceStatus, now: datetime) -> list[str]:
+    if src.saved is None:
+        return [f"source {src.name} has no checkpoint: no agent has polled it yet"]
+    age = now - src.saved
+    if age > max(STALE_POLLS * src.poll_interval, STALE_FLOOR):
+        return [
+            f"source {src.name}: last checkpoint {_hours(age)} ago, more than {STALE_POLLS} "
+            f"poll intervals ({_hours(src.poll_interval)} each) and {_hours(STALE_FLOOR)}: "
+            "the agent is stopped, stuck or failing (its log says which)"
+        ]
+    return []
+
+
+def outbox_counts(store: Store) -> dict[str, int]:
+    """The outbox's entries by status (pending, failed, sent, dry-run)."""
+    answer = _search(store, "outbox", aggs={"status": {"terms": {"field": "status"}}})
+    buckets = answer.get("aggregations", {}).get("status", {}).get("buckets", [])
+    return {b["key"]: b["doc_count"] for b in buckets}
+
+
+def late_notifications(store: Store, now: datetime) -> int:
+    """Notifications still unsent (pending or failed) that were queued before now - 24 h.
+    Later reports have their own deadlines, which the incidents track (`Owed.overdue`)."""
+    late = {
+        "bool": {
+            "filter": [
+                {"terms": {"status": ["pending", "failed"]}},
+                {"range": {"created": {"lt": (now - NOTIFICATION_DUE).isoformat()}}},
+            ]
+        }
+    }
+    answer = _search(store, "outbox", query=late, track_total_hits=True)
+    return int(answer["hits"]["total"]["value"])
+
+
+def _owed(store: Store) -> Owed:
+    still_open = {"bool": {"must_not": [{"term": {"status": "closed"}}]}}
+    soonest = _search(
+        store,
+        "incidents",
+        query=still_open,
+        track_total_hits=True,
+        size=1,
+        sort=[{"next_due": {"order": "asc", "missing": "_last", "unmapped_type": "date"}}],
+        source=["next_due"],
+    )
+    first = next(iter(soonest["hits"]["hits"]), None)
+    due = _time(first["_source"].get("next_due")) if first else None
+    # The first 20 are enough to act on; `incidents list` shows them all.
+    late = {"bool": {"filter": [{"exists": {"field": "overdue"}}], **still_open["bool"]}}
+    overdue = _search(store, "incidents", query=late, size=20, source=False)
+    return Owed(
+        open_incidents=int(soonest["hits"]["total"]["value"]),
+        next_due=(first["_id"], due) if first and due else None,
+        overdue=[hit["_id"] for hit in overdue["hits"]["hits"]],
+    )
+
+
+def _search(store: Store, what: str, **request: Any) -> dict[str, Any]:
+    """A search of one of the agent's indices; an index not made yet holds nothing."""
+    request.setdefault("size", 0)
+    try:
+        return dict(store.es.search(index=store.index(what), **request))
+    except ApiError as exc:
+        if exc.meta.status == 404:
+            return {"hits": {"total": {"value": 0}, "hits": []}}
+        raise
+
+
+def _time(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text)) if text else None
+    except ValueError:
+        return None
+
+
+def _hours(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,141 @@
+"""`nis2triage status`: the lease, each source's checkpoint and what is owed, read from the
+agent's indices on the real node, and the exit status a monitoring check relies on."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+from test_agent_restart import index_part
+
+from nis2triage import esclient
+from nis2triage.cli import main
+from nis2triage.config import load_config
+from nis2triage.lease import Lease
+from nis2triage.status import read_status
+from nis2triage.store import Store
+
+from support import authentication_events, real_log_docs, run_agent, write_agent_config
+
+
+@pytest.fixture
+def polled(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> tuple[Path, Store]:
+    """A configuration whose agent has made one pass over the real SSH log."""
+    index_part(es, index_name, real_log_docs(), 0)
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    run_agent(config, es)
+    return config, Store(es, f"{index_name}-st")
+
+
+def _status(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    code = main(["status", "-c", str(config), "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_before_any_agent_ran_the_status_says_so_and_asks_for_attention(
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+
+    code, said = _status(config, capsys)
+
+    assert code == 3
+    assert said["sources"] == [{"name": "auth", "saved": None, "read_up_to": None, "events": 0}]
+    assert said["concerns"] == [
+        f"no agent holds the lease of {index_name}-st-state: none is running",
+        "source auth has no checkpoint: no agent has polled it yet",
+    ]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_running_agent_with_a_fresh_checkpoint_needs_no_attention(
+    polled: tuple[Path, Store], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, store = polled
+    Lease(store, timedelta(minutes=5), lambda: datetime.now(UTC)).hold()
+    docs = real_log_docs()
+    logins = [d for d in docs if "category" in d.get("event", {})]
+    latest = max(datetime.fromisoformat(d["@timestamp"]) for d in logins)
+
+    code, said = _status(config, capsys)
+
+    assert code == 0, said["concerns"]
+    assert said["lease"]["pid"] == os.getpid()
+    [auth] = said["sources"]
+    assert auth["events"] == authentication_events(docs)
+    assert datetime.fromisoformat(auth["read_up_to"]) == latest
+    assert said["concerns"] == []
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_checkpoint_older_than_five_polls_and_five_minutes_is_a_concern(
+    polled: tuple[Path, Store],
+) -> None:
+    config, store = polled
+    cfg = load_config(config)
+    # Six polls of 30 s are within the five minutes /health also allows; eleven are not.
+    soon = datetime.now(UTC) + 6 * cfg.sources[0].poll_interval
+    later = datetime.now(UTC) + 11 * cfg.sources[0].poll_interval
+
+    assert not [c for c in read_status(cfg, store, soon).concerns() if "last checkpoint" in c]
+    concerns = read_status(cfg, store, later).concerns()
+
+    assert any(c.startswith("source auth: last checkpoint 5 min ago") for c in concerns), concerns
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_late_notifications_and_overdue_incidents_are_concerns(
+    es: Elasticsearch, polled: tuple[Path, Store]
+) -> None:
+    config, store = polled
+    now = datetime.now(UTC)
+    # The real log's pass opened incidents of its own, none of them late.
+    before = read_status(load_config(config), store, now)
+    assert before.concerns() == [
+        f"no agent holds the lease of {store.prefix}-state: none is running"
+    ]
+    queued = (now - timedelta(hours=25)).isoformat()
+    store.put("outbox", "late-one", {"status": "pending", "created": queued}, refresh=True)
+    due = (now - timedelta(hours=1)).isoformat()
+    overdue = {"status": "aware", "next_due": due, "overdue": ["early_warning"]}
+    store.put("incidents", "inc-overdue", overdue, refresh=True)
+    store.put("incidents", "inc-closed", {**overdue, "status": "closed"}, refresh=True)
+
+    status = read_status(load_config(config), store, now)
+
+    assert status.late_notifications == 1
+    assert status.owed.open_incidents == before.owed.open_incidents + 1
+    assert status.owed.next_due == ("inc-overdue", datetime.fromisoformat(due))
+    assert status.concerns()[-2:] == [
+        f"1 notifications unsent 24.0 h after they were queued (see {store.prefix}-outbox)",
+        "incidents with an overdue report: inc-overdue",
+    ]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_the_table_names_the_lease_holder_and_what_is_due(
+    polled: tuple[Path, Store], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, store = polled
+    Lease(store, timedelta(minutes=5), lambda: datetime.now(UTC), host="soc-agent-1").hold()
+
+    owed = read_status(load_config(config), store, datetime.now(UTC)).owed
+    assert owed.next_due is not None  # the real log's pass opened incidents
+
+    code = main(["status", "-c", str(config)])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"agent: process {os.getpid()} on soc-agent-1" in out
+    assert f"incidents: {owed.open_incidents} open; next due " in out
+    assert f"({owed.next_due[0][:12]})" in out and "nothing needs attention" in out
