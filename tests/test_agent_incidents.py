@@ -155,16 +155,17 @@ def test_a_brute_force_is_acknowledged_assessed_escalated_and_reported_once_per_
     assert notification["severity"] == "high"
     assert notification["impact"]["users_affected"] == 1200
     assert notification["significance"]["verdict"] == "significant"
-    assert notification["indicators"]["ip"] and all(
-        i.startswith("ip-") for i in notification["indicators"]["ip"]
-    )
+    # The attacker's address is an indicator the CSIRT acts on, and stays as it is.
+    assert ATTACKER in notification["indicators"]["ip"]
+    assert all(i == ATTACKER or i.startswith("ip-") for i in notification["indicators"]["ip"])
     assert final["threat_type"] == "credential brute force"
     assert final["mitigation_ongoing"] == "moving to key-only logins"
     for body in bodies.values():
         assert all(r["provided"] for r in body["requirements"]), body["report_type"]
 
-    # Nothing leaving the organisation names an address or an account of the incident.
-    ips = {d["source"]["ip"] for d in docs if "source" in d}
+    # Nothing leaving the organisation names an account of the incident, nor an address
+    # but the attacker's, which each report's JSON holds as written.
+    ips = {d["source"]["ip"] for d in docs if "source" in d} - {ATTACKER}
     users = set(incident.users)
     assert "oracle" in users
     texts = [strings(r.json()) for r in ccb.received]
@@ -172,6 +173,7 @@ def test_a_brute_force_is_acknowledged_assessed_escalated_and_reported_once_per_
     texts += [p.read_text() for p in (tmp_path / "reports").rglob("*.md")]
     assert len(texts) == 3 + 3 * 3 + 3
     assert [leaks(t, ips, users) for t in texts] == [[]] * len(texts)
+    assert all(ATTACKER in strings(r.json()) for r in ccb.received)
 
     # Every step is in the append-only audit trail, with who did it.
     trail = agent.incidents.desk.book.audit_trail(incident.id)

@@ -134,6 +134,11 @@ class Inventory(BaseModel):
         assets = [self.assets[i] for i in sorted(touched)]
         return max(assets, key=lambda a: CRITICALITY_RANK[a.criticality], default=None)
 
+    def lists_address(self, text: str) -> bool:
+        """Whether `text` is an address that some asset lists among its hosts or networks."""
+        address = address_of(text)
+        return address is not None and bool(self._index.touched([], [address]))
+
     @model_validator(mode="after")
     def _one_meaning(self, info: ValidationInfo) -> Inventory:
         """Refuses two assets of one name, and one host under assets of two criticalities:

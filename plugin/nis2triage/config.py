@@ -125,6 +125,10 @@ class NotifierConfig(Strict):
     token_env: str | None = None
     mode: Literal["send", "dry-run"] = "dry-run"
     pseudonymise: bool = True
+    # The addresses an incident's detections judged as where an attack came from (see
+    # `lifecycle.attacker_addresses`) stay as they are in the reports: the CSIRT acts on
+    # indicators, and pseudonyms of them would tell it nothing. Off: those too are replaced.
+    keep_attacker_addresses: bool = True
     pseudonym_key_env: str = "NIS2TRIAGE_PSEUDONYM_KEY"
     allowed_hosts: list[str] = Field(default_factory=list)
     # How long the endpoint may stay silent (connecting, or between two reads) ...

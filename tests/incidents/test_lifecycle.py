@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from nis2triage.assets import Asset, Inventory
 from nis2triage.errors import IncidentError
 from nis2triage.incidents import lifecycle
 from nis2triage.incidents.record import later_status
@@ -101,3 +102,26 @@ def test_an_alerts_own_entity_is_named_for_pseudonyms_whatever_its_field(
 
     assert lifecycle.named_entities(incident) == (users, hosts)
     assert lifecycle.named_entities(older) == (users, hosts)
+
+
+@pytest.mark.parametrize(
+    ("field", "entity", "kept"),
+    [
+        pytest.param("source.ip", "185.190.58.151", ["185.190.58.151"], id="internet-origin"),
+        # A dual-stack socket's IPv4 peer is that IPv4 address.
+        pytest.param("client.ip", "::ffff:185.190.58.151", ["185.190.58.151"], id="mapped"),
+        pytest.param("source.ip", "10.20.0.7", [], id="private"),
+        pytest.param("source.ip", "203.0.113.9", [], id="documentation-range"),
+        pytest.param("source.ip", "192.0.2.10", [], id="inventoried-by-the-entity"),
+        pytest.param("destination.ip", "185.190.58.151", [], id="destination"),
+        pytest.param("user.name", "185.190.58.151", [], id="a-user-field"),
+    ],
+)
+def test_attacker_addresses_are_internet_origins_the_inventory_does_not_list(
+    field: str, entity: str, kept: list[str]
+) -> None:
+    inventory = Inventory(assets=[Asset(name="edge", networks=["192.0.2.0/24"])])
+    on = replace(alert(), entity_field=field, entity=entity)
+    incident = lifecycle.open_incident(on, LAB, ("k",), T0)
+
+    assert lifecycle.attacker_addresses(incident, inventory) == kept

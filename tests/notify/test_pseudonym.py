@@ -445,3 +445,24 @@ def test_brackets_that_make_no_address_are_left_as_written(text: str) -> None:
 
     assert p.scrub({"s": text})["s"] == text
     assert p.table == {}
+
+
+def test_kept_addresses_stay_as_written_in_every_spelling_and_others_are_replaced() -> None:
+    p = Pseudonymiser(KEY)
+    payload = {
+        "indicators": {"ip": ["185.190.58.151", "10.20.0.7"]},
+        "summary": "guessing from 185.190.58[.]151 (::ffff:185.190.58.151) against 10.20.0.7",
+        "hosts": ["static-185-190-58-151.isp.example"],
+    }
+
+    out = p.scrub(payload, kept_addresses=["185.190.58.151"])
+
+    assert out["indicators"]["ip"][0] == "185.190.58.151"
+    assert out["indicators"]["ip"][1] == p.pseudonym("10.20.0.7", "ip")
+    assert out["summary"] == (
+        "guessing from 185.190.58[.]151 (::ffff:185.190.58.151) against "
+        + p.pseudonym("10.20.0.7", "ip")
+    )
+    assert out["hosts"] == payload["hosts"]
+    # Kept for that scrub only: the next one replaces the address again.
+    assert p.scrub("185.190.58.151") == p.pseudonym("185.190.58.151", "ip")

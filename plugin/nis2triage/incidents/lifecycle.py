@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from nis2triage.assets import Asset
+from nis2triage.assets import Asset, Inventory, address_of
 from nis2triage.errors import IncidentError
 from nis2triage.incidents.record import (
     MAX_ALERTS,
@@ -130,6 +130,27 @@ def named_entities(incident: Incident) -> tuple[tuple[str, ...], tuple[str, ...]
     users = [*incident.users, *users]
     hosts = [*incident.hosts, *hosts]
     return _merged(users, _short_users(users)), _merged(hosts, _short_hosts(hosts))
+
+
+# Fields whose address is where an activity came from: a detection keyed on one judged
+# that address's behaviour (the logins it tried, the ports it scanned).
+ORIGIN_FIELDS = frozenset({"source.ip", "client.ip"})
+
+
+def attacker_addresses(incident: Incident, inventory: Inventory) -> list[str]:
+    """The addresses an incident's reports keep intact as indicators of compromise: the
+    entities of its detections keyed on where an activity came from, on the internet,
+    and listed by no asset of the inventory. Our design rule (docs: reports carry
+    pseudonymised user and host identifiers, attacker IoCs stay intact): a private or
+    reserved address, or one of the entity's own, names its people or machines, and is
+    pseudonymised like them; an internet address probing the entity is what the CSIRT
+    can block and compare with other reports."""
+    kept = set()
+    for alert in incident.alerts:
+        address = address_of(alert.entity) if alert.entity_field in ORIGIN_FIELDS else None
+        if address is not None and address.is_global and not inventory.lists_address(alert.entity):
+            kept.add(str(address))
+    return sorted(kept)
 
 
 # Shorter than this, a name's short form is too likely a word of its own to replace.

@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from elasticsearch import Elasticsearch
 
+from nis2triage.assets import Inventory, load_inventory
 from nis2triage.errors import IncidentError
 from nis2triage.incidents import lifecycle
 from nis2triage.incidents.desk import Desk
@@ -172,8 +174,10 @@ class Reporter:
         names: Names = "replace",
     ) -> dict[str, Any]:
         """The report as it leaves the organisation: addresses, user and host names
-        pseudonymised. What an analyst wrote keeps its words (an account called `root` is
-        also a word), so an account or host name of the incident in it is, by `names`:
+        pseudonymised, but for the attackers' addresses (`lifecycle.attacker_addresses`,
+        unless notifier.keep_attacker_addresses is off). What an analyst wrote keeps its
+        words (an account called `root` is also a word), so an account or host name of
+        the incident in it is, by `names`:
         refused before anything is queued (`incidents report`), kept as written (with
         --names-ok) or replaced as well (the agent's own reports, which no person saw)."""
         drawn = chart.gather(self.es, incident, self.time_fields)
@@ -186,8 +190,19 @@ class Reporter:
         if self.notifier.pseudonymiser is not None:
             everywhere = _check_names_written(incident.id, body, [*users, *hosts], names)
         return self.notifier.minimise(
-            body, users, hosts, content.AS_IS, content.WRITTEN, names_everywhere=everywhere
-        )
+            body, users, hosts, content.AS_IS, content.WRITTEN, names_everywhere=everywhere,
+            kept_addresses=self._attackers(incident),
+        )  # fmt: skip
+
+    def _attackers(self, incident: Incident) -> list[str]:
+        if not self.desk.cfg.notifier.keep_attacker_addresses:
+            return []
+        return lifecycle.attacker_addresses(incident, self.inventory)
+
+    @cached_property
+    def inventory(self) -> Inventory:
+        cfg = self.desk.cfg
+        return load_inventory(cfg.resolve(cfg.assets) if cfg.assets else None)
 
     def sync(self) -> int:
         """Mark reports the outbox has confirmed, handed over or given up; how many changed."""

@@ -45,13 +45,14 @@ class Notifier:
         as_is: Iterable[str] = (),
         written: Iterable[str] = (),
         names_everywhere: bool = False,
+        kept_addresses: Iterable[str] = (),
     ) -> dict[str, Any]:
         """`body` with addresses, e-mail addresses and the named users and hosts
         pseudonymised, unless that is turned off (`Pseudonymiser.scrub` for the keys)."""
         if self.pseudonymiser is None:
             return {**body, "pseudonymised": False}
         scrubbed: dict[str, Any] = self.pseudonymiser.scrub(
-            body, users, hosts, as_is, written, names_everywhere
+            body, users, hosts, as_is, written, names_everywhere, kept_addresses
         )
         self._save_lookup()
         return {**scrubbed, "pseudonymised": True}

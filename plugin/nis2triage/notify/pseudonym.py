@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from nis2triage.assets import address_of
 from nis2triage.records import stable_id
 from nis2triage.store import Store
 
@@ -158,6 +159,10 @@ class Pseudonymiser:
     def __init__(self, key: bytes) -> None:
         self.key = key
         self.table: dict[str, str] = {}
+        # Addresses left as they are during one `scrub` (its `kept_addresses`), and the
+        # pattern that finds them as written plainly.
+        self._kept: frozenset[str] = frozenset()
+        self._kept_written: re.Pattern[str] | None = None
 
     def pseudonym(self, value: str, kind: str) -> str:
         digest = hmac.new(self.key, f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()
@@ -173,9 +178,11 @@ class Pseudonymiser:
         as_is: Iterable[str] = (),
         written: Iterable[str] = (),
         names_everywhere: bool = False,
+        kept_addresses: Iterable[str] = (),
     ) -> Any:
         """A copy of `payload` with every address, e-mail address and listed user and host
-        name replaced.
+        name replaced, but for the IP addresses of `kept_addresses` (an incident's attacker
+        indicators), however they are written.
 
         Under the keys in `as_is` nothing is replaced (the entity's own identification,
         who prepared the report). Under the keys in `written` (what an analyst wrote)
@@ -188,7 +195,13 @@ class Pseudonymiser:
         names = sorted(kinds.items(), key=lambda item: len(item[0]), reverse=True)
         written_names = names if names_everywhere else []
         scope = _Scope(names, frozenset(as_is), frozenset(written), written_names)
-        return self._walk(payload, scope)
+        kept = (address_of(a) for a in kept_addresses)
+        self._kept = frozenset(str(a) for a in kept if a is not None)
+        self._kept_written = _written_as(self._kept)
+        try:
+            return self._walk(payload, scope)
+        finally:
+            self._kept, self._kept_written = frozenset(), None
 
     def _walk(self, value: Any, scope: _Scope) -> Any:
         if isinstance(value, Written):
@@ -237,6 +250,10 @@ class Pseudonymiser:
                 text = userinfo.sub(self._userinfo, text)
             else:
                 text = userinfo.sub(lambda m: _hold(held, self._userinfo(m)), text)
+        if self._kept_written is not None and _HOLD_MARK not in text:
+            # Set aside whole, so that no pass takes a part of one (::ffff:185 of
+            # ::ffff:185.190.58.151 reads as an IPv6 address).
+            text = self._kept_written.sub(lambda m: _hold(held, m.group(0)), text)
         text = _DEFANGED_EMAIL.sub(self._defanged_email, text)
         text = _DEFANGED_IPV4.sub(self._defanged_address, text)
         text = _EMAIL.sub(lambda m: self.pseudonym(_email(m.group(0)), "email"), text)
@@ -310,8 +327,26 @@ class Pseudonymiser:
                     address = ipaddress.ip_address(_without_leading_zeros(candidate[cut:end]))
                 except ValueError:
                     continue
+                if self._kept and str(address_of(str(address))) in self._kept:
+                    return candidate
                 return candidate[:cut] + self.pseudonym(str(address), "ip") + candidate[end:]
         return candidate
+
+
+def _written_as(addresses: frozenset[str]) -> re.Pattern[str] | None:
+    """A pattern for `addresses` as written plainly: an IPv4 one also as the IPv4 peer of
+    a dual-stack socket (::ffff:a.b.c.d); defanged and dashed spellings are left to the
+    passes that read them (`_address` keeps them)."""
+    if not addresses:
+        return None
+    v4 = [re.escape(a) for a in addresses if "." in a]
+    v6 = [re.escape(a) for a in addresses if "." not in a]
+    either = []
+    if v4:
+        either.append(rf"(?<![\d.])(?:::ffff:)?(?:{'|'.join(v4)})(?!\d|\.\d)")
+    if v6:
+        either.append(rf"(?<![0-9A-Za-z:])(?:{'|'.join(v6)})(?![0-9A-Za-z:])")
+    return re.compile("|".join(either), re.IGNORECASE)
 
 
 def is_mac(value: str) -> bool:
