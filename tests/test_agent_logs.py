@@ -99,6 +99,29 @@ def test_a_checkpoint_is_announced_once_however_often_it_is_restored(
 
 
 @pytest.mark.usefixtures("agent_env")
+def test_a_source_without_a_checkpoint_says_once_that_it_reads_from_the_oldest_event(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = load_config(write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st"))
+    es.index(index=index_name, document={"@timestamp": "2026-12-01T10:00:00Z"}, refresh=True)
+    agent = Agent(config, es, b"k" * 32, b"p" * 32)
+
+    with caplog.at_level(logging.INFO, logger="nis2triage.agent"):
+        agent.start()
+        agent.restore_all()  # as the loop does when it takes the lease
+
+    said = [r.getMessage() for r in caplog.records if "no checkpoint" in r.getMessage()]
+    assert said == [
+        "source auth has no checkpoint: its first pass reads every event its indices hold, "
+        "from the oldest (2 detectors)"
+    ]
+
+
+@pytest.mark.usefixtures("agent_env")
 def test_an_agent_with_no_detector_and_no_rule_says_it_judges_nothing(
     es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
     caplog: pytest.LogCaptureFixture,

@@ -305,6 +305,8 @@ class Agent:
             detector.time_field = src.time_field
         if saved:
             self._say_resumed(src.name, str(saved.get("updated", "?")), len(detectors))
+        else:
+            self._say_fresh(src.name, len(detectors))
         filters = {d.spec.name: d.spec.filter for d in detectors}
         return SourceRun(src, Source(self.es, src, self.clock, filters), detectors, cursor)
 
@@ -316,6 +318,20 @@ class Agent:
         self.resumed_from[source] = updated
         log.info(
             "source %s resumes from its checkpoint of %s (%d detectors)", source, updated, detectors
+        )
+
+    def _say_fresh(self, source: str, detectors: int) -> None:
+        # With no checkpoint a source has no lower bound: its first pass reads every event its
+        # indices hold, however old. Said because on a cluster with months of logs that pass
+        # is long, and an incident it opens on an old event is aware (its clocks run) from now.
+        if self.resumed_from.get(source) == "":
+            return
+        self.resumed_from[source] = ""
+        log.info(
+            "source %s has no checkpoint: its first pass reads every event its indices hold, "
+            "from the oldest (%d detectors)",
+            source,
+            detectors,
         )
 
     def _detector(self, spec: DetectorSpec, models: dict[str, Any]) -> Detector:
