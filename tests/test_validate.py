@@ -288,6 +288,27 @@ def test_one_file_checked_is_said_in_the_singular(tmp_path: Path) -> None:
     assert (done.returncode, done.stdout.splitlines()[-1]) == (0, "1 file checked, 0 with errors")
 
 
+def test_a_configurations_line_says_whether_the_files_it_names_were_checked(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    # "1 file checked" counts the files given; the configuration's own are checked with it.
+    path = write_agent_config(tmp_path, es_settings, "logs-x", "x-st")
+
+    def ok_line(*flags: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "nis2triage.cli", "validate", *flags, str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout.splitlines()[0]
+
+    assert ok_line() == f"ok      {path} (configuration, with the files it names)"
+    assert ok_line("--no-references") == (
+        f"ok      {path} (configuration; the files it names not checked)"
+    )
+
+
 def test_an_unknown_placeholder_in_a_detectors_message_is_said_at_its_line(
     tmp_path: Path,
 ) -> None:

@@ -110,6 +110,16 @@ def _agent(
     return MeteredAgent(metrics, cfg, es, key, pseudonym, token=token), server
 
 
+def _checked_as(kind: str, no_references: bool) -> str:
+    # The count below is of the files given; a configuration's own files are checked with it
+    # and named only when wrong, so its line says whether they were.
+    if kind != "configuration":
+        return kind
+    if no_references:
+        return "configuration; the files it names not checked"
+    return "configuration, with the files it names"
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from nis2triage.rules.alerts import plural
     from nis2triage.validate import validate
@@ -120,7 +130,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1
     for finding in findings:
         if finding.ok:
-            print(f"ok      {finding.path} ({finding.kind})")
+            print(f"ok      {finding.path} ({_checked_as(finding.kind, args.no_references)})")
         else:
             print(f"ERROR   {finding.problem}")
     failed = sum(not f.ok for f in findings)
