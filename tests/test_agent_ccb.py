@@ -222,6 +222,28 @@ def test_reports_made_in_dry_run_are_named_at_a_start_in_send_mode(
 
 
 @pytest.mark.usefixtures("agent_env")
+def test_every_incident_with_a_dry_run_report_is_named_at_a_start_in_send_mode(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    indexed: tuple[str, list[dict[str, Any]]],
+    tmp_path: Path,
+    ccb: CcbServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The warning gave one command for the first report only: a user switching to send
+    # could not tell which other incidents had reports waiting for a decision.
+    from datetime import UTC, datetime
+
+    agent = after_a_dry_run_trial(es, es_settings, indexed[0], tmp_path, ccb)
+    made = agent.incidents.reporter.notifier.dry_runs(datetime(2000, 1, 1, tzinfo=UTC))
+    incidents = sorted({entry["incident_id"][:12] for entry in made})
+
+    said = dry_runs_said(agent, caplog)
+    assert 2 <= len(incidents) <= 5
+    assert sorted(said.split("; their incidents: ")[1].split(", ")) == incidents
+
+
+@pytest.mark.usefixtures("agent_env")
 def test_a_token_an_http_header_cannot_carry_stops_the_agent_before_it_runs(
     es_settings: esclient.ESSettings,
     index_name: str,

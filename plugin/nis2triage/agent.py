@@ -34,6 +34,7 @@ from nis2triage.errors import ConfigError, LeaseLost, SnapshotError, StoreError
 from nis2triage.faults import crash_point
 from nis2triage.incidents.flow import IncidentFlow
 from nis2triage.lease import Holder, Lease
+from nis2triage.logs import some
 from nis2triage.notify import build
 from nis2triage.notify.outbox import Outbox
 from nis2triage.records import Alert, Event, stable_id
@@ -210,15 +211,19 @@ class Agent:
         made = self.incidents.reporter.unsent_dry_runs(self.clock() - DRY_RUN_HORIZON)
         if made:
             first = made[0]
+            # Every incident named, not only the first: each needs its own decision to send.
+            incidents = list(dict.fromkeys(str(e.get("incident_id", ""))[:12] for e in made))
             log.warning(
                 "%d reports of the last %d days were made in dry-run and are not sent by "
                 "themselves now that notifier.mode is send; send one with `nis2triage "
-                "incidents report %s %s -c <configuration>` (first made %s)",
+                "incidents report %s %s -c <configuration>` (first made %s); their "
+                "incidents: %s",
                 len(made),
                 DRY_RUN_HORIZON.days,
                 first.get("incident_id"),
                 _stage_arguments(str(first.get("stage", ""))),
                 first.get("created"),
+                some(incidents),
             )
 
     def _check_reading(self) -> None:
