@@ -363,7 +363,7 @@ class Agent:
                 if self.stopping:
                     break
             if self.rules_runner and not self.stopping:
-                self._run_rules(self.rules_runner, report)
+                self._run_rules_then_deliver(self.rules_runner, report)
         except SnapshotTooLarge:
             # The alerts are written before the checkpoint that cannot be, and their reports
             # queued: the agent stops until a cap is lowered, and every restart stops there
@@ -373,6 +373,23 @@ class Agent:
             raise
         self._deliver(report)
         return report
+
+    def _run_rules_then_deliver(self, runner: RuleRunner, report: CycleReport) -> None:
+        """The rules, and delivery even when they fail for all rules at once.
+
+        The sources' alerts are written and their reports queued by now. A condition the
+        rules wait out can last: a 403 on an index an alias brings into a rule's pattern
+        (another agent's alerts under a shared Elastic Security alias) fails every cycle,
+        and without this no report would be sent, nor any deadline escalated, meanwhile."""
+        try:
+            self._run_rules(runner, report)
+        except OUTAGES:
+            try:
+                self._deliver(report)
+            except OUTAGES as exc:
+                # The node itself is out: the rules' failure is the one to report.
+                log.debug("delivery after the rules failed did not run either: %s", exc)
+            raise
 
     def _deliver(self, report: CycleReport) -> None:
         """Send what is due, then check the incidents' deadlines."""
