@@ -1,4 +1,5 @@
-"""Reports still go out while a rule's search is refused, on the real node with a real key.
+"""Reports still go out while a rule's search is refused, on the real node with a real key,
+and the refusal is said with its likely cause.
 
 A rule whose index pattern takes in an alias over an index the agent's role does not cover
 (another agent's alerts behind the shared Elastic Security alias, say) passes the start's
@@ -9,6 +10,7 @@ delivered, and the deadlines still watched, while that condition is waited out.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -94,8 +96,16 @@ def test_early_warnings_are_delivered_while_a_rules_search_is_refused(
     finally:
         es.security.invalidate_api_key(name=f"{load_config(config).state.index_prefix}-agent")
 
-    # The rule's refusal still fails the pass (it is waited out as before) ...
+    # The rule's refusal still fails the pass (it is waited out as before), named ...
     assert done.returncode == 1 and "403" in done.stderr, done.stderr[-2000:]
+    said = [json.loads(line)["message"] for line in done.stderr.splitlines() if line[:1] == "{"]
+    assert [m for m in said if m.startswith("rule every event: ")] == [
+        f"rule every event: Elasticsearch refuses its search (403) although the agent may "
+        f"read {SOURCE}-r*: most likely an alias those names take in covers an index the "
+        "agent's role does not name (another agent's alerts under a shared Elastic Security "
+        "alias, say); leave that alias out of the rule's index, or give the role read on the "
+        "index. The rules wait until then; detectors and reports go on"
+    ]
     # ... but the early warnings the detectors' alerts queued went out all the same.
     reports = [r.json().get("report_type") for r in ccb.received]
     assert reports and set(reports) == {"early_warning"}, done.stderr[-2000:]

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage import yamlload
 from nis2triage.config import AgentConfig, RulesConfig
@@ -84,6 +84,7 @@ class RuleRunner:
         self.sigma = sigma
         self.clock = clock
         self.progress: dict[str, RuleProgress] = {}
+        self.forbidden_said: set[str] = set()
         self.sigma_settings = sigma_run.RunSettings(
             index_pattern=",".join(cfg.sigma_indices),
             entity_field=cfg.sigma_entity_field,
@@ -129,6 +130,10 @@ class RuleRunner:
                 progress.state, progress.paused = before, f"failed: {exc!r}"
                 log.exception("rule %s paused after an internal error; please report it", name)
                 continue
+            except ApiError as exc:
+                if exc.meta.status == 403:
+                    self._say_forbidden(name)
+                raise
             except PartialResultsError as exc:
                 # Pin where the window starts, so a first window that keeps failing does not
                 # slide forward with the clock and drop its oldest events.
@@ -141,6 +146,28 @@ class RuleRunner:
                 progress.incomplete, progress.held_said = None, False
             progress.window_end = end
         return alerts
+
+    def _say_forbidden(self, name: str) -> None:
+        # The start checked that the agent may read every name the rule lists, so a 403 here
+        # comes from what a name takes in: an alias over an index the role does not name.
+        # Said once per run of the agent: the loop restores the rules' progress after each
+        # failed cycle, so a flag kept there would not hold.
+        if name in self.forbidden_said:
+            return
+        self.forbidden_said.add(name)
+        names = next(
+            (", ".join(i) for n, i in self.indices() if n == name.removeprefix(SIGMA_KEY_PREFIX)),
+            "?",
+        )
+        log.error(
+            "rule %s: Elasticsearch refuses its search (403) although the agent may read %s: "
+            "most likely an alias those names take in covers an index the agent's role does "
+            "not name (another agent's alerts under a shared Elastic Security alias, say); "
+            "leave that alias out of the rule's index, or give the role read on the index. "
+            "The rules wait until then; detectors and reports go on",
+            name,
+            names,
+        )
 
     @staticmethod
     def _say_held(name: str, progress: RuleProgress, held: timedelta) -> None:
