@@ -200,6 +200,27 @@ def test_a_native_rule_the_configuration_names_is_checked_too(
     assert re.search(r"typo\.yml:2:\d+: .*frequency", finding.problem)
 
 
+def test_a_sigma_rule_the_configuration_names_is_converted_too(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    # The agent skips such a rule with a warning and runs without it; validate said "ok".
+    folder = tmp_path / "sigma"
+    folder.mkdir()
+    (folder / "typo.yml").write_text(
+        "title: typo\nlogsource: {product: windows, category: process_creation}\n"
+        "detection:\n  selection: {Image|endswith: '\\\\x.exe'}\n  condition: selectionn\n"
+    )
+    path = write_agent_config(
+        tmp_path, es_settings, "logs-x", "x-st", rules={"sigma": [str(folder)]}
+    )
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is not None
+    assert re.search(r"typo\.yml:5: .*'selectionn' not defined", finding.problem)
+    assert finding.problem.endswith("(the agent would skip these Sigma rules and run without them)")
+
+
 def test_a_detector_reading_a_source_the_configuration_lacks_is_refused(
     tmp_path: Path, es_settings: esclient.ESSettings
 ) -> None:

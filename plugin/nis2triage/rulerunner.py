@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
@@ -60,9 +61,13 @@ def load_native(cfg: AgentConfig) -> list[NativeRule]:
     return load_rules(_expand(cfg, cfg.rules.native)) if cfg.rules.native else []
 
 
+def sigma_files(cfg: AgentConfig) -> list[Path]:
+    """The Sigma rule files the configuration names, each once."""
+    return yamlload.once_each(f for p in _expand(cfg, cfg.rules.sigma) for f in rule_files(p))
+
+
 def load_sigma(cfg: AgentConfig) -> list[SigmaQuery]:
-    files = yamlload.once_each(f for p in _expand(cfg, cfg.rules.sigma) for f in rule_files(p))
-    converted = SigmaConverter().load(files)
+    converted = SigmaConverter().load(sigma_files(cfg))
     for skipped in converted.skipped:
         # A rule that cannot be converted is reported and skipped; it never stops the agent.
         log.warning("sigma rule skipped: %s", skipped)

@@ -17,12 +17,12 @@ from typing import Any
 from nis2triage import yamlload
 from nis2triage.agent import check_sources
 from nis2triage.assets import load_inventory
-from nis2triage.config import load_config
+from nis2triage.config import AgentConfig, load_config
 from nis2triage.detectors import load_spec, load_specs
 from nis2triage.errors import ConfigError
 from nis2triage.nis2.criteria import load_directory as load_criteria_folder
 from nis2triage.nis2.criteria import load_file as load_criteria
-from nis2triage.rulerunner import load_native
+from nis2triage.rulerunner import load_native, sigma_files
 from nis2triage.rules.loader import load_rule
 from nis2triage.rules.sigma import SigmaConverter, SkippedRule
 from nis2triage.triage import load_rules as load_triage
@@ -101,12 +101,26 @@ def _configuration(path: Path, references: bool = True) -> None:
         raise ConfigError("\n  also ".join(missing) + hint)
     check_sources(cfg, load_specs(cfg.detector_files()))
     load_native(cfg)
+    _sigma_named(cfg)
     if cfg.triage:
         load_triage(cfg.resolve(cfg.triage))
     if cfg.assets:
         load_inventory(cfg.resolve(cfg.assets))
     if cfg.incidents.criteria:
         load_criteria_folder(cfg.resolve(cfg.incidents.criteria))
+
+
+def _sigma_named(cfg: AgentConfig) -> None:
+    # The agent skips a Sigma rule it cannot convert (with a warning) and runs the others;
+    # validate is where that should be found, before the rule is missed in production.
+    converter = SigmaConverter()
+    results = [converter.load_file(f) for f in sigma_files(cfg)] if cfg.rules.sigma else []
+    skipped = [str(r) for r in results if isinstance(r, SkippedRule)]
+    if skipped:
+        said = "\n  also ".join(skipped)
+        raise ConfigError(
+            f"{said}\n  (the agent would skip these Sigma rules and run without them)"
+        )
 
 
 LOADERS: dict[str, Callable[[Path], object]] = {
