@@ -86,7 +86,7 @@ class AgentMetrics:
         )
         self.overdue = Gauge(
             "nis2triage_notifications_overdue",
-            "Outbox entries not sent 24 hours after detection.",
+            "Outbox entries still pending or failed 24 hours after they were queued.",
             registry=r,
         )
         self.evictions = Gauge(
