@@ -253,8 +253,36 @@ FORECAST = "target: events\nmodel: [{forecast.HoltWintersError: {}}]\nper_entity
         ),
         pytest.param(
             FORECAST + "postprocess:\n  range_rule:\n    margin: -0.1\n",
-            r"bad\.yml:11:\d+: postprocess\.range_rule\.margin: .*greater than or equal to 0",
+            r"bad\.yml:11:\d+: postprocess\.range_rule\.margin: -0\.1 is outside the allowed range",
             id="negative-margin",
+        ),
+        pytest.param(
+            FORECAST + "postprocess:\n  range_rule: {margin: .inf}\n",
+            r"bad\.yml:10:\d+: postprocess\.range_rule\.margin: inf is outside the allowed "
+            r"range: write a number from 0 to 100",
+            id="infinite-margin",
+        ),
+        pytest.param(
+            FORECAST + "postprocess:\n  range_rule: {margin: 1.0e+30}\n",
+            r"postprocess\.range_rule\.margin: 1e\+30 is outside the allowed range",
+            id="huge-margin",
+        ),
+        pytest.param(
+            FORECAST + "postprocess:\n  likelihood: {min_variance: .inf}\n",
+            r"bad\.yml:10:\d+: postprocess\.likelihood\.min_variance: inf is outside the "
+            r"allowed range: write a number above 0",
+            id="infinite-variance-floor",
+        ),
+        pytest.param(
+            FORECAST + "postprocess:\n  likelihood: {long_window: 99999999999999999999}\n",
+            r"bad\.yml:10:\d+: postprocess\.likelihood\.long_window: .*less than or equal "
+            r"to 1000000",
+            id="window-past-any-size",
+        ),
+        pytest.param(
+            FORECAST + "postprocess:\n  range_rule: {warmup: 99999999999999999999}\n",
+            r"postprocess\.range_rule\.warmup: .*less than or equal to 1000000",
+            id="endless-warmup",
         ),
         pytest.param(
             FORECAST + "postprocess:\n  range_rule: {width: 3}\n",

@@ -17,10 +17,11 @@ from datetime import timedelta
 from functools import partial
 from itertools import groupby
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import numpy as np
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -65,6 +66,28 @@ Failed = Callable[[Event, Exception], None]
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
+# The most rows a post-processing window, period or warm-up may hold: the detector's own
+# `warmup` bound, a million buckets (nine years of 5-minute buckets).
+MAX_ROWS = 1_000_000
+# The widest range rule margin: 100 times the seen range beyond its edge.
+MAX_MARGIN = 100.0
+
+
+def _finite_from(
+    allowed: str, low: float, high: float | None, strict: bool = False
+) -> Callable[[float], float]:
+    """A check that a number is finite and within [low, high] (above `low` when `strict`),
+    its error saying the allowed range (`allowed`)."""
+
+    def check(value: float) -> float:
+        below = value <= low if strict else value < low
+        if not math.isfinite(value) or below or (high is not None and value > high):
+            raise ValueError(f"{value!r} is outside the allowed range: write a number {allowed}")
+        return value
+
+    return check
+
+
 class ThresholdSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -78,12 +101,18 @@ class LikelihoodSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    short_window: int = Field(default=10, ge=1)
-    long_window: int = Field(default=8640, ge=1)
-    refit_every: int = Field(default=100, ge=1)
-    learning_period: int = Field(default=288, ge=0)
-    estimation_samples: int = Field(default=100, ge=2)
-    min_variance: float = Field(default=3e-4, gt=0.0)
+    # Rows, bounded as `warmup` is: a window of 10^20 rows failed to allocate at load with
+    # a bare OverflowError, and a learning period that long never ends.
+    short_window: int = Field(default=10, ge=1, le=MAX_ROWS)
+    long_window: int = Field(default=8640, ge=1, le=MAX_ROWS)
+    refit_every: int = Field(default=100, ge=1, le=MAX_ROWS)
+    learning_period: int = Field(default=288, ge=0, le=MAX_ROWS)
+    estimation_samples: int = Field(default=100, ge=2, le=MAX_ROWS)
+    # An infinite floor is a variance no series reaches: every likelihood is then "no
+    # evidence" and the detector never alerts.
+    min_variance: Annotated[
+        float, AfterValidator(_finite_from("above 0", 0.0, None, strict=True))
+    ] = 3e-4
     red_tail: float = Field(default=1e-5, gt=0.0, lt=1.0)
     yellow_tail: float = Field(default=1e-3, gt=0.0, lt=1.0)
 
@@ -105,8 +134,9 @@ class RangeRuleSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    margin: float = Field(default=0.05, ge=0.0)
-    warmup: int = Field(default=100, ge=1)
+    # A margin of .inf (or 1e30) is a range no value leaves: a rule that never fires.
+    margin: Annotated[float, AfterValidator(_finite_from("from 0 to 100", 0.0, MAX_MARGIN))] = 0.05
+    warmup: int = Field(default=100, ge=1, le=MAX_ROWS)
 
     def settings(self) -> RangeSettings:
         return RangeSettings(**self.model_dump())
