@@ -178,3 +178,44 @@ def test_a_detector_path_naming_a_folder_is_refused_at_its_line_with_the_pattern
         f"{path}:15:30: detectors.1: 'detectors' matches the folder {folder}, and detectors "
         f"are files: write a pattern of files, such as '{folder / '*.yml'}'"
     )
+
+
+@pytest.mark.parametrize(
+    ("indices", "match"),
+    [
+        pytest.param(
+            '["logs-*", ""]',
+            r":12:25: sources\.0\.indices\.1: an empty name .*remove the extra comma",
+            id="empty",
+        ),
+        pytest.param(
+            '["logs-*, filebeat-*"]',
+            r"sources\.0\.indices\.0: ' filebeat-\*' has a space around it: .*write "
+            r"'logs-\*,filebeat-\*'",
+            id="space-after-comma",
+        ),
+        pytest.param(
+            '["auth logs"]', r"sources\.0\.indices\.0: 'auth logs' holds ' '", id="space-inside"
+        ),
+        pytest.param('["logs#1"]', r"'logs#1' holds '#', which no index", id="hash"),
+        pytest.param('["logs-{now/d}"]', r"holds '/'.*angle brackets", id="date-math-unbracketed"),
+        pytest.param('["+logs"]', r"'\+logs' begins with '\+'", id="plus"),
+    ],
+)
+def test_an_index_name_elasticsearch_would_skip_in_silence_is_refused_at_load(
+    tmp_path: Path, indices: str, match: str
+) -> None:
+    path = write(tmp_path, GOOD.replace("indices: [logs-*]", f"indices: {indices}"))
+
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+
+
+def test_unusual_but_legal_index_names_load(tmp_path: Path) -> None:
+    legal = (
+        '["logé-ü+x", "<logs-{now/d{yyyy.MM.dd|+12:00}}>", "logs-*,-logs-old*", "remote:logs-*"]'
+    )
+    cfg = load_config(write(tmp_path, GOOD.replace("indices: [logs-*]", f"indices: {legal}")))
+
+    assert cfg.sources[0].indices[1] == "<logs-{now/d{yyyy.MM.dd|+12:00}}>"
+    assert len(cfg.sources[0].indices) == 4

@@ -322,7 +322,7 @@ def test_two_names_in_one_item_of_indices_are_each_checked_for_reading(
     put(es, f"{index_name}-a1", "a", minutes_ago=1)
     put(es, f"{index_name}-b1", "b", minutes_ago=1)
     prefix, unread = f"{index_name}-st", f"{index_name}-b*"
-    config, auth = reading(tmp_path, es_settings, prefix, [f"{index_name}-a1, {unread}"])
+    config, auth = reading(tmp_path, es_settings, prefix, [f"{index_name}-a1,{unread}"])
     readable = [f"{index_name}-a*", f"{prefix}-*"]
     with client_for(es, es_settings, f"{index_name}-comma", readable) as part:
         assert Source(part, auth).unreadable() == [unread]

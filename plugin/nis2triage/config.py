@@ -32,6 +32,7 @@ from pydantic import (
 from nis2triage import yamlload
 from nis2triage.errors import ConfigError
 from nis2triage.esclient import ESSettings
+from nis2triage.indexnames import check_expression
 from nis2triage.nis2.entity import Entity
 from nis2triage.records import Route
 
@@ -64,6 +65,8 @@ def _positive(value: timedelta) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
+# One item of an index list: a name, pattern or several of them joined by commas.
+IndexExpression = Annotated[str, AfterValidator(check_expression)]
 
 
 class Strict(BaseModel):
@@ -97,7 +100,7 @@ class ElasticsearchConfig(Strict):
 
 class SourceConfig(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    indices: list[str] = Field(min_length=1)
+    indices: list[IndexExpression] = Field(min_length=1)
     time_field: str = "@timestamp"
     query: str | dict[str, Any] | None = None
     batch_size: int = Field(default=1000, ge=1, le=10_000)
@@ -113,7 +116,9 @@ class RulesConfig(Strict):
 
     native: list[str] = Field(default_factory=list)
     sigma: list[str] = Field(default_factory=list)
-    sigma_indices: list[str] = Field(default_factory=lambda: ["winlogbeat-*", "logs-windows*"])
+    sigma_indices: list[IndexExpression] = Field(
+        default_factory=lambda: ["winlogbeat-*", "logs-windows*"]
+    )
     sigma_entity_field: str = "host.name"
     time_field: str = "@timestamp"
     max_lateness: Duration = timedelta(minutes=5)

@@ -159,6 +159,13 @@ MISTAKES = [
         r"name: the name has spaces around it: write 'SSH brute force'",
         id="spaces-around-the-name",
     ),
+    pytest.param(
+        FREQUENCY.replace("index: logs-*", 'index: "logs-*, filebeat-*"'),
+        2,
+        r"index: ' filebeat-\*' has a space around it: .*skips it without an error; "
+        r"write 'logs-\*,filebeat-\*'",
+        id="space-after-a-comma-in-index",
+    ),
     pytest.param("- a\n- b\n", 1, "a rule file holds one mapping", id="not-a-mapping"),
     pytest.param(
         "title: x\nlogsource: {product: linux}\ndetection: {sel: {a: 1}, condition: sel}\n",

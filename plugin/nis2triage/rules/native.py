@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from nis2triage.indexnames import check_expression
 from nis2triage.records import Severity
 from nis2triage.rules.options import (
     AttackTag,
@@ -84,7 +86,7 @@ class RuleBase(BaseModel):
     name: str = Field(min_length=1)
     description: str = ""
     version: str = "1"
-    index: str = Field(min_length=1)
+    index: Annotated[str, Field(min_length=1), AfterValidator(check_expression)]
     timestamp_field: str = "@timestamp"
     filter: Filter | None = None
     realert: Period | None = None
