@@ -488,3 +488,32 @@ def test_a_closed_index_named_alone_is_not_said_to_hold_no_events(
         f"source s: {index_name} holds no events in its open indices (closed: {index_name}); "
         "waiting for events"
     ]
+
+
+def test_an_index_mapping_the_time_as_text_is_left_out_said_and_the_others_still_read(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An index made before its template, its times sent as epoch text, maps @timestamp as
+    # keyword: the node refused the sort over it, and with it every read of the source, so
+    # the events of every other index of the pattern went unread too.
+    good, text = f"{index_name}-good", f"{index_name}-text"
+    es.indices.create(index=text, mappings={"properties": {"@timestamp": {"type": "keyword"}}})
+    millis = str(int((NOW - timedelta(minutes=1)).timestamp() * 1000))
+    es.index(index=text, id="t", document={"@timestamp": millis}, refresh=True)
+    put(es, good, "g1", minutes_ago=2)
+    put(es, good, "g2", minutes_ago=1)
+    source, cursor = make(es, f"{index_name}-*"), Cursor()
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        first = read_all(source, cursor)
+        put(es, good, "g3", minutes_ago=0.5)
+        second = read_all(source, cursor)
+
+    assert (first, second) == (["g1", "g2"], ["g3"])
+    said = [r.getMessage() for r in caplog.records if "other than a date" in r.getMessage()]
+    assert said == [
+        f"source s: {text} maps @timestamp as something other than a date, so the node refused "
+        "every read of the source; left out from now on, so none of their events is read: map "
+        "@timestamp as date in their template (and reindex them), or leave them out of the "
+        "source's indices"
+    ]

@@ -268,9 +268,26 @@ class Source:
         # The closed indices the start found (`say_closed`), for the empty-poll message.
         self.closed: list[str] = []
         self._said_fit = False
+        # Indices that map the time field as something other than a date (keyword, say):
+        # the node refuses the sort and range over them, and with them the whole source's
+        # search, so they are left out of every read (`leave_out_mistyped`).
+        self.mistyped: list[str] = []
 
     def poll(self, cursor: Cursor) -> Iterator[list[Event]]:
-        """Batches of new events in time order; `cursor` is advanced as each batch is yielded."""
+        """Batches of new events in time order; `cursor` is advanced as each batch is yielded.
+
+        A refusal caused by an index that maps the time field as no date (one made before
+        its template, its times sent as epoch text) leaves that index out and reads again:
+        the cursor skips what was read, and one such index no longer stops the source.
+        """
+        try:
+            yield from self._poll_once(cursor)
+        except BadRequestError:
+            if not self.leave_out_mistyped():
+                raise
+            yield from self._poll_once(cursor)
+
+    def _poll_once(self, cursor: Cursor) -> Iterator[list[Event]]:
         opened = self.clock()
         pit = self._open_pit()
         if pit is None:
@@ -312,7 +329,7 @@ class Source:
     def _open_pit(self) -> str | None:
         try:
             resp = self.es.open_point_in_time(
-                index=",".join(self.cfg.indices),
+                index=self.expression(),
                 keep_alive=PIT_KEEP_ALIVE,
                 ignore_unavailable=True,
                 allow_partial_search_results=False,
@@ -321,6 +338,53 @@ class Source:
             self._look_into_empty(None)
             return None
         return str(resp["id"])
+
+    def expression(self) -> str:
+        """The index expression the reads use: the source's names, its mistyped indices
+        left out (a name of them dropped, one a pattern matched excluded after it).
+
+        An exclusion applies to the patterns before it only: a mistyped index that an
+        alias of the source names is not left out, and its refusal stops the source as
+        before (said as the node's 400)."""
+        names = [n for n in self.cfg.indices if n not in self.mistyped]
+        return ",".join([*names, *(f"-{i}" for i in self.mistyped)])
+
+    def leave_out_mistyped(self) -> bool:
+        """Leave out of the reads the indices that newly map the time field as no date,
+        and say which; False when there is none (the refusal has another cause)."""
+        found = [i for i in self._mistyped_indices() if i not in self.mistyped]
+        if not found:
+            return False
+        self.mistyped = sorted({*self.mistyped, *found})
+        log.warning(
+            "source %s: %s %s %s as something other than a date, so the node refused every "
+            "read of the source; left out from now on, so none of their events is read: map "
+            "%s as date in their template (and reindex them), or leave them out of the "
+            "source's indices",
+            self.cfg.name,
+            some(found),
+            "maps" if len(found) == 1 else "map",
+            self.cfg.time_field,
+            self.cfg.time_field,
+        )
+        return True
+
+    def _mistyped_indices(self) -> list[str]:
+        """The indices of the source that map the time field, as something else than a
+        date (an index that maps no such field yet is read: its first event maps it)."""
+        try:
+            caps = self.es.field_caps(
+                index=",".join(self.cfg.indices), fields=[self.cfg.time_field],
+                include_unmapped=True, ignore_unavailable=True, allow_no_indices=True,
+            ).body  # fmt: skip
+        except ApiError:
+            return []  # the node would not say: the refusal is said as it is
+        by_type = (caps.get("fields") or {}).get(self.cfg.time_field) or {}
+        wrong = [k for k in by_type if k not in ("date", "date_nanos", "unmapped")]
+        if len(by_type) == 1 and wrong:
+            return sorted(caps.get("indices") or [])
+        # Each type lists its indices only when the field has several types.
+        return sorted(i for kind in wrong for i in by_type[kind].get("indices") or [])
 
     def _look_into_empty(self, cursor: Cursor | None) -> None:
         """Say why a poll read nothing, when that is not just a quiet source: once per
