@@ -517,3 +517,37 @@ def test_an_index_mapping_the_time_as_text_is_left_out_said_and_the_others_still
         "@timestamp as date in their template (and reindex them), or leave them out of the "
         "source's indices"
     ]
+
+
+def test_events_dated_far_ahead_are_said_with_their_count_and_index_once_per_increase(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every read ends at the present: an event of year 2300 (a shipper parsing a date
+    # wrong) waited, judged by nothing and without a word, for 274 years.
+    now = [NOW]
+    source = Source(es, SourceConfig(name="s", indices=[index_name]), clock=lambda: now[0])
+    put(es, index_name, "now", minutes_ago=1)
+    put(es, index_name, "fast-clock", minutes_ago=-120)  # two hours ahead: no news
+    es.index(index=index_name, id="2300", document={"@timestamp": "2300-01-01T00:00:00Z"})
+    es.indices.refresh(index=index_name)
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        assert read_all(source, Cursor()) == ["now"]
+        source.say_future()
+        source.say_future()  # within the hour: not looked for again
+        now[0] += timedelta(hours=2)
+        source.say_future()  # no more of them: not said again
+        doc = {"@timestamp": "3000-06-01T00:00:00Z"}
+        es.index(index=index_name, id="3000", document=doc, refresh=True)
+        now[0] += timedelta(hours=2)
+        source.say_future()
+
+    said = [r.getMessage() for r in caplog.records if "ahead" in r.getMessage()]
+    assert said == [
+        "source s: 1 event dated more than a day ahead (the latest 2300-01-01T00:00:00.000Z, "
+        f"in {index_name}): every read ends at the present, so no detector sees them before "
+        "their time comes; fix the clock or the time parsing of the shipper that sends them",
+        "source s: 2 events dated more than a day ahead (the latest 3000-06-01T00:00:00.000Z, "
+        f"in {index_name}): every read ends at the present, so no detector sees them before "
+        "their time comes; fix the clock or the time parsing of the shipper that sends them",
+    ]

@@ -161,6 +161,12 @@ def unpack_seen(packed: Any) -> dict[str, int]:
     return {keys[i * KEY_BYTES : (i + 1) * KEY_BYTES].hex(): t for i, t in enumerate(times)}
 
 
+# Events dated further ahead than this are no clock running a little fast: said, at most
+# once every FUTURE_CHECK_EVERY (`Source.say_future`).
+FUTURE_SLACK = timedelta(days=1)
+FUTURE_CHECK_EVERY = timedelta(hours=1)
+
+
 @dataclass(frozen=True)
 class Unusable:
     """An event the source read but cannot hand on, and why."""
@@ -272,6 +278,9 @@ class Source:
         # the node refuses the sort and range over them, and with them the whole source's
         # search, so they are left out of every read (`leave_out_mistyped`).
         self.mistyped: list[str] = []
+        # When events dated far ahead were last looked for, and how many were said.
+        self._future_looked: datetime | None = None
+        self._future_said = 0
 
     def poll(self, cursor: Cursor) -> Iterator[list[Event]]:
         """Batches of new events in time order; `cursor` is advanced as each batch is yielded.
@@ -385,6 +394,54 @@ class Source:
             return sorted(caps.get("indices") or [])
         # Each type lists its indices only when the field has several types.
         return sorted(i for kind in wrong for i in by_type[kind].get("indices") or [])
+
+    def say_future(self) -> None:
+        """Say the events dated more than `FUTURE_SLACK` ahead: every read ends at the
+        present, so they wait, judged by no detector and without a word, until their time
+        (an event of year 2300, for good). Looked for at most once every
+        `FUTURE_CHECK_EVERY`, said again only when there are more of them."""
+        now = self.clock()
+        if self._future_looked is not None and now - self._future_looked < FUTURE_CHECK_EVERY:
+            return
+        self._future_looked = now
+        answer = self._ahead(int((now + FUTURE_SLACK).timestamp() * 1000))
+        if answer is None:
+            return
+        count, said = int(answer["hits"]["total"]["value"]), self._future_said
+        self._future_said = count
+        if count <= said:
+            return
+        latest = answer["aggregations"]["latest"].get("value_as_string")
+        where = [b["key"] for b in answer["aggregations"]["where"]["buckets"]]
+        log.warning(
+            "source %s: %s dated more than a day ahead (the latest %s, in %s): every read "
+            "ends at the present, so no detector sees them before their time comes; fix the "
+            "clock or the time parsing of the shipper that sends them",
+            self.cfg.name,
+            "1 event" if count == 1 else f"{count:,} events",
+            latest,
+            some(where),
+        )
+
+    def _ahead(self, after_ms: int) -> dict[str, Any] | None:
+        """How many events the source would read are dated after `after_ms`, the latest
+        time among them and the indices holding them (None: the node would not say)."""
+        ahead = {"range": {self.cfg.time_field: {"gt": after_ms, "format": "epoch_millis"}}}
+        try:
+            # Advisory, as the start's counts: it must not hold up a poll.
+            answer = self.es.options(request_timeout=10, max_retries=0).search(
+                index=self.expression(), size=0, track_total_hits=True,
+                query={"bool": {"filter": [ahead, *self.filters()]}},
+                aggs={
+                    "latest": {"max": {"field": self.cfg.time_field}},
+                    "where": {"terms": {"field": "_index", "size": 3}},
+                },
+                ignore_unavailable=True, allow_no_indices=True,
+            ).body  # fmt: skip
+        except (ApiError, TransportError) as exc:
+            log.debug("source %s: events dated ahead not looked for: %s", self.cfg.name, exc)
+            return None
+        return dict(answer)
 
     def _look_into_empty(self, cursor: Cursor | None) -> None:
         """Say why a poll read nothing, when that is not just a quiet source: once per
