@@ -364,3 +364,20 @@ def test_a_detector_two_patterns_match_is_one_detector(
 
     assert finding.problem is None
     assert load_config(path).detector_files() == [folder / "ssh.yml"]
+
+
+def test_a_rule_whose_name_only_looks_like_another_in_its_folder_fails_naming_both(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.yml").write_text(RULE.replace("name: r", "name: Port scan"))
+    (tmp_path / "b.yml").write_text(RULE.replace("name: r", "name: Port sc\u0430n"))
+
+    findings = {Path(f.path).name: f for f in validate([str(tmp_path)])}
+
+    assert findings["a.yml"].ok
+    assert findings["b.yml"].problem is not None
+    assert re.search(
+        r"b\.yml:1:\d+: name: 'Port scаn' looks like 'Port scan', the name of the rule in "
+        r".*a\.yml \(this one has 'а' \(U\+0430 CYRILLIC SMALL LETTER A\) where it has 'a' ",
+        findings["b.yml"].problem,
+    )

@@ -24,6 +24,7 @@ from nis2triage.nis2.criteria import load_directory as load_criteria_folder
 from nis2triage.nis2.criteria import load_file as load_criteria
 from nis2triage.rulerunner import load_native, sigma_files
 from nis2triage.rules.loader import load_rule
+from nis2triage.rules.lookalike import how_they_differ, skeleton
 from nis2triage.rules.sigma import SigmaConverter, SkippedRule
 from nis2triage.triage import load_rules as load_triage
 
@@ -201,12 +202,21 @@ def _with_clash(
     seen_as = files.setdefault(Path(finding.path).resolve(), finding.path)
     if not isinstance(name, str) or seen_as != finding.path:
         return finding
-    earlier = first.setdefault((finding.kind, name, Path(finding.path).parent), finding.path)
+    # Rule names are free text: two that only look alike are refused as well (`lookalike`).
+    key = skeleton(name) if finding.kind == "native rule" else name
+    earlier = first.setdefault((finding.kind, key, Path(finding.path).parent), finding.path)
     if earlier == finding.path:
         return finding
+    other = yamlload.load_file(earlier).data.get("name")
+    said = (
+        f"is also the name of {NAMED_KINDS[finding.kind]} in {earlier}"
+        if other == name
+        else f"looks like {other!r}, the name of {NAMED_KINDS[finding.kind]} in {earlier} "
+        f"({how_they_differ(name, str(other))})"
+    )
     problem = located.error(
         ("name",),
-        f"{name!r} is also the name of {NAMED_KINDS[finding.kind]} in {earlier}; the agent "
-        "refuses two of one name loaded together: give this one a name of its own",
+        f"{name!r} {said}; the agent refuses two of one name loaded together: give this one "
+        "a name of its own",
     )
     return Finding(finding.path, finding.kind, str(problem))

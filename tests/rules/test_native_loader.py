@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -253,6 +254,58 @@ def test_duplicate_rule_names_in_a_folder(tmp_path: Path) -> None:
         load_rules([tmp_path])
 
     assert raised.value.path == str(tmp_path / "b.yml")
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "how"),
+    [
+        pytest.param("SSH-Brute-Force", "ssh-brute-force", "they differ only in case", id="case"),
+        pytest.param(
+            "Port scan",
+            "Port sc\u0430n",
+            r"this one has 'а' \(U\+0430 CYRILLIC SMALL LETTER A\) where it has 'a' "
+            r"\(U\+0061 LATIN SMALL LETTER A\)",
+            id="cyrillic-a",
+        ),
+        pytest.param(
+            "Ivan's host",
+            "lvan's host",
+            r"this one has 'l' \(U\+006C LATIN SMALL LETTER L\) where it has 'I' "
+            r"\(U\+0049 LATIN CAPITAL LETTER I\)",
+            id="capital-i-small-l",
+        ),
+        pytest.param(
+            "Port scan",
+            "\uff30ort scan",
+            r"this one has 'Ｐ' \(U\+FF30 FULLWIDTH LATIN CAPITAL LETTER P\) where it has 'P' "
+            r"\(U\+0050 LATIN CAPITAL LETTER P\)",
+            id="fullwidth",
+        ),
+    ],
+)
+def test_rule_names_an_analyst_cannot_tell_apart_are_refused_naming_both_files(
+    tmp_path: Path, first: str, second: str, how: str
+) -> None:
+    # Kibana lists alerts by rule name: two rules reading alike would pass for one.
+    (tmp_path / "a.yml").write_text(FREQUENCY.replace("SSH brute force", first))
+    (tmp_path / "b.yml").write_text(FREQUENCY.replace("SSH brute force", second))
+
+    with pytest.raises(ConfigError) as raised:
+        load_rules([tmp_path])
+
+    assert raised.value.path == str(tmp_path / "b.yml")
+    assert re.search(
+        rf"rule name {re.escape(repr(second))} looks like {re.escape(repr(first))}, the name "
+        rf"of the rule in .*a\.yml \({how}\): their alerts would read as one rule's in Kibana",
+        str(raised.value),
+    )
+
+
+def test_rule_names_that_merely_resemble_each_other_load(tmp_path: Path) -> None:
+    for file, name in (("a.yml", "Port scan"), ("b.yml", "Port scans"), ("c.yml", "Port scan 2")):
+        (tmp_path / file).write_text(FREQUENCY.replace("SSH brute force", name))
+
+    assert [r.name for r in load_rules([tmp_path])] == ["Port scan", "Port scans", "Port scan 2"]
 
 
 def test_shipped_rules_load() -> None:

@@ -19,6 +19,7 @@ from pydantic_core import ErrorDetails
 
 from nis2triage import yamlload
 from nis2triage.errors import ConfigError
+from nis2triage.rules.lookalike import how_they_differ, skeleton
 from nis2triage.rules.native import RULE_TYPES, BlacklistRule, NativeRule
 from nis2triage.rules.options import DURATION_HINT, TriageHint
 
@@ -74,11 +75,20 @@ def load_rules(paths: Iterable[str | Path]) -> list[NativeRule]:
     """Load rule files and the `*.yml`/`*.yaml` files of folders; names must be unique."""
     rules: list[NativeRule] = []
     seen: dict[str, Path] = {}
+    alike: dict[str, NativeRule] = {}
     for file in _rule_files(paths):
         rule = load_rule(file)
         if rule.name in seen:
             raise ConfigError(
                 f"rule name {rule.name!r} is also used by {seen[rule.name]}; names must be unique",
+                path=str(file),
+            )
+        earlier = alike.setdefault(skeleton(rule.name), rule)
+        if earlier is not rule:
+            raise ConfigError(
+                f"rule name {rule.name!r} looks like {earlier.name!r}, the name of the rule in "
+                f"{seen[earlier.name]} ({how_they_differ(rule.name, earlier.name)}): their "
+                "alerts would read as one rule's in Kibana; give this one a name of its own",
                 path=str(file),
             )
         seen[rule.name] = file
