@@ -219,3 +219,33 @@ def test_unusual_but_legal_index_names_load(tmp_path: Path) -> None:
 
     assert cfg.sources[0].indices[1] == "<logs-{now/d{yyyy.MM.dd|+12:00}}>"
     assert len(cfg.sources[0].indices) == 4
+
+
+@pytest.mark.parametrize(
+    ("written", "match"),
+    [
+        pytest.param(
+            "999999999d",
+            r":14:5: sources\.0\.max_lateness: 999999999d is longer than the longest duration "
+            r"the file may give, 366d \(a year\); write at most '366d'",
+            id="past-what-the-agent-computes-with",
+        ),
+        pytest.param("367d", r"367d is longer than the longest duration", id="a-day-too-long"),
+        pytest.param(".nan", r"nan is not a duration: write it like 30s", id="nan"),
+    ],
+)
+def test_a_duration_the_agent_cannot_compute_with_is_refused_at_load(
+    tmp_path: Path, written: str, match: str
+) -> None:
+    # poll_interval: 999999999d loaded, then the start crashed with an OverflowError
+    # (the lease holds four polls); NaN was said as "cannot convert float NaN to integer".
+    path = write(tmp_path, GOOD.replace("max_lateness: 2m", f"max_lateness: {written}"))
+
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+
+
+def test_a_year_is_the_longest_duration_and_loads(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD.replace("max_lateness: 2m", "max_lateness: 366d")))
+
+    assert cfg.sources[0].max_lateness == timedelta(days=366)

@@ -45,6 +45,8 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if value != value:  # NaN: timedelta's own error spoke of integers
+            raise ValueError(f"{value!r} is not a duration: write it like 30s, 5m, 1h or 2d")
         try:
             return timedelta(seconds=value)
         except OverflowError as exc:
@@ -58,9 +60,20 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError(f"{value!r} is too long a duration") from exc
 
 
+# The longest duration the file may give, as a rule's (rules.options.MAX_DURATION): the
+# agent computes with several times some of them (the lease holds four polls), and
+# 999999999d, which timedelta holds, crashed the start with an OverflowError.
+MAX_DURATION = timedelta(days=366)
+
+
 def _positive(value: timedelta) -> timedelta:
     if value <= timedelta(0):
         raise ValueError("must be longer than zero")
+    if value > MAX_DURATION:
+        raise ValueError(
+            f"{value.days}d is longer than the longest duration the file may give, "
+            f"{MAX_DURATION.days}d (a year); write at most '{MAX_DURATION.days}d'"
+        )
     return value
 
 
