@@ -551,3 +551,29 @@ def test_events_dated_far_ahead_are_said_with_their_count_and_index_once_per_inc
         f"in {index_name}): every read ends at the present, so no detector sees them before "
         "their time comes; fix the clock or the time parsing of the shipper that sends them",
     ]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_name_matching_nothing_beside_names_that_match_is_said_at_start(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A typo in one of a source's names: the search skipped it without an error, and the
+    # other names' events kept the source from ever reading as empty, so nothing said it.
+    read, typo = f"{index_name}-système+1", f"{index_name}-sytem-*"
+    put(es, read, "a", minutes_ago=1)
+    names = [read, f"{index_name}-none,{typo}", f"<{index_name}-{{now/d}}>"]
+    config, _ = reading(tmp_path, es_settings, f"{index_name}-st", names)
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        Agent(config, es, b"k" * 32, b"p" * 32).start()
+
+    said = [r.getMessage() for r in caplog.records if "spelling" in r.getMessage()]
+    assert said == [
+        f"source auth: {index_name}-none, {typo}, <{index_name}-{{now/d}}> match no index, "
+        "alias or data stream, while its other names do, so they are read as empty without an "
+        "error: check the spelling in sources.indices (a name for indices yet to come is fine)"
+    ]

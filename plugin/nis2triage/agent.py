@@ -198,6 +198,7 @@ class Agent:
         (closed or untimed indices), inventory entries no event names, reports left in
         dry-run."""
         for run in self.runs:
+            run.source.say_unmatched()
             run.source.say_closed()
             run.source.say_untimed()
         self._say_unseen_assets()

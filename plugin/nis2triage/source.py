@@ -523,6 +523,36 @@ class Source:
                 f"{lacking:,}",
             )
 
+    def say_unmatched(self) -> None:
+        """Say the source's names that match nothing while its others do: a search skips
+        such a name without an error (a typo, `logs-sytem.auth-*`), and the events of the
+        others keep the source from ever reading as empty, so nothing else would say it.
+        Exclusions and other clusters' names are not asked about (see `unreadable`)."""
+        names = [n for n in index_names(self.cfg.indices) if not n.startswith("-") and ":" not in n]
+        if len(names) < 2:
+            return  # one name matching nothing is said by the empty polls
+        matched = {n: self._matches(n) for n in names}
+        unmatched = [n for n, found in matched.items() if found is False]
+        if unmatched and any(matched.values()):
+            log.warning(
+                "source %s: %s %s no index, alias or data stream, while its other names do, "
+                "so %s read as empty without an error: check the spelling in sources.indices "
+                "(a name for indices yet to come is fine)",
+                self.cfg.name,
+                some(unmatched),
+                "matches" if len(unmatched) == 1 else "match",
+                "it is" if len(unmatched) == 1 else "they are",
+            )
+
+    def _matches(self, name: str) -> bool | None:
+        """Whether `name` matches an index, alias or data stream (None: the node would not
+        say, a missing privilege say)."""
+        try:
+            found = self.es.indices.resolve_index(name=name, ignore_unavailable=True).body
+        except ApiError:
+            return None
+        return any(found.get(kind) for kind in ("indices", "aliases", "data_streams"))
+
     def say_closed(self) -> None:
         """Say the source's closed indices: a search skips them without an error while the
         checkpoint moves past their time, so once reopened their events older than
