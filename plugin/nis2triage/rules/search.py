@@ -16,6 +16,7 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage.errors import PartialResultsError
+from nis2triage.logs import some
 from nis2triage.rules.native import RuleBase
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,12 @@ def whole(body: Mapping[str, Any], index: str) -> Mapping[str, Any]:
     if failures:
         reason = failures[0].get("reason", {})
         said = reason.get("reason") if isinstance(reason, dict) else reason
+        # The failing indices named: "fix that index's mapping" is advice one can follow
+        # only knowing which of the pattern's indices it is.
+        failing = sorted({str(f["index"]) for f in failures if f.get("index")})
+        named = f" (in {some(failing)})" if failing else ""
         raise PartialResultsError(
-            f"{len(failures)} shard(s) of {index} failed the search ({said}); "
+            f"{len(failures)} shard(s) of {index}{named} failed the search ({said}); "
             "the window is tried again next cycle"
         )
     return body
