@@ -577,3 +577,37 @@ def test_a_name_matching_nothing_beside_names_that_match_is_said_at_start(
         "alias or data stream, while its other names do, so they are read as empty without an "
         "error: check the spelling in sources.indices (a name for indices yet to come is fine)"
     ]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_source_taking_in_the_agents_own_alerts_is_said_with_the_exclusions_to_add(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # `logs-*` holds the alerts' alias (logs-nis2triage.alerts-default): the agent's alerts
+    # came back to its detectors as events without a word.
+    prefix, alias = f"{index_name}-st", f"{index_name}-logs-alerts"
+    put(es, f"{index_name}-logs-a", "a", minutes_ago=1)
+    put(es, f"{prefix}-alerts-000001", "own", minutes_ago=1)
+    es.indices.put_alias(index=f"{prefix}-alerts-000001", name=alias)
+    config, _ = reading(tmp_path, es_settings, prefix, [f"{index_name}-logs-*"])
+    config = config.model_copy(
+        update={"state": config.state.model_copy(update={"security_alias": alias})}
+    )
+    wide, _ = reading(tmp_path / "wide", es_settings, prefix, [f"{index_name}-*"])
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        Agent(config, es, b"k" * 32, b"p" * 32).start()
+        Agent(wide, es, b"k" * 32, b"p" * 32).start()
+
+    said = [r.getMessage() for r in caplog.records if "the agent's own" in r.getMessage()]
+    assert len(said) == 2
+    assert said[0] == (
+        f"source auth: its indices take in the agent's own {alias}, so its alerts come back "
+        f"as events for its detectors: add '-{alias}' after its patterns in sources.indices"
+    )
+    assert said[1].startswith(f"source auth: its indices take in the agent's own {prefix}-")
+    assert said[1].endswith(f"add '-{prefix}-*' after its patterns in sources.indices")

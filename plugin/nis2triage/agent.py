@@ -197,8 +197,10 @@ class Agent:
         """What would go wrong without a word, said once at start: events no read reaches
         (closed or untimed indices), inventory entries no event names, reports left in
         dry-run."""
+        state = self.cfg.state
         for run in self.runs:
             run.source.say_unmatched()
+            run.source.say_reading_own(state.index_prefix, state.security_alias)
             run.source.say_closed()
             run.source.say_untimed()
         self._say_unseen_assets()

@@ -544,6 +544,30 @@ class Source:
                 "it is" if len(unmatched) == 1 else "they are",
             )
 
+    def say_reading_own(self, prefix: str, alias: str | None) -> None:
+        """Say when the source's names take in the agent's own indices (`<prefix>-*`) or
+        its alerts' alias (`logs-nis2triage.alerts-default` is in `logs-*`, the usual
+        pattern of Elastic Agent's logs): its alerts would come back as events, and a
+        detector without a filter that leaves them out counts them."""
+        try:
+            found = self.es.indices.resolve_index(
+                name=self.expression(), ignore_unavailable=True
+            ).body
+        except ApiError:
+            return  # the node would not say
+        indices = [i["name"] for i in found.get("indices") or []]
+        own = [n for n in indices if n.startswith(f"{prefix}-")]
+        aliased = [a["name"] for a in found.get("aliases") or [] if a["name"] == alias]
+        exclude = [f"-{prefix}-*"] * bool(own) + [f"-{a}" for a in aliased]
+        if exclude:
+            log.warning(
+                "source %s: its indices take in the agent's own %s, so its alerts come back "
+                "as events for its detectors: add %s after its patterns in sources.indices",
+                self.cfg.name,
+                some([*aliased, *own]),
+                " and ".join(repr(e) for e in exclude),
+            )
+
     def _matches(self, name: str) -> bool | None:
         """Whether `name` matches an index, alias or data stream (None: the node would not
         say, a missing privilege say)."""
