@@ -249,3 +249,25 @@ def test_a_year_is_the_longest_duration_and_loads(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, GOOD.replace("max_lateness: 2m", "max_lateness: 366d")))
 
     assert cfg.sources[0].max_lateness == timedelta(days=366)
+
+
+@pytest.mark.parametrize(
+    ("written", "match"),
+    [
+        pytest.param('""', r":15:5: sources\.0\.time_field: a field name is needed", id="empty"),
+        pytest.param(
+            '"@timestamp "',
+            r"sources\.0\.time_field: '@timestamp ' has a space or a control character around "
+            r"it: write '@timestamp'",
+            id="trailing-space",
+        ),
+    ],
+)
+def test_a_time_field_no_read_can_use_is_refused_at_load(
+    tmp_path: Path, written: str, match: str
+) -> None:
+    # '' failed every poll with a 400 that named no field; '@timestamp ' read nothing.
+    path = write(tmp_path, GOOD + f"    time_field: {written}\n")
+
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)

@@ -82,6 +82,21 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(
 IndexExpression = Annotated[str, AfterValidator(check_expression)]
 
 
+def _field_name(name: str) -> str:
+    """A field to read by: '' failed every poll with a 400 naming no field, and a space
+    around the name read nothing (no such field) with only a warning at start."""
+    if not name.strip():
+        raise ValueError("a field name is needed, such as @timestamp")
+    if name != name.strip() or breaks_line(name):
+        raise ValueError(
+            f"{name!r} has a space or a control character around it: write {name.strip()!r}"
+        )
+    return name
+
+
+FieldName = Annotated[str, AfterValidator(_field_name)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -114,7 +129,7 @@ class ElasticsearchConfig(Strict):
 class SourceConfig(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     indices: list[IndexExpression] = Field(min_length=1)
-    time_field: str = "@timestamp"
+    time_field: FieldName = "@timestamp"
     query: str | dict[str, Any] | None = None
     batch_size: int = Field(default=1000, ge=1, le=10_000)
     poll_interval: Duration = timedelta(seconds=30)
@@ -132,8 +147,8 @@ class RulesConfig(Strict):
     sigma_indices: list[IndexExpression] = Field(
         default_factory=lambda: ["winlogbeat-*", "logs-windows*"]
     )
-    sigma_entity_field: str = "host.name"
-    time_field: str = "@timestamp"
+    sigma_entity_field: FieldName = "host.name"
+    time_field: FieldName = "@timestamp"
     max_lateness: Duration = timedelta(minutes=5)
     initial_lookback: Duration = timedelta(hours=1)
 
