@@ -271,3 +271,12 @@ def test_a_time_field_no_read_can_use_is_refused_at_load(
 
     with pytest.raises(ConfigError, match=match):
         load_config(path)
+
+
+def test_a_source_query_with_a_lucene_slip_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + '    query: "event.category:(authentication"\n')
+
+    with pytest.raises(
+        ConfigError, match=r":15:5: sources\.0\.query: '\(' at character 16 is never closed"
+    ):
+        load_config(path)

@@ -430,7 +430,9 @@ def test_a_source_query_the_node_refuses_is_not_blamed_on_the_detectors_filters(
     es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     index_docs(es, index_name)
-    source = source_on(es, index_name, [match(event__category="web")], query="event.category:(")
+    # A query the load's check passes (one clause) but the node does not know.
+    wrong = {"bogus": {"event.category": "web"}}
+    source = source_on(es, index_name, [match(event__category="web")], query=wrong)
 
     with (
         caplog.at_level(logging.WARNING, logger="nis2triage.pushdown"),

@@ -611,3 +611,22 @@ def test_a_source_taking_in_the_agents_own_alerts_is_said_with_the_exclusions_to
     )
     assert said[1].startswith(f"source auth: its indices take in the agent's own {prefix}-")
     assert said[1].endswith(f"add '-{prefix}-*' after its patterns in sources.indices")
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_source_query_the_node_refuses_stops_the_start_naming_the_source(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # It failed every poll with "Elasticsearch answered 400 (... unknown query [bogus])",
+    # naming neither the source nor its query.
+    put(es, index_name, "a", minutes_ago=1)
+    config, auth = reading(tmp_path, es_settings, f"{index_name}-st", [index_name])
+    wrong = auth.model_copy(update={"query": {"bogus": {"x": 1}}})
+    config = config.model_copy(update={"sources": [wrong]})
+
+    with pytest.raises(
+        ConfigError,
+        match=r"source auth: Elasticsearch refuses its query \(unknown query \[bogus\]\): "
+        r"correct the source's query",
+    ):
+        Agent(config, es, b"k" * 32, b"p" * 32).start()

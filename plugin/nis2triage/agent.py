@@ -235,6 +235,13 @@ class Agent:
         window) moved past its events."""
         for run in self.runs:
             self._refuse_unreadable(f"source {run.cfg.name}", run.source.unreadable())
+            refused = run.source.query_refused()
+            if refused is not None:
+                raise ConfigError(
+                    f"source {run.cfg.name}: Elasticsearch refuses its query ({refused}): "
+                    "correct the source's query in sources (Lucene query syntax, or one query "
+                    "DSL clause such as {term: {event.outcome: failure}})"
+                )
         by_rule = self.rules_runner.indices() if self.rules_runner is not None else []
         names = sorted({n for _, patterns in by_rule for n in patterns})
         denied = set(unreadable(self.es, names)) if names else set()

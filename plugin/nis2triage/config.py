@@ -35,6 +35,7 @@ from nis2triage.esclient import ESSettings
 from nis2triage.indexnames import check_expression
 from nis2triage.nis2.entity import Entity
 from nis2triage.records import Route
+from nis2triage.rules.options import Filter
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -130,7 +131,9 @@ class SourceConfig(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     indices: list[IndexExpression] = Field(min_length=1)
     time_field: FieldName = "@timestamp"
-    query: str | dict[str, Any] | None = None
+    # Checked as a rule's filter is at load (Lucene syntax, one DSL clause); the node
+    # has the last word at start (`Source.query_refused`).
+    query: Filter | None = None
     batch_size: int = Field(default=1000, ge=1, le=10_000)
     poll_interval: Duration = timedelta(seconds=30)
     max_lateness: Duration = timedelta(minutes=5)

@@ -523,6 +523,25 @@ class Source:
                 f"{lacking:,}",
             )
 
+    def query_refused(self) -> str | None:
+        """Why the node refuses the source's own query (a Lucene slip, an unknown query
+        type), or None: refused, it failed every poll with a 400 that named no source."""
+        if self.cfg.query is None:
+            return None
+        try:
+            self.es.options(request_timeout=10, max_retries=0).search(
+                index=self.expression(), size=0, terminate_after=1, track_total_hits=False,
+                query={"bool": {"filter": list(self.filters())}},
+                ignore_unavailable=True, allow_no_indices=True,
+            )  # fmt: skip
+        except BadRequestError as exc:
+            body = exc.body if isinstance(exc.body, dict) else {}
+            causes = (body.get("error") or {}).get("root_cause") or [{}]
+            return str(causes[0].get("reason") or exc.message)[:300]
+        except (ApiError, TransportError):
+            return None  # the node would not say: the polls will
+        return None
+
     def say_unmatched(self) -> None:
         """Say the source's names that match nothing while its others do: a search skips
         such a name without an error (a typo, `logs-sytem.auth-*`), and the events of the
