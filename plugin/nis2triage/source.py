@@ -336,6 +336,9 @@ class Source:
         return True
 
     def _open_pit(self) -> str | None:
+        if set(self.cfg.indices) <= set(self.mistyped):
+            # Every name is left out (said then): exclusions alone are no list to read.
+            return None
         try:
             resp = self.es.open_point_in_time(
                 index=self.expression(),
