@@ -381,3 +381,25 @@ def test_a_rule_whose_name_only_looks_like_another_in_its_folder_fails_naming_bo
         r".*a\.yml \(this one has 'а' \(U\+0430 CYRILLIC SMALL LETTER A\) where it has 'a' ",
         findings["b.yml"].problem,
     )
+
+
+def test_a_native_rule_named_like_a_detector_fails_the_configuration_naming_both(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    # An alert carries its name alone: triage's `names: [ssh-brute-force]` and Kibana took
+    # the rule's alerts for the detector's.
+    rule = tmp_path / "rules" / "ssh.yml"
+    rule.parent.mkdir()
+    rule.write_text(RULE.replace("name: r", "name: SSH-Brute-Force"))
+    path = write_agent_config(
+        tmp_path, es_settings, "logs-x", "x-st", rules={"native": [str(rule.parent)]}
+    )
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is not None
+    assert re.search(
+        r"native rule 'SSH-Brute-Force' has the name of the detector in .*ssh-brute-force\.yml "
+        r"\(it looks like 'ssh-brute-force'\): an alert carries its name alone",
+        finding.problem,
+    )

@@ -16,7 +16,7 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -40,6 +40,8 @@ from nis2triage.notify.outbox import Outbox
 from nis2triage.records import Alert, Event, stable_id
 from nis2triage.reports.stages import cli_name
 from nis2triage.rulerunner import RuleRunner, load_native, load_sigma
+from nis2triage.rules.lookalike import skeleton
+from nis2triage.rules.native import NativeRule
 from nis2triage.snapshots import SnapshotTooLarge
 from nis2triage.source import Cursor, Source, unreadable
 from nis2triage.store import Store, alert_document
@@ -71,6 +73,28 @@ def lease_ttl(cfg: AgentConfig) -> timedelta:
     # The e-mail channel has a deadline of its own, which can be the longer one.
     smtp = cfg.incidents.smtp.deadline if cfg.incidents.smtp is not None else timedelta(0)
     return max(timedelta(minutes=2), 4 * longest, 4 * cfg.notifier.deadline, 4 * smtp)
+
+
+def check_names_apart(
+    cfg: AgentConfig, specs: list[DetectorSpec], native: Sequence[NativeRule]
+) -> None:
+    """No native rule has a detector's name, or one that looks like it (`lookalike`): an
+    alert carries its name alone (`rule.name`), so triage's `names:` and Kibana took the
+    one's alerts for the other's. ConfigError naming the rule and the detector's file."""
+    # The specs are those of `cfg.detector_files()`, in that order.
+    by_look = {
+        skeleton(s.name): (s.name, p) for s, p in zip(specs, cfg.detector_files(), strict=True)
+    }
+    for rule in native:
+        found = by_look.get(skeleton(rule.name))
+        if found is not None:
+            name, path = found
+            alike = "" if name == rule.name else f" (it looks like {name!r})"
+            raise ConfigError(
+                f"native rule {rule.name!r} has the name of the detector in {path}{alike}: "
+                "an alert carries its name alone, so triage routes and Kibana would take the "
+                "one's alerts for the other's; give the rule a name of its own"
+            )
 
 
 def check_sources(cfg: AgentConfig, specs: list[DetectorSpec]) -> None:
@@ -175,6 +199,7 @@ class Agent:
         check_sources(self.cfg, specs)
         self.specs = specs
         native = load_native(self.cfg)
+        check_names_apart(self.cfg, specs, native)
         self.rules_runner = RuleRunner(
             self.es, self.cfg.rules, native, load_sigma(self.cfg), self.clock
         )

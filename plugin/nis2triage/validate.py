@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nis2triage import yamlload
-from nis2triage.agent import check_sources
+from nis2triage.agent import check_names_apart, check_sources
 from nis2triage.assets import load_inventory
 from nis2triage.config import AgentConfig, load_config
 from nis2triage.detectors import load_spec, load_specs
@@ -100,8 +100,9 @@ def _configuration(path: Path, references: bool = True) -> None:
         where = f"relative paths are read from {path.parent}; " if relative else ""
         hint = f"\n  ({where}--no-references skips this check)"
         raise ConfigError("\n  also ".join(missing) + hint)
-    check_sources(cfg, load_specs(cfg.detector_files()))
-    load_native(cfg)
+    specs = load_specs(cfg.detector_files())
+    check_sources(cfg, specs)
+    check_names_apart(cfg, specs, load_native(cfg))
     _sigma_named(cfg)
     if cfg.triage:
         load_triage(cfg.resolve(cfg.triage))
