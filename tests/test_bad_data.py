@@ -156,7 +156,7 @@ def test_an_event_time_python_cannot_hold_is_set_aside_not_a_crash(
     [dead] = es.search(index=f"{index_name}-st-deadletter")["hits"]["hits"]
     assert (first.events, first.dead_letters, second.events, second.dead_letters) == (1, 1, 0, 0)
     assert dead["_source"]["event"] == {"index": index_name, "id": "ancient"}
-    assert dead["_source"]["reason"].startswith("source: unusable event: event time ")
+    assert dead["_source"]["reason"].startswith("source auth: unusable event: event time ")
 
 
 @pytest.mark.usefixtures("agent_env")

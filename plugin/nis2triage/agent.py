@@ -469,7 +469,11 @@ class Agent:
 
     def _ingest(self, run: SourceRun, batch: list[Event], report: CycleReport) -> None:
         dead = [
-            self._dead_letter(u.index, u.id, "source", f"unusable event: {u.reason}")
+            # Named by the source, as a detector's are by the detector: with several
+            # sources over one index, "source" alone said not whose read set it aside.
+            self._dead_letter(
+                u.index, u.id, f"source {run.cfg.name}", f"unusable event: {u.reason}"
+            )
             for u in run.source.take_unusable()
         ]
         for detector in run.detectors:
