@@ -35,7 +35,7 @@ from nis2triage.esclient import ESSettings
 from nis2triage.indexnames import check_expression
 from nis2triage.nis2.entity import Entity
 from nis2triage.records import Route
-from nis2triage.rules.options import Filter
+from nis2triage.rules.options import FieldName, Filter
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -81,21 +81,6 @@ def _positive(value: timedelta) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 # One item of an index list: a name, pattern or several of them joined by commas.
 IndexExpression = Annotated[str, AfterValidator(check_expression)]
-
-
-def _field_name(name: str) -> str:
-    """A field to read by: '' failed every poll with a 400 naming no field, and a space
-    around the name read nothing (no such field) with only a warning at start."""
-    if not name.strip():
-        raise ValueError("a field name is needed, such as @timestamp")
-    if name != name.strip() or breaks_line(name):
-        raise ValueError(
-            f"{name!r} has a space or a control character around it: write {name.strip()!r}"
-        )
-    return name
-
-
-FieldName = Annotated[str, AfterValidator(_field_name)]
 
 
 class Strict(BaseModel):

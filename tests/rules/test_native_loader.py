@@ -167,6 +167,19 @@ MISTAKES = [
         r"write 'logs-\*,filebeat-\*'",
         id="space-after-a-comma-in-index",
     ),
+    pytest.param(
+        FREQUENCY + 'query_key: "source.ip "\n',
+        6,
+        r"query_key: 'source\.ip ' has a space or a control character around it: write "
+        r"'source\.ip'",
+        id="space-after-a-field-name",
+    ),
+    pytest.param(
+        FREQUENCY + 'timestamp_field: ""\n',
+        6,
+        r"timestamp_field: a field name is needed",
+        id="empty-time-field",
+    ),
     pytest.param("- a\n- b\n", 1, "a rule file holds one mapping", id="not-a-mapping"),
     pytest.param(
         "title: x\nlogsource: {product: linux}\ndetection: {sel: {a: 1}, condition: sel}\n",

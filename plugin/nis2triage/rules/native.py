@@ -27,6 +27,7 @@ from nis2triage.records import Severity
 from nis2triage.rules.options import (
     AttackTag,
     Duration,
+    FieldName,
     Filter,
     ListFile,
     Period,
@@ -87,7 +88,7 @@ class RuleBase(BaseModel):
     description: str = ""
     version: str = "1"
     index: Annotated[str, Field(min_length=1), AfterValidator(check_expression)]
-    timestamp_field: str = "@timestamp"
+    timestamp_field: FieldName = "@timestamp"
     filter: Filter | None = None
     realert: Period | None = None
     severity: Severity = "medium"
@@ -125,7 +126,7 @@ class RuleBase(BaseModel):
 class KeyedRule(RuleBase):
     """A rule that can count per value of `query_key` (per source address, per user, ...)."""
 
-    query_key: str | None = None
+    query_key: FieldName | None = None
 
 
 class AnyRule(KeyedRule):
@@ -168,7 +169,7 @@ class NewTermRule(RuleBase):
     """A value of one of `fields` not seen within `terms_window` before it appeared."""
 
     type: Literal["new_term"]
-    fields: tuple[str, ...] = Field(min_length=1)
+    fields: tuple[FieldName, ...] = Field(min_length=1)
     terms_window: Duration = timedelta(days=30)
 
     @property
@@ -180,7 +181,7 @@ class CardinalityRule(KeyedRule):
     """Distinct values of `cardinality_field` above `max_cardinality` or below `min_cardinality`."""
 
     type: Literal["cardinality"]
-    cardinality_field: str
+    cardinality_field: FieldName
     timeframe: Duration
     max_cardinality: NonNegativeInt | None = None
     min_cardinality: NonNegativeInt | None = None
@@ -196,15 +197,15 @@ class ChangeRule(RuleBase):
     """The value of `compare_key` changed for a `query_key`, against its previous value."""
 
     type: Literal["change"]
-    query_key: str
-    compare_key: str
+    query_key: FieldName
+    compare_key: FieldName
     ignore_null: bool = True
     # The previous value is forgotten once older than this (no limit when absent).
     timeframe: Duration | None = None
 
 
 class _ListRule(KeyedRule):
-    compare_key: str
+    compare_key: FieldName
 
     def exact_values(self) -> frozenset[str]:
         raise NotImplementedError
@@ -264,7 +265,7 @@ class MetricAggregationRule(KeyedRule):
     """A metric of `metric_agg_key` per timeframe (and query_key) outside the thresholds."""
 
     type: Literal["metric_aggregation"]
-    metric_agg_key: str
+    metric_agg_key: FieldName
     metric_agg_type: MetricType
     percentile_range: float | None = Field(default=None, gt=0, lt=100)
     timeframe: Duration

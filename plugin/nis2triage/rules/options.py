@@ -118,6 +118,21 @@ Duration = Annotated[timedelta, BeforeValidator(_to_timedelta), AfterValidator(_
 Period = Annotated[timedelta, BeforeValidator(_to_timedelta), AfterValidator(_not_negative)]
 
 
+def _field_name(name: str) -> str:
+    """A field to read by: '' failed every search with a 400 naming no field, and a space
+    around the name (`source.ip `) names a field no document has, so nothing matched."""
+    if not name.strip():
+        raise ValueError("a field name is needed, such as @timestamp or source.ip")
+    if name != name.strip() or any(not c.isprintable() for c in name):
+        raise ValueError(
+            f"{name!r} has a space or a control character around it: write {name.strip()!r}"
+        )
+    return name
+
+
+FieldName = Annotated[str, AfterValidator(_field_name)]
+
+
 def _check_filter(value: Any) -> Any:
     if isinstance(value, str):
         lucene.check_query_string(value)
