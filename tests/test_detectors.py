@@ -630,7 +630,14 @@ def hst_limits(limits: str) -> str:
         pytest.param(hst_limits("{events: [1]}"), r"limits of events must be two numbers",
                      id="one-limit"),
         pytest.param(SPEC_HEAD.replace("entity: host.name", 'entity: ""') + HST,
-                     r"bad\.yml:\d+:\d+: entity: .*at least 1 character", id="empty-entity"),
+                     r"bad\.yml:\d+:\d+: entity: a field name is needed", id="empty-entity"),
+        pytest.param(SPEC_HEAD.replace("entity: host.name", 'entity: "host.name "') + HST,
+                     r"bad\.yml:3:\d+: entity: 'host\.name ' has a space or a control "
+                     r"character around it: write 'host\.name'", id="spaced-entity"),
+        pytest.param(SPEC_HEAD.replace("kind: count}", "kind: distinct, field: ' user.name'}")
+                     + HST,
+                     r"bad\.yml:5:\d+: features\.0\.field: ' user\.name' has a space",
+                     id="spaced-feature-field"),
         pytest.param(
             SPEC_HEAD + "filter: {all_of: {event.outcome: {b: c}}}\n" + HST,
             r"bad\.yml:6:\d+: filter.all_of: .*event.outcome: \{'b': 'c'\} is not a value a "

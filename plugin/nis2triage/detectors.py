@@ -59,6 +59,7 @@ from nis2triage.models.postprocess import EntityScorers, PostProcessed, PostSett
 from nis2triage.models.range_rule import RangeSettings
 from nis2triage.models.threshold import AdaptiveThreshold
 from nis2triage.records import Alert, Event, Severity, ms_to_datetime
+from nis2triage.rules.options import FieldName
 
 log = logging.getLogger(__name__)
 # Told of an event that raised while ingested, and of the error.
@@ -166,7 +167,7 @@ class DetectorSpec(BaseModel):
     severity: Severity = "medium"
     source: str
     filter: Match = Match()
-    entity: str = Field(min_length=1)
+    entity: FieldName
     # At most 31 days: a bucket stays open (and unjudged) its whole length.
     bucket: Duration = Field(
         default=timedelta(minutes=5), ge=timedelta(seconds=1), le=timedelta(days=31)

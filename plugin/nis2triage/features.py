@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nis2triage.config import Duration
+from nis2triage.rules.options import FieldName
 
 Checks = tuple[tuple[str, frozenset[str]], ...]
 MAX_DISTINCT = 10_000  # per bucket and field; beyond it the distinct count saturates
@@ -194,7 +195,7 @@ class FeatureSpec(BaseModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     kind: Literal["count", "distinct", "ratio", "sum", "max", "rise"]
-    field: str | None = None
+    field: FieldName | None = None
     where: Match | None = None
     transform: Literal["none", "log1p"] = "none"
     of: str | None = None
