@@ -619,6 +619,12 @@ def hst_limits(limits: str) -> str:
             r"bad\.yml:6:\d+: .*GaussianScorer: a size too large to allocate \(OverflowError",
             id="window-past-any-size",
         ),
+        pytest.param(
+            SPEC_HEAD + "model: [{anomaly.HalfSpaceTrees: {window_size: 99999999999999999999}}]\n",
+            r"bad\.yml:6:\d+: model: anomaly\.HalfSpaceTrees: window_size 99999999999999999999 "
+            r"is more than 1,000,000 buckets: the first window would never end",
+            id="endless-first-window",
+        ),
         pytest.param(SPEC_HEAD + HST + "threshold: {floor: .nan}\n",
                      r"bad\.yml:7:\d+: .*threshold.floor: .*finite", id="nan-floor"),
         pytest.param(SPEC_HEAD + HST + "threshold: {floor: .inf}\n",

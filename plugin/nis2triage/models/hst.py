@@ -316,12 +316,22 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
 # River in Python and kept here as arrays. 2**22 is about 100 MB of model; past it a typo
 # in a detector file (height: 60) would exhaust memory or hang instead of failing.
 MAX_NODES = 2**22
+# The longest window, in buckets, as a detector's warm-up (detectors.MAX_ROWS): the trees
+# score against the window before, and a first window of 10^20 buckets never ends, so
+# every score stayed 0 and the detector never alerted, without a word.
+MAX_WINDOW = 1_000_000
 
 
 def _check_size(n_trees: Any, height: Any, window_size: Any) -> None:
     for name, value in (("n_trees", n_trees), ("height", height), ("window_size", window_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+    if window_size > MAX_WINDOW:
+        raise ValueError(
+            f"window_size {window_size} is more than {MAX_WINDOW:,} buckets: the first window "
+            "would never end, and the trees score nothing before it does; lower it (the "
+            "shipped detectors use 10)"
+        )
     nodes = n_trees * (2 ** (height + 1) - 1) if height < 64 else MAX_NODES + 1
     if nodes > MAX_NODES:
         raise ValueError(
