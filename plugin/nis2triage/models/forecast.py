@@ -35,6 +35,8 @@ class HoltWintersError:
                 raise ValueError(f"{label} must be a number between 0 and 1, not {weight!r}")
             if not 0.0 < weight <= 1.0:
                 raise ValueError(f"{label} must lie in (0, 1], not {weight}")
+        # Not bounded above: a seasonality of 10^8 rows loads, and the forecaster then
+        # keeps that many values per entity before it forecasts at all.
         if isinstance(seasonality, bool) or not isinstance(seasonality, int) or seasonality < 0:
             raise ValueError(
                 f"seasonality must be a whole number of rows >= 0, not {seasonality!r}"
