@@ -6,6 +6,7 @@ import sys
 import pytest
 
 import nis2triage
+from nis2triage.cli import build_parser
 
 
 def test_version_flag_prints_the_package_version() -> None:
@@ -97,3 +98,19 @@ def test_the_command_lines_console_prints_text_as_it_is(capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "Fielddata is disabled on [user.name] in [logs-x]." in out
     assert "why: [bold]not[/bold] bold :warning:" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbose"),
+    [
+        (["validate", "x.yml"], False),
+        (["-v", "validate", "x.yml"], True),
+        (["validate", "-v", "x.yml"], True),
+        (["run", "-c", "x.yml", "--verbose"], True),
+        (["status", "-v", "-c", "x.yml"], True),
+        (["incidents", "list", "-c", "x.yml", "-v"], True),
+        (["setup", "-c", "x.yml", "-v"], True),
+    ],
+)
+def test_verbose_may_come_before_or_after_the_command(argv: list[str], verbose: bool) -> None:
+    assert build_parser().parse_args(argv).verbose is verbose

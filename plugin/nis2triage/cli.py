@@ -248,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="poll, detect, triage and notify (Ctrl-C stops cleanly)")
+    verbose = [logs.verbose_flag()]
+    run = sub.add_parser(
+        "run", parents=verbose, help="poll, detect, triage and notify (Ctrl-C stops cleanly)"
+    )
     run.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     run.add_argument("--once", action="store_true", help="one pass over new events, then exit")
     run.add_argument(
@@ -264,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_setup.add_parser(sub)
 
-    check = sub.add_parser("validate", help="check configuration, rules and detector files")
+    check = sub.add_parser(
+        "validate", parents=verbose, help="check configuration, rules and detector files"
+    )
     check.add_argument("paths", nargs="+", help="files or folders of YAML files")
     check.add_argument(
         "--no-references",
@@ -273,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=cmd_validate)
 
-    replay = sub.add_parser("replay", help="run detectors and rules over a past time range")
+    replay = sub.add_parser(
+        "replay", parents=verbose, help="run detectors and rules over a past time range"
+    )
     replay.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     replay.add_argument("--from", dest="start", type=parse_time, required=True, help="start")
     replay.add_argument("--to", dest="end", type=parse_time, default="now", help="end (now)")
@@ -284,7 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--write", action="store_true", help="write the alerts (default: no)")
     replay.set_defaults(handler=cmd_replay)
 
-    demo = sub.add_parser("demo", help="the whole flow on a local node with the real SSH log")
+    demo = sub.add_parser(
+        "demo", parents=verbose, help="the whole flow on a local node with the real SSH log"
+    )
     demo.set_defaults(handler=cmd_demo)
 
     from nis2triage import cli_incidents, cli_status

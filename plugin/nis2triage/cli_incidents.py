@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from nis2triage import logs
 from nis2triage.config import AgentConfig, breaks_line, load_config, parse_duration
 from nis2triage.errors import IncidentError
 from nis2triage.incidents.record import Incident
@@ -380,7 +381,7 @@ def register(sub: Any) -> None:
     """Add `incidents` and its subcommands to the main parser's subparsers."""
     parser = sub.add_parser("incidents", help="list, show, acknowledge and report incidents")
     commands = parser.add_subparsers(dest="incidents_command", metavar="SUBCOMMAND", required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, parents=[logs.verbose_flag()])
     common.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
     who = argparse.ArgumentParser(add_help=False)

@@ -6,6 +6,8 @@ import argparse
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from nis2triage import logs
+
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
@@ -17,7 +19,9 @@ if TYPE_CHECKING:
 def add_parser(sub: Any) -> None:
     """Add `setup` to the subcommands `sub` of the main parser."""
     setup = sub.add_parser(
-        "setup", help="create or update index templates, indices, aliases, role, Kibana objects"
+        "setup",
+        parents=[logs.verbose_flag()],
+        help="create or update index templates, indices, aliases, role, Kibana objects",
     )
     setup.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     setup.add_argument(

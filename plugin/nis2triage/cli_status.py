@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from nis2triage import logs
 from nis2triage.nis2.brussels import show
 from nis2triage.status import Status, read_status
 from nis2triage.terminal import text_console
@@ -24,7 +25,9 @@ NEEDS_ATTENTION = 3
 
 def add_parser(sub: Any) -> None:
     status = sub.add_parser(
-        "status", help="is an agent running, are the sources caught up, is anything owed"
+        "status",
+        parents=[logs.verbose_flag()],
+        help="is an agent running, are the sources caught up, is anything owed",
     )
     status.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")

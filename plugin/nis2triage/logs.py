@@ -10,6 +10,7 @@ guard behind the rule that no code logs a secret.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -83,6 +84,16 @@ class EcsFormatter(logging.Formatter):
 
 def _utc_time(at: datetime) -> Text:
     return Text(at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ"))
+
+
+def verbose_flag() -> argparse.ArgumentParser:
+    """`-v` for a command's own parser, so that it may follow the command as well as come
+    before it (`nis2triage validate -v x.yml`); unset there unless given."""
+    flag = argparse.ArgumentParser(add_help=False)
+    flag.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug detail"
+    )
+    return flag
 
 
 def configure(verbose: bool = False, stream: TextIO | None = None) -> None:
