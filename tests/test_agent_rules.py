@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -83,16 +84,24 @@ def test_a_rule_the_node_refuses_is_paused_and_the_rest_go_on(
     assert not [a for a in report.alerts if a.kind == "rule"]
 
 
-@pytest.mark.usefixtures("agent_env")
-def test_sigma_rule_in_the_agent_loop_alerts_on_a_real_sysmon_event(
-    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
-) -> None:
+def index_first_sigma_case(es: Elasticsearch, index: str) -> tuple[Path, dict[str, Any]]:
+    """The first SigmaHQ regression case's real event, indexed half an hour ago into `index`
+    as the Windows mapping stores it: the case's folder (its rule.yml beside the event) and
+    the document indexed."""
     case = sorted(p for p in shared_data("sigma-regression", "cases").iterdir() if p.is_dir())[0]
     [event] = winlog.read_exported((case / "event.json").read_text(), str(case))[:1]
     doc = winlog.to_document(event)
     doc["@timestamp"] = (datetime.now(UTC) - timedelta(minutes=30)).isoformat()
-    es.indices.create(index=index_name, **winlog_mapping.index_body())
-    es.index(index=index_name, document=doc, refresh=True)
+    es.indices.create(index=index, **winlog_mapping.index_body())
+    es.index(index=index, document=doc, refresh=True)
+    return case, doc
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_sigma_rule_in_the_agent_loop_alerts_on_a_real_sysmon_event(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    case, doc = index_first_sigma_case(es, index_name)
     rules = {
         "sigma": [str(case / "rule.yml")],
         "sigma_indices": [index_name],
@@ -218,12 +227,7 @@ def test_a_sigma_rule_file_reached_twice_alerts_once(
 ) -> None:
     # Named by its folder and by itself, it ran twice, the second copy under its id: two
     # alerts for one event.
-    case = sorted(p for p in shared_data("sigma-regression", "cases").iterdir() if p.is_dir())[0]
-    [event] = winlog.read_exported((case / "event.json").read_text(), str(case))[:1]
-    doc = winlog.to_document(event)
-    doc["@timestamp"] = (datetime.now(UTC) - timedelta(minutes=30)).isoformat()
-    es.indices.create(index=index_name, **winlog_mapping.index_body())
-    es.index(index=index_name, document=doc, refresh=True)
+    case, _ = index_first_sigma_case(es, index_name)
     rules = {
         "sigma": [str(case / "rule.yml"), str(case)],
         "sigma_indices": [index_name],

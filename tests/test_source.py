@@ -41,6 +41,17 @@ def read_all(source: Source, cursor: Cursor) -> list[str]:
     return [e.id for batch in source.poll(cursor) for e in batch]
 
 
+def said_at_start(
+    es: Elasticsearch, caplog: pytest.LogCaptureFixture, *configs: AgentConfig, about: str = ""
+) -> list[str]:
+    """The source's warnings as agents of `configs` start, those holding `about`."""
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        for config in configs:
+            Agent(config, es, b"k" * 32, b"p" * 32).start()
+    said = [r.getMessage() for r in caplog.records if r.name == "nis2triage.source"]
+    return [line for line in said if about in line]
+
+
 def make(es: Elasticsearch, index: str, lateness_min: float = 5, batch: int = 2) -> Source:
     cfg = SourceConfig(
         name="s", indices=[index], batch_size=batch, max_lateness=timedelta(minutes=lateness_min)
@@ -361,10 +372,8 @@ def test_events_no_read_can_reach_are_said_at_start(
     es.index(index=other, id="b", document={"timestamp": NOW.isoformat()}, refresh=True)
     config, _ = reading(tmp_path, es_settings, f"{index_name}-st", [timed, other])
 
-    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
-        Agent(config, es, b"k" * 32, b"p" * 32).start()
+    said = said_at_start(es, caplog, config)
 
-    said = [r.getMessage() for r in caplog.records if r.name == "nis2triage.source"]
     assert said == [
         f"source auth: no date field @timestamp in {other}, so none of their events is ever "
         "read: set the source's time_field to the field that holds their time, or leave them "
@@ -403,10 +412,8 @@ def test_an_empty_index_that_maps_no_time_field_yet_is_not_said_untimed(
     es.index(index=other, id="b", document={"timestamp": NOW.isoformat()}, refresh=True)
     config, _ = reading(tmp_path, es_settings, f"{index_name}-st", [f"{index_name}-src-*"])
 
-    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
-        Agent(config, es, b"k" * 32, b"p" * 32).start()
+    said = said_at_start(es, caplog, config, about="no date field")
 
-    said = [r.getMessage() for r in caplog.records if "no date field" in r.getMessage()]
     assert said == [
         f"source auth: no date field @timestamp in {other}, so none of their events is ever "
         "read: set the source's time_field to the field that holds their time, or leave them "
@@ -460,10 +467,8 @@ def test_a_closed_index_of_a_source_is_said_at_start(
     es.indices.close(index=closed)
     config, _ = reading(tmp_path, es_settings, f"{index_name}-st", [f"{index_name}-src-*"])
 
-    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
-        Agent(config, es, b"k" * 32, b"p" * 32).start()
+    said = said_at_start(es, caplog, config, about="closed")
 
-    said = [r.getMessage() for r in caplog.records if "closed" in r.getMessage()]
     assert said == [
         f"source auth: {closed} is closed, so none of their events is read; the checkpoint "
         "moves on, so events reopened later that are older than max_lateness are never read: "
@@ -568,10 +573,8 @@ def test_a_name_matching_nothing_beside_names_that_match_is_said_at_start(
     names = [read, f"{index_name}-none,{typo}", f"<{index_name}-{{now/d}}>"]
     config, _ = reading(tmp_path, es_settings, f"{index_name}-st", names)
 
-    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
-        Agent(config, es, b"k" * 32, b"p" * 32).start()
+    said = said_at_start(es, caplog, config, about="spelling")
 
-    said = [r.getMessage() for r in caplog.records if "spelling" in r.getMessage()]
     assert said == [
         f"source auth: {index_name}-none, {typo}, <{index_name}-{{now/d}}> match no index, "
         "alias or data stream, while its other names do, so they are read as empty without an "
@@ -599,11 +602,8 @@ def test_a_source_taking_in_the_agents_own_alerts_is_said_with_the_exclusions_to
     )
     wide, _ = reading(tmp_path / "wide", es_settings, prefix, [f"{index_name}-*"])
 
-    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
-        Agent(config, es, b"k" * 32, b"p" * 32).start()
-        Agent(wide, es, b"k" * 32, b"p" * 32).start()
+    said = said_at_start(es, caplog, config, wide, about="the agent's own")
 
-    said = [r.getMessage() for r in caplog.records if "the agent's own" in r.getMessage()]
     assert len(said) == 2
     assert said[0] == (
         f"source auth: its indices take in the agent's own {alias}, so its alerts come back "

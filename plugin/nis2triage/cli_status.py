@@ -50,8 +50,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def print_status(status: Status, console: Console) -> None:
-    holder = status.holder
-    if holder is not None and holder.expires > status.checked:
+    holder = status.live_holder
+    if holder is not None:
         console.print(f"agent: {holder.describe()} holds the lease of {status.prefix}-state")
     console.print(_sources_table(status))
     outbox = ", ".join(f"{n} {k}" for k, n in sorted(status.outbox.items())) or "empty"

@@ -387,19 +387,28 @@ class Source:
     def _mistyped_indices(self) -> list[str]:
         """The indices of the source that map the time field, as something else than a
         date (an index that maps no such field yet is read: its first event maps it)."""
+        caps = self._time_field_caps()
+        if caps is None:
+            return []  # the node would not say: the refusal is said as it is
+        by_type, indices = caps
+        wrong = [k for k in by_type if k not in ("date", "date_nanos", "unmapped")]
+        if len(by_type) == 1 and wrong:
+            return sorted(indices)
+        # Each type lists its indices only when the field has several types.
+        return sorted(i for kind in wrong for i in by_type[kind].get("indices") or [])
+
+    def _time_field_caps(self) -> tuple[dict[str, Any], list[str]] | None:
+        """How the source's indices map the time field, by type (field_caps' answer), and
+        the indices asked about; None when the node would not say (a missing privilege)."""
         try:
             caps = self.es.field_caps(
                 index=",".join(self.cfg.indices), fields=[self.cfg.time_field],
                 include_unmapped=True, ignore_unavailable=True, allow_no_indices=True,
             ).body  # fmt: skip
         except ApiError:
-            return []  # the node would not say: the refusal is said as it is
+            return None
         by_type = (caps.get("fields") or {}).get(self.cfg.time_field) or {}
-        wrong = [k for k in by_type if k not in ("date", "date_nanos", "unmapped")]
-        if len(by_type) == 1 and wrong:
-            return sorted(caps.get("indices") or [])
-        # Each type lists its indices only when the field has several types.
-        return sorted(i for kind in wrong for i in by_type[kind].get("indices") or [])
+        return by_type, list(caps.get("indices") or [])
 
     def say_future(self) -> None:
         """Say the events dated more than `FUTURE_SLACK` ahead: every read ends at the
@@ -628,17 +637,13 @@ class Source:
             )
 
     def _indices_without_time(self) -> list[str]:
-        try:
-            caps = self.es.field_caps(
-                index=",".join(self.cfg.indices), fields=[self.cfg.time_field],
-                include_unmapped=True, ignore_unavailable=True, allow_no_indices=True,
-            ).body  # fmt: skip
-        except ApiError:
+        caps = self._time_field_caps()
+        if caps is None:
             return []  # the node would not say (a missing privilege): the reads will
-        by_type = (caps.get("fields") or {}).get(self.cfg.time_field) or {}
+        by_type, indices = caps
         timed = {k for k in by_type if k in ("date", "date_nanos")}
         if not by_type:
-            return list(caps.get("indices") or [])
+            return indices
         if by_type.keys() <= timed:
             return []
         # Each type lists its indices only when the field has several types.

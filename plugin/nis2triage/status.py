@@ -58,10 +58,17 @@ class Status:
     late_notifications: int
     owed: Owed
 
+    @property
+    def live_holder(self) -> Holder | None:
+        """Who holds the lease, unless it has expired (its holder stopped or died)."""
+        if self.holder is None or self.holder.expires <= self.checked:
+            return None
+        return self.holder
+
     def concerns(self) -> list[str]:
         """What needs someone's attention, one sentence each; empty when all is well."""
         said = []
-        if self.holder is None or self.holder.expires <= self.checked:
+        if self.live_holder is None:
             said.append(f"no agent holds the lease of {self.prefix}-state: none is running")
         for src in self.sources:
             said += _source_concerns(src, self.checked)
