@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.serializer import JsonSerializer, NdjsonSerializer
@@ -75,7 +76,27 @@ class _FiniteNumbers:
         return text.encode("utf-8", "surrogatepass")
 
 
-class _FiniteJson(_FiniteNumbers, JsonSerializer):
+class _FastDecoding:
+    """JSON answers decoded by msgspec, and by the standard library where msgspec refuses.
+
+    Decoding the pages was the largest single cost of reading (`make bench`: 2.1 ms for
+    a page of 1,000 events against 1.1 ms with msgspec, on an idle machine). msgspec keeps
+    integers of any size exact (orjson makes those past 64 bits floats, silently) and
+    refuses what it cannot hold the way `json` does: NaN, numbers past the largest
+    double, lone surrogates in strings. A document may carry those in its source, so
+    the standard library then decodes the whole answer, as before.
+    """
+
+    _decoder = msgspec.json.Decoder()
+
+    def json_loads(self, data: bytes) -> Any:
+        try:
+            return self._decoder.decode(data)
+        except msgspec.DecodeError:
+            return json.loads(data)
+
+
+class _FiniteJson(_FastDecoding, _FiniteNumbers, JsonSerializer):
     pass
 
 
