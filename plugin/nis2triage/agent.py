@@ -29,7 +29,7 @@ from nis2triage import assetcheck, contain, snapshots, triage, yamlload
 from nis2triage.assets import Asset, Inventory, load_inventory
 from nis2triage.checkpoints import StateNamed, StateWriter, largest_rules, mb
 from nis2triage.config import AgentConfig, SourceConfig
-from nis2triage.detectors import Detector, DetectorSpec, load_specs
+from nis2triage.detectors import Detector, DetectorSpec, fields_read, load_specs
 from nis2triage.errors import ConfigError, LeaseLost, SnapshotError, StoreError
 from nis2triage.faults import crash_point
 from nis2triage.incidents.flow import IncidentFlow
@@ -348,7 +348,8 @@ class Agent:
         else:
             self._say_fresh(src.name, len(detectors))
         filters = {d.spec.name: d.spec.filter for d in detectors}
-        return SourceRun(src, Source(self.es, src, self.clock, filters), detectors, cursor)
+        source = Source(self.es, src, self.clock, filters, fields_read(specs))
+        return SourceRun(src, source, detectors, cursor)
 
     def _say_resumed(self, source: str, updated: str, detectors: int) -> None:
         # The loop restores again when it takes the lease, right after start: one line per

@@ -39,6 +39,7 @@ from nis2triage import slots, yamlload
 from nis2triage.config import Duration, validation_error
 from nis2triage.errors import ConfigError
 from nis2triage.features import (
+    EVIDENCE_FIELDS,
     Baselines,
     Bucket,
     BucketTable,
@@ -254,6 +255,18 @@ class DetectorSpec(BaseModel):
                 f"names unknown fields {sorted(unknown)}; it may name {names}, entity and events"
             )
         return message
+
+
+def fields_read(specs: Iterable[DetectorSpec]) -> list[str]:
+    """Every field of an event that `specs` look at (filters, entities, features, the
+    evidence kept with buckets), each once: all of an event that a detector reads."""
+    names: list[str] = list(EVIDENCE_FIELDS)
+    for spec in specs:
+        names += [*spec.filter.fields(), spec.entity]
+        for feature in spec.features:
+            names += [feature.field] if feature.field else []
+            names += feature.where.fields() if feature.where else []
+    return list(dict.fromkeys(names))
 
 
 def _check_followed(rise: FeatureSpec, earlier: list[FeatureSpec]) -> None:

@@ -148,6 +148,10 @@ class Match(BaseModel):
     def matches(self, doc: dict[str, Any]) -> bool:
         return self.matcher()(doc)
 
+    def fields(self) -> list[str]:
+        """Every field the conditions look at."""
+        return [*self.exists, *self.all_of, *self.none_of]
+
     def matcher(self) -> Callable[[dict[str, Any]], bool]:
         """`matches` as a function with its getters bound, for a loop over many events.
 
@@ -290,6 +294,7 @@ _EVIDENCE = {
     "users": ("user.name", "related.user"),
     "hosts": ("host.name", "host.hostname"),
 }
+EVIDENCE_FIELDS = tuple(path for paths in _EVIDENCE.values() for path in paths)
 Adder = Callable[[Bucket, dict[str, Any]], None]
 
 

@@ -56,12 +56,14 @@ class Page:
 
 @dataclass(frozen=True)
 class TimeRange:
-    """What to read: `low_ms <= time <= high_ms` (no lower bound when `low_ms` is None)."""
+    """What to read: `low_ms <= time <= high_ms` (no lower bound when `low_ms` is None),
+    and of each document the `fields` only (None: all of it)."""
 
     time_field: str
     low_ms: int | None
     high_ms: int
     filters: tuple[dict[str, Any], ...] = ()
+    fields: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -147,6 +149,9 @@ def pages(
             # shard unavailable) must fail the page: a partial page would move the watermark
             # past events never read. The agent treats the refusal as an outage and retries.
             allow_partial_search_results=False,
+            # In the body: thousands of detectors' fields would pass the node's limit on
+            # the length of a request line (4 kB).
+            source=True if span.fields is None else {"includes": list(span.fields)},
         )
         pit = resp.get("pit_id", pit)
         hits = resp["hits"]["hits"]

@@ -22,7 +22,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from nis2triage.config import AgentConfig
-from nis2triage.detectors import Detector, DetectorSpec
+from nis2triage.detectors import Detector, DetectorSpec, fields_read
 from nis2triage.errors import PartialResultsError, RuleExecutionError
 from nis2triage.records import Alert
 from nis2triage.rules import engine
@@ -52,9 +52,11 @@ def replay_sources(
     stopped = end - timedelta(milliseconds=1)
     sources = {}
     for src in cfg.sources:
-        filters = {s.name: s.filter for s in specs if s.source == src.name}
-        if filters:
-            sources[src.name] = Source(es, src, clock=lambda: stopped, filters=filters)
+        reading = [s for s in specs if s.source == src.name]
+        if reading:
+            filters = {s.name: s.filter for s in reading}
+            fields = fields_read(reading)
+            sources[src.name] = Source(es, src, lambda: stopped, filters, fields)
     return sources
 
 

@@ -237,12 +237,26 @@ def unreadable(es: Elasticsearch, names: Sequence[str]) -> list[str]:
     return [n for n in asked if not (rights.get(n) or {}).get("read", True)]
 
 
+def _reason(refusal: ApiError) -> str:
+    """The node's own words for a refusal (its first root cause), shortened."""
+    body = refusal.body if isinstance(refusal.body, dict) else {}
+    causes = (body.get("error") or {}).get("root_cause") or [{}]
+    return str(causes[0].get("reason") or refusal.message)[:300]
+
+
+def _source_disabled(refusal: BadRequestError) -> bool:
+    """Whether the node refused a page because some index keeps no `_source` while only
+    some fields of it were asked for."""
+    return "_source is disabled" in str(refusal)
+
+
 class Source:
     """Reads one configured source; yields batches of events not processed before.
 
     `filters` are those of the detectors reading the source, by detector: with the
     source's `push_filters`, the node is asked only for events one of them may take
-    (`pushdown`).
+    (`pushdown`). `fields` are the fields they read (`detectors.fields_read`): the node
+    then sends only those of each document; None sends the whole documents.
     """
 
     def __init__(
@@ -251,10 +265,13 @@ class Source:
         cfg: SourceConfig,
         clock: Clock = utcnow,
         filters: Mapping[str, Match] | None = None,
+        fields: Sequence[str] | None = None,
     ) -> None:
         self.es = es
         self.cfg = cfg
         self.clock = clock
+        # The time field too: the source checks each event's time itself (`_shape_problem`).
+        self.fields = None if fields is None else (cfg.time_field, *fields)
         own = json.dumps(cfg.query) if isinstance(cfg.query, dict) else cfg.query
         self.narrowing = Narrowing(cfg.name, filters or {}, own) if cfg.push_filters else None
         # This poll's share of the detectors' filters for the node (None: every event).
@@ -291,10 +308,26 @@ class Source:
         """
         try:
             yield from self._poll_once(cursor)
-        except BadRequestError:
-            if not self.leave_out_mistyped():
+        except BadRequestError as exc:
+            if not (self._read_whole_documents(exc) or self.leave_out_mistyped()):
                 raise
             yield from self._poll_once(cursor)
+
+    def _read_whole_documents(self, refusal: BadRequestError) -> bool:
+        """Whether the refusal came from asking part of the documents of an index that keeps
+        no `_source`: the node then refuses the whole page. Whole documents are read from
+        then on (that index's events are set aside as having no source, as before)."""
+        if self.fields is None or not _source_disabled(refusal):
+            return False
+        self.fields = None
+        log.warning(
+            "source %s: an index it reads keeps no _source, and the node then refuses to "
+            "send only the fields the detectors read (%s); whole documents are read from "
+            "now on, which costs more on large documents",
+            self.cfg.name,
+            _reason(refusal),
+        )
+        return True
 
     def _poll_once(self, cursor: Cursor) -> Iterator[list[Event]]:
         opened = self.clock()
@@ -308,7 +341,9 @@ class Source:
             try:
                 yield from self._pages(pit, cursor)
             except BadRequestError as exc:
-                if self.narrowing is None or self.narrowed is None or not self._own_ok(pit):
+                if _source_disabled(exc) or self.narrowing is None or self.narrowed is None:
+                    raise
+                if not self._own_ok(pit):
                     raise
                 # The cursor skips what was read, and what the narrowed pages left out no
                 # detector takes: reading on unnarrowed loses nothing.
@@ -550,9 +585,7 @@ class Source:
                 ignore_unavailable=True, allow_no_indices=True,
             )  # fmt: skip
         except BadRequestError as exc:
-            body = exc.body if isinstance(exc.body, dict) else {}
-            causes = (body.get("error") or {}).get("root_cause") or [{}]
-            return str(causes[0].get("reason") or exc.message)[:300]
+            return _reason(exc)
         except (ApiError, TransportError):
             return None  # the node would not say: the polls will
         return None
@@ -726,6 +759,7 @@ class Source:
             low_ms=cursor.lower_bound_ms(self.cfg.max_lateness),
             high_ms=int(upper.timestamp() * 1000),
             filters=self.filters(),
+            fields=self.fields,
         )
 
     def _pages(self, pit: str, cursor: Cursor) -> Iterator[list[Event]]:
