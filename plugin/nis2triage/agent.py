@@ -769,16 +769,23 @@ def describe_outage(exc: Exception) -> str:
                 "a rule's index) is on a remote cluster the node has no connection to; add "
                 "the cluster to the node (cluster.remote.<name>.seeds) or correct the name"
             )
-        said = f"{exc.message}: {cause}" if cause else exc.message
+        said = _said(exc, cause)
         if status in (401, 403):
             return (
-                f"Elasticsearch refuses the agent ({status}): check its role and credentials "
-                f"({said})"
+                f"Elasticsearch refuses the agent ({status}): check its role and credentials{said}"
             )
-        return f"Elasticsearch answered {status} ({said})"
+        return f"Elasticsearch answered {status}{said}"
     if isinstance(exc, StoreError):
         return str(exc)
     return f"Elasticsearch cannot be reached ({type(exc).__name__})"
+
+
+def _said(exc: ApiError, cause: str) -> str:
+    """What the node said, in parentheses, or nothing: an answer without a body (to a HEAD
+    request) has the message 'None', which told the reader nothing."""
+    message = "" if exc.message in (None, "None") else str(exc.message)
+    said = ": ".join(part for part in (message, cause) if part)
+    return f" ({said})" if said else ""
 
 
 def _root_cause(exc: ApiError) -> str:

@@ -318,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from elasticsearch import ApiError
 
     from nis2triage.agent import describe_outage
+    from nis2triage.esclient import unreached
 
     try:
         # The agent's commands stream documents (see gc_tuning); for the others it is moot.
@@ -326,7 +327,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Nis2TriageError as exc:
         print(f"nis2triage: {exc}", file=sys.stderr)
         return 1
-    except (TransportError, ApiError) as exc:
+    except TransportError as exc:
+        # status, incidents and replay meet the node first here: the loop's short words
+        # ("cannot be reached (ConnectionError)") named neither the address nor the fix.
+        print(f"nis2triage: {unreached(exc)}", file=sys.stderr)
+        return 1
+    except ApiError as exc:
         print(f"nis2triage: {describe_outage(exc)}", file=sys.stderr)
         return 1
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from elastic_transport import TransportError
+from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.serializer import JsonSerializer, NdjsonSerializer
 
@@ -184,7 +184,7 @@ def cluster_info(client: Elasticsearch, credential: str | None = None) -> Cluste
     except ApiError as exc:
         raise ConnectionSetupError(_refusal(exc, credential)) from exc
     except TransportError as exc:
-        raise ConnectionSetupError(_unreached(exc)) from exc
+        raise ConnectionSetupError(unreached(exc)) from exc
     node = next(iter(nodes["nodes"].values()))
     return ClusterInfo(name=str(nodes["cluster_name"]), version=str(node["version"]))
 
@@ -214,8 +214,15 @@ def _address(node: Any) -> str:
         return "Elasticsearch"
 
 
-def _unreached(exc: TransportError) -> str:
+def unreached(exc: TransportError) -> str:
+    """Why the node could not be reached, and what to check: every command says this."""
     text = str(exc.message)  # str(exc) is only the kind of error ("TLS error")
+    if isinstance(exc, ConnectionTimeout):
+        # The node took the connection but not the answer: a wrong address is not the cause.
+        return (
+            f"Elasticsearch did not answer in time ({text}): check that the cluster is not "
+            "overloaded, or raise elasticsearch.request_timeout in the configuration file"
+        )
     if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
         return (
             f"could not speak TLS with Elasticsearch ({text}): the node may serve plain "
