@@ -55,6 +55,22 @@ def test_mistakes_in_the_incidents_section_are_named(
         load(tmp_path, extra)
 
 
+def test_send_without_channels_says_http_is_the_default_and_names_manual(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, "notifier: {mode: send}\n")
+
+    assert "incidents.channels is [http] when not given" in str(refused.value)
+    assert "`channels: [manual]` writes the files a person submits" in str(refused.value)
+
+
+def test_send_with_http_chosen_is_not_told_about_the_default(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, "notifier: {mode: send}\nincidents: {channels: [http]}\n")
+
+    assert "needs notifier.endpoint" in str(refused.value)
+    assert "when not given" not in str(refused.value)
+
+
 @pytest.mark.parametrize(
     "endpoint",
     ["http://ccb.example/api", "http://10.0.0.8:8080/ew", "ftp://ccb.example/x", "ccb.example"],

@@ -308,8 +308,19 @@ class AgentConfig(Strict):
             raise ValueError(
                 "mode 'send' over the http channel needs notifier.endpoint "
                 "(or use mode: dry-run, or drop http from incidents.channels)"
+                + self._http_by_default()
             )
         return self
+
+    def _http_by_default(self) -> str:
+        # A file without incidents.channels gets http: its author never chose it, and the
+        # CCB has no API (docs/nis2.md), so the advice names the channel it does take.
+        if "channels" in self.incidents.model_fields_set:
+            return ""
+        return (
+            "; incidents.channels is [http] when not given: the CCB takes reports on its "
+            "web platform, for which `channels: [manual]` writes the files a person submits"
+        )
 
     def resolve(self, path: str) -> Path:
         """A path from the file, relative to the file's own folder."""
