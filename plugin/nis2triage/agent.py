@@ -124,6 +124,8 @@ class CycleReport:
     new_alerts: int = 0
     notifications_queued: int = 0
     notifications_sent: int = 0
+    # Written by the manual channel for a person to submit: not sent until they do.
+    notifications_handed_over: int = 0
     dead_letters: int = 0
 
 
@@ -431,6 +433,7 @@ class Agent:
         """Send what is due, then check the incidents' deadlines."""
         delivered = self.outbox.deliver_due(self.clock())
         report.notifications_sent += delivered.sent
+        report.notifications_handed_over += delivered.handed_over
         if self.outbox.halted:
             raise LeaseLost("another agent took over the state prefix while this one delivered")
         # After delivery, so a report confirmed just now is not escalated as missing.

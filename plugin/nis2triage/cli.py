@@ -17,7 +17,7 @@ from nis2triage.terminal import text_console
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
-    from nis2triage.agent import Agent
+    from nis2triage.agent import Agent, CycleReport
     from nis2triage.config import AgentConfig
     from nis2triage.metrics import MetricsServer
 
@@ -74,11 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             report = agent.run_once()
         finally:
             agent.lease.release()
-        print(
-            f"{report.events} events read, {len(report.alerts)} alerts "
-            f"({report.new_alerts} new; routes {dict(report.routes)}), "
-            f"{report.notifications_queued} notifications queued, {report.notifications_sent} sent"
-        )
+        print(_pass_summary(report))
         return 0
     try:
         agent.run_forever()
@@ -86,6 +82,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         if server:
             server.stop()
     return 0
+
+
+def _pass_summary(report: CycleReport) -> str:
+    """One line for `run --once`: what was read, found and delivered."""
+    line = (
+        f"{report.events} events read, {len(report.alerts)} alerts "
+        f"({report.new_alerts} new; routes {dict(report.routes)}), "
+        f"{report.notifications_queued} notifications queued, {report.notifications_sent} sent"
+    )
+    if report.notifications_handed_over:
+        # Otherwise the manual channel's reports looked lost: written, yet "0 sent".
+        line += (
+            f", {report.notifications_handed_over} written to incidents.report_dir for a "
+            "person to submit (see `nis2triage incidents submitted`)"
+        )
+    return line
 
 
 def _agent(

@@ -1,0 +1,44 @@
+"""The line `run --once` ends with, on the real node and the real SSH log."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from elasticsearch import Elasticsearch
+from test_agent_restart import index_part
+
+from nis2triage import esclient
+from nis2triage.cli import main
+
+from support import real_log_docs, write_agent_config
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_reports_the_manual_channel_wrote_are_counted_not_left_out_of_zero_sent(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    index_part(es, index_name, real_log_docs(), 0)
+    config = write_agent_config(
+        tmp_path, es_settings, index_name, f"{index_name}-st", notifier={"mode": "send"}
+    )
+    data = yaml.safe_load(config.read_text())
+    data["incidents"] = {"channels": ["manual"], "report_dir": "reports"}
+    config.write_text(yaml.safe_dump(data))
+
+    assert main(["run", "-c", str(config), "--once"]) == 0
+
+    line = capsys.readouterr().out.strip()
+    written = len(list((tmp_path / "reports").glob("*/early_warning-*.pdf")))
+    assert written > 0
+    assert re.search(r"notifications queued, 0 sent, (\d+) written to incidents.report_dir", line)
+    assert line.endswith(
+        f", {written} written to incidents.report_dir for a person to submit "
+        "(see `nis2triage incidents submitted`)"
+    )
