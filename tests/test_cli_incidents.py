@@ -43,6 +43,22 @@ def test_impact_flags_become_facts_of_the_right_type() -> None:
 
 
 @pytest.mark.parametrize(
+    ("shown", "typed"),
+    [("early_warning", "early-warning"), ("incident_notification", "notification"),
+     ("final_report", "final"), ("early-warning", "early-warning")],
+)  # fmt: skip
+@pytest.mark.parametrize("command", ["report", "submitted"])
+def test_stage_takes_the_report_names_incidents_show_prints(
+    command: str, shown: str, typed: str
+) -> None:
+    reference = ["--reference", "CCB-1"] if command == "submitted" else []
+
+    args = parse(command, "abc123", "-c", "a.yml", "--stage", shown, *reference)
+
+    assert args.stage == typed
+
+
+@pytest.mark.parametrize(
     ("argv", "message"),
     [
         pytest.param(["--malicious", "maybe"], "answer yes or no", id="yes-no"),

@@ -27,7 +27,7 @@ from nis2triage.errors import IncidentError
 from nis2triage.incidents.record import Incident
 from nis2triage.incidents.reporting import Names
 from nis2triage.nis2.brussels import show
-from nis2triage.reports.stages import BY_CLI, stage_named
+from nis2triage.reports.stages import BY_CLI, cli_name, stage_named
 from nis2triage.terminal import text_console
 
 if TYPE_CHECKING:
@@ -425,9 +425,11 @@ def _acting(commands: Any, parents: Parents) -> None:
 
 
 def _reporting(commands: Any, parents: Parents) -> None:
+    # --stage takes the names `incidents show` prints (early_warning, incident_notification)
+    # as well: cli_name turns them into the command line's before the choice is checked.
     report = _command(commands, "report", cmd_report, parents, "make and queue one report")
     report.add_argument("id")
-    report.add_argument("--stage", required=True, choices=sorted(BY_CLI))
+    report.add_argument("--stage", required=True, type=cli_name, choices=sorted(BY_CLI))
     report.add_argument("--request", type=_named, help="the request an intermediate report answers")
     report.add_argument("--out", help="where to write the files (default incidents.report_dir)")
     report.add_argument(
@@ -438,7 +440,7 @@ def _reporting(commands: Any, parents: Parents) -> None:
     what = "record a report submitted on the CCB platform"
     submitted = _command(commands, "submitted", cmd_submitted, parents, what)
     submitted.add_argument("id")
-    submitted.add_argument("--stage", required=True, choices=sorted(BY_CLI))
+    submitted.add_argument("--stage", required=True, type=cli_name, choices=sorted(BY_CLI))
     submitted.add_argument(
         "--reference", required=True, type=_named, help="the CCB's reference for it"
     )
