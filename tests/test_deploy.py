@@ -36,6 +36,14 @@ def test_every_shipped_configuration_validates(path: str) -> None:
     assert cfg.sources
 
 
+@pytest.mark.parametrize("path", ["nis2triage.example.yml", "demo/nis2triage.yml"])
+def test_the_configurations_a_new_user_starts_from_report_through_the_manual_channel(
+    path: str,
+) -> None:
+    # The CCB has no API: http there would need an endpoint of the user's own in send mode.
+    assert load_config(DEPLOY / path).incidents.channels == ("manual",)
+
+
 def test_the_units_command_line_is_one_the_cli_accepts() -> None:
     command = shlex.split(unit()["Service"]["ExecStart"])
 
