@@ -1,4 +1,5 @@
-"""The chart in every report: event rate and anomaly score around the incident.
+"""The chart in every report: event rate and anomaly score around the incident, with
+the moments rules fired.
 
 `gather` reads the numbers once, when the report is made (a date histogram
 of the source indices, and the scores of the incident's alerts), and stores
@@ -67,7 +68,12 @@ def gather(es: Elasticsearch, incident: Incident, time_fields: dict[str, str]) -
             for t in sorted(series["all"])
         ],
         "scores": [
-            {"t": _iso(a.end), "score": round(a.score, 4), "threshold": round(a.threshold, 4)}
+            {
+                "t": _iso(a.end),
+                "score": round(a.score, 4),
+                "threshold": round(a.threshold, 4),
+                "kind": a.kind,
+            }
             for a in sorted(incident.alerts, key=lambda a: a.end)
         ],
     }
@@ -113,6 +119,13 @@ def _histogram(
 
 def draw(chart: dict[str, Any]) -> bytes:
     """The chart as PNG: events per step above, anomaly scores against their thresholds below."""
+    out = io.BytesIO()
+    figure(chart).savefig(out, format="png")
+    return out.getvalue()
+
+
+def figure(chart: dict[str, Any]) -> Figure:
+    """The chart's two panels: the event rate, and what the alerts scored."""
     fig = Figure(figsize=(8, 4.2), dpi=100)
     FigureCanvasAgg(fig)
     rate, score = fig.subplots(2, 1, sharex=True)
@@ -122,19 +135,31 @@ def draw(chart: dict[str, Any]) -> bytes:
     rate.step(times, [e["incident"] for e in events], where="post", label="the incident's events")
     rate.set_ylabel(f"events / {chart.get('interval', '?')}")
     rate.legend(loc="upper left", fontsize=8)
-    scores = chart.get("scores", [])
-    at = [_time(s["t"]) for s in scores]
-    score.plot(at, [s["score"] for s in scores], "o", color="tab:red", label="anomaly score")
-    score.plot(at, [s["threshold"] for s in scores], "_", color="black", label="threshold")
-    score.set_ylabel("score")
-    score.set_ylim(bottom=0)
-    score.legend(loc="upper left", fontsize=8)
+    _scores(score, chart.get("scores", []))
     score.xaxis.set_major_formatter(DateFormatter("%H:%M"))  # type: ignore[no-untyped-call]
     score.set_xlabel("time (UTC)")
     fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png")
-    return out.getvalue()
+    return fig
+
+
+def _scores(axes: Any, scores: list[dict[str, Any]]) -> None:
+    """Detectors' anomaly scores against their thresholds; rules' alerts as marks of when
+    they fired. A rule's score is its own count or value (20 failed logins): on the same
+    axis it flattened the anomaly scores, which lie between 0 and 1, to the floor."""
+    # Charts stored before alerts carried their kind held detectors' scores only.
+    scored = [s for s in scores if s.get("kind", "detector") == "detector"]
+    at = [_time(s["t"]) for s in scored]
+    axes.plot(at, [s["score"] for s in scored], "o", color="tab:red", label="anomaly score")
+    axes.plot(at, [s["threshold"] for s in scored], "_", color="black", label="threshold")
+    fired = [_time(s["t"]) for s in scores if s.get("kind") == "rule"]
+    for n, when in enumerate(fired):
+        label = "rule alert" if n == 0 else None
+        axes.axvline(when, color="tab:purple", linestyle=":", label=label)
+    axes.set_ylabel("anomaly score")
+    # Room above the highest mark: at the panel's edge the top dot was cut in half.
+    highest = max((v for s in scored for v in (s["score"], s["threshold"])), default=1.0)
+    axes.set_ylim(0, max(highest, 0.01) * 1.15)
+    axes.legend(loc="upper left", fontsize=8)
 
 
 def _time(text: str) -> datetime:
