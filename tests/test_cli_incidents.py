@@ -233,3 +233,21 @@ def test_a_report_folder_that_cannot_be_written_is_said_not_a_traceback(
     said = capsys.readouterr().err
     assert f"its files cannot be written to {taken}" in said
     assert "Traceback" not in said
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_the_configuration_may_come_before_the_subcommand_and_its_absence_is_said(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    config, _, incident = with_incident(es, es_settings, index_name, tmp_path)
+    capsys.readouterr()
+
+    # `incidents -c FILE list` read FILE as the subcommand's name, refused as a choice.
+    assert main(["incidents", "-c", str(config), "list", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["incidents", "list", "--json", "-c", str(config)]) == 0
+    assert first == json.loads(capsys.readouterr().out)
+    assert [i["id"] for i in first] == [incident.id]
+    with pytest.raises(SystemExit, match="needed: nis2triage incidents list -c /etc/"):
+        main(["incidents", "list"])

@@ -380,9 +380,12 @@ Handler = Callable[[Context, argparse.Namespace], int]
 def register(sub: Any) -> None:
     """Add `incidents` and its subcommands to the main parser's subparsers."""
     parser = sub.add_parser("incidents", help="list, show, acknowledge and report incidents")
+    # `incidents -c FILE list` is taken as well as `incidents list -c FILE`: before, the
+    # file was read as the subcommand's name and refused as an invalid choice.
+    parser.add_argument("-c", "--config", dest="config_first", help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="incidents_command", metavar="SUBCOMMAND", required=True)
     common = argparse.ArgumentParser(add_help=False, parents=[logs.verbose_flag()])
-    common.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
+    common.add_argument("-c", "--config", help="the agent's YAML configuration (required)")
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
     who = argparse.ArgumentParser(add_help=False)
     default_by = os.environ.get("NIS2TRIAGE_ANALYST") or getpass.getuser()
@@ -484,4 +487,10 @@ def run(args: argparse.Namespace) -> int:
     handler = getattr(args, "incident_handler", None)
     assert handler is not None
     reading = args.incidents_command in ("list", "show")
-    return int(handler(connect(args.config, reading), args))
+    config = args.config or getattr(args, "config_first", None)
+    if config is None:
+        raise SystemExit(
+            f"nis2triage incidents {args.incidents_command}: the agent's configuration is "
+            f"needed: nis2triage incidents {args.incidents_command} -c /etc/nis2triage/agent.yml"
+        )
+    return int(handler(connect(config, reading), args))
