@@ -57,6 +57,9 @@ def test_the_error_is_a_fraction_of_the_seen_range() -> None:
         pytest.param({"gamma": "high"}, "gamma must be a number", id="gamma-text"),
         pytest.param({"seasonality": -3}, "seasonality must be a whole number", id="season"),
         pytest.param({"seasonality": 2.5}, "seasonality must be a whole number", id="half-row"),
+        pytest.param(
+            {"seasonality": 10**8}, "at most 10,080 .* not 100,000,000", id="season-too-long"
+        ),
     ],
 )
 def test_bad_parameters_are_refused_naming_the_parameter(params: dict, match: str) -> None:

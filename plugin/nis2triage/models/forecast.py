@@ -16,6 +16,8 @@ from typing import Any
 
 from river import time_series
 
+MAX_SEASONALITY = 7 * 24 * 60
+
 
 class HoltWintersError:
     """One-step Holt-Winters forecast error, as a fraction of the range seen so far.
@@ -35,11 +37,17 @@ class HoltWintersError:
                 raise ValueError(f"{label} must be a number between 0 and 1, not {weight!r}")
             if not 0.0 < weight <= 1.0:
                 raise ValueError(f"{label} must lie in (0, 1], not {weight}")
-        # Not bounded above: a seasonality of 10^8 rows loads, and the forecaster then
-        # keeps that many values per entity before it forecasts at all.
         if isinstance(seasonality, bool) or not isinstance(seasonality, int) or seasonality < 0:
             raise ValueError(
                 f"seasonality must be a whole number of rows >= 0, not {seasonality!r}"
+            )
+        # The forecaster keeps a season's values per entity and forecasts nothing before the
+        # first season ends: a typo of 10^8 rows would fill the memory slowly, judging nothing.
+        if seasonality > MAX_SEASONALITY:
+            raise ValueError(
+                f"seasonality is counted in buckets and may be at most {MAX_SEASONALITY:,} "
+                f"(a week of 1-minute buckets), not {seasonality:,}: each entity keeps a "
+                "season of values"
             )
         self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
         self.seasonality = seasonality
