@@ -40,6 +40,7 @@ from nis2triage.notify.outbox import Outbox
 from nis2triage.records import Alert, Event, stable_id
 from nis2triage.reports.stages import cli_name
 from nis2triage.rulerunner import RuleRunner, load_native, load_sigma
+from nis2triage.rules.alerts import plural
 from nis2triage.rules.lookalike import skeleton
 from nis2triage.rules.native import NativeRule
 from nis2triage.snapshots import SnapshotTooLarge
@@ -205,7 +206,9 @@ class Agent:
         self.rules_runner = RuleRunner(
             self.es, self.cfg.rules, native, load_sigma(self.cfg), self.clock
         )
-        log.info("%d detectors and %d native rules loaded", len(specs), len(native))
+        log.info(
+            "loaded: %s, %s", plural(len(specs), "detector"), plural(len(native), "native rule")
+        )
         if not specs and not self.rules_runner.names():
             # Runs, reads and checkpoints, yet judges nothing: surely not what was meant.
             log.warning(

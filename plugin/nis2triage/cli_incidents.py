@@ -28,6 +28,7 @@ from nis2triage.incidents.record import Incident
 from nis2triage.incidents.reporting import Names
 from nis2triage.nis2.brussels import show
 from nis2triage.reports.stages import BY_CLI, cli_name, stage_named
+from nis2triage.rules.alerts import plural
 from nis2triage.terminal import text_console
 
 if TYPE_CHECKING:
@@ -193,7 +194,7 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     found = ctx.flow.desk.book.find(query, size=args.limit)
     if args.json:
         return _print_json([_row(i) for i in found])
-    table = Table(title=f"{len(found)} incident(s)")
+    table = Table(title=plural(len(found), "incident"))
     for column in ("id", "status", "opened (Brussels)", "alerts", "verdict", "next due", "title"):
         table.add_column(column, overflow="fold")
     for i in found:
