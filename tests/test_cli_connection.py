@@ -73,7 +73,8 @@ def test_a_refused_password_is_said_without_the_empty_answers_none(
     said = capsys.readouterr().err
     assert code == 1
     refused = "Elasticsearch refuses the agent (401): check its role and credentials"
-    assert said == f"nis2triage: {refused}\n"
+    whose = "the configuration gives user elastic's password in $NIS2TRIAGE_TEST_ES_PASSWORD"
+    assert said == f"nis2triage: {refused}; {whose}\n"
 
 
 @pytest.mark.usefixtures("agent_env")

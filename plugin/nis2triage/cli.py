@@ -345,8 +345,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nis2triage: {unreached(exc)}", file=sys.stderr)
         return 1
     except ApiError as exc:
-        print(f"nis2triage: {describe_outage(exc)}", file=sys.stderr)
+        print(f"nis2triage: {describe_outage(exc)}{_whose(args, exc)}", file=sys.stderr)
         return 1
+
+
+def _whose(args: argparse.Namespace, refusal: Exception) -> str:
+    """For a 401, which credential the configuration gave: status and incidents meet the
+    node here first, where the refusal alone did not say what to check."""
+    from nis2triage.config import credential_of, load_config
+
+    path = getattr(args, "config", None) or getattr(args, "config_first", None)
+    if getattr(getattr(refusal, "meta", None), "status", None) != 401 or not path:
+        return ""
+    try:
+        return f"; the configuration gives {credential_of(load_config(path))}"
+    except Nis2TriageError:
+        return ""
 
 
 if __name__ == "__main__":
