@@ -71,3 +71,34 @@ def test_an_event_holding_what_the_fast_decoder_refuses_is_read_whole(
     assert docs["odd"]["note"] == "\udc00"
     assert docs["odd"]["size"] == math.inf
     assert docs["plain"] == {"@timestamp": ts, "user": {"id": 7}}
+
+
+def test_bytes_that_are_no_utf8_are_read_as_replacement_characters() -> None:
+    # An overlong "/" beside a surrogate encoded alone, which json.loads keeps.
+    decoded = esclient._FiniteJson().loads(b'{"x":"\xc0\xafetc","y":"\xed\xa0\x80"}')
+
+    assert decoded == {"x": "\ufffd\ufffdetc", "y": "\ud800"}
+
+
+def test_a_page_holding_an_event_stored_with_bytes_that_are_no_utf8_is_read(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # The node takes C0 AF (an overlong "/") and sends the document back as it came.
+    es.indices.create(
+        index=index_name,
+        mappings={"dynamic": False, "properties": {"@timestamp": {"type": "date"}}},
+    )
+    ts = (NOW - timedelta(minutes=10)).isoformat()
+    for doc_id, name in (("odd", b"\xc0\xafetc"), ("plain", b"root")):
+        es.perform_request(
+            "PUT",
+            f"/{index_name}/_doc/{doc_id}?refresh=true",
+            headers={"content-type": "application/json", "accept": "application/json"},
+            body=b'{"@timestamp":"%s","user":{"name":"%s"}}' % (ts.encode(), name),
+        )
+    cfg = SourceConfig(name="s", indices=[index_name], batch_size=10)
+
+    events = [e for batch in Source(es, cfg, clock=lambda: NOW).poll(Cursor()) for e in batch]
+
+    names = {e.id: e.doc["user"]["name"] for e in events}
+    assert names == {"odd": "\ufffd\ufffdetc", "plain": "root"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import math
@@ -88,12 +89,43 @@ class _FastDecoding:
     """
 
     _decoder = msgspec.json.Decoder()
+    said = False
 
     def json_loads(self, data: bytes) -> Any:
         try:
             return self._decoder.decode(data)
         except msgspec.DecodeError:
+            pass
+        try:
             return json.loads(data)
+        except UnicodeDecodeError:
+            # The node keeps a document's bytes as they came and takes some that are no
+            # UTF-8 (C0 AF, an overlong "/"); sent back whole, they failed every page that
+            # held them, a poll after another, as if the node could not be reached.
+            text = data.decode("utf-8", _LENIENT)
+        if not _FastDecoding.said:
+            _FastDecoding.said = True
+            log.warning(
+                "an answer from Elasticsearch held bytes that are no UTF-8 (a document "
+                "stored as its shipper sent it): read with U+FFFD in their place (said once)"
+            )
+        return json.loads(text)
+
+
+def _surrogate_or_replacement(error: UnicodeError) -> tuple[str, int]:
+    """`json.loads`'s decoding of bytes (a surrogate encoded alone is kept), and U+FFFD for
+    each byte that is no UTF-8 at all, where `json.loads` raised."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    encoded = error.object[error.start : error.start + 3]
+    try:
+        return bytes(encoded).decode("utf-8", "surrogatepass"), error.start + 3
+    except UnicodeDecodeError:
+        return "\ufffd", error.end
+
+
+_LENIENT = "nis2triage-surrogate-or-replacement"
+codecs.register_error(_LENIENT, _surrogate_or_replacement)
 
 
 class _FiniteJson(_FastDecoding, _FiniteNumbers, JsonSerializer):
