@@ -15,7 +15,7 @@ from nis2triage.agent import Agent
 from nis2triage.config import SourceConfig, load_config
 from nis2triage.demo import index_docs
 from nis2triage.detectors import DetectorSpec, fields_read
-from nis2triage.features import Match
+from nis2triage.features import Match, get_field
 from nis2triage.source import Cursor, Source
 
 from support import real_log_docs, write_agent_config
@@ -152,3 +152,18 @@ def test_an_index_keeping_no_source_makes_the_source_read_whole_documents_said_o
     assert f"_source is disabled in the mappings for index [{index_name}-bare]" in said[0]
     # The refusal is not blamed on the detectors' filters, which the node still applies.
     assert source.fields is None and source.narrowed is not None
+
+
+def test_a_field_named_with_a_backslash_before_a_dot_is_read(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # The node reads `\.` in an include as an escaped dot, and kept neither key.
+    ts = (NOW - timedelta(minutes=5)).isoformat()
+    doc = {"@timestamp": ts, "a\\.b": "one", "x": {"y\\.z": "two"}, "message": "m"}
+    es.index(index=index_name, id="0", document=doc, refresh=True)
+    cfg = SourceConfig(name="s", indices=[index_name], batch_size=10)
+
+    read = Source(es, cfg, clock=lambda: NOW, fields=["a\\.b", "x.y\\.z"]).poll(Cursor())
+
+    (event,) = [e for batch in read for e in batch]
+    assert [get_field(event.doc, f) for f in ("a\\.b", "x.y\\.z")] == ["one", "two"]

@@ -18,7 +18,7 @@ millisecond: a full page's next window starts at that page's last millisecond, a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +112,16 @@ def sort_clause(time_field: str) -> list[dict[str, Any]]:
     ]
 
 
+def source_includes(fields: Iterable[str]) -> list[str]:
+    """`_source.includes` patterns that keep each of `fields` whole, as the agent reads it.
+
+    The node takes a backslash before a dot for an escape, and `a\\.b` then kept nothing,
+    not even the key `a\\.b` a detector named: such a name is asked by the part before
+    its backslash and a wildcard, which keeps it (and whatever else starts so).
+    """
+    return [name.partition("\\.")[0] + "*" if "\\." in name else name for name in fields]
+
+
 def window_query(span: TimeRange, low_ms: int | None, high_ms: int) -> dict[str, Any]:
     """The source's filters plus `low_ms <= time < high_ms`."""
     bounds: dict[str, Any] = {"lt": high_ms, "format": "epoch_millis"}
@@ -151,7 +161,7 @@ def pages(
             allow_partial_search_results=False,
             # In the body: thousands of detectors' fields would pass the node's limit on
             # the length of a request line (4 kB).
-            source=True if span.fields is None else {"includes": list(span.fields)},
+            source=True if span.fields is None else {"includes": source_includes(span.fields)},
         )
         pit = resp.get("pit_id", pit)
         hits = resp["hits"]["hits"]
