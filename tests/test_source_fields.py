@@ -167,3 +167,31 @@ def test_a_field_named_with_a_backslash_before_a_dot_is_read(
 
     (event,) = [e for batch in read for e in batch]
     assert [get_field(event.doc, f) for f in ("a\\.b", "x.y\\.z")] == ["one", "two"]
+
+
+def test_whole_documents_once_needed_are_still_read_after_a_restore(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    tmp_path: Path,
+    index_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("NIS2TRIAGE_TEST_ES_PASSWORD", es_settings.password or "")
+    mappings = {"_source": {"enabled": False}, "properties": {"@timestamp": {"type": "date"}}}
+    es.indices.create(index=index_name, mappings=mappings)
+    recent = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    es.index(index=index_name, id="bare", document={"@timestamp": recent}, refresh=True)
+    config = load_config(write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st"))
+    agent = Agent(config, es, b"k" * 32, b"p" * 32)
+    agent.start()
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        agent.run_once()
+        # As after an outage: every source rebuilt from its checkpoint.
+        agent.restore_all()
+        agent.run_once()
+
+    assert [run.source.fields for run in agent.runs] == [None]
+    said = [r for r in caplog.records if "keeps no _source" in r.getMessage()]
+    assert len(said) == 1
