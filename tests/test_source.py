@@ -422,6 +422,30 @@ def test_an_empty_index_that_maps_no_time_field_yet_is_not_said_untimed(
 
 
 @pytest.mark.usefixtures("agent_env")
+def test_indices_that_all_map_the_time_field_as_one_other_type_are_named_at_start(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # When they all map it as one other type (text, from epoch text sent before any
+    # template), field_caps lists no index under that type: the warning named none.
+    first, second = f"{index_name}-src-a", f"{index_name}-src-b"
+    for index in (first, second):
+        es.index(index=index, id="e", document={"@timestamp": "1764936000"}, refresh=True)
+    config, _ = reading(tmp_path, es_settings, f"{index_name}-st", [f"{index_name}-src-*"])
+
+    said = said_at_start(es, caplog, config, about="no date field")
+
+    assert said == [
+        f"source auth: no date field @timestamp in {first}, {second}, so none of their events "
+        "is ever read: set the source's time_field to the field that holds their time, or "
+        "leave them out of its indices",
+    ]
+
+
+@pytest.mark.usefixtures("agent_env")
 def test_a_remote_cluster_the_node_does_not_know_is_said_as_such_not_as_a_role(
     es: Elasticsearch,
     es_settings: esclient.ESSettings,

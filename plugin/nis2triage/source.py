@@ -208,6 +208,18 @@ def _unrepresentable(ts_ms: int) -> str | None:
     return None
 
 
+def _typed_otherwise(
+    by_type: dict[str, Any], indices: list[str], allowed: tuple[str, ...]
+) -> list[str]:
+    """Of `indices`, those whose time field has a type outside `allowed`, from field_caps'
+    answer `by_type`. The answer lists each type's indices only when the field has several
+    types: with one, that type is every index's, and reading its list named none."""
+    other = [kind for kind in by_type if kind not in allowed]
+    if len(by_type) == 1:
+        return sorted(indices) if other else []
+    return sorted(i for kind in other for i in by_type[kind].get("indices") or [])
+
+
 def index_names(items: Iterable[str]) -> list[str]:
     """Each name (pattern, exclusion) of `items`, one an item may hold several of (`a,b*`,
     as a rule's `index:` is written): asked about as one name, `a,b*` was covered whole by
@@ -426,11 +438,7 @@ class Source:
         if caps is None:
             return []  # the node would not say: the refusal is said as it is
         by_type, indices = caps
-        wrong = [k for k in by_type if k not in ("date", "date_nanos", "unmapped")]
-        if len(by_type) == 1 and wrong:
-            return sorted(indices)
-        # Each type lists its indices only when the field has several types.
-        return sorted(i for kind in wrong for i in by_type[kind].get("indices") or [])
+        return _typed_otherwise(by_type, indices, ("date", "date_nanos", "unmapped"))
 
     def _time_field_caps(self) -> tuple[dict[str, Any], list[str]] | None:
         """How the source's indices map the time field, by type (field_caps' answer), and
@@ -674,15 +682,9 @@ class Source:
         if caps is None:
             return []  # the node would not say (a missing privilege): the reads will
         by_type, indices = caps
-        timed = {k for k in by_type if k in ("date", "date_nanos")}
         if not by_type:
-            return indices
-        if by_type.keys() <= timed:
-            return []
-        # Each type lists its indices only when the field has several types.
-        return sorted(
-            i for kind, c in by_type.items() if kind not in timed for i in c.get("indices") or []
-        )
+            return sorted(indices)  # no index maps the field at all
+        return _typed_otherwise(by_type, indices, ("date", "date_nanos"))
 
     def _holding_documents(self, names: list[str]) -> list[str]:
         """Of the indices `names`, those holding a document: an index without one maps no
