@@ -378,8 +378,39 @@ def test_events_no_read_can_reach_are_said_at_start(
         f"source auth: no date field @timestamp in {other}, so none of their events is ever "
         "read: set the source's time_field to the field that holds their time, or leave them "
         "out of its indices",
-        "source auth: documents without @timestamp: 1, never read (every read is by time): "
-        "have the shipper or an ingest pipeline set it",
+        f"source auth: 1 document without @timestamp (in {timed}), never read since every read "
+        "is by time: have the shipper or an ingest pipeline set it",
+    ]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_documents_without_a_time_sent_while_the_agent_runs_are_said_once_per_increase(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Counted at start only: a shipper that lost its time field once the agent ran had its
+    # events skipped without a word until the next restart.
+    now = [NOW]
+    put(es, index_name, "a", minutes_ago=1)
+    config, _ = reading(tmp_path, es_settings, f"{index_name}-st", [index_name])
+    agent = Agent(config, es, b"k" * 32, b"p" * 32, clock=lambda: now[0])
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        agent.start()
+        es.index(index=index_name, id="untimed", document={"message": "x"}, refresh=True)
+        agent.run_once()  # within the hour of the start's count: not counted again
+        now[0] += timedelta(hours=2)
+        agent.run_once()
+        now[0] += timedelta(hours=2)
+        agent.run_once()  # no more of them: not said again
+
+    said = [r.getMessage() for r in caplog.records if "without @timestamp" in r.getMessage()]
+    assert said == [
+        f"source auth: 1 document without @timestamp (in {index_name}), never read since every "
+        "read is by time: have the shipper or an ingest pipeline set it",
     ]
 
 

@@ -474,6 +474,7 @@ class Agent:
                 read_until_ms = int(run.source.read_until.timestamp() * 1000)
                 pending += self._close(run, read_until_ms - lateness_ms)
         run.source.say_future()
+        run.source.say_untimed_since()
         # A page of nothing but unusable events yields no batch: set those aside before the
         # checkpoint marks them read.
         self._ingest(run, [], report)

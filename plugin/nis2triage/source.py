@@ -165,6 +165,9 @@ def unpack_seen(packed: Any) -> dict[str, int]:
 # once every FUTURE_CHECK_EVERY (`Source.say_future`).
 FUTURE_SLACK = timedelta(days=1)
 FUTURE_CHECK_EVERY = timedelta(hours=1)
+# Documents without the time field are counted again, while the agent runs, at most this
+# often (`Source.say_untimed_since`): each count is a search over the whole source.
+UNTIMED_CHECK_EVERY = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -310,6 +313,11 @@ class Source:
         # When events dated far ahead were last looked for, and how many were said.
         self._future_looked: datetime | None = None
         self._future_said = 0
+        # The indices the start found mapping no date time field (their documents are said
+        # whole), when documents without a time were last counted, and how many were said.
+        self._untimed: list[str] = []
+        self._lacking_looked: datetime | None = None
+        self._lacking_said = 0
 
     def poll(self, cursor: Cursor) -> Iterator[list[Event]]:
         """Batches of new events in time order; `cursor` is advanced as each batch is yielded.
@@ -571,15 +579,36 @@ class Source:
                 self.cfg.time_field,
                 some(untimed),
             )
-        lacking = self._count_without_time(untimed)
-        if lacking:
-            log.warning(
-                "source %s: documents without %s: %s, never read (every read is by time): "
-                "have the shipper or an ingest pipeline set it",
-                self.cfg.name,
-                self.cfg.time_field,
-                f"{lacking:,}",
-            )
+        self._untimed = untimed
+        self._say_lacking_time()
+
+    def say_untimed_since(self) -> None:
+        """Say the documents without the time field that came since the last count: the
+        start's count alone left those a shipper sent once the agent ran (a pipeline
+        dropped, a field renamed) unread without a word until the next restart. Counted at
+        most once every `UNTIMED_CHECK_EVERY`, said again only when there are more."""
+        looked = self._lacking_looked
+        if looked is not None and self.clock() - looked < UNTIMED_CHECK_EVERY:
+            return
+        self._say_lacking_time()
+
+    def _say_lacking_time(self) -> None:
+        self._lacking_looked = self.clock()
+        found = self._without_time(self._untimed)
+        if found is None:
+            return
+        (count, where), said = found, self._lacking_said
+        self._lacking_said = count
+        if count <= said:
+            return
+        log.warning(
+            "source %s: %s without %s (in %s), never read since every read is by time: have "
+            "the shipper or an ingest pipeline set it",
+            self.cfg.name,
+            "1 document" if count == 1 else f"{count:,} documents",
+            self.cfg.time_field,
+            some(where),
+        )
 
     def query_refused(self) -> str | None:
         """Why the node refuses the source's own query (a Lucene slip, an unknown query
@@ -703,21 +732,25 @@ class Source:
         held = {b["key"] for b in answer["aggregations"]["held"]["buckets"]}
         return [n for n in names if n in held]
 
-    def _count_without_time(self, untimed: list[str]) -> int:
-        """Documents without the time field in the indices that map it (those of `untimed`
-        are said whole)."""
+    def _without_time(self, untimed: list[str]) -> tuple[int, list[str]] | None:
+        """How many documents lack the time field in the indices that map it (those of
+        `untimed` are said whole), and the indices holding the most of them (None: the node
+        would not say)."""
         lacking = [{"exists": {"field": self.cfg.time_field}}, {"terms": {"_index": untimed}}]
         try:
-            # Advisory, and over a large pattern slow: it must not hold up the start.
-            answer = self.es.options(request_timeout=10, max_retries=0).count(
-                index=",".join(self.cfg.indices),
+            # Advisory, and over a large pattern slow: it must not hold up a start or a poll.
+            answer = self.es.options(request_timeout=10, max_retries=0).search(
+                index=",".join(self.cfg.indices), size=0, track_total_hits=True,
                 query={"bool": {"must_not": lacking}},
+                aggs={"where": {"terms": {"field": "_index", "size": 3}}},
                 ignore_unavailable=True, allow_no_indices=True,
             ).body  # fmt: skip
         except (ApiError, TransportError) as exc:
             log.debug("source %s: documents without a time not counted: %s", self.cfg.name, exc)
-            return 0
-        return int(answer.get("count") or 0)
+            return None
+        # No aggregations at all when no index exists yet.
+        buckets = (answer.get("aggregations") or {}).get("where", {}).get("buckets", [])
+        return int(answer["hits"]["total"]["value"]), [b["key"] for b in buckets]
 
     def _may_read(self) -> bool | None:
         """Whether the agent's credentials hold `read` on every source name (None: the node
