@@ -94,6 +94,14 @@ def test_an_unreadable_lease_document_is_taken_over(store: Store) -> None:
     assert lease(store, "siem-b").hold() is None
 
 
+def test_a_lease_expiry_written_without_a_zone_is_read_as_utc(store: Store) -> None:
+    # Compared as it was with the aware clock, it failed every start with a TypeError.
+    at = {"kind": "lease", "host": "siem-a", "pid": 1, "run": "r"}
+    store.put("state", LEASE_ID, {**at, "expires": "2026-12-04T11:00:00"}, refresh=True)
+
+    assert lease(store, "siem-b").hold() is None
+
+
 @pytest.fixture
 def config(
     tmp_path: Path, es_settings: esclient.ESSettings, index_name: str, agent_env: None

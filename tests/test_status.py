@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def test_before_any_agent_ran_the_status_says_so_and_asks_for_attention(
     code, said = _status(config, capsys)
 
     assert code == 3
-    assert said["sources"] == [{"name": "auth", "saved": None, "read_up_to": None, "events": 0}]
+    assert said["sources"] == [
+        {"name": "auth", "saved": None, "read_up_to": None, "events": 0, "unreadable": None}
+    ]
     assert said["concerns"] == [
         f"no agent holds the lease of {index_name}-st-state: none is running",
         "source auth has no checkpoint: no agent has polled it yet",
@@ -139,3 +142,93 @@ def test_the_table_names_the_lease_holder_and_what_is_due(
     assert f"agent: process {os.getpid()} on soc-agent-1" in out
     assert f"incidents: {owed.open_incidents} open; next due " in out
     assert f"({owed.next_due[0][:12]})" in out and "nothing needs attention" in out
+
+
+@pytest.mark.usefixtures("agent_env")
+@pytest.mark.parametrize(
+    ("checkpoint", "said"),
+    [
+        ({"cursor": "garbage"}, "cursor is 'garbage', not an object"),
+        ({"cursor": {"watermark_ms": "abc"}}, "cursor.watermark_ms is 'abc', not a time in"),
+        ({"cursor": {"watermark_ms": 9 * 10**18}}, "cursor.watermark_ms is 9000000000000000000,"),
+        ({"cursor": {"events": "many"}}, "cursor.events is 'many', not a count"),
+        ({"updated": 12345}, "updated is 12345, not an ISO 8601 time"),
+    ],
+    ids=["cursor-text", "watermark-text", "watermark-past-9999", "events-text", "updated-number"],
+)
+def test_an_unreadable_checkpoint_is_a_concern_naming_the_document_and_field(
+    es_settings: esclient.ESSettings,
+    es: Elasticsearch,
+    index_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    checkpoint: dict[str, object],
+    said: str,
+) -> None:
+    # Its state index maps the cursor as an object it does not index: any value goes in,
+    # and `status` ended in a traceback instead of its exit status.
+    prefix = f"{index_name}-st"
+    config = write_agent_config(tmp_path, es_settings, index_name, prefix)
+    store = Store(es, prefix)
+    store.ensure_indices()
+    doc = {"kind": "source", "updated": datetime.now(UTC).isoformat(), **checkpoint}
+    store.put("state", "source-auth", doc, refresh=True)
+
+    code, answer = _status(config, capsys)
+
+    assert code == 3
+    [concern] = [c for c in answer["concerns"] if c.startswith("source auth")]
+    assert concern.startswith(
+        f"source auth: its checkpoint document cannot be read ({prefix}-state/_doc/source-auth: "
+        f"{said}"
+    )
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_times_written_without_a_zone_are_read_as_utc(
+    es_settings: esclient.ESSettings,
+    es: Elasticsearch,
+    index_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Elasticsearch reads them as UTC; compared with the aware clock or shown in Brussels
+    # time, they ended `status` in a TypeError or a ValueError.
+    prefix = f"{index_name}-st"
+    config = write_agent_config(tmp_path, es_settings, index_name, prefix)
+    store = Store(es, prefix)
+    store.ensure_indices()
+    naive = (datetime.now(UTC) + timedelta(minutes=5)).replace(tzinfo=None).isoformat()
+    lease = {"kind": "lease", "host": "soc-agent-1", "pid": 7, "run": "r", "expires": naive}
+    store.put("state", "lease", lease, refresh=True)
+    store.put("state", "source-auth", {"updated": naive, "cursor": {}}, refresh=True)
+    store.put("incidents", "inc-1", {"status": "aware", "next_due": naive}, refresh=True)
+
+    code = main(["status", "-c", str(config)])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "agent: process 7 on soc-agent-1" in out and "(inc-1)" in out
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_node_that_cannot_be_reached_is_said_with_its_address_and_exit_status_1(
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # "Elasticsearch cannot be reached" alone named no node and no configuration.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    config.write_text(config.read_text().replace(es_settings.hosts[0], dead))
+
+    code = main(["status", "-c", str(config)])
+
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"nis2triage: the agent's state under {index_name}-st-* at {dead} (elasticsearch in "
+        f"{config}) cannot be read: Elasticsearch cannot be reached (ConnectionError)\n"
+    )

@@ -12,10 +12,13 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from elastic_transport import TransportError
+from elasticsearch import ApiError
 from rich.console import Console
 from rich.table import Table
 
 from nis2triage import logs
+from nis2triage.errors import ConnectionSetupError
 from nis2triage.nis2.brussels import show
 from nis2triage.status import Status, read_status
 from nis2triage.terminal import text_console
@@ -36,12 +39,23 @@ def add_parser(sub: Any) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from nis2triage import esclient
+    from nis2triage.agent import describe_outage
     from nis2triage.config import es_settings, load_config
     from nis2triage.store import Store
 
     cfg = load_config(args.config)
-    store = Store(esclient.connect(es_settings(cfg)), cfg.state.index_prefix)
-    status = read_status(cfg, store, datetime.now(UTC))
+    settings = es_settings(cfg)
+    store = Store(esclient.connect(settings), cfg.state.index_prefix)
+    try:
+        status = read_status(cfg, store, datetime.now(UTC))
+    except (TransportError, ApiError) as exc:
+        # Said by main too, but without where: a monitoring check runs this against
+        # several configurations, and "cannot be reached" alone named none of them.
+        hosts = ", ".join(settings.hosts)
+        raise ConnectionSetupError(
+            f"the agent's state under {cfg.state.index_prefix}-* at {hosts} (elasticsearch "
+            f"in {args.config}) cannot be read: {describe_outage(exc)}"
+        ) from exc
     if args.json:
         print(json.dumps(as_json(status), indent=2))
     else:
@@ -93,6 +107,7 @@ def as_json(status: Status) -> dict[str, Any]:
                 "saved": s.saved.isoformat() if s.saved else None,
                 "read_up_to": s.read_up_to.isoformat() if s.read_up_to else None,
                 "events": s.events,
+                "unreadable": s.unreadable,
             }
             for s in status.sources
         ],

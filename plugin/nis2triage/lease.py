@@ -28,7 +28,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nis2triage.localnode import pid_alive
@@ -148,6 +148,10 @@ def holder_of(doc: dict[str, Any]) -> Holder | None:
     """The holder a lease document names; None when it names none readable."""
     try:
         expires = datetime.fromisoformat(str(doc["expires"]))
+        if expires.tzinfo is None:
+            # Elasticsearch reads a time without a zone as UTC; compared as it was with the
+            # aware clock, a lease written by hand so failed every start with a TypeError.
+            expires = expires.replace(tzinfo=UTC)
         return Holder(
             str(doc["host"]),
             int(doc["pid"]),

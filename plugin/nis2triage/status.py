@@ -37,6 +37,9 @@ class SourceStatus:
     saved: datetime | None
     read_up_to: datetime | None
     events: int
+    # Why the checkpoint document could not be read (a field of the wrong type, written
+    # by hand or by another tool), None when it could.
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,19 +105,60 @@ def read_status(cfg: AgentConfig, store: Store, now: datetime) -> Status:
 
 
 def _source(store: Store, name: str, poll_interval: timedelta) -> SourceStatus:
-    doc = store.get("state", f"source-{name}") or {}
+    doc_id = f"source-{name}"
+    doc = store.get("state", doc_id)
+    try:
+        saved, read_up_to, events = _checkpoint(doc or {})
+    except CheckpointUnreadable as exc:
+        where = f"{store.index('state')}/_doc/{doc_id}"
+        return SourceStatus(name, poll_interval, None, None, 0, f"{where}: {exc}")
+    return SourceStatus(name, poll_interval, saved, read_up_to, events)
+
+
+class CheckpointUnreadable(ValueError):
+    """A field of a source's checkpoint document that no agent writes as it is."""
+
+
+def _checkpoint(doc: dict[str, Any]) -> tuple[datetime | None, datetime | None, int]:
+    """When the checkpoint was saved, the latest event time read, and the events read."""
     cursor = doc.get("cursor") or {}
-    watermark = cursor.get("watermark_ms")
-    return SourceStatus(
-        name=name,
-        poll_interval=poll_interval,
-        saved=_time(doc.get("updated")),
-        read_up_to=datetime.fromtimestamp(watermark / 1000, UTC) if watermark else None,
-        events=int(cursor.get("events") or 0),
-    )
+    if not isinstance(cursor, dict):
+        raise CheckpointUnreadable(f"cursor is {_shown(cursor)}, not an object")
+    saved = doc.get("updated")
+    if saved is not None and _time(saved) is None:
+        raise CheckpointUnreadable(f"updated is {_shown(saved)}, not an ISO 8601 time")
+    watermark, events = cursor.get("watermark_ms"), cursor.get("events") or 0
+    if watermark is not None and _moment_ms(watermark) is None:
+        raise CheckpointUnreadable(
+            f"cursor.watermark_ms is {_shown(watermark)}, not a time in epoch milliseconds"
+        )
+    if not isinstance(events, int) or isinstance(events, bool) or events < 0:
+        raise CheckpointUnreadable(f"cursor.events is {_shown(events)}, not a count")
+    return _time(saved), _moment_ms(watermark), events
+
+
+def _moment_ms(value: Any) -> datetime | None:
+    """The moment `value` epoch milliseconds name; None for no number or one outside
+    the years a datetime holds."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(value / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."
 
 
 def _source_concerns(src: SourceStatus, now: datetime) -> list[str]:
+    if src.unreadable is not None:
+        return [
+            f"source {src.name}: its checkpoint document cannot be read ({src.unreadable}); "
+            "the agent writes it again at its next save: if none is running, start it, and "
+            "if it is, look for another tool writing that index"
+        ]
     if src.saved is None:
         return [f"source {src.name} has no checkpoint: no agent has polled it yet"]
     age = now - src.saved
@@ -184,10 +228,15 @@ def _search(store: Store, what: str, **request: Any) -> dict[str, Any]:
 
 
 def _time(text: Any) -> datetime | None:
+    """The time an ISO 8601 string names, UTC when it gives no zone (as Elasticsearch reads
+    it: compared with the aware clock, a naive one failed `status` with a TypeError)."""
+    if not isinstance(text, str) or not text:
+        return None
     try:
-        return datetime.fromisoformat(str(text)) if text else None
+        moment = datetime.fromisoformat(text)
     except ValueError:
         return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _hours(span: timedelta) -> str:
