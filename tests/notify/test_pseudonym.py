@@ -466,3 +466,15 @@ def test_kept_addresses_stay_as_written_in_every_spelling_and_others_are_replace
     assert out["hosts"] == payload["hosts"]
     # Kept for that scrub only: the next one replaces the address again.
     assert p.scrub("185.190.58.151") == p.pseudonym("185.190.58.151", "ip")
+
+
+def test_addresses_written_with_their_port_after_a_dot_are_replaced_or_kept() -> None:
+    # tcpdump and pf write address.port: a line of theirs pasted into a report left the
+    # inside address in clear, as a run of five numbers was taken for none.
+    p = Pseudonymiser(KEY)
+    text = "IP 10.20.0.7.51234 > 185.190.58.151.22: Flags [S], OID 1.3.6.1.4.1.9"
+
+    out = p.scrub(text, kept_addresses=["185.190.58.151"])
+
+    inside = p.pseudonym("10.20.0.7", "ip")
+    assert out == f"IP {inside}.51234 > 185.190.58.151.22: Flags [S], OID 1.3.6.1.4.1.9"

@@ -26,8 +26,11 @@ from nis2triage.store import Store
 
 # Candidate IPv4 and IPv6 literals; each candidate is confirmed by `ipaddress`.
 # A full stop may end the sentence after an address ("from 203.0.113.7."), so only a
-# full stop followed by a digit continues it.
-_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
+# full stop followed by a digit continues it, but for one port: tcpdump and pf write an
+# address and its port as 10.0.0.5.51234, and such a line pasted into a report left both
+# its addresses in clear. Longer runs of numbers (an SNMP OID, 1.3.6.1.4.1.9) stay.
+_V4_END = r"(?=\.\d{1,5}(?!\d|\.\d)|(?!\d|\.\d))"
+_IPV4 = re.compile(rf"(?<![\d.])(?:\d{{1,3}}\.){{3}}\d{{1,3}}{_V4_END}")
 # Identifiers derived from an entity by a plain hash: a dictionary attack would undo
 # them, so anything leaving the organisation carries a keyed version instead. The
 # incident's becomes `incident-<hmac>`; the incidents command takes it as well as the
@@ -343,7 +346,7 @@ def _written_as(addresses: frozenset[str]) -> re.Pattern[str] | None:
     v6 = [re.escape(a) for a in addresses if "." not in a]
     either = []
     if v4:
-        either.append(rf"(?<![\d.])(?:::ffff:)?(?:{'|'.join(v4)})(?!\d|\.\d)")
+        either.append(rf"(?<![\d.])(?:::ffff:)?(?:{'|'.join(v4)}){_V4_END}")
     if v6:
         either.append(rf"(?<![0-9A-Za-z:])(?:{'|'.join(v6)})(?![0-9A-Za-z:])")
     return re.compile("|".join(either), re.IGNORECASE)
