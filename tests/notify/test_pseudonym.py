@@ -478,3 +478,16 @@ def test_addresses_written_with_their_port_after_a_dot_are_replaced_or_kept() ->
 
     inside = p.pseudonym("10.20.0.7", "ip")
     assert out == f"IP {inside}.51234 > 185.190.58.151.22: Flags [S], OID 1.3.6.1.4.1.9"
+
+
+def test_ipv6_addresses_with_an_ipv4_tail_are_kept_or_replaced_whole() -> None:
+    # The IPv4 pass took the tail and the IPv6 pass the groups before it: a kept
+    # attacker's NAT64 form left as `ip-<pseudonym>185.190.58.151`, a dual-stack peer as
+    # two pseudonyms, and another address's /64 prefix in clear.
+    p = Pseudonymiser(KEY)
+    text = "64:ff9b::185.190.58.151 (64:ff9b::b9be:3a97), ::ffff:10.20.0.7, 2a02:1:2:3::10.0.0.1"
+
+    out = p.scrub(text, kept_addresses=["185.190.58.151"])
+
+    inside, other = p.pseudonym("10.20.0.7", "ip"), p.pseudonym("2a02:1:2:3::a00:1", "ip")
+    assert out == f"64:ff9b::185.190.58.151 (64:ff9b::b9be:3a97), {inside}, {other}"

@@ -41,6 +41,13 @@ ID_KINDS = {"alert_id": "ref", "alert_ids": "ref", "reference": "ref", "incident
 # A colon after it ends a field ("from 2001:db8::7: closed"): `_address` then tries the
 # candidate without it as well.
 _IPV6 = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z])")
+# An IPv6 address ending in an IPv4 one (NAT64's 64:ff9b::185.190.58.151, RFC 6052 2.1):
+# read whole first, or the IPv4 pass takes its tail and the IPv6 pass the groups before
+# it (`64:ff9b::185` is an address too), which mangled a kept attacker's address into
+# `ip-<pseudonym>185.190.58.151` and left the prefix of any other in clear.
+_IPV6_DOTTED = re.compile(
+    r"(?<![0-9A-Za-z:.])(?:[0-9A-Fa-f]{0,4}:){2,6}(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)"
+)
 
 
 # E-mail addresses. The local part takes letters of any script with their combining
@@ -253,6 +260,8 @@ class Pseudonymiser:
                 text = userinfo.sub(self._userinfo, text)
             else:
                 text = userinfo.sub(lambda m: _hold(held, self._userinfo(m)), text)
+        if _HOLD_MARK not in text:
+            text = _IPV6_DOTTED.sub(lambda m: self._dotted(m.group(0), held), text)
         if self._kept_written is not None and _HOLD_MARK not in text:
             # Set aside whole, so that no pass takes a part of one (::ffff:185 of
             # ::ffff:185.190.58.151 reads as an IPv6 address).
@@ -323,6 +332,27 @@ class Pseudonymiser:
             return text  # mostly one-digit groups: a position (line 1:2:3:4:5:6), no MAC
         return self.pseudonym(_mac(text), "mac")
 
+    def _dotted(self, candidate: str, held: list[str]) -> str:
+        """An IPv6 address written with an IPv4 tail: set aside whole when it is a kept
+        address or stands for one through NAT64, replaced whole otherwise (the dual-stack
+        ::ffff:a.b.c.d by the pseudonym of its IPv4 peer, as `address_of` reads it)."""
+        try:
+            address = ipaddress.IPv6Address(candidate)
+        except ValueError:
+            return candidate  # a group too many, a number past 255: the other passes read it
+        if self._is_kept(address):
+            return _hold(held, candidate)
+        return self.pseudonym(str(address_of(candidate)), "ip")
+
+    def _is_kept(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether `address` is a kept one, or its dual-stack or NAT64 form."""
+        if not self._kept:
+            return False
+        seen_as = [address_of(str(address))]
+        if isinstance(address, ipaddress.IPv6Address):
+            seen_as.append(_nat64_peer(address))
+        return any(str(a) in self._kept for a in seen_as if a is not None)
+
     def _address(self, candidate: str) -> str:
         for cut in (0, 1) if candidate.startswith(":") else (0,):
             for end in (len(candidate), len(candidate) - 1):
@@ -330,10 +360,21 @@ class Pseudonymiser:
                     address = ipaddress.ip_address(_without_leading_zeros(candidate[cut:end]))
                 except ValueError:
                     continue
-                if self._kept and str(address_of(str(address))) in self._kept:
+                if self._is_kept(address):
                     return candidate
                 return candidate[:cut] + self.pseudonym(str(address), "ip") + candidate[end:]
         return candidate
+
+
+# NAT64's well-known prefix (RFC 6052 2.1): an IPv4 host as a v6-only network sees it.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _nat64_peer(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 host a NAT64 address stands for, None for any other address."""
+    if address not in _NAT64:
+        return None
+    return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
 
 
 def _written_as(addresses: frozenset[str]) -> re.Pattern[str] | None:
