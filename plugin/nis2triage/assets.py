@@ -188,6 +188,24 @@ def address_of(text: str) -> Address | None:
     return found
 
 
+# IPv6 prefixes whose addresses stand for an IPv4 host: NAT64's well-known prefix (RFC
+# 6052 2.1) and the old IPv4-compatible form (RFC 4291 2.5.5.1) in their last 32 bits,
+# 6to4 (RFC 3056) in bits 16 to 47.
+_IPV4_LAST = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::/96"))
+_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+
+
+def ipv4_inside(address: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 host a translated IPv6 address stands for; None for any other address."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if any(address in prefix for prefix in _IPV4_LAST):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _SIX_TO_FOUR:
+        return ipaddress.IPv4Address((int(address) >> 80) & 0xFFFFFFFF)
+    return None
+
+
 # An entry's place in the inventory: (asset, host) positions.
 Entry = tuple[int, int]
 

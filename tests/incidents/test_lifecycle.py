@@ -115,12 +115,21 @@ def test_an_alerts_own_entity_is_named_for_pseudonyms_whatever_its_field(
         pytest.param("source.ip", "192.0.2.10", [], id="inventoried-by-the-entity"),
         pytest.param("destination.ip", "185.190.58.151", [], id="destination"),
         pytest.param("user.name", "185.190.58.151", [], id="a-user-field"),
+        # Translated forms are judged by the IPv4 host they stand for as well: these were
+        # kept in clear, though they name an inside host or the entity's own address.
+        pytest.param("source.ip", "64:ff9b::a14:7", [], id="nat64-of-a-private-address"),
+        pytest.param("source.ip", "64:ff9b:1::a14:7", [], id="local-use-nat64"),
+        pytest.param("source.ip", "2002:a14:7::1", [], id="6to4-of-a-private-address"),
+        pytest.param("source.ip", "64:ff9b::5152:5354", [], id="nat64-of-an-inventoried-address"),
+        pytest.param(
+            "source.ip", "64:ff9b::b9be:3a97", ["64:ff9b::b9be:3a97"], id="nat64-of-an-attacker"
+        ),
     ],
 )
 def test_attacker_addresses_are_internet_origins_the_inventory_does_not_list(
     field: str, entity: str, kept: list[str]
 ) -> None:
-    inventory = Inventory(assets=[Asset(name="edge", networks=["192.0.2.0/24"])])
+    inventory = Inventory(assets=[Asset(name="edge", networks=["192.0.2.0/24", "81.82.83.0/24"])])
     on = replace(alert(), entity_field=field, entity=entity)
     incident = lifecycle.open_incident(on, LAB, ("k",), T0)
 

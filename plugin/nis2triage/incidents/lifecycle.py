@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from nis2triage.assets import Asset, Inventory, address_of
+from nis2triage.assets import Address, Asset, Inventory, address_of, ipv4_inside
 from nis2triage.errors import IncidentError
 from nis2triage.incidents.record import (
     MAX_ALERTS,
@@ -148,9 +148,24 @@ def attacker_addresses(incident: Incident, inventory: Inventory) -> list[str]:
     kept = set()
     for alert in incident.alerts:
         address = address_of(alert.entity) if alert.entity_field in ORIGIN_FIELDS else None
-        if address is not None and address.is_global and not inventory.lists_address(alert.entity):
+        if address is not None and _on_the_internet(address, inventory):
             kept.add(str(address))
     return sorted(kept)
+
+
+# NAT64's prefix for local use (RFC 8215): it may carry private IPv4 hosts, yet Python
+# before 3.12.4 takes its addresses for global ones.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _on_the_internet(address: Address, inventory: Inventory) -> bool:
+    """Whether `address` is an internet host of no asset's, judged also by the IPv4 host
+    it stands for: `64:ff9b::a14:7` (NAT64) is the inside 10.20.0.7, which a check of the
+    IPv6 address alone kept in clear in the reports."""
+    if address in _LOCAL_NAT64:
+        return False
+    seen_as = [a for a in (address, ipv4_inside(address)) if a is not None]
+    return all(a.is_global and not inventory.lists_address(str(a)) for a in seen_as)
 
 
 # Shorter than this, a name's short form is too likely a word of its own to replace.

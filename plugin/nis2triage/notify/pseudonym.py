@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from nis2triage.assets import address_of
+from nis2triage.assets import address_of, ipv4_inside
 from nis2triage.records import stable_id
 from nis2triage.store import Store
 
@@ -348,9 +348,7 @@ class Pseudonymiser:
         """Whether `address` is a kept one, or its dual-stack or NAT64 form."""
         if not self._kept:
             return False
-        seen_as = [address_of(str(address))]
-        if isinstance(address, ipaddress.IPv6Address):
-            seen_as.append(_nat64_peer(address))
+        seen_as = (address_of(str(address)), ipv4_inside(address))
         return any(str(a) in self._kept for a in seen_as if a is not None)
 
     def _address(self, candidate: str) -> str:
@@ -364,17 +362,6 @@ class Pseudonymiser:
                     return candidate
                 return candidate[:cut] + self.pseudonym(str(address), "ip") + candidate[end:]
         return candidate
-
-
-# NAT64's well-known prefix (RFC 6052 2.1): an IPv4 host as a v6-only network sees it.
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-
-
-def _nat64_peer(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 host a NAT64 address stands for, None for any other address."""
-    if address not in _NAT64:
-        return None
-    return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
 
 
 def _written_as(addresses: frozenset[str]) -> re.Pattern[str] | None:
