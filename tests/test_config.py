@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -126,6 +127,32 @@ def test_a_ca_file_for_a_plain_http_host_is_refused_at_load(tmp_path: Path) -> N
         ConfigError, match=r"agent\.yml:1:\d+: elasticsearch: .*127.0.0.1:9200 is plain http"
     ):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [
+        pytest.param("not a url", "'not a url' is no node address", id="no-url"),
+        pytest.param("http://127.0.0.1:99999", "is no node address", id="port-past-65535"),
+        pytest.param("'http://[::1:9200'", "is no node address", id="open-bracket"),
+        pytest.param("ftp://127.0.0.1:21", "has scheme 'ftp'", id="scheme"),
+        pytest.param(
+            "http://elastic:s3cret@127.0.0.1:9200",
+            "'http://127.0.0.1:9200' holds a user name and password",
+            id="password-in-url",
+        ),
+    ],
+)
+def test_a_node_address_the_client_cannot_use_is_refused_at_its_line(
+    tmp_path: Path, host: str, said: str
+) -> None:
+    # Accepted as any text, it failed every command at its first request with the
+    # client's traceback; a password in it would have been shown.
+    path = write(tmp_path, GOOD.replace("[http://127.0.0.1:9200]", f"[{host}]"))
+
+    with pytest.raises(ConfigError, match=rf":2:3: elasticsearch\.hosts: .*{re.escape(said)}") as e:
+        load_config(path)
+    assert "s3cret" not in str(e.value)
 
 
 def test_a_ca_file_for_https_hosts_loads(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
+from elastic_transport.client_utils import url_to_node_config
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -87,6 +88,29 @@ class Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _node_address_problem(url: str) -> str | None:
+    """Why `url` names no Elasticsearch node as the client reads it, or None."""
+    # Never said with its password: a log or a terminal must not show it.
+    shown = repr(re.sub(r"//[^/@]*@", "//", url))
+    try:
+        node = url_to_node_config(url, use_default_ports_for_scheme=True)
+    except ValueError:
+        return (
+            f"{shown} is no node address: write it as https://host:9200 (a port from 1 to "
+            "65535, an IPv6 address in brackets)"
+        )
+    if node.scheme not in ("http", "https"):
+        return f"{shown} has scheme {node.scheme!r}: write https:// (or http:// for a test node)"
+    if not 0 < node.port < 65536:
+        return f"{shown} has port {node.port}: give one from 1 to 65535 (9200 is usual)"
+    if "authorization" in node.headers:
+        return (
+            f"{shown} holds a user name and password: give the user as username and the "
+            "password through password_env or password_file"
+        )
+    return None
+
+
 class ElasticsearchConfig(Strict):
     hosts: list[str] = Field(min_length=1)
     username: str | None = None
@@ -97,6 +121,17 @@ class ElasticsearchConfig(Strict):
     ca_file: str | None = None
     verify_certs: bool = True
     request_timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("hosts")
+    @classmethod
+    def _node_addresses(cls, hosts: list[str]) -> list[str]:
+        # Accepted as any text, a typo failed every command at its first request with
+        # the client's traceback ("Could not parse URL").
+        for host in hosts:
+            problem = _node_address_problem(host)
+            if problem is not None:
+                raise ValueError(problem)
+        return hosts
 
     @model_validator(mode="after")
     def _one_credential(self) -> ElasticsearchConfig:
