@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from elasticsearch import ApiError, Elasticsearch, helpers
 
-from nis2triage import esclient
+from nis2triage import datemath, esclient
 from nis2triage.agent import Agent
 from nis2triage.config import AgentConfig, SourceConfig, load_config
 from nis2triage.errors import ConfigError
@@ -354,6 +354,43 @@ def test_a_date_math_name_is_not_refused_under_a_role_granting_its_pattern(
     with client_for(es, es_settings, f"{index_name}-none", [f"{index_name}-a*"]) as part:
         # The other name is still checked.
         assert Source(part, dated).unreadable() == [f"{index_name}-z*"]
+
+
+def test_a_date_math_name_is_read_back_over_the_span_since_the_checkpoint(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # `<x-{now/d}>` names today's index alone: after midnight UTC, the events of
+    # yesterday's that the last poll had not read were never read. Per minute here, so
+    # that the test crosses the boundary at once; the node resolves `now` by its clock.
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    earlier_index = f"{index_name}-{before:%Y.%m.%d.%H.%M}"
+    es.index(index=earlier_index, id="before", document={"@timestamp": before.isoformat()})
+    es.indices.refresh(index=earlier_index)
+    name = f"<{index_name}-{{now/m{{yyyy.MM.dd.HH.mm}}}}>"
+    source = Source(es, SourceConfig(name="s", indices=[name], max_lateness=timedelta(seconds=1)))
+    checkpoint = int((before - timedelta(seconds=10)).timestamp() * 1000)
+
+    assert read_all(source, Cursor(watermark_ms=checkpoint)) == ["before"]
+
+
+@pytest.mark.parametrize(
+    ("span", "asked"),
+    [
+        pytest.param(timedelta(0), ["<x-{now/d}>"], id="first-pass"),
+        pytest.param(
+            timedelta(seconds=61), ["<x-{now/d}>", "<x-{now-61s/d}>"], id="across-midnight"
+        ),
+        pytest.param(
+            timedelta(days=2, hours=1),
+            ["<x-{now/d}>", "<x-{now-86400s/d}>", "<x-{now-172800s/d}>", "<x-{now-176400s/d}>"],
+            id="two-days-down",
+        ),
+    ],
+)
+def test_a_date_math_name_is_asked_at_each_of_its_periods_back(
+    span: timedelta, asked: list[str]
+) -> None:
+    assert datemath.over("<x-{now/d}>", span) == (asked, False)
 
 
 @pytest.mark.usefixtures("agent_env")

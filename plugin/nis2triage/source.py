@@ -27,6 +27,7 @@ from typing import Any
 from elastic_transport import TransportError
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
 
+from nis2triage import datemath
 from nis2triage.config import SourceConfig
 from nis2triage.features import Match, getter
 from nis2triage.logs import some
@@ -313,6 +314,8 @@ class Source:
         # When events dated far ahead were last looked for, and how many were said.
         self._future_looked: datetime | None = None
         self._future_said = 0
+        # The date math names said to be read back only in part (`datemath.MAX_STEPS`).
+        self._said_cut: set[str] = set()
         # The indices the start found mapping no date time field (their documents are said
         # whole), when documents without a time were last counted, and how many were said.
         self._untimed: list[str] = []
@@ -351,7 +354,7 @@ class Source:
 
     def _poll_once(self, cursor: Cursor) -> Iterator[list[Event]]:
         opened = self.clock()
-        pit = self._open_pit()
+        pit = self._open_pit(cursor)
         if pit is None:
             return
         self.read_until = opened
@@ -390,16 +393,13 @@ class Source:
             return False
         return True
 
-    def _open_pit(self) -> str | None:
-        # Not handled: a date math name (`<logs-{now/d}>`) names today's index alone, so
-        # after midnight an event indexed late into yesterday's is not read even inside
-        # max_lateness; a pattern (`logs-*`) does not have this gap.
+    def _open_pit(self, cursor: Cursor) -> str | None:
         if set(self.cfg.indices) <= set(self.mistyped):
             # Every name is left out (said then): exclusions alone are no list to read.
             return None
         try:
             resp = self.es.open_point_in_time(
-                index=self.expression(),
+                index=self.expression(self._read_span(cursor)),
                 keep_alive=PIT_KEEP_ALIVE,
                 ignore_unavailable=True,
                 allow_partial_search_results=False,
@@ -409,15 +409,39 @@ class Source:
             return None
         return str(resp["id"])
 
-    def expression(self) -> str:
+    def expression(self, span: timedelta = timedelta(0)) -> str:
         """The index expression the reads use: the source's names, its mistyped indices
-        left out (a name of them dropped, one a pattern matched excluded after it).
+        left out (a name of them dropped, one a pattern matched excluded after it), each
+        date math name also as it resolved over the `span` before now (`datemath`).
 
         An exclusion applies to the patterns before it only: a mistyped index that an
         alias of the source names is not left out, and its refusal stops the source as
         before (said as the node's 400)."""
-        names = [n for n in self.cfg.indices if n not in self.mistyped]
+        names = []
+        for name in index_names(n for n in self.cfg.indices if n not in self.mistyped):
+            resolved, cut = datemath.over(name, span)
+            names += resolved
+            if cut and name not in self._said_cut:
+                self._said_cut.add(name)
+                log.warning(
+                    "source %s: %s is read back %d indices only, not over the whole %s "
+                    "since the checkpoint, so the events of the indices before are not "
+                    "read: name them with a pattern (logs-*) in sources.indices for the "
+                    "catch-up",
+                    self.cfg.name,
+                    name,
+                    datemath.MAX_STEPS,
+                    span,
+                )
         return ",".join([*names, *(f"-{i}" for i in self.mistyped)])
+
+    def _read_span(self, cursor: Cursor) -> timedelta:
+        """How far back before now the next read goes (none on a first pass, which reads
+        what the names resolve to now)."""
+        low_ms = cursor.lower_bound_ms(self.cfg.max_lateness)
+        if low_ms is None:
+            return timedelta(0)
+        return max(self.clock() - datetime.fromtimestamp(low_ms / 1000, UTC), timedelta(0))
 
     def leave_out_mistyped(self) -> bool:
         """Leave out of the reads the indices that newly map the time field as no date,
