@@ -155,6 +155,39 @@ def test_a_node_address_the_client_cannot_use_is_refused_at_its_line(
     assert "s3cret" not in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("credential", "said"),
+    [
+        pytest.param(
+            "password_env: ES_PW\n  api_key_env: ES_KEY",
+            "api_key_env and password_env are given",
+            id="key-and-password",
+        ),
+        pytest.param(
+            "password_env: ES_PW\n  password_file: /etc/pw",
+            "password_env and password_file are given",
+            id="two-passwords",
+        ),
+    ],
+)
+def test_two_credentials_are_refused_naming_both(
+    tmp_path: Path, credential: str, said: str
+) -> None:
+    # The API key won over the password, the variable over the file, without a word.
+    path = write(tmp_path, GOOD.replace("password_env: ES_PW", credential))
+
+    with pytest.raises(ConfigError, match=rf"elasticsearch: .*{said}, but the agent uses one"):
+        load_config(path)
+
+
+def test_a_password_without_a_user_is_refused(tmp_path: Path) -> None:
+    # It was never sent: the agent connected without a credential, and got 401.
+    path = write(tmp_path, GOOD.replace("  username: elastic\n", ""))
+
+    with pytest.raises(ConfigError, match="password_env needs username"):
+        load_config(path)
+
+
 def test_a_ca_file_for_https_hosts_loads(tmp_path: Path) -> None:
     text = GOOD.replace("http://", "https://").replace(
         "password_env: ES_PW", "password_env: ES_PW\n  ca_file: ca.pem"

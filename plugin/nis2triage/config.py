@@ -111,6 +111,10 @@ def _node_address_problem(url: str) -> str | None:
     return None
 
 
+# Where the agent's Elasticsearch credential may come from, one of them at a time.
+CREDENTIAL_KEYS = ("api_key_env", "api_key_file", "password_env", "password_file")
+
+
 class ElasticsearchConfig(Strict):
     hosts: list[str] = Field(min_length=1)
     username: str | None = None
@@ -137,6 +141,16 @@ class ElasticsearchConfig(Strict):
     def _one_credential(self) -> ElasticsearchConfig:
         if self.username and not (self.password_env or self.password_file):
             raise ValueError("username needs password_env or password_file (never the password)")
+        given = [k for k in CREDENTIAL_KEYS if getattr(self, k)]
+        if len(given) > 1:
+            # The client takes the API key over the password, and each reads the variable
+            # over the file: the other was ignored without a word, yet had to be readable.
+            raise ValueError(
+                f"{' and '.join(given)} are given, but the agent uses one credential: keep "
+                "api_key_env or api_key_file, or username with password_env or password_file"
+            )
+        if given and given[0].startswith("password") and not self.username:
+            raise ValueError(f"{given[0]} needs username: the password alone is never sent")
         plain = [h for h in self.hosts if h.lower().startswith("http://")]
         if self.ca_file and plain:
             # The client refuses TLS options for plain-HTTP nodes, at the first request.
