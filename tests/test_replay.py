@@ -6,6 +6,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -173,3 +174,36 @@ def test_a_replay_of_rules_alone_does_not_say_it_read_no_events(
     summary(ReplayResult(in_range=5 if detectors else 0, detectors=detectors), text_console())
 
     assert capsys.readouterr().out.splitlines()[0].strip() == title
+
+
+def test_rules_replayed_from_1970_start_at_the_oldest_event_and_find_the_same(
+    es: Elasticsearch, index_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # From the earliest --from allowed, a rule ran half a million empty hourly windows:
+    # hours of requests with nothing said.
+    import yaml
+
+    from nis2triage.replay import replay_rules
+    from nis2triage.rules import engine
+    from nis2triage.rules.loader import rule_from_dict
+
+    index_docs(es, index_name, real_log_docs())
+    spec = yaml.safe_load((REPO / "rules" / "detection" / "ssh-brute-force.yml").read_text())
+    rule = rule_from_dict({**spec, "index": index_name})
+    windows: list[datetime] = []
+    run_rule = engine.run_rule
+
+    def counted(es: Elasticsearch, rule: Any, low: datetime, high: datetime, state: Any) -> Any:
+        windows.append(low)
+        assert len(windows) <= 100, f"a window at {low}, before any event"
+        return run_rule(es, rule, low, high, state)
+
+    monkeypatch.setattr(engine, "run_rule", counted)
+    end = datetime.now(UTC)
+
+    since_1970 = replay_rules(es, [rule], datetime(1970, 1, 1, tzinfo=UTC), end)
+    windows.clear()
+    since_yesterday = replay_rules(es, [rule], end - timedelta(days=2), end)
+
+    assert since_1970  # the real log lies yesterday
+    assert [a.id for a in since_1970] == [a.id for a in since_yesterday]
