@@ -52,7 +52,15 @@ def test_before_any_agent_ran_the_status_says_so_and_asks_for_attention(
 
     assert code == 3
     assert said["sources"] == [
-        {"name": "auth", "saved": None, "read_up_to": None, "events": 0, "unreadable": None}
+        {
+            "name": "auth",
+            "saved": None,
+            "read_up_to": None,
+            "events": 0,
+            "unreadable": None,
+            "untimed_indices": [],
+            "without_time": 0,
+        }
     ]
     assert said["concerns"] == [
         f"no agent holds the lease of {index_name}-st-state: none is running",
@@ -232,3 +240,29 @@ def test_a_node_that_cannot_be_reached_is_said_with_its_address_and_exit_status_
         f"nis2triage: the agent's state under {index_name}-st-* at {dead} (elasticsearch in "
         f"{config}) cannot be read: Elasticsearch cannot be reached (ConnectionError)\n"
     )
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_documents_no_read_reaches_are_a_concern_after_the_start_said_them(
+    es_settings: esclient.ESSettings,
+    es: Elasticsearch,
+    index_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Said once in the log at start: once the log had rotated, nothing showed that a
+    # shipper's events were skipped.
+    now = datetime.now(UTC).isoformat()
+    es.index(index=index_name, id="timed", document={"@timestamp": now})
+    es.index(index=index_name, id="untimed", document={"message": "no time"}, refresh=True)
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    run_agent(config, es)
+
+    code, said = _status(config, capsys)
+
+    assert code == 3
+    assert said["sources"][0]["without_time"] == 1
+    assert (
+        f"source auth: 1 document without the time field (in {index_name}), never read: "
+        "have the shipper or an ingest pipeline set it"
+    ) in said["concerns"]

@@ -581,6 +581,9 @@ class Agent:
             "snapshot": snapshots.seal(sealed, self.snapshot_key),
             "stats": {d.spec.name: d.stats() for d in run.detectors},
         }
+        if run.source.unread is not None:
+            # For `status`: the start's warning alone was gone with the log's rotation.
+            doc["unread"] = run.source.unread.to_dict()
         named = StateNamed(
             f"source {run.cfg.name}: its checkpoint",
             lambda: _largest_parts(run),

@@ -108,6 +108,8 @@ def as_json(status: Status) -> dict[str, Any]:
                 "read_up_to": s.read_up_to.isoformat() if s.read_up_to else None,
                 "events": s.events,
                 "unreadable": s.unreadable,
+                "untimed_indices": list(s.unread.untimed_indices),
+                "without_time": s.unread.without_time,
             }
             for s in status.sources
         ],

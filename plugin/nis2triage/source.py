@@ -266,6 +266,25 @@ def _source_disabled(refusal: BadRequestError) -> bool:
     return "_source is disabled" in str(refusal)
 
 
+@dataclass(frozen=True)
+class Unread:
+    """What of a source no read reaches, as last counted: its indices that map no date
+    time field, and the documents of the others without one (the indices holding most)."""
+
+    untimed_indices: list[str]
+    without_time: int
+    where: list[str]
+    counted: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "untimed_indices": self.untimed_indices,
+            "without_time": self.without_time,
+            "without_time_in": self.where,
+            "counted": self.counted.isoformat(),
+        }
+
+
 class Source:
     """Reads one configured source; yields batches of events not processed before.
 
@@ -321,6 +340,8 @@ class Source:
         self._untimed: list[str] = []
         self._lacking_looked: datetime | None = None
         self._lacking_said = 0
+        # What the last count found no read will reach, for the checkpoint (`status`).
+        self.unread: Unread | None = None
 
     def poll(self, cursor: Cursor) -> Iterator[list[Event]]:
         """Batches of new events in time order; `cursor` is advanced as each batch is yielded.
@@ -622,6 +643,7 @@ class Source:
         if found is None:
             return
         (count, where), said = found, self._lacking_said
+        self.unread = Unread(self._untimed, count, where, self._lacking_looked)
         self._lacking_said = count
         if count <= said:
             return

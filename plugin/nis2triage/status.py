@@ -40,6 +40,15 @@ class SourceStatus:
     # Why the checkpoint document could not be read (a field of the wrong type, written
     # by hand or by another tool), None when it could.
     unreadable: str | None = None
+    # What no read reaches, as the agent last counted it (`Source.unread`).
+    unread: Unread = field(default_factory=lambda: Unread())
+
+
+@dataclass(frozen=True)
+class Unread:
+    untimed_indices: tuple[str, ...] = ()
+    without_time: int = 0
+    without_time_in: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,10 +118,11 @@ def _source(store: Store, name: str, poll_interval: timedelta) -> SourceStatus:
     doc = store.get("state", doc_id)
     try:
         saved, read_up_to, events = _checkpoint(doc or {})
+        unread = _unread((doc or {}).get("unread"))
     except CheckpointUnreadable as exc:
         where = f"{store.index('state')}/_doc/{doc_id}"
         return SourceStatus(name, poll_interval, None, None, 0, f"{where}: {exc}")
-    return SourceStatus(name, poll_interval, saved, read_up_to, events)
+    return SourceStatus(name, poll_interval, saved, read_up_to, events, unread=unread)
 
 
 class CheckpointUnreadable(ValueError):
@@ -135,6 +145,25 @@ def _checkpoint(doc: dict[str, Any]) -> tuple[datetime | None, datetime | None, 
     if not isinstance(events, int) or isinstance(events, bool) or events < 0:
         raise CheckpointUnreadable(f"cursor.events is {_shown(events)}, not a count")
     return _time(saved), _moment_ms(watermark), events
+
+
+def _unread(found: Any) -> Unread:
+    """What the checkpoint says no read reaches (nothing when it says nothing)."""
+    if found is None:
+        return Unread()
+    if not isinstance(found, dict):
+        raise CheckpointUnreadable(f"unread is {_shown(found)}, not an object")
+    count = found.get("without_time") or 0
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise CheckpointUnreadable(f"unread.without_time is {_shown(count)}, not a count")
+    return Unread(_names(found, "untimed_indices"), count, _names(found, "without_time_in"))
+
+
+def _names(found: dict[str, Any], key: str) -> tuple[str, ...]:
+    names = found.get(key) or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointUnreadable(f"unread.{key} is {_shown(names)}, not a list of names")
+    return tuple(names)
 
 
 def _moment_ms(value: Any) -> datetime | None:
@@ -161,14 +190,35 @@ def _source_concerns(src: SourceStatus, now: datetime) -> list[str]:
         ]
     if src.saved is None:
         return [f"source {src.name} has no checkpoint: no agent has polled it yet"]
+    said = _unread_concerns(src)
     age = now - src.saved
     if age > max(STALE_POLLS * src.poll_interval, STALE_FLOOR):
-        return [
+        said.append(
             f"source {src.name}: last checkpoint {_hours(age)} ago, more than {STALE_POLLS} "
             f"poll intervals ({_hours(src.poll_interval)} each) and {_hours(STALE_FLOOR)}: "
             "the agent is stopped, stuck or failing (its log says which)"
-        ]
-    return []
+        )
+    return said
+
+
+def _unread_concerns(src: SourceStatus) -> list[str]:
+    """Events every read skips, since each is a range on the time field: said at start
+    and in the log only, they went unnoticed once the log had rotated."""
+    said = []
+    if src.unread.untimed_indices:
+        said.append(
+            f"source {src.name}: {', '.join(src.unread.untimed_indices)} map no date time "
+            "field, so none of their events is read (the agent's start said which field)"
+        )
+    count = src.unread.without_time
+    if count:
+        documents = "1 document" if count == 1 else f"{count:,} documents"
+        said.append(
+            f"source {src.name}: {documents} without the time field (in "
+            f"{', '.join(src.unread.without_time_in)}), never read: have the shipper or an "
+            "ingest pipeline set it"
+        )
+    return said
 
 
 def outbox_counts(store: Store) -> dict[str, int]:
