@@ -451,6 +451,33 @@ def test_documents_without_a_time_sent_while_the_agent_runs_are_said_once_per_in
     ]
 
 
+@pytest.mark.usefixtures("agent_env")
+def test_documents_without_a_time_are_said_once_by_a_run_once_that_takes_the_lease(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Taking the lease restores every source afresh: the count made at start was lost,
+    # and the first cycle counted and said the same documents again.
+    put(es, index_name, "a", minutes_ago=1)
+    es.index(index=index_name, id="untimed", document={"message": "x"}, refresh=True)
+    config, _ = reading(tmp_path, es_settings, f"{index_name}-st", [index_name])
+    agent = Agent(config, es, b"k" * 32, b"p" * 32)
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        agent.start()
+        assert agent.hold_for_one_pass() is None
+        try:
+            agent.run_once()
+        finally:
+            agent.lease.release()
+
+    said = [r.getMessage() for r in caplog.records if "without @timestamp" in r.getMessage()]
+    assert len(said) == 1, said
+
+
 def test_an_index_that_maps_no_time_field_yet_is_read_as_empty_and_then_read(
     es: Elasticsearch, index_name: str
 ) -> None:

@@ -316,16 +316,15 @@ class Agent:
 
     def restore_all(self) -> None:
         """(Re)build every source's run from its last saved checkpoint and models."""
-        # A source that found an index keeping no _source reads whole documents; rebuilt
-        # after an outage it would ask for parts again, be refused again and say so again.
-        whole = {run.cfg.name for run in self.runs if run.source.fields is None}
+        before = {run.cfg.name: run.source for run in self.runs}
         self.runs = [
             self._restore(src, [s for s in self.specs if s.source == src.name])
             for src in self.cfg.sources
         ]
         for run in self.runs:
-            if run.cfg.name in whole:
-                run.source.fields = None
+            if run.cfg.name in before:
+                # What the start found and said stays said: taking the lease restores again.
+                run.source.keep_notices(before[run.cfg.name])
         if self.rules_runner is not None:
             saved = self.store.get("state", RULES_STATE_ID)
             self.rules_runner.restore(saved.get("rules") if saved else None)

@@ -627,6 +627,18 @@ class Source:
         self._untimed = untimed
         self._say_lacking_time()
 
+    def keep_notices(self, before: Source) -> None:
+        """Take over what the source `before` (this one as a restore found it) counted and
+        said of what no read reaches, so that a restore neither says it again nor counts
+        the documents of untimed indices as documents without a time; and whether it reads
+        whole documents."""
+        self._untimed, self.unread = before._untimed, before.unread
+        self._lacking_looked, self._lacking_said = before._lacking_looked, before._lacking_said
+        self._said_cut = before._said_cut
+        # An index keeping no _source, once found, would refuse the parts again.
+        if before.fields is None:
+            self.fields = None
+
     def say_untimed_since(self) -> None:
         """Say the documents without the time field that came since the last count: the
         start's count alone left those a shipper sent once the agent ran (a pipeline
