@@ -10,9 +10,13 @@ over the span of the read: `<logs-{now-86400s/d}>` names yesterday's index.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+from collections.abc import Iterable
 from datetime import timedelta
+
+log = logging.getLogger(__name__)
 
 # The units a date math expression rounds to (`now/d`), and how far apart the indices it
 # names lie. Without a rounding (`{now{yyyy.MM.dd}}`) the format alone tells the period,
@@ -60,3 +64,24 @@ def _back(name: str, by: timedelta) -> str:
     """`name` with every `now` of it moved `by` back (`{now-3600s/d}`)."""
     seconds = math.ceil(by.total_seconds())
     return name.replace("{now", f"{{now-{seconds}s")
+
+
+def expand(names: Iterable[str], span: timedelta, where: str, said: set[str]) -> list[str]:
+    """Each of `names` (comma-separated lists split) as `over` gives it; a name read back
+    over less than `span` is said once per name in `said`, for `where` (a source, a rule)."""
+    expanded = []
+    for name in (part for item in names for part in item.split(",")):
+        resolved, cut = over(name, span)
+        expanded += resolved
+        if cut and name not in said:
+            said.add(name)
+            log.warning(
+                "%s: %s is read back %d indices only, not over the whole %s the read "
+                "covers, so the events of the indices before are not read: name them with "
+                "a pattern (logs-*) instead",
+                where,
+                name,
+                MAX_STEPS,
+                span,
+            )
+    return expanded

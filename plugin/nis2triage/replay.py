@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from nis2triage import datemath
 from nis2triage.config import AgentConfig
 from nis2triage.detectors import Detector, DetectorSpec, fields_read
 from nis2triage.errors import PartialResultsError, RuleExecutionError
@@ -160,6 +161,8 @@ def _first_window(es: Elasticsearch, rule: NativeRule, start: datetime, end: dat
     later than `start` (`end` when they hold none). From `--from 1970-01-01` a rule ran
     half a million empty windows, hours of requests with nothing said, and a flatline
     rule without a query_key would have called each hour before any log a silence."""
+    if any(datemath.is_date_math(n) for n in rule.index.split(",")):
+        return start  # names resolved now tell nothing of the oldest event
     try:
         answer = es.search(
             index=rule.index, size=0, ignore_unavailable=True, allow_no_indices=True,

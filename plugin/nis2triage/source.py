@@ -438,31 +438,18 @@ class Source:
         An exclusion applies to the patterns before it only: a mistyped index that an
         alias of the source names is not left out, and its refusal stops the source as
         before (said as the node's 400)."""
-        names = []
-        for name in index_names(n for n in self.cfg.indices if n not in self.mistyped):
-            resolved, cut = datemath.over(name, span)
-            names += resolved
-            if cut and name not in self._said_cut:
-                self._said_cut.add(name)
-                log.warning(
-                    "source %s: %s is read back %d indices only, not over the whole %s "
-                    "since the checkpoint, so the events of the indices before are not "
-                    "read: name them with a pattern (logs-*) in sources.indices for the "
-                    "catch-up",
-                    self.cfg.name,
-                    name,
-                    datemath.MAX_STEPS,
-                    span,
-                )
+        kept = [n for n in self.cfg.indices if n not in self.mistyped]
+        names = datemath.expand(kept, span, f"source {self.cfg.name}", self._said_cut)
         return ",".join([*names, *(f"-{i}" for i in self.mistyped)])
 
     def _read_span(self, cursor: Cursor) -> timedelta:
         """How far back before now the next read goes (none on a first pass, which reads
-        what the names resolve to now)."""
+        what the names resolve to now). The node resolves date math by its own clock, so
+        the span runs to the real present, not to the agent's clock."""
         low_ms = cursor.lower_bound_ms(self.cfg.max_lateness)
         if low_ms is None:
             return timedelta(0)
-        return max(self.clock() - datetime.fromtimestamp(low_ms / 1000, UTC), timedelta(0))
+        return max(utcnow() - datetime.fromtimestamp(low_ms / 1000, UTC), timedelta(0))
 
     def leave_out_mistyped(self) -> bool:
         """Leave out of the reads the indices that newly map the time field as no date,

@@ -10,10 +10,11 @@ or overload is left to the agent, which waits it out and runs the window again.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from elasticsearch import ApiError, Elasticsearch
 
+from nis2triage import datemath
 from nis2triage.errors import RuleExecutionError
 from nis2triage.records import Alert
 from nis2triage.rules import search, suppress
@@ -46,9 +47,10 @@ def run_rule(
     if start.tzinfo is None or end.tzinfo is None or not start < end:
         raise ValueError(f"need timezone-aware start < end, got {start!r} and {end!r}")
     run = Run(es, start, end)
+    reading = _over_its_span(rule, start)
     try:
-        found = _evaluate(run, rule, state)
-        missing = _without_key(run, rule)
+        found = _evaluate(run, reading, state)
+        missing = _without_key(run, reading)
     except ApiError as exc:
         if not search.refused(exc):
             raise
@@ -96,6 +98,32 @@ def _without_key(run: Run, rule: NativeRule) -> int:
 def _noting_missing(found: Finding, missing: int) -> Finding:
     evidence = {**found.evidence, "documents_without_query_key": missing}
     return Finding(**{**vars(found), "evidence": evidence})
+
+
+# Date math index names said to be read back only in part (`datemath.MAX_STEPS`).
+_SAID_CUT: set[str] = set()
+
+
+def _over_its_span(rule: NativeRule, start: datetime) -> NativeRule:
+    """`rule` with its date math index names (`<logs-{now/d}>`) also as they resolved back
+    to the oldest event it may look at: resolved at the request alone, they named today's
+    index, and a window before midnight UTC evaluated after it found nothing. Its alerts
+    keep the index as written (`to_alert` gets the rule itself)."""
+    names = rule.index.split(",")
+    if not any(datemath.is_date_math(n) for n in names):
+        return rule
+    # The node resolves `now` by its own clock: the span runs to the real present.
+    span = datetime.now(UTC) - (start - _lookback(rule))
+    expanded = datemath.expand(names, span, f"rule {rule.name}", _SAID_CUT)
+    return rule.model_copy(update={"index": ",".join(expanded)})
+
+
+def _lookback(rule: NativeRule) -> timedelta:
+    """An upper bound of how far before its window a rule reads: a spike compares two
+    timeframes, a flatline looks for keys over key_lookback, new_term over terms_window."""
+    spans = [getattr(rule, name, None) for name in ("timeframe", "key_lookback", "terms_window")]
+    longest = [s for s in spans if isinstance(s, timedelta)]
+    return 2 * sum(longest, timedelta(0))
 
 
 def _cutoffs(rule: NativeRule, start: datetime) -> dict[str, datetime]:
