@@ -39,7 +39,6 @@ def add_parser(sub: Any) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from nis2triage import esclient
-    from nis2triage.agent import describe_outage
     from nis2triage.config import es_settings, load_config
     from nis2triage.store import Store
 
@@ -54,13 +53,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         hosts = ", ".join(settings.hosts)
         raise ConnectionSetupError(
             f"the agent's state under {cfg.state.index_prefix}-* at {hosts} (elasticsearch "
-            f"in {args.config}) cannot be read: {describe_outage(exc)}"
+            f"in {args.config}) cannot be read: {_why(exc)}"
         ) from exc
     if args.json:
         print(json.dumps(as_json(status), indent=2))
     else:
         print_status(status, text_console(width=None if sys.stdout.isatty() else 160))
     return NEEDS_ATTENTION if status.concerns() else 0
+
+
+def _why(exc: Exception) -> str:
+    """The node's refusal, or why it was not reached with what to check."""
+    from nis2triage.agent import describe_outage
+    from nis2triage.esclient import unreached
+
+    return unreached(exc) if isinstance(exc, TransportError) else describe_outage(exc)
 
 
 def print_status(status: Status, console: Console) -> None:
