@@ -62,8 +62,10 @@ def test_before_any_agent_ran_the_status_says_so_and_asks_for_attention(
             "without_time": 0,
         }
     ]
+    # A misspelt prefix looks the same: nothing was ever written under it.
     assert said["concerns"] == [
-        f"no agent holds the lease of {index_name}-st-state: none is running",
+        f"there is no index {index_name}-st-state: no agent has run with state.index_prefix "
+        f"{index_name}-st; if one runs, compare that setting with its configuration",
         "source auth has no checkpoint: no agent has polled it yet",
     ]
 

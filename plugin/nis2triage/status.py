@@ -69,6 +69,8 @@ class Status:
     outbox: dict[str, int]
     late_notifications: int
     owed: Owed
+    # Whether the state index exists: without it no agent ever ran with this prefix.
+    state_index: bool = True
 
     @property
     def live_holder(self) -> Holder | None:
@@ -80,7 +82,13 @@ class Status:
     def concerns(self) -> list[str]:
         """What needs someone's attention, one sentence each; empty when all is well."""
         said = []
-        if self.live_holder is None:
+        if not self.state_index:
+            said.append(
+                f"there is no index {self.prefix}-state: no agent has run with "
+                f"state.index_prefix {self.prefix}; if one runs, compare that setting with "
+                "its configuration"
+            )
+        elif self.live_holder is None:
             said.append(f"no agent holds the lease of {self.prefix}-state: none is running")
         for src in self.sources:
             said += _source_concerns(src, self.checked)
@@ -110,7 +118,15 @@ def read_status(cfg: AgentConfig, store: Store, now: datetime) -> Status:
         outbox=outbox_counts(store),
         late_notifications=late_notifications(store, now),
         owed=_owed(store),
+        state_index=_exists(store, "state"),
     )
+
+
+def _exists(store: Store, what: str) -> bool:
+    """Whether the index exists; yes when the credential may not ask (403): a role
+    reading its own indices need not see their metadata."""
+    answer = store.es.options(ignore_status=403).indices.exists(index=store.index(what))
+    return answer.meta.status != 404
 
 
 def _source(store: Store, name: str, poll_interval: timedelta) -> SourceStatus:
