@@ -642,6 +642,15 @@ def test_an_index_mapping_the_time_as_text_is_left_out_said_and_the_others_still
         "source's indices"
     ]
 
+    # Rebuilt from its checkpoint after an outage, the source leaves the index out still,
+    # rather than be refused, read again and say it again.
+    rebuilt = make(es, f"{index_name}-*")
+    rebuilt.keep_notices(source)
+    put(es, good, "g4", minutes_ago=0.2)
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        assert read_all(rebuilt, cursor) == ["g4"]
+    assert len([r for r in caplog.records if "other than a date" in r.getMessage()]) == 1
+
 
 def test_events_dated_far_ahead_are_said_with_their_count_and_index_once_per_increase(
     es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture

@@ -617,14 +617,16 @@ class Source:
     def keep_notices(self, before: Source) -> None:
         """Take over what the source `before` (this one as a restore found it) counted and
         said of what no read reaches, so that a restore neither says it again nor counts
-        the documents of untimed indices as documents without a time; and whether it reads
-        whole documents."""
+        the documents of untimed indices as documents without a time; whether it reads
+        whole documents, and which indices it leaves out for their time field's type."""
         self._untimed, self.unread = before._untimed, before.unread
         self._lacking_looked, self._lacking_said = before._lacking_looked, before._lacking_said
         self._said_cut = before._said_cut
-        # An index keeping no _source, once found, would refuse the parts again.
+        # An index keeping no _source, once found, would refuse the parts again; an index
+        # mapping the time field as no date would refuse the reads again.
         if before.fields is None:
             self.fields = None
+        self.mistyped = before.mistyped
 
     def say_untimed_since(self) -> None:
         """Say the documents without the time field that came since the last count: the
