@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,19 @@ def _free_loopback_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def plain_http_server() -> Iterator[int]:
+    """A loopback server answering plain HTTP (a TLS hello gets a 400), and its port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _config_at(tmp_path: Path, settings: esclient.ESSettings, host: str) -> Path:
@@ -47,12 +64,11 @@ def test_status_names_the_address_it_could_not_reach_and_what_to_check(
 def test_incidents_over_https_to_a_plain_http_node_say_to_use_http(
     es_settings: esclient.ESSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if not es_settings.hosts[0].startswith("http://"):
-        pytest.skip("the test cluster serves TLS")
-    https = es_settings.hosts[0].replace("http://", "https://", 1)
-    config = _config_at(tmp_path, es_settings, https)
+    # A plain HTTP server of the test's own, whatever the test cluster speaks.
+    with plain_http_server() as port:
+        config = _config_at(tmp_path, es_settings, f"https://127.0.0.1:{port}")
 
-    code = main(["incidents", "list", "-c", str(config)])
+        code = main(["incidents", "list", "-c", str(config)])
 
     assert code == 1
     assert "the node may serve plain HTTP; use an http:// host" in capsys.readouterr().err
