@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -14,7 +15,26 @@ from nis2triage.config import SourceConfig
 from nis2triage.source import Cursor, Source
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+TS = (NOW - timedelta(minutes=10)).isoformat()
 BIG = 123456789012345678901234567890
+
+
+def read_back(es: Elasticsearch, index: str, bodies: dict[str, bytes]) -> dict[str, Any]:
+    """Each raw JSON body stored as it is (dynamic: false: kept in _source only), then
+    read back by a source: the documents by id."""
+    es.indices.create(
+        index=index, mappings={"dynamic": False, "properties": {"@timestamp": {"type": "date"}}}
+    )
+    for doc_id, body in bodies.items():
+        es.perform_request(
+            "PUT",
+            f"/{index}/_doc/{doc_id}?refresh=true",
+            headers={"content-type": "application/json", "accept": "application/json"},
+            body=body,
+        )
+    cfg = SourceConfig(name="s", indices=[index], batch_size=10)
+    read = Source(es, cfg, clock=lambda: NOW).poll(Cursor())
+    return {e.id: e.doc for batch in read for e in batch}
 
 
 @pytest.mark.parametrize(
@@ -46,31 +66,18 @@ def test_numbers_past_the_largest_double_and_nan_decode_as_before() -> None:
 def test_an_event_holding_what_the_fast_decoder_refuses_is_read_whole(
     es: Elasticsearch, index_name: str
 ) -> None:
-    # Kept in _source only (dynamic: false), as a shipper may send them: a 30-digit
-    # integer, a lone surrogate and a number past the largest double.
-    es.indices.create(
-        index=index_name,
-        mappings={"dynamic": False, "properties": {"@timestamp": {"type": "date"}}},
-    )
-    ts = (NOW - timedelta(minutes=10)).isoformat()
-    odd = f'{{"@timestamp":"{ts}","user":{{"id":{BIG}}},"note":"\\udc00","size":1e400}}'
-    plain = f'{{"@timestamp":"{ts}","user":{{"id":7}}}}'
-    for doc_id, body in (("odd", odd), ("plain", plain)):
-        es.perform_request(
-            "PUT",
-            f"/{index_name}/_doc/{doc_id}?refresh=true",
-            headers={"content-type": "application/json", "accept": "application/json"},
-            body=body.encode("utf-8", "surrogatepass"),
-        )
-    cfg = SourceConfig(name="s", indices=[index_name], batch_size=10)
+    # Kept in _source only, as a shipper may send them: a 30-digit integer, a lone
+    # surrogate and a number past the largest double.
+    odd = f'{{"@timestamp":"{TS}","user":{{"id":{BIG}}},"note":"\\udc00","size":1e400}}'
+    plain = f'{{"@timestamp":"{TS}","user":{{"id":7}}}}'
+    bodies = {"odd": odd.encode("utf-8", "surrogatepass"), "plain": plain.encode()}
 
-    events = [e for batch in Source(es, cfg, clock=lambda: NOW).poll(Cursor()) for e in batch]
+    docs = read_back(es, index_name, bodies)
 
-    docs = {e.id: e.doc for e in events}
     assert docs["odd"]["user"]["id"] == BIG and isinstance(docs["odd"]["user"]["id"], int)
     assert docs["odd"]["note"] == "\udc00"
     assert docs["odd"]["size"] == math.inf
-    assert docs["plain"] == {"@timestamp": ts, "user": {"id": 7}}
+    assert docs["plain"] == {"@timestamp": TS, "user": {"id": 7}}
 
 
 def test_bytes_that_are_no_utf8_are_read_as_replacement_characters() -> None:
@@ -84,21 +91,12 @@ def test_a_page_holding_an_event_stored_with_bytes_that_are_no_utf8_is_read(
     es: Elasticsearch, index_name: str
 ) -> None:
     # The node takes C0 AF (an overlong "/") and sends the document back as it came.
-    es.indices.create(
-        index=index_name,
-        mappings={"dynamic": False, "properties": {"@timestamp": {"type": "date"}}},
-    )
-    ts = (NOW - timedelta(minutes=10)).isoformat()
-    for doc_id, name in (("odd", b"\xc0\xafetc"), ("plain", b"root")):
-        es.perform_request(
-            "PUT",
-            f"/{index_name}/_doc/{doc_id}?refresh=true",
-            headers={"content-type": "application/json", "accept": "application/json"},
-            body=b'{"@timestamp":"%s","user":{"name":"%s"}}' % (ts.encode(), name),
-        )
-    cfg = SourceConfig(name="s", indices=[index_name], batch_size=10)
+    bodies = {
+        doc_id: b'{"@timestamp":"%s","user":{"name":"%s"}}' % (TS.encode(), name)
+        for doc_id, name in (("odd", b"\xc0\xafetc"), ("plain", b"root"))
+    }
 
-    events = [e for batch in Source(es, cfg, clock=lambda: NOW).poll(Cursor()) for e in batch]
+    docs = read_back(es, index_name, bodies)
 
-    names = {e.id: e.doc["user"]["name"] for e in events}
+    names = {doc_id: doc["user"]["name"] for doc_id, doc in docs.items()}
     assert names == {"odd": "\ufffd\ufffdetc", "plain": "root"}

@@ -385,9 +385,10 @@ class Source:
             try:
                 yield from self._pages(pit, cursor)
             except BadRequestError as exc:
-                if _source_disabled(exc) or self.narrowing is None or self.narrowed is None:
-                    raise
-                if not self._own_ok(pit):
+                # A refusal of the parts asked is `poll`'s to handle; one the source's own
+                # query draws without the detectors' part is not the narrowing's fault.
+                narrowed = self.narrowing is not None and self.narrowed is not None
+                if _source_disabled(exc) or not narrowed or not self._own_ok(pit):
                     raise
                 # The cursor skips what was read, and what the narrowed pages left out no
                 # detector takes: reading on unnarrowed loses nothing.
