@@ -195,3 +195,29 @@ def test_whole_documents_once_needed_are_still_read_after_a_restore(
     assert [run.source.fields for run in agent.runs] == [None]
     said = [r for r in caplog.records if "keeps no _source" in r.getMessage()]
     assert len(said) == 1
+
+
+def test_an_index_keeping_no_source_and_one_mistyped_in_one_pattern_are_both_handled(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # Each refusal has its own remedy; a poll that met both used to raise the second.
+    ts = (NOW - timedelta(minutes=5)).isoformat()
+    timed = {"@timestamp": {"type": "date"}}
+    es.indices.create(index=f"{index_name}-full", mappings={"properties": timed})
+    es.indices.create(
+        index=f"{index_name}-bare", mappings={"_source": {"enabled": False}, "properties": timed}
+    )
+    es.indices.create(
+        index=f"{index_name}-text", mappings={"properties": {"@timestamp": {"type": "keyword"}}}
+    )
+    for name in ("full", "bare", "text"):
+        doc = {"@timestamp": ts, "message": name}
+        es.index(index=f"{index_name}-{name}", id=name, document=doc, refresh=True)
+    cfg = SourceConfig(name="s", indices=[f"{index_name}-*"], batch_size=10)
+    source = Source(es, cfg, lambda: NOW, fields=["message"])
+
+    events = [e for batch in source.poll(Cursor()) for e in batch]
+
+    assert [(e.id, e.doc["message"]) for e in events] == [("full", "full")]
+    assert [u.id for u in source.take_unusable()] == ["bare"]
+    assert source.mistyped == [f"{index_name}-text"] and source.fields is None

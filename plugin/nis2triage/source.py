@@ -260,6 +260,11 @@ def _reason(refusal: ApiError) -> str:
     return str(causes[0].get("reason") or refusal.message)[:300]
 
 
+# The refusals `Source.poll` can remedy: an index keeping no `_source`, one mapping the
+# time field as no date.
+READ_REMEDIES = 2
+
+
 def _source_disabled(refusal: BadRequestError) -> bool:
     """Whether the node refused a page because some index keeps no `_source` while only
     some fields of it were asked for."""
@@ -349,13 +354,18 @@ class Source:
         A refusal caused by an index that maps the time field as no date (one made before
         its template, its times sent as epoch text) leaves that index out and reads again:
         the cursor skips what was read, and one such index no longer stops the source.
+        So does an index keeping no `_source`, which the node refuses to send in part.
         """
-        try:
-            yield from self._poll_once(cursor)
-        except BadRequestError as exc:
-            if not (self._read_whole_documents(exc) or self.leave_out_mistyped()):
-                raise
-            yield from self._poll_once(cursor)
+        # One read, and one more per remedy: each applies once, so a poll that meets both
+        # refusals (in either order) still reads, and a third refusal is not theirs.
+        for attempt in range(READ_REMEDIES + 1):
+            try:
+                yield from self._poll_once(cursor)
+                return
+            except BadRequestError as exc:
+                last = attempt == READ_REMEDIES
+                if last or not (self._read_whole_documents(exc) or self.leave_out_mistyped()):
+                    raise
 
     def _read_whole_documents(self, refusal: BadRequestError) -> bool:
         """Whether the refusal came from asking part of the documents of an index that keeps
