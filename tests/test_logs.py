@@ -120,3 +120,32 @@ def test_a_secret_is_replaced_as_an_error_message_escapes_it() -> None:
     )
 
     assert "S3CRET" not in said and said.count(logs.REDACTED) == 2
+
+
+@pytest.mark.parametrize(("for_people", "json_lines"), [(True, False), (False, True)])
+def test_the_demo_logs_plain_lines_into_a_file_and_the_agent_json(
+    for_people: bool, json_lines: bool
+) -> None:
+    root, stream = logging.getLogger(), io.StringIO()
+    before, level = list(root.handlers), root.level
+    try:
+        logs.configure(stream=stream, for_people=for_people)
+        logging.getLogger("nis2triage.store").info("created index %s", "x-alerts")
+    finally:
+        for handler in [h for h in root.handlers if h not in before]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+
+    line = stream.getvalue().rstrip("\n")
+    assert line.startswith("{") is json_lines
+    if not json_lines:
+        assert line.endswith(" info nis2triage.store: created index x-alerts")
+
+
+def test_only_the_demo_command_asks_for_plain_lines() -> None:
+    from nis2triage.cli import build_parser
+
+    parser = build_parser()
+
+    assert parser.parse_args(["demo"]).for_people is True
+    assert getattr(parser.parse_args(["run", "-c", "x.yml"]), "for_people", False) is False

@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", parents=verbose, help="the whole flow on a local node with the real SSH log"
     )
-    demo.set_defaults(handler=cmd_demo)
+    demo.set_defaults(handler=cmd_demo, for_people=True)
 
     from nis2triage import cli_incidents, cli_status
 
@@ -321,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
     parser = build_parser()
     args = parser.parse_args(argv)
-    logs.configure(verbose=args.verbose)
+    logs.configure(verbose=args.verbose, for_people=getattr(args, "for_people", False))
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

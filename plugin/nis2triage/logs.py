@@ -96,8 +96,24 @@ def verbose_flag() -> argparse.ArgumentParser:
     return flag
 
 
-def configure(verbose: bool = False, stream: TextIO | None = None) -> None:
-    """Route every logger to one handler on `stream` (stderr by default)."""
+class PlainFormatter(logging.Formatter):
+    """One plain line per record, for a person reading a file or a pager."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        line = f"{moment} {record.levelname.lower()} {record.name}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            line += "\n" + redact("".join(traceback.format_exception(record.exc_info[1])))
+        return line
+
+
+def configure(
+    verbose: bool = False, stream: TextIO | None = None, for_people: bool = False
+) -> None:
+    """Route every logger to one handler on `stream` (stderr by default).
+
+    `for_people` (the demo): plain lines rather than JSON when `stream` is no terminal,
+    since its output is read, not shipped, even when kept in a file."""
     out = stream or sys.stderr
     handler: logging.Handler
     if out.isatty():
@@ -113,7 +129,7 @@ def configure(verbose: bool = False, stream: TextIO | None = None) -> None:
         )
     else:
         handler = logging.StreamHandler(out)
-        handler.setFormatter(EcsFormatter())
+        handler.setFormatter(PlainFormatter() if for_people else EcsFormatter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     # Only the handler set up here before is replaced; others (a test harness's) stay.
