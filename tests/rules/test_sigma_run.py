@@ -96,3 +96,20 @@ def test_query_the_node_refuses_names_the_rule_and_reason(
 
     with pytest.raises(RuleExecutionError, match=r"'Reg query' \(x.yml\).*prefix queries.*\[ip\]"):
         run_rule(es, bad, events, T0, T0 + timedelta(hours=1))
+
+
+def test_a_date_math_index_is_read_back_over_the_window(es: Elasticsearch, index_name: str) -> None:
+    # Resolved at the request alone, `<x-{now/m}>` named this minute's index, and the
+    # window of the minute before found nothing (per minute so that the test crosses
+    # the boundary at once; the node resolves `now` by its own clock).
+    before = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    earlier = f"{index_name}-{before:%Y.%m.%d.%H.%M}"
+    es.indices.create(index=earlier, **winlog_mapping.index_body())
+    doc = event(0, "ws1") | {"@timestamp": (before + timedelta(seconds=5)).isoformat()}
+    es.index(index=earlier, document=doc, refresh=True)
+    settings = RunSettings(f"<{index_name}-{{now/m{{yyyy.MM.dd.HH.mm}}}}>")
+
+    alerts = run_rule(es, RULE, settings, before, before + timedelta(minutes=1))
+
+    assert [(a.entity, a.evidence["matched"]) for a in alerts] == [("ws1", 1)]
+    assert alerts[0].index_pattern == settings.index_pattern  # as written, for Kibana

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
 
+from nis2triage import datemath
 from nis2triage.errors import PartialResultsError, RuleExecutionError
 from nis2triage.records import Alert
 from nis2triage.rules import search
@@ -113,8 +114,9 @@ def _buckets(
 ) -> Iterator[dict[str, Any]]:
     """Every entity bucket, page by page (composite paging keeps memory bounded)."""
     body = search_body(rule, settings, start, end)
+    index = _over_the_window(rule, settings.index_pattern, start)
     while True:
-        result = _search(es, rule, settings.index_pattern, body)
+        result = _search(es, rule, index, body)
         entities = result["aggregations"]["entities"]
         yield from entities["buckets"]
         if "after_key" not in entities or len(entities["buckets"]) < PAGE_SIZE:
@@ -122,11 +124,29 @@ def _buckets(
         body["aggs"]["entities"]["composite"]["after"] = entities["after_key"]
 
 
+# Date math index names said to be read back only in part (`datemath.MAX_STEPS`).
+_SAID_CUT: set[str] = set()
+
+
+def _over_the_window(rule: SigmaQuery, index: str, start: datetime) -> str:
+    """`index` with its date math names (`<winlogbeat-{now/d}>`) also as they resolved back
+    to `start`: resolved at the request alone they named today's index, and a window before
+    midnight UTC evaluated after it found nothing. Alerts keep the index as written."""
+    names = index.split(",")
+    if not any(datemath.is_date_math(n) for n in names):
+        return index
+    # The node resolves `now` by its own clock: the span runs to the real present.
+    span = datetime.now(UTC) - start
+    return ",".join(datemath.expand(names, span, f"Sigma rule {rule.name!r}", _SAID_CUT))
+
+
 def _search(
     es: Elasticsearch, rule: SigmaQuery, index: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     try:
-        result: dict[str, Any] = es.search(index=index, allow_no_indices=True, **body).body
+        result: dict[str, Any] = es.search(
+            index=index, ignore_unavailable=True, allow_no_indices=True, **body
+        ).body
     except ApiError as exc:
         if not search.refused(exc):
             raise  # an outage or overload: the agent waits it out and tries the window again
