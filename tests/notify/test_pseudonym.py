@@ -192,6 +192,13 @@ LEAKS = {
     "mail-bang": ("cc jan!marie@example.be", "cc {email}", "jan!marie@example.be"),
     "mail-in-a-query": ("?user=jan@example.com&x=1", "?user={email}&x=1", "jan@example.com"),
     "mail-case": ("Jan.Peeters@Example.BE", "{email}", "jan.peeters@example.be"),
+    # An address literal: the local part left in clear beside the address's pseudonym.
+    "mail-ipv4-literal": (
+        "from jan.peeters@[10.0.0.1].",
+        "from {email}.",
+        "jan.peeters@[10.0.0.1]",
+    ),
+    "mail-ipv6-literal": ("to: Jan@[IPv6:2001:DB8::1]", "to: {email}", "jan@[ipv6:2001:db8::1]"),
 }
 
 

@@ -58,8 +58,8 @@ _IPV6_DOTTED = re.compile(
 # `getty@tty1.service` is a unit. Every alternative below is disjoint from the others:
 # overlapping ones (a letter both \w and non-ASCII) backtrack exponentially on text
 # with no @, and a short Russian file name took 40 s. Known gaps: quoted local parts
-# ("jan peeters"@...), jan&marie@ (only marie@.. is found), an address literal
-# (jan@[192.0.2.1]), one-label domains, full-width or HTML-escaped @.
+# ("jan peeters"@...), jan&marie@ (only marie@.. is found), one-label domains,
+# full-width or HTML-escaped @.
 def _marks() -> str:
     r"""Unicode's combining marks as a character class: not \w in Python, yet part of
     a word in scripts that write vowels as marks (Devanagari) and in NFD text."""
@@ -83,6 +83,12 @@ _EMAIL = re.compile(
     # The last label, a top-level domain, starts with a letter and has two characters or
     # more: `openssh@9.6p1` and `node@18.x` are versions.
     rf"[^\W\d_](?:[^\W_]|-|{_MARK})+",
+    re.IGNORECASE,
+)
+# An e-mail address to an address literal (jan.peeters@[192.0.2.1], RFC 5321 4.1.3):
+# taken whole before the address passes, which replaced the address and left the person.
+_LITERAL_EMAIL = re.compile(
+    rf"(?<![\w.+'!*^{{}}~$-])(?<!{_MARK}){_LOCAL}(?:@|%40)\[(?:IPv6:)?[0-9A-Fa-f:.]{{2,45}}\]",
     re.IGNORECASE,
 )
 # A URL's user name and password (https://jan.peeters:secret@host/): the name is a
@@ -260,6 +266,7 @@ class Pseudonymiser:
                 text = userinfo.sub(self._userinfo, text)
             else:
                 text = userinfo.sub(lambda m: _hold(held, self._userinfo(m)), text)
+        text = _LITERAL_EMAIL.sub(lambda m: self.pseudonym(_email(m.group(0)), "email"), text)
         if _HOLD_MARK not in text:
             text = _IPV6_DOTTED.sub(lambda m: self._dotted(m.group(0), held), text)
         if self._kept_written is not None and _HOLD_MARK not in text:
