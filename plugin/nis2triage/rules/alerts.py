@@ -7,6 +7,7 @@ ATT&CK tags and its triage hint.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +49,17 @@ class Finding:
     # Lucene conditions beyond the rule's filter that select the finding's events.
     conditions: tuple[str, ...] = ()
     hits: tuple[Hit, ...] = ()
+    # Field values the message quotes that no pulled hit holds (a `change` rule's previous
+    # value): named among the alert's users and hosts, so a report pseudonymises them too.
+    quoted: tuple[tuple[str, Any], ...] = ()
+
+    def field_values(self) -> Iterator[tuple[str, list[Any]]]:
+        """(field, values) of every pulled hit, then of what the message quotes."""
+        for hit in self.hits:
+            yield from hit.fields.items()
+        for name, value in self.quoted:
+            if value is not None:
+                yield name, [value]
 
 
 def is_ip_field(name: str) -> bool:
@@ -97,10 +109,9 @@ def to_alert(rule: RuleBase, found: Finding) -> Alert:
 def _hosts(entity_field: str, found: Finding) -> tuple[str, ...]:
     """Host names the alert is about, so triage can find the asset it touches."""
     hosts = {found.entity} if entity_field in ("host.name", "host.hostname") else set()
-    for hit in found.hits:
-        for name, values in hit.fields.items():
-            if name in ("host.name", "host.hostname"):
-                hosts.update(map(str, values))
+    for name, values in found.field_values():
+        if name in ("host.name", "host.hostname"):
+            hosts.update(map(str, values))
     return tuple(sorted(h for h in hosts if h not in NO_ENTITY))
 
 
@@ -141,12 +152,11 @@ def _related(entity_field: str, found: Finding) -> tuple[tuple[str, ...], tuple[
             ips.add(found.entity)
         elif is_user_field(entity_field):
             users.add(found.entity)
-    for hit in found.hits:
-        for name, values in hit.fields.items():
-            if is_ip_field(name):
-                ips.update(map(str, values))
-            elif is_user_field(name):
-                users.update(map(str, values))
+    for name, values in found.field_values():
+        if is_ip_field(name):
+            ips.update(map(str, values))
+        elif is_user_field(name):
+            users.update(map(str, values))
     return tuple(sorted(ips)), tuple(sorted(users))
 
 

@@ -95,4 +95,7 @@ def _finding(rule: ChangeRule, key: str, before: PreviousValue, value: Scalar, h
         },
         conditions=(lucene.term(rule.query_key, key),),
         hits=(hit,),
+        # The previous value is in no pulled hit: a host or user it names (the laptop a
+        # user logged in from before) would otherwise reach a report in clear.
+        quoted=((rule.compare_key, before.value),),
     )
