@@ -251,3 +251,21 @@ def test_the_configuration_may_come_before_the_subcommand_and_its_absence_is_sai
     assert [i["id"] for i in first] == [incident.id]
     with pytest.raises(SystemExit, match="needed: nis2triage incidents list -c /etc/"):
         main(["incidents", "list"])
+
+
+@pytest.mark.usefixtures("agent_env")
+@pytest.mark.parametrize("command", [["list"], ["show", "abcdef12"]])
+def test_a_prefix_no_agent_ran_with_is_said_and_no_index_is_made(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], command: list[str],
+) -> None:  # fmt: skip
+    # A misspelt state.index_prefix listed no incident, exit 0, and made nine empty
+    # indices under it, after which `status` no longer saw that no agent ever ran there.
+    misspelt = f"{index_name}-typo"
+    config = write_agent_config(tmp_path, es_settings, index_name, misspelt)
+
+    assert main(["incidents", *command, "-c", str(config)]) == 1
+
+    err = capsys.readouterr().err
+    assert f"no index {misspelt}-incidents" in err and "state.index_prefix" in err
+    assert es.indices.get(index=f"{misspelt}-*", allow_no_indices=True) == {}

@@ -33,6 +33,7 @@ from nis2triage.terminal import text_console
 
 if TYPE_CHECKING:
     from nis2triage.incidents.flow import IncidentFlow
+    from nis2triage.store import Store
 
 # Flags of the `impact` command and the fact each records (nis2triage.nis2.facts.Facts).
 NUMBERS = {
@@ -78,6 +79,7 @@ def connect(config: str, reading: bool = False) -> Context:
 
     cfg = load_config(config)
     store = Store(esclient.connect(es_settings(cfg)), cfg.state.index_prefix)
+    _require_agent_ran(store, config)
     store.ensure_indices()
     key = os.environ.get(cfg.notifier.pseudonym_key_env)
     clock = _now
@@ -87,6 +89,20 @@ def connect(config: str, reading: bool = False) -> Context:
     notifier = build.notifier(cfg, store, key.encode() if key else None, clock)
     console = text_console(width=None if sys.stdout.isatty() else 160)
     return Context(cfg, IncidentFlow(cfg, store, notifier, clock), console)
+
+
+def _require_agent_ran(store: Store, config: str) -> None:
+    """Refuse a prefix no agent ever ran with: a misspelt state.index_prefix listed no
+    incident as if there were none, and made the agent's indices under it, after which
+    `nis2triage status` could no longer tell that no agent runs there."""
+    incidents = store.index("incidents")
+    if store.es.indices.exists(index=incidents):
+        return
+    raise IncidentError(
+        f"there is no index {incidents}: no agent has run with state.index_prefix "
+        f"{store.prefix} (from {config}); compare it with the running agent's configuration, "
+        "or run `nis2triage setup` first for a new installation"
+    )
 
 
 def _now() -> datetime:
