@@ -107,3 +107,25 @@ def test_an_endpoint_that_can_never_be_reached_is_refused_when_loaded(
 ) -> None:
     with pytest.raises(ConfigError, match=rf"agent.yml:5:\d+: notifier.endpoint: .*{match}"):
         load(tmp_path, f"notifier: {{mode: send, endpoint: '{endpoint}'}}\n")
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://jan:Pw-s3cret-77@ccb.example/api",
+        "https://Pw-s3cret-77@ccb.example/api",
+        "http://jan:Pw-s3cret-77@10.0.0.8/api",
+        "http://jan:Pw-s3cret-77@127.0.0.1:8443/ew",
+    ],
+)
+def test_a_notifier_endpoint_with_a_login_is_refused_without_showing_it(
+    tmp_path: Path, endpoint: str
+) -> None:
+    # The channel sends no login from the URL: the password sat in the file (secrets come
+    # from token_env) and the endpoint refused every report; an error quoted it whole.
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, f"notifier: {{mode: send, endpoint: '{endpoint}'}}\n")
+
+    said = str(refused.value)
+    assert "notifier.endpoint" in said and "token_env" in said
+    assert "Pw-s3cret-77" not in said

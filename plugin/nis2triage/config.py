@@ -217,17 +217,32 @@ class NotifierConfig(Strict):
         if endpoint is None:
             return endpoint
         url = urlsplit(endpoint)
+        shown = _without_login(endpoint)
+        if "@" in url.netloc:
+            # The channel sends no login from the URL: every report was refused, and the
+            # password sat in the file, where no secret belongs.
+            raise ValueError(
+                f"{shown!r} is written with a login (user:password@) before its host, "
+                "which the HTTP channel does not send (not shown here): write the endpoint "
+                "without it and give its token through notifier.token_env (sent as a "
+                "bearer token)"
+            )
         if url.scheme in ("http", "https"):
-            _check_host_and_port(endpoint, url)
+            _check_host_and_port(shown, url)
         if url.scheme == "https":
             return endpoint
         if url.scheme == "http" and _is_loopback(url.hostname or ""):
             return endpoint
         raise ValueError(
-            f"{endpoint!r} is not an https:// URL: reports and the token would cross the "
+            f"{shown!r} is not an https:// URL: reports and the token would cross the "
             "network in clear; use the endpoint's https:// address (plain http:// is taken "
             "only for 127.0.0.1, ::1 or localhost)"
         )
+
+
+def _without_login(url: str) -> str:
+    """`url` as an error may quote it: without what comes before an @ in its host part."""
+    return re.sub(r"(//)[^/?#]*@", r"\1", url)
 
 
 def _check_host_and_port(endpoint: str, url: SplitResult) -> None:
