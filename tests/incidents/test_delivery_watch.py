@@ -199,3 +199,29 @@ def test_a_dry_run_report_queued_again_by_a_command_that_stopped_is_sent_once(
     assert followed == "sent"  # the agent followed it into the outbox
     assert again is False
     assert ccb.idempotency_keys == [key]
+
+
+def test_a_report_submitted_by_hand_while_the_endpoint_is_down_is_not_sent_again_after(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str, ccb: CcbServer,
+) -> None:  # fmt: skip
+    # The log says "still failing: send it by hand if its deadline is near"; the analyst
+    # did, and recorded the CCB's reference. The endpoint back, the agent sent it again.
+    ccb.down = True
+    flow = make_flow("send", {"endpoint": ccb.url, "timeout": "1s", "deadline": "2s"})
+    outbox = outbox_of(flow, es, index_name)
+    flow.take([(alert(), LAB)])
+    run_until(flow, outbox, clock, T0 + timedelta(hours=2))
+    incident = flow.desk.book.find({"match_all": {}})[0]
+    key = incident.reports["early_warning"].outbox_id
+    flow.reporter.submitted(incident.id, BY_REPORT["early_warning"], "alice", "CCB-2026-8")
+    tried_while_down = len(ccb.received)
+
+    ccb.down = False
+    run_until(flow, outbox, clock, T0 + timedelta(hours=4))
+
+    assert tried_while_down >= 1 and ccb.received[tried_while_down:] == []
+    entry = flow.reporter.notifier.entry(key)
+    assert entry is not None and entry["status"] == "sent"
+    assert entry["deliveries"]["http"]["status"] == "submitted_by_hand"
+    after = flow.desk.book.get(incident.id).reports["early_warning"]
+    assert (after.status, after.channel, after.reference) == ("sent", "manual", "CCB-2026-8")

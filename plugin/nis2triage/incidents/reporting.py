@@ -295,7 +295,9 @@ class Reporter:
                 )
             return mark_sent(i, deadline_key, now, "manual", reference, who)
 
-        return self.desk.change(incident_id, record)
+        incident = self.desk.change(incident_id, record)
+        self.notifier.submitted_by_hand(incident.reports[deadline_key].outbox_id, who, reference)
+        return incident
 
 
 def _check_order(incident: Incident, stage: Stage, ref: str | None) -> None:

@@ -12,6 +12,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from elasticsearch import ConflictError
+
+from nis2triage.errors import StoreError
+from nis2triage.notify.outbox import BY_HAND, channels_of
 from nis2triage.notify.pseudonym import Pseudonymiser
 from nis2triage.store import Store
 
@@ -116,6 +120,33 @@ class Notifier:
         )
         return True
 
+    def submitted_by_hand(self, key: str, who: str, reference: str) -> list[str]:
+        """Stop the channels still trying to deliver entry `key`: a person submitted the
+        report on the CCB's platform, and a channel's later success would make the CCB
+        receive it twice. The channels stopped; none if the entry is no longer pending."""
+        index = self.store.index("outbox")
+        for _ in range(5):  # a delivery being saved meanwhile: read it again
+            found = self.store.es.options(ignore_status=404).get(index=index, id=key)
+            entry = found.get("_source") if found.get("found") else None
+            if entry is None or entry.get("status") != "pending":
+                return []
+            stopped, update = _by_hand(entry, _iso(self.clock()), who, reference)
+            try:
+                self.store.es.update(
+                    index=index, id=key, doc=update, refresh=True,
+                    if_seq_no=found["_seq_no"], if_primary_term=found["_primary_term"],
+                )  # fmt: skip
+            except ConflictError:
+                continue
+            if stopped:
+                log.info("%s submitted by hand (%s): no longer sent over %s", key, reference,
+                         ", ".join(stopped))  # fmt: skip
+            return stopped
+        raise StoreError(
+            f"outbox entry {key} kept changing while its hand submission was recorded; "
+            "run `incidents submitted` again so that no channel sends it a second time"
+        )
+
     def dry_runs(self, since: datetime) -> list[dict[str, Any]]:
         """Reports made in dry-run since `since`, which no channel delivers by itself."""
         self.store.refresh("outbox")
@@ -144,3 +175,23 @@ class Notifier:
         ]
         self.store.create_many("pseudonyms", docs)
         self.pseudonymiser.table.clear()
+
+
+def _by_hand(
+    entry: dict[str, Any], now: str, who: str, reference: str
+) -> tuple[list[str], dict[str, Any]]:
+    """(channels stopped, the entry's update) once a person submitted it by hand."""
+    deliveries = {name: dict(state) for name, state in (entry.get("deliveries") or {}).items()}
+    stopped = []
+    for name in channels_of(entry):
+        state = deliveries.setdefault(name, {"status": "pending", "attempts": 0})
+        if state.get("status") == "pending":
+            state.update(status=BY_HAND, at=now, next_attempt=None)
+            stopped.append(name)
+    update = {
+        "deliveries": deliveries,
+        "status": "sent",
+        "sent_at": entry.get("sent_at") or now,
+        "submitted_by_hand": {"at": now, "by": who, "reference": reference},
+    }
+    return stopped, update

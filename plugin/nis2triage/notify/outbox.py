@@ -97,9 +97,15 @@ def _redacted(outcome: Outcome) -> Outcome:
     return outcome
 
 
+# A channel's delivery stopped because a person submitted the report by hand.
+BY_HAND = "submitted_by_hand"
+
+
 def overall_status(deliveries: dict[str, dict[str, Any]]) -> str:
-    """pending while a channel still tries; then sent if any confirmed, else handed_over, failed."""
+    """pending while a channel still tries; then sent if any confirmed (or a person submitted
+    the report by hand), else handed_over, failed."""
     states = {d.get("status", "pending") for d in deliveries.values()}
+    states = {"sent" if s == BY_HAND else s for s in states}
     for status in ("pending", "sent", "handed_over"):
         if status in states:
             return status
