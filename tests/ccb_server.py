@@ -10,7 +10,7 @@ import signal
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -52,6 +52,8 @@ class CcbServer:
     # The body of every answer, and whether Content-Length announces it.
     body: bytes = b"{}"
     announce: bool = True
+    # Called once a request is taken, before it is answered (something done meanwhile).
+    meanwhile: Callable[[], None] | None = None
 
     def respond(self) -> tuple[int, dict[str, str]]:
         return self.script.pop(0) if self.script else (200, {})
@@ -76,6 +78,8 @@ def _handler(server: CcbServer) -> type[BaseHTTPRequestHandler]:
                 return
             if server.stall:
                 time.sleep(server.stall)
+            if server.meanwhile is not None:
+                server.meanwhile()
             status, headers = server.respond()
             # The agent hangs up on a drip or a flood, as it should.
             with contextlib.suppress(OSError):

@@ -225,3 +225,28 @@ def test_a_report_submitted_by_hand_while_the_endpoint_is_down_is_not_sent_again
     assert entry["deliveries"]["http"]["status"] == "submitted_by_hand"
     after = flow.desk.book.get(incident.id).reports["early_warning"]
     assert (after.status, after.channel, after.reference) == ("sent", "manual", "CCB-2026-8")
+
+
+def test_a_hand_submission_recorded_while_the_agent_delivers_is_no_lost_lease(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str, ccb: CcbServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    # The analyst records the hand submission while the agent's request is on its way:
+    # the agent's save then conflicts, which it read as another agent taking its lease.
+    flow = make_flow("send", {"endpoint": ccb.url})
+    outbox = outbox_of(flow, es, index_name)
+    flow.take([(alert(), LAB)])
+    incident = flow.desk.book.find({"match_all": {}})[0]
+    stage = BY_REPORT["early_warning"]
+    ccb.meanwhile = lambda: flow.reporter.submitted(incident.id, stage, "alice", "CCB-2026-9")
+
+    with caplog.at_level(logging.INFO, logger="nis2triage.notify.outbox"):
+        outbox.deliver_due(clock.now)
+
+    assert len(ccb.received) == 1 and outbox.halted is False
+    key = incident.reports["early_warning"].outbox_id
+    entry = flow.reporter.notifier.entry(key)
+    assert entry is not None and entry["submitted_by_hand"]["reference"] == "CCB-2026-9"
+    said = [r.getMessage() for r in caplog.records if key in r.getMessage()]
+    assert any("submitted by hand (CCB-2026-9)" in line and "http" in line for line in said)
+    assert not any("another agent" in line for line in said)

@@ -317,6 +317,9 @@ class Outbox:
                 refresh=True,
             )
         except ConflictError:
+            outcome = update["status"] if not update["last_error"] else update["last_error"]
+            if self._submitted_by_hand_meanwhile(hit["_id"], names, outcome):
+                return
             # Only the lease's holder writes the outbox: another agent did, so this one has
             # lost the lease and stops delivering (the agent then stands by). Its outcome
             # is not written over the other's record, but said here so it is not lost.
@@ -325,5 +328,28 @@ class Outbox:
                 "notification %s was updated by another agent while this one delivered it "
                 "(its lease was taken over); this agent's outcome, not recorded: %s",
                 hit["_id"],
-                update["status"] if not update["last_error"] else update["last_error"],
+                outcome,
             )
+
+    def _submitted_by_hand_meanwhile(self, key: str, names: list[str], outcome: str) -> bool:
+        """Whether the entry was recorded as submitted by hand (`incidents submitted`) while
+        this agent delivered it: that write, not another agent, changed it. Said with this
+        agent's outcome: if a channel reached the CCB too, it has the report twice."""
+        found = self.store.es.options(ignore_status=404).get(
+            index=self.store.index("outbox"), id=key
+        )
+        by_hand = (
+            (found.get("_source") or {}).get("submitted_by_hand") if found.get("found") else None
+        )
+        if not by_hand:
+            return False
+        log.warning(
+            "notification %s was submitted by hand (%s) while this agent delivered it over %s; "
+            "this agent's outcome, not recorded: %s. If that says sent, the CCB received the "
+            "report both ways: tell it they are the same report",
+            key,
+            by_hand.get("reference"),
+            ", ".join(names),
+            outcome,
+        )
+        return True
