@@ -154,6 +154,22 @@ def _due(text: str) -> datetime:
     return moment
 
 
+def _past(text: str) -> datetime:
+    """An absolute time (ISO 8601 with its offset) not in the future: when something was
+    done. A duration would read as from now, forwards."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give an ISO time with its offset, e.g. 2026-12-04T15:20+01:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the offset too, e.g. +01:00 or Z")
+    if moment > _now():
+        raise argparse.ArgumentTypeError(f"{text!r} is in the future")
+    return moment
+
+
 def _limit(text: str) -> int:
     try:
         limit = int(text)
@@ -359,7 +375,9 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_submitted(ctx: Context, args: argparse.Namespace) -> int:
     stage = stage_named(args.stage)
-    incident = ctx.flow.reporter.submitted(args.id, stage, args.by, args.reference, args.request)
+    incident = ctx.flow.reporter.submitted(
+        args.id, stage, args.by, args.reference, args.request, args.at
+    )
     return _done(ctx, args, incident, f"{stage.label} recorded as submitted ({args.reference})")
 
 
@@ -466,6 +484,12 @@ def _reporting(commands: Any, parents: Parents) -> None:
     )
     submitted.add_argument(
         "--request", type=_named, help="for an intermediate report: the request it answered"
+    )
+    submitted.add_argument(
+        "--at",
+        type=_past,
+        help="when it was submitted (ISO time with offset; default now): the final report "
+        "is due a month after the notification's submission",
     )
     what = "record a request for an intermediate report"
     request = _command(commands, "request", cmd_request, parents, what)

@@ -281,19 +281,37 @@ class Reporter:
         return unsent
 
     def submitted(
-        self, incident_id: str, stage: Stage, who: str, reference: str, ref: str | None = None
+        self,
+        incident_id: str,
+        stage: Stage,
+        who: str,
+        reference: str,
+        ref: str | None = None,
+        at: datetime | None = None,
     ) -> Incident:
-        """A person submitted the report on the CCB's platform; its reference is recorded."""
+        """A person submitted the report on the CCB's platform, `at` (None: now); its
+        reference is recorded. The moment counts: the final report is due a month after
+        the notification's submission (Art. 23(4)(d)), not after it was recorded here."""
         incident_id = self.desk.book.get(incident_id).id
         deadline_key, _ = report_key(incident_id, stage, ref, self.secret)
         now = self.clock()
+        when = at or now
+        if when > now:
+            raise IncidentError(f"{stage.label} submitted at {when.isoformat()}: that is later "
+                                "than now; give the moment it was submitted")  # fmt: skip
 
         def record(i: Incident) -> Incident:
             if deadline_key not in i.reports:
                 raise IncidentError(
                     f"no {stage.label.lower()} was made for {i.id}; run `incidents report` first"
                 )
-            return mark_sent(i, deadline_key, now, "manual", reference, who)
+            made = i.reports[deadline_key].queued_at
+            if when < made:
+                raise IncidentError(
+                    f"{stage.label} submitted at {when.isoformat()}: that is before it was made "
+                    f"({made.isoformat()}); give the moment it was submitted on the platform"
+                )
+            return mark_sent(i, deadline_key, when, "manual", reference, who, recorded_at=now)
 
         incident = self.desk.change(incident_id, record)
         self.notifier.submitted_by_hand(incident.reports[deadline_key].outbox_id, who, reference)
@@ -377,7 +395,10 @@ def mark_sent(
     channel: str,
     reference: str | None,
     who: str = lifecycle.AGENT,
+    recorded_at: datetime | None = None,
 ) -> Incident:
+    """`incident` with the report `key` sent `at`; the history says so at `recorded_at`
+    (a submission by hand recorded after it was made), by default `at`."""
     report = incident.reports[key]
     if report.status == "sent":
         return incident
@@ -389,7 +410,10 @@ def mark_sent(
     why = f"{BY_REPORT[report.report].label} delivered over {channel}" + (
         f", reference {reference}" if reference else ""
     )
-    return lifecycle.step(incident, at, who, "report sent", why, to=target, reports=reports)
+    if recorded_at is not None and recorded_at != at:
+        why += f", submitted at {at.isoformat()}"
+    moment = recorded_at or at
+    return lifecycle.step(incident, moment, who, "report sent", why, to=target, reports=reports)
 
 
 def _sent_status(report: str) -> Status:
