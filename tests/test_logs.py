@@ -149,3 +149,28 @@ def test_only_the_demo_command_asks_for_plain_lines() -> None:
 
     assert parser.parse_args(["demo"]).for_people is True
     assert getattr(parser.parse_args(["run", "-c", "x.yml"]), "for_people", False) is False
+
+
+@pytest.mark.parametrize("for_people", [True, False])
+def test_control_sequences_from_outside_reach_no_terminal_or_file(for_people: bool) -> None:
+    # An endpoint's refusal, a document's value: quoted in a line, an escape sequence in
+    # it would retitle or clear the operator's terminal, or hide what came before it.
+    root, stream = logging.getLogger(), Terminal() if for_people else io.StringIO()
+    before, level = list(root.handlers), root.level
+    hostile = "HTTP 400: \x1b]0;owned\x07\x1b[2Jgone\rfake line\x9b31m"
+    try:
+        logs.configure(stream=stream, for_people=for_people)
+        logging.getLogger("nis2triage.notify.outbox").warning("rejected: %s", hostile)
+    finally:
+        for handler in [h for h in root.handlers if h not in before]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+
+    out = stream.getvalue()
+    for raw in ("\x1b]0;owned", "\x07", "\x1b[2J", "\rfake", "\x9b"):
+        assert raw not in out
+    if for_people:  # rich colours parts of the line: the written-out characters are there
+        assert [out.count(c) for c in ("\\x1b", "\\x07", "\\x0d", "\\x9b")] == [2, 1, 1, 1]
+    else:
+        said = json.loads(out)["message"]
+        assert said == "rejected: HTTP 400: \\x1b]0;owned\\x07\\x1b[2Jgone\\x0dfake line\\x9b31m"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -48,11 +49,22 @@ def redact(text: str) -> str:
     return text
 
 
+# C0 and C1 control characters but line breaks and tabs: quoted from outside (an
+# endpoint's refusal, a document's value), they would drive the operator's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """`text` with its control characters written out (`\x1b`), so that none acts."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
 class RedactingFilter(logging.Filter):
-    """Formats the message once, without secrets, before any handler sees it."""
+    """Formats the message once, without secrets or control characters, before any
+    handler sees it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
+        record.msg = visible(redact(record.getMessage()))
         record.args = None
         return True
 
@@ -103,7 +115,8 @@ class PlainFormatter(logging.Formatter):
         moment = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         line = f"{moment} {record.levelname.lower()} {record.name}: {record.getMessage()}"
         if record.exc_info and record.exc_info[1] is not None:
-            line += "\n" + redact("".join(traceback.format_exception(record.exc_info[1])))
+            trace = "".join(traceback.format_exception(record.exc_info[1]))
+            line += "\n" + visible(redact(trace))
         return line
 
 
