@@ -21,6 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nis2triage import esclient
+from nis2triage.agent import Agent
+from nis2triage.config import load_config
 from nis2triage.detectors import Detector, load_spec
 from nis2triage.records import Event
 from nis2triage.store import alert_document
@@ -217,3 +219,38 @@ def test_an_index_without_source_gives_dead_letters_not_a_crash(
     [dead] = es.search(index=f"{index_name}-st-deadletter")["hits"]["hits"]
     assert (first.events, first.dead_letters, second.dead_letters) == (0, 1, 0)
     assert "has no _source (its index's mapping disables it)" in dead["_source"]["reason"]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_null_in_a_list_names_no_entity_nor_a_distinct_value(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # The node keeps no null of an array (`source.ip: [null]` holds no address). Read as the
+    # text "None", such events all went into one made-up entity of that name, and the null
+    # of `user.name: [null, "root"]` counted as a second account tried.
+    es.indices.create(index=index_name, mappings={"properties": {"@timestamp": {"type": "date"}}})
+    when = (datetime.now(UTC) - timedelta(seconds=30)).isoformat()
+    failed = {
+        "@timestamp": when,
+        "event": {"category": "authentication", "outcome": "failure"},
+        "system": {"auth": {"ssh": {"event": "Failed", "method": "password"}}},
+    }
+    docs = [
+        {**failed, "source": {"ip": [None]}, "user": {"name": "admin"}},
+        {**failed, "source": {"ip": [None, "203.0.113.9"]}, "user": {"name": [None, "root"]}},
+        {**failed, "source": {"ip": "203.0.113.9"}, "user": {"name": [None]}},
+    ]
+    helpers.bulk(es, ({"_index": index_name, "_source": d} for d in docs), refresh=True)
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    agent = Agent(load_config(config), es, b"test-snapshot-key-0123456789abcdef", b"pseudonym-k")
+    agent.start()
+
+    report = agent.run_once()
+
+    detectors = {d.spec.name: d for run in agent.runs for d in run.detectors}
+    ssh, per_user = detectors["ssh-brute-force"], detectors["auth-volume-per-user"]
+    [bucket] = ssh.table.open["203.0.113.9"].values()
+    assert report.events == 3
+    assert (list(ssh.table.open), ssh.missing_entity) == (["203.0.113.9"], 1)
+    assert bucket.distinct["users"] == {"root"}
+    assert (sorted(per_user.table.open), per_user.missing_entity) == (["admin", "root"], 1)

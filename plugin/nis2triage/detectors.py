@@ -47,10 +47,10 @@ from nis2triage.features import (
     Filler,
     Match,
     Rising,
-    as_list,
     clean,
     getter,
     is_ip,
+    named_values,
 )
 from nis2triage.incidents.assess import HINT_FACTS
 from nis2triage.models.hst import HalfSpaceTrees
@@ -479,7 +479,7 @@ class Detector:
                     missing_run = 0
                     add(clean(entity), event.ts_ms, doc, filler)
                     continue
-                entities = as_list(entity)
+                entities = named_values(entity)
                 if not entities:
                     self.missing_entity += 1
                     missing_run += 1

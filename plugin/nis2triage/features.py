@@ -112,6 +112,16 @@ def as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
+def named_values(value: Any) -> list[Any]:
+    """The values of a field that can name something (an entity, an account counted as
+    distinct, evidence): its elements or itself, without nulls, objects and lists.
+
+    The node keeps no null of an array (`source.ip: [null]` holds no address) and indexes
+    no object as a value; read as the texts "None" or "{'ip': ...}", such values joined
+    every event holding one into a made-up entity, or counted as one more account."""
+    return [one for one in as_list(value) if one is not None and not isinstance(one, dict | list)]
+
+
 class Match(BaseModel):
     """Field conditions, all of which must hold: `{event.outcome: failure, event.category: [a, b]}`.
 
@@ -388,10 +398,10 @@ def _adder(spec: FeatureSpec, negatives: LeftOut, not_numbers: LeftOut) -> Adder
             seen = bucket.distinct.setdefault(name, set())
             if len(seen) >= MAX_DISTINCT or value is None:
                 return
-            if isinstance(value, list):
-                seen.update(clean(v) for v in value)
-            else:
+            if isinstance(value, str):  # the usual case, without a list
                 seen.add(clean(value))
+            else:
+                seen.update(clean(v) for v in named_values(value))
 
         return distinct
 
@@ -426,13 +436,12 @@ def _keep(target: list[str], value: Any) -> None:
         if len(target) < MAX_RELATED and text not in target:
             target.append(text)
         return
-    for one in value if isinstance(value, list) else (value,):
+    for one in named_values(value):
         if len(target) >= MAX_RELATED:
             return
-        if not isinstance(one, dict | list):
-            text = clean(one)
-            if text not in target:
-                target.append(text)
+        text = clean(one)
+        if text not in target:
+            target.append(text)
 
 
 def _number(value: Any) -> float | None:
