@@ -58,6 +58,14 @@ def test_lines_of_nested_keys_are_remembered() -> None:
             id="impossible-time",
         ),
         pytest.param(
+            # A Sigma correlation is written so, with its rules; "not valid YAML" sent the
+            # reader looking for a typo in a file any YAML tool reads.
+            "title: base\n---\ntitle: corr\ncorrelation: {type: event_count}\n",
+            r"t\.yml:2:1: holds a second YAML document from here \(after '---'\); each file "
+            r"holds one \(one detector, rule or configuration\): split it",
+            id="two-documents",
+        ),
+        pytest.param(
             "n:\n  limits: {x: 1, x: 2}\n",
             r"t\.yml:2:18: key 'x' appears twice",
             id="duplicate-nested-key",

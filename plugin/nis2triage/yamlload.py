@@ -171,9 +171,7 @@ def load_text(text: str, path: str) -> Located:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise ConfigError(
-            f"not valid YAML: {exc.problem or exc}", path=path, line=line, column=column
-        ) from exc
+        raise ConfigError(_yaml_problem(exc), path=path, line=line, column=column) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"refused: {exc}", path=path) from exc
     except RecursionError as exc:
@@ -183,6 +181,18 @@ def load_text(text: str, path: str) -> Located:
     finally:
         loader.dispose()
     return Located(path, data, lines, columns)
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    """What is wrong, in words that lead to the fix. A second document is valid YAML (a
+    Sigma correlation is written so, after its rules), and "not valid YAML" sent the
+    reader looking for a typo that is not there."""
+    if isinstance(exc, yaml.composer.ComposerError) and "another document" in str(exc.problem):
+        return (
+            "holds a second YAML document from here (after '---'); each file holds one "
+            "(one detector, rule or configuration): split it, one document per file"
+        )
+    return f"not valid YAML: {exc.problem or exc}"
 
 
 # A depth no configuration needs: a refused file's error points at where it is passed.
