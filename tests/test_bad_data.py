@@ -254,3 +254,42 @@ def test_a_null_in_a_list_names_no_entity_nor_a_distinct_value(
     assert (list(ssh.table.open), ssh.missing_entity) == (["203.0.113.9"], 1)
     assert bucket.distinct["users"] == {"root"}
     assert (sorted(per_user.table.open), per_user.missing_entity) == (["admin", "root"], 1)
+
+
+@pytest.mark.usefixtures("agent_env")
+@pytest.mark.parametrize("written", [True, "true"], ids=["json-true", "text-true"])
+def test_a_boolean_written_as_text_meets_a_filter_on_true(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    written: bool | str,
+) -> None:
+    # The node indexes "true" in a boolean field as true, and Kibana and the node's query
+    # find it so; the agent compared the text "true" with "True" and left it out of the
+    # SSH detector's share of invalid accounts.
+    mappings = {
+        "properties": {
+            "@timestamp": {"type": "date"},
+            "system.auth.ssh.invalid_user": {"type": "boolean"},
+        }
+    }
+    es.indices.create(index=index_name, mappings=mappings)
+    doc = {
+        "@timestamp": (datetime.now(UTC) - timedelta(seconds=30)).isoformat(),
+        "event": {"category": "authentication", "outcome": "failure"},
+        "source": {"ip": "203.0.113.9"},
+        "system": {
+            "auth": {"ssh": {"event": "Failed", "method": "password", "invalid_user": written}}
+        },
+    }
+    es.index(index=index_name, document=doc, refresh=True)
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    agent = Agent(load_config(config), es, b"test-snapshot-key-0123456789abcdef", b"pseudonym-k")
+    agent.start()
+
+    agent.run_once()
+
+    [ssh] = [d for run in agent.runs for d in run.detectors if d.spec.name == "ssh-brute-force"]
+    [bucket] = ssh.table.open["203.0.113.9"].values()
+    assert (bucket.events, bucket.counts.get("invalid_share")) == (1, 1)

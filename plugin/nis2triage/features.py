@@ -187,8 +187,17 @@ class Match(BaseModel):
         return matches
 
 
+# A boolean is read as the text of the JSON value: true as "True", and "true" (a shipper
+# writing it as text, which a boolean field indexes as true) as itself.
+_TRUE, _FALSE = ("True", "true"), ("False", "false")
+_BOOLEAN_SPELLINGS = {"True": _TRUE, "true": _TRUE, "False": _FALSE, "false": _FALSE}
+
+
 def _wanted(want: Any) -> frozenset[str]:
-    return frozenset(str(w) for w in want) if isinstance(want, list) else frozenset([str(want)])
+    """The texts an event's value may have to meet `want`; a wanted true or false (as YAML
+    or as text) takes true as JSON and as the text "true", as the node and Kibana do."""
+    texts = [str(w) for w in want] if isinstance(want, list) else [str(want)]
+    return frozenset(t for text in texts for t in _BOOLEAN_SPELLINGS.get(text, (text,)))
 
 
 def _value_matches(value: Any, wanted: frozenset[str]) -> bool:
