@@ -101,6 +101,17 @@ def test_evidence_keeps_distinct_texts_up_to_the_cap_and_skips_objects() -> None
     assert bucket.hosts == ["7", "h1"]
 
 
+def test_a_field_holding_only_nulls_does_not_exist() -> None:
+    # As for the node's `exists` query: `[null]` holds no value; an object holds fields.
+    m = Match(exists=["user.name"])
+
+    assert [m.matches({"user": {"name": v}}) for v in ([None], [None, "a"], {"x": 1})] == [
+        False,
+        True,
+        True,
+    ]
+
+
 def test_match_lists_and_exclusions() -> None:
     m = Match(all_of={"event.category": ["authentication", "iam"]}, none_of={"user.name": "svc"})
 

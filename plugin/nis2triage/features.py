@@ -172,7 +172,8 @@ class Match(BaseModel):
 
         def matches(doc: dict[str, Any]) -> bool:
             for get in exists:
-                if not as_list(get(doc)):
+                # `[null]` holds no value, as for the node's `exists` query.
+                if all(v is None for v in as_list(get(doc))):
                     return False
             for get, wanted in all_of:
                 value = get(doc)
