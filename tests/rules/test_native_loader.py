@@ -175,6 +175,16 @@ MISTAKES = [
         id="space-after-a-field-name",
     ),
     pytest.param(
+        # Counted by a terms aggregation on a field named so, the rule never fired, while
+        # the count of documents without the key (an exists query, which expands the
+        # pattern) found none to say.
+        FREQUENCY + 'query_key: "source.*"\n',
+        6,
+        r"query_key: 'source\.\*' is a pattern, but the key names one field: .* name the "
+        r"field itself, such as source\.ip",
+        id="pattern-as-a-field-name",
+    ),
+    pytest.param(
         FREQUENCY + 'timestamp_field: ""\n',
         6,
         r"timestamp_field: a field name is needed",

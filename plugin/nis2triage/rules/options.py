@@ -127,6 +127,15 @@ def _field_name(name: str) -> str:
         raise ValueError(
             f"{name!r} has a space or a control character around it: write {name.strip()!r}"
         )
+    if "*" in name:
+        # The node expands `*` in some field names (exists, _source) and not in others
+        # (terms, aggregations, sort): a rule counting by `source.*` matched nothing and
+        # found no document lacking it either, so it never fired and never said why.
+        raise ValueError(
+            f"{name!r} is a pattern, but the key names one field: Elasticsearch would read "
+            "it as a wildcard in some searches and as a name in others, and nothing would "
+            "match without an error; name the field itself, such as source.ip"
+        )
     return name
 
 
