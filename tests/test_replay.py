@@ -207,3 +207,33 @@ def test_rules_replayed_from_1970_start_at_the_oldest_event_and_find_the_same(
 
     assert since_1970  # the real log lies yesterday
     assert [a.id for a in since_1970] == [a.id for a in since_yesterday]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_events_the_replay_sets_aside_are_said_with_why(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # The live agent dead-letters an event with two times; the replay dropped it without a
+    # word, its summary counting it among the events in the range as if it had been judged.
+    es.indices.create(index=index_name, mappings={"properties": {"@timestamp": {"type": "date"}}})
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    times = [hour_ago.isoformat(), (hour_ago + timedelta(seconds=1)).isoformat()]
+    for doc_id, when in (("fine", times[0]), ("twice", times)):
+        es.index(index=index_name, id=doc_id, document={"@timestamp": when}, refresh=True)
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+
+    command = ["replay", "--config", str(config), "--from", "now-2h", "--to", "now"]
+    done = subprocess.run(
+        [sys.executable, "-m", "nis2triage.cli", *command, "--detector", "auth-volume-per-user"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stdout.split())
+    assert "0 alerts from 2 events in the range" in said
+    assert (
+        f"1 event set aside, unusable (the first: {index_name}/twice: @timestamp holds 2 "
+        "times; an event needs one" in said
+    )

@@ -43,6 +43,10 @@ class ReplayResult:
     # Rules that could not run over the range, with why; the others' alerts still count.
     failed: dict[str, str] = field(default_factory=dict)
     detectors: int = 0  # how many were replayed: rules alone read no events here
+    # Events read but set aside as unusable (several times, no _source...), which the live
+    # agent dead-letters, and the first of them as "index/id: why".
+    set_aside: int = 0
+    first_set_aside: str | None = None
 
 
 def replay_sources(
@@ -104,14 +108,27 @@ def replay_detectors(
         cursor = Cursor(watermark_ms=_ms(start) + int(src.max_lateness.total_seconds() * 1000))
         pattern = ",".join(src.indices)
         for batch in source.poll(cursor):
+            _count_set_aside(source, result)
             for detector in detectors:
                 detector.ingest_many(batch)
             advance(len(batch))
             result.events += len(batch)
             cutoff = (cursor.watermark_ms or 0) - int(src.max_lateness.total_seconds() * 1000)
             result.alerts += [a for d in detectors for a in d.close(cutoff, pattern)]
+        # A last page of nothing but unusable events yields no batch.
+        _count_set_aside(source, result)
         result.alerts += [a for d in detectors for a in d.close(_ms(end), pattern)]
     return result
+
+
+def _count_set_aside(source: Source, result: ReplayResult) -> None:
+    """Count what the source set aside: the live agent dead-letters these events, and a
+    replay that dropped them silently counted them among those it judged."""
+    unusable = source.take_unusable()
+    if unusable and result.first_set_aside is None:
+        first = unusable[0]
+        result.first_set_aside = f"{first.index}/{first.id}: {first.reason}"
+    result.set_aside += len(unusable)
 
 
 def replay_rules(
@@ -241,3 +258,9 @@ def summary(result: ReplayResult, console: Console) -> None:
     console.print(entities)
     for name, why in result.failed.items():
         console.print(f"rule {name} could not run over the range, its alerts are missing: {why}")
+    if result.set_aside:
+        events = "event" if result.set_aside == 1 else "events"
+        console.print(
+            f"{result.set_aside} {events} set aside, unusable (the first: "
+            f"{result.first_set_aside}); the agent dead-letters them, no detector judged them"
+        )
