@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from nis2triage.errors import ConfigError
-from nis2triage.yamlload import load_text
+from nis2triage.yamlload import load_file, load_text
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
@@ -113,3 +115,49 @@ def test_the_depth_refused_does_not_depend_on_the_recursion_limit() -> None:
         sys.setrecursionlimit(before)
     # Within the bound (the mapping and 98 lists), a file still loads.
     assert load_text("a: " + "[" * 98 + "]" * 98 + "\n", "t.yml").data is not None
+
+
+def test_a_path_naming_nothing_is_said_as_missing_not_as_a_wrong_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's paths are /etc/nis2triage/...; a user who copied the files elsewhere was
+    # told "not a regular file", which reads as a file of the wrong kind.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dangling.yml").symlink_to(tmp_path / "gone.yml")
+    (tmp_path / "conf.d").mkdir()
+
+    with pytest.raises(ConfigError) as absolute:
+        load_file(tmp_path / "nope.yml")
+    with pytest.raises(ConfigError) as relative:
+        load_file("nope.yml")
+    with pytest.raises(ConfigError) as dangling:
+        load_file("dangling.yml")
+    with pytest.raises(ConfigError) as folder:
+        load_file("conf.d")
+    with pytest.raises(ConfigError) as device:
+        load_file("/dev/null")
+
+    assert str(absolute.value) == f"{tmp_path}/nope.yml: no such file: check the path"
+    assert str(relative.value) == f"nope.yml: no such file (relative to {tmp_path}): check the path"
+    assert str(dangling.value) == (
+        f"dangling.yml: a symbolic link to {tmp_path}/gone.yml, which does not exist "
+        f"(relative to {tmp_path})"
+    )
+    assert str(folder.value) == "conf.d: is a folder: name the YAML file inside it"
+    assert str(device.value) == "/dev/null: not a regular file"
+
+
+def test_validate_and_run_say_a_missing_configuration_is_missing(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nis2triage.yml")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "nis2triage.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    validated = cli("validate", missing)
+    ran = cli("run", "-c", missing, "--once")
+
+    assert validated.returncode == 1
+    assert f"{missing}: no such file: check the path" in validated.stdout
+    assert ran.returncode == 1
+    assert ran.stderr.strip() == f"nis2triage: {missing}: no such file: check the path"

@@ -8,6 +8,7 @@ refused before they can exhaust memory.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -241,6 +242,14 @@ def _too_deep_at(text: str) -> int | None:
 def load_file(path: str | Path) -> Located:
     p = Path(path)
     try:
+        # A path mistyped, or left at the README's /etc/nis2triage/ while the files were
+        # copied elsewhere, was said as "not a regular file", which reads as a wrong kind.
+        if not p.exists():
+            raise ConfigError(_missing(p), path=str(p))
+
+        if p.is_dir():
+            raise ConfigError("is a folder: name the YAML file inside it", path=str(p))
+
         # Checked before reading: /dev/zero or a FIFO must not be read without end.
         if not p.is_file():
             raise ConfigError("not a regular file", path=str(p))
@@ -256,6 +265,15 @@ def load_file(path: str | Path) -> Located:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text (byte {exc.start})", path=str(p)) from exc
     return load_text(text, str(p))
+
+
+def _missing(p: Path) -> str:
+    """What to say of a path that names nothing, with the folder it is read from when
+    relative (a command run from another folder is the usual cause)."""
+    where = "" if p.is_absolute() else f" (relative to {Path.cwd()})"
+    if p.is_symlink():
+        return f"a symbolic link to {os.readlink(p)}, which does not exist{where}"
+    return f"no such file{where}: check the path"
 
 
 def once_each(files: Iterable[Path]) -> list[Path]:
