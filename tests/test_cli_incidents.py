@@ -42,6 +42,19 @@ def test_impact_flags_become_facts_of_the_right_type() -> None:
     assert args.fact == [("deaths", 0), ("death_risk", False)]
 
 
+@pytest.mark.parametrize("command", [["list"], ["show", "abc123"]])
+def test_without_c_the_usage_error_names_the_file_the_readme_installs(command: list[str]) -> None:
+    # The README installs /etc/nis2triage/nis2triage.yml; the hint named agent.yml, a file
+    # the user never made.
+    with pytest.raises(SystemExit) as stopped:
+        main(["incidents", *command])
+
+    assert str(stopped.value) == (
+        f"nis2triage incidents {command[0]}: the agent's configuration is needed: "
+        f"nis2triage incidents {command[0]} -c /etc/nis2triage/nis2triage.yml"
+    )
+
+
 @pytest.mark.parametrize(
     ("shown", "typed"),
     [("early_warning", "early-warning"), ("incident_notification", "notification"),

@@ -532,6 +532,7 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         raise SystemExit(
             f"nis2triage incidents {args.incidents_command}: the agent's configuration is "
-            f"needed: nis2triage incidents {args.incidents_command} -c /etc/nis2triage/agent.yml"
+            f"needed: nis2triage incidents {args.incidents_command} "
+            "-c /etc/nis2triage/nis2triage.yml"
         )
     return int(handler(connect(config, reading), args))
