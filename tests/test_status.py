@@ -17,6 +17,7 @@ from nis2triage import esclient
 from nis2triage.cli import main
 from nis2triage.config import load_config
 from nis2triage.lease import Lease
+from nis2triage.nis2.brussels import show
 from nis2triage.status import read_status
 from nis2triage.store import Store
 
@@ -142,14 +143,18 @@ def test_the_table_names_the_lease_holder_and_what_is_due(
     config, store = polled
     Lease(store, timedelta(minutes=5), lambda: datetime.now(UTC), host="soc-agent-1").hold()
 
-    owed = read_status(load_config(config), store, datetime.now(UTC)).owed
+    status = read_status(load_config(config), store, datetime.now(UTC))
+    owed = status.owed
     assert owed.next_due is not None  # the real log's pass opened incidents
+    assert status.live_holder is not None
 
     code = main(["status", "-c", str(config)])
 
     out = capsys.readouterr().out
+    until = show(status.live_holder.expires)
     assert code == 0
-    assert f"agent: process {os.getpid()} on soc-agent-1" in out
+    assert f"agent: process {os.getpid()} on soc-agent-1, until {until} holds the lease" in out
+    assert until.endswith((" CET", " CEST"))
     assert f"incidents: {owed.open_incidents} open; next due " in out
     assert f"({owed.next_due[0][:12]})" in out and "nothing needs attention" in out
 

@@ -73,7 +73,11 @@ def _why(exc: Exception) -> str:
 def print_status(status: Status, console: Console) -> None:
     holder = status.live_holder
     if holder is not None:
-        console.print(f"agent: {holder.describe()} holds the lease of {status.prefix}-state")
+        # In Brussels time like every other time of this table; the logs keep ISO 8601 UTC.
+        console.print(
+            f"agent: process {holder.pid} on {holder.host}, until {show(holder.expires)} "
+            f"holds the lease of {status.prefix}-state"
+        )
     console.print(_sources_table(status))
     outbox = ", ".join(f"{n} {k}" for k, n in sorted(status.outbox.items())) or "empty"
     console.print(f"notifications: {outbox}")
