@@ -114,3 +114,35 @@ def test_alerts_are_ecs_documents_with_route_and_reason(
     assert "183.62.140.253" in doc["related"]["ip"]
     assert doc["nis2triage"]["evidence"]["events"] >= 10
     assert 'source.ip:"183.62.140.253"' in doc["nis2triage"]["query"]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_alerts_judged_again_after_a_state_reset_carry_the_route_they_get_now(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    ssh_index: tuple[str, list[dict[str, Any]]],
+    tmp_path: Path,
+) -> None:
+    # The lab server added to the inventory and the checkpoint deleted, as the README's
+    # first hour does: the incidents followed the new route, the alerts kept the old one.
+    index, _ = ssh_index
+    prefix = f"{index}-st"
+    config = write_agent_config(tmp_path, es_settings, index, prefix)
+    listed = (tmp_path / "assets.yml").read_text()
+    (tmp_path / "assets.yml").write_text("assets: []\n")
+    before = run_agent(config, es)
+    (tmp_path / "assets.yml").write_text(listed)
+    for hit in es.search(index=f"{prefix}-state", size=100)["hits"]["hits"]:
+        es.delete(index=hit["_index"], id=hit["_id"], refresh=True)
+
+    after = run_agent(config, es)
+
+    routes_then = {a.id: a.route for a in before.alerts}
+    routes_now = {a.id: a.route for a in after.alerts}
+    changed = {i for i in routes_now if routes_then.get(i) not in (None, routes_now[i])}
+    assert changed and after.new_alerts == 0  # the same alerts, routed otherwise
+    hits = es.search(index=f"{prefix}-alerts", query={"ids": {"values": sorted(changed)}})
+    stored = {h["_id"]: h["_source"]["nis2triage"] for h in hits["hits"]["hits"]}
+    assert {i: s["route"] for i, s in stored.items()} == {i: routes_now[i] for i in changed}
+    assert all("asset labsz is high" in s["route_reason"] for s in stored.values())
+    assert {s["asset"] for s in stored.values()} == {"labsz"}

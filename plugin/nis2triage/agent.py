@@ -544,12 +544,32 @@ class Agent:
         routed = [triage.route(a, self.rules, self.inventory) for a in alerts]
         docs = [(a.id, alert_document(a, *_asset_names(asset))) for a, asset in routed]
         # Searchable at once: an analyst (or Kibana rule) should not wait for the next refresh.
-        report.new_alerts += self.store.create_many("alerts", docs, refresh=True)
+        existing: list[str] = []
+        report.new_alerts += self.store.create_many("alerts", docs, refresh=True, existing=existing)
+        if existing:
+            self._route_again(existing, dict(docs))
         contain.request_containment(self.store, routed, self.clock())
         report.notifications_queued += self.incidents.take(routed)
         for alert, _ in routed:
             report.alerts.append(alert)
             report.routes[alert.route or "?"] += 1
+
+    def _route_again(self, ids: list[str], docs: dict[str, dict[str, Any]]) -> None:
+        """Give alerts written before (judged again after a state reset, or replayed after
+        a crash) the route they get now: their incidents follow the new route, and Kibana's
+        alerts by route must not say otherwise. What was detected stays as first written."""
+        triage_fields = ("route", "route_reason", "asset", "service")
+        parts = [
+            (i, {"nis2triage": {f: docs[i]["nis2triage"][f] for f in triage_fields}}) for i in ids
+        ]
+        changed = self.store.update_many("alerts", parts, refresh=True)
+        if changed:
+            log.info(
+                "%d alerts written before were routed otherwise now (triage rules or inventory "
+                "changed); their route in %s is updated",
+                changed,
+                self.store.index("alerts"),
+            )
 
     def _run_rules(self, runner: RuleRunner, report: CycleReport) -> None:
         alerts = runner.run_due()

@@ -260,9 +260,14 @@ class Store:
                 raise
 
     def create_many(
-        self, what: str, docs: list[tuple[str, dict[str, Any]]], refresh: bool = False
+        self,
+        what: str,
+        docs: list[tuple[str, dict[str, Any]]],
+        refresh: bool = False,
+        existing: list[str] | None = None,
     ) -> int:
-        """Create documents that do not exist yet; return how many were new.
+        """Create documents that do not exist yet; return how many were new, and add the
+        ids of those that existed to `existing` when given.
 
         With `refresh`, they are searchable when this returns, not at the next refresh.
 
@@ -294,7 +299,10 @@ class Store:
                     crash_point("bulk-alerts")
             elif result.get("status") == 400 and what != "deadletter":
                 refused.append((str(result.get("_id")), _reason(result)))
-            elif result.get("status") != 409:
+            elif result.get("status") == 409:
+                if existing is not None:
+                    existing.append(str(result.get("_id")))
+            else:
                 raise StoreError(
                     f"Elasticsearch refused writes to {self.index(what)} "
                     f"({result.get('status')}: {_reason(result)})"
@@ -328,6 +336,34 @@ class Store:
             for doc_id, reason in refused
         ]
         self.create_many("deadletter", dead)
+
+    def update_many(
+        self, what: str, parts: list[tuple[str, dict[str, Any]]], refresh: bool = False
+    ) -> int:
+        """Merge each part into its document; return how many changed (an equal part
+        writes nothing). A document deleted meanwhile is skipped."""
+        actions = (
+            {"_op_type": "update", "_index": self.index(what), "_id": i, "doc": part}
+            for i, part in parts
+        )
+        changed = 0
+        for ok, item in helpers.streaming_bulk(
+            self.es,
+            actions,
+            raise_on_error=False,
+            raise_on_exception=True,
+            max_retries=3,
+            refresh="true" if refresh else "false",
+        ):
+            result = item.get("update", {})
+            if ok:
+                changed += result.get("result") == "updated"
+            elif result.get("status") != 404:
+                raise StoreError(
+                    f"Elasticsearch refused updates to {self.index(what)} "
+                    f"({result.get('status')}: {_reason(result)})"
+                )
+        return changed
 
     def put(self, what: str, doc_id: str, doc: dict[str, Any], refresh: bool = False) -> None:
         self.es.index(index=self.index(what), id=doc_id, document=doc, refresh=refresh)
