@@ -758,3 +758,29 @@ def test_a_source_query_the_node_refuses_stops_the_start_naming_the_source(
         r"correct the source's query",
     ):
         Agent(config, es, b"k" * 32, b"p" * 32).start()
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_time_field_mapped_as_a_number_is_read_as_epoch_milliseconds_and_said_so(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The warning said "none of their events is ever read", and the reads took them.
+    numeric = f"{index_name}-src-n"
+    es.indices.create(index=numeric, mappings={"properties": {"@timestamp": {"type": "long"}}})
+    millis = int((NOW - timedelta(minutes=1)).timestamp() * 1000)
+    es.index(index=numeric, id="n", document={"@timestamp": millis}, refresh=True)
+    config, auth = reading(tmp_path, es_settings, f"{index_name}-st", [f"{index_name}-src-*"])
+
+    said = said_at_start(es, caplog, config, about="@timestamp")
+
+    assert said == [
+        f"source auth: {numeric} maps @timestamp as long, not as a date: its values are read "
+        "as epoch milliseconds (a time in seconds would read as January 1970); map it as date "
+        "in the index template",
+    ]
+    source = Source(es, auth, clock=lambda: NOW)
+    assert read_all(source, Cursor()) == ["n"]

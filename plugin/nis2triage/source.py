@@ -212,6 +212,13 @@ def _unrepresentable(ts_ms: int) -> str | None:
     return None
 
 
+# Field types the reads' range and sort take as epoch milliseconds (`_say_numeric_time`).
+NUMERIC_TYPES = (
+    "long", "integer", "short", "byte", "unsigned_long",
+    "double", "float", "half_float", "scaled_float",
+)  # fmt: skip
+
+
 def _typed_otherwise(
     by_type: dict[str, Any], indices: list[str], allowed: tuple[str, ...]
 ) -> list[str]:
@@ -489,7 +496,9 @@ class Source:
         if caps is None:
             return []  # the node would not say: the refusal is said as it is
         by_type, indices = caps
-        return _typed_otherwise(by_type, indices, ("date", "date_nanos", "unmapped"))
+        # A number is read (as epoch milliseconds, said at start): not the refusal's cause.
+        readable = ("date", "date_nanos", "unmapped", *NUMERIC_TYPES)
+        return _typed_otherwise(by_type, indices, readable)
 
     def _time_field_caps(self) -> tuple[dict[str, Any], list[str]] | None:
         """How the source's indices map the time field, by type (field_caps' answer), and
@@ -623,7 +632,30 @@ class Source:
                 some(untimed),
             )
         self._untimed = untimed
+        self._say_numeric_time()
         self._say_lacking_time()
+
+    def _say_numeric_time(self) -> None:
+        """Say the indices that map the time field as a number: the reads take them, their
+        values as epoch milliseconds, which a time in seconds is not."""
+        caps = self._time_field_caps()
+        if caps is None:
+            return
+        by_type, indices = caps
+        for kind in sorted(k for k in by_type if k in NUMERIC_TYPES):
+            others = tuple(k for k in by_type if k != kind)
+            numeric = self._holding_documents(_typed_otherwise(by_type, indices, others))
+            if numeric:
+                log.warning(
+                    "source %s: %s %s %s as %s, not as a date: its values are read as epoch "
+                    "milliseconds (a time in seconds would read as January 1970); map it as "
+                    "date in the index template",
+                    self.cfg.name,
+                    some(numeric),
+                    "maps" if len(numeric) == 1 else "map",
+                    self.cfg.time_field,
+                    kind,
+                )
 
     def keep_notices(self, before: Source) -> None:
         """Take over what the source `before` (this one as a restore found it) counted and
@@ -771,7 +803,7 @@ class Source:
         by_type, indices = caps
         if not by_type:
             return sorted(indices)  # no index maps the field at all
-        return _typed_otherwise(by_type, indices, ("date", "date_nanos"))
+        return _typed_otherwise(by_type, indices, ("date", "date_nanos", *NUMERIC_TYPES))
 
     def _holding_documents(self, names: list[str]) -> list[str]:
         """Of the indices `names`, those holding a document: an index without one maps no
