@@ -237,3 +237,42 @@ def test_events_the_replay_sets_aside_are_said_with_why(
         f"1 event set aside, unusable (the first: {index_name}/twice: @timestamp holds 2 "
         "times; an event needs one" in said
     )
+
+
+def test_an_event_a_detector_fails_on_is_counted_and_the_replay_goes_on(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # The live agent dead-letters such an event and goes on; the replay stopped on it.
+    from nis2triage.config import load_config
+    from nis2triage.detectors import Detector, DetectorSpec, load_specs
+    from nis2triage.replay import replay_detectors, replay_sources
+
+    docs = real_log_docs()
+    index_docs(es, index_name, docs)
+    config = load_config(write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st"))
+    specs = [s for s in load_specs(config.detector_files()) if s.name == "ssh-brute-force"]
+    start = min(datetime.fromisoformat(d["@timestamp"]) for d in docs) - timedelta(minutes=1)
+    end = max(datetime.fromisoformat(d["@timestamp"]) for d in docs) + timedelta(minutes=10)
+
+    def failing_on_one_address(spec: DetectorSpec) -> Detector:
+        detector = Detector(spec)
+        add = detector.table.add
+
+        def add_or_fail(entity: str, *rest: Any) -> None:
+            if entity == "183.62.140.253":
+                raise ValueError("a value no check foresaw")
+            add(entity, *rest)
+
+        detector.table.add = add_or_fail  # type: ignore[method-assign]
+        return detector
+
+    sources = replay_sources(es, config, specs, end)
+    result = replay_detectors(sources, specs, start, end, lambda _: None, failing_on_one_address)
+
+    failing = [d for d in docs if d.get("source", {}).get("ip") == "183.62.140.253"]
+    taken = sum(1 for d in failing if d["system"]["auth"]["ssh"].get("event") == "Failed")
+    assert result.failed_events == taken > 0
+    assert result.first_failed is not None
+    assert ": ssh-brute-force: ValueError: a value no check foresaw" in result.first_failed
+    entities = {a.entity for a in result.alerts}
+    assert "183.62.140.253" not in entities and entities  # the others were still judged

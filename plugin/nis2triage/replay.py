@@ -25,7 +25,7 @@ from nis2triage import datemath
 from nis2triage.config import AgentConfig
 from nis2triage.detectors import Detector, DetectorSpec, fields_read
 from nis2triage.errors import PartialResultsError, RuleExecutionError
-from nis2triage.records import Alert, ms_to_datetime
+from nis2triage.records import Alert, Event, ms_to_datetime
 from nis2triage.rules import engine
 from nis2triage.rules.native import NativeRule
 from nis2triage.rules.state import RuleState
@@ -47,6 +47,16 @@ class ReplayResult:
     # agent dead-letters, and the first of them as "index/id: why".
     set_aside: int = 0
     first_set_aside: str | None = None
+    # Events a detector failed on (the live agent dead-letters them with the detector's
+    # name), and the first as "index/id: detector: why": the others judged them.
+    failed_events: int = 0
+    first_failed: str | None = None
+
+    def detector_failed(self, event: Event, exc: Exception, detector: str) -> None:
+        self.failed_events += 1
+        if self.first_failed is None:
+            why = f"{type(exc).__name__}: {exc}"[:300]
+            self.first_failed = f"{event.index}/{event.id}: {detector}: {why}"
 
 
 def replay_sources(
@@ -99,18 +109,23 @@ def replay_detectors(
     start: datetime,
     end: datetime,
     advance: Callable[[int], None],
+    make: Callable[[DetectorSpec], Detector] = Detector,
 ) -> ReplayResult:
+    """The detectors of `specs` over [start, end) of their sources. An event one of them
+    fails on is counted and said, as the agent dead-letters it: it stopped the replay."""
     result = ReplayResult()
     for name, source in sources.items():
         src = source.cfg
-        detectors = [Detector(s) for s in specs if s.source == name]
+        detectors = [make(s) for s in specs if s.source == name]
         # A cursor whose lower bound is `start`.
         cursor = Cursor(watermark_ms=_ms(start) + int(src.max_lateness.total_seconds() * 1000))
         pattern = ",".join(src.indices)
         for batch in source.poll(cursor):
             _count_set_aside(source, result)
             for detector in detectors:
-                detector.ingest_many(batch)
+                detector.ingest_many(
+                    batch, partial(result.detector_failed, detector=detector.spec.name)
+                )
             advance(len(batch))
             result.events += len(batch)
             cutoff = (cursor.watermark_ms or 0) - int(src.max_lateness.total_seconds() * 1000)
@@ -258,6 +273,13 @@ def summary(result: ReplayResult, console: Console) -> None:
     console.print(entities)
     for name, why in result.failed.items():
         console.print(f"rule {name} could not run over the range, its alerts are missing: {why}")
+    if result.failed_events:
+        events = "event" if result.failed_events == 1 else "events"
+        console.print(
+            f"{result.failed_events} {events} a detector failed on (the first: "
+            f"{result.first_failed}); the agent dead-letters them, the other detectors "
+            "judged them"
+        )
     if result.set_aside:
         events = "event" if result.set_aside == 1 else "events"
         console.print(
