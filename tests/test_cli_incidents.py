@@ -17,10 +17,11 @@ from nis2triage.config import load_config
 from nis2triage.incidents import reporting
 from nis2triage.incidents.flow import IncidentFlow
 from nis2triage.incidents.record import Incident
+from nis2triage.nis2.brussels import show
 from nis2triage.notify import build
 from nis2triage.notify.notifier import Notifier
 from nis2triage.records import Alert
-from nis2triage.reports.stages import BY_CLI
+from nis2triage.reports.stages import BY_CLI, BY_REPORT
 from nis2triage.store import Store
 
 from report_sample import ASSET, T0, sample_alert
@@ -282,3 +283,25 @@ def test_a_prefix_no_agent_ran_with_is_said_and_no_index_is_made(
     err = capsys.readouterr().err
     assert f"no index {misspelt}-incidents" in err and "state.index_prefix" in err
     assert es.indices.get(index=f"{misspelt}-*", allow_no_indices=True) == {}
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_closing_says_every_report_still_owed_with_its_due_time(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # Closed with only a dry run behind it, the incident still owes the authority its
+    # reports; "the final report is due a month after the notification" hid them.
+    config, _, incident = with_incident(es, es_settings, index_name, tmp_path)
+    capsys.readouterr()
+
+    assert main(["incidents", "close", incident.id, "-c", str(config), "--reason", "done"]) == 0
+
+    said = " ".join(capsys.readouterr().out.split())
+    assert main(["incidents", "show", incident.id, "-c", str(config), "--json"]) == 0
+    owed = json.loads(capsys.readouterr().out)["incident"]
+    assert "early_warning" in owed["pending"]
+    due = {d["key"]: datetime.fromisoformat(d["due"]) for d in owed["deadlines"]}
+    for key in owed["pending"]:
+        assert f"{BY_REPORT[key].label.lower()} due {show(due[key])}" in said
+    assert "still owed" in said

@@ -27,7 +27,7 @@ from nis2triage.errors import IncidentError
 from nis2triage.incidents.record import Incident
 from nis2triage.incidents.reporting import Names
 from nis2triage.nis2.brussels import show
-from nis2triage.reports.stages import BY_CLI, cli_name, stage_named
+from nis2triage.reports.stages import BY_CLI, BY_REPORT, cli_name, stage_named
 from nis2triage.rules.alerts import plural
 from nis2triage.terminal import text_console
 
@@ -388,9 +388,25 @@ def cmd_request(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_close(ctx: Context, args: argparse.Namespace) -> int:
     incident = ctx.flow.desk.close(args.id, args.by, args.reason)
-    return _done(
-        ctx, args, incident, "closed; the final report is due a month after the notification"
-    )
+    return _done(ctx, args, incident, f"closed; {_still_owed(incident)}")
+
+
+def _still_owed(incident: Incident) -> str:
+    """The reports a closed incident still owes, each with its due time: closing ends the
+    handling, not the reporting duty."""
+    due = {d.key: d.due for d in incident.deadlines}
+    owed = [
+        f"{BY_REPORT[k].label.lower() if k in BY_REPORT else k} due {show(due[k])}"
+        for k in incident.pending
+        if k in due
+    ]
+    if incident.gdpr is not None and incident.gdpr.status == "due":
+        owed.append(
+            f"GDPR notification to the data protection authority due {show(incident.gdpr.due)}"
+        )
+    if not owed:
+        return "no report is owed"
+    return "still owed: " + "; ".join(owed)
 
 
 def _done(ctx: Context, args: argparse.Namespace, incident: Incident, said: str) -> int:
