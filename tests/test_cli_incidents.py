@@ -44,15 +44,18 @@ def test_impact_flags_become_facts_of_the_right_type() -> None:
 
 
 @pytest.mark.parametrize("command", [["list"], ["show", "abc123"]])
-def test_without_c_the_usage_error_names_the_file_the_readme_installs(command: list[str]) -> None:
+def test_without_c_the_usage_error_names_the_file_the_readme_installs(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     # The README installs /etc/nis2triage/nis2triage.yml; the hint named agent.yml, a file
-    # the user never made.
+    # the user never made. A usage error, so argparse's status 2, not a failure's 1.
     with pytest.raises(SystemExit) as stopped:
         main(["incidents", *command])
 
-    assert str(stopped.value) == (
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
         f"nis2triage incidents {command[0]}: the agent's configuration is needed: "
-        f"nis2triage incidents {command[0]} -c /etc/nis2triage/nis2triage.yml"
+        f"nis2triage incidents {command[0]} -c /etc/nis2triage/nis2triage.yml\n"
     )
 
 
@@ -263,8 +266,9 @@ def test_the_configuration_may_come_before_the_subcommand_and_its_absence_is_sai
     assert main(["incidents", "list", "--json", "-c", str(config)]) == 0
     assert first == json.loads(capsys.readouterr().out)
     assert [i["id"] for i in first] == [incident.id]
-    with pytest.raises(SystemExit, match="needed: nis2triage incidents list -c /etc/"):
+    with pytest.raises(SystemExit, match="2"):
         main(["incidents", "list"])
+    assert "needed: nis2triage incidents list -c /etc/" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("agent_env")

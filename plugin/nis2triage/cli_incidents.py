@@ -546,9 +546,12 @@ def run(args: argparse.Namespace) -> int:
     reading = args.incidents_command in ("list", "show")
     config = args.config or getattr(args, "config_first", None)
     if config is None:
-        raise SystemExit(
+        # A usage error, with argparse's status 2, so that scripts tell it from a failure.
+        print(
             f"nis2triage incidents {args.incidents_command}: the agent's configuration is "
             f"needed: nis2triage incidents {args.incidents_command} "
-            "-c /etc/nis2triage/nis2triage.yml"
+            "-c /etc/nis2triage/nis2triage.yml",
+            file=sys.stderr,
         )
+        raise SystemExit(2)
     return int(handler(connect(config, reading), args))
