@@ -340,3 +340,12 @@ def test_a_source_query_with_a_lucene_slip_is_refused_at_its_line(tmp_path: Path
         ConfigError, match=r":15:5: sources\.0\.query: '\(' at character 16 is never closed"
     ):
         load_config(path)
+
+
+def test_a_missing_key_is_said_as_missing_under_its_parent(tmp_path: Path) -> None:
+    text = GOOD.replace("  hosts: [http://127.0.0.1:9200]\n", "")
+
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+
+    assert str(err.value).endswith(":1:1: elasticsearch.hosts: required, and missing")

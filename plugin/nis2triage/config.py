@@ -470,10 +470,12 @@ def validation_error(
 
 
 def _plain(err: Any) -> str:
-    """Pydantic's message in the file's terms: an unknown key is said as such, and the
-    "Value error, " our own validators' messages come with is dropped."""
+    """Pydantic's message in the file's terms: an unknown or missing key is said as such,
+    and the "Value error, " our own validators' messages come with is dropped."""
     if err["type"] == "extra_forbidden":
         return "unknown key"
+    if err["type"] == "missing":
+        return "required, and missing"
     return str(err["msg"]).removeprefix("Value error, ")
 
 
