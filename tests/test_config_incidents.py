@@ -129,3 +129,30 @@ def test_a_notifier_endpoint_with_a_login_is_refused_without_showing_it(
     said = str(refused.value)
     assert "notifier.endpoint" in said and "token_env" in said
     assert "Pw-s3cret-77" not in said
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://ccb.example/api?token=Pw-s3cret-77",
+        "https://ccb.example/api?tenant=be&api_key=Pw-s3cret-77",
+        "https://ccb.example/api?X-Amz-Signature=Pw-s3cret-77",
+        "https://ccb.example/api?access_token=Pw-s3cret-77#x",
+    ],
+)
+def test_a_secret_in_the_endpoints_query_is_refused_without_showing_it(
+    tmp_path: Path, endpoint: str
+) -> None:
+    # A token in the URL sits in the file and in every line that quotes the endpoint.
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, f"notifier: {{mode: send, endpoint: '{endpoint}'}}\n")
+
+    said = str(refused.value)
+    assert "notifier.endpoint" in said and "token_env" in said
+    assert "Pw-s3cret-77" not in said
+
+
+def test_an_endpoint_query_without_a_secret_is_taken(tmp_path: Path) -> None:
+    cfg = load(tmp_path, "notifier: {mode: send, endpoint: 'https://ccb.example/api?tenant=be'}\n")
+
+    assert cfg.notifier.endpoint == "https://ccb.example/api?tenant=be"

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from elastic_transport.client_utils import url_to_node_config
 from pydantic import (
@@ -227,6 +227,13 @@ class NotifierConfig(Strict):
                 "without it and give its token through notifier.token_env (sent as a "
                 "bearer token)"
             )
+        secret = _secret_in_query(url.query)
+        if secret is not None:
+            raise ValueError(
+                f"the endpoint's query holds {secret}=... (not shown here): a secret in the "
+                "URL sits in this file and in every line that quotes it; give the token "
+                "through notifier.token_env (sent as a bearer token) instead"
+            )
         if url.scheme in ("http", "https"):
             _check_host_and_port(shown, url)
         if url.scheme == "https":
@@ -238,6 +245,20 @@ class NotifierConfig(Strict):
             "network in clear; use the endpoint's https:// address (plain http:// is taken "
             "only for 127.0.0.1, ::1 or localhost)"
         )
+
+
+# Query parameter names that carry a credential (a token, a key, a signature).
+_SECRET_PARAM = re.compile(
+    r"token|key|secret|passw|pwd|auth|signature|sig\b|credential|session", re.IGNORECASE
+)
+
+
+def _secret_in_query(query: str) -> str | None:
+    """The name of a query parameter of the endpoint that carries a credential, if any."""
+    for name, _ in parse_qsl(query, keep_blank_values=True):
+        if _SECRET_PARAM.search(name):
+            return name
+    return None
 
 
 def _without_login(url: str) -> str:
