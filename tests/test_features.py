@@ -112,6 +112,19 @@ def test_a_field_holding_only_nulls_does_not_exist() -> None:
     ]
 
 
+def test_a_whole_number_sent_as_a_float_meets_a_filter_on_the_number() -> None:
+    # A shipper sending event.code 4625.0: the node's numeric term query takes it as 4625.
+    m = Match(all_of={"event.code": 4625}, none_of={"event.code": [4624]})
+
+    assert [m.matches({"event": {"code": v}}) for v in (4625.0, 4625, "4625", 4624.0)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert not m.matches({"event": {"code": 4625.5}})
+
+
 def test_match_lists_and_exclusions() -> None:
     m = Match(all_of={"event.category": ["authentication", "iam"]}, none_of={"user.name": "svc"})
 

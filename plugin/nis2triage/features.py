@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
+import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -196,9 +197,19 @@ _BOOLEAN_SPELLINGS = {"True": _TRUE, "true": _TRUE, "False": _FALSE, "false": _F
 
 def _wanted(want: Any) -> frozenset[str]:
     """The texts an event's value may have to meet `want`; a wanted true or false (as YAML
-    or as text) takes true as JSON and as the text "true", as the node and Kibana do."""
+    or as text) takes true as JSON and as the text "true", as the node and Kibana do, and
+    a wanted whole number also takes it sent as a float (4625.0), as a numeric field does.
+    Spelt out here once, so that the per-event check stays one set lookup."""
     texts = [str(w) for w in want] if isinstance(want, list) else [str(want)]
-    return frozenset(t for text in texts for t in _BOOLEAN_SPELLINGS.get(text, (text,)))
+    return frozenset(t for text in texts for t in _spellings(text))
+
+
+def _spellings(text: str) -> tuple[str, ...]:
+    if text in _BOOLEAN_SPELLINGS:
+        return _BOOLEAN_SPELLINGS[text]
+    if re.fullmatch(r"-?\d{1,15}", text):
+        return (text, f"{int(text)}.0")
+    return (text,)
 
 
 def _value_matches(value: Any, wanted: frozenset[str]) -> bool:
