@@ -157,7 +157,14 @@ def test_two_prefixes_share_no_id_in_one_kibana_space() -> None:
 class FakeKibana:
     url: str = ""
     requests: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
-    answer: tuple[int, dict[str, Any]] = (200, {"success": True})
+    # None: as Kibana answers an import it took whole, one result per object sent.
+    answer: tuple[int, dict[str, Any]] | None = None
+
+
+def took_whole(headers: Any, body: bytes) -> dict[str, Any]:
+    [part] = parts(dict(headers.items()), body)
+    ids = [json.loads(line)["id"] for line in part.get_payload(decode=True).decode().splitlines()]
+    return {"success": True, "successCount": len(ids), "successResults": [{"id": i} for i in ids]}
 
 
 @pytest.fixture
@@ -168,7 +175,7 @@ def fake_kibana() -> Iterator[FakeKibana]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             server.requests.append(("POST", self.path, dict(self.headers.items()), body))
-            status, answer = server.answer
+            status, answer = server.answer or (200, took_whole(self.headers, body))
             payload = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -247,8 +254,13 @@ def test_an_api_key_goes_in_the_authorization_header(fake_kibana: FakeKibana) ->
             "conflict",
         ),
         ((401, {"message": "Unauthorized"}), "failed", "HTTP 401: Unauthorized"),
+        (
+            (200, {"success": True, "successResults": []}),
+            "failed",
+            f"success said, but none of the {len(OBJECTS)} objects sent was imported",
+        ),
     ],
-    ids=["new", "replaced", "object-errors", "unauthorized"],
+    ids=["new", "replaced", "object-errors", "unauthorized", "nothing-imported"],
 )
 def test_kibanas_answer_becomes_the_setup_line(
     fake_kibana: FakeKibana, answer: tuple[int, dict[str, Any]], status: str, note: str

@@ -386,7 +386,7 @@ def import_objects(
     except (http.client.HTTPException, OSError) as exc:
         why = f"Kibana did not answer ({type(exc).__name__}): check the --kibana URL"
         return Change("Kibana objects", shown, "failed", why)
-    return _import_change(shown, answer)
+    return _import_change(shown, answer, len(objects))
 
 
 def shown_url(url: str) -> str:
@@ -462,7 +462,7 @@ def _first_line(text: str) -> str:
     return " ".join(text.split())[:300]
 
 
-def _import_change(shown: str, answer: Answer) -> Change:
+def _import_change(shown: str, answer: Answer, sent: int) -> Change:
     try:
         result = json.loads(answer.text)
     except ValueError:
@@ -486,6 +486,10 @@ def _import_change(shown: str, answer: Answer) -> Change:
             why = " ".join(str(result.get("message") or _first_line(answer.text)).split())[:300]
         return Change("Kibana objects", shown, "failed", f"HTTP {status}: {why}")
     done = result.get("successResults", [])
+    if sent and not done and not result.get("successCount"):
+        # A proxy or a stand-in answering success to anything: nothing is in Kibana.
+        why = f"HTTP {status}: success said, but none of the {sent} objects sent was imported"
+        return Change("Kibana objects", shown, "failed", why)
     replaced = sum(1 for r in done if isinstance(r, dict) and r.get("overwrite"))
     note = f"{len(done)} imported, {replaced} replaced"
     return Change("Kibana objects", shown, "updated" if replaced else "created", note)
