@@ -97,20 +97,57 @@ def _inventory(incident: Incident) -> dict[str, tuple[Any, str]]:
     return out
 
 
-def significance(entity: Entity, facts: Facts, criteria: CriteriaSet) -> SignificanceView:
-    result = assess(entity, facts, criteria)
+def service_types(incident: Incident) -> tuple[str | None, ...]:
+    """The IR Art. 1 service types an incident is judged by: the analyst's, if recorded,
+    else every type among the assets it touched, else None (the entity's own type)."""
+    recorded = incident.impact.get("service_type")
+    if recorded:
+        return (recorded,)
+    typed = dict.fromkeys(a.service_type for a in incident.assets if a.service_type)
+    return tuple(typed) or (None,)
+
+
+# A verdict under one service type outranks a lower one under another.
+_RANK = {"not_significant": 0, "undetermined": 1, "significant": 2}
+
+
+def significance(
+    entity: Entity,
+    facts: Facts,
+    criteria: CriteriaSet,
+    kinds: tuple[str | None, ...] | None = None,
+) -> SignificanceView:
+    """The verdict under each service type the incident touches, the gravest kept: an
+    incident on a cloud platform and a trust service meets IR Art. 14's 20-minute outage
+    even though Art. 7 asks for 30 (judging by the first asset alone hid it)."""
+    kinds = kinds or (facts.service_type,)
+    results = [assess(entity, facts.model_copy(update={"service_type": k}), criteria)
+               for k in kinds]  # fmt: skip
+    verdict = max((r.verdict for r in results), key=_RANK.__getitem__)
+    chosen = [r for r in results if r.verdict == verdict]
+    excluded = next((r.excluded_by for r in chosen if r.excluded_by), None)
     return SignificanceView(
-        verdict=result.verdict,
-        entity_kind=result.entity_kind,
-        met=tuple(_criterion(m) for m in result.met),
-        missing=result.missing,
-        undecided=result.undecided,
-        excluded_by=_criterion(result.excluded_by) if result.excluded_by else None,
+        verdict=verdict,
+        entity_kind=", ".join(r.entity_kind for r in chosen),
+        met=tuple(_criterion(m) for r in chosen for m in r.met),
+        missing=tuple(dict.fromkeys(m for r in chosen for m in r.missing)),
+        undecided=tuple(dict.fromkeys(u for r in chosen for u in r.undecided)),
+        excluded_by=_criterion(excluded) if excluded else None,
     )
 
 
 def _criterion(met: CriterionMet) -> Criterion:
     return Criterion(id=met.id, source=met.source, evidence=met.evidence)
+
+
+def _on_trust_services(incident: Incident, entity: Entity) -> bool:
+    """Whether the 24-hour notification of NIS2 Art. 23(4)(b) applies: the incident
+    touches a trust service the inventory lists (whatever the entity's configured type),
+    or the entity is a trust service provider and no asset says otherwise."""
+    kinds = service_types(incident)
+    if kinds == (None,):
+        return entity.trust_service_provider
+    return "trust_service" in kinds
 
 
 def deadlines(incident: Incident, entity: Entity, facts: Facts) -> tuple[DeadlineView, ...]:
@@ -128,7 +165,7 @@ def deadlines(incident: Incident, entity: Entity, facts: Facts) -> tuple[Deadlin
             requests=[
                 clocks.IntermediateRequest(r.ref, r.requested_at, r.due) for r in incident.requests
             ],
-            affects_trust_services=facts.service_type in (None, "trust_service"),
+            affects_trust_services=_on_trust_services(incident, entity),
         )
         views += [
             DeadlineView(report=d.report, key=d.key, due=d.due, basis=d.basis, source=d.source)
@@ -163,7 +200,8 @@ def pending(incident: Incident, views: tuple[DeadlineView, ...]) -> tuple[str, .
 def refresh(incident: Incident, entity: Entity, criteria: CriteriaSet) -> Incident:
     """The incident with its significance, deadlines and pending reports recomputed."""
     facts = facts_of(incident)
-    judged = incident.model_copy(update={"significance": significance(entity, facts, criteria)})
+    verdict = significance(entity, facts, criteria, service_types(incident))
+    judged = incident.model_copy(update={"significance": verdict})
     views = deadlines(judged, entity, facts)
     waiting = pending(judged, views)
     overdue = tuple(k for k in judged.overdue if k in waiting)

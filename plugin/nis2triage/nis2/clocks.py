@@ -81,13 +81,14 @@ def deadlines(
     notification_sent_at: datetime | None = None,
     handled_at: datetime | None = None,
     requests: Iterable[IntermediateRequest] = (),
-    affects_trust_services: bool = True,
+    affects_trust_services: bool | None = None,
 ) -> tuple[Deadline, ...]:
     """Every report due for one significant incident, earliest first.
 
-    `handled_at` None means the incident is still open. `affects_trust_services`
-    only matters for a trust service provider: the 24-hour notification of
-    NIS2 Art. 23(4)(b) covers incidents affecting its trust services.
+    `handled_at` None means the incident is still open. `affects_trust_services`:
+    whether the incident affects a trust service, which the 24-hour notification of
+    NIS2 Art. 23(4)(b) covers; None takes the entity's type (a trust service provider's
+    incidents are taken to affect its trust services).
     """
     aware = require_aware(aware_at, "aware_at")
     notification = _notification(entity, aware, affects_trust_services)
@@ -107,8 +108,11 @@ def _optional(moment: datetime | None, name: str) -> datetime | None:
     return None if moment is None else require_aware(moment, name)
 
 
-def _notification(entity: Entity, aware: datetime, affects_trust_services: bool) -> Deadline:
-    if entity.trust_service_provider and affects_trust_services:
+def _notification(entity: Entity, aware: datetime, affects_trust_services: bool | None) -> Deadline:
+    on_trust = (
+        entity.trust_service_provider if affects_trust_services is None else affects_trust_services
+    )
+    if on_trust:
         basis = "awareness + 24 h (trust service provider)"
         return Deadline(
             "incident_notification", aware + NOTIFICATION_TSP, basis, "NIS2 Art. 23(4)(b)"
