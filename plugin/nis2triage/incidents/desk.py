@@ -185,6 +185,10 @@ class Desk:
         return self.change(incident_id, apply)
 
 
+# The reason recorded when the analyst says no personal data are involved after all.
+NO_PERSONAL_DATA = "no personal data involved"
+
+
 def _gdpr(
     current: Gdpr | None, facts: dict[str, Any], said: dict[str, str], now: datetime
 ) -> Gdpr | None:
@@ -200,9 +204,11 @@ def _gdpr(
             )
         return None
     if involved is False and duty.status == "due":
-        duty = duty.model_copy(
-            update={"status": "not_required", "reason": "no personal data involved"}
-        )
+        duty = duty.model_copy(update={"status": "not_required", "reason": NO_PERSONAL_DATA})
+    if involved is True and duty.status == "not_required" and duty.reason == NO_PERSONAL_DATA:
+        # A 'no' taken back: the duty is owed again, by the first awareness's 72 hours,
+        # since the breach was known then. It stayed closed, and no reminder came.
+        duty = duty.model_copy(update={"status": "due", "reason": None})
     if "gba_reference" in said:
         duty = duty.model_copy(
             update={"status": "notified", "reference": said["gba_reference"], "notified_at": now}
