@@ -132,8 +132,11 @@ def test_a_brute_force_is_acknowledged_assessed_escalated_and_reported_once_per_
         "early_warning" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records
     )
 
-    for stage in ("early-warning", "notification", "final"):
+    for stage in ("early-warning", "notification"):
         cli("report", incident.id, "--config", str(config), "--by", "alice", "--stage", stage)
+    # The final report follows the end of handling (NIS2 Art. 23(4)(e)).
+    cli("close", incident.id, "--config", str(config), "--by", "alice", "--reason", "handled")
+    cli("report", incident.id, "--config", str(config), "--by", "alice", "--stage", "final")
     agent.run_once()
     agent.run_once()
 
@@ -143,7 +146,7 @@ def test_a_brute_force_is_acknowledged_assessed_escalated_and_reported_once_per_
     assert sorted(keys) == ["early_warning", "final_report", "incident_notification"]
     assert sorted(ccb.idempotency_keys) == sorted(keys.values()) == sorted(smtp.keys)
     assert {r.status for r in reports.values()} == {"sent"}
-    assert agent.incidents.desk.book.get(incident.id).status == "final_report_sent"
+    assert agent.incidents.desk.book.get(incident.id).status == "closed"
 
     bodies = {r.json()["report_type"]: r.json() for r in ccb.received}
     early, notification, final = (

@@ -333,6 +333,14 @@ def _check_order(incident: Incident, stage: Stage, ref: str | None) -> None:
             f"--request belongs to intermediate reports; the {stage.label.lower()} is made "
             "once per incident: leave --request out"
         )
+    if stage.report == "final_report" and incident.closed_at is None:
+        # Sent while open, it would count as delivered and the final report due a month
+        # after handling ends (Art. 23(4)(e)) would never be asked for.
+        raise IncidentError(
+            "the incident is still open: send a progress report now (NIS2 Art. 23(4)(e)), "
+            "and the final report once handling has ended; if it has, close the incident "
+            "first with `nis2triage incidents close`"
+        )
     if stage.report == "progress_report" and incident.closed_at is not None:
         raise IncidentError(
             "the incident is closed: send the final report instead of a progress report"
