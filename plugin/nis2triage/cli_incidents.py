@@ -301,7 +301,7 @@ def _show_deadlines(console: Console, i: Incident) -> None:
 
 
 def cmd_ack(ctx: Context, args: argparse.Namespace) -> int:
-    incident = ctx.flow.desk.ack(args.id, args.by, args.reason)
+    incident = ctx.flow.desk.ack(args.id, args.by, args.reason, args.at)
     return _done(ctx, args, incident, f"acknowledged by {args.by}")
 
 
@@ -472,6 +472,12 @@ def _acting(commands: Any, parents: Parents) -> None:
     ack.add_argument("id")
     ack.add_argument(
         "--reason", type=_prose, default="acknowledged by an analyst after the initial assessment"
+    )
+    ack.add_argument(
+        "--at",
+        type=_past,
+        help="when the entity became aware (ISO time with offset; default now): the NIS2 "
+        "deadlines run from awareness, not from its recording",
     )
     close = _command(commands, "close", cmd_close, parents, "handling has ended")
     close.add_argument("id")

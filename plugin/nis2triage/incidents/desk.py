@@ -139,9 +139,15 @@ class Desk:
 
     # --- from analysts -----------------------------------------------------
 
-    def ack(self, incident_id: str, who: str, why: str) -> Incident:
+    def ack(self, incident_id: str, who: str, why: str, at: datetime | None = None) -> Incident:
+        """Awareness, from `at` when the entity became aware before it was recorded."""
         now = self.clock()
-        return self.change(incident_id, lambda i: lifecycle.become_aware(i, now, who, why))
+        if at is not None and at > now:
+            raise IncidentError(
+                f"aware at {at.isoformat()}: that is later than now; give the moment the "
+                "entity became aware of the incident"
+            )
+        return self.change(incident_id, lambda i: lifecycle.become_aware(i, now, who, why, at))
 
     def close(self, incident_id: str, who: str, why: str) -> Incident:
         now = self.clock()

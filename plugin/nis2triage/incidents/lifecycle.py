@@ -231,13 +231,21 @@ def _asset_view(asset: Asset) -> AssetView:
     )
 
 
-def become_aware(incident: Incident, at: datetime, who: str, why: str) -> Incident:
-    """Awareness starts the reporting clocks; a later acknowledgement is only recorded."""
+def become_aware(
+    incident: Incident, at: datetime, who: str, why: str, since: datetime | None = None
+) -> Incident:
+    """Awareness starts the reporting clocks; a later acknowledgement is only recorded.
+
+    `since`: when the entity became aware, if earlier than this record (`at`): the
+    clocks of NIS2 Art. 23(4) run from then, not from when someone wrote it down."""
     if incident.status == "closed":
         raise IncidentError(f"incident {incident.id} is closed; it cannot be acknowledged")
     if incident.status not in _BEFORE_AWARE:
         return step(incident, at, who, "acknowledged", why)
-    return step(incident, at, who, "aware", why, to="aware", aware_at=at)
+    aware_at = since or at
+    if aware_at != at:
+        why += f" (aware since {aware_at.isoformat()})"
+    return step(incident, at, who, "aware", why, to="aware", aware_at=aware_at)
 
 
 def require_aware(incident: Incident, what: str) -> None:
