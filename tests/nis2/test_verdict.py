@@ -210,3 +210,66 @@ def test_recurrence_names_the_missing_earlier_loss(
     result = assess(make_entity("cloud"), facts, criteria)
 
     assert result.missing == ("previous_incidents[INC-2025-05-01T00:00Z].financial_loss_eur",)
+
+
+@pytest.mark.parametrize(
+    ("kind", "known", "met"),
+    [
+        pytest.param(
+            "cloud", {"trade_secrets_exfiltrated": True}, "ir-trade-secrets", id="secrets"
+        ),
+        pytest.param("cloud", {"deaths": 1}, "ir-death", id="death"),
+        pytest.param(
+            "cloud",
+            {"data_compromised": True, "malicious_suspected": True},
+            "cloud-malicious-compromise",
+            id="attack",
+        ),
+        pytest.param(
+            None, {"considerable_damage_to_others": True}, "art23-damage-to-others", id="other"
+        ),
+    ],
+)
+def test_planned_maintenance_sets_aside_only_what_maintenance_can_have_planned(
+    criteria: CriteriaSet,
+    make_entity: MakeEntity,
+    kind: str | None,
+    known: dict[str, Any],
+    met: str,
+) -> None:
+    # IR Art. 3(2) excludes planned interruptions and planned consequences of maintenance:
+    # a death or an attack during a maintenance window is neither, yet "planned: yes"
+    # made every such incident not significant, with no deadline.
+    facts = Facts(planned_maintenance=True, unavailability_minutes=240, **known)
+
+    result = assess(make_entity(kind), facts, criteria)
+
+    assert (result.verdict, result.excluded_by) == ("significant", None)
+    assert met in [m.id for m in result.met]
+    # The outage, planned, is still set aside.
+    assert not any(m.id.endswith("-outage") for m in result.met)
+
+
+def test_a_criterion_maintenance_cannot_explain_is_met_before_planning_is_known(
+    criteria: CriteriaSet, make_entity: MakeEntity
+) -> None:
+    # Whether it was planned matters only to what planning can explain.
+    result = assess(make_entity("cloud"), Facts(deaths=1), criteria)
+
+    assert result.verdict == "significant"
+
+
+def test_an_exclusion_covering_no_criterion_is_refused_at_load(tmp_path: Any) -> None:
+    from nis2triage.nis2.criteria import load_directory
+
+    (tmp_path / "x.yml").write_text(
+        "criteria:\n"
+        "  - {id: a-outage, source: s, summary: s, applies_to: [other],"
+        " when: {fact: full_outage, op: eq, value: true}}\n"
+        "exclusions:\n"
+        "  - {id: planned, source: s, summary: s, applies_to: [other], covers: ['*-outgae'],"
+        " when: {fact: planned_maintenance, op: eq, value: true}}\n"
+    )
+
+    with pytest.raises(ConfigError, match=r"x.yml:4: .*covers.*'\*-outgae' names no criterion"):
+        load_directory(tmp_path)

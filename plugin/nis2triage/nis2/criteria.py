@@ -16,12 +16,14 @@ A criterion file holds two lists, `criteria` and `exclusions`; each item reads
 A condition is `all: [...]`, `any: [...]`, `not: {...}` or a comparison of a
 named fact (see nis2triage.nis2.facts.FACT_KINDS) with `op` one of gt, ge, lt,
 le, eq, ne against `value`, optionally multiplied by another fact (`times`).
-Nothing in a file is executed.
+An exclusion may list the criteria it `covers` (ids, `*` for any text): holding,
+it sets those aside and leaves the others to decide. Nothing in a file is executed.
 """
 
 from __future__ import annotations
 
 import difflib
+import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -141,6 +143,13 @@ class Criterion(_Strict):
     summary: str = Field(min_length=1)
     applies_to: list[EntityKind] = Field(min_length=1)
     when: Condition
+    # For an exclusion: the criteria (ids, `*` for any text) it sets aside when it holds;
+    # none given, all of them. Planned maintenance explains an outage, not a death.
+    covers: list[str] | None = Field(default=None, min_length=1)
+
+    def sets_aside(self, criterion: Criterion) -> bool:
+        """Whether this exclusion, holding, sets `criterion` aside."""
+        return self.covers is None or any(fnmatch.fnmatchcase(criterion.id, p) for p in self.covers)
 
 
 class CriteriaFile(_Strict):
@@ -195,7 +204,31 @@ def load_directory(directory: str | Path) -> CriteriaSet:
                     raise located.error((section, i, "id"), msg)
                 origin[item.id] = where
                 into.append(item)
+        _check_covers(parsed, located)
+    _check_covered(criteria, exclusions, origin)
     return CriteriaSet(tuple(criteria), tuple(exclusions), origin)
+
+
+def _check_covers(parsed: CriteriaFile, located: yamlload.Located) -> None:
+    for i, item in enumerate(parsed.criteria):
+        if item.covers is not None:
+            msg = "covers belongs to exclusions: it names the criteria an exclusion sets aside"
+            raise located.error(("criteria", i, "covers"), msg)
+
+
+def _check_covered(
+    criteria: list[Criterion], exclusions: list[Criterion], origin: dict[str, str]
+) -> None:
+    """Every pattern of an exclusion's `covers` names a criterion: a misspelt one would set
+    aside nothing, and the exclusion would decide nothing it was written for."""
+    ids = [c.id for c in criteria]
+    for exclusion in exclusions:
+        for pattern in exclusion.covers or ():
+            if not fnmatch.filter(ids, pattern):
+                raise ConfigError(
+                    f"{origin[exclusion.id]}: exclusion {exclusion.id!r}: covers "
+                    f"{pattern!r} names no criterion; give criterion ids, `*` for any text"
+                )
 
 
 def _config_error(located: yamlload.Located, exc: ValidationError) -> ConfigError:

@@ -78,30 +78,55 @@ def assess(entity: Entity, facts: Facts, criteria: CriteriaSet) -> Significance:
         raise ConfigError(f"no significance criterion applies to entity type {kind!r}")
     known = namespace(facts, entity)
 
-    exclusion = _first_true(criteria.exclusions_for(kind), known)
-    if exclusion is not None:
-        return Significance("not_significant", (), (), kind, excluded_by=exclusion)
+    exclusions = criteria.exclusions_for(kind)
+    held = _first_true(exclusions, known)
+    if held is not None:
+        return _excluded(kind, held, applicable, known)
 
     outcomes = [(c, evaluate(c.when, known)) for c in applicable]
-    met = tuple(_met(c, o) for c, o in outcomes if o.value is True)
+    met = [(c, o) for c, o in outcomes if o.value is True]
     undecided = [(c, o) for c, o in outcomes if o.value is None]
     unmet = tuple(c.id for c, o in outcomes if o.value is False)
-    verdict, missing = _verdict(met, undecided, criteria.exclusions_for(kind), known)
+    verdict, missing = _verdict([c for c, _ in met], undecided, exclusions, known)
     log.debug("significance for %s (%s): %s", entity.legal_name, kind, verdict)
     ids = tuple(c.id for c, _ in undecided)
-    return Significance(verdict, met, missing, kind, undecided=ids, unmet=unmet)
+    found = tuple(_met(c, o) for c, o in met)
+    return Significance(verdict, found, missing, kind, undecided=ids, unmet=unmet)
+
+
+def _excluded(
+    kind: str,
+    held: tuple[Criterion, Outcome],
+    applicable: tuple[Criterion, ...],
+    known: Mapping[str, Known],
+) -> Significance:
+    """The verdict when an exclusion holds: the criteria it covers are set aside, and the
+    incident is not significant unless a criterion it cannot explain is known to be met
+    (a death during planned maintenance was not planned). Unknown ones do not reopen it:
+    the exclusion is the analyst's judgement of what the incident was."""
+    exclusion, outcome = held
+    rest = [(c, evaluate(c.when, known)) for c in applicable if not exclusion.sets_aside(c)]
+    met = tuple(_met(c, o) for c, o in rest if o.value is True)
+    if not met:
+        return Significance("not_significant", (), (), kind, excluded_by=_met(exclusion, outcome))
+    unmet = tuple(c.id for c, o in rest if o.value is False)
+    undecided = tuple(c.id for c, o in rest if o.value is None)
+    return Significance("significant", met, (), kind, undecided=undecided, unmet=unmet)
 
 
 def _verdict(
-    met: tuple[CriterionMet, ...],
+    met: list[Criterion],
     undecided: list[tuple[Criterion, Outcome]],
     exclusions: Iterable[Criterion],
     known: Mapping[str, Known],
 ) -> tuple[Verdict, tuple[str, ...]]:
     if met:
-        # Met, but an exclusion not yet ruled out (was it planned maintenance?) still decides.
+        # Met, but an exclusion not yet ruled out (was it planned maintenance?) still decides
+        # when it could set aside every criterion met.
         open_exclusions = [
-            o for o in (evaluate(x.when, known) for x in exclusions) if o.value is None
+            o
+            for x, o in ((x, evaluate(x.when, known)) for x in exclusions)
+            if o.value is None and all(x.sets_aside(c) for c in met)
         ]
         if open_exclusions:
             return "undetermined", _union(o.missing for o in open_exclusions)
@@ -111,11 +136,13 @@ def _verdict(
     return "not_significant", ()
 
 
-def _first_true(exclusions: Iterable[Criterion], known: Mapping[str, Known]) -> CriterionMet | None:
+def _first_true(
+    exclusions: Iterable[Criterion], known: Mapping[str, Known]
+) -> tuple[Criterion, Outcome] | None:
     for exclusion in exclusions:
         outcome = evaluate(exclusion.when, known)
         if outcome.value is True:
-            return _met(exclusion, outcome)
+            return exclusion, outcome
     return None
 
 
