@@ -111,3 +111,40 @@ def test_personal_data_raises_the_gdpr_reminder_at_once_and_only_once(
     hits = es.search(index=f"{index_name}-escalations", query={"term": {"kind": "gdpr_reminder"}})
     assert [h["_source"]["due"] for h in hits["hits"]["hits"]] == ["2026-03-05T11:00:00Z"]
     assert "GBA/APD" in hits["hits"]["hits"][0]["_source"]["message"]
+
+
+def test_the_oldest_incident_is_watched_behind_more_than_a_thousand_newer_ones(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str
+) -> None:
+    # The watch read the 1,000 newest incidents with reports owed: past them, the oldest,
+    # the likeliest to be overdue, was never escalated.
+    from elasticsearch import helpers
+
+    flow = make_flow()
+    flow.take([(alert(), LAB)])
+    oldest = flow.desk.book.find({"match_all": {}})[0]
+    # Due long after the check, so that only the oldest is escalated.
+    later = tuple(
+        d.model_copy(update={"due": d.due + timedelta(days=10)}) for d in oldest.deadlines
+    )
+    newer = (
+        oldest.model_copy(
+            update={
+                "id": f"newer-{n:04d}",
+                "opened_at": T0 + timedelta(minutes=n),
+                "deadlines": later,
+            }
+        )
+        for n in range(1, 1001)
+    )
+    target = f"{index_name}-incidents"
+    docs = ({"_index": target, "_id": i.id, "_source": i.to_doc(clock())} for i in newer)
+    helpers.bulk(es, docs, refresh=True)
+
+    clock.to(T0 + timedelta(hours=24, minutes=1))
+    report = flow.watchdog.run(clock())
+
+    assert report.watched == 1001
+    assert report.overdue >= 1
+    assert "deadline_overdue" in escalations(es, index_name, "early_warning")
+    assert "early_warning" in flow.desk.book.get(oldest.id).overdue

@@ -11,7 +11,7 @@ only ever appended to, and a copy missed by a crash is made at the next write.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,9 @@ from nis2triage.incidents.record import Incident
 from nis2triage.notify.pseudonym import reveal
 from nis2triage.records import stable_id
 from nis2triage.store import Store
+
+# Incidents read per request when every one of a query must be reached (`Book.each`).
+PAGE = 500
 
 log = logging.getLogger(__name__)
 MAX_TRIES = 5
@@ -70,6 +73,23 @@ class Book:
 
     def find(self, query: dict[str, Any], size: int = 100) -> list[Incident]:
         return [Incident.from_doc(d) for d in self.search(query, size)]
+
+    def each(self, query: dict[str, Any], page: int | None = None) -> Iterator[Incident]:
+        """Every incident `query` matches, oldest first, a page at a time: the watch over
+        deadlines must reach them all, the oldest (the likeliest overdue) above all."""
+        self.store.refresh("incidents")
+        page = page or PAGE
+        after: list[Any] | None = None
+        while True:
+            resp = self.store.es.search(
+                index=self.store.index("incidents"), query=query, size=page,
+                sort=[{"opened_at": "asc"}, {"id": "asc"}], search_after=after,
+            )  # fmt: skip
+            hits = resp["hits"]["hits"]
+            yield from (Incident.from_doc(dict(h["_source"])) for h in hits)
+            if len(hits) < page:
+                return
+            after = hits[-1]["sort"]
 
     def create(self, incident: Incident) -> bool:
         """Store a new incident; False if one with its id exists (a replayed first alert)."""

@@ -62,5 +62,5 @@ class IncidentFlow:
     def _catch_up(self) -> None:
         """Early warnings the agent owed but did not queue: it stopped between opening (or
         making aware) an incident and queuing its report, and a replayed alert changes nothing."""
-        for incident in self.desk.book.find({"term": {"pending": "early_warning"}}, size=1000):
+        for incident in self.desk.book.each({"term": {"pending": "early_warning"}}):
             self._early_warning(incident)

@@ -52,9 +52,9 @@ class Watchdog:
         self.soc = soc
 
     def run(self, now: datetime) -> WatchReport:
-        incidents = self.desk.book.find({"exists": {"field": "pending"}}, size=1000)
-        near = overdue = 0
-        for incident in incidents:
+        watched = near = overdue = 0
+        for incident in self.desk.book.each({"exists": {"field": "pending"}}):
+            watched += 1
             watch = clocks.watchdog(
                 [_deadline(d) for d in incident.deadlines],
                 incident.delivered() | _discharged(incident),
@@ -65,7 +65,7 @@ class Watchdog:
             self._aware_in_the_future(incident, now)
             near += sum(self._near(incident, d) for d in watch.near)
             overdue += sum(self._overdue(incident, d, now) for d in watch.overdue)
-        return WatchReport(len(incidents), near, overdue)
+        return WatchReport(watched, near, overdue)
 
     def _gdpr_reminder(self, incident: Incident) -> None:
         """Once per incident with personal data: the CCB report does not discharge the GDPR one."""
