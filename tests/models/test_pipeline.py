@@ -26,6 +26,13 @@ from nis2triage.models.pipeline import MultivariateScorer, UnivariateScorer, bui
         pytest.param([{"preprocessing.MinMaxScaler": {}}], None, "last step", id="no-detector"),
         pytest.param([{"anomaly.GaussianScorer": {}}], None, "target", id="univariate-no-target"),
         pytest.param([], None, "at least one step", id="empty"),
+        # It keeps every point it learns: each score and learn costs more than the last.
+        pytest.param(
+            [{"anomaly.LocalOutlierFactor": {}}],
+            None,
+            "keeps every bucket it learns.*anomaly.HalfSpaceTrees",
+            id="unbounded",
+        ),
     ],
 )
 def test_bad_models_are_refused(steps: list, target: str | None, match: str) -> None:
