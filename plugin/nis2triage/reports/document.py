@@ -154,10 +154,12 @@ def _notes(table: Table) -> list[Block]:
         cells = list(row)
         for i, cell in enumerate(row):
             if _long(cell):
+                # Each note is two blocks (its title, its text): counted by notes, not blocks.
+                number = len(notes) // 2 + 1
                 label = row[0] if i else f"row {len(rows) + 1}"
-                notes.append(Para(f"Note {len(notes) + 1}, {table.header[i]} of {label[:80]}:"))
+                notes.append(Para(f"Note {number}, {table.header[i]} of {label[:80]}:"))
                 notes.append(Para(cell))
-                cells[i] = f"see note {len(notes) // 2} below the table"
+                cells[i] = f"see note {number} below the table"
         rows.append(tuple(cells))
     return [Table(table.header, tuple(rows)), *notes]
 
