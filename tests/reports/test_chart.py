@@ -59,3 +59,27 @@ def test_gather_keeps_whether_each_score_came_from_a_detector_or_a_rule(
 
     assert [s["kind"] for s in drawn["scores"]] == ["detector", "detector", "rule"]
     assert drawn["scores"][-1]["score"] == 20.0
+
+
+def test_a_score_near_the_largest_float_is_drawn_at_the_panels_top() -> None:
+    # An unbounded scorer (StandardAbsoluteDeviation, HoltWintersError) on an attacker's
+    # value: the room above the highest mark overflowed to inf, and matplotlib refused it.
+    huge = DETECTOR | {"score": 1.7e308, "threshold": 1.6e308}
+
+    panel = _drawn([huge])
+
+    scored = {line.get_label(): list(line.get_ydata()) for line in panel.get_lines()}
+    assert scored["anomaly score"] == scored["threshold"] == [chart.HIGHEST_DRAWN]
+    assert panel.get_ylim() == (0.0, chart.HIGHEST_DRAWN * 1.15)
+    assert chart.draw(sample_chart() | {"scores": [huge]}).startswith(b"\x89PNG")
+
+
+def test_scores_stored_as_null_or_nan_are_left_out_of_the_panel() -> None:
+    # Elasticsearch holds NaN as null: a chart read back from the outbox may carry either.
+    blank = [DETECTOR | {"score": None}, DETECTOR | {"threshold": float("nan")}, DETECTOR]
+
+    panel = _drawn(blank)
+
+    scored = {line.get_label(): list(line.get_ydata()) for line in panel.get_lines()}
+    assert scored["anomaly score"] == [0.931]
+    assert scored["threshold"] == [0.8]

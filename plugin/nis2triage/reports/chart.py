@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,10 @@ STEPS = (
     ("1d", timedelta(days=1)),
 )
 MAX_BUCKETS = 150
+# The highest score the panel draws as it is. An unbounded scorer (StandardAbsoluteDeviation,
+# HoltWintersError) can give up to 1.8e308 on an attacker's value: the room above it
+# overflowed to inf, which matplotlib refuses as a limit, and its ticks overflow past 5e307.
+HIGHEST_DRAWN = 1e306
 
 
 def _iso(ts: datetime) -> str:
@@ -146,20 +151,34 @@ def _scores(axes: Any, scores: list[dict[str, Any]]) -> None:
     """Detectors' anomaly scores against their thresholds; rules' alerts as marks of when
     they fired. A rule's score is its own count or value (20 failed logins): on the same
     axis it flattened the anomaly scores, which lie between 0 and 1, to the floor."""
-    # Charts stored before alerts carried their kind held detectors' scores only.
-    scored = [s for s in scores if s.get("kind", "detector") == "detector"]
+    # Charts stored before alerts carried their kind held detectors' scores only. A score
+    # Elasticsearch stored as null (a NaN) has no place on the axis: left out.
+    scored = [s for s in scores if s.get("kind", "detector") == "detector" and _drawable(s)]
     at = [_time(s["t"]) for s in scored]
-    axes.plot(at, [s["score"] for s in scored], "o", color="tab:red", label="anomaly score")
-    axes.plot(at, [s["threshold"] for s in scored], "_", color="black", label="threshold")
+    axes.plot(
+        at, [_capped(s["score"]) for s in scored], "o", color="tab:red", label="anomaly score"
+    )
+    axes.plot(at, [_capped(s["threshold"]) for s in scored], "_", color="black", label="threshold")
     fired = [_time(s["t"]) for s in scores if s.get("kind") == "rule"]
     for n, when in enumerate(fired):
         label = "rule alert" if n == 0 else None
         axes.axvline(when, color="tab:purple", linestyle=":", label=label)
     axes.set_ylabel("anomaly score")
     # Room above the highest mark: at the panel's edge the top dot was cut in half.
-    highest = max((v for s in scored for v in (s["score"], s["threshold"])), default=1.0)
+    highest = max((_capped(v) for s in scored for v in (s["score"], s["threshold"])), default=1.0)
     axes.set_ylim(0, max(highest, 0.01) * 1.15)
     axes.legend(loc="upper left", fontsize=8)
+
+
+def _drawable(score: dict[str, Any]) -> bool:
+    """Whether a score and its threshold are both finite numbers."""
+    values = (score.get("score"), score.get("threshold"))
+    return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+
+
+def _capped(value: float) -> float:
+    """`value`, at most HIGHEST_DRAWN: a mark above it is drawn at the panel's top."""
+    return min(value, HIGHEST_DRAWN)
 
 
 def _time(text: str) -> datetime:
