@@ -176,3 +176,16 @@ def test_a_route_a_high_severity_alert_can_fail_is_no_catch_all(tmp_path: Path) 
     )
 
     assert [r.name for r in load_rules(path).routes] == ["not-low", "rules"]
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan"])
+def test_a_ratio_no_alert_can_reach_is_refused(tmp_path: Path, value: str) -> None:
+    # An infinite ratio is a bar no finite score passes: a route that never holds.
+    path = write(
+        tmp_path,
+        f"  - name: never\n    route: contain\n    when: {{score_ratio_at_least: {value}}}\n",
+    )
+
+    assert refusal(path) == (
+        f"{path}:5:12: routes.0.when.score_ratio_at_least: Input should be a finite number"
+    )

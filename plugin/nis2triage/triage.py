@@ -42,8 +42,9 @@ class Conditions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     severity_at_least: Severity | None = None
-    # Strict: YAML's `yes` and `true` are no numbers here, as in rules and detectors.
-    score_ratio_at_least: float | None = Field(default=None, gt=0, strict=True)
+    # Strict: YAML's `yes` and `true` are no numbers here, as in rules and detectors. Finite:
+    # `.inf` is a bar no finite score passes, a route that would never hold.
+    score_ratio_at_least: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
     events_at_least: int | None = Field(default=None, ge=1, strict=True)
     asset_criticality_in: list[Criticality] | None = None
     kinds: list[str] | None = None
