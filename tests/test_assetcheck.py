@@ -210,3 +210,32 @@ def test_an_address_in_client_ip_is_seen(es: Elasticsearch, index_name: str) -> 
     printer = Inventory.model_validate({"assets": [{"name": "printer", "hosts": ["192.0.2.9"]}]})
 
     assert unseen(es, [Reader("auth", [index_name], "@timestamp")], printer) == []
+
+
+def test_an_internationalised_name_is_seen_in_either_spelling(
+    es: Elasticsearch, index_name: str
+) -> None:
+    at = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    docs = [
+        {"host": {"name": "dc01.société.example"}},  # as the inventory writes it
+        {"host": {"name": "mail.münchen.example"}},  # the entry is in DNS's ASCII form
+        {"host": {"hostname": "files.xn--socit-esab.example"}},  # and the other way round
+    ]
+    es.indices.create(index=index_name, mappings=MAPPING)
+    helpers.bulk(
+        es, ({"_index": index_name, "_source": {"@timestamp": at, **d}} for d in docs), refresh=True
+    )
+    inventory = Inventory.model_validate(
+        {
+            "assets": [
+                {"name": "dc01", "hosts": ["dc01.société.example"]},
+                {"name": "mail", "hosts": ["mail.xn--mnchen-3ya.example"]},
+                {"name": "files", "hosts": ["files.société.example"]},
+                {"name": "web", "hosts": ["web.société.example"]},
+            ]
+        }
+    )
+
+    missing = unseen(es, [Reader("auth", [index_name], "@timestamp")], inventory)
+
+    assert [a.name for a in missing] == ["web"]

@@ -301,3 +301,45 @@ def test_an_oversized_inventory_says_what_to_do_instead_of_splitting(tmp_path: P
 def test_the_shipped_inventories_load() -> None:
     for path in (REPO / "deploy" / "assets.example.yml", REPO / "deploy" / "demo" / "assets.yml"):
         assert load_inventory(path).assets
+
+
+IDN = Inventory.model_validate(
+    {
+        "assets": [
+            {"name": "unicode", "hosts": ["dc01.société.example"], "criticality": "critical"},
+            {"name": "ace", "hosts": ["mail.xn--mnchen-3ya.example"], "criticality": "high"},
+        ]
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("host", "asset"),
+    [
+        ("dc01.société.example", "unicode"),
+        ("DC01.SOCIÉTÉ.EXAMPLE", "unicode"),  # non-ASCII letters in upper case
+        ("dc01.xn--socit-esab.example", "unicode"),  # the same name as DNS carries it
+        ("DC01.XN--SOCIT-ESAB.EXAMPLE.", "unicode"),
+        ("mail.münchen.example", "ace"),
+        ("MAIL.MÜNCHEN.EXAMPLE", "ace"),
+        ("ｍａｉｌ．ｍüｎｃｈｅｎ．ｅｘａｍｐｌｅ", "ace"),  # full-width, as IDNA maps it
+    ],
+)
+def test_an_internationalised_name_matches_in_either_spelling_and_any_case(
+    host: str, asset: str
+) -> None:
+    found = IDN.for_alert(alert((host,)))
+
+    assert found is not None and found.name == asset
+
+
+def test_the_same_internationalised_host_under_two_criticalities_is_refused(
+    tmp_path: Path,
+) -> None:
+    said = refusal(
+        tmp_path,
+        "assets:\n  - name: a\n    hosts: [dc01.société.example]\n    criticality: low\n"
+        "  - name: b\n    hosts: [DC01.XN--SOCIT-ESAB.EXAMPLE]\n    criticality: critical\n",
+    )
+
+    assert "names the same host as 'dc01.société.example'" in said

@@ -72,7 +72,25 @@ def _host_clauses(host: str) -> list[dict[str, Any]]:
         # senders without a name are written so).
         named = [_name_term(field, str(address)) for field in NAME_FIELDS]
         return [*named, *({"term": {field: str(address)}} for field in ADDRESS_FIELDS)]
-    key = host_key(host)
+    clauses = []
+    for key in _spellings(host_key(host)):
+        clauses += _name_clauses(key)
+    return clauses
+
+
+def _spellings(key: str) -> list[str]:
+    """An internationalised name in both the forms events write it: DNS's ASCII form
+    (xn--), which the agent matches by, and the Unicode one people and most logs use."""
+    if "xn--" not in key:
+        return [key]
+    try:
+        return [key, key.encode("ascii").decode("idna")]
+    except UnicodeError:
+        return [key]  # an xn-- label that is no valid encoding: only itself matches
+
+
+def _name_clauses(key: str) -> list[dict[str, Any]]:
+    """The clauses of which any one names the host whose compared name is `key`."""
     short, dot, _ = key.partition(".")
     clauses = []
     for field in NAME_FIELDS:

@@ -3,7 +3,8 @@
 How an alert's host names and addresses find their asset (docs/triage.md says the same):
 
 - Host names compare without regard to ASCII case (RFC 4343) or a trailing dot:
-  `DC01.corp.example.` is `dc01.corp.example`.
+  `DC01.corp.example.` is `dc01.corp.example`; an internationalised name compares in
+  its IDNA ASCII form: `DC01.SOCIÉTÉ.example` is `dc01.xn--socit-esab.example`.
 - A short name (no dot) and a full name match when the full name starts with it:
   an alert on `DC01` touches an entry `dc01.corp.example`, and an alert on
   `dc01.corp.example` touches an entry `dc01`. Two full names match only when equal.
@@ -171,9 +172,23 @@ _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def host_key(name: str) -> str:
-    """A host name as it compares: ASCII letters in lower case (RFC 4343: DNS folds no
-    others) and without the trailing dot that ends a fully qualified name."""
-    return name.strip().translate(_ASCII_LOWER).removesuffix(".")
+    """A host name as it compares: ASCII letters in lower case (RFC 4343) and without the
+    trailing dot that ends a fully qualified name. An internationalised name is compared
+    as DNS carries it (`dc01.société.example` is `dc01.xn--socit-esab.example`), after
+    IDNA's own mapping of case and full-width forms (`SOCIÉTÉ` is `société`)."""
+    key = name.strip().translate(_ASCII_LOWER)
+    if not key.isascii():
+        key = _ace(key)
+    return key.removesuffix(".")
+
+
+def _ace(name: str) -> str:
+    """`name` in IDNA's ASCII form; as written when IDNA refuses it (an empty or over-long
+    label, a character no host name may hold): it then matches only itself."""
+    try:
+        return name.encode("idna").decode("ascii").translate(_ASCII_LOWER)
+    except UnicodeError:
+        return name
 
 
 def address_of(text: str) -> Address | None:
