@@ -343,3 +343,50 @@ def test_the_same_internationalised_host_under_two_criticalities_is_refused(
     )
 
     assert "names the same host as 'dc01.société.example'" in said
+
+
+RANGES = Inventory.model_validate(
+    {
+        "assets": [
+            {"name": "campus", "networks": ["10.0.0.0/8", "2001:db8::/32"], "criticality": "low"},
+            {"name": "servers", "networks": ["10.20.0.0/16"], "criticality": "high"},
+            {
+                "name": "scada",
+                "networks": ["10.20.30.0/24", "2001:db8:5::/48"],
+                "criticality": "critical",
+            },
+            {"name": "one host", "networks": ["10.20.30.7/32"], "criticality": "medium"},
+            {"name": "everything", "networks": ["0.0.0.0/0"], "criticality": "low"},
+            *(
+                {
+                    "name": f"branch {i}",
+                    "networks": [f"172.{16 + i // 256}.{i % 256}.0/24"],
+                    "criticality": "medium",
+                }
+                for i in range(3000)
+            ),
+        ]
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("address", "asset"),
+    [
+        ("10.20.30.7", "scada"),  # inside four nested ranges: the most critical
+        ("10.20.99.1", "servers"),
+        ("10.99.0.1", "campus"),  # before `everything`, of equal criticality
+        ("::ffff:10.20.30.8", "scada"),
+        ("2001:db8:5::1", "scada"),
+        ("2001:db8:6::1", "campus"),
+        ("172.27.183.9", "branch 2999"),
+        ("192.0.2.1", "everything"),
+        ("2001:db9::1", None),  # no IPv6 range holds it: 0.0.0.0/0 is IPv4 only
+    ],
+)
+def test_an_address_takes_the_most_critical_of_the_ranges_holding_it(
+    address: str, asset: str | None
+) -> None:
+    found = RANGES.for_alert(alert(ips=(address,)))
+
+    assert (found.name if found else None) == asset

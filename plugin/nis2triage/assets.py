@@ -233,7 +233,10 @@ class _Index:
     # The first label of each full name listed: where an alert's short name looks.
     labels: dict[str, list[Entry]] = field(default_factory=dict)
     addresses: dict[Address, list[Entry]] = field(default_factory=dict)
-    networks: list[tuple[Network, int]] = field(default_factory=list)
+    # The assets of each range, by IP version and prefix length: an address is looked up
+    # once per length listed (at most 33 or 129), not compared with every range. A pass
+    # over 20,000 ranges took 14 ms an alert: minutes for a burst of alerts.
+    networks: dict[tuple[int, int], dict[Network, list[int]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, assets: Sequence[Asset]) -> _Index:
@@ -241,7 +244,10 @@ class _Index:
         for i, asset in enumerate(assets):
             for j, host in enumerate(asset.hosts):
                 index.add(host, (i, j))
-            index.networks.extend((ipaddress.ip_network(n), i) for n in asset.networks)
+            for text in asset.networks:
+                network = ipaddress.ip_network(text)
+                ranges = index.networks.setdefault((network.version, network.prefixlen), {})
+                ranges.setdefault(network, []).append(i)
         return index
 
     def add(self, host: str, entry: Entry) -> None:
@@ -271,9 +277,16 @@ class _Index:
         found = {i for name in names if address_of(name) is None for i, _ in self.matching(name)}
         for address in addresses:
             found.update(i for i, _ in self.addresses.get(address, []))
-            found.update(
-                i for net, i in self.networks if net.version == address.version and address in net
-            )
+            found.update(self._in_ranges(address))
+        return found
+
+    def _in_ranges(self, address: Address) -> list[int]:
+        """The assets whose ranges hold `address`."""
+        found = []
+        for (version, length), ranges in self.networks.items():
+            if version == address.version:
+                holding = ipaddress.ip_network((address, length), strict=False)
+                found += ranges.get(holding, [])
         return found
 
 
