@@ -113,6 +113,24 @@ def test_an_ipv4_mapped_address_is_the_ipv4_address_it_carries(
     assert found is not None and found.name == "dc"
 
 
+@pytest.mark.parametrize(
+    ("listed", "seen"),
+    [("fe80::1%eth0", "fe80::1"), ("fe80::1", "fe80::1%25"), ("FE80::1%eth0", "fe80::1%eth1")],
+)
+def test_an_ipv6_address_matches_whatever_zone_it_is_written_with(
+    tmp_path: Path, listed: str, seen: str
+) -> None:
+    # A zone (%eth0) says which interface reached the address, not which host it is: the
+    # entry was taken and never matched an alert, whose addresses carry none.
+    inv = inventory(
+        tmp_path, f"assets:\n  - {{name: gw, hosts: ['{listed}'], criticality: high}}\n"
+    )
+
+    found = inv.for_alert(alert(ips=(seen,)))
+
+    assert found is not None and found.name == "gw"
+
+
 def test_an_ipv4_mapped_entity_falls_in_an_ipv4_network(tmp_path: Path) -> None:
     inv = inventory(
         tmp_path, "assets:\n  - {name: erp, networks: [10.20.0.0/24], criticality: high}\n"

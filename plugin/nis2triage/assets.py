@@ -197,10 +197,14 @@ def address_of(text: str) -> Address | None:
         found = ipaddress.ip_address(text.strip())
     except ValueError:
         return None
+    if not isinstance(found, ipaddress.IPv6Address):
+        return found
+    # A zone (fe80::1%eth0) names the interface that reached the address, not the host:
+    # compared with it, an entry matched no alert, whose addresses carry none.
+    if found.scope_id is not None:
+        found = ipaddress.IPv6Address(int(found))
     # A dual-stack socket writes an IPv4 peer as ::ffff:a.b.c.d; it is that IPv4 peer.
-    if isinstance(found, ipaddress.IPv6Address) and found.ipv4_mapped is not None:
-        return found.ipv4_mapped
-    return found
+    return found.ipv4_mapped if found.ipv4_mapped is not None else found
 
 
 # IPv6 prefixes whose addresses stand for an IPv4 host: NAT64's well-known prefix (RFC
