@@ -105,3 +105,18 @@ def test_bad_analyst_facts_are_refused_with_the_reason(
 ) -> None:
     with pytest.raises(IncidentError, match=match):
         assess.check_impact(facts)
+
+
+def test_a_fact_recorded_before_its_bound_is_set_aside_and_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Stored before losses were bounded: it must not stop every assessment of its incident.
+    incident = lifecycle.open_incident(alert(), CLOUD, ("k",), T0)
+    impact = {"financial_loss_eur": 1e307, "cross_border": False}
+
+    with caplog.at_level("WARNING", logger="nis2triage.incidents.assess"):
+        facts = assess.facts_of(incident.model_copy(update={"impact": impact}))
+
+    assert (facts.financial_loss_eur, facts.cross_border) == (None, False)
+    [said] = [r.getMessage() for r in caplog.records]
+    assert said.startswith(f"incident {incident.id}: its recorded financial_loss_eur (1e+307)")

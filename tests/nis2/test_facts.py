@@ -93,3 +93,19 @@ def test_fact_kinds_are_the_scalar_facts_plus_derived_ones() -> None:
         True,
         {"service_type", "occurred_at", "root_cause_id", "previous_incidents", "sources"},
     )
+
+
+@pytest.mark.parametrize(
+    "given",
+    [{"financial_loss_eur": 1e307}, {"users_affected": 10**23}, {"unavailability_minutes": 1e300}],
+)
+def test_figures_past_any_real_incident_are_refused(given: dict[str, Any]) -> None:
+    # 1e307 EUR made the report's share of turnover overflow to infinity.
+    with pytest.raises(ValidationError, match="less than or equal"):
+        Facts(**given)
+
+
+def test_large_real_figures_are_taken() -> None:
+    facts = Facts(financial_loss_eur=4.2e9, users_affected=450_000_000)
+
+    assert (facts.financial_loss_eur, facts.users_affected) == (4.2e9, 450_000_000)

@@ -8,6 +8,7 @@ the analyst's recorded impact, which wins over both.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +28,8 @@ from nis2triage.nis2.criteria import CriteriaSet
 from nis2triage.nis2.entity import Entity
 from nis2triage.nis2.facts import Facts
 from nis2triage.nis2.significance import CriterionMet, assess
+
+log = logging.getLogger(__name__)
 
 # GDPR Art. 33(1): the supervisory authority within 72 hours of awareness of the breach.
 GDPR_WINDOW = timedelta(hours=72)
@@ -68,9 +71,29 @@ def facts_of(incident: Incident) -> Facts:
         found[fact] = value
         sources[fact] = origin
     for fact, value in incident.impact.items():
+        if not _still_valid(incident.id, fact, value):
+            continue
         found[fact] = value
         sources[fact] = "recorded by the analyst"
     return Facts.model_validate({**found, "sources": sources})
+
+
+def _still_valid(incident_id: str, fact: str, value: Any) -> bool:
+    """Whether a recorded fact passes today's checks: one recorded before a bound was set
+    (a loss of 1e307) must not stop every later assessment of its incident."""
+    try:
+        Facts.model_validate({fact: value})
+    except ValidationError as exc:
+        log.warning(
+            "incident %s: its recorded %s (%r) is no longer taken (%s); record it again with "
+            "`nis2triage incidents impact`",
+            incident_id,
+            fact,
+            value,
+            exc.errors()[0]["msg"],
+        )
+        return False
+    return True
 
 
 def _evidence(alert: AlertSummary, count: int) -> str:

@@ -22,8 +22,10 @@ from nis2triage.nis2.entity import Entity, IrType
 
 # Strict: a detection that says "yes" instead of true is a bug to surface, not to coerce.
 Flag = Annotated[bool, Strict()]
-Count = Annotated[int, Strict(), Field(ge=0)]
-Amount = Annotated[float, Strict(), Field(ge=0)]
+# Bounded far above any real incident (a trillion euros or minutes, ten times the world's
+# people): a typo of 1e307 overflowed the report's share of turnover to infinity.
+Count = Annotated[int, Strict(), Field(ge=0, le=10**11)]
+Amount = Annotated[float, Strict(), Field(ge=0, le=1e15)]
 
 FactKind = Literal["flag", "number"]
 
