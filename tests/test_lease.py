@@ -269,3 +269,30 @@ def test_run_once_reads_the_state_under_its_lease(agent: Agent) -> None:
     assert agent.hold_for_one_pass() is None
 
     assert restored == [True]
+
+
+def test_a_holder_frozen_between_its_lease_check_and_its_save_leaves_the_new_holders_state(
+    es: Elasticsearch, config: Path, agent: Agent
+) -> None:
+    # SIGSTOP (or a long pause) right after the lease check passed: another agent takes the
+    # expired lease and saves; the holder, resumed, must not write its older state over it.
+    assert agent._lead() is True
+    agent._save(agent.runs[0])
+    newer = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
+    newer.start()
+    newer.lease.host, newer.lease.clock = "another-host", lambda: datetime.now(UTC) + 2 * TTL
+    saved_by_newer: list[dict[str, object] | None] = []
+    check_lease = agent.states.keep_lease
+
+    def frozen_after_the_check() -> None:
+        check_lease()
+        assert newer._lead() is True
+        newer.restore_all()
+        newer._save(newer.runs[0])
+        saved_by_newer.append(agent.store.get("state", "source-auth"))
+
+    agent.states.keep_lease = frozen_after_the_check
+
+    with pytest.raises(LeaseLost, match="source-auth"):
+        agent._save(agent.runs[0])
+    assert agent.store.get("state", "source-auth") == saved_by_newer[0]

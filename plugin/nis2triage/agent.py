@@ -326,14 +326,14 @@ class Agent:
                 # What the start found and said stays said: taking the lease restores again.
                 run.source.keep_notices(before[run.cfg.name])
         if self.rules_runner is not None:
-            saved = self.store.get("state", RULES_STATE_ID)
+            saved = self.states.read(RULES_STATE_ID)
             self.rules_runner.restore(saved.get("rules") if saved else None)
 
     def _state_id(self, src: SourceConfig) -> str:
         return f"source-{src.name}"
 
     def _restore(self, src: SourceConfig, specs: list[DetectorSpec]) -> SourceRun:
-        saved = self.store.get("state", self._state_id(src))
+        saved = self.states.read(self._state_id(src))
         cursor, models = Cursor(), dict[str, Any]()
         if saved:
             if not saved.get("snapshot"):

@@ -18,6 +18,7 @@ from typing import Any
 
 from elasticsearch import ApiError
 
+from nis2triage.errors import LeaseLost
 from nis2triage.snapshots import SnapshotTooLarge
 from nis2triage.store import DEFAULT_REQUEST_LIMIT, Store
 
@@ -37,9 +38,14 @@ class StateNamed:
 
 
 class StateWriter:
-    """Writes the agent's state documents, each checked against the request limit and,
-    first, against the lease (`keep_lease` raises when another agent took over), so an
-    agent that lost the lease does not write its older state over the new holder's."""
+    """Reads and writes the agent's state documents, each checked against the request limit
+    and, first, against the lease (`keep_lease` raises when another agent took over), so an
+    agent that lost the lease does not write its older state over the new holder's.
+
+    The lease check and the write are two requests: an agent frozen between them (SIGSTOP,
+    a pause, a write held up on the network) past the lease's expiry would still overwrite
+    what the new holder saved meanwhile. So each document is written only if it is still
+    the version this agent last read or wrote; otherwise LeaseLost."""
 
     def __init__(self, store: Store, keep_lease: Callable[[], None]) -> None:
         self.store = store
@@ -47,9 +53,17 @@ class StateWriter:
         # The largest request the nodes take, read again by `read_limit` at start.
         self.request_limit = DEFAULT_REQUEST_LIMIT
         self.said_large: set[str] = set()
+        # Per document, the version last read or written (None: it did not exist).
+        self.versions: dict[str, tuple[int, int] | None] = {}
 
     def read_limit(self) -> None:
         self.request_limit = self.store.request_limit()
+
+    def read(self, doc_id: str) -> dict[str, Any] | None:
+        """The document `doc_id` of the state index, remembering its version for `put`."""
+        found = self.store.get_versioned("state", doc_id)
+        self.versions[doc_id] = found[1:] if found is not None else None
+        return found[0] if found is not None else None
 
     def put(self, doc_id: str, doc: dict[str, Any], named: StateNamed) -> None:
         """Save `doc` as `doc_id` of the state index, or raise SnapshotTooLarge."""
@@ -60,12 +74,29 @@ class StateWriter:
         self._say_if_near(doc_id, named, size)
         self.keep_lease()
         try:
-            self.store.put("state", doc_id, doc, refresh=True)
+            self._write(doc_id, doc)
         except ApiError as exc:
             if exc.meta.status != 413:
                 raise
             # A proxy in front of the node, or a node configured lower than it says.
             raise SnapshotTooLarge(self._too_large(named, size, None)) from exc
+
+    def _write(self, doc_id: str, doc: dict[str, Any]) -> None:
+        if doc_id not in self.versions:
+            # Never read by this writer (a pass run without restoring first): nothing to
+            # compare with.
+            self.store.put("state", doc_id, doc, refresh=True)
+            return
+
+        written = self.store.put_versioned("state", doc_id, doc, self.versions[doc_id])
+        if written is None:
+            del self.versions[doc_id]  # read again (`read`) before the next write
+            raise LeaseLost(
+                f"{doc_id} of {self.store.index('state')} was written by someone else since "
+                "this agent read it (another agent that took the lease while this one was "
+                "paused, or a hand edit); not overwritten"
+            )
+        self.versions[doc_id] = written
 
     def _say_if_near(self, doc_id: str, named: StateNamed, size: int) -> None:
         share = size / self.request_limit

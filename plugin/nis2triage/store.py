@@ -387,6 +387,24 @@ class Store:
         )
         return resp.meta.status != 409
 
+    def put_versioned(
+        self, what: str, doc_id: str, doc: dict[str, Any], version: tuple[int, int] | None
+    ) -> tuple[int, int] | None:
+        """Write a document only if it is still as last read: `version` (its sequence number
+        and primary term) when it was there, absent when it was not. The new version, or None
+        when another writer came in between."""
+        guard: dict[str, Any] = (
+            {"if_seq_no": version[0], "if_primary_term": version[1]}
+            if version is not None
+            else {"op_type": "create"}
+        )
+        resp = self.es.options(ignore_status=409).index(
+            index=self.index(what), id=doc_id, document=doc, refresh=True, **guard
+        )
+        if resp.meta.status == 409:
+            return None
+        return int(resp["_seq_no"]), int(resp["_primary_term"])
+
     def create(self, what: str, doc_id: str, doc: dict[str, Any]) -> bool:
         """Create one document, visible to searches at once; False if it already exists."""
         resp = self.es.options(ignore_status=409).create(
