@@ -794,6 +794,10 @@ def describe_outage(exc: Exception) -> str:
     """What is wrong, in words an operator can act on."""
     if isinstance(exc, ApiError):
         status = exc.meta.status
+        if is_write_block(exc):
+            # Answered 403 (a write block) or 429 (the flood-stage watermark's): said as the
+            # role or as an overload, both sent the operator to the wrong fix.
+            return _describe_block(_root_cause(exc))
         if status == 429:
             return "Elasticsearch rejects requests (429, overloaded)"
         cause = _root_cause(exc)
@@ -815,6 +819,36 @@ def describe_outage(exc: Exception) -> str:
     return f"Elasticsearch cannot be reached ({type(exc).__name__})"
 
 
+# Which setting holds each index block, by the words Elasticsearch names it with.
+BLOCK_SETTINGS = (
+    ("read-only-allow-delete", "index.blocks.read_only_allow_delete"),
+    ("index write", "index.blocks.write"),
+    ("index read-only", "index.blocks.read_only"),
+)
+
+
+def is_write_block(exc: ApiError) -> bool:
+    """Whether Elasticsearch refused a write because of an index block."""
+    return _root_cause(exc, "type") == "cluster_block_exception"
+
+
+def _describe_block(reason: str) -> str:
+    """The blocked index, the setting that blocks it and how to lift it, from the reason
+    Elasticsearch gives (`index [x] blocked by: [FORBIDDEN/8/index write (api)];`)."""
+    index = reason.partition("[")[2].partition("]")[0] or "an index of the agent"
+    setting = next((s for words, s in BLOCK_SETTINGS if words in reason), "index.blocks.*")
+    why = (
+        "the flood-stage disk watermark set it: free disk space on the node, after which "
+        "Elasticsearch lifts it by itself, or"
+        if "flood-stage" in reason
+        else "someone set it (a maintenance, a snapshot restore):"
+    )
+    return (
+        f"{index} takes no writes: it has the block {setting} ({reason.rstrip(';')}); {why} "
+        f'lift it with PUT {index}/_settings {{"{setting}": null}}'
+    )
+
+
 def _said(exc: ApiError, cause: str) -> str:
     """What the node said, in parentheses, or nothing: an answer without a body (to a HEAD
     request) has the message 'None', which told the reader nothing."""
@@ -823,15 +857,16 @@ def _said(exc: ApiError, cause: str) -> str:
     return f" ({said})" if said else ""
 
 
-def _root_cause(exc: ApiError) -> str:
-    """The reason of the error's first root cause: `search_phase_execution_exception` alone
-    says not which field, index or cluster is wrong."""
+def _root_cause(exc: ApiError, key: str = "reason") -> str:
+    """The reason (or another `key`) of the error's first root cause:
+    `search_phase_execution_exception` alone says not which field, index or cluster is
+    wrong."""
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error")
     causes = error.get("root_cause") if isinstance(error, dict) else None
     if not causes or not isinstance(causes[0], dict):
         return ""
-    return str(causes[0].get("reason") or "")[:300]
+    return str(causes[0].get(key) or "")[:300]
 
 
 def _largest_parts(run: SourceRun) -> list[str]:

@@ -28,7 +28,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from nis2triage.agent import OUTAGES, Agent, CycleReport
+from nis2triage.agent import OUTAGES, Agent, CycleReport, is_write_block
 from nis2triage.errors import ConfigError, StoreError
 from nis2triage.records import Route
 from nis2triage.status import late_notifications, outbox_counts
@@ -44,6 +44,8 @@ KNOWN_CONDITIONS = ("overloaded", "refused", "writes_rejected", "unreachable")
 def condition_of(exc: Exception) -> str:
     """A short, bounded label for why a cycle failed."""
     if isinstance(exc, ApiError):
+        if is_write_block(exc):
+            return "writes_rejected"  # a block on an index, not an overload nor the role
         status = exc.meta.status
         return {429: "overloaded", 401: "refused", 403: "refused"}.get(status, f"http_{status}")
     if isinstance(exc, StoreError):
