@@ -96,13 +96,17 @@ def run_agent(config: Path, es: Elasticsearch) -> CycleReport:
 
 @contextmanager
 def client_for(
-    es: Elasticsearch, es_settings: esclient.ESSettings, name: str, names: list[str]
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    name: str,
+    names: list[str],
+    privileges: list[str] | None = None,
 ) -> Iterator[Elasticsearch]:
-    """A client whose API key holds every privilege on `names` and nothing else; the key
-    is invalidated afterwards."""
+    """A client whose API key holds `privileges` (every one by default) on `names` and
+    nothing else; the key is invalidated afterwards."""
     from dataclasses import replace
 
-    rights = [{"names": names, "privileges": ["all"]}]
+    rights = [{"names": names, "privileges": privileges or ["all"]}]
     key = es.security.create_api_key(name=name, role_descriptors={"part": {"indices": rights}}).body
     try:
         yield esclient.connect(replace(es_settings, username=None, api_key=key["encoded"]))

@@ -809,6 +809,8 @@ def describe_outage(exc: Exception) -> str:
                 "the cluster to the node (cluster.remote.<name>.seeds) or correct the name"
             )
         said = _said(exc, cause)
+        if status == 403 and "indices:admin/auto_create" in cause:
+            return _describe_missing(cause)
         if status in (401, 403):
             return (
                 f"Elasticsearch refuses the agent ({status}): check its role and credentials{said}"
@@ -846,6 +848,18 @@ def _describe_block(reason: str) -> str:
     return (
         f"{index} takes no writes: it has the block {setting} ({reason.rstrip(';')}); {why} "
         f'lift it with PUT {index}/_settings {{"{setting}": null}}'
+    )
+
+
+def _describe_missing(reason: str) -> str:
+    """A write to one of the agent's indices that no longer exists (deleted by hand, by a
+    retention job): the role may not create it, and rightly so, but the fix is setup's."""
+    index = reason.rpartition("on indices [")[2].partition("]")[0] or "an index of the agent"
+    return (
+        f"{index} does not exist (deleted, or never set up) and the agent may not create it: "
+        "run 'nis2triage setup --config FILE' with an administrator's credential to make it "
+        "again (a deleted state index took the checkpoints and the lease with it: the "
+        "sources are read again from their oldest event)"
     )
 
 

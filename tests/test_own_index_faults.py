@@ -1,4 +1,5 @@
-"""An index block on one of the agent's own indices, said as what it is, on the real node.
+"""An index block on one of the agent's own indices, or the index deleted, said as what it
+is, on the real node.
 
 A write block (`index.blocks.write`) answers 403 and the flood-stage disk watermark's
 `read_only_allow_delete` answers 429: the agent said "check its role and credentials" for
@@ -12,8 +13,11 @@ import pytest
 from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage.agent import describe_outage
+from nis2triage.esclient import ESSettings
 from nis2triage.metrics import condition_of
 from nis2triage.store import Store, first_index
+
+from support import client_for
 
 
 @pytest.fixture
@@ -63,3 +67,17 @@ def test_the_flood_stage_watermark_is_named_with_the_disk_to_free(store: Store) 
 
 def test_a_blocked_write_counts_as_rejected_writes(store: Store, blocked: str) -> None:
     assert condition_of(refused_write(store)) == "writes_rejected"
+
+
+def test_a_deleted_state_index_is_said_as_missing_with_setup_as_the_fix(
+    es: Elasticsearch, es_settings: ESSettings, store: Store
+) -> None:
+    # The agent's role may write its indices but not create them: a write to the deleted
+    # one is a 403 on `auto_create`, which was said as "check its role and credentials".
+    es.indices.delete(index=first_index(store.index("state")))
+    rights = [f"{store.prefix}-*"]
+    with client_for(es, es_settings, "no-create", rights, ["read", "write"]) as agent_es:
+        said = describe_outage(refused_write(Store(agent_es, store.prefix)))
+
+    assert said.startswith(f"{store.index('state')} does not exist")
+    assert "nis2triage setup" in said and "role" not in said
