@@ -112,3 +112,10 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     assert "/opt/nis2triage/bin/nis2triage" in text
     assert done.returncode == 0, done.stderr
     assert "nis2triage.service" not in done.stderr, done.stderr
+
+
+def test_the_unit_leaves_the_boot_id_readable_for_the_lease() -> None:
+    # ProcSubset=pid hides /proc/sys: without the boot id, an agent restarted after a crash
+    # cannot tell its holder's pid is gone on this very kernel, and stood by until the
+    # lease expired (2 minutes and more) instead of taking over at once.
+    assert unit()["Service"].get("ProcSubset", "all") == "all"

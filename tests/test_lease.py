@@ -296,3 +296,18 @@ def test_a_holder_frozen_between_its_lease_check_and_its_save_leaves_the_new_hol
     with pytest.raises(LeaseLost, match="source-auth"):
         agent._save(agent.runs[0])
     assert agent.store.get("state", "source-auth") == saved_by_newer[0]
+
+
+def test_a_lease_that_cannot_read_the_boot_id_says_a_restart_will_wait(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As under systemd's ProcSubset=pid, which hides /proc/sys.
+    monkeypatch.setattr("nis2triage.lease.BOOT_ID_PATH", "/proc/sys/no-such/boot_id")
+
+    with caplog.at_level("WARNING", logger="nis2triage.lease"):
+        lease(store, "siem-a")
+
+    said = [r.getMessage() for r in caplog.records if r.name == "nis2triage.lease"]
+    assert len(said) == 1
+    assert "/proc/sys/no-such/boot_id" in said[0] and "ProcSubset=pid" in said[0]
+    assert "waits for the lease to expire (0:02:00)" in said[0]

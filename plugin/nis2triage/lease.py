@@ -36,6 +36,9 @@ from nis2triage.store import Store
 
 log = logging.getLogger(__name__)
 LEASE_ID = "lease"
+# The running kernel's boot id (Linux): random at every boot.
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+PID_NAMESPACE_PATH = "/proc/self/ns/pid"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class Lease:
         self.pid = pid if pid is not None else os.getpid()
         self.pid_namespace = _pid_namespace()
         self.boot_id = _boot_id()
+        if not (self.boot_id and self.pid_namespace):
+            self._say_no_quick_takeover()
         self.run = uuid.uuid4().hex
         self.held = False
         # Whether the last `hold` took the lease (there was none, or another run's) rather
@@ -120,6 +125,18 @@ class Lease:
         known = bool(self.boot_id and self.pid_namespace)
         return visible and known and not pid_alive(holder.pid)
 
+    def _say_no_quick_takeover(self) -> None:
+        # Said because the shipped unit once hid /proc/sys (ProcSubset=pid): every restart
+        # after a crash then stood by for the whole lease, with nothing in the log saying why.
+        unread = BOOT_ID_PATH if not self.boot_id else PID_NAMESPACE_PATH
+        log.warning(
+            "%s cannot be read (hidden by systemd's ProcSubset=pid, or not Linux): after a "
+            "crash, a restart of this agent waits for the lease to expire (%s) instead of "
+            "taking over at once; leave /proc/sys readable to the service",
+            unread,
+            self.ttl,
+        )
+
     def _result(self, taken: bool) -> Holder | None:
         if taken:
             self.held = True
@@ -167,7 +184,7 @@ def holder_of(doc: dict[str, Any]) -> Holder | None:
 def _pid_namespace() -> str:
     """This process's pid namespace (Linux), or "" where it cannot be known."""
     try:
-        return os.readlink("/proc/self/ns/pid")
+        return os.readlink(PID_NAMESPACE_PATH)
     except OSError:
         return ""
 
@@ -176,7 +193,7 @@ def _boot_id() -> str:
     """The running kernel's boot id (Linux): random at every boot, so another machine, a
     cloned VM included, has another; containers on one host share it. "" where unknown."""
     try:
-        with open("/proc/sys/kernel/random/boot_id") as fh:
+        with open(BOOT_ID_PATH) as fh:
             return fh.read().strip()
     except OSError:
         return ""
