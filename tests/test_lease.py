@@ -311,3 +311,36 @@ def test_a_lease_that_cannot_read_the_boot_id_says_a_restart_will_wait(
     assert len(said) == 1
     assert "/proc/sys/no-such/boot_id" in said[0] and "ProcSubset=pid" in said[0]
     assert "waits for the lease to expire (0:02:00)" in said[0]
+
+
+def test_a_lease_written_by_a_clock_days_ahead_is_taken_once_unrenewed_for_its_ttl(
+    store: Store,
+) -> None:
+    # A holder whose hardware clock was two days ahead after a reboot wrote its lease, then
+    # died before NTP set it right: by the expiry it wrote, another host waited two days.
+    lease(store, "siem-a", at=T0 + timedelta(days=2)).hold()
+    watched = [0.0]
+    standby = Lease(store, TTL, lambda: T0, host="siem-b", pid=4242, elapsed=lambda: watched[0])
+
+    first_look = standby.hold()
+    watched[0] = TTL.total_seconds() - 1
+    before_its_ttl = standby.hold()
+    watched[0] = TTL.total_seconds()
+
+    assert first_look is not None and before_its_ttl is not None
+    assert standby.hold() is None
+    assert store.get("state", LEASE_ID)["host"] == "siem-b"  # type: ignore[index]
+
+
+def test_a_lease_renewed_meanwhile_is_watched_afresh(store: Store) -> None:
+    ahead = lease(store, "siem-a", at=T0 + timedelta(days=2))
+    ahead.hold()
+    watched = [0.0]
+    standby = Lease(store, TTL, lambda: T0, host="siem-b", pid=4242, elapsed=lambda: watched[0])
+    standby.hold()
+    watched[0] = TTL.total_seconds() - 1
+    ahead.hold()  # still alive: renewed
+    standby.hold()
+    watched[0] = TTL.total_seconds() + 1
+
+    assert standby.hold() is not None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ class Holder:
     expires: datetime
     pid_namespace: str = ""
     boot_id: str = ""
+    # How long the holder's lease runs from each renewal, by its own clock (expires minus
+    # updated); None when the document does not say.
+    ttl: timedelta | None = None
 
     def describe(self) -> str:
         return f"process {self.pid} on {self.host}, until {self.expires.isoformat()}"
@@ -64,10 +68,16 @@ class Lease:
         clock: Callable[[], datetime],
         host: str | None = None,
         pid: int | None = None,
+        elapsed: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.ttl = ttl
         self.clock = clock
+        # Seconds on a clock no one sets (monotonic), for how long another holder's lease
+        # has gone unrenewed as this agent watched it.
+        self.elapsed = elapsed
+        self.watched: tuple[int, int] | None = None
+        self.watched_since = 0.0
         self.host = host or socket.gethostname()
         self.pid = pid if pid is not None else os.getpid()
         self.pid_namespace = _pid_namespace()
@@ -90,7 +100,8 @@ class Lease:
             return self._result(took)
         doc, seq_no, term = found
         holder = holder_of(doc)
-        if holder is not None and not self._may_take(holder):
+        unrenewed = self._unrenewed_for((seq_no, term))
+        if holder is not None and not self._may_take(holder, unrenewed):
             self.held = False
             return holder
         took = self.store.put_if("state", LEASE_ID, self._doc(), (seq_no, term))
@@ -115,8 +126,19 @@ class Lease:
             self.store.index("state"),
         )
 
-    def _may_take(self, holder: Holder) -> bool:
+    def _unrenewed_for(self, version: tuple[int, int]) -> float:
+        """Seconds this agent has seen the lease document at `version`, unchanged."""
+        if version != self.watched:
+            self.watched, self.watched_since = version, self.elapsed()
+        return self.elapsed() - self.watched_since
+
+    def _may_take(self, holder: Holder, unrenewed: float) -> bool:
         if holder.run == self.run or holder.expires <= self.clock():
+            return True
+        # The expiry is the holder's clock's: one days ahead (a hardware clock after a reboot,
+        # before NTP) wrote a lease that looked live for days after its holder died. Not
+        # renewed for its whole term as watched here, it is dead whatever the clocks say.
+        if holder.ttl is not None and unrenewed >= holder.ttl.total_seconds():
             return True
         # A holder whose process is gone crashed; a restart need not wait. Only where its pid
         # means the same process as here: the same running kernel and pid namespace.
@@ -176,9 +198,23 @@ def holder_of(doc: dict[str, Any]) -> Holder | None:
             expires,
             str(doc.get("pid_namespace", "")),
             str(doc.get("boot_id", "")),
+            _term(doc, expires),
         )
     except (KeyError, TypeError, ValueError):
         return None  # an unreadable lease document is no lease: it is taken over
+
+
+def _term(doc: dict[str, Any], expires: datetime) -> timedelta | None:
+    """How long the holder's lease runs from a renewal (expires minus updated, both by its
+    clock); None when `updated` is missing or unreadable."""
+    try:
+        updated = datetime.fromisoformat(str(doc["updated"]))
+    except (KeyError, ValueError):
+        return None
+    if updated.tzinfo is None:
+        updated = updated.replace(tzinfo=UTC)
+    term = expires - updated
+    return term if term > timedelta(0) else None
 
 
 def _pid_namespace() -> str:
