@@ -216,7 +216,9 @@ def test_times_written_without_a_zone_are_read_as_utc(
     naive = (datetime.now(UTC) + timedelta(minutes=5)).replace(tzinfo=None).isoformat()
     lease = {"kind": "lease", "host": "soc-agent-1", "pid": 7, "run": "r", "expires": naive}
     store.put("state", "lease", lease, refresh=True)
-    store.put("state", "source-auth", {"updated": naive, "cursor": {}}, refresh=True)
+    # Saved a moment ago: one dated ahead of the clock is a concern of its own.
+    saved = datetime.now(UTC).replace(tzinfo=None).isoformat()
+    store.put("state", "source-auth", {"updated": saved, "cursor": {}}, refresh=True)
     store.put("incidents", "inc-1", {"status": "aware", "next_due": naive}, refresh=True)
 
     code = main(["status", "-c", str(config)])
@@ -278,3 +280,29 @@ def test_documents_no_read_reaches_are_a_concern_after_the_start_said_them(
         f"source auth: 1 document without the time field (in {index_name}), never read: "
         "have the shipper or an ingest pipeline set it"
     ) in said["concerns"]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_lease_and_checkpoint_written_by_a_clock_days_ahead_are_concerns(
+    polled: tuple[Path, Store],
+) -> None:
+    # Their holder, its clock two days ahead, died: the lease looked live and the checkpoint
+    # fresh (its age negative) for two days, and status said nothing needed attention.
+    config, store = polled
+    cfg = load_config(config)
+    ahead = datetime.now(UTC) + timedelta(days=2)
+    Lease(store, timedelta(minutes=2), lambda: ahead, host="siem-a").hold()
+    checkpoint = store.get("state", "source-auth")
+    assert checkpoint is not None
+    store.put("state", "source-auth", {**checkpoint, "updated": ahead.isoformat()}, refresh=True)
+
+    concerns = read_status(cfg, store, datetime.now(UTC)).concerns()
+
+    assert len(concerns) == 2
+    assert concerns[0].startswith(
+        f"the lease of {store.index('state')} was renewed 48.0 h ahead of this machine's "
+        "clock: the clock of siem-a (or this one) is wrong"
+    )
+    assert concerns[1].startswith(
+        "source auth: its last checkpoint is dated 48.0 h ahead of this machine's clock"
+    )

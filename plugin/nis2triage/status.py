@@ -26,6 +26,9 @@ STALE_FLOOR = timedelta(minutes=5)
 # An early warning is due 24 hours after awareness (NIS2 Art. 23(4)(a)): a notification
 # still unsent that long after it was queued is late whatever its stage.
 NOTIFICATION_DUE = timedelta(hours=24)
+# A time written this far ahead of the clock `status` runs on says one of the two clocks is
+# wrong: the lease and the checkpoints' ages mean nothing until it is set right.
+CLOCK_TOLERANCE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class Status:
             )
         elif self.live_holder is None:
             said.append(f"no agent holds the lease of {self.prefix}-state: none is running")
+        else:
+            said += _lease_ahead(self.prefix, self.live_holder, self.checked)
         for src in self.sources:
             said += _source_concerns(src, self.checked)
         if self.late_notifications:
@@ -208,6 +213,12 @@ def _source_concerns(src: SourceStatus, now: datetime) -> list[str]:
         return [f"source {src.name} has no checkpoint: no agent has polled it yet"]
     said = _unread_concerns(src)
     age = now - src.saved
+    if -age > CLOCK_TOLERANCE:
+        said.append(
+            f"source {src.name}: its last checkpoint is dated {_hours(-age)} ahead of this "
+            "machine's clock: the agent's clock or this one is wrong, and until it is set "
+            "right this checkpoint's age says nothing of whether the agent runs"
+        )
     if age > max(STALE_POLLS * src.poll_interval, STALE_FLOOR):
         said.append(
             f"source {src.name}: last checkpoint {_hours(age)} ago, more than {STALE_POLLS} "
@@ -215,6 +226,19 @@ def _source_concerns(src: SourceStatus, now: datetime) -> list[str]:
             "the agent is stopped, stuck or failing (its log says which)"
         )
     return said
+
+
+def _lease_ahead(prefix: str, holder: Holder, now: datetime) -> list[str]:
+    """A lease renewed in this clock's future: a holder whose clock is ahead (a hardware clock
+    after a reboot, before NTP) looks live until its expiry, however long after it died."""
+    if holder.ttl is None or holder.expires - holder.ttl - now <= CLOCK_TOLERANCE:
+        return []
+    ahead = holder.expires - holder.ttl - now
+    return [
+        f"the lease of {prefix}-state was renewed {_hours(ahead)} ahead of this machine's "
+        f"clock: the clock of {holder.host} (or this one) is wrong, so that agent may be dead "
+        "while its lease looks live; set the clocks right (NTP), and see whether it runs"
+    ]
 
 
 def _unread_concerns(src: SourceStatus) -> list[str]:
