@@ -15,7 +15,7 @@ from nis2triage import esclient
 from nis2triage.agent import Agent
 from nis2triage.config import load_config
 from nis2triage.demo import index_docs
-from nis2triage.errors import ConfigError
+from nis2triage.errors import ConfigError, SnapshotError
 from nis2triage.rules import winlog, winlog_mapping
 from nis2triage.validate import validate
 
@@ -239,3 +239,40 @@ def test_a_sigma_rule_file_reached_twice_alerts_once(
 
     title = yaml.safe_load((case / "rule.yml").read_text())["title"]
     assert [a.name for a in report.alerts if a.kind == "rule"] == [title]
+
+
+@pytest.mark.usefixtures("agent_env")
+@pytest.mark.parametrize(
+    ("saved", "said"),
+    [
+        (5, "rules is 5, not an object"),
+        ({"ssh-brute-force": 5}, "rule 'ssh-brute-force' is 5, not an object"),
+        (
+            {"ssh-brute-force": {"window_end": "yesterday"}},
+            "rule 'ssh-brute-force': window_end is 'yesterday', not an ISO 8601 time",
+        ),
+        ({"ssh-brute-force": {"state": {"buckets": 7}}}, "rule 'ssh-brute-force': state "),
+    ],
+)
+def test_an_unreadable_rules_state_stops_the_start_naming_the_document(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    saved: object,
+    said: str,
+) -> None:
+    # Edited by hand or by another tool, it ended the start in a traceback (AttributeError,
+    # pydantic's ValidationError) that named neither the document nor the way out.
+    rules = {"native": [str(rule_file(tmp_path, index_name))]}
+    prefix = f"{index_name}-st"
+    config = write_agent_config(tmp_path, es_settings, index_name, prefix, rules=rules)
+    agent = Agent(load_config(config), es, b"k" * 32, b"p" * 32)
+    agent.store.ensure_indices()
+    agent.store.put("state", "rules", {"kind": "rules_state", "rules": saved}, refresh=True)
+
+    with pytest.raises(SnapshotError) as refused:
+        agent.start()
+
+    assert said in str(refused.value)
+    assert f"DELETE 'https://<elasticsearch>/{prefix}-state/_doc/rules'" in str(refused.value)

@@ -65,3 +65,14 @@ def test_a_snapshot_of_classes_this_version_lacks_says_so() -> None:
 
     with pytest.raises(SnapshotError, match=r"another version of nis2triage.*state document"):
         snapshots.unseal(sealed, KEY)
+
+
+@pytest.mark.parametrize(
+    "sealed",
+    [5, True, ["sig", "blob"], {"format": 1, "sig": "é" * 64, "blob": "AAAA"}],
+)
+def test_a_snapshot_of_the_wrong_shape_is_refused_not_a_crash(sealed: object) -> None:
+    # Written by hand or by another tool: a number there ended the start in a TypeError's
+    # traceback, as did a signature with a letter outside ASCII.
+    with pytest.raises(SnapshotError, match="refusing to load it"):
+        snapshots.unseal(sealed, KEY)  # type: ignore[arg-type]

@@ -326,8 +326,20 @@ class Agent:
                 # What the start found and said stays said: taking the lease restores again.
                 run.source.keep_notices(before[run.cfg.name])
         if self.rules_runner is not None:
-            saved = self.states.read(RULES_STATE_ID)
-            self.rules_runner.restore(saved.get("rules") if saved else None)
+            self._restore_rules(self.rules_runner)
+
+    def _restore_rules(self, runner: RuleRunner) -> None:
+        saved = self.states.read(RULES_STATE_ID)
+        try:
+            runner.restore(saved.get("rules") if saved else None)
+        except SnapshotError as exc:
+            index = self.store.index("state")
+            raise SnapshotError(
+                f"the rules' saved state cannot be read: {exc} (that document: "
+                f"{RULES_STATE_ID} in {index}; deleting it starts every rule again from its "
+                f"initial lookback: curl -X DELETE "
+                f"'https://<elasticsearch>/{index}/_doc/{RULES_STATE_ID}')"
+            ) from exc
 
     def _state_id(self, src: SourceConfig) -> str:
         return f"source-{src.name}"

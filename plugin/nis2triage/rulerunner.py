@@ -13,16 +13,17 @@ import glob
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
+from pydantic import ValidationError
 
 from nis2triage import yamlload
 from nis2triage.config import AgentConfig, RulesConfig
-from nis2triage.errors import PartialResultsError, RuleExecutionError
+from nis2triage.errors import PartialResultsError, RuleExecutionError, SnapshotError
 from nis2triage.records import Alert
 from nis2triage.rules import engine, sigma_run
 from nis2triage.rules.loader import load_rules
@@ -219,13 +220,38 @@ class RuleRunner:
             for name, p in self.progress.items()
         }
 
-    def restore(self, saved: dict[str, Any] | None) -> None:
-        self.progress = {}
-        for name, item in (saved or {}).items():
-            end = item.get("window_end")
-            self.progress[name] = RuleProgress(
-                window_end=datetime.fromisoformat(end) if end else None,
-                state=RuleState.model_validate(item.get("state") or {}),
-                # A paused rule gets another chance after a restart: the operator may have fixed it.
-                paused=None,
-            )
+    def restore(self, saved: Any) -> None:
+        """Each rule's progress from the saved state (`to_dict`); SnapshotError naming the
+        rule and the field when a part of it is not as the agent writes it."""
+        if saved is not None and not isinstance(saved, dict):
+            raise SnapshotError(f"rules is {_shown(saved)}, not an object")
+        self.progress = {name: _progress(name, item) for name, item in (saved or {}).items()}
+
+
+def _progress(name: str, item: Any) -> RuleProgress:
+    """One rule's saved progress, read back."""
+    if not isinstance(item, dict):
+        raise SnapshotError(f"rule {name!r} is {_shown(item)}, not an object")
+
+    end = item.get("window_end")
+    try:
+        window_end = datetime.fromisoformat(end) if end else None
+    except (TypeError, ValueError):
+        raise SnapshotError(
+            f"rule {name!r}: window_end is {_shown(end)}, not an ISO 8601 time"
+        ) from None
+    if window_end is not None and window_end.tzinfo is None:
+        window_end = window_end.replace(tzinfo=UTC)  # as Elasticsearch reads a time with no zone
+
+    try:
+        state = RuleState.model_validate(item.get("state") or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise SnapshotError(f"rule {name!r}: state {where}: {first['msg']}") from None
+    # A paused rule gets another chance after a restart: the operator may have fixed it.
+    return RuleProgress(window_end=window_end, state=state, paused=None)
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."

@@ -52,7 +52,8 @@ def sealed_size(state: Any) -> int:
 
 def unseal(sealed: dict[str, Any] | None, key: bytes) -> Any:
     """The state inside `sealed`, after its signature checks out."""
-    if not sealed or "sig" not in sealed or "blob" not in sealed:
+    if not isinstance(sealed, dict) or "sig" not in sealed or "blob" not in sealed:
+        # A number or a list there (a hand edit, another tool) ended the start in a TypeError.
         raise SnapshotError("model snapshot is not signed; refusing to load it")
     if sealed.get("format") != FORMAT:
         raise SnapshotError(
@@ -63,7 +64,8 @@ def unseal(sealed: dict[str, Any] | None, key: bytes) -> Any:
     except (ValueError, TypeError) as exc:
         raise SnapshotError("model snapshot is not valid base64; refusing to load it") from exc
     expected = hmac.new(key, blob, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, str(sealed["sig"])):
+    # As bytes: compare_digest raises TypeError for a str with a letter outside ASCII.
+    if not hmac.compare_digest(expected.encode(), str(sealed["sig"]).encode()):
         raise SnapshotError(
             "model snapshot signature does not match: it was changed, or signed with another "
             "key; refusing to load it. Give the agent the snapshot key it had "
