@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import pickle
+from datetime import timedelta
 
 import pytest
 
@@ -76,3 +77,23 @@ def test_a_snapshot_of_the_wrong_shape_is_refused_not_a_crash(sealed: object) ->
     # traceback, as did a signature with a letter outside ASCII.
     with pytest.raises(SnapshotError, match="refusing to load it"):
         snapshots.unseal(sealed, KEY)  # type: ignore[arg-type]
+
+
+class _BuiltOtherwise:
+    """What another version's class may meet when loaded here: arguments its constructor
+    no longer takes (the call raises TypeError while unpickling)."""
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (timedelta, ("a field this version reads otherwise",))
+
+
+def test_a_snapshot_this_version_cannot_rebuild_says_so() -> None:
+    blob = pickle.dumps(_BuiltOtherwise())
+    sealed = {
+        "format": snapshots.FORMAT,
+        "sig": hmac.new(KEY, blob, hashlib.sha256).hexdigest(),
+        "blob": base64.b64encode(blob).decode("ascii"),
+    }
+
+    with pytest.raises(SnapshotError, match=r"another version of nis2triage.*state document"):
+        snapshots.unseal(sealed, KEY)

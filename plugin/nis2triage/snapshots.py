@@ -75,8 +75,9 @@ def unseal(sealed: dict[str, Any] | None, key: bytes) -> Any:
     # Safe only because the signature was verified just above.
     try:
         return pickle.loads(blob)
-    except (ImportError, AttributeError) as exc:
-        # Signed by us, but by a version whose classes this one does not have (a rollback).
+    except (ImportError, AttributeError, TypeError, ValueError, pickle.UnpicklingError) as exc:
+        # Signed by us, but by a version whose classes this one does not have (a rollback),
+        # or builds otherwise (a constructor's arguments changed, a library's format).
         raise SnapshotError(
             f"model snapshot was written by another version of nis2triage ({exc}); run that "
             "version, or delete the source's state document to let the detectors learn "
