@@ -30,6 +30,7 @@ from nis2triage.config import load_config
 from nis2triage.errors import ConfigError
 from nis2triage.esclient import ESSettings
 from nis2triage.layout import Capabilities
+from nis2triage.store import INDICES
 
 from support import write_agent_config
 
@@ -520,3 +521,31 @@ def test_what_a_server_answered_reaches_the_terminal_escaped() -> None:
     )
 
     assert change.line().endswith("(\\u001b[2J\\u202eok\\u0007)")
+
+
+def test_a_prefix_that_begins_with_another_agents_index_name_creates_no_index(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # Prefix `<p>-alerts` beside agent `<p>`: each of its templates collides with `<p>`'s
+    # alerts template (`<p>-alerts-*`, same priority) and is refused, and its nine indices
+    # were created all the same under that template, every one of them (state, outbox,
+    # pseudonyms) joining the alerts' read alias that Elastic Security reads.
+    first, alias = f"{index_name}-a", f"{index_name}-shared"
+    second = f"{first}-alerts"
+    try:
+        layout.apply(es, first, alias, NO_EXTRAS)
+        changes = layout.apply(es, second, alias, NO_EXTRAS)
+        covered = sorted(es.indices.get_alias(name=alias).body)
+        made = [w for w in INDICES if es.indices.exists(index=f"{second}-{w}-000001")]
+    finally:
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{index_name}-*")
+
+    assert covered == [f"{first}-alerts-000001"]
+    assert made == []
+    indices = [c for c in changes if c.what == "index"]
+    assert len(indices) == 9
+    assert all(c.status == "skipped" for c in indices)
+    assert indices[0].note.startswith("not created: its template was refused")
+    templates = [c for c in changes if c.what == "index template"]
+    assert f"The index template {first}-alerts matches" in templates[0].note
+    assert "a prefix that does not begin with another agent's index name" in templates[0].note

@@ -265,6 +265,32 @@ def tried(what: str, name: str, step: Callable[[], Change]) -> Change:
         return Change(what, name, "failed", f"Elasticsearch refused it: {es_reason(exc)}")
 
 
+NO_TEMPLATE = (
+    "not created: its template was refused (above); made without it, the index would take "
+    "the mappings and aliases of whichever template matches its name"
+)
+# How Elasticsearch names the templates a new one collides with.
+_COLLIDES = re.compile(r"matching patterns from existing templates \[([^\]]+)\]")
+
+
+def collided(change: Change) -> Change:
+    """A refused template, with what to do when it collides with another agent's: a prefix
+    that begins with another agent's index name (`acme-alerts` beside `acme`) matches its
+    templates (`acme-alerts-*`) at the same priority."""
+    found = _COLLIDES.search(change.note)
+    if change.status != "failed" or found is None:
+        return change
+    return Change(
+        change.what,
+        change.name,
+        change.status,
+        f"{change.note}. The index template {found.group(1)} matches these names too; "
+        "where it is another agent's, give state.index_prefix a prefix that does not begin "
+        "with another agent's index name (<prefix>-alerts, <prefix>-state, ...), nor one "
+        "whose index names another agent's prefix begins with",
+    )
+
+
 def lifecycle_body(prefix: str) -> dict[str, Any]:
     # Roll over only; how long alerts and the audit trail are kept is the operator's call
     # (evidence for the final report, NIS2 Art. 23(4)(d), against GDPR minimisation).
@@ -312,7 +338,11 @@ def apply(
     for what, spec in INDICES.items():
         name = f"{prefix}-{what}"
         body = template_body(prefix, what, spec, caps, security_alias if what == "alerts" else None)
-        changes.append(tried("index template", name, partial(put_template, es, name, body)))
+        template = collided(tried("index template", name, partial(put_template, es, name, body)))
+        changes.append(template)
+        if template.status == "failed":
+            changes.append(Change("index", name, "skipped", NO_TEMPLATE))
+            continue
         changes.append(tried("index", name, partial(ensure_target, es, name, spec, caps)))
     if security_alias:
         # Elastic Security's default index setting covers `logs-*`: through this alias its
