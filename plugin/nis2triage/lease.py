@@ -76,7 +76,7 @@ class Lease:
         # Seconds on a clock no one sets (monotonic), for how long another holder's lease
         # has gone unrenewed as this agent watched it.
         self.elapsed = elapsed
-        self.watched: tuple[int, int] | None = None
+        self.watched: tuple[str, int, int] | None = None
         self.watched_since = 0.0
         self.host = host or socket.gethostname()
         self.pid = pid if pid is not None else os.getpid()
@@ -100,7 +100,8 @@ class Lease:
             return self._result(took)
         doc, seq_no, term = found
         holder = holder_of(doc)
-        unrenewed = self._unrenewed_for((seq_no, term))
+        # The run too: a state index made again numbers its documents from 0 again.
+        unrenewed = self._unrenewed_for((str(doc.get("run")), seq_no, term))
         if holder is not None and not self._may_take(holder, unrenewed):
             self.held = False
             return holder
@@ -126,7 +127,7 @@ class Lease:
             self.store.index("state"),
         )
 
-    def _unrenewed_for(self, version: tuple[int, int]) -> float:
+    def _unrenewed_for(self, version: tuple[str, int, int]) -> float:
         """Seconds this agent has seen the lease document at `version`, unchanged."""
         if version != self.watched:
             self.watched, self.watched_since = version, self.elapsed()
