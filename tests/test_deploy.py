@@ -119,3 +119,10 @@ def test_the_unit_leaves_the_boot_id_readable_for_the_lease() -> None:
     # cannot tell its holder's pid is gone on this very kernel, and stood by until the
     # lease expired (2 minutes and more) instead of taking over at once.
     assert unit()["Service"].get("ProcSubset", "all") == "all"
+
+
+def test_the_unit_starts_after_the_clock_is_synchronised() -> None:
+    # A hardware clock days ahead after a reboot, before NTP: the lease, the checkpoints and
+    # the NIS2 deadlines the agent writes would all be dated days ahead.
+    assert "time-sync.target" in unit()["Unit"]["After"].split()
+    assert "time-sync.target" in unit()["Unit"]["Wants"].split()
