@@ -21,7 +21,7 @@ from nis2triage.nis2.brussels import show
 from nis2triage.notify import build
 from nis2triage.notify.notifier import Notifier
 from nis2triage.records import Alert
-from nis2triage.reports.stages import BY_CLI, BY_REPORT
+from nis2triage.reports.stages import BY_CLI
 from nis2triage.store import Store
 
 from report_sample import ASSET, T0, sample_alert
@@ -297,6 +297,8 @@ def test_closing_says_every_report_still_owed_with_its_due_time(
     # Closed with only a dry run behind it, the incident still owes the authority its
     # reports; "the final report is due a month after the notification" hid them.
     config, _, incident = with_incident(es, es_settings, index_name, tmp_path)
+    personal = ["--personal-data", "yes"]
+    assert main(["incidents", "impact", incident.id, "-c", str(config), *personal]) == 0
     capsys.readouterr()
 
     assert main(["incidents", "close", incident.id, "-c", str(config), "--reason", "done"]) == 0
@@ -307,5 +309,8 @@ def test_closing_says_every_report_still_owed_with_its_due_time(
     assert "early_warning" in owed["pending"]
     due = {d["key"]: datetime.fromisoformat(d["due"]) for d in owed["deadlines"]}
     for key in owed["pending"]:
-        assert f"{BY_REPORT[key].label.lower()} due {show(due[key])}" in said
+        assert f"{cli_incidents._owed_label(key)} due {show(due[key])}" in said
     assert "still owed" in said
+    # The GDPR duty is one of the pending deadlines: said once, in words.
+    assert "gdpr_breach_notification" in owed["pending"]
+    assert said.count("GDPR notification") == 1

@@ -123,16 +123,19 @@ def test_late_notifications_and_overdue_incidents_are_concerns(
     due = (now - timedelta(hours=1)).isoformat()
     overdue = {"status": "aware", "next_due": due, "overdue": ["early_warning"]}
     store.put("incidents", "inc-overdue", overdue, refresh=True)
-    store.put("incidents", "inc-closed", {**overdue, "status": "closed"}, refresh=True)
+    # Closed, it still owes the report it is late with (the watch escalates it): said too.
+    closed = {**overdue, "status": "closed", "next_due": None, "pending": ["final_report"]}
+    store.put("incidents", "inc-closed", closed, refresh=True)
 
     status = read_status(load_config(config), store, now)
 
     assert status.late_notifications == 1
     assert status.owed.open_incidents == before.owed.open_incidents + 1
     assert status.owed.next_due == ("inc-overdue", datetime.fromisoformat(due))
+    assert sorted(status.owed.overdue) == ["inc-closed", "inc-overdue"]
     assert status.concerns()[-2:] == [
         f"1 notifications unsent 24.0 h after they were queued (see {store.prefix}-outbox)",
-        "incidents with an overdue report: inc-overdue",
+        f"incidents with an overdue report: {', '.join(status.owed.overdue)}",
     ]
 
 

@@ -24,7 +24,7 @@ from rich.table import Table
 from nis2triage import logs
 from nis2triage.config import AgentConfig, breaks_line, load_config, parse_duration
 from nis2triage.errors import IncidentError
-from nis2triage.incidents.record import Incident
+from nis2triage.incidents.record import GDPR_KEY, Incident
 from nis2triage.incidents.reporting import Names
 from nis2triage.nis2.brussels import show
 from nis2triage.reports.stages import BY_CLI, BY_REPORT, cli_name, stage_named
@@ -391,19 +391,18 @@ def cmd_close(ctx: Context, args: argparse.Namespace) -> int:
     return _done(ctx, args, incident, f"closed; {_still_owed(incident)}")
 
 
+def _owed_label(key: str) -> str:
+    """A pending deadline's key as a person reads it (the GDPR duty is one of them)."""
+    if key == GDPR_KEY:
+        return "GDPR notification to the data protection authority"
+    return BY_REPORT[key].label.lower() if key in BY_REPORT else key.replace("_", " ")
+
+
 def _still_owed(incident: Incident) -> str:
     """The reports a closed incident still owes, each with its due time: closing ends the
     handling, not the reporting duty."""
     due = {d.key: d.due for d in incident.deadlines}
-    owed = [
-        f"{BY_REPORT[k].label.lower() if k in BY_REPORT else k} due {show(due[k])}"
-        for k in incident.pending
-        if k in due
-    ]
-    if incident.gdpr is not None and incident.gdpr.status == "due":
-        owed.append(
-            f"GDPR notification to the data protection authority due {show(incident.gdpr.due)}"
-        )
+    owed = [f"{_owed_label(k)} due {show(due[k])}" for k in incident.pending if k in due]
     if not owed:
         return "no report is owed"
     return "still owed: " + "; ".join(owed)

@@ -285,22 +285,25 @@ def late_notifications(store: Store, now: datetime) -> int:
 
 def _owed(store: Store) -> Owed:
     still_open = {"bool": {"must_not": [{"term": {"status": "closed"}}]}}
+    opened = _search(store, "incidents", query=still_open, track_total_hits=True)
+    # A closed incident still owes its final report (a month after handling ended), and
+    # its deadlines are watched and escalated: its reports count here too.
+    owing = {"bool": {"should": [still_open, {"exists": {"field": "pending"}}]}}
     soonest = _search(
         store,
         "incidents",
-        query=still_open,
-        track_total_hits=True,
+        query=owing,
         size=1,
         sort=[{"next_due": {"order": "asc", "missing": "_last", "unmapped_type": "date"}}],
         source=["next_due"],
     )
     first = next(iter(soonest["hits"]["hits"]), None)
     due = _time(first["_source"].get("next_due")) if first else None
-    # The first 20 are enough to act on; `incidents list` shows them all.
-    late = {"bool": {"filter": [{"exists": {"field": "overdue"}}], **still_open["bool"]}}
+    # The first 20 are enough to act on; `incidents list --all` shows them all.
+    late = {"exists": {"field": "overdue"}}
     overdue = _search(store, "incidents", query=late, size=20, source=False)
     return Owed(
-        open_incidents=int(soonest["hits"]["total"]["value"]),
+        open_incidents=int(opened["hits"]["total"]["value"]),
         next_due=(first["_id"], due) if first and due else None,
         overdue=[hit["_id"] for hit in overdue["hits"]["hits"]],
     )

@@ -39,3 +39,23 @@ def test_awareness_in_the_future_is_refused(make_flow: MakeFlow, clock: Clock) -
 
     with pytest.raises(IncidentError, match="later than now"):
         flow.desk.ack(incident.id, "alice", "typo", at=T0 + timedelta(hours=1))
+
+
+def test_an_aware_incident_takes_an_earlier_awareness_and_refuses_a_later_one(
+    make_flow: MakeFlow, clock: Clock
+) -> None:
+    # Made aware by its first alert (T0); the analyst learns the entity knew at T0 - 2 h.
+    # `--at` on an incident already aware was accepted and ignored without a word.
+    flow = make_flow()
+    flow.take([(alert(), LAB)])
+    [incident] = flow.desk.book.find({"match_all": {}})
+    assert incident.aware_at == T0
+    clock.to(T0 + timedelta(hours=3))
+
+    earlier = flow.desk.ack(incident.id, "alice", "told by phone", at=T0 - timedelta(hours=2))
+
+    due = {d.key: d.due for d in earlier.deadlines}
+    assert earlier.aware_at == T0 - timedelta(hours=2)
+    assert due["early_warning"] == T0 + timedelta(hours=22)
+    with pytest.raises(IncidentError, match="can only move it earlier"):
+        flow.desk.ack(incident.id, "alice", "typo", at=T0 + timedelta(hours=1))

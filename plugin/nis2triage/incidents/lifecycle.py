@@ -241,11 +241,29 @@ def become_aware(
     if incident.status == "closed":
         raise IncidentError(f"incident {incident.id} is closed; it cannot be acknowledged")
     if incident.status not in _BEFORE_AWARE:
-        return step(incident, at, who, "acknowledged", why)
+        if since is None:
+            return step(incident, at, who, "acknowledged", why)
+        return _aware_earlier(incident, at, who, why, since)
     aware_at = since or at
     if aware_at != at:
         why += f" (aware since {aware_at.isoformat()})"
     return step(incident, at, who, "aware", why, to="aware", aware_at=aware_at)
+
+
+def _aware_earlier(
+    incident: Incident, at: datetime, who: str, why: str, since: datetime
+) -> Incident:
+    """An incident already aware (its first alert made it so) whose entity, it turns out,
+    knew earlier: the clocks run from the first awareness, so they move back. A later
+    moment changes nothing the law counts, and is refused rather than ignored."""
+    if incident.aware_at is not None and since >= incident.aware_at:
+        raise IncidentError(
+            f"incident {incident.id} is aware since {incident.aware_at.isoformat()}; --at "
+            f"{since.isoformat()} can only move it earlier (the clocks run from the first "
+            "awareness): leave --at out to acknowledge it"
+        )
+    why += f" (aware since {since.isoformat()}, earlier than recorded)"
+    return step(incident, at, who, "aware earlier", why, aware_at=since)
 
 
 def require_aware(incident: Incident, what: str) -> None:
