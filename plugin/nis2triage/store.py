@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -284,15 +285,7 @@ class Store:
         )
         created = 0
         refused: list[tuple[str, str]] = []
-        for ok, item in helpers.streaming_bulk(
-            self.es,
-            actions,
-            raise_on_error=False,
-            raise_on_exception=True,
-            max_retries=3,
-            refresh="true" if refresh else "false",
-        ):
-            result = item.get("create", {})
+        for ok, result in self._bulk("create", actions, refresh):
             if ok:
                 created += 1
                 if what == "alerts":
@@ -347,15 +340,7 @@ class Store:
             for i, part in parts
         )
         changed = 0
-        for ok, item in helpers.streaming_bulk(
-            self.es,
-            actions,
-            raise_on_error=False,
-            raise_on_exception=True,
-            max_retries=3,
-            refresh="true" if refresh else "false",
-        ):
-            result = item.get("update", {})
+        for ok, result in self._bulk("update", actions, refresh):
             if ok:
                 changed += result.get("result") == "updated"
             elif result.get("status") != 404:
@@ -364,6 +349,21 @@ class Store:
                     f"({result.get('status')}: {_reason(result)})"
                 )
         return changed
+
+    def _bulk(
+        self, op: str, actions: Iterable[dict[str, Any]], refresh: bool
+    ) -> Iterator[tuple[bool, dict[str, Any]]]:
+        """Each action's outcome, as (ok, the node's result for it): a refusal is the
+        caller's to judge, an outage raises, overloads are retried by the client."""
+        for ok, item in helpers.streaming_bulk(
+            self.es,
+            actions,
+            raise_on_error=False,
+            raise_on_exception=True,
+            max_retries=3,
+            refresh="true" if refresh else "false",
+        ):
+            yield ok, item.get(op, {})
 
     def put(self, what: str, doc_id: str, doc: dict[str, Any], refresh: bool = False) -> None:
         self.es.index(index=self.index(what), id=doc_id, document=doc, refresh=refresh)

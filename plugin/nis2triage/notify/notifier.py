@@ -124,17 +124,16 @@ class Notifier:
         """Stop the channels still trying to deliver entry `key`: a person submitted the
         report on the CCB's platform, and a channel's later success would make the CCB
         receive it twice. The channels stopped; none if the entry is no longer pending."""
-        index = self.store.index("outbox")
         for _ in range(5):  # a delivery being saved meanwhile: read it again
-            found = self.store.es.options(ignore_status=404).get(index=index, id=key)
-            entry = found.get("_source") if found.get("found") else None
-            if entry is None or entry.get("status") != "pending":
+            found = self.store.get_versioned("outbox", key)
+            if found is None or found[0].get("status") != "pending":
                 return []
+            entry, seq_no, term = found
             stopped, update = _by_hand(entry, _iso(self.clock()), who, reference)
             try:
                 self.store.es.update(
-                    index=index, id=key, doc=update, refresh=True,
-                    if_seq_no=found["_seq_no"], if_primary_term=found["_primary_term"],
+                    index=self.store.index("outbox"), id=key, doc=update, refresh=True,
+                    if_seq_no=seq_no, if_primary_term=term,
                 )  # fmt: skip
             except ConflictError:
                 continue

@@ -335,12 +335,7 @@ class Outbox:
         """Whether the entry was recorded as submitted by hand (`incidents submitted`) while
         this agent delivered it: that write, not another agent, changed it. Said with this
         agent's outcome: if a channel reached the CCB too, it has the report twice."""
-        found = self.store.es.options(ignore_status=404).get(
-            index=self.store.index("outbox"), id=key
-        )
-        by_hand = (
-            (found.get("_source") or {}).get("submitted_by_hand") if found.get("found") else None
-        )
+        by_hand = (self.store.get("outbox", key) or {}).get("submitted_by_hand")
         if not by_hand:
             return False
         log.warning(
