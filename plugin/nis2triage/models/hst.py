@@ -174,13 +174,17 @@ class HalfSpaceTrees(anomaly.HalfSpaceTrees):
         """
         window = self._windows(len(paths))
         masses = self._masses(paths, window)
-        references = np.empty((len(masses), *self._reference.shape), dtype=np.int64)
-        references[0] = self._reference
         # Window j > 0 scores against what window j - 1 learnt, the current window's own
-        # learns so far included.
-        references[1:] = masses[:-1]
+        # learns so far included; window 0 (the first rows) against the reference masses.
+        # Gathered by flat position with `take`, not from a stack of the reference and
+        # the masses: that copy and a three-array index took a third of the scoring time.
+        nodes = masses.shape[2]
         trees = np.arange(self.n_trees)[None, :, None]
-        scores = self._scores(references[window[:, None, None], trees, paths])
+        earlier = np.maximum(window - 1, 0)[:, None, None]
+        mass = masses.take((earlier * self.n_trees + trees) * nodes + paths)
+        current = min(self.window_left(), len(paths))
+        mass[:current] = self._reference.take(trees * nodes + paths[:current])
+        scores = self._scores(mass)
         if self._first_window:
             scores[window == 0] = 0.0  # River scores 0 until its first window is full
         return scores, masses
