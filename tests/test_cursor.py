@@ -40,3 +40,21 @@ def test_nothing_is_pruned_before_anything_was_read() -> None:
     cursor = Cursor(seen={"k": 1})
     cursor.prune_oldest(MARGIN)
     assert cursor.seen == {"k": 1}
+
+
+def test_an_event_set_aside_is_known_kept_to_its_time_and_saved_apart() -> None:
+    cursor = read([1_000, 5_000])
+    held = "ab" * 12  # an event key: 12 bytes as hex
+    cursor.hold(held, 40_000)  # to the end of its poll's range, past the watermark
+    cursor.mark("k9", 30_000)
+
+    cursor.prune_oldest(MARGIN)
+    assert cursor.seen == {"k9": 30_000}
+    assert cursor.knows(held) and cursor.watermark_ms == 30_000
+
+    again = Cursor.from_dict(cursor.to_dict())
+    assert (again.seen, again.held) == (cursor.seen, {held: 40_000})
+
+    cursor.mark("k10", 60_000)
+    cursor.prune(MARGIN)
+    assert not cursor.knows(held)

@@ -908,8 +908,8 @@ def _largest_parts(run: SourceRun) -> list[str]:
     parts.append(
         (
             snapshots.sealed_size(run.cursor.to_dict()),
-            f"cursor {{size}} ({len(run.cursor.seen):,} events seen inside max_lateness "
-            f"{run.cfg.max_lateness})",
+            f"cursor {{size}} ({len(run.cursor.seen) + len(run.cursor.held):,} events seen "
+            f"inside max_lateness {run.cfg.max_lateness})",
         )
     )
     parts.sort(key=lambda part: part[0], reverse=True)

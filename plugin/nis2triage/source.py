@@ -57,11 +57,18 @@ class Cursor:
     watermark_ms: int | None = None
     seen: dict[str, int] = field(default_factory=dict)
     events: int = 0
+    # Events set aside (not handed on) and kept until a time of their own, the end of the
+    # poll's range that read them: apart from `seen`, whose keys are in time order.
+    held: dict[str, int] = field(default_factory=dict)
 
     def lower_bound_ms(self, lateness: timedelta) -> int | None:
         if self.watermark_ms is None:
             return None
         return self.watermark_ms - int(lateness.total_seconds() * 1000)
+
+    def knows(self, key: str) -> bool:
+        """Whether the event of `key` was read before, handed on or set aside."""
+        return key in self.seen or key in self.held
 
     def mark(self, key: str, ts_ms: int) -> None:
         self.seen[key] = ts_ms
@@ -69,11 +76,20 @@ class Cursor:
         if self.watermark_ms is None or ts_ms > self.watermark_ms:
             self.watermark_ms = ts_ms
 
+    def hold(self, key: str, until_ms: int) -> None:
+        """Remember an event set aside until `until_ms`, without moving the watermark.
+
+        Kept apart from `seen`: dated past the events read after it, it stopped
+        `prune_oldest` there, and every later key of a long catch-up stayed in the cursor
+        (and in each checkpoint saved meanwhile)."""
+        self.held[key] = until_ms
+
     def prune(self, lateness: timedelta) -> None:
         """Forget events that have fallen out of the lateness margin."""
         low = self.lower_bound_ms(lateness)
         if low is not None:
             self.seen = {k: t for k, t in self.seen.items() if t >= low}
+            self.held = {k: t for k, t in self.held.items() if t >= low}
 
     def prune_oldest(self, lateness: timedelta) -> None:
         """Forget the oldest keys outside the margin, up to the first one inside it.
@@ -95,9 +111,12 @@ class Cursor:
 
     def to_dict(self) -> dict[str, Any]:
         """The cursor for the signed snapshot, its seen keys packed (see `pack_seen`)."""
-        packed = pack_seen(self.seen)
-        seen: dict[str, Any] = {"seen": self.seen} if packed is None else {"seen_packed": packed}
-        return {"watermark_ms": self.watermark_ms, **seen, "events": self.events}
+        return {
+            "watermark_ms": self.watermark_ms,
+            **_packed("seen", self.seen),
+            **(_packed("held", self.held) if self.held else {}),
+            "events": self.events,
+        }
 
     def summary(self) -> dict[str, Any]:
         """Where the source stands, for people reading the state document: the keys seen
@@ -105,7 +124,7 @@ class Cursor:
         lateness margin a second copy of them was half of a checkpoint too large to save)."""
         return {
             "watermark_ms": self.watermark_ms,
-            "seen_keys": len(self.seen),
+            "seen_keys": len(self.seen) + len(self.held),
             "events": self.events,
         }
 
@@ -113,12 +132,23 @@ class Cursor:
     def from_dict(cls, data: dict[str, Any] | None) -> Cursor:
         if not data:
             return cls()
-        packed = data.get("seen_packed")
         return cls(
             watermark_ms=data.get("watermark_ms"),
-            seen=unpack_seen(packed) if packed is not None else dict(data.get("seen") or {}),
+            seen=_unpacked("seen", data),
             events=int(data.get("events") or 0),
+            # Checkpoints saved before `held` keep such events in `seen`.
+            held=_unpacked("held", data),
         )
+
+
+def _packed(name: str, keys: dict[str, int]) -> dict[str, Any]:
+    packed = pack_seen(keys)
+    return {name: keys} if packed is None else {f"{name}_packed": packed}
+
+
+def _unpacked(name: str, data: dict[str, Any]) -> dict[str, int]:
+    packed = data.get(f"{name}_packed")
+    return unpack_seen(packed) if packed is not None else dict(data.get(name) or {})
 
 
 KEY_BYTES = 12
@@ -938,7 +968,7 @@ class Source:
         times_of = getter(self.cfg.time_field)
         for hit in hits:
             key = event_key(hit["_index"], hit["_id"])
-            if key in cursor.seen:
+            if cursor.knows(key):
                 continue
             ts_ms = int(hit["sort"][0])
             problem = None if _SAFE_MS[0] < ts_ms < _SAFE_MS[1] else _unrepresentable(ts_ms)
@@ -948,7 +978,7 @@ class Source:
                 # of this poll's range: its sort key may be one of several times, the range
                 # having matched it by another (see below), and pruned at once it would be
                 # read again by every poll.
-                cursor.seen[key] = max(ts_ms, self._high_ms)
+                cursor.hold(key, max(ts_ms, self._high_ms))
                 self.unusable.append(Unusable(hit["_index"], hit["_id"], problem))
                 continue
             doc: Any = hit.get("_source")  # a dict unless the index keeps no sources
@@ -957,7 +987,7 @@ class Source:
                 # Seen until the end of this poll's range, not at the sort key: an event
                 # with several times sorts by its earliest yet matches the range by any,
                 # and would be read again by every poll (its key pruned at once).
-                cursor.seen[key] = max(ts_ms, self._high_ms)
+                cursor.hold(key, max(ts_ms, self._high_ms))
                 self.unusable.append(Unusable(hit["_index"], hit["_id"], problem))
                 continue
             cursor.mark(key, ts_ms)
