@@ -861,3 +861,20 @@ def test_values_that_are_no_number_are_counted_once_per_event_and_said(
     assert detector.not_number_fields == ["event.duration", "source.bytes"]
     [said] = [r.getMessage() for r in caplog.records if "no number" in r.getMessage()]
     assert said.startswith("detector flows: 2 events held values of event.duration, source.bytes")
+
+
+def test_a_whole_number_past_the_largest_double_is_no_number_not_a_failed_event() -> None:
+    # The node keeps it in _source under ignore_malformed (logs-* indices set it); float()
+    # raised OverflowError, the event went to the dead letters and its bucket kept a part.
+    spec = load_spec(NETWORK)
+    detector = Detector(spec)
+    doc = flow(1, 0) | {"source": {"ip": "10.0.0.1", "bytes": int("9" * 400)}}
+    failed: list[Exception] = []
+
+    detector.ingest_many([Event.at("x", "1", T0, doc)], lambda _, exc: failed.append(exc))
+
+    assert failed == []
+    assert detector.stats()["not_numbers"] == 1
+    [(_, bucket)] = detector.table.close_until(int((T0 + QUARTER).timestamp() * 1000))
+    raw = bucket.raw(detector.measured)
+    assert raw == {"bytes_out": 0.0, "connections": 1.0, "destinations": 1.0}

@@ -470,7 +470,9 @@ def _number(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        # OverflowError: a whole number past the largest double (400 digits), which the
+        # node keeps in `_source` under `ignore_malformed`; it failed the whole event.
         return None
     return number if math.isfinite(number) else None
 
