@@ -479,14 +479,16 @@ class Detector:
                     missing_run = 0
                     add(clean(entity), event.ts_ms, doc, filler)
                     continue
-                entities = named_values(entity)
+                # Each entity once: `[a, a]` (an ECS related.* list built without dropping
+                # repeats, two long values cut to one) counted the event twice for it.
+                entities = list(dict.fromkeys(map(clean, named_values(entity))))
                 if not entities:
                     self.missing_entity += 1
                     missing_run += 1
                     continue
                 missing_run = 0
                 for one in entities[:MAX_ENTITIES_PER_EVENT]:
-                    add(clean(one), event.ts_ms, doc, filler)
+                    add(one, event.ts_ms, doc, filler)
                 self.cut_entities += max(0, len(entities) - MAX_ENTITIES_PER_EVENT)
             except Exception as exc:
                 if failed is None:
