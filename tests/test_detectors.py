@@ -650,6 +650,19 @@ def hst_limits(limits: str) -> str:
             r"field can hold",
             id="object-filter-value",
         ),
+        pytest.param(SPEC_HEAD + 'filter: {all_of: {"event.outcome ": failure}}\n' + HST,
+                     r"bad\.yml:6:\d+: filter\.all_of\.event\.outcome : 'event\.outcome ' "
+                     r"has a space or a control character around it: write 'event\.outcome'",
+                     id="spaced-filter-field"),
+        pytest.param(SPEC_HEAD + 'filter: {exists: ["source.ip "]}\n' + HST,
+                     r"bad\.yml:6:\d+: filter\.exists\.0: 'source\.ip ' has a space",
+                     id="spaced-exists-field"),
+        pytest.param(SPEC_HEAD + 'filter: {none_of: {"source.*": x}}\n' + HST,
+                     r"bad\.yml:6:\d+: .*'source\.\*' is a pattern", id="pattern-filter-field"),
+        pytest.param(SPEC_HEAD + "filter: {all_of: {event.outcome: []}}\n" + HST,
+                     r"bad\.yml:6:\d+: filter\.all_of: .*event\.outcome: an empty list names no "
+                     r"value; give at least one, or leave the condition out",
+                     id="empty-filter-values"),
     ],
 )  # fmt: skip
 def test_detector_files_that_cannot_work_are_refused_with_file_and_line(

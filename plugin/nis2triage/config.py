@@ -480,7 +480,8 @@ def validation_error(
             p for p in err["loc"] if not isinstance(p, str) or not p.startswith("function-")
         )
         line, column = located.line_of(loc), located.column_of(loc)
-        key = ".".join(str(p) for p in loc) or "(top level)"
+        # Pydantic marks an error in a mapping's key with "[key]": the key itself says it.
+        key = ".".join(str(p) for p in loc if p != "[key]") or "(top level)"
         where = f"{located.path}:{line or '?'}" + (f":{column}" if column else "")
         said = f"{where}: {key}: {_plain(err)}{_hint(err, loc, model)}"
         found.append((line or 0, column or 0, said))

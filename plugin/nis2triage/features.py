@@ -131,15 +131,24 @@ class Match(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    all_of: dict[str, Any] = Field(default_factory=dict)
-    none_of: dict[str, Any] = Field(default_factory=dict)
-    exists: list[str] = Field(default_factory=list)
+    # Field names checked as an entity's are: `event.outcome ` (a space after it) names a
+    # field no event has, so a filter on it silently took nothing.
+    all_of: dict[FieldName, Any] = Field(default_factory=dict)
+    none_of: dict[FieldName, Any] = Field(default_factory=dict)
+    exists: list[FieldName] = Field(default_factory=list)
 
     @field_validator("all_of", "none_of")
     @classmethod
     def _values_are_scalars(cls, wanted: dict[str, Any]) -> dict[str, Any]:
         # An object would be compared as its Python text and so never match: say so.
         for name, value in wanted.items():
+            if value == []:
+                # Any of no values: an all_of that takes no event, a none_of that leaves
+                # none out, either without a word.
+                raise ValueError(
+                    f"{name}: an empty list names no value; give at least one, or leave "
+                    "the condition out"
+                )
             for one in value if isinstance(value, list) else [value]:
                 if isinstance(one, dict | list) or one is None:
                     raise ValueError(
