@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -114,3 +115,25 @@ def test_the_command_lines_console_prints_text_as_it_is(capsys: pytest.CaptureFi
 )
 def test_verbose_may_come_before_or_after_the_command(argv: list[str], verbose: bool) -> None:
     assert build_parser().parse_args(argv).verbose is verbose
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    # `nis2triage incidents list --json | head` is how scripts use --json; when the reader
+    # exits first the command printed a BrokenPipeError traceback. The read end is closed
+    # before the command starts, so its first write meets the broken pipe every time.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "nis2triage.cli", "validate", "--no-references", "rules/"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+    assert "Traceback" not in done.stderr
+    assert done.stderr == ""
+    assert done.returncode == 141  # 128 + SIGPIPE, as a shell reports a command so cut off

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -347,6 +348,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ApiError as exc:
         print(f"nis2triage: {describe_outage(exc)}{_whose(args, exc)}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise
+        return 141  # 128 + SIGPIPE: what a shell reports for a command so cut off
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output's reader has gone (`nis2triage ... --json | head`).
+
+    Said quietly, as other command-line tools do, rather than as a traceback. Asked of the
+    pipe itself (POLLERR: no reader left), since a broken pipe may also come from a socket,
+    which must still be raised. Stdout then points at /dev/null, so that Python's own flush
+    at exit does not fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not any(events & select.POLLERR for _, events in poller.poll(0)):
+        return False
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    return True
 
 
 def _whose(args: argparse.Namespace, refusal: Exception) -> str:
