@@ -314,3 +314,25 @@ def test_closing_says_every_report_still_owed_with_its_due_time(
     # The GDPR duty is one of the pending deadlines: said once, in words.
     assert "gdpr_breach_notification" in owed["pending"]
     assert said.count("GDPR notification") == 1
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_an_acknowledgement_says_what_is_owed_and_what_is_already_overdue(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # A mistyped year in --at moved the clocks a year back with no word of it: the
+    # deadlines showed as missed only at the agent's next pass.
+    config, _, incident = with_incident(es, es_settings, index_name, tmp_path)
+    capsys.readouterr()
+    year_early = (T0 - timedelta(days=365)).isoformat()
+
+    assert main(["incidents", "ack", incident.id, "-c", str(config), "--at", year_early]) == 0
+
+    said = " ".join(capsys.readouterr().out.split())
+    assert main(["incidents", "show", incident.id, "-c", str(config), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["incident"]
+    due = {d["key"]: datetime.fromisoformat(d["due"]) for d in shown["deadlines"]}
+    assert due["early_warning"] == T0 - timedelta(days=365) + timedelta(hours=24)
+    early = f"{cli_incidents._owed_label('early_warning')} due {show(due['early_warning'])}"
+    assert f"{early} (OVERDUE: send it now)" in said

@@ -140,6 +140,25 @@ def test_late_notifications_and_overdue_incidents_are_concerns(
 
 
 @pytest.mark.usefixtures("agent_env")
+def test_a_deadline_passed_since_the_last_pass_is_overdue_without_an_agent_running(
+    polled: tuple[Path, Store],
+) -> None:
+    config, store = polled
+    now = datetime.now(UTC)
+    # No agent ran since the deadline passed, so nothing marked the incident overdue.
+    waiting = {"status": "aware", "next_due": (now - timedelta(minutes=5)).isoformat()}
+    store.put("incidents", "inc-passed", waiting, refresh=True)
+    ahead = {"status": "aware", "next_due": (now + timedelta(hours=3)).isoformat()}
+    store.put("incidents", "inc-ahead", ahead, refresh=True)
+
+    status = read_status(load_config(config), store, now)
+
+    assert "inc-passed" in status.owed.overdue
+    assert "inc-ahead" not in status.owed.overdue
+    assert any(c.startswith("incidents with an overdue report:") for c in status.concerns())
+
+
+@pytest.mark.usefixtures("agent_env")
 def test_the_table_names_the_lease_holder_and_what_is_due(
     polled: tuple[Path, Store], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -302,7 +302,9 @@ def _show_deadlines(console: Console, i: Incident) -> None:
 
 def cmd_ack(ctx: Context, args: argparse.Namespace) -> int:
     incident = ctx.flow.desk.ack(args.id, args.by, args.reason, args.at)
-    return _done(ctx, args, incident, f"acknowledged by {args.by}")
+    # The clocks now run from awareness: say where they stand, so that a mistyped --at
+    # (a year early) shows as reports already overdue, not only at the agent's next pass.
+    return _done(ctx, args, incident, f"acknowledged by {args.by}; {_owed_now(incident)}")
 
 
 def cmd_impact(ctx: Context, args: argparse.Namespace) -> int:
@@ -396,6 +398,19 @@ def _owed_label(key: str) -> str:
     if key == GDPR_KEY:
         return "GDPR notification to the data protection authority"
     return BY_REPORT[key].label.lower() if key in BY_REPORT else key.replace("_", " ")
+
+
+def _owed_now(incident: Incident) -> str:
+    """The reports owed with their due times, those already past marked OVERDUE."""
+    now = _now()
+    due = {d.key: d.due for d in incident.deadlines}
+    late = " (OVERDUE: send it now)"
+    owed = [
+        f"{_owed_label(k)} due {show(due[k])}{late if due[k] <= now else ''}"
+        for k in incident.pending
+        if k in due
+    ]
+    return "owed: " + "; ".join(owed) if owed else "no report is owed yet"
 
 
 def _still_owed(incident: Incident) -> str:

@@ -122,7 +122,7 @@ def read_status(cfg: AgentConfig, store: Store, now: datetime) -> Status:
         sources=[_source(store, s.name, s.poll_interval) for s in cfg.sources],
         outbox=outbox_counts(store),
         late_notifications=late_notifications(store, now),
-        owed=_owed(store),
+        owed=_owed(store, now),
         state_index=_exists(store, "state"),
     )
 
@@ -283,7 +283,7 @@ def late_notifications(store: Store, now: datetime) -> int:
     return int(answer["hits"]["total"]["value"])
 
 
-def _owed(store: Store) -> Owed:
+def _owed(store: Store, now: datetime) -> Owed:
     still_open = {"bool": {"must_not": [{"term": {"status": "closed"}}]}}
     opened = _search(store, "incidents", query=still_open, track_total_hits=True)
     # A closed incident still owes its final report (a month after handling ended), and
@@ -299,8 +299,11 @@ def _owed(store: Store) -> Owed:
     )
     first = next(iter(soonest["hits"]["hits"]), None)
     due = _time(first["_source"].get("next_due")) if first else None
-    # The first 20 are enough to act on; `incidents list --all` shows them all.
-    late = {"exists": {"field": "overdue"}}
+    # Marked overdue by an agent's pass, or due before now: with no agent running (when
+    # this matters most), nothing marks a deadline that passes meanwhile. The first 20
+    # are enough to act on; `incidents list --all` shows them all.
+    passed = {"bool": {"filter": [owing, {"range": {"next_due": {"lt": now.isoformat()}}}]}}
+    late = {"bool": {"should": [{"exists": {"field": "overdue"}}, passed]}}
     overdue = _search(store, "incidents", query=late, size=20, source=False)
     return Owed(
         open_incidents=int(opened["hits"]["total"]["value"]),
