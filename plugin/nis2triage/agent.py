@@ -380,7 +380,10 @@ class Agent:
             return
         self.resumed_from[source] = updated
         log.info(
-            "source %s resumes from its checkpoint of %s (%d detectors)", source, updated, detectors
+            "source %s resumes from its checkpoint of %s (%s)",
+            source,
+            updated,
+            _detectors(detectors),
         )
 
     def _say_fresh(self, source: str, detectors: int) -> None:
@@ -392,9 +395,9 @@ class Agent:
         self.resumed_from[source] = ""
         log.info(
             "source %s has no checkpoint: its first pass reads every event its indices hold, "
-            "from the oldest (%d detectors)",
+            "from the oldest (%s)",
             source,
-            detectors,
+            _detectors(detectors),
         )
 
     def _detector(self, spec: DetectorSpec, models: dict[str, Any]) -> Detector:
@@ -934,3 +937,7 @@ def _stage_arguments(deadline_key: str) -> str:
     """`--stage ..` (and `--request ..`) for a report's deadline key (stage[:request])."""
     report, _, ref = deadline_key.partition(":")
     return f"--stage {cli_name(report)}" + (f" --request {ref}" if ref else "")
+
+
+def _detectors(count: int) -> str:
+    return "1 detector" if count == 1 else f"{count} detectors"

@@ -74,3 +74,27 @@ def test_latency_is_judged_from_indexing_the_burst() -> None:
     assert fast["latency from indexing, median / p95, s"].met is True
     assert slow["latency from indexing, median / p95, s"].met is False
     assert slow["latency from bucket closable, median / p95, s"].met is None
+
+
+def elastalert(failure: str) -> dict[str, object]:
+    ea = {"version": "2.31.0", "seconds": 6.0, "unmodified_failure": failure}
+    return {"elastalert": ea, "throughput": throughput(40_000.0)}
+
+
+def test_elastalerts_own_failure_on_this_node_is_said_in_words_not_cut_mid_word() -> None:
+    refused = (
+        "Traceback (most recent call last):\n  ...\nelasticsearch.exceptions.TransportError: "
+        "TransportError(405, 'Incorrect HTTP method for uri [/] and method [GET], allowed: "
+        "[DELETE]')"
+    )
+    other = "ConnectionError: " + "the node at 127.0.0.1:9 refused the connection " * 3
+
+    known = {row.measure: row.value for row in run.rows(elastalert(refused))}
+    unknown = {row.measure: row.value for row in run.rows(elastalert(other))}
+
+    said = "ElastAlert 2 as shipped, on this node"
+    assert known[said] == "create-index fails: GET / answers 405 here (bench.json has its error)"
+    assert unknown[said].endswith(" ...") and len(unknown[said]) <= 94
+    assert other.startswith(unknown[said].removesuffix(" ..."))
+    assert not unknown[said].removesuffix(" ...").endswith(" ")
+    assert known["ElastAlert 2's one rule / nis2triage's whole pass"] == "0.15x"

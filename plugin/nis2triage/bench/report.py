@@ -107,6 +107,7 @@ def _latency(ax: Any, d: dict[str, Any]) -> None:
     ax.set_ylim(bottom=0)
     ax.set_title("Detection latency per burst")
     ax.set_xlabel("burst")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # no "burst 2.5"
     ax.set_ylabel("seconds")
     ax.legend()
 

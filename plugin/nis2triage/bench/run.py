@@ -268,15 +268,25 @@ def _ea_rows(d: dict[str, Any]) -> list[Row]:
         return [Row("ElastAlert 2", "failed: " + ea["error"].splitlines()[-1][:80])]
     table = [Row(f"ElastAlert 2 {ea['version']} same rule, s", f"{ea['seconds']:.2f}")]
     if ea.get("unmodified_failure"):
-        table.append(Row("ElastAlert 2 unmodified create-index", ea["unmodified_failure"][:90]))
+        said = _unmodified(ea["unmodified_failure"])
+        table.append(Row("ElastAlert 2 as shipped, on this node", said))
     if t:
         speedup = ea["seconds"] / t["rule_seconds"]
         table.append(
             Row("ElastAlert 2 / nis2triage, same rule", f"{speedup:.1f}x", ">= 5x", speedup >= 5)
         )
         whole = ea["seconds"] / t["e2e_seconds"]
-        table.append(Row("ElastAlert 2 rule / nis2triage end to end", f"{whole:.2f}x"))
+        table.append(Row("ElastAlert 2's one rule / nis2triage's whole pass", f"{whole:.2f}x"))
     return table
+
+
+def _unmodified(failure: str) -> str:
+    """What ElastAlert's own create-index said on this node, short: its last line, cut at a
+    word; the test build's 405 to `GET /` named, since that is what it nearly always is."""
+    if "405" in failure and "Incorrect HTTP method" in failure:
+        return "create-index fails: GET / answers 405 here (bench.json has its error)"
+    last = failure.strip().splitlines()[-1] if failure.strip() else "failed"
+    return last if len(last) <= 90 else last[:90].rsplit(" ", 1)[0] + " ..."
 
 
 def _latency_rows(d: dict[str, Any]) -> list[Row]:
