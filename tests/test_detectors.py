@@ -659,6 +659,9 @@ def hst_limits(limits: str) -> str:
                      id="spaced-exists-field"),
         pytest.param(SPEC_HEAD + 'filter: {none_of: {"source.*": x}}\n' + HST,
                      r"bad\.yml:6:\d+: .*'source\.\*' is a pattern", id="pattern-filter-field"),
+        pytest.param(SPEC_HEAD + "filter: {all_of: {event..outcome: failure}}\n" + HST,
+                     r"bad\.yml:6:\d+: .*'event\.\.outcome' has an empty part between its "
+                     r"dots", id="empty-part-filter-field"),
         pytest.param(SPEC_HEAD + "filter: {all_of: {event.outcome: []}}\n" + HST,
                      r"bad\.yml:6:\d+: filter\.all_of: .*event\.outcome: an empty list names no "
                      r"value; give at least one, or leave the condition out",

@@ -507,6 +507,9 @@ class BucketTable:
     # (capped like `open`): an event that falls in a bucket already judged came too late,
     # and is counted in `late_events` rather than opening the bucket again, which would
     # judge its late part as a bucket of its own under the same alert id.
+    # Missing: an entity pushed out of `judged` by the cap is forgotten, so a late event of
+    # its still opens a judged bucket again (the alert is only re-routed, but the model
+    # learns that bucket a second time). Bounded memory was chosen over remembering all.
     judged: OrderedDict[str, int] = field(default_factory=OrderedDict)
     late_events: int = 0
     # The entities with an open bucket at each start, so that closing looks only at the

@@ -127,6 +127,13 @@ def _field_name(name: str) -> str:
         raise ValueError(
             f"{name!r} has a space or a control character around it: write {name.strip()!r}"
         )
+    if "" in name.split("."):
+        # The node refuses a document with such a key (an empty field name), so the field
+        # can hold nothing and a filter or key on it would never match, without an error.
+        raise ValueError(
+            f"{name!r} has an empty part between its dots: write the field's dotted name, "
+            "such as source.ip"
+        )
     if "*" in name:
         # The node expands `*` in some field names (exists, _source) and not in others
         # (terms, aggregations, sort): a rule counting by `source.*` matched nothing and
