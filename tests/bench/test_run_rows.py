@@ -20,7 +20,7 @@ def test_the_ratio_is_to_the_fastest_read_timed() -> None:
     rows = {row.measure: row for row in run.rows({"throughput": throughput(22_500.0)})}
 
     ratio = rows["end to end / read limit"]
-    assert ratio.value == "25%"
+    assert ratio.value == "25.0%"
     assert ratio.met is False
     assert "time windows" in next(m for m in rows if m.startswith("read limit"))
 
@@ -33,13 +33,20 @@ def test_the_ratio_to_the_agents_paging_is_shown_when_scroll_is_faster() -> None
     }
     rows = {row.measure: row for row in run.rows({"throughput": t})}
 
-    assert rows["end to end / read limit"].value == "20%"
-    assert rows["end to end / the agent's paging alone"].value == "30%"
+    assert rows["end to end / read limit"].value == "20.0%"
+    assert rows["end to end / the agent's paging alone"].value == "30.0%"
 
 
 def test_half_the_read_limit_meets_the_target() -> None:
     rows = {row.measure: row for row in run.rows({"throughput": throughput(45_000.0)})}
     assert rows["end to end / read limit"].met is True
+
+
+def test_a_ratio_just_short_of_the_target_does_not_round_up_to_it() -> None:
+    rows = {row.measure: row for row in run.rows({"throughput": throughput(44_775.0)})}
+
+    short = rows["end to end / read limit"]
+    assert (short.value, short.met) == ("49.8%", False)
 
 
 def test_each_rounds_ratio_is_shown_with_their_median() -> None:

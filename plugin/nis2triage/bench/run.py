@@ -206,7 +206,7 @@ def _throughput_rows(d: dict[str, Any]) -> list[Row]:
         ),
         *(Row(f"  read, {READ_LABELS[m]}, events/s", f"{r:,.0f}") for m, r in by_method.items()),
         Row("end to end (agent + frequency rule), events/s", f"{t['e2e_rate']:,.0f}"),
-        Row("end to end / read limit", f"{ratio:.0%}", ">= 50%", ratio >= 0.5),
+        Row("end to end / read limit", _percent(ratio), ">= 50%", ratio >= 0.5),
         *_round_ratios(t),
         *_paging_ratio(t, by_method),
         Row("end to end wall time, s", f"{t['e2e_seconds']:,.1f}"),
@@ -257,7 +257,12 @@ def _paging_ratio(t: dict[str, Any], by_method: dict[str, float]) -> list[Row]:
     if not paging or t.get("read_method") == "windowed":
         return []
     ratio = t["e2e_rate"] / paging
-    return [Row("end to end / the agent's paging alone", f"{ratio:.0%}", ">= 50%", ratio >= 0.5)]
+    return [Row("end to end / the agent's paging alone", _percent(ratio), ">= 50%", ratio >= 0.5)]
+
+
+def _percent(ratio: float) -> str:
+    # One decimal: 49.75% shown as "50%" beside "NOT met" read as a contradiction.
+    return f"{ratio:.1%}"
 
 
 def _ea_rows(d: dict[str, Any]) -> list[Row]:
