@@ -174,7 +174,10 @@ def test_list_show_and_refusals_against_the_real_node(
     listed = json.loads(capsys.readouterr().out)
     assert [(i["id"], i["status"], i["alerts"]) for i in listed] == [(incident.id, "aware", 1)]
     assert main(["incidents", "show", incident.id[:8], "-c", str(config)]) == 0
-    assert "serious detection" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "serious detection" in shown
+    # The incident's time is the first detection's: "opened" read as when it was recorded.
+    assert "first detected" in shown and show(incident.opened_at) in shown
     assert main(["incidents", "impact", incident.id, "-c", str(config)]) == 1
     assert "nothing to record" in capsys.readouterr().err
     assert main(["incidents", "show", "", "-c", str(config)]) == 1

@@ -227,7 +227,9 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         return _print_json([_row(i) for i in found])
     table = Table(title=plural(len(found), "incident"))
-    for column in ("id", "status", "opened (Brussels)", "alerts", "verdict", "next due", "title"):
+    # The incident's time is its first detection's (the event's), not when it was recorded.
+    first = "first detected (Brussels)"
+    for column in ("id", "status", first, "alerts", "verdict", "next due", "title"):
         table.add_column(column, overflow="fold")
     for i in found:
         row = _row(i)
@@ -267,7 +269,7 @@ def _show(console: Console, i: Incident) -> None:
     for name, value in (
         ("status", i.status),
         ("title", i.title),
-        ("opened", show(i.opened_at)),
+        ("first detected", show(i.opened_at)),
         ("aware", show(i.aware_at) if i.aware_at else "not yet (incidents ack)"),
         ("alerts", str(i.alert_count)),
         ("assets", ", ".join(a.name for a in i.assets) or "-"),
