@@ -12,15 +12,19 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 from test_agent_restart import index_part
+from test_cli_incidents import with_incident
 
 from nis2triage import esclient
 from nis2triage.cli import main
 from nis2triage.config import load_config
+from nis2triage.incidents.flow import IncidentFlow
 from nis2triage.lease import Lease
 from nis2triage.nis2.brussels import show
+from nis2triage.reports.stages import BY_CLI
 from nis2triage.status import read_status
 from nis2triage.store import Store
 
+from report_sample import T0
 from support import authentication_events, real_log_docs, run_agent, write_agent_config
 
 
@@ -328,3 +332,24 @@ def test_a_lease_and_checkpoint_written_by_a_clock_days_ahead_are_concerns(
     assert concerns[1].startswith(
         "source auth: its last checkpoint is dated 48.0 h ahead of this machine's clock"
     )
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_report_discharged_by_a_later_one_is_not_overdue(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # The incident notification sent within 24 hours discharges the early warning (Art.
+    # 23(4)(b)): nothing is owed until the final report, so nothing is overdue a day on.
+    config, sender, incident = with_incident(es, es_settings, index_name, tmp_path)
+    assert incident.aware_at == T0
+    sent = T0 + timedelta(hours=2)
+    flow = IncidentFlow(load_config(config), Store(es, index_name), sender, lambda: sent)
+    notification = BY_CLI["notification"]
+    flow.reporter.queue(incident, notification, "analyst")
+    flow.reporter.submitted(incident.id, notification, "analyst", "CCB-1", None, sent)
+
+    status = read_status(load_config(config), Store(es, index_name), T0 + timedelta(hours=30))
+
+    assert incident.id not in status.owed.overdue
+    assert status.owed.next_due is not None
+    assert status.owed.next_due[1] > T0 + timedelta(days=20)
