@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from nis2triage.source import Cursor
+from nis2triage.source import Cursor, unpack_seen
 
 MARGIN = timedelta(seconds=10)
 
@@ -58,3 +58,30 @@ def test_an_event_set_aside_is_known_kept_to_its_time_and_saved_apart() -> None:
     cursor.mark("k10", 60_000)
     cursor.prune(MARGIN)
     assert not cursor.knows(held)
+
+
+def test_an_agent_of_the_version_before_reads_the_held_keys_as_seen() -> None:
+    # A standby of the earlier version taking over reads `seen` alone (`unpack_seen` of
+    # `seen_packed`): it must still know the events set aside, or it reads them again.
+    held = "ab" * 12  # event keys: 12 bytes as hex
+    keys = {f"{n:024x}": t for n, t in enumerate([1_000, 5_000])}
+    cursor = Cursor(watermark_ms=5_000, seen=keys, held={held: 40_000}, events=2)
+
+    saved = cursor.to_dict()
+
+    assert unpack_seen(saved["seen_packed"]) == {**keys, held: 40_000}
+    again = Cursor.from_dict(saved)
+    assert (again.seen, again.held) == (keys, {held: 40_000})
+
+
+def test_a_checkpoint_from_before_held_moves_its_held_keys_out_of_the_seen_order() -> None:
+    # Saved before `held`, an event set aside sits among the seen keys at its poll's end:
+    # left there, the first poll after the upgrade kept every later key behind it.
+    old = {"watermark_ms": 30_000, "seen": {"k0": 1_000, "h": 40_000, "k1": 5_000, "k2": 30_000}}
+
+    cursor = Cursor.from_dict(old)
+    cursor.mark("k3", 60_000)
+    cursor.prune_oldest(MARGIN)
+
+    assert cursor.seen == {"k3": 60_000}
+    assert cursor.knows("h") and cursor.held == {"h": 40_000}

@@ -110,11 +110,16 @@ class Cursor:
             del self.seen[key]
 
     def to_dict(self) -> dict[str, Any]:
-        """The cursor for the signed snapshot, its seen keys packed (see `pack_seen`)."""
+        """The cursor for the signed snapshot, its seen keys packed (see `pack_seen`).
+
+        The held keys are saved after the seen ones, in the same list, with their count:
+        an agent of an earlier version (a standby taking over during an upgrade) reads
+        them as seen, as it kept them, rather than reading those events a second time."""
+        held = {k: t for k, t in self.held.items() if k not in self.seen}
         return {
             "watermark_ms": self.watermark_ms,
-            **_packed("seen", self.seen),
-            **(_packed("held", self.held) if self.held else {}),
+            **_packed("seen", {**self.seen, **held}),
+            "held_last": len(held),
             "events": self.events,
         }
 
@@ -132,12 +137,17 @@ class Cursor:
     def from_dict(cls, data: dict[str, Any] | None) -> Cursor:
         if not data:
             return cls()
+        keys = _unpacked("seen", data)
+        if "held_last" in data:
+            seen, held = _split_last(keys, int(data["held_last"]))
+        else:
+            # Saved before `held`: such events are among the seen keys, out of time order.
+            seen, held = _out_of_order(keys)
         return cls(
             watermark_ms=data.get("watermark_ms"),
-            seen=_unpacked("seen", data),
+            seen=seen,
             events=int(data.get("events") or 0),
-            # Checkpoints saved before `held` keep such events in `seen`.
-            held=_unpacked("held", data),
+            held=held | _unpacked("held", data),  # saved apart by 87f309b
         )
 
 
@@ -149,6 +159,28 @@ def _packed(name: str, keys: dict[str, int]) -> dict[str, Any]:
 def _unpacked(name: str, data: dict[str, Any]) -> dict[str, int]:
     packed = data.get(f"{name}_packed")
     return unpack_seen(packed) if packed is not None else dict(data.get(name) or {})
+
+
+def _split_last(keys: dict[str, int], count: int) -> tuple[dict[str, int], dict[str, int]]:
+    """The keys but the last `count`, and those last ones."""
+    if not 0 <= count <= len(keys):
+        raise ValueError(f"{count} held keys among {len(keys)} saved")
+    items = list(keys.items())
+    return dict(items[: len(items) - count]), dict(items[len(items) - count :])
+
+
+def _out_of_order(keys: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """The keys in time order, and those later than a key after them: in `seen`, such a
+    key (an event set aside, kept to its poll's end) stopped `prune_oldest` there, and
+    the next poll of an upgraded agent kept every key of its catch-up behind it."""
+    later_min, ahead = None, set()
+    for key, ts_ms in reversed(keys.items()):
+        if later_min is not None and ts_ms > later_min:
+            ahead.add(key)
+        else:
+            later_min = ts_ms
+    in_order = {k: t for k, t in keys.items() if k not in ahead}
+    return in_order, {k: t for k, t in keys.items() if k in ahead}
 
 
 KEY_BYTES = 12
