@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -353,3 +355,21 @@ def test_a_report_discharged_by_a_later_one_is_not_overdue(
     assert incident.id not in status.owed.overdue
     assert status.owed.next_due is not None
     assert status.owed.next_due[1] > T0 + timedelta(days=20)
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_table_whose_reader_goes_away_ends_quietly_with_141(
+    es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # `nis2triage status | head -1`: rich's console ended the command with status 1, the
+    # status of a failed command, where a cut-off `--json` ends with 141.
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        argv = [sys.executable, "-m", "nis2triage.cli", "status", "-c", str(config)]
+        done = subprocess.run(argv, stdout=write_end, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+
+    assert (done.returncode, done.stderr) == (141, "")
