@@ -339,3 +339,20 @@ def test_an_acknowledgement_says_what_is_owed_and_what_is_already_overdue(
     assert due["early_warning"] == T0 - timedelta(days=365) + timedelta(hours=24)
     early = f"{cli_incidents._owed_label('early_warning')} due {show(due['early_warning'])}"
     assert f"{early} (OVERDUE: send it now)" in said
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_report_is_on_time_up_to_its_due_instant_when_an_acknowledgement_says_it(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # As the deadlines' watch and `status` hold (`clocks.watchdog`): not yet overdue at the
+    # due instant itself, overdue a millisecond after it.
+    _, _, incident = with_incident(es, es_settings, index_name, tmp_path)
+    due = {d.key: d.due for d in incident.deadlines}["early_warning"]
+
+    monkeypatch.setattr(cli_incidents, "_now", lambda: due)
+    assert "OVERDUE" not in cli_incidents._owed_now(incident)
+    monkeypatch.setattr(cli_incidents, "_now", lambda: due + timedelta(milliseconds=1))
+    assert "early warning due" in cli_incidents._owed_now(incident).replace("-", " ").lower()
+    assert "OVERDUE" in cli_incidents._owed_now(incident)

@@ -407,8 +407,9 @@ def _owed_now(incident: Incident) -> str:
     now = _now()
     due = {d.key: d.due for d in incident.deadlines}
     late = " (OVERDUE: send it now)"
+    # On time up to and including the due instant, as the deadlines' watch holds.
     owed = [
-        f"{_owed_label(k)} due {show(due[k])}{late if due[k] <= now else ''}"
+        f"{_owed_label(k)} due {show(due[k])}{late if now > due[k] else ''}"
         for k in incident.pending
         if k in due
     ]
