@@ -358,6 +358,28 @@ def test_a_report_discharged_by_a_later_one_is_not_overdue(
 
 
 @pytest.mark.usefixtures("agent_env")
+def test_a_stale_next_due_saved_by_an_earlier_version_is_not_overdue(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # The version before kept the discharged early warning's 24 h mark as next_due; its
+    # stored documents stay so until saved again, and status must not call them overdue.
+    config, sender, incident = with_incident(es, es_settings, index_name, tmp_path)
+    sent = T0 + timedelta(hours=2)
+    flow = IncidentFlow(load_config(config), Store(es, index_name), sender, lambda: sent)
+    notification = BY_CLI["notification"]
+    flow.reporter.queue(incident, notification, "analyst")
+    flow.reporter.submitted(incident.id, notification, "analyst", "CCB-1", None, sent)
+    store = Store(es, index_name)
+    stale = (T0 + timedelta(hours=24)).isoformat()
+    es.update(index=store.index("incidents"), id=incident.id, doc={"next_due": stale},
+              refresh=True)  # fmt: skip
+
+    status = read_status(load_config(config), store, T0 + timedelta(hours=30))
+
+    assert incident.id not in status.owed.overdue
+
+
+@pytest.mark.usefixtures("agent_env")
 def test_a_table_whose_reader_goes_away_ends_quietly_with_141(
     es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
 ) -> None:

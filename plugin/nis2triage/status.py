@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from elasticsearch import ApiError
+from pydantic import ValidationError
 
 from nis2triage.config import AgentConfig
+from nis2triage.incidents.record import Incident
 from nis2triage.lease import LEASE_ID, Holder, holder_of
 from nis2triage.store import Store
 
@@ -302,14 +304,32 @@ def _owed(store: Store, now: datetime) -> Owed:
     # Marked overdue by an agent's pass, or due before now: with no agent running (when
     # this matters most), nothing marks a deadline that passes meanwhile. The first 20
     # are enough to act on; `incidents list --all` shows them all.
+    marked = _search(store, "incidents", query={"exists": {"field": "overdue"}}, size=20)
     passed = {"bool": {"filter": [owing, {"range": {"next_due": {"lt": now.isoformat()}}}]}}
-    late = {"bool": {"should": [{"exists": {"field": "overdue"}}, passed]}}
-    overdue = _search(store, "incidents", query=late, size=20, source=False)
+    candidates = _search(store, "incidents", query=passed, size=20, source=True)
+    late = [hit["_id"] for hit in marked["hits"]["hits"]]
+    late += [
+        hit["_id"]
+        for hit in candidates["hits"]["hits"]
+        if hit["_id"] not in late and _owes_before(hit["_source"], now)
+    ]
     return Owed(
         open_incidents=int(opened["hits"]["total"]["value"]),
         next_due=(first["_id"], due) if first and due else None,
-        overdue=[hit["_id"] for hit in overdue["hits"]["hits"]],
+        overdue=late[:20],
     )
+
+
+def _owes_before(doc: dict[str, Any], now: datetime) -> bool:
+    """Whether a stored incident owes a report due before now, worked out again from its
+    deadlines: a document saved by an earlier version kept an early warning's 24 h mark as
+    `next_due` after the notification discharged it, a false overdue. One that does not
+    read as an incident is kept, since a missed deadline must not go unsaid."""
+    try:
+        next_due = Incident.from_doc(doc).to_doc(now)["next_due"]
+    except ValidationError:
+        return True
+    return next_due is not None and datetime.fromisoformat(next_due) < now
 
 
 def _search(store: Store, what: str, **request: Any) -> dict[str, Any]:
