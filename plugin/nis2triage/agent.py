@@ -45,7 +45,7 @@ from nis2triage.rules.lookalike import skeleton
 from nis2triage.rules.native import NativeRule
 from nis2triage.snapshots import SnapshotTooLarge
 from nis2triage.source import Cursor, Source, unreadable
-from nis2triage.store import Store, alert_document
+from nis2triage.store import Store, alert_document, describe_block, describe_closed
 
 log = logging.getLogger(__name__)
 # A long poll checkpoints after this many batches, once this much time has passed since
@@ -812,7 +812,10 @@ def describe_outage(exc: Exception) -> str:
         if is_write_block(exc):
             # Answered 403 (a write block) or 429 (the flood-stage watermark's): said as the
             # role or as an overload, both sent the operator to the wrong fix.
-            return _describe_block(_root_cause(exc))
+            return describe_block(_root_cause(exc))
+        if _root_cause(exc, "type") == "index_closed_exception":
+            # Said as "answered 400 (index_closed_exception: closed)": no index, no fix.
+            return describe_closed(_root_cause(exc, "index") or "an index of the agent")
         if status == 429:
             return "Elasticsearch rejects requests (429, overloaded)"
         cause = _root_cause(exc)
@@ -836,34 +839,9 @@ def describe_outage(exc: Exception) -> str:
     return f"Elasticsearch cannot be reached ({type(exc).__name__})"
 
 
-# Which setting holds each index block, by the words Elasticsearch names it with.
-BLOCK_SETTINGS = (
-    ("read-only-allow-delete", "index.blocks.read_only_allow_delete"),
-    ("index write", "index.blocks.write"),
-    ("index read-only", "index.blocks.read_only"),
-)
-
-
 def is_write_block(exc: ApiError) -> bool:
     """Whether Elasticsearch refused a write because of an index block."""
     return _root_cause(exc, "type") == "cluster_block_exception"
-
-
-def _describe_block(reason: str) -> str:
-    """The blocked index, the setting that blocks it and how to lift it, from the reason
-    Elasticsearch gives (`index [x] blocked by: [FORBIDDEN/8/index write (api)];`)."""
-    index = reason.partition("[")[2].partition("]")[0] or "an index of the agent"
-    setting = next((s for words, s in BLOCK_SETTINGS if words in reason), "index.blocks.*")
-    why = (
-        "the flood-stage disk watermark set it: free disk space on the node, after which "
-        "Elasticsearch lifts it by itself, or"
-        if "flood-stage" in reason
-        else "someone set it (a maintenance, a snapshot restore):"
-    )
-    return (
-        f"{index} takes no writes: it has the block {setting} ({reason.rstrip(';')}); {why} "
-        f'lift it with PUT {index}/_settings {{"{setting}": null}}'
-    )
 
 
 def _describe_missing(reason: str) -> str:

@@ -290,16 +290,17 @@ class Store:
                 created += 1
                 if what == "alerts":
                     crash_point("bulk-alerts")
-            elif result.get("status") == 400 and what != "deadletter":
+            elif (
+                result.get("status") == 400
+                and what != "deadletter"
+                and _error_type(result) not in INDEX_LEVEL
+            ):
                 refused.append((str(result.get("_id")), _reason(result)))
             elif result.get("status") == 409:
                 if existing is not None:
                     existing.append(str(result.get("_id")))
             else:
-                raise StoreError(
-                    f"Elasticsearch refused writes to {self.index(what)} "
-                    f"({result.get('status')}: {_reason(result)})"
-                )
+                raise StoreError(_refusal(self.index(what), "writes", result))
         if refused:
             self._set_aside(what, refused, bodies)
         return created
@@ -344,10 +345,7 @@ class Store:
             if ok:
                 changed += result.get("result") == "updated"
             elif result.get("status") != 404:
-                raise StoreError(
-                    f"Elasticsearch refused updates to {self.index(what)} "
-                    f"({result.get('status')}: {_reason(result)})"
-                )
+                raise StoreError(_refusal(self.index(what), "updates", result))
         return changed
 
     def _bulk(
@@ -454,6 +452,62 @@ def byte_size(text: str, default: int) -> int:
         return default
     unit = (found.group(2) or "b").lower()
     return int(float(found.group(1)) * 1024 ** _UNITS[unit])
+
+
+# Which setting holds each index block, by the words Elasticsearch names it with.
+BLOCK_SETTINGS = (
+    ("read-only-allow-delete", "index.blocks.read_only_allow_delete"),
+    ("index write", "index.blocks.write"),
+    ("index read-only", "index.blocks.read_only"),
+    ("index read (", "index.blocks.read"),
+)
+
+
+def describe_block(reason: str) -> str:
+    """The blocked index, the setting that blocks it and how to lift it, from the reason
+    Elasticsearch gives (`index [x] blocked by: [FORBIDDEN/8/index write (api)];`)."""
+    index = reason.partition("[")[2].partition("]")[0] or "an index of the agent"
+    setting = next((s for words, s in BLOCK_SETTINGS if words in reason), "index.blocks.*")
+    refused = "reads" if setting == "index.blocks.read" else "writes"
+    why = (
+        "the flood-stage disk watermark set it: free disk space on the node, after which "
+        "Elasticsearch lifts it by itself, or"
+        if "flood-stage" in reason
+        else "someone set it (a maintenance, a snapshot restore):"
+    )
+    return (
+        f"{index} takes no {refused}: it has the block {setting} ({reason.rstrip(';')}); "
+        f'{why} lift it with PUT {index}/_settings {{"{setting}": null}}'
+    )
+
+
+def describe_closed(index: str) -> str:
+    """A closed index of the agent: nothing can be read from it or written to it."""
+    return (
+        f"{index} is closed (someone ran POST {index}/_close, or a snapshot restore left "
+        f"it so): the agent can neither read nor write it; open it with POST {index}/_open"
+    )
+
+
+# Refusals that are the index's, not the document's: every document would meet them, so
+# setting the documents aside as dead letters would only lose them from their index.
+INDEX_LEVEL = {"index_closed_exception", "cluster_block_exception", "index_not_found_exception"}
+
+
+def _error_type(result: dict[str, Any]) -> str:
+    error = result.get("error")
+    return str(error.get("type") or "") if isinstance(error, dict) else ""
+
+
+def _refusal(alias: str, op: str, result: dict[str, Any]) -> str:
+    """What the node refused, where, and how to fix it when the cause is the index's."""
+    kind = _error_type(result)
+    if kind == "cluster_block_exception":
+        return describe_block(_reason(result))
+    if kind == "index_closed_exception":
+        error = result.get("error") or {}
+        return describe_closed(str(error.get("index") or result.get("_index") or alias))
+    return f"Elasticsearch refused {op} to {alias} ({result.get('status')}: {_reason(result)})"
 
 
 def _reason(result: dict[str, Any]) -> str:
