@@ -8,17 +8,19 @@ the one and "overloaded" for the other, sending the operator to the wrong fix.""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from elasticsearch import ApiError, Elasticsearch
 
 from nis2triage.agent import describe_outage
+from nis2triage.demo import index_docs
 from nis2triage.errors import StoreError
 from nis2triage.esclient import ESSettings
 from nis2triage.metrics import condition_of
 from nis2triage.store import Store, first_index
 
-from support import client_for
+from support import client_for, real_log_docs, run_agent, write_agent_config
 
 
 @pytest.fixture
@@ -138,3 +140,42 @@ def test_a_closed_state_index_is_said_with_the_request_that_opens_it(store: Stor
 
     assert said.startswith(f"{index} is closed")
     assert f"POST {index}/_open" in said
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_an_outbox_made_again_with_another_mapping_holds_the_early_warnings_back_not_away(
+    es: Elasticsearch, es_settings: ESSettings, index_name: str, tmp_path: Path
+) -> None:
+    # The outbox deleted and made again by hand, mapping `payload` as a keyword: each early
+    # warning was refused "by the mapping" and set aside as a dead letter, never to be sent,
+    # and the pass ended well.
+    index_docs(es, index_name, real_log_docs())
+    reference = run_agent(
+        write_agent_config(tmp_path / "ref", es_settings, index_name, f"{index_name}-r"), es
+    )
+    prefix = f"{index_name}-f"
+    config = write_agent_config(tmp_path / "f", es_settings, index_name, prefix)
+    Store(es, prefix).ensure_indices()
+    es.indices.delete(index=first_index(f"{prefix}-outbox"))
+    es.indices.create(
+        index=f"{prefix}-outbox", mappings={"properties": {"payload": {"type": "keyword"}}}
+    )
+
+    with pytest.raises(StoreError) as caught:
+        run_agent(config, es)
+    assert f"{prefix}-outbox) has a mapping nis2triage did not make" in str(caught.value)
+    assert "nis2triage setup" in str(caught.value)
+    es.indices.refresh(index=f"{prefix}-deadletter")
+    assert es.count(index=f"{prefix}-deadletter")["count"] == 0
+
+    es.indices.delete(index=f"{prefix}-outbox")
+    Store(es, prefix).ensure_indices()
+    run_agent(config, es)
+    assert outbox_ids(es, prefix) == outbox_ids(es, f"{index_name}-r")
+    assert reference.notifications_queued == len(outbox_ids(es, prefix)) > 0
+
+
+def outbox_ids(es: Elasticsearch, prefix: str) -> set[str]:
+    es.indices.refresh(index=f"{prefix}-outbox")
+    hits = es.search(index=f"{prefix}-outbox", size=100, _source=False)["hits"]["hits"]
+    return {h["_id"] for h in hits}

@@ -302,8 +302,30 @@ class Store:
             else:
                 raise StoreError(_refusal(self.index(what), "writes", result))
         if refused:
+            self._check_mapping(what, f"{len(refused)} of {len(docs)}", refused[0][1])
             self._set_aside(what, refused, bodies)
         return created
+
+    def _check_mapping(self, what: str, how_many: str, first: str) -> None:
+        """Raise StoreError when the index's mapping is not the agent's (an index deleted
+        and made again by hand, or one setup has not brought up to date): it refuses
+        documents for what it is, not for what they hold, and setting them aside lost every
+        alert, and every early warning the outbox was to send, to the dead letters."""
+        alias = self.index(what)
+        wanted = INDICES[what].versioned_mapping()["_meta"]
+        try:
+            found = self.es.indices.get_mapping(index=alias).body
+        except ApiError:
+            return  # may not read mappings: the documents are judged on their own
+        foreign = sorted(i for i, m in found.items() if m["mappings"].get("_meta") != wanted)
+        if foreign:
+            raise StoreError(
+                f"{', '.join(foreign)} ({alias}) has a mapping nis2triage did not make (the "
+                "index made again by hand, or by a write before setup), which refused "
+                f"{how_many} documents (first: {first[:200]}); nothing is set aside: "
+                f"run 'nis2triage setup --config FILE' with an administrator's credential "
+                "to bring the mapping up to date or say how to reindex"
+            )
 
     def _set_aside(
         self, what: str, refused: list[tuple[str, str]], bodies: dict[str, dict[str, Any]]
