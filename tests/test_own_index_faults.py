@@ -18,6 +18,7 @@ from nis2triage.demo import index_docs
 from nis2triage.errors import StoreError
 from nis2triage.esclient import ESSettings
 from nis2triage.metrics import condition_of
+from nis2triage.status import index_faults
 from nis2triage.store import Store, first_index
 
 from support import client_for, real_log_docs, run_agent, write_agent_config
@@ -179,3 +180,21 @@ def outbox_ids(es: Elasticsearch, prefix: str) -> set[str]:
     es.indices.refresh(index=f"{prefix}-outbox")
     hits = es.search(index=f"{prefix}-outbox", size=100, _source=False)["hits"]["hits"]
     return {h["_id"] for h in hits}
+
+
+def test_status_names_each_closed_or_blocked_own_index_with_its_fix(store: Store) -> None:
+    # `status` said only, once the checkpoint was five minutes old, that the agent was
+    # "stopped, stuck or failing (its log says which)".
+    alerts, deadletter = first_index(store.index("alerts")), first_index(store.index("deadletter"))
+    store.es.indices.put_settings(index=alerts, settings={"index.blocks.write": True})
+    store.es.indices.close(index=deadletter)
+    try:
+        said = index_faults(store)
+    finally:
+        store.es.indices.put_settings(index=alerts, settings={"index.blocks.write": None})
+        store.es.indices.open(index=deadletter)
+
+    assert len(said) == 2
+    assert f'PUT {alerts}/_settings {{"index.blocks.write": null}}' in said[0]
+    assert said[1].startswith(f"{deadletter} is closed") and f"POST {deadletter}/_open" in said[1]
+    assert index_faults(store) == []

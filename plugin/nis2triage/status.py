@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from nis2triage.config import AgentConfig
 from nis2triage.incidents.record import Incident
 from nis2triage.lease import LEASE_ID, Holder, holder_of
-from nis2triage.store import Store
+from nis2triage.store import INDICES, Store, describe_closed
 
 # A source whose checkpoint is older than this many poll intervals, and than STALE_FLOOR,
 # is said to lag: the loop saves one at the end of every poll, and /health turns stale
@@ -76,6 +76,8 @@ class Status:
     owed: Owed
     # Whether the state index exists: without it no agent ever ran with this prefix.
     state_index: bool = True
+    # Own indices closed or under a block, said with the request that fixes each.
+    index_faults: list[str] = field(default_factory=list)
 
     @property
     def live_holder(self) -> Holder | None:
@@ -86,7 +88,7 @@ class Status:
 
     def concerns(self) -> list[str]:
         """What needs someone's attention, one sentence each; empty when all is well."""
-        said = []
+        said = list(self.index_faults)
         if not self.state_index:
             said.append(
                 f"there is no index {self.prefix}-state: no agent has run with "
@@ -116,6 +118,8 @@ class Status:
 
 def read_status(cfg: AgentConfig, store: Store, now: datetime) -> Status:
     """Everything `status` shows, read from the agent's indices."""
+    # First: a closed index fails the reads below, and the agent's log may be far away.
+    faults = index_faults(store)
     lease = store.get("state", LEASE_ID)
     return Status(
         checked=now,
@@ -126,6 +130,41 @@ def read_status(cfg: AgentConfig, store: Store, now: datetime) -> Status:
         late_notifications=late_notifications(store, now),
         owed=_owed(store, now),
         state_index=_exists(store, "state"),
+        index_faults=faults,
+    )
+
+
+def index_faults(store: Store) -> list[str]:
+    """The agent's indices that are closed or blocked: the agent fails every cycle on them,
+    and `status` said only, minutes later, that the checkpoint was getting old."""
+    names = ",".join(f"{store.index(what)}*" for what in INDICES)
+    wanted = "*.settings.index.blocks,*.settings.index.verified_before_close"
+    try:
+        found = store.es.indices.get_settings(
+            index=names, expand_wildcards="all", filter_path=wanted
+        ).body
+    except ApiError:
+        return []  # may not read settings: the rest of status still says what it can
+    said = []
+    for index, body in sorted(found.items()):
+        settings = body["settings"]["index"]
+        if settings.get("verified_before_close") == "true":
+            said.append(describe_closed(index))
+        blocks = settings.get("blocks", {}).items()
+        said += [_blocked(index, name) for name, on in blocks if str(on).lower() == "true"]
+    return said
+
+
+def _blocked(index: str, name: str) -> str:
+    setting = f"index.blocks.{name}"
+    disk = (
+        " (the flood-stage disk watermark sets it: free disk space on the node)"
+        if name == "read_only_allow_delete"
+        else ""
+    )
+    return (
+        f"{index} has the block {setting}{disk}: the agent fails its cycles on it; lift it "
+        f'with PUT {index}/_settings {{"{setting}": null}}'
     )
 
 
