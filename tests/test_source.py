@@ -591,9 +591,33 @@ def test_a_closed_index_of_a_source_is_said_at_start(
     assert said == [
         f"source auth: {closed} is closed, so none of their events is read; the checkpoint "
         "moves on, so events reopened later that are older than max_lateness are never read: "
-        "open them (POST <index>/_open) before the agent starts, or leave them out of its "
-        "indices"
+        "open them (POST <index>/_open) at once, or leave them out of its indices"
     ]
+
+
+def test_an_index_closed_while_the_agent_runs_is_said_at_the_next_poll_once(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Said at start only: an index closed under a running agent was skipped by every read,
+    # its events left behind the checkpoint, without a word.
+    live, closed = f"{index_name}-src-a", f"{index_name}-src-b"
+    put(es, live, "a", minutes_ago=1)
+    put(es, closed, "b", minutes_ago=30)
+    config, _ = reading(tmp_path, es_settings, f"{index_name}-st", [f"{index_name}-src-*"])
+    agent = Agent(config, es, b"k" * 32, b"p" * 32)
+    agent.start()
+    es.indices.close(index=closed)
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        agent.run_once()
+        agent.run_once()
+
+    said = [r.getMessage() for r in caplog.records if "closed, so none" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"source auth: {closed} is closed")
 
 
 def test_a_closed_index_named_alone_is_not_said_to_hold_no_events(

@@ -469,6 +469,8 @@ class Agent:
         # batch that closed buckets: each write asks for a refresh, and a catch-up made a
         # hundred of them (`make bench`). A live poll's alerts still go out as it ends.
         pending: list[Alert] = []
+        # Before the read that would skip it: an index closed since the last poll.
+        run.source.say_closed()
         for batches, batch in enumerate(run.source.poll(run.cursor), start=1):
             self._ingest(run, batch, report)
             report.events += len(batch)

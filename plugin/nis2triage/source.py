@@ -836,7 +836,10 @@ class Source:
     def say_closed(self) -> None:
         """Say the source's closed indices: a search skips them without an error while the
         checkpoint moves past their time, so once reopened their events older than
-        max_lateness are never read."""
+        max_lateness are never read.
+
+        Asked at start and at each poll, each index said once while it stays closed: one
+        closed while the agent ran was skipped without a word."""
         try:
             found = self.es.indices.resolve_index(
                 name=",".join(self.cfg.indices), expand_wildcards="open,closed",
@@ -844,18 +847,20 @@ class Source:
             ).body  # fmt: skip
         except ApiError:
             return  # the node would not say (a missing privilege, a remote cluster)
-        self.closed = sorted(
+        closed = sorted(
             i["name"] for i in found.get("indices") or [] if "closed" in i.get("attributes", [])
         )
-        if self.closed:
+        newly = [name for name in closed if name not in self.closed]
+        self.closed = closed
+        if newly:
             log.warning(
                 "source %s: %s %s closed, so none of their events is read; the checkpoint "
                 "moves on, so events reopened later that are older than max_lateness are "
-                "never read: open them (POST <index>/_open) before the agent starts, or "
-                "leave them out of its indices",
+                "never read: open them (POST <index>/_open) at once, or leave them out of "
+                "its indices",
                 self.cfg.name,
-                some(self.closed),
-                "is" if len(self.closed) == 1 else "are",
+                some(newly),
+                "is" if len(newly) == 1 else "are",
             )
 
     def _indices_without_time(self) -> list[str]:
