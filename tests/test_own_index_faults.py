@@ -164,7 +164,7 @@ def test_an_outbox_made_again_with_another_mapping_holds_the_early_warnings_back
 
     with pytest.raises(StoreError) as caught:
         run_agent(config, es)
-    assert f"{prefix}-outbox) has a mapping nis2triage did not make" in str(caught.value)
+    assert f"{prefix}-outbox has a mapping nis2triage did not make" in str(caught.value)
     assert "nis2triage setup" in str(caught.value)
     es.indices.refresh(index=f"{prefix}-deadletter")
     assert es.count(index=f"{prefix}-deadletter")["count"] == 0
@@ -198,3 +198,31 @@ def test_status_names_each_closed_or_blocked_own_index_with_its_fix(store: Store
     assert f'PUT {alerts}/_settings {{"index.blocks.write": null}}' in said[0]
     assert said[1].startswith(f"{deadletter} is closed") and f"POST {deadletter}/_open" in said[1]
     assert index_faults(store) == []
+
+
+def test_a_state_index_made_again_with_another_mapping_is_said_with_setup_as_the_fix(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # The checkpoint's refusal was said as "Elasticsearch answered 400 (document_parsing_
+    # exception: ... field [cursor] ...)", naming no index and no fix.
+    store = Store(es, index_name)
+    es.indices.create(
+        index=store.index("state"), mappings={"properties": {"cursor": {"type": "keyword"}}}
+    )
+
+    with pytest.raises(StoreError) as caught:
+        store.put_versioned("state", "source-auth", {"cursor": {"events": 1}}, None)
+
+    said = describe_outage(caught.value)
+    assert said.startswith(f"{store.index('state')} has a mapping nis2triage did not make")
+    assert "field [cursor]" in said and "nis2triage setup" in said
+
+
+def test_a_refusal_naming_an_index_is_said_with_it(es: Elasticsearch, index_name: str) -> None:
+    es.indices.create(index=f"{index_name}-incidents")
+    with pytest.raises(ApiError) as caught:
+        es.search(index=f"{index_name}-incidents", sort=[{"opened_at": "asc"}])
+
+    assert describe_outage(caught.value).startswith(
+        f"Elasticsearch answered 400 on {index_name}-incidents ("
+    )

@@ -835,7 +835,9 @@ def describe_outage(exc: Exception) -> str:
             return (
                 f"Elasticsearch refuses the agent ({status}): check its role and credentials{said}"
             )
-        return f"Elasticsearch answered {status}{said}"
+        # The index the node names, if any: "No mapping found for [opened_at]" said not where.
+        where = _root_cause(exc, "index")
+        return f"Elasticsearch answered {status}{f' on {where}' if where else ''}{said}"
     if isinstance(exc, StoreError):
         return str(exc)
     return f"Elasticsearch cannot be reached ({type(exc).__name__})"

@@ -13,6 +13,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -319,8 +320,9 @@ class Store:
             return  # may not read mappings: the documents are judged on their own
         foreign = sorted(i for i, m in found.items() if m["mappings"].get("_meta") != wanted)
         if foreign:
+            named = ", ".join(foreign) + ("" if foreign == [alias] else f" ({alias})")
             raise StoreError(
-                f"{', '.join(foreign)} ({alias}) has a mapping nis2triage did not make (the "
+                f"{named} has a mapping nis2triage did not make (the "
                 "index made again by hand, or by a write before setup), which refused "
                 f"{how_many} documents (first: {first[:200]}); nothing is set aside: "
                 f"run 'nis2triage setup --config FILE' with an administrator's credential "
@@ -385,8 +387,20 @@ class Store:
         ):
             yield ok, item.get(op, {})
 
+    @contextmanager
+    def _one_write(self, what: str) -> Iterator[None]:
+        """A single document written: a mapping refusal is checked as a bulk's is, since the
+        node's answer (`document_parsing_exception`) names no index."""
+        try:
+            yield
+        except ApiError as exc:
+            if exc.meta.status == 400 and _cause_type(exc) in MAPPING_REFUSALS:
+                self._check_mapping(what, "1 of 1", _cause_reason(exc))
+            raise
+
     def put(self, what: str, doc_id: str, doc: dict[str, Any], refresh: bool = False) -> None:
-        self.es.index(index=self.index(what), id=doc_id, document=doc, refresh=refresh)
+        with self._one_write(what):
+            self.es.index(index=self.index(what), id=doc_id, document=doc, refresh=refresh)
 
     def get_versioned(self, what: str, doc_id: str) -> tuple[dict[str, Any], int, int] | None:
         """A document with the sequence number and primary term that guard its next update."""
@@ -397,14 +411,15 @@ class Store:
 
     def put_if(self, what: str, doc_id: str, doc: dict[str, Any], version: tuple[int, int]) -> bool:
         """Replace a document only if nobody changed it since `version`; False on a conflict."""
-        resp = self.es.options(ignore_status=409).index(
-            index=self.index(what),
-            id=doc_id,
-            document=doc,
-            if_seq_no=version[0],
-            if_primary_term=version[1],
-            refresh=True,
-        )
+        with self._one_write(what):
+            resp = self.es.options(ignore_status=409).index(
+                index=self.index(what),
+                id=doc_id,
+                document=doc,
+                if_seq_no=version[0],
+                if_primary_term=version[1],
+                refresh=True,
+            )
         return resp.meta.status != 409
 
     def put_versioned(
@@ -418,18 +433,20 @@ class Store:
             if version is not None
             else {"op_type": "create"}
         )
-        resp = self.es.options(ignore_status=409).index(
-            index=self.index(what), id=doc_id, document=doc, refresh=True, **guard
-        )
+        with self._one_write(what):
+            resp = self.es.options(ignore_status=409).index(
+                index=self.index(what), id=doc_id, document=doc, refresh=True, **guard
+            )
         if resp.meta.status == 409:
             return None
         return int(resp["_seq_no"]), int(resp["_primary_term"])
 
     def create(self, what: str, doc_id: str, doc: dict[str, Any]) -> bool:
         """Create one document, visible to searches at once; False if it already exists."""
-        resp = self.es.options(ignore_status=409).create(
-            index=self.index(what), id=doc_id, document=doc, refresh=True
-        )
+        with self._one_write(what):
+            resp = self.es.options(ignore_status=409).create(
+                index=self.index(what), id=doc_id, document=doc, refresh=True
+            )
         return resp.meta.status != 409
 
     def get(self, what: str, doc_id: str) -> dict[str, Any] | None:
@@ -514,6 +531,25 @@ def describe_closed(index: str) -> str:
 # Refusals that are the index's, not the document's: every document would meet them, so
 # setting the documents aside as dead letters would only lose them from their index.
 INDEX_LEVEL = {"index_closed_exception", "cluster_block_exception", "index_not_found_exception"}
+
+
+# What the node answers when an index's mapping refuses a document.
+MAPPING_REFUSALS = {"document_parsing_exception", "mapper_parsing_exception"}
+
+
+def _cause_type(exc: ApiError) -> str:
+    return str(_first_cause(exc).get("type") or "")
+
+
+def _cause_reason(exc: ApiError) -> str:
+    return str(_first_cause(exc).get("reason") or exc.message)
+
+
+def _first_cause(exc: ApiError) -> dict[str, Any]:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error")
+    causes = error.get("root_cause") if isinstance(error, dict) else None
+    return causes[0] if causes and isinstance(causes[0], dict) else {}
 
 
 def _error_type(result: dict[str, Any]) -> str:
