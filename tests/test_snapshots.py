@@ -55,14 +55,18 @@ def test_a_short_key_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -
         snapshots.key_from_env("SNAPKEY")
 
 
-def test_a_snapshot_of_classes_this_version_lacks_says_so() -> None:
-    # What a rollback meets: signed by us, naming a module an older version does not have.
-    blob = b"cnis2triage.models.not_in_this_version\nModel\n."
-    sealed = {
+def signed(blob: bytes) -> dict[str, object]:
+    """A sealed snapshot of `blob`, signed with the test key as the agent signs one."""
+    return {
         "format": snapshots.FORMAT,
         "sig": hmac.new(KEY, blob, hashlib.sha256).hexdigest(),
         "blob": base64.b64encode(blob).decode("ascii"),
     }
+
+
+def test_a_snapshot_of_classes_this_version_lacks_says_so() -> None:
+    # What a rollback meets: signed by us, naming a module an older version does not have.
+    sealed = signed(b"cnis2triage.models.not_in_this_version\nModel\n.")
 
     with pytest.raises(SnapshotError, match=r"another version of nis2triage.*state document"):
         snapshots.unseal(sealed, KEY)
@@ -88,12 +92,7 @@ class _BuiltOtherwise:
 
 
 def test_a_snapshot_this_version_cannot_rebuild_says_so() -> None:
-    blob = pickle.dumps(_BuiltOtherwise())
-    sealed = {
-        "format": snapshots.FORMAT,
-        "sig": hmac.new(KEY, blob, hashlib.sha256).hexdigest(),
-        "blob": base64.b64encode(blob).decode("ascii"),
-    }
+    sealed = signed(pickle.dumps(_BuiltOtherwise()))
 
     with pytest.raises(SnapshotError, match=r"another version of nis2triage.*state document"):
         snapshots.unseal(sealed, KEY)

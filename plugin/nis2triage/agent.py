@@ -45,7 +45,13 @@ from nis2triage.rules.lookalike import skeleton
 from nis2triage.rules.native import NativeRule
 from nis2triage.snapshots import SnapshotTooLarge
 from nis2triage.source import Cursor, Source, unreadable
-from nis2triage.store import Store, alert_document, describe_block, describe_closed
+from nis2triage.store import (
+    Store,
+    alert_document,
+    describe_block,
+    describe_closed,
+    first_cause,
+)
 
 log = logging.getLogger(__name__)
 # A long poll checkpoints after this many batches, once this much time has passed since
@@ -872,12 +878,7 @@ def _root_cause(exc: ApiError, key: str = "reason") -> str:
     """The reason (or another `key`) of the error's first root cause:
     `search_phase_execution_exception` alone says not which field, index or cluster is
     wrong."""
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error")
-    causes = error.get("root_cause") if isinstance(error, dict) else None
-    if not causes or not isinstance(causes[0], dict):
-        return ""
-    return str(causes[0].get(key) or "")[:300]
+    return str(first_cause(exc).get(key) or "")[:300]
 
 
 def _largest_parts(run: SourceRun) -> list[str]:

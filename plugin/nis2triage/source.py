@@ -147,7 +147,7 @@ class Cursor:
             watermark_ms=data.get("watermark_ms"),
             seen=seen,
             events=int(data.get("events") or 0),
-            held=held | _unpacked("held", data),  # saved apart by 87f309b
+            held=held,
         )
 
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from nis2triage.config import AgentConfig
 from nis2triage.incidents.record import Incident
 from nis2triage.lease import LEASE_ID, Holder, holder_of
-from nis2triage.store import INDICES, Store, describe_closed
+from nis2triage.store import INDICES, Store, describe_closed, lift_block
 
 # A source whose checkpoint is older than this many poll intervals, and than STALE_FLOOR,
 # is said to lag: the loop saves one at the end of every poll, and /health turns stale
@@ -157,15 +157,8 @@ def index_faults(store: Store) -> list[str]:
 
 def _blocked(index: str, name: str) -> str:
     setting = f"index.blocks.{name}"
-    disk = (
-        " (the flood-stage disk watermark sets it: free disk space on the node)"
-        if name == "read_only_allow_delete"
-        else ""
-    )
-    return (
-        f"{index} has the block {setting}{disk}: the agent fails its cycles on it; lift it "
-        f'with PUT {index}/_settings {{"{setting}": null}}'
-    )
+    lift = lift_block(index, setting, flood=name == "read_only_allow_delete")
+    return f"{index} has the block {setting}: the agent fails its cycles on it; {lift}"
 
 
 def _exists(store: Store, what: str) -> bool:
@@ -343,7 +336,9 @@ def _owed(store: Store, now: datetime) -> Owed:
     # Marked overdue by an agent's pass, or due before now: with no agent running (when
     # this matters most), nothing marks a deadline that passes meanwhile. The first 20
     # are enough to act on; `incidents list --all` shows them all.
-    marked = _search(store, "incidents", query={"exists": {"field": "overdue"}}, size=20)
+    marked = _search(
+        store, "incidents", query={"exists": {"field": "overdue"}}, size=20, source=False
+    )
     passed = {"bool": {"filter": [owing, {"range": {"next_due": {"lt": now.isoformat()}}}]}}
     candidates = _search(store, "incidents", query=passed, size=20, source=True)
     late = [hit["_id"] for hit in marked["hits"]["hits"]]
@@ -365,10 +360,10 @@ def _owes_before(doc: dict[str, Any], now: datetime) -> bool:
     `next_due` after the notification discharged it, a false overdue. One that does not
     read as an incident is kept, since a missed deadline must not go unsaid."""
     try:
-        next_due = Incident.from_doc(doc).to_doc(now)["next_due"]
+        due = Incident.from_doc(doc).next_due()
     except ValidationError:
         return True
-    return next_due is not None and datetime.fromisoformat(next_due) < now
+    return due is not None and due < now
 
 
 def _search(store: Store, what: str, **request: Any) -> dict[str, Any]:

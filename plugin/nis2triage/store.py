@@ -508,16 +508,19 @@ def describe_block(reason: str) -> str:
     index = reason.partition("[")[2].partition("]")[0] or "an index of the agent"
     setting = next((s for words, s in BLOCK_SETTINGS if words in reason), "index.blocks.*")
     refused = "reads" if setting == "index.blocks.read" else "writes"
+    lift = lift_block(index, setting, flood="flood-stage" in reason)
+    return f"{index} takes no {refused}: it has the block {setting} ({reason.rstrip(';')}); {lift}"
+
+
+def lift_block(index: str, setting: str, flood: bool) -> str:
+    """Who sets a block like this one, and the request that lifts it."""
     why = (
         "the flood-stage disk watermark set it: free disk space on the node, after which "
         "Elasticsearch lifts it by itself, or"
-        if "flood-stage" in reason
+        if flood
         else "someone set it (a maintenance, a snapshot restore):"
     )
-    return (
-        f"{index} takes no {refused}: it has the block {setting} ({reason.rstrip(';')}); "
-        f'{why} lift it with PUT {index}/_settings {{"{setting}": null}}'
-    )
+    return f'{why} lift it with PUT {index}/_settings {{"{setting}": null}}'
 
 
 def describe_closed(index: str) -> str:
@@ -538,14 +541,15 @@ MAPPING_REFUSALS = {"document_parsing_exception", "mapper_parsing_exception"}
 
 
 def _cause_type(exc: ApiError) -> str:
-    return str(_first_cause(exc).get("type") or "")
+    return str(first_cause(exc).get("type") or "")
 
 
 def _cause_reason(exc: ApiError) -> str:
-    return str(_first_cause(exc).get("reason") or exc.message)
+    return str(first_cause(exc).get("reason") or exc.message)
 
 
-def _first_cause(exc: ApiError) -> dict[str, Any]:
+def first_cause(exc: ApiError) -> dict[str, Any]:
+    """The first root cause of an error the node gave, or {} when it gave none."""
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error")
     causes = error.get("root_cause") if isinstance(error, dict) else None

@@ -220,14 +220,18 @@ class Incident(_Record):
         doc["alert_count"] = self.alert_count
         doc["services"] = self.services
         doc["open_reports"] = [k for k, r in self.reports.items() if r.status in FOLLOWED_REPORT]
-        # The earliest deadline of a report still owed: the dashboard sorts on it, and
-        # `status` calls the incident overdue once it has passed. Owed means pending too:
-        # a report another discharged (the notification sent before the early warning's
-        # deadline) has no delivery of its own, yet nothing more is owed for it.
+        # The dashboard sorts on it, and `status` calls the incident overdue once it passed.
+        due = self.next_due()
+        doc["next_due"] = due.isoformat() if due is not None else None
+        return doc
+
+    def next_due(self) -> datetime | None:
+        """The earliest deadline of a report still owed. Owed means pending too: a report
+        another discharged (the notification sent before the early warning's deadline) has
+        no delivery of its own, yet nothing more is owed for it."""
         delivered = self.delivered()
         owed = [d.due for d in self.deadlines if d.key in self.pending and d.key not in delivered]
-        doc["next_due"] = min(owed).isoformat() if owed else None
-        return doc
+        return min(owed, default=None)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Incident:
