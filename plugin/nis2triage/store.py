@@ -411,16 +411,7 @@ class Store:
 
     def put_if(self, what: str, doc_id: str, doc: dict[str, Any], version: tuple[int, int]) -> bool:
         """Replace a document only if nobody changed it since `version`; False on a conflict."""
-        with self._one_write(what):
-            resp = self.es.options(ignore_status=409).index(
-                index=self.index(what),
-                id=doc_id,
-                document=doc,
-                if_seq_no=version[0],
-                if_primary_term=version[1],
-                refresh=True,
-            )
-        return resp.meta.status != 409
+        return self.put_versioned(what, doc_id, doc, version) is not None
 
     def put_versioned(
         self, what: str, doc_id: str, doc: dict[str, Any], version: tuple[int, int] | None
