@@ -52,14 +52,17 @@ _IPV6_DOTTED = re.compile(
 
 # E-mail addresses. The local part takes letters of any script with their combining
 # marks (as macOS writes them, NFD), digits and . + ' ! * ^ { } ~ $ -, but not a URL
-# query's = & % | (which would swallow a query string, tokens and passwords with it); the
-# @ may be URL-encoded (%40). The domain has at least one dot and a last label with a
-# letter: `lodash@4.17.21` and `sigma@v2` are versions, not mail, and systemd's
-# `getty@tty1.service` is a unit. Every alternative below is disjoint from the others:
-# overlapping ones (a letter both \w and non-ASCII) backtrack exponentially on text
-# with no @, and a short Russian file name took 40 s. Known gaps: quoted local parts
-# ("jan peeters"@...), jan&marie@ (only marie@.. is found), one-label domains,
-# full-width or HTML-escaped @.
+# query's = % | (which would swallow a query string, tokens and passwords with it); the
+# @ may be URL-encoded (%40). An & joins such runs (jan&marie@, R&D@) unless the address
+# starts right after a query's = ? or &: `?a=1&b@example.be` keeps its `1` and loses
+# only `b@example.be`, `?a=1&token=xyz@..` only `xyz@..`. The domain has at least one
+# dot and a last label with a letter (`lodash@4.17.21` and `sigma@v2` are versions, not
+# mail, and systemd's `getty@tty1.service` is a unit), or is one label (below). Every
+# alternative below is disjoint from the others: overlapping ones (a letter both \w and
+# non-ASCII) backtrack exponentially on text with no @, and a short Russian file name
+# took 40 s; the two readings of a local part exclude each other by what precedes it,
+# so each word is read once. Known gaps: jan&marie@ in a query's value (`?to=jan&marie@..`:
+# only marie@.. is found), full-width or HTML-escaped @ or quotes (`&quot;jan&quot;@..`).
 def _marks() -> str:
     r"""Unicode's combining marks as a character class: not \w in Python, yet part of
     a word in scripts that write vowels as marks (Devanagari) and in NFD text."""
@@ -75,22 +78,62 @@ def _marks() -> str:
 
 _MARK = _marks()
 _LOCAL = rf"(?:[\w.+'!*^{{}}~$-]|{_MARK})+"
+_MAIL_LOCAL = (
+    rf"(?<![\w.+'!*^{{}}~$-])(?<!{_MARK})"
+    rf"(?:(?<![=?&]){_LOCAL}(?:&{_LOCAL})*|(?<=[=?&]){_LOCAL})"
+)
 _LABEL = rf"(?:[^\W_]|-|{_MARK})+"
 _UNITS = "service|socket|timer|mount|target|path|slice|scope|device|swap"
+# Mail or a login to a one-label host (jan@intranet, root@web-01, jan@jan-laptop:~$ as a
+# shell prompt, jan@CORP as a Kerberos realm) names a person as surely as mail to a
+# domain. What else follows an @ in one label is a version or a release tag, and the
+# rule is drawn between them. The label's first word is letters only: `sigma@v2`,
+# `actions/checkout@v4`, `image@sha256:..`, `getty@tty1` and `wg-quick@wg0` put digits
+# in it and stay, and so do `pc7` and `srv01` (a gap: no shape tells `jan@pc7` from
+# `getty@tty1`). Words after a hyphen may hold digits (web-01, ip-10-0-0-5). A release
+# tag stays, alone or numbered (`pkg@latest`, `npm@latest-6`, `next@canary`,
+# `actions/checkout@main`, `go get ..@upgrade`), and so does a package manager's
+# protocol (`alias@npm:react`, yarn's `pkg@workspace:.`): a host named like a tag
+# (`jan@edge`) is a gap. Anything else is replaced, though it may name no one
+# (`openvpn@server`, a systemd instance without its `.service`): the safe side. A label
+# followed by a dot and more is no one-label host: it is a domain, a unit or a version.
+_TAGS = (
+    "latest|next|beta|alpha|rc|canary|stable|nightly|dev|develop|edge|experimental|"
+    "insiders|lts|main|master|head|preview|current|upgrade|patch|none|snapshot|unstable"
+)
+_PROTOCOLS = "npm|workspace|portal|link|file|exec|git|github|patch"
+_LABEL_END = rf"(?![\w-]|{_MARK}|\.(?:[^\W_]|{_MARK}))"
+_ONE_LABEL = (
+    rf"(?!(?:{_TAGS})(?:-\d+)*{_LABEL_END}|(?:{_PROTOCOLS}):)"
+    rf"(?:[^\W\d_]|{_MARK})+(?:-+(?:[^\W_]|{_MARK})+)*{_LABEL_END}"
+)
 _EMAIL = re.compile(
-    rf"(?<![\w.+'!*^{{}}~$-])(?<!{_MARK})"
-    rf"{_LOCAL}(?:@|%40)(?:{_LABEL}\.)+(?!(?:{_UNITS})\b)"
+    rf"{_MAIL_LOCAL}(?:@|%40)(?:(?:{_LABEL}\.)+(?!(?:{_UNITS})\b)"
     # The last label, a top-level domain, starts with a letter and has two characters or
     # more: `openssh@9.6p1` and `node@18.x` are versions.
-    rf"[^\W\d_](?:[^\W_]|-|{_MARK})+",
+    rf"[^\W\d_](?:[^\W_]|-|{_MARK})+|{_ONE_LABEL})",
     re.IGNORECASE,
 )
 # An e-mail address to an address literal (jan.peeters@[192.0.2.1], RFC 5321 4.1.3):
 # taken whole before the address passes, which replaced the address and left the person.
-_LITERAL_EMAIL = re.compile(
-    rf"(?<![\w.+'!*^{{}}~$-])(?<!{_MARK}){_LOCAL}(?:@|%40)\[(?:IPv6:)?[0-9A-Fa-f:.]{{2,45}}\]",
+_ADDRESS_LITERAL = r"\[(?:IPv6:)?[0-9A-Fa-f:.]{2,45}\]"
+_LITERAL_EMAIL = re.compile(rf"{_MAIL_LOCAL}(?:@|%40){_ADDRESS_LITERAL}", re.IGNORECASE)
+# A quoted local part (RFC 5321 4.1.2: "jan peeters"@example.be, "jan\"x"@..), also as
+# JSON escapes it (\"jan peeters\"@..), to any host: no version is written so, so the
+# domain needs no dot. The quotes are replaced with the address. The quoted text is
+# bounded by RFC 5321's 64 octets for a local part, so that text of many " and no @
+# costs at most 64 characters a quote; its two kinds of character (a backslash pair, any
+# other) are disjoint, and no control character is taken (nor the marks of `_hold`).
+# Longer, it is no local part: the plain pattern reads the word before the @.
+_QUOTED = r'"(?P<quoted>(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f]){1,64})"'
+_JSON_QUOTED = r'\\"(?P<json>[^"\\\x00-\x1f\x7f]{1,64})\\"'
+_QUOTED_EMAIL = re.compile(
+    rf"(?:{_QUOTED}|{_JSON_QUOTED})(?:@|%40)"
+    rf"(?P<domain>{_ADDRESS_LITERAL}|{_LABEL}(?:\.{_LABEL})*)",
     re.IGNORECASE,
 )
+# What a local part may hold without quotes, as `_EMAIL` reads it.
+_UNQUOTED = re.compile(rf"{_LOCAL}(?:&{_LOCAL})*", re.IGNORECASE)
 # A URL's user name and password (https://jan.peeters:secret@host/): the name is a
 # person's, the password must not leave at all.
 # The password runs to the last @ of the URL (it may hold @ # /); a URL escaped in JSON
@@ -143,12 +186,14 @@ _DASHED_IPV4 = re.compile(
 # address it stands for, the same as the address written plainly. A dot may be written
 # [.] (.) {.} [dot] (dot) or full width (U+FF0E), the @ as [@] (@) [at] (at) {at}. At least
 # one part must be defanged: plain addresses are left to the patterns above. Known gaps:
-# defanged IPv6 ([:]), words with spaces (`alice at corp dot example`).
+# defanged IPv6 ([:]), words with spaces (`alice at corp dot example`), a defanged
+# address with a quoted local part or a one-label host (`alice(at)intranet` reads as
+# `foo(at)bar`, which names no one).
 _DOT = r"(?:\.|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\uff0e)"
 _AT = r"(?:@|\[@\]|\(@\)|\[at\]|\(at\)|\{at\})"
 _DEFANGED_IPV4 = re.compile(rf"(?<![\d.])\d{{1,3}}(?:{_DOT}\d{{1,3}}){{3}}(?!\d|{_DOT}\d)", re.I)
 _DEFANGED_EMAIL = re.compile(
-    rf"(?<![\w.+'!*^{{}}~$-])(?<!{_MARK}){_LOCAL}{_AT}(?:{_LABEL}{_DOT})+[^\W\d_](?:[^\W_]|-|{_MARK})+",
+    rf"{_MAIL_LOCAL}{_AT}(?:{_LABEL}{_DOT})+[^\W\d_](?:[^\W_]|-|{_MARK})+",
     re.IGNORECASE,
 )
 _FANGS = re.compile(
@@ -266,6 +311,7 @@ class Pseudonymiser:
                 text = userinfo.sub(self._userinfo, text)
             else:
                 text = userinfo.sub(lambda m: _hold(held, self._userinfo(m)), text)
+        text = _QUOTED_EMAIL.sub(lambda m: self.pseudonym(_quoted_email(m), "email"), text)
         text = _LITERAL_EMAIL.sub(lambda m: self.pseudonym(_email(m.group(0)), "email"), text)
         if _HOLD_MARK not in text:
             text = _IPV6_DOTTED.sub(lambda m: self._dotted(m.group(0), held), text)
@@ -418,6 +464,17 @@ def _email(text: str) -> str:
     addresses without case), so that each person has one pseudonym."""
     decoded = re.sub("%40", "@", text, flags=re.IGNORECASE)
     return unicodedata.normalize("NFC", decoded).casefold()
+
+
+def _quoted_email(found: re.Match[str]) -> str:
+    """A quoted address in one spelling, so that each person has one pseudonym: unquoted
+    when the quotes change nothing ("jan.peeters"@.. is jan.peeters@.., RFC 5321 4.1.2),
+    else quoted with only \\ and \" escaped."""
+    json = found.group("json")
+    inner = json if json is not None else re.sub(r"\\(.)", r"\1", found.group("quoted"))
+    if not _UNQUOTED.fullmatch(inner):
+        inner = '"' + inner.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return _email(f"{inner}@{found.group('domain')}")
 
 
 def _without_leading_zeros(candidate: str) -> str:
