@@ -29,6 +29,7 @@ from nis2triage import assetcheck, contain, snapshots, triage, yamlload
 from nis2triage.assets import Asset, Inventory, load_inventory
 from nis2triage.checkpoints import StateNamed, StateWriter, largest_rules, mb
 from nis2triage.config import AgentConfig, SourceConfig
+from nis2triage.detector_process import DetectorProcess
 from nis2triage.detectors import Detector, DetectorSpec, fields_read, load_specs
 from nis2triage.errors import ConfigError, LeaseLost, SnapshotError, StoreError
 from nis2triage.faults import crash_point
@@ -119,6 +120,18 @@ def check_sources(cfg: AgentConfig, specs: list[DetectorSpec]) -> None:
             )
 
 
+def check_processes(cfg: AgentConfig, specs: list[DetectorSpec]) -> None:
+    """Every detector named in detector_processes is one the configuration loads."""
+    loaded = {spec.name for spec in specs}
+    unknown = [name for name in cfg.detector_processes if name not in loaded]
+    if unknown:
+        raise ConfigError(
+            f"detector_processes: no loaded detector is named {', '.join(map(repr, unknown))}; "
+            f"the loaded ones are {', '.join(sorted(loaded)) or 'none'} (the `name:` in each "
+            "detector file)"
+        )
+
+
 def spec_fingerprint(spec: DetectorSpec) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
 
@@ -142,8 +155,15 @@ class SourceRun:
 
     cfg: SourceConfig
     source: Source
-    detectors: list[Detector]
+    detectors: list[Detector | DetectorProcess]
     cursor: Cursor
+
+    def processes(self) -> list[DetectorProcess]:
+        return [d for d in self.detectors if isinstance(d, DetectorProcess)]
+
+    def models(self) -> list[Detector]:
+        """The detectors as a checkpoint saves them: those in processes copied from there."""
+        return [d.detector() if isinstance(d, DetectorProcess) else d for d in self.detectors]
 
 
 class Agent:
@@ -206,6 +226,7 @@ class Agent:
                 f"{'; '.join(said)} (paths are relative to the configuration's folder)"
             )
         check_sources(self.cfg, specs)
+        check_processes(self.cfg, specs)
         self.specs = specs
         native = load_native(self.cfg)
         check_names_apart(self.cfg, specs, native)
@@ -323,6 +344,8 @@ class Agent:
     def restore_all(self) -> None:
         """(Re)build every source's run from its last saved checkpoint and models."""
         before = {run.cfg.name: run.source for run in self.runs}
+        # Their state since the checkpoint is what a restore drops.
+        self.stop_processes()
         self.runs = [
             self._restore(src, [s for s in self.specs if s.source == src.name])
             for src in self.cfg.sources
@@ -368,9 +391,12 @@ class Agent:
                     f"source {src.name}: {exc} (that document: {doc_id} in {index}; deleting "
                     f"it: curl -X DELETE 'https://<elasticsearch>/{index}/_doc/{doc_id}')"
                 ) from exc
-        detectors = [self._detector(spec, models) for spec in specs]
-        for detector in detectors:
+        detectors: list[Detector | DetectorProcess] = []
+        for spec in specs:
+            detector = self._detector(spec, models)
             detector.time_field = src.time_field
+            in_process = spec.name not in self.cfg.detector_processes
+            detectors.append(detector if in_process else DetectorProcess(detector, src.name))
         if saved:
             self._say_resumed(src.name, str(saved.get("updated", "?")), len(detectors))
         else:
@@ -481,8 +507,9 @@ class Agent:
             self._ingest(run, batch, report)
             report.events += len(batch)
             # Buckets that end before watermark - lateness can receive no more events.
-            pending += self._close(run, (run.cursor.watermark_ms or 0) - lateness_ms)
+            pending += self._close(run, (run.cursor.watermark_ms or 0) - lateness_ms, report)
             if batches % SAVE_EVERY_BATCHES == 0 and time.monotonic() - saved >= SAVE_EVERY_SECONDS:
+                pending += self._settle(run, report)
                 self._write_alerts(pending, report)
                 pending = []
                 self._save(run)
@@ -494,12 +521,13 @@ class Agent:
             # moment minus the lateness can receive no more events.
             if run.source.read_until is not None:
                 read_until_ms = int(run.source.read_until.timestamp() * 1000)
-                pending += self._close(run, read_until_ms - lateness_ms)
+                pending += self._close(run, read_until_ms - lateness_ms, report)
         run.source.say_future()
         run.source.say_untimed_since()
         # A page of nothing but unusable events yields no batch: set those aside before the
         # checkpoint marks them read.
         self._ingest(run, [], report)
+        pending += self._settle(run, report)
         self._write_alerts(pending, report)
         self._save(run)
 
@@ -519,6 +547,9 @@ class Agent:
                 dead.append(self._dead_letter(event.index, event.id, name, reason))
 
             detector.ingest_many(batch, failed)
+        self._set_aside(dead, report)
+
+    def _set_aside(self, dead: list[tuple[str, dict[str, Any]]], report: CycleReport) -> None:
         if dead:
             # One line per batch, not per event: a broken field can hit thousands of events.
             log.warning(
@@ -541,9 +572,31 @@ class Agent:
         }
         return stable_id("dead", index, doc_id, where), doc
 
-    def _close(self, run: SourceRun, cutoff_ms: int) -> list[Alert]:
+    def _close(self, run: SourceRun, cutoff_ms: int, report: CycleReport) -> list[Alert]:
         pattern = ",".join(run.cfg.indices)
-        return [a for d in run.detectors for a in d.close(cutoff_ms, pattern)]
+        alerts = [a for d in run.detectors for a in d.close(cutoff_ms, pattern)]
+        self._set_aside_in_processes(run, report)
+        return alerts
+
+    def _settle(self, run: SourceRun, report: CycleReport) -> list[Alert]:
+        """The alerts detector processes are still judging, before a checkpoint."""
+        alerts = [a for p in run.processes() for a in p.settle()]
+        self._set_aside_in_processes(run, report)
+        return alerts
+
+    def _set_aside_in_processes(self, run: SourceRun, report: CycleReport) -> None:
+        dead = [
+            self._dead_letter(e.index, e.id, p.spec.name, e.reason)
+            for p in run.processes()
+            for e in p.take_set_aside()
+        ]
+        self._set_aside(dead, report)
+
+    def stop_processes(self) -> None:
+        """End the detector processes (at the agent's stop, or before a restore)."""
+        for run in self.runs:
+            for process in run.processes():
+                process.stop()
 
     def _write_alerts(self, alerts: list[Alert], report: CycleReport) -> None:
         # Before the checkpoint that moves past their buckets: a crash in between judges
@@ -612,7 +665,8 @@ class Agent:
 
     def _save(self, run: SourceRun) -> None:
         """Checkpoint and models in one document, so they can never disagree."""
-        models = {d.spec.name: (spec_fingerprint(d.spec), d) for d in run.detectors}
+        detectors = run.models()
+        models = {d.spec.name: (spec_fingerprint(d.spec), d) for d in detectors}
         # The cursor is sealed with the models: a checkpoint edited in place is refused.
         sealed = {"cursor": run.cursor.to_dict(), "models": models}
         doc = {
@@ -621,7 +675,7 @@ class Agent:
             "updated": self.clock().isoformat(),
             "cursor": run.cursor.summary(),
             "snapshot": snapshots.seal(sealed, self.snapshot_key),
-            "stats": {d.spec.name: d.stats() for d in run.detectors},
+            "stats": {d.spec.name: d.stats() for d in detectors},
         }
         if run.source.unread is not None:
             # For `status`: the start's warning alone was gone with the log's rotation.
@@ -672,6 +726,7 @@ class Agent:
         try:
             self._loop(interval)
         finally:
+            self.stop_processes()
             self._release_lease()
 
     def _loop(self, interval: float) -> None:
@@ -889,7 +944,7 @@ def _largest_parts(run: SourceRun) -> list[str]:
             f"detector {d.spec.name} {{size}} ({len(d.table.open):,} entities with an open "
             f"bucket, max_entities {d.spec.max_entities:,})",
         )
-        for d in run.detectors
+        for d in run.models()
     ]
     parts.append(
         (

@@ -74,6 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             report = agent.run_once()
         finally:
+            agent.stop_processes()
             agent.lease.release()
         print(_pass_summary(report))
         return 0

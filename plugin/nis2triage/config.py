@@ -369,6 +369,9 @@ class AgentConfig(Strict):
     entity: Entity
     sources: list[SourceConfig] = Field(min_length=1)
     detectors: list[str] = Field(default_factory=list)
+    # Detectors (by name) judged each in a process of their own (`detector_process`): for
+    # a heavy one on a machine with a core to spare. None by default.
+    detector_processes: list[str] = Field(default_factory=list)
     rules: RulesConfig = RulesConfig()
     triage: str | None = None
     assets: str | None = None

@@ -135,8 +135,9 @@ class AgentMetrics:
             if run.source.read_until is not None:
                 self._age(self.behind, run.cfg.name, run.source.read_until.timestamp())
             for detector in run.detectors:
-                self.evictions.labels(detector.spec.name).set(detector.table.evicted_entities)
-                for state, count in detector.evictions().items():
+                evictions = detector.evictions()
+                self.evictions.labels(detector.spec.name).set(evictions["open_buckets"])
+                for state, count in evictions.items():
                     self.state_evictions.labels(detector.spec.name, state).set(count)
         self.read_outbox(agent.store, now)
         self.duration.set(seconds)

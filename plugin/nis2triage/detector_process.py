@@ -1,0 +1,312 @@
+"""A detector judged in a process of its own, one page behind the agent.
+
+The agent's loop holds one interpreter lock: reading and decoding pages, the source's
+records and every detector's buckets take turns on one core. A per-user detector can be
+most of that work (it closes thousands of buckets a page in `make bench`), so on a
+machine with a core to spare it runs here instead: the agent sends each page's events and
+asks for a close after each, and the process judges page k while the agent reads and
+handles page k + 1. The alerts of a close come back with the next one, and all of them
+before any checkpoint (`settle`), so a checkpoint never moves past a bucket whose alert
+is not yet written; the checkpoint then holds a copy of the process's detector
+(`detector`), the same object an in-process one is, so either can resume from it.
+
+The process sends back, with each close, the events it had to set aside (for the agent's
+dead letters), its log records (written by the agent's own handlers) and its counters
+(for `status` and `/metrics`, which lag the process by at most one page).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pickle
+import socket
+import subprocess
+import sys
+import traceback
+import weakref
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from nis2triage import gc_tuning
+from nis2triage.detectors import Detector, DetectorSpec
+from nis2triage.errors import Nis2TriageError
+from nis2triage.records import Alert, Event
+
+log = logging.getLogger(__name__)
+
+# Closes in flight: the process judges one page while the agent handles the next. More
+# would only hold more alerts back; fewer would make the agent wait for every close.
+IN_FLIGHT = 1
+# How long a stopping process is given to exit before it is killed.
+STOP_WAIT_S = 5.0
+
+
+class DetectorProcessFailed(Nis2TriageError):
+    """A detector's process died or failed: the pass stops before its checkpoint, so a
+    restart resumes from the last one and judges the same events again."""
+
+
+@dataclass
+class SetAside:
+    """An event the process's detector failed on, for the agent's dead letters."""
+
+    index: str
+    id: str
+    reason: str
+
+
+@dataclass
+class _Answer:
+    """What the process sends back after a close."""
+
+    alerts: list[Alert]
+    set_aside: list[SetAside]
+    records: list[logging.LogRecord]
+    stats: dict[str, int]
+    evictions: dict[str, int]
+    next_end_ms: int | None
+
+
+@dataclass
+class _Known:
+    """The process's counters as of its last answer."""
+
+    stats: dict[str, int]
+    evictions: dict[str, int]
+    next_end_ms: int | None
+    set_aside: list[SetAside] = field(default_factory=list)
+
+
+class DetectorProcess:
+    """`Detector`'s interface for the agent's loop, with the detector in a child process.
+
+    `close` returns the alerts of earlier closes (at most `IN_FLIGHT` stay pending);
+    `settle` returns the rest. The agent settles before writing alerts for a checkpoint.
+    """
+
+    def __init__(self, detector: Detector, source: str) -> None:
+        self.spec: DetectorSpec = detector.spec
+        self.time_field = detector.time_field
+        self.source = source
+        self._in_flight = 0
+        self._known = _Known(detector.stats(), detector.evictions(), detector.next_bucket_end_ms())
+        self._conn, self._process = _launch(logging.getLogger().getEffectiveLevel())
+        # Also when the agent drops it without `stop` (a pass that failed, a library user).
+        self._end = weakref.finalize(self, _end, self._conn, self._process)
+        self._send(("start", pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL)))
+
+    # --- what the agent's loop calls ------------------------------------------
+
+    def ingest_many(self, events: list[Event], failed: Any = None) -> None:
+        """Send the events; those the detector fails on come back from `take_set_aside`."""
+        if events:
+            self._send(("ingest", [(e.index, e.id, e.ts_ms, e.doc) for e in events]))
+
+    def close(self, cutoff_ms: int, index_pattern: str) -> list[Alert]:
+        """Ask for a close; return the alerts of the closes before it beyond `IN_FLIGHT`."""
+        self._send(("close", cutoff_ms, index_pattern))
+        self._in_flight += 1
+        return self._collect(keep=IN_FLIGHT)
+
+    def settle(self) -> list[Alert]:
+        """Every alert still being judged: the state is then the one a checkpoint saves."""
+        return self._collect(keep=0)
+
+    def take_set_aside(self) -> list[SetAside]:
+        taken, self._known.set_aside = self._known.set_aside, []
+        return taken
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._known.stats)
+
+    def evictions(self) -> dict[str, int]:
+        return dict(self._known.evictions)
+
+    def next_bucket_end_ms(self) -> int | None:
+        return self._known.next_end_ms
+
+    def stop(self) -> None:
+        """End the process (its state since the last checkpoint is dropped with it)."""
+        self._end()
+
+    def detector(self) -> Detector:
+        """A copy of the process's detector as it stands (settled first)."""
+        if self._in_flight:
+            raise RuntimeError(
+                f"detector {self.spec.name}: its state was asked for with closes in "
+                "flight; settle first"
+            )
+        self._send(("state",))
+        kind, state = self._receive()
+        assert kind == "state", kind
+        detector = pickle.loads(state)
+        assert isinstance(detector, Detector)
+        return detector
+
+    # --- the pipe -------------------------------------------------------------
+
+    def _collect(self, keep: int) -> list[Alert]:
+        alerts: list[Alert] = []
+        while self._in_flight > keep:
+            kind, answer = self._receive()
+            assert kind == "closed", kind
+            self._in_flight -= 1
+            alerts += self._take(answer)
+        return alerts
+
+    def _take(self, answer: _Answer) -> list[Alert]:
+        for record in answer.records:
+            logging.getLogger(record.name).handle(record)
+        self._known = _Known(
+            answer.stats,
+            answer.evictions,
+            answer.next_end_ms,
+            self._known.set_aside + answer.set_aside,
+        )
+        return answer.alerts
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        try:
+            self._conn.send(message)
+        except OSError as exc:
+            raise self._failed(f"it no longer reads ({exc})") from exc
+
+    def _receive(self) -> tuple[str, Any]:
+        try:
+            kind, payload = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(STOP_WAIT_S)
+            raise self._failed(f"it stopped with exit code {self._process.poll()}") from exc
+        if kind == "failed":
+            raise self._failed(f"it failed: {payload}")
+        return kind, payload
+
+    def _failed(self, what: str) -> DetectorProcessFailed:
+        return DetectorProcessFailed(
+            f"detector {self.spec.name} of source {self.source} runs in a process of its own "
+            f"(detector_processes), and {what}. The pass stops before its checkpoint: a "
+            "restart resumes from the last one and judges the same events again; remove the "
+            "detector from detector_processes to run it in the agent's process"
+        )
+
+
+def _end(conn: Connection, process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(OSError):  # already going: waited for or killed below
+            conn.send(("stop",))
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(STOP_WAIT_S)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    conn.close()
+
+
+def _launch(level: int) -> tuple[Connection, subprocess.Popen[bytes]]:
+    """A fresh interpreter running `serve`, and the agent's end of a socket pair to it.
+
+    Not a fork, nor multiprocessing's spawn: the agent runs threads (the read-ahead, the
+    metrics server) whose locks a forked child could inherit held, and spawn runs the
+    parent's main script again in the child, which a script without a `__main__` guard
+    (a bench, a user's own wrapper) does not survive.
+    """
+    ours, theirs = socket.socketpair()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(theirs.fileno()), str(level)],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        theirs.close()
+    return Connection(ours.detach()), process
+
+
+def serve(conn: Connection, level: int) -> None:
+    """The child's loop: one detector, fed and closed by the agent, until told to stop or
+    the agent goes away (its end of the pipe closes)."""
+    records = _Records(level)
+    logging.getLogger().addHandler(records)
+    logging.getLogger().setLevel(level)
+    detector: Detector | None = None
+    set_aside: list[SetAside] = []
+
+    def failed(event: Event, exc: Exception) -> None:
+        set_aside.append(SetAside(event.index, event.id, f"{type(exc).__name__}: {exc}"))
+
+    with gc_tuning.streaming():
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return  # the agent is gone
+            try:
+                op = message[0]
+                if op == "stop":
+                    return
+                if op == "start":
+                    detector = pickle.loads(message[1])
+                    continue
+                assert detector is not None, "started before any other message"
+                if op == "ingest":
+                    detector.ingest_many([Event(*fields) for fields in message[1]], failed)
+                elif op == "close":
+                    alerts = detector.close(message[1], message[2])
+                    answer = _Answer(
+                        alerts,
+                        set_aside,
+                        records.take(),
+                        detector.stats(),
+                        detector.evictions(),
+                        detector.next_bucket_end_ms(),
+                    )
+                    conn.send(("closed", answer))
+                    set_aside = []
+                elif op == "state":
+                    conn.send(("state", pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL)))
+            except Exception as exc:
+                # Said to the agent, which stops its pass: the error and where it was raised.
+                conn.send(("failed", _described(exc)))
+                return
+
+
+def _described(exc: Exception) -> str:
+    last = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{type(exc).__name__}: {exc} (in {last.name}, {Path(last.filename).name}:{last.lineno})"
+
+
+def main() -> None:
+    """`python -m nis2triage.detector_process <fd> <level>`, as `_launch` runs it."""
+    serve(Connection(int(sys.argv[1])), int(sys.argv[2]))
+
+
+class _Records(logging.Handler):
+    """Log records kept for the agent, made picklable (their message formatted now)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.kept: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.msg = record.getMessage()
+        record.args = None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        self.kept.append(record)
+
+    def take(self) -> list[logging.LogRecord]:
+        taken, self.kept = self.kept, []
+        return taken
+
+
+if __name__ == "__main__":
+    # Through the module's own name: run as __main__, the answers' classes would be
+    # pickled as __main__'s, which the agent cannot find.
+    from nis2triage.detector_process import main as run_as_module
+
+    run_as_module()

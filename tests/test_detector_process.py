@@ -1,0 +1,280 @@
+"""A detector judged in a process of its own gives what it gives in the agent's process.
+
+The unit tests feed a real child process generated events; the last ones run the agent
+against the real node on the real SSH log, with the shipped detectors in processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import signal
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from elasticsearch import Elasticsearch
+
+from nis2triage import esclient
+from nis2triage.agent import Agent
+from nis2triage.bench.stream import StreamSpec, generate
+from nis2triage.config import load_config
+from nis2triage.demo import index_docs
+from nis2triage.detector_process import DetectorProcess, DetectorProcessFailed
+from nis2triage.detectors import Detector, load_spec
+from nis2triage.errors import ConfigError
+from nis2triage.records import Alert, Event
+
+from support import DETECTORS, real_log_docs, run_agent, write_agent_config
+
+PER_USER = DETECTORS / "auth-volume-per-user.yml"
+PAGE = 500
+KEYS = (b"test-snapshot-key-0123456789abcdef", b"pseudonym-key-0123456789")
+
+
+@pytest.fixture(scope="module")
+def logons() -> list[Event]:
+    """The authentication events of a generated day of 60,000 events, as read from the node."""
+    events = []
+    for i, doc in enumerate(generate(StreamSpec(day=date(2026, 11, 30), events=60_000))):
+        doc = json.loads(json.dumps(doc))
+        if doc["event"]["category"] == "authentication":
+            ts = datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00"))
+            events.append(Event("logs", str(i), int(ts.timestamp() * 1000), doc))
+    return events
+
+
+@pytest.fixture
+def process() -> Any:
+    started = DetectorProcess(Detector(load_spec(PER_USER)), "auth")
+    yield started
+    started.stop()
+
+
+def judged(detector: Detector | DetectorProcess, events: list[Event]) -> list[Alert]:
+    """The agent's loop: a close after every page, then everything closed."""
+    alerts = []
+    for first in range(0, len(events), PAGE):
+        page = events[first : first + PAGE]
+        detector.ingest_many(page)
+        alerts += detector.close(page[-1].ts_ms - 60_000, "logs")
+    alerts += detector.close(10**14, "logs")
+    if isinstance(detector, DetectorProcess):
+        alerts += detector.settle()
+    return alerts
+
+
+def outcome(alerts: list[Alert]) -> list[tuple[str, float, float]]:
+    return [(a.id, a.score, a.threshold) for a in alerts]
+
+
+def test_a_process_judges_as_the_agents_own_detector(
+    logons: list[Event], process: DetectorProcess
+) -> None:
+    here = Detector(load_spec(PER_USER))
+
+    expected = judged(here, logons)
+    got = judged(process, logons)
+
+    assert len(expected) > 5  # the generated attacks alert
+    assert outcome(got) == outcome(expected)
+    assert process.stats() == here.stats()
+    assert process.stats()["scored"] > 10_000
+    assert process.next_bucket_end_ms() == here.next_bucket_end_ms()
+
+
+def test_its_state_resumes_in_the_agents_process(
+    logons: list[Event], process: DetectorProcess
+) -> None:
+    half = len(logons) // 2
+    here = Detector(load_spec(PER_USER))
+    judged(here, logons[:half])
+    judged(process, logons[:half])
+
+    # As a checkpoint takes it: a copy of the detector the process holds.
+    resumed = pickle.loads(pickle.dumps(process.detector()))
+    assert resumed.stats() == here.stats()
+    assert outcome(judged(resumed, logons[half:])) == outcome(judged(here, logons[half:]))
+
+
+def test_alerts_come_one_close_late_and_all_with_settle(
+    logons: list[Event], process: DetectorProcess
+) -> None:
+    here = Detector(load_spec(PER_USER))
+    here.ingest_many(logons)
+    process.ingest_many(logons)
+
+    first = process.close(10**14, "logs")
+    expected = here.close(10**14, "logs")
+
+    assert first == []  # still being judged
+    assert outcome(process.settle()) == outcome(expected)
+    assert process.settle() == []
+    assert len(expected) > 5
+
+
+def test_no_checkpoint_with_closes_in_flight(logons: list[Event], process: DetectorProcess) -> None:
+    process.ingest_many(logons[:PAGE])
+    process.close(10**14, "logs")
+
+    with pytest.raises(RuntimeError, match="settle first"):
+        process.detector()
+
+
+def test_events_it_fails_on_come_back_to_be_set_aside(
+    logons: list[Event], process: DetectorProcess
+) -> None:
+    # A body that is no object (the source sets those aside itself; here as if one slipped).
+    broken = Event("logs-broken", "doc-7", logons[0].ts_ms, ["not", "an", "object"])  # type: ignore[arg-type]
+    page = [logons[0], broken, *logons[1:PAGE]]
+
+    process.ingest_many(page)
+    process.settle()
+    assert process.take_set_aside() == []  # nothing before the close answers
+
+    process.close(logons[PAGE].ts_ms, "logs")
+    process.settle()
+    [set_aside] = process.take_set_aside()
+    assert (set_aside.index, set_aside.id) == ("logs-broken", "doc-7")
+    assert set_aside.reason.startswith("AttributeError")
+    assert process.stats()["events"] == PAGE  # every other event counted
+    assert process.take_set_aside() == []
+
+
+def test_its_warnings_reach_the_agents_log(
+    logons: list[Event], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    process = DetectorProcess(Detector(load_spec(PER_USER)), "auth")
+    try:
+        # Logons without the account's name: the detector warns after a run of them.
+        nameless = [Event(e.index, e.id, e.ts_ms, {**e.doc, "user": {}}) for e in logons[:300]]
+        process.ingest_many(nameless)
+        assert "have no field user.name" not in caplog.text  # not before the answer
+        process.close(nameless[-1].ts_ms, "logs")
+        process.settle()
+    finally:
+        process.stop()
+
+    [record] = [r for r in caplog.records if "have no field user.name" in r.getMessage()]
+    assert record.name == "nis2triage.detectors"
+    assert record.levelno == logging.WARNING
+    assert "auth-volume-per-user" in record.getMessage()
+
+
+def test_a_killed_process_stops_the_pass_saying_which(
+    logons: list[Event], process: DetectorProcess
+) -> None:
+    process.ingest_many(logons[:PAGE])
+    process.settle()
+    os.kill(process._process.pid, signal.SIGKILL)
+    process._process.wait()
+
+    with pytest.raises(DetectorProcessFailed) as failed:
+        process.ingest_many(logons[PAGE : 2 * PAGE])
+        process.close(10**14, "logs")
+        process.settle()
+    said = str(failed.value)
+    assert "detector auth-volume-per-user of source auth" in said
+    assert "restart resumes from the last" in said
+
+
+def test_an_error_in_the_process_is_said_with_its_place(
+    logons: list[Event], process: DetectorProcess
+) -> None:
+    process.ingest_many(logons[:PAGE])
+    said = r"it failed: TypeError: .* \(in close_until, features.py:\d+\)"
+    with pytest.raises(DetectorProcessFailed, match=said):
+        process.close("not a time", "logs")  # type: ignore[arg-type]
+        process.settle()
+
+
+# --- the agent, against the real node -------------------------------------------------
+
+
+def with_processes(config: Path, names: list[str]) -> Path:
+    settings = yaml.safe_load(config.read_text())
+    settings["detector_processes"] = names
+    config.write_text(yaml.safe_dump(settings))
+    return config
+
+
+@pytest.fixture
+def ssh_index(es: Elasticsearch, index_name: str) -> str:
+    index_docs(es, index_name, real_log_docs())
+    return index_name
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_the_agent_with_its_detectors_in_processes(
+    es: Elasticsearch, es_settings: esclient.ESSettings, ssh_index: str, tmp_path: Path
+) -> None:
+    names = ["auth-volume-per-user", "ssh-brute-force"]
+    alone = write_agent_config(tmp_path / "alone", es_settings, ssh_index, f"{ssh_index}-a")
+    apart = with_processes(
+        write_agent_config(tmp_path / "apart", es_settings, ssh_index, f"{ssh_index}-p"), names
+    )
+
+    expected = run_agent(alone, es)
+    got = run_agent(apart, es)
+
+    assert outcome(got.alerts) == outcome(expected.alerts)
+    assert "ssh-brute-force" in {a.name for a in got.alerts}
+    assert got.events == expected.events > 0
+    stats = es.get(index=f"{ssh_index}-p-state", id="source-auth")["_source"]["stats"]
+    expected_stats = es.get(index=f"{ssh_index}-a-state", id="source-auth")["_source"]["stats"]
+    assert stats == expected_stats
+    assert stats["auth-volume-per-user"]["scored"] > 0
+
+    # The checkpoint holds the processes' detectors as plain ones: an agent running them
+    # in its own process resumes from it, with every event already seen.
+    resumed = write_agent_config(tmp_path / "resumed", es_settings, ssh_index, f"{ssh_index}-p")
+    after = run_agent(resumed, es)
+    assert (after.events, after.alerts) == (0, [])
+    resumed_stats = es.get(index=f"{ssh_index}-p-state", id="source-auth")["_source"]["stats"]
+    assert resumed_stats == expected_stats
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_detector_process_killed_mid_pass_loses_nothing(
+    es: Elasticsearch, es_settings: esclient.ESSettings, ssh_index: str, tmp_path: Path
+) -> None:
+    prefix = f"{ssh_index}-k"
+    config = with_processes(
+        write_agent_config(tmp_path, es_settings, ssh_index, prefix), ["ssh-brute-force"]
+    )
+    agent = Agent(load_config(config), es, *KEYS)
+    agent.start()
+    [process] = agent.runs[0].processes()
+    os.kill(process._process.pid, signal.SIGKILL)
+
+    with pytest.raises(DetectorProcessFailed, match="ssh-brute-force of source auth"):
+        agent.run_once()
+    agent.stop_processes()
+    # Nothing was checkpointed past what the dead process held.
+    assert not es.exists(index=f"{prefix}-state", id="source-auth")
+
+    again = run_agent(config, es)
+    assert "ssh-brute-force" in {a.name for a in again.alerts}
+    assert again.events > 0
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_an_unknown_name_in_detector_processes_is_refused(
+    es: Elasticsearch, es_settings: esclient.ESSettings, tmp_path: Path, index_name: str
+) -> None:
+    config = with_processes(
+        write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st"),
+        ["auth-volume-per-usr"],
+    )
+    agent = Agent(load_config(config), es, *KEYS)
+
+    with pytest.raises(ConfigError) as refused:
+        agent.start()
+    said = str(refused.value)
+    assert "detector_processes: no loaded detector is named 'auth-volume-per-usr'" in said
+    assert "auth-volume-per-user" in said  # the names it could have meant
