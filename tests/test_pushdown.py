@@ -366,6 +366,39 @@ def test_the_source_reads_only_what_its_detectors_may_take(
     )
 
 
+def test_a_filter_field_no_index_maps_is_said_once_naming_the_detector_and_field(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A typo in a detector's all_of made it take no event, and nothing said so.
+    index_docs(es, index_name)
+    typo = match(event__categroy="authentication")
+    source = source_on(es, index_name, [typo, match(event__category="web")])
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.pushdown"):
+        ids(source)
+        ids(source)
+
+    said = [
+        r.getMessage() for r in caplog.records if "no index of the source maps" in r.getMessage()
+    ]
+    assert len(said) == 1
+    assert "detector detector-0's filter (all_of) names event.categroy" in said[0]
+    assert index_name in said[0]
+
+
+def test_fields_of_an_index_without_events_are_not_said_unmapped(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before its first event an index maps nothing by itself: no typo can be told there.
+    es.indices.create(index=index_name, mappings={"properties": {"@timestamp": {"type": "date"}}})
+    source = source_on(es, index_name, [match(event__category="authentication")])
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.pushdown"):
+        ids(source)
+
+    assert "no index of the source maps" not in caplog.text
+
+
 def test_an_index_mapping_the_field_otherwise_makes_the_source_read_everything(
     es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -290,6 +290,8 @@ class Narrowing:
         self.refused: str | None = None
         # The last plan logged, or "refused" while the node will not describe the fields.
         self._said: Plan | str | None = None
+        # The filter fields already said to be mapped by no index, each said once.
+        self._said_unmapped: set[str] = set()
 
     def query(self, es: Elasticsearch, indices: Sequence[str]) -> dict[str, Any] | None:
         """The query to add to this poll's reads, or None to read every event."""
@@ -309,9 +311,47 @@ class Narrowing:
                     exc,
                 )
             return None
+        self._say_unmapped(es, indices, fields)
         found = plan(self.filters, fields)
         self._say(found)
         return found.query
+
+    def _say_unmapped(self, es: Elasticsearch, indices: Sequence[str], fields: Fields) -> None:
+        """Warn once per field when a detector's `all_of` names a field no index of the
+        source maps while they hold events: a misspelt name (`system.auth.ssh.evnt`) makes
+        the detector take no event at all, and nothing else would say so."""
+        unmapped = [
+            (detector, name)
+            for detector, match in self.filters.items()
+            for name in match.all_of
+            if name not in fields.types
+            and name not in fields.runtime
+            and name not in self._said_unmapped
+            and "*" not in name
+            and "," not in name
+        ]
+        if not unmapped or not fields.indices:
+            return
+
+        # Indices without an event map nothing yet (dynamic mapping): no typo to see there.
+        try:
+            held = es.count(index=",".join(indices), ignore_unavailable=True, allow_no_indices=True)
+        except ApiError:
+            return
+        if not held.body.get("count"):
+            return
+
+        for detector, name in unmapped:
+            self._said_unmapped.add(name)
+            log.warning(
+                "source %s: detector %s's filter (all_of) names %s, which no index of the "
+                "source maps (%s): no event holds it, so the detector takes none. Check the "
+                "name against the events' fields (Discover, or GET <index>/_mapping)",
+                self.source,
+                detector,
+                name,
+                ", ".join(fields.indices[:5]) + (", ..." if len(fields.indices) > 5 else ""),
+            )
 
     def refuse(self, reason: str) -> None:
         """The node refused a search with this plan's query: read every event from now on."""
