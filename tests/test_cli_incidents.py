@@ -356,3 +356,38 @@ def test_a_report_is_on_time_up_to_its_due_instant_when_an_acknowledgement_says_
     monkeypatch.setattr(cli_incidents, "_now", lambda: due + timedelta(milliseconds=1))
     assert "early warning due" in cli_incidents._owed_now(incident).replace("-", " ").lower()
     assert "OVERDUE" in cli_incidents._owed_now(incident)
+
+
+def deadline_row(shown: str, key: str) -> list[str]:
+    """The cells of `key`'s row in the deadlines table `incidents show` printed."""
+    row = next(line for line in shown.splitlines() if line.strip("│ ").startswith(f"{key} "))
+    return [cell.strip() for cell in row.strip("│").split("│")]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_show_says_a_deadline_passed_since_the_last_pass_and_one_discharged_by_a_later_report(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # Only an agent's pass marks a deadline overdue: moved into the past by `ack --at`, the
+    # early warning showed as `open`, and still `open` once the notification discharged it.
+    config, _, incident = with_incident(es, es_settings, index_name, tmp_path)
+    year_early = (T0 - timedelta(days=365)).isoformat()
+    assert main(["incidents", "ack", incident.id, "-c", str(config), "--at", year_early]) == 0
+    capsys.readouterr()
+
+    assert main(["incidents", "show", incident.id, "-c", str(config)]) == 0
+    late = deadline_row(capsys.readouterr().out, "early_warning")
+
+    stage = ["--stage", "notification"]
+    out = ["--out", str(tmp_path / "reports")]
+    assert main(["incidents", "report", incident.id, "-c", str(config), *stage, *out]) == 0
+    sent = ["--reference", "CCB-1"]
+    assert main(["incidents", "submitted", incident.id, "-c", str(config), *stage, *sent]) == 0
+    capsys.readouterr()
+    assert main(["incidents", "show", incident.id, "-c", str(config)]) == 0
+    shown = capsys.readouterr().out
+
+    assert late[2] == "OVERDUE"
+    assert deadline_row(shown, "early_warning")[2] == "discharged"
+    assert deadline_row(shown, "incident_notification")[2] == "delivered"

@@ -24,7 +24,7 @@ from rich.table import Table
 from nis2triage import logs
 from nis2triage.config import AgentConfig, breaks_line, load_config, parse_duration
 from nis2triage.errors import IncidentError
-from nis2triage.incidents.record import GDPR_KEY, Incident
+from nis2triage.incidents.record import GDPR_KEY, DeadlineView, Incident
 from nis2triage.incidents.reporting import Names
 from nis2triage.nis2.brussels import show
 from nis2triage.reports.stages import BY_CLI, BY_REPORT, cli_name, stage_named
@@ -295,11 +295,25 @@ def _show_deadlines(console: Console, i: Incident) -> None:
     for column in ("report", "due (Brussels)", "state", "report status", "source"):
         table.add_column(column)
     delivered = i.delivered()
+    now = _now()
     for d in i.deadlines:
-        state = "delivered" if d.key in delivered else "OVERDUE" if d.key in i.overdue else "open"
         report = i.reports.get(d.key)
+        state = _deadline_state(i, d, delivered, now)
         table.add_row(d.key, show(d.due), state, report.status if report else "-", d.source)
     console.print(table)
+
+
+def _deadline_state(i: Incident, d: DeadlineView, delivered: set[str], now: datetime) -> str:
+    """A deadline's state as `status` judges it. Only an agent's pass marks `overdue`, so a
+    deadline passed since (or moved into the past by `ack --at`) showed as `open`; and one
+    a later report discharged (the notification, the early warning) is owed no more."""
+    if d.key in delivered:
+        return "delivered"
+    if d.key not in i.pending:
+        return "discharged"
+    if d.key in i.overdue or d.due < now:
+        return "OVERDUE"
+    return "open"
 
 
 def cmd_ack(ctx: Context, args: argparse.Namespace) -> int:
