@@ -365,7 +365,7 @@ def deadline_row(shown: str, key: str) -> list[str]:
 
 
 @pytest.mark.usefixtures("agent_env")
-def test_show_says_a_deadline_passed_since_the_last_pass_and_one_discharged_by_a_later_report(
+def test_show_and_list_say_a_deadline_passed_since_the_last_pass_and_one_a_later_report_discharged(
     es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
@@ -378,6 +378,8 @@ def test_show_says_a_deadline_passed_since_the_last_pass_and_one_discharged_by_a
 
     assert main(["incidents", "show", incident.id, "-c", str(config)]) == 0
     late = deadline_row(capsys.readouterr().out, "early_warning")
+    assert main(["incidents", "list", "-c", str(config)]) == 0
+    listed = capsys.readouterr().out
 
     stage = ["--stage", "notification"]
     out = ["--out", str(tmp_path / "reports")]
@@ -389,5 +391,6 @@ def test_show_says_a_deadline_passed_since_the_last_pass_and_one_discharged_by_a
     shown = capsys.readouterr().out
 
     assert late[2] == "OVERDUE"
+    assert show(T0 - timedelta(days=364)) in listed and "(OVERDUE)" in listed
     assert deadline_row(shown, "early_warning")[2] == "discharged"
     assert deadline_row(shown, "incident_notification")[2] == "delivered"

@@ -231,11 +231,15 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     first = "first detected (Brussels)"
     for column in ("id", "status", first, "alerts", "verdict", "next due", "title"):
         table.add_column(column, overflow="fold")
+    now = _now()
     for i in found:
         row = _row(i)
+        due = row["next_due"] or "-"
+        # As `show` and `status` judge it: no agent pass need have marked it yet.
+        if any(_deadline_state(i, d, set(), now) == "OVERDUE" for d in i.deadlines):
+            due = f"{due} (OVERDUE)"
         table.add_row(
-            i.id[:12], i.status, row["opened"], str(i.alert_count), row["verdict"],
-            row["next_due"] or "-", i.title,
+            i.id[:12], i.status, row["opened"], str(i.alert_count), row["verdict"], due, i.title,
         )  # fmt: skip
     ctx.console.print(table)
     return 0
