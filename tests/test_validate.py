@@ -170,6 +170,26 @@ def test_a_missing_ca_file_and_criteria_folder_are_named(
     assert f"(relative paths are read from {tmp_path}; --no-references" in finding.problem
 
 
+@pytest.mark.parametrize("key", ["password_file", "api_key_file"])
+def test_a_missing_credential_file_is_named(
+    tmp_path: Path, es_settings: esclient.ESSettings, key: str
+) -> None:
+    # `validate` said ok to a misspelt password_file; the agent then stopped at once.
+    path = write_agent_config(tmp_path, es_settings, "logs-x", "x-st")
+    settings = yaml.safe_load(path.read_text())
+    for credential in ("username", "password_env", "password_file", "api_key_env"):
+        settings["elasticsearch"].pop(credential, None)
+    if key == "password_file":
+        settings["elasticsearch"]["username"] = "elastic"
+    settings["elasticsearch"][key] = "secret-pasword"
+    path.write_text(yaml.safe_dump(settings))
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is not None
+    assert re.search(rf"elasticsearch\.{key}: 'secret-pasword' matches no file", finding.problem)
+
+
 def test_a_criteria_folder_without_criteria_is_refused(
     tmp_path: Path, es_settings: esclient.ESSettings
 ) -> None:

@@ -433,6 +433,9 @@ class AgentConfig(Strict):
             ("triage", self.triage),
             ("assets", self.assets),
             ("elasticsearch.ca_file", self.elasticsearch.ca_file),
+            # Only whether they exist: validate reads no secret.
+            ("elasticsearch.password_file", self.elasticsearch.password_file),
+            ("elasticsearch.api_key_file", self.elasticsearch.api_key_file),
         ]
         missing = [(k, p) for k, p in named if p and not self.resolve(p).exists()]
         criteria = self.incidents.criteria
