@@ -7,7 +7,9 @@ import sys
 import pytest
 
 import nis2triage
-from nis2triage.cli import build_parser
+from nis2triage.cli import build_parser, main
+
+from support import REPO
 
 
 def test_version_flag_prints_the_package_version() -> None:
@@ -137,3 +139,18 @@ def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
     assert "Traceback" not in done.stderr
     assert done.stderr == ""
     assert done.returncode == 141  # 128 + SIGPIPE, as a shell reports a command so cut off
+
+
+def test_a_first_setup_without_an_administrator_says_how_to_give_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The agent has no key before its first setup; the error sent the user to
+    # `setup --create-api-key`, the command that had just failed.
+    monkeypatch.delenv("NIS2TRIAGE_ES_API_KEY", raising=False)
+    example = str(REPO / "deploy" / "nis2triage.example.yml")
+
+    assert main(["setup", "-c", example, "--create-api-key"]) == 1
+
+    said = " ".join(capsys.readouterr().err.split())
+    assert "NIS2TRIAGE_ES_API_KEY is not set" in said
+    assert "the first setup needs an administrator's: --admin-user elastic" in said

@@ -126,6 +126,7 @@ def _role_stored(result: SetupResult) -> bool:
 def _admin(cfg: AgentConfig, args: argparse.Namespace) -> ESSettings:
     """The administrator's credential if one is given (the file's is then not even read)."""
     from nis2triage.config import es_settings, read_secret
+    from nis2triage.errors import ConfigError
 
     if args.admin_api_key_env:
         key = read_secret(args.admin_api_key_env, None, "administrator's API key")
@@ -135,4 +136,14 @@ def _admin(cfg: AgentConfig, args: argparse.Namespace) -> ESSettings:
         return replace(
             es_settings(cfg, credential=False), username=args.admin_user, password=password
         )
-    return es_settings(cfg)
+    try:
+        return es_settings(cfg)
+    except ConfigError as exc:
+        # The agent's own error pointed at `setup --create-api-key`, the very command that
+        # failed: the first setup runs before the agent has any credential.
+        raise ConfigError(
+            f"{exc}. Without --admin-user or --admin-api-key-env, setup uses the "
+            "configuration's credential; the first setup needs an administrator's: "
+            "--admin-user elastic --admin-password-env ADMIN_PW (ADMIN_PW holding its "
+            "password), with --create-api-key to make the agent's key"
+        ) from exc
