@@ -101,7 +101,7 @@ def test_its_state_resumes_in_the_agents_process(
     assert outcome(judged(resumed, logons[half:])) == outcome(judged(here, logons[half:]))
 
 
-def test_alerts_come_one_close_late_and_all_with_settle(
+def test_alerts_come_closes_later_and_all_with_settle(
     logons: list[Event], process: DetectorProcess
 ) -> None:
     here = Detector(load_spec(PER_USER))
@@ -222,7 +222,9 @@ def test_the_agent_with_its_detectors_in_processes(
     expected = run_agent(alone, es)
     got = run_agent(apart, es)
 
-    assert outcome(got.alerts) == outcome(expected.alerts)
+    # The same alerts, in another order: those of the processes come back some pages
+    # later, though before the same checkpoint (incidents file them by time).
+    assert sorted(outcome(got.alerts)) == sorted(outcome(expected.alerts))
     assert "ssh-brute-force" in {a.name for a in got.alerts}
     assert got.events == expected.events > 0
     stats = es.get(index=f"{ssh_index}-p-state", id="source-auth")["_source"]["stats"]

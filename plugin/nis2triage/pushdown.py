@@ -345,8 +345,9 @@ class Narrowing:
             self._said_unmapped.add(name)
             log.warning(
                 "source %s: detector %s's filter (all_of) names %s, which no index of the "
-                "source maps (%s): no event holds it, so the detector takes none. Check the "
-                "name against the events' fields (Discover, or GET <index>/_mapping)",
+                "source maps (%s): unless the events hold it unindexed (a mapping with "
+                "dynamic: false), the detector takes none. Check the name against the "
+                "events' fields (Discover, or GET <index>/_mapping)",
                 self.source,
                 detector,
                 name,

@@ -73,3 +73,25 @@ def test_the_table_shows_the_passs_cpu_and_says_when_the_nodes_was_not_read() ->
 
     assert read["  CPU during the pass, agent process / node, s"] == "41.3 / 17.9"
     assert unread["  CPU during the pass, agent process / node, s"] == "41.0 / not read"
+
+
+def test_the_table_names_the_detectors_run_apart_and_their_cpu() -> None:
+    base = {
+        "read_rate": 90_000.0,
+        "read_method": "windowed",
+        "e2e_rate": 40_000.0,
+        "e2e_seconds": 50.0,
+        "rule_seconds": 0.2,
+        "e2e_cpu": 22.04,
+        "e2e_node_cpu": 16.5,
+    }
+    apart = base | {"e2e_processes": ["auth-volume-per-user"], "e2e_processes_cpu": 19.96}
+
+    rows = {r.measure: r.value for r in run.rows({"throughput": apart})}
+
+    label = "end to end (agent + frequency rule; auth-volume-per-user in a process of its own)"
+    assert rows[f"{label}, events/s"] == "40,000"
+    cpu = "  CPU during the pass, agent process / detector processes / node, s"
+    assert rows[cpu] == "22.0 / 20.0 / 16.5"
+    alone = {r.measure for r in run.rows({"throughput": base})}
+    assert "end to end (agent + frequency rule), events/s" in alone

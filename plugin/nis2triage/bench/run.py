@@ -65,11 +65,13 @@ def bench_throughput(
     index: str,
     repeat: int,
     methods: Sequence[str] = throughput.READ_METHODS,
+    processes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The read limit and end to end in rounds (each read method, then one pass of the
     agent), not all reads before all passes: this shared machine's speed moves by 15 to
     30% over minutes, and a ratio of figures taken far apart measured that drift too."""
     cfg = throughput.shipped_agent_config(node, index, "bench-e2e", batch_size=1000)
+    cfg = cfg.model_copy(update={"detector_processes": list(processes)})
     rule = throughput.shipped_rule(index)
     reads: dict[str, list[throughput.Timed]] = {method: [] for method in methods}
     runs: list[throughput.Timed] = []
@@ -93,6 +95,8 @@ def bench_throughput(
         # Each round's pass against the same round's read, the drift between rounds left out.
         "e2e_cpu": metrics.median([r.cpu for r in runs]),
         "e2e_node_cpu": _median_known([r.node_cpu for r in runs]),
+        "e2e_processes": list(processes),
+        "e2e_processes_cpu": _median_known([r.processes_cpu for r in runs]),
         "round_ratios": [e.rate / r.rate for e, r in zip(runs, reads[best], strict=True)],
         "e2e_read": runs[-1].read,
         "e2e_events": runs[-1].events,
@@ -205,7 +209,7 @@ def _throughput_rows(d: dict[str, Any]) -> list[Row]:
             f"{t['read_rate']:,.0f}",
         ),
         *(Row(f"  read, {READ_LABELS[m]}, events/s", f"{r:,.0f}") for m, r in by_method.items()),
-        Row("end to end (agent + frequency rule), events/s", f"{t['e2e_rate']:,.0f}"),
+        Row(f"end to end (agent + frequency rule{_apart(t)}), events/s", f"{t['e2e_rate']:,.0f}"),
         Row("end to end / read limit", _percent(ratio), ">= 50%", ratio >= 0.5),
         *_round_ratios(t),
         *_paging_ratio(t, by_method),
@@ -221,12 +225,27 @@ def _median_known(values: list[float | None]) -> float | None:
     return metrics.median(known) if known else None
 
 
+def _apart(t: dict[str, Any]) -> str:
+    """Which detectors the pass ran in processes of their own (`--detector-process`)."""
+    names = t.get("e2e_processes")
+    return f"; {', '.join(names)} in a process of its own" if names else ""
+
+
 def _cpu_rows(t: dict[str, Any]) -> list[Row]:
     """Where the pass's time went: this process's CPU, and the node's over the same time."""
     if "e2e_cpu" not in t:
         return []
     node = t.get("e2e_node_cpu")
     node_text = f"{node:.1f}" if node is not None else "not read"
+    apart = t.get("e2e_processes_cpu")
+    if t.get("e2e_processes"):
+        apart_text = f"{apart:.1f}" if apart is not None else "not read"
+        return [
+            Row(
+                "  CPU during the pass, agent process / detector processes / node, s",
+                f"{t['e2e_cpu']:.1f} / {apart_text} / {node_text}",
+            )
+        ]
     return [
         Row("  CPU during the pass, agent process / node, s", f"{t['e2e_cpu']:.1f} / {node_text}")
     ]
@@ -403,6 +422,15 @@ def _parser() -> argparse.ArgumentParser:
         choices=throughput.READ_METHODS,
         help="read-limit methods to time (default all; `unbounded` is quadratic in the events)",
     )
+    parser.add_argument(
+        "--detector-process",
+        action="append",
+        default=[],
+        dest="detector_processes",
+        metavar="NAME",
+        help="run this shipped detector in a process of its own in the end-to-end passes "
+        "(the agent's detector_processes); repeat for more",
+    )
     parser.add_argument("--out", type=Path, default=Path("out/bench"))
     return parser
 
@@ -414,7 +442,9 @@ def measure_all(args: argparse.Namespace, es: Elasticsearch, node: NodeInfo) -> 
     details["indexing_rate"] = indexing.ensure(es, index, spec)
     if "throughput" not in args.skip:
         methods = args.read or throughput.READ_METHODS
-        t = details["throughput"] = bench_throughput(es, node, index, args.repeat, methods)
+        t = details["throughput"] = bench_throughput(
+            es, node, index, args.repeat, methods, args.detector_processes
+        )
         details["accuracy"] = accuracy(spec, t.pop("_alerts"))
         t.pop("_rule_alerts")
     if "elastalert" not in args.skip:

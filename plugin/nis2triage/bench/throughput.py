@@ -61,6 +61,8 @@ class Timed:
     # where the node's processes cannot be read).
     cpu: float = 0.0
     node_cpu: float | None = None
+    # CPU seconds of the agent's detector processes (`detector_processes`), if any.
+    processes_cpu: float | None = None
 
     @property
     def rate(self) -> float:
@@ -189,8 +191,10 @@ def end_to_end(
     agent = fresh_agent(es, cfg)
     indices = sorted({name for src in cfg.sources for name in src.indices})
     documents = int(es.count(index=",".join(indices))["count"])
+    processes = [p.pid for run in agent.runs for p in run.processes()]
 
     node_before = tree_cpu_seconds(node_pid) if node_pid else None
+    processes_before = _cpu_of(processes)
     cpu_before, started = time.process_time(), time.perf_counter()
     report = agent.run_once()
     if rule is not None:
@@ -198,8 +202,15 @@ def end_to_end(
         agent.handle_alerts(alerts, report)
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu_before
+    processes_after = _cpu_of(processes)
+    agent.stop_processes()
     node_after = tree_cpu_seconds(node_pid) if node_pid else None
     node_cpu = None if node_before is None or node_after is None else node_after - node_before
+    processes_cpu = (
+        None
+        if processes_before is None or processes_after is None
+        else processes_after - processes_before
+    )
 
     log.info(
         "end to end: %d events (%d of them read), %d alerts in %.1f s (process CPU %.1f s)",
@@ -209,7 +220,23 @@ def end_to_end(
         seconds,
         cpu,
     )
-    return Timed(documents, seconds, report.alerts, read=report.events, cpu=cpu, node_cpu=node_cpu)
+    return Timed(
+        documents,
+        seconds,
+        report.alerts,
+        read=report.events,
+        cpu=cpu,
+        node_cpu=node_cpu,
+        processes_cpu=processes_cpu,
+    )
+
+
+def _cpu_of(pids: list[int]) -> float | None:
+    """CPU seconds of these processes together (None: none, or one cannot be read)."""
+    if not pids:
+        return None
+    each = [tree_cpu_seconds(pid) for pid in pids]
+    return None if None in each else sum(e for e in each if e is not None)
 
 
 def tree_cpu_seconds(pid: int) -> float | None:
