@@ -11,20 +11,23 @@ import logging
 import os
 import pickle
 import signal
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from elasticsearch import Elasticsearch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_bad_data import SPECS, documents
 
 from nis2triage import esclient
 from nis2triage.agent import Agent
 from nis2triage.bench.stream import StreamSpec, generate
 from nis2triage.config import load_config
 from nis2triage.demo import index_docs
-from nis2triage.detector_process import DetectorProcess, DetectorProcessFailed
+from nis2triage.detector_process import DetectorProcess, DetectorProcessFailed, fields_for
 from nis2triage.detectors import Detector, load_spec
 from nis2triage.errors import ConfigError
 from nis2triage.records import Alert, Event
@@ -125,14 +128,33 @@ def test_no_checkpoint_with_closes_in_flight(logons: list[Event], process: Detec
         process.detector()
 
 
-def test_events_it_fails_on_come_back_to_be_set_aside(
+def test_an_event_whose_fields_cannot_be_read_goes_to_failed(
     logons: list[Event], process: DetectorProcess
 ) -> None:
     # A body that is no object (the source sets those aside itself; here as if one slipped).
     broken = Event("logs-broken", "doc-7", logons[0].ts_ms, ["not", "an", "object"])  # type: ignore[arg-type]
-    page = [logons[0], broken, *logons[1:PAGE]]
+    failed: list[tuple[Event, Exception]] = []
 
-    process.ingest_many(page)
+    process.ingest_many([logons[0], broken, *logons[1:PAGE]], lambda e, x: failed.append((e, x)))
+    process.close(logons[PAGE].ts_ms, "logs")
+    process.settle()
+
+    [(event, error)] = failed
+    assert (event.index, event.id) == ("logs-broken", "doc-7")
+    assert isinstance(error, AttributeError)
+    assert process.stats()["events"] == PAGE  # every other event counted
+    assert process.take_set_aside() == []
+    with pytest.raises(AttributeError):  # without `failed`, raised as the detector does
+        process.ingest_many([broken])
+
+
+def test_events_the_process_fails_on_come_back_to_be_set_aside(
+    logons: list[Event], process: DetectorProcess
+) -> None:
+    # Sent as the agent's side would never send it (every body is read before it goes),
+    # so that the detector itself fails on it in the process.
+    page = [(e.index, e.id, e.ts_ms, e.doc) for e in logons[:PAGE]]
+    process._send(("ingest", [*page, ("logs-broken", "doc-7", logons[0].ts_ms, ["x"])]))
     process.settle()
     assert process.take_set_aside() == []  # nothing before the close answers
 
@@ -141,7 +163,7 @@ def test_events_it_fails_on_come_back_to_be_set_aside(
     [set_aside] = process.take_set_aside()
     assert (set_aside.index, set_aside.id) == ("logs-broken", "doc-7")
     assert set_aside.reason.startswith("AttributeError")
-    assert process.stats()["events"] == PAGE  # every other event counted
+    assert process.stats()["events"] == PAGE
     assert process.take_set_aside() == []
 
 
@@ -191,6 +213,35 @@ def test_an_error_in_the_process_is_said_with_its_place(
     with pytest.raises(DetectorProcessFailed, match=said):
         process.close("not a time", "logs")  # type: ignore[arg-type]
         process.settle()
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(documents, min_size=1, max_size=6))
+def test_the_fields_sent_judge_as_the_whole_documents(docs: list[dict[str, Any]]) -> None:
+    # Hostile bodies (nulls, lists, objects where values go, flat and nested keys mixed):
+    # every shipped detector takes from the fields it is sent what it takes from the whole.
+    start = logons_start()
+    for spec in SPECS:
+        whole, sent = Detector(spec), Detector(spec)
+        fields = fields_for(spec)
+        for i, doc in enumerate(docs):
+            whole.ingest(Event("logs", str(i), start + i * 1000, doc))
+            sent.ingest(Event("logs", str(i), start + i * 1000, fields(doc)))
+
+        assert sent.stats() == whole.stats()
+        assert detail(sent.close(10**14, "logs")) == detail(whole.close(10**14, "logs"))
+
+
+def logons_start() -> int:
+    return int(datetime(2026, 12, 3, 9, 0, tzinfo=UTC).timestamp() * 1000)
+
+
+def detail(alerts: list[Alert]) -> list[tuple[Any, ...]]:
+    """What an alert says, evidence included."""
+    return [
+        (a.id, a.score, a.message, a.evidence, a.related_ips, a.related_users, a.related_hosts)
+        for a in alerts
+    ]
 
 
 # --- the agent, against the real node -------------------------------------------------

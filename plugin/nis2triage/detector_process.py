@@ -25,14 +25,16 @@ import subprocess
 import sys
 import traceback
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from nis2triage import gc_tuning
-from nis2triage.detectors import Detector, DetectorSpec
+from nis2triage.detectors import Detector, DetectorSpec, fields_read
 from nis2triage.errors import Nis2TriageError
+from nis2triage.features import getter
 from nis2triage.records import Alert, Event
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ class DetectorProcess:
         self.source = source
         self._in_flight = 0
         self._known = _Known(detector.stats(), detector.evictions(), detector.next_bucket_end_ms())
+        self._fields = fields_for(self.spec)
         self._conn, self._process = _launch(logging.getLogger().getEffectiveLevel())
         # Also when the agent drops it without `stop` (a pass that failed, a library user).
         self._end = weakref.finalize(self, _end, self._conn, self._process)
@@ -103,10 +106,24 @@ class DetectorProcess:
 
     # --- what the agent's loop calls ------------------------------------------
 
-    def ingest_many(self, events: list[Event], failed: Any = None) -> None:
-        """Send the events; those the detector fails on come back from `take_set_aside`."""
-        if events:
-            self._send(("ingest", [(e.index, e.id, e.ts_ms, e.doc) for e in events]))
+    def ingest_many(
+        self, events: list[Event], failed: Callable[[Event, Exception], None] | None = None
+    ) -> None:
+        """Send the events, each as the fields the detector reads; an event whose fields
+        cannot be read goes to `failed` (raised without it), as the detector's own loop
+        does, and one the detector fails on comes back from `take_set_aside`."""
+        sent = []
+        for event in events:
+            try:
+                fields = self._fields(event.doc)
+            except Exception as exc:
+                if failed is None:
+                    raise
+                failed(event, exc)
+                continue
+            sent.append((event.index, event.id, event.ts_ms, fields))
+        if sent:
+            self._send(("ingest", sent))
 
     def close(self, cutoff_ms: int, index_pattern: str) -> list[Alert]:
         """Ask for a close; return the alerts of the closes before it beyond `IN_FLIGHT`."""
@@ -199,6 +216,19 @@ class DetectorProcess:
             "restart resumes from the last one and judges the same events again; remove the "
             "detector from detector_processes to run it in the agent's process"
         )
+
+
+def fields_for(spec: DetectorSpec) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """What of a document crosses to the detector's process: every field the detector
+    reads, under its whole dotted name, which the detector's lookups try first, so that
+    it reads from them what it would from the whole document. A whole document cost the
+    process about as much to unpickle as the detector's own work on it (`make bench`)."""
+    reads = [(name, getter(name)) for name in fields_read([spec])]
+
+    def fields(doc: dict[str, Any]) -> dict[str, Any]:
+        return {name: read(doc) for name, read in reads}
+
+    return fields
 
 
 def _end(conn: Connection, process: subprocess.Popen[bytes]) -> None:
