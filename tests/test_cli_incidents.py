@@ -339,6 +339,7 @@ def test_an_acknowledgement_says_what_is_owed_and_what_is_already_overdue(
     assert due["early_warning"] == T0 - timedelta(days=365) + timedelta(hours=24)
     early = f"{cli_incidents._owed_label('early_warning')} due {show(due['early_warning'])}"
     assert f"{early} (OVERDUE: send it now)" in said
+    assert f"aware before the first detection ({show(incident.opened_at)})" in said
 
 
 @pytest.mark.usefixtures("agent_env")

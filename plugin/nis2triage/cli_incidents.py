@@ -324,7 +324,15 @@ def cmd_ack(ctx: Context, args: argparse.Namespace) -> int:
     incident = ctx.flow.desk.ack(args.id, args.by, args.reason, args.at)
     # The clocks now run from awareness: say where they stand, so that a mistyped --at
     # (a year early) shows as reports already overdue, not only at the agent's next pass.
-    return _done(ctx, args, incident, f"acknowledged by {args.by}; {_owed_now(incident)}")
+    said = f"acknowledged by {args.by}; {_owed_now(incident)}"
+    if args.at is not None and args.at < incident.opened_at:
+        # Possible (a partner called before any alert), but also a mistyped date: the
+        # reports will state an awareness earlier than anything the agent detected.
+        said += (
+            f"; aware before the first detection ({show(incident.opened_at)}), as the "
+            "reports will say"
+        )
+    return _done(ctx, args, incident, said)
 
 
 def cmd_impact(ctx: Context, args: argparse.Namespace) -> int:

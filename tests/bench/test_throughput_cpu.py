@@ -25,6 +25,15 @@ threading.Thread(target=start).start()
 time.sleep(60)
 """
 
+# The throughput section of a bench.json, without its CPU figures.
+PASS = {
+    "read_rate": 90_000.0,
+    "read_method": "windowed",
+    "e2e_rate": 40_000.0,
+    "e2e_seconds": 50.0,
+    "rule_seconds": 0.2,
+}
+
 
 def test_a_process_trees_cpu_counts_its_childrens() -> None:
     with subprocess.Popen(
@@ -55,13 +64,7 @@ def test_a_process_that_is_gone_has_no_cpu_figure() -> None:
 
 
 def test_the_table_shows_the_passs_cpu_and_says_when_the_nodes_was_not_read() -> None:
-    base = {
-        "read_rate": 90_000.0,
-        "read_method": "windowed",
-        "e2e_rate": 40_000.0,
-        "e2e_seconds": 50.0,
-        "rule_seconds": 0.2,
-    }
+    base = dict(PASS)
     read = {
         r.measure: r.value
         for r in run.rows({"throughput": base | {"e2e_cpu": 41.26, "e2e_node_cpu": 17.94}})
@@ -76,15 +79,7 @@ def test_the_table_shows_the_passs_cpu_and_says_when_the_nodes_was_not_read() ->
 
 
 def test_the_table_names_the_detectors_run_apart_and_their_cpu() -> None:
-    base = {
-        "read_rate": 90_000.0,
-        "read_method": "windowed",
-        "e2e_rate": 40_000.0,
-        "e2e_seconds": 50.0,
-        "rule_seconds": 0.2,
-        "e2e_cpu": 22.04,
-        "e2e_node_cpu": 16.5,
-    }
+    base = PASS | {"e2e_cpu": 22.04, "e2e_node_cpu": 16.5}
     apart = base | {"e2e_processes": ["auth-volume-per-user"], "e2e_processes_cpu": 19.96}
 
     rows = {r.measure: r.value for r in run.rows({"throughput": apart})}
