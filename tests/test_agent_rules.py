@@ -275,4 +275,5 @@ def test_an_unreadable_rules_state_stops_the_start_naming_the_document(
         agent.start()
 
     assert said in str(refused.value)
-    assert f"DELETE 'https://<elasticsearch>/{prefix}-state/_doc/rules'" in str(refused.value)
+    host = es_settings.hosts[0].rstrip("/")
+    assert f"-X DELETE '{host}/{prefix}-state/_doc/rules'" in str(refused.value)

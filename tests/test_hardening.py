@@ -153,8 +153,13 @@ def test_a_snapshot_signed_with_another_key_names_the_document_to_delete(
     forged = {**snapshot, "sig": "0" * 64}
     es.update(index=f"{prefix}-state", id="source-auth", doc={"snapshot": forged}, refresh=True)
 
-    with pytest.raises(SnapshotError, match=rf"source auth: .*source-auth in {prefix}-state"):
+    with pytest.raises(SnapshotError, match=rf"source auth: .*source-auth in {prefix}-state") as e:
         run_agent(config, es)
+    # The request that deletes it, on the node the configuration names.
+    host = es_settings.hosts[0].rstrip("/")
+    assert f"curl -u <administrator> -X DELETE '{host}/{prefix}-state/_doc/source-auth'" in str(
+        e.value
+    )
 
 
 def test_deeply_nested_yaml_is_a_configuration_error(tmp_path: Path) -> None:

@@ -366,9 +366,14 @@ class Agent:
             raise SnapshotError(
                 f"the rules' saved state cannot be read: {exc} (that document: "
                 f"{RULES_STATE_ID} in {index}; deleting it starts every rule again from its "
-                f"initial lookback: curl -X DELETE "
-                f"'https://<elasticsearch>/{index}/_doc/{RULES_STATE_ID}')"
+                f"initial lookback: {self._delete_command(index, RULES_STATE_ID)})"
             ) from exc
+
+    def _delete_command(self, index: str, doc_id: str) -> str:
+        """The request that deletes one state document, on the configured node; an
+        administrator's, since the agent's role need not delete its state."""
+        host = self.cfg.elasticsearch.hosts[0].rstrip("/")
+        return f"curl -u <administrator> -X DELETE '{host}/{index}/_doc/{doc_id}'"
 
     def _state_id(self, src: SourceConfig) -> str:
         return f"source-{src.name}"
@@ -389,7 +394,7 @@ class Agent:
                 index, doc_id = self.store.index("state"), self._state_id(src)
                 raise SnapshotError(
                     f"source {src.name}: {exc} (that document: {doc_id} in {index}; deleting "
-                    f"it: curl -X DELETE 'https://<elasticsearch>/{index}/_doc/{doc_id}')"
+                    f"it: {self._delete_command(index, doc_id)})"
                 ) from exc
         detectors: list[Detector | DetectorProcess] = []
         for spec in specs:
