@@ -42,20 +42,25 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+# Said with every duration refused: `bucket: 5` is five seconds, which a reader of only
+# the unit forms would not guess.
+_DURATION_FORMS = "write it like 30s, 5m, 1h or 2d (a bare number is seconds)"
+
+
 def parse_duration(value: Any) -> timedelta:
     """'30s', '5m', '1h', '2d' or a number of seconds."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value != value:  # NaN: timedelta's own error spoke of integers
-            raise ValueError(f"{value!r} is not a duration: write it like 30s, 5m, 1h or 2d")
+            raise ValueError(f"{value!r} is not a duration: {_DURATION_FORMS}")
         try:
             return timedelta(seconds=value)
         except OverflowError as exc:
             raise ValueError(f"{value!r} is too long a duration") from exc
     found = _DURATION.match(str(value))
     if not found:
-        raise ValueError(f"{value!r} is not a duration: write it like 30s, 5m, 1h or 2d")
+        raise ValueError(f"{value!r} is not a duration: {_DURATION_FORMS}")
     try:
         return timedelta(seconds=float(found.group(1)) * _UNIT_SECONDS[found.group(2)])
     except OverflowError as exc:
