@@ -215,6 +215,29 @@ def test_an_error_in_the_process_is_said_with_its_place(
         process.settle()
 
 
+def test_a_value_too_deep_to_pickle_is_judged_as_in_the_agents_process(
+    logons: list[Event], process: DetectorProcess
+) -> None:
+    # 600 levels: within what the agent's JSON decoding reads from the node (about 990),
+    # beyond what pickle writes (about 499). The agent's own detector ignores such a value.
+    deep: Any = "x"
+    for _ in range(600):
+        deep = {"a": deep}
+    page = [*logons[:PAGE]]
+    page[7] = Event(
+        page[7].index, page[7].id, page[7].ts_ms, {**page[7].doc, "user": {"name": deep}}
+    )
+    here = Detector(load_spec(PER_USER))
+
+    expected = judged(here, page)
+    got = judged(process, page)
+
+    assert outcome(got) == outcome(expected)
+    assert process.stats() == here.stats()
+    assert process.stats()["events"] == PAGE
+    assert process.take_set_aside() == []
+
+
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(documents, min_size=1, max_size=6))
 def test_the_fields_sent_judge_as_the_whole_documents(docs: list[dict[str, Any]]) -> None:

@@ -18,6 +18,7 @@ dead letters), its log records (written by the agent's own handlers) and its cou
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import pickle
 import socket
@@ -123,7 +124,36 @@ class DetectorProcess:
                 continue
             sent.append((event.index, event.id, event.ts_ms, fields))
         if sent:
+            self._send_events(sent, failed)
+
+    def _send_events(
+        self,
+        sent: list[tuple[str, str, int, dict[str, Any]]],
+        failed: Callable[[Event, Exception], None] | None,
+    ) -> None:
+        try:
             self._send(("ingest", sent))
+        except RecursionError:
+            # A value nested a few hundred levels deep (the node keeps such a _source under
+            # `dynamic: false`): pickle takes two levels of recursion per level of nesting,
+            # JSON one, so what JSON decoded it encodes again. Nothing was written yet (a
+            # message is pickled whole before it is sent).
+            self._send(("ingest_json", self._as_json(sent, failed)))
+
+    def _as_json(
+        self,
+        sent: list[tuple[str, str, int, dict[str, Any]]],
+        failed: Callable[[Event, Exception], None] | None,
+    ) -> list[tuple[str, str, int, str]]:
+        encoded = []
+        for index, doc_id, ts_ms, fields in sent:
+            try:
+                encoded.append((index, doc_id, ts_ms, json.dumps(fields)))
+            except (RecursionError, TypeError, ValueError) as exc:
+                if failed is None:
+                    raise
+                failed(Event(index, doc_id, ts_ms, fields), exc)
+        return encoded
 
     def close(self, cutoff_ms: int, index_pattern: str) -> list[Alert]:
         """Ask for a close; return the alerts of the closes before it beyond `IN_FLIGHT`."""
@@ -291,6 +321,9 @@ def serve(conn: Connection, level: int) -> None:
                 assert detector is not None, "started before any other message"
                 if op == "ingest":
                     detector.ingest_many([Event(*fields) for fields in message[1]], failed)
+                elif op == "ingest_json":
+                    events = [Event(i, d, ts, json.loads(text)) for i, d, ts, text in message[1]]
+                    detector.ingest_many(events, failed)
                 elif op == "close":
                     alerts = detector.close(message[1], message[2])
                     answer = _Answer(
