@@ -205,6 +205,26 @@ def test_a_killed_process_stops_the_pass_saying_which(
     assert "restart resumes from the last" in said
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_to_the_whole_group_leaves_it_judging(
+    logons: list[Event], process: DetectorProcess, signum: int
+) -> None:
+    # Ctrl-C reaches the agent's whole process group, systemd's stop every process of the
+    # service; the agent then finishes its batch and saves, with the process's answers.
+    here = Detector(load_spec(PER_USER))
+    expected = judged(here, logons[:PAGE])
+    process.ingest_many(logons[:PAGE])
+    alerts = process.close(logons[PAGE].ts_ms - 60_000, "logs") + process.settle()  # running
+
+    os.kill(process.pid, signum)
+    alerts += process.close(10**14, "logs") + process.settle()
+
+    assert outcome(alerts) == outcome(expected)
+    assert process.detector().stats() == here.stats()
+    process.stop()
+    assert process._process.returncode == 0  # stopped when asked
+
+
 def test_an_error_in_the_process_is_said_with_its_place(
     logons: list[Event], process: DetectorProcess
 ) -> None:

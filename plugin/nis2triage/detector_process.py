@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -351,6 +352,11 @@ def _described(exc: Exception) -> str:
 
 def main() -> None:
     """`python -m nis2triage.detector_process <fd> <level>`, as `_launch` runs it."""
+    # Ctrl-C in a terminal signals the agent's whole process group, and systemd's stop
+    # every process of the service: the agent then finishes its batch and saves, which
+    # needs this process's answers. It ends when the agent stops it or its pipe closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     serve(Connection(int(sys.argv[1])), int(sys.argv[2]))
 
 
