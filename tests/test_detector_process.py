@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 import signal
+import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,32 @@ def test_events_the_process_fails_on_come_back_to_be_set_aside(
     assert set_aside.reason.startswith("AttributeError")
     assert process.stats()["events"] == PAGE
     assert process.take_set_aside() == []
+
+
+def test_a_large_page_sent_while_a_large_answer_comes_back_does_not_hang(
+    logons: list[Event], process: DetectorProcess
+) -> None:
+    # The answer to the first close holds 20,000 set-aside events (about 1.5 MB), the page
+    # sent after it every logon (about 5 MB): each more than a socket's buffer.
+    broken = [("logs-broken", f"doc-{i}", logons[0].ts_ms, ["x"]) for i in range(20_000)]
+    process._send(("ingest", broken))
+    process.close(logons[0].ts_ms, "logs")
+
+    def next_page() -> None:
+        process.ingest_many(logons)
+        process.close(10**14, "logs")
+        process.settle()
+
+    sender = threading.Thread(target=next_page, daemon=True)
+    sender.start()
+    sender.join(60)
+    hung = sender.is_alive()
+    if hung:
+        os.kill(process.pid, signal.SIGKILL)  # lets the sender's write fail, and the test end
+
+    assert not hung
+    assert len(process.take_set_aside()) == 20_000
+    assert process.stats()["events"] == len(logons)
 
 
 def test_its_warnings_reach_the_agents_log(

@@ -21,10 +21,12 @@ import contextlib
 import json
 import logging
 import pickle
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import traceback
 import weakref
 from collections.abc import Callable
@@ -306,13 +308,14 @@ def serve(conn: Connection, level: int) -> None:
     def failed(event: Event, exc: Exception) -> None:
         set_aside.append(SetAside(event.index, event.id, f"{type(exc).__name__}: {exc}"))
 
+    inbox = _inbox(conn)
     with gc_tuning.streaming():
         while True:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
+            data = inbox.get()
+            if data is None:
                 return  # the agent is gone
             try:
+                message = pickle.loads(data)
                 op = message[0]
                 if op == "stop":
                     return
@@ -343,6 +346,29 @@ def serve(conn: Connection, level: int) -> None:
                 # Said to the agent, which stops its pass: the error and where it was raised.
                 conn.send(("failed", _described(exc)))
                 return
+
+
+def _inbox(conn: Connection) -> queue.SimpleQueue[bytes | None]:
+    """The agent's messages, read as they come by a thread of their own (None once the
+    agent is gone).
+
+    The agent sends the next pages while the answer to an earlier close is on its way:
+    with a page and an answer each larger than the socket's buffer (thousands of events,
+    hundreds of alerts or set-aside events), each side waited for the other to read, for
+    ever. Read at once here, the agent's sends never wait on this process's. At most
+    `IN_FLIGHT` closes' pages queue up: the agent then waits for an answer."""
+    inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def read() -> None:
+        while True:
+            try:
+                inbox.put(conn.recv_bytes())
+            except (EOFError, OSError):
+                inbox.put(None)
+                return
+
+    threading.Thread(target=read, name="inbox", daemon=True).start()
+    return inbox
 
 
 def _described(exc: Exception) -> str:
