@@ -12,6 +12,7 @@ import os
 import pickle
 import signal
 import threading
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bad_data import SPECS, documents
 
-from nis2triage import esclient
+from nis2triage import detector_process, esclient
 from nis2triage.agent import Agent
 from nis2triage.bench.stream import StreamSpec, generate
 from nis2triage.config import load_config
@@ -252,6 +253,50 @@ def test_a_stop_signal_to_the_whole_group_leaves_it_judging(
     assert process._process.returncode == 0  # stopped when asked
 
 
+def test_a_frozen_process_is_said_then_given_up_on(
+    logons: list[Event],
+    process: DetectorProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(detector_process, "WAIT_STEP_S", 0.1)
+    monkeypatch.setattr(detector_process, "ANSWER_WARN_S", 0.3)
+    monkeypatch.setattr(detector_process, "ANSWER_LIMIT_S", 1.0)
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        process.ingest_many(logons[:PAGE])
+        process.close(10**14, "logs")
+        with pytest.raises(DetectorProcessFailed, match="it has not answered for 1 s"):
+            process.settle()
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+
+    [said] = [r.getMessage() for r in caplog.records if "has not answered" in r.getMessage()]
+    assert f"auth-volume-per-user of source auth: its process (pid {process.pid})" in said
+
+
+def test_a_stop_waits_for_a_silent_process_no_longer_than_for_its_exit(
+    logons: list[Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(detector_process, "WAIT_STEP_S", 0.1)
+    monkeypatch.setattr(detector_process, "STOP_WAIT_S", 0.5)
+    stopping = [False]
+    process = DetectorProcess(Detector(load_spec(PER_USER)), "auth", lambda: stopping[0])
+    try:
+        os.kill(process.pid, signal.SIGSTOP)
+        process.ingest_many(logons[:PAGE])
+        process.close(10**14, "logs")
+        stopping[0] = True
+        started = time.monotonic()
+        with pytest.raises(DetectorProcessFailed, match="has not answered"):
+            process.settle()
+        # Well before ANSWER_LIMIT_S (300 s): as long as a stop gives a process to exit.
+        assert time.monotonic() - started < 5
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        process.stop()
+
+
 def test_an_error_in_the_process_is_said_with_its_place(
     logons: list[Event], process: DetectorProcess
 ) -> None:
@@ -384,6 +429,20 @@ def test_a_detector_process_killed_mid_pass_loses_nothing(
     again = run_agent(config, es)
     assert "ssh-brute-force" in {a.name for a in again.alerts}
     assert again.events > 0
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_name_listed_twice_in_detector_processes_is_refused(
+    es: Elasticsearch, es_settings: esclient.ESSettings, tmp_path: Path, index_name: str
+) -> None:
+    config = with_processes(
+        write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st"),
+        ["ssh-brute-force", "auth-volume-per-user", "ssh-brute-force"],
+    )
+    agent = Agent(load_config(config), es, *KEYS)
+
+    with pytest.raises(ConfigError, match="detector_processes: 'ssh-brute-force' listed more"):
+        agent.start()
 
 
 @pytest.mark.usefixtures("agent_env")

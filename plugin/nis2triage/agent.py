@@ -124,6 +124,12 @@ def check_processes(cfg: AgentConfig, specs: list[DetectorSpec]) -> None:
     """Every detector named in detector_processes is one the configuration loads."""
     loaded = {spec.name for spec in specs}
     unknown = [name for name in cfg.detector_processes if name not in loaded]
+    twice = sorted({n for n in cfg.detector_processes if cfg.detector_processes.count(n) > 1})
+    if twice:
+        raise ConfigError(
+            f"detector_processes: {', '.join(map(repr, twice))} listed more than once; each "
+            "named detector runs in one process of its own, so list it once"
+        )
     if unknown:
         raise ConfigError(
             f"detector_processes: no loaded detector is named {', '.join(map(repr, unknown))}; "
@@ -400,8 +406,10 @@ class Agent:
         for spec in specs:
             detector = self._detector(spec, models)
             detector.time_field = src.time_field
-            in_process = spec.name not in self.cfg.detector_processes
-            detectors.append(detector if in_process else DetectorProcess(detector, src.name))
+            if spec.name in self.cfg.detector_processes:
+                detectors.append(DetectorProcess(detector, src.name, lambda: self.stopping))
+            else:
+                detectors.append(detector)
         if saved:
             self._say_resumed(src.name, str(saved.get("updated", "?")), len(detectors))
         else:

@@ -51,6 +51,13 @@ log = logging.getLogger(__name__)
 IN_FLIGHT = 4
 # How long a stopping process is given to exit before it is killed.
 STOP_WAIT_S = 5.0
+# How long the agent waits for an answer before it says so, and before it gives up. A
+# close judges at most `max_entities` buckets a slot, seconds of work, so a process
+# silent for minutes is frozen (stopped with SIGSTOP, its machine swapping): waiting on
+# for ever kept the agent from renewing its lease and deaf to a stop.
+ANSWER_WARN_S = 30.0
+ANSWER_LIMIT_S = 300.0
+WAIT_STEP_S = 0.5
 
 
 class DetectorProcessFailed(Nis2TriageError):
@@ -96,10 +103,15 @@ class DetectorProcess:
     `settle` returns the rest. The agent settles before writing alerts for a checkpoint.
     """
 
-    def __init__(self, detector: Detector, source: str) -> None:
+    def __init__(
+        self, detector: Detector, source: str, stopping: Callable[[], bool] = lambda: False
+    ) -> None:
         self.spec: DetectorSpec = detector.spec
         self.time_field = detector.time_field
         self.source = source
+        # Whether the agent was asked to stop: it then waits for a silent process no
+        # longer than it would for one to exit.
+        self.stopping = stopping
         self._in_flight = 0
         self._known = _Known(detector.stats(), detector.evictions(), detector.next_bucket_end_ms())
         self._fields = fields_for(self.spec)
@@ -232,6 +244,7 @@ class DetectorProcess:
             raise self._failed(f"it no longer reads ({exc})") from exc
 
     def _receive(self) -> tuple[str, Any]:
+        self._wait_for_answer()
         try:
             kind, payload = self._conn.recv()
         except (EOFError, OSError) as exc:
@@ -241,6 +254,27 @@ class DetectorProcess:
         if kind == "failed":
             raise self._failed(f"it failed: {payload}")
         return kind, payload
+
+    def _wait_for_answer(self) -> None:
+        """Until an answer (or the end of the pipe) is there to read, saying so when it is
+        long in coming, and giving up on a process silent beyond any real close."""
+        waited, said = 0.0, False
+        while not self._conn.poll(WAIT_STEP_S):
+            waited += WAIT_STEP_S
+            if waited >= ANSWER_WARN_S and not said:
+                said = True
+                log.warning(
+                    "detector %s of source %s: its process (pid %d) has not answered for "
+                    "%.0f s; waiting up to %.0f s (a process stopped with SIGSTOP, or a "
+                    "machine short of memory, answers late)",
+                    self.spec.name,
+                    self.source,
+                    self.pid,
+                    waited,
+                    ANSWER_LIMIT_S,
+                )
+            if waited >= ANSWER_LIMIT_S or (self.stopping() and waited >= STOP_WAIT_S):
+                raise self._failed(f"it has not answered for {waited:.0f} s")
 
     def _failed(self, what: str) -> DetectorProcessFailed:
         return DetectorProcessFailed(
