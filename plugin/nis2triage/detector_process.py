@@ -3,12 +3,13 @@
 The agent's loop holds one interpreter lock: reading and decoding pages, the source's
 records and every detector's buckets take turns on one core. A per-user detector can be
 most of that work (it closes thousands of buckets a page in `make bench`), so on a
-machine with a core to spare it runs here instead: the agent sends each page's events and
-asks for a close after each, and the process judges page k while the agent reads and
-handles the pages after it. The alerts of a close come back a few closes later, and all
-of them before any checkpoint (`settle`), so a checkpoint never moves past a bucket whose alert
-is not yet written; the checkpoint then holds a copy of the process's detector
-(`detector`), the same object an in-process one is, so either can resume from it.
+machine with a core to spare it runs here instead: the agent sends each page's events
+and asks for a close after each, and the process judges page k while the agent reads
+and handles the pages after it. The alerts of a close come back a few closes later,
+and all of them before any checkpoint (`settle`), so a checkpoint never moves past a
+bucket whose alert is not yet written; the checkpoint then holds a copy of the
+process's detector (`detector`), the same object an in-process one is, so either can
+resume from it.
 
 The process sends back, with each close, the events it had to set aside (for the agent's
 dead letters), its log records (written by the agent's own handlers) and its counters
