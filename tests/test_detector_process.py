@@ -460,3 +460,36 @@ def test_an_unknown_name_in_detector_processes_is_refused(
     said = str(refused.value)
     assert "detector_processes: no loaded detector is named 'auth-volume-per-usr'" in said
     assert "auth-volume-per-user" in said  # the names it could have meant
+
+
+# --- kills, restores and standby, against the real node ----------------------------
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_standby_runs_no_detector_process(
+    es: Elasticsearch, es_settings: esclient.ESSettings, ssh_index: str, tmp_path: Path
+) -> None:
+    config = with_processes(
+        write_agent_config(tmp_path, es_settings, ssh_index, f"{ssh_index}-sb"),
+        ["auth-volume-per-user"],
+    )
+    leader = Agent(load_config(config), es, *KEYS)
+    leader.start()
+    assert leader._lead()
+    standby = Agent(load_config(config), es, *KEYS)
+    standby.start()
+
+    assert not standby._lead()
+    running = [p.pid for r in standby.runs for p in r.processes() if p._process.poll() is None]
+    assert running == []
+
+    leader.stop_processes()
+    leader._release_lease()
+    # Taking over restores, which starts the processes afresh.
+    assert standby._lead() and standby.resume
+    standby.restore_all()
+    report = standby.run_once()
+    [process] = standby.runs[0].processes()
+    assert process._process.poll() is None
+    assert report.events > 0
+    standby.stop_processes()

@@ -784,6 +784,9 @@ class Agent:
                 log.info("holding the lease of %s; running", self.store.index("state"))
                 self.resume, self.leased, self.said_standby = True, True, False
             return True
+        # A standby judges nothing until it takes over, and then restores (`resume`), which
+        # starts them afresh: kept running, each held a copy of a detector's state.
+        self.stop_processes()
         if not self.said_standby:
             log.warning(
                 "standby: another agent runs on the state prefix %s (%s); this one takes "
