@@ -493,3 +493,33 @@ def test_a_standby_runs_no_detector_process(
     assert process._process.poll() is None
     assert report.events > 0
     standby.stop_processes()
+
+
+def test_a_frozen_process_sent_more_than_its_socket_holds_is_given_up_on(
+    logons: list[Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(detector_process, "ANSWER_LIMIT_S", 1.0)
+    process = DetectorProcess(Detector(load_spec(PER_USER)), "auth")
+    failed: list[Exception] = []
+
+    def send() -> None:
+        try:
+            # Megabytes of fields: more than the socket's buffer, so a send waits for reads.
+            for _ in range(20):
+                process.ingest_many(logons)
+        except DetectorProcessFailed as exc:
+            failed.append(exc)
+
+    os.kill(process.pid, signal.SIGSTOP)
+    sender = threading.Thread(target=send, daemon=True)
+    try:
+        sender.start()
+        sender.join(10)
+        # It waited for ever: a stop unheard, the lease unrenewed.
+        assert not sender.is_alive(), "a send to a frozen process never returned"
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        sender.join(30)
+        process.stop()
+    [exc] = failed
+    assert "it has not read what was sent for 1 s" in str(exc)

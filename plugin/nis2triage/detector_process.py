@@ -25,6 +25,7 @@ import pickle
 import queue
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -241,6 +242,9 @@ class DetectorProcess:
     def _send(self, message: tuple[Any, ...]) -> None:
         try:
             self._conn.send(message)
+        except BlockingIOError as exc:
+            # The send deadline (`_launch`): the stream is cut mid-message, and the pass stops.
+            raise self._failed(f"it has not read what was sent for {ANSWER_LIMIT_S:.0f} s") from exc
         except OSError as exc:
             raise self._failed(f"it no longer reads ({exc})") from exc
 
@@ -320,6 +324,12 @@ def _launch(level: int) -> tuple[Connection, subprocess.Popen[bytes]]:
     (a bench, a user's own wrapper) does not survive.
     """
     ours, theirs = socket.socketpair()
+    # A send waits while the process's socket is full, and its reader thread empties it as
+    # the messages come, so only a frozen process (SIGSTOP, a swapping machine) fills it
+    # for long: without a deadline the agent waited there for ever, deaf to a stop.
+    seconds, fraction = divmod(ANSWER_LIMIT_S, 1.0)
+    deadline = struct.pack("ll", int(seconds), int(fraction * 1_000_000))
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, deadline)
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", __name__, str(theirs.fileno()), str(level)],
