@@ -13,7 +13,7 @@ import pickle
 import signal
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bad_data import SPECS, documents
 
+from nis2triage import agent as agent_module
 from nis2triage import detector_process, esclient
 from nis2triage.agent import Agent
 from nis2triage.bench.stream import StreamSpec, generate
@@ -463,6 +464,98 @@ def test_an_unknown_name_in_detector_processes_is_refused(
 
 
 # --- kills, restores and standby, against the real node ----------------------------
+
+
+def day_docs(events: int) -> list[dict[str, Any]]:
+    """A generated day (yesterday), as JSON-clean documents."""
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    return [json.loads(json.dumps(d)) for d in generate(StreamSpec(day=yesterday, events=events))]
+
+
+def written(es: Elasticsearch, prefix: str, kind: str) -> list[str]:
+    index = f"{prefix}-{kind}"
+    es.indices.refresh(index=index)
+    hits = es.search(index=index, size=10_000, _source=False, sort=["_doc"])["hits"]["hits"]
+    return sorted(h["_id"] for h in hits)
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_process_killed_while_its_state_is_asked_mid_catch_up_loses_nothing(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    index_docs(es, index_name, day_docs(40_000))
+    # A checkpoint every 10 pages: a catch-up of many checkpoints.
+    monkeypatch.setattr(agent_module, "SAVE_EVERY_BATCHES", 10)
+    monkeypatch.setattr(agent_module, "SAVE_EVERY_SECONDS", 0.0)
+    names = ["auth-volume-per-user", "ssh-brute-force"]
+    alone = write_agent_config(tmp_path / "alone", es_settings, index_name, f"{index_name}-a")
+    apart = with_processes(
+        write_agent_config(tmp_path / "apart", es_settings, index_name, f"{index_name}-p"), names
+    )
+    expected = run_agent(alone, es)
+
+    asked = 0
+    state_of = DetectorProcess.detector
+
+    def killed_on_the_third_ask(self: DetectorProcess) -> Detector:
+        nonlocal asked
+        asked += 1
+        if asked == 3:
+            os.kill(self.pid, signal.SIGKILL)
+        return state_of(self)
+
+    monkeypatch.setattr(DetectorProcess, "detector", killed_on_the_third_ask)
+    agent = Agent(load_config(apart), es, *KEYS)
+    agent.start()
+    with pytest.raises(DetectorProcessFailed):
+        agent.run_once()
+    agent.stop_processes()
+    monkeypatch.setattr(DetectorProcess, "detector", state_of)
+    saved = es.get(index=f"{index_name}-p-state", id="source-auth")["_source"]
+    assert saved["cursor"] != {}
+    again = run_agent(apart, es)
+
+    # Read again from the last checkpoint, and judged as the agent's own detectors judge.
+    assert 0 < again.events < expected.events
+    assert written(es, f"{index_name}-p", "alerts") == written(es, f"{index_name}-a", "alerts")
+    assert written(es, f"{index_name}-p", "alerts")
+    assert written(es, f"{index_name}-p", "deadletter") == written(
+        es, f"{index_name}-a", "deadletter"
+    )
+    stats = es.get(index=f"{index_name}-p-state", id="source-auth")["_source"]["stats"]
+    expected_stats = es.get(index=f"{index_name}-a-state", id="source-auth")["_source"]["stats"]
+    assert stats == expected_stats
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_restores_leave_no_descriptor_or_process_behind(
+    es: Elasticsearch, es_settings: esclient.ESSettings, ssh_index: str, tmp_path: Path
+) -> None:
+    config = with_processes(
+        write_agent_config(tmp_path, es_settings, ssh_index, f"{ssh_index}-fd"),
+        ["auth-volume-per-user", "ssh-brute-force"],
+    )
+    agent = Agent(load_config(config), es, *KEYS)
+    agent.start()
+    agent.run_once()
+    agent.restore_all()
+    before = len(os.listdir("/proc/self/fd"))
+    pids = set()
+    for _ in range(10):
+        pids |= {p.pid for r in agent.runs for p in r.processes()}
+        agent.restore_all()
+        agent.run_once()
+    agent.stop_processes()
+    after = len(os.listdir("/proc/self/fd"))
+
+    assert after <= before
+    assert len(pids) == 20
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists(), f"process {pid} left behind"
 
 
 @pytest.mark.usefixtures("agent_env")
