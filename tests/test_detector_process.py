@@ -61,6 +61,11 @@ def process() -> Any:
     started.stop()
 
 
+def pid_of(process: DetectorProcess) -> int:
+    """The process's pid, started now if its first page has not started it."""
+    return process._started().process.pid
+
+
 def judged(detector: Detector | DetectorProcess, events: list[Event]) -> list[Alert]:
     """The agent's loop: a close after every page, then everything closed."""
     alerts = []
@@ -105,6 +110,20 @@ def test_its_state_resumes_in_the_agents_process(
     resumed = pickle.loads(pickle.dumps(process.detector()))
     assert resumed.stats() == here.stats()
     assert outcome(judged(resumed, logons[half:])) == outcome(judged(here, logons[half:]))
+
+
+def test_a_process_starts_at_its_first_page(logons: list[Event], process: DetectorProcess) -> None:
+    # A checkpoint before any page (a start, a standby) takes the state it was given.
+    assert process.detector().stats() == Detector(load_spec(PER_USER)).stats()
+    assert process.pid is None
+
+    process.ingest_many(logons[:PAGE])
+    assert process.pid is not None
+    assert Path(f"/proc/{process.pid}").exists()
+    process.settle()
+    process.stop()
+    with pytest.raises(AssertionError, match="after stop"):  # a programming error
+        process.detector()
 
 
 def test_alerts_come_closes_later_and_all_with_settle(
@@ -222,8 +241,9 @@ def test_a_killed_process_stops_the_pass_saying_which(
 ) -> None:
     process.ingest_many(logons[:PAGE])
     process.settle()
-    os.kill(process._process.pid, signal.SIGKILL)
-    process._process.wait()
+    assert process._child is not None
+    os.kill(process._child.process.pid, signal.SIGKILL)
+    process._child.process.wait()
 
     with pytest.raises(DetectorProcessFailed) as failed:
         process.ingest_many(logons[PAGE : 2 * PAGE])
@@ -251,7 +271,8 @@ def test_a_stop_signal_to_the_whole_group_leaves_it_judging(
     assert outcome(alerts) == outcome(expected)
     assert process.detector().stats() == here.stats()
     process.stop()
-    assert process._process.returncode == 0  # stopped when asked
+    assert process._child is not None
+    assert process._child.process.returncode == 0  # stopped when asked
 
 
 def test_a_frozen_process_is_said_then_given_up_on(
@@ -263,7 +284,7 @@ def test_a_frozen_process_is_said_then_given_up_on(
     monkeypatch.setattr(detector_process, "WAIT_STEP_S", 0.1)
     monkeypatch.setattr(detector_process, "ANSWER_WARN_S", 0.3)
     monkeypatch.setattr(detector_process, "ANSWER_LIMIT_S", 1.0)
-    os.kill(process.pid, signal.SIGSTOP)
+    os.kill(pid_of(process), signal.SIGSTOP)
     try:
         process.ingest_many(logons[:PAGE])
         process.close(10**14, "logs")
@@ -284,7 +305,7 @@ def test_a_stop_waits_for_a_silent_process_no_longer_than_for_its_exit(
     stopping = [False]
     process = DetectorProcess(Detector(load_spec(PER_USER)), "auth", lambda: stopping[0])
     try:
-        os.kill(process.pid, signal.SIGSTOP)
+        os.kill(pid_of(process), signal.SIGSTOP)
         process.ingest_many(logons[:PAGE])
         process.close(10**14, "logs")
         stopping[0] = True
@@ -419,7 +440,8 @@ def test_a_detector_process_killed_mid_pass_loses_nothing(
     agent = Agent(load_config(config), es, *KEYS)
     agent.start()
     [process] = agent.runs[0].processes()
-    os.kill(process._process.pid, signal.SIGKILL)
+    # Started as its first page would start it, then killed before any.
+    os.kill(pid_of(process), signal.SIGKILL)
 
     with pytest.raises(DetectorProcessFailed, match="ssh-brute-force of source auth"):
         agent.run_once()
@@ -546,9 +568,9 @@ def test_restores_leave_no_descriptor_or_process_behind(
     before = len(os.listdir("/proc/self/fd"))
     pids = set()
     for _ in range(10):
-        pids |= {p.pid for r in agent.runs for p in r.processes()}
         agent.restore_all()
         agent.run_once()
+        pids |= {p.pid for r in agent.runs for p in r.processes()}
     agent.stop_processes()
     after = len(os.listdir("/proc/self/fd"))
 
@@ -573,8 +595,8 @@ def test_a_standby_runs_no_detector_process(
     standby.start()
 
     assert not standby._lead()
-    running = [p.pid for r in standby.runs for p in r.processes() if p._process.poll() is None]
-    assert running == []
+    # Started at the first page only: a standby reads none, so none ever ran.
+    assert [p.pid for r in standby.runs for p in r.processes()] == [None]
 
     leader.stop_processes()
     leader._release_lease()
@@ -583,7 +605,7 @@ def test_a_standby_runs_no_detector_process(
     standby.restore_all()
     report = standby.run_once()
     [process] = standby.runs[0].processes()
-    assert process._process.poll() is None
+    assert process._child is not None and process._child.process.poll() is None
     assert report.events > 0
     standby.stop_processes()
 
@@ -603,7 +625,7 @@ def test_a_frozen_process_sent_more_than_its_socket_holds_is_given_up_on(
         except DetectorProcessFailed as exc:
             failed.append(exc)
 
-    os.kill(process.pid, signal.SIGSTOP)
+    os.kill(pid_of(process), signal.SIGSTOP)
     sender = threading.Thread(target=send, daemon=True)
     try:
         sender.start()

@@ -89,6 +89,15 @@ class _Answer:
 
 
 @dataclass
+class _Child:
+    """A started process: the agent's end of its socket, the process, and its ending."""
+
+    conn: Connection
+    process: subprocess.Popen[bytes]
+    end: Callable[[], Any]  # the weakref.finalize that stops it, once
+
+
+@dataclass
 class _Known:
     """The process's counters as of its last answer."""
 
@@ -117,10 +126,11 @@ class DetectorProcess:
         self._in_flight = 0
         self._known = _Known(detector.stats(), detector.evictions(), detector.next_bucket_end_ms())
         self._fields = fields_for(self.spec)
-        self._conn, self._process = _launch(logging.getLogger().getEffectiveLevel())
-        # Also when the agent drops it without `stop` (a pass that failed, a library user).
-        self._end = weakref.finalize(self, _end, self._conn, self._process)
-        self._send(("start", pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL)))
+        # Started at the first page, not here: the agent restores twice at start (and at
+        # every takeover), and a standby judges nothing; until then the state waits here.
+        self._state: bytes | None = pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL)
+        self._child: _Child | None = None
+        self._stopped = False
 
     # --- what the agent's loop calls ------------------------------------------
 
@@ -196,12 +206,15 @@ class DetectorProcess:
         return self._known.next_end_ms
 
     @property
-    def pid(self) -> int:
-        return self._process.pid
+    def pid(self) -> int | None:
+        """The process's, once started (at the first page)."""
+        return self._child.process.pid if self._child else None
 
     def stop(self) -> None:
         """End the process (its state since the last checkpoint is dropped with it)."""
-        self._end()
+        self._stopped, self._state = True, None
+        if self._child is not None:
+            self._child.end()
 
     def detector(self) -> Detector:
         """A copy of the process's detector as it stands (settled first)."""
@@ -210,9 +223,13 @@ class DetectorProcess:
                 f"detector {self.spec.name}: its state was asked for with closes in "
                 "flight; settle first"
             )
-        self._send(("state",))
-        kind, state = self._receive()
-        assert kind == "state", kind
+        assert not self._stopped, "asked for after stop"
+        state = self._state
+        if self._child is not None:
+            self._send(("state",))
+            kind, state = self._receive()
+            assert kind == "state", kind
+        assert state is not None
         detector = pickle.loads(state)
         assert isinstance(detector, Detector)
         return detector
@@ -239,9 +256,20 @@ class DetectorProcess:
         )
         return answer.alerts
 
+    def _started(self) -> _Child:
+        if self._child is None:
+            assert not self._stopped and self._state is not None, "used after stop"
+            conn, process = _launch(logging.getLogger().getEffectiveLevel())
+            # Also when the agent drops it without `stop` (a failed pass, a library user).
+            end = weakref.finalize(self, _end, conn, process)
+            self._child = _Child(conn, process, end)
+            state, self._state = self._state, None
+            self._send(("start", state))
+        return self._child
+
     def _send(self, message: tuple[Any, ...]) -> None:
         try:
-            self._conn.send(message)
+            self._started().conn.send(message)
         except BlockingIOError as exc:
             # The send deadline (`_launch`): the stream is cut mid-message, and the pass stops.
             raise self._failed(f"it has not read what was sent for {ANSWER_LIMIT_S:.0f} s") from exc
@@ -249,22 +277,23 @@ class DetectorProcess:
             raise self._failed(f"it no longer reads ({exc})") from exc
 
     def _receive(self) -> tuple[str, Any]:
-        self._wait_for_answer()
+        child = self._started()
+        self._wait_for_answer(child.conn)
         try:
-            kind, payload = self._conn.recv()
+            kind, payload = child.conn.recv()
         except (EOFError, OSError) as exc:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(STOP_WAIT_S)
-            raise self._failed(f"it stopped with exit code {self._process.poll()}") from exc
+                child.process.wait(STOP_WAIT_S)
+            raise self._failed(f"it stopped with exit code {child.process.poll()}") from exc
         if kind == "failed":
             raise self._failed(f"it failed: {payload}")
         return kind, payload
 
-    def _wait_for_answer(self) -> None:
+    def _wait_for_answer(self, conn: Connection) -> None:
         """Until an answer (or the end of the pipe) is there to read, saying so when it is
         long in coming, and giving up on a process silent beyond any real close."""
         waited, said = 0.0, False
-        while not self._conn.poll(WAIT_STEP_S):
+        while not conn.poll(WAIT_STEP_S):
             waited += WAIT_STEP_S
             if waited >= ANSWER_WARN_S and not said:
                 said = True

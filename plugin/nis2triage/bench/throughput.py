@@ -191,10 +191,7 @@ def end_to_end(
     agent = fresh_agent(es, cfg)
     indices = sorted({name for src in cfg.sources for name in src.indices})
     documents = int(es.count(index=",".join(indices))["count"])
-    processes = [p.pid for run in agent.runs for p in run.processes()]
-
     node_before = tree_cpu_seconds(node_pid) if node_pid else None
-    processes_before = _cpu_of(processes)
     cpu_before, started = time.process_time(), time.perf_counter()
     report = agent.run_once()
     if rule is not None:
@@ -202,15 +199,11 @@ def end_to_end(
         agent.handle_alerts(alerts, report)
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu_before
-    processes_after = _cpu_of(processes)
+    # Started at the pass's first page: all of their CPU is the pass's.
+    processes_cpu = _cpu_of([p.pid for run in agent.runs for p in run.processes()])
     agent.stop_processes()
     node_after = tree_cpu_seconds(node_pid) if node_pid else None
     node_cpu = None if node_before is None or node_after is None else node_after - node_before
-    processes_cpu = (
-        None
-        if processes_before is None or processes_after is None
-        else processes_after - processes_before
-    )
 
     log.info(
         "end to end: %d events (%d of them read), %d alerts in %.1f s (process CPU %.1f s)",
@@ -231,11 +224,12 @@ def end_to_end(
     )
 
 
-def _cpu_of(pids: list[int]) -> float | None:
-    """CPU seconds of these processes together (None: none, or one cannot be read)."""
-    if not pids:
+def _cpu_of(pids: list[int | None]) -> float | None:
+    """CPU seconds of these processes together (None: none, or one not started or not
+    readable)."""
+    if not pids or None in pids:
         return None
-    each = [tree_cpu_seconds(pid) for pid in pids]
+    each = [tree_cpu_seconds(pid) for pid in pids if pid is not None]
     return None if None in each else sum(e for e in each if e is not None)
 
 
