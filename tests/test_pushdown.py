@@ -386,6 +386,30 @@ def test_a_filter_field_no_index_maps_is_said_once_naming_the_detector_and_field
     assert index_name in said[0]
 
 
+def test_a_feature_field_no_index_maps_is_said_once_naming_the_detector_and_feature(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A typo in a distinct feature's field (user.nme) made it measure nothing, silently.
+    index_docs(es, index_name)
+    config = SourceConfig(name="s", indices=[index_name])
+    features = {"detector-0": [("sources", "source.iip"), ("logons", "event.category")]}
+    source = Source(
+        es, config, clock=lambda: NOW, filters=by_name(match(event__category="web")),
+        features=features,
+    )  # fmt: skip
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.pushdown"):
+        ids(source)
+        ids(source)
+
+    said = [
+        r.getMessage() for r in caplog.records if "no index of the source maps" in r.getMessage()
+    ]
+    assert len(said) == 1  # event.category is mapped; source.iip said once
+    assert "detector detector-0's feature sources names source.iip" in said[0]
+    assert "that feature measures nothing" in said[0]
+
+
 def test_fields_of_an_index_without_events_are_not_said_unmapped(
     es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -30,7 +30,13 @@ from nis2triage.assets import Asset, Inventory, load_inventory
 from nis2triage.checkpoints import StateNamed, StateWriter, largest_rules, mb
 from nis2triage.config import AgentConfig, SourceConfig
 from nis2triage.detector_process import DetectorProcess
-from nis2triage.detectors import Detector, DetectorSpec, fields_read, load_specs
+from nis2triage.detectors import (
+    Detector,
+    DetectorSpec,
+    feature_fields,
+    fields_read,
+    load_specs,
+)
 from nis2triage.errors import ConfigError, LeaseLost, SnapshotError, StoreError
 from nis2triage.faults import crash_point
 from nis2triage.incidents.flow import IncidentFlow
@@ -415,7 +421,8 @@ class Agent:
         else:
             self._say_fresh(src.name, len(detectors))
         filters = {d.spec.name: d.spec.filter for d in detectors}
-        source = Source(self.es, src, self.clock, filters, fields_read(specs))
+        features = {spec.name: feature_fields(spec) for spec in specs}
+        source = Source(self.es, src, self.clock, filters, fields_read(specs), features)
         return SourceRun(src, source, detectors, cursor)
 
     def _say_resumed(self, source: str, updated: str, detectors: int) -> None:

@@ -269,6 +269,17 @@ def fields_read(specs: Iterable[DetectorSpec]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def feature_fields(spec: DetectorSpec) -> list[tuple[str, str]]:
+    """(feature, field) for each field a feature reads: its own (distinct, sum, max) and
+    those of its `where`."""
+    found = []
+    for feature in spec.features:
+        names = [feature.field] if feature.field else []
+        names += feature.where.fields() if feature.where else []
+        found += [(feature.name, name) for name in names]
+    return found
+
+
 def _check_followed(rise: FeatureSpec, earlier: list[FeatureSpec]) -> None:
     """A rise follows a measured feature listed before it."""
     measured = [f.name for f in earlier if f.kind != "rise"]

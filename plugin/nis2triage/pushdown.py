@@ -280,10 +280,16 @@ class Narrowing:
     (an index created since, say by a rollover, may map a field otherwise)."""
 
     def __init__(
-        self, source: str, filters: Mapping[str, Match], own_query: str | None = None
+        self,
+        source: str,
+        filters: Mapping[str, Match],
+        own_query: str | None = None,
+        features: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     ) -> None:
         self.source = source
         self.filters = dict(filters)
+        # (feature, field) by detector: checked as mapped as the filters' fields are.
+        self.features = dict(features or {})
         # The source's own query, named in the log line beside the detectors' part.
         self.own_query = own_query
         # Set when the node refused a narrowed search: every event is read from then on.
@@ -298,7 +304,8 @@ class Narrowing:
         if not self.filters or self.refused:
             return None
         try:
-            fields = describe_fields(es, indices, fields_of(self.filters))
+            read = [name for pairs in self.features.values() for _, name in pairs]
+            fields = describe_fields(es, indices, [*fields_of(self.filters), *read])
         except ApiError as exc:
             # Reading everything is always correct, only slower. Said once, not per poll.
             if self._said != "refused":
@@ -317,13 +324,23 @@ class Narrowing:
         return found.query
 
     def _say_unmapped(self, es: Elasticsearch, indices: Sequence[str], fields: Fields) -> None:
-        """Warn once per field when a detector's `all_of` names a field no index of the
-        source maps while they hold events: a misspelt name (`system.auth.ssh.evnt`) makes
-        the detector take no event at all, and nothing else would say so."""
-        unmapped = [
-            (detector, name)
+        """Warn once per field when a detector's `all_of`, or one of its features, names a
+        field no index of the source maps while they hold events: a misspelt name
+        (`system.auth.ssh.evnt`) makes the detector take no event at all, or the feature
+        measure nothing (`user.nme`), and nothing else would say so."""
+        named = [
+            (detector, "filter (all_of)", "the detector takes none", name)
             for detector, match in self.filters.items()
             for name in match.all_of
+        ]
+        named += [
+            (detector, f"feature {feature}", "that feature measures nothing", name)
+            for detector, pairs in self.features.items()
+            for feature, name in pairs
+        ]
+        unmapped = [
+            (detector, what, then, name)
+            for detector, what, then, name in named
             if name not in fields.types
             and name not in fields.runtime
             and name not in self._said_unmapped
@@ -341,17 +358,19 @@ class Narrowing:
         if not held.body.get("count"):
             return
 
-        for detector, name in unmapped:
+        for detector, what, then, name in unmapped:
             self._said_unmapped.add(name)
             log.warning(
-                "source %s: detector %s's filter (all_of) names %s, which no index of the "
-                "source maps (%s): unless the events hold it unindexed (a mapping with "
-                "dynamic: false), the detector takes none. Check the name against the "
-                "events' fields (Discover, or GET <index>/_mapping)",
+                "source %s: detector %s's %s names %s, which no index of the source maps "
+                "(%s): unless the events hold it unindexed (a mapping with dynamic: false), "
+                "%s. Check the name against the events' fields (Discover, or GET "
+                "<index>/_mapping)",
                 self.source,
                 detector,
+                what,
                 name,
                 ", ".join(fields.indices[:5]) + (", ..." if len(fields.indices) > 5 else ""),
+                then,
             )
 
     def refuse(self, reason: str) -> None:

@@ -365,7 +365,9 @@ class Source:
     `filters` are those of the detectors reading the source, by detector: with the
     source's `push_filters`, the node is asked only for events one of them may take
     (`pushdown`). `fields` are the fields they read (`detectors.fields_read`): the node
-    then sends only those of each document; None sends the whole documents.
+    then sends only those of each document; None sends the whole documents. `features`
+    are the fields each detector's features read (`detectors.feature_fields`), said when
+    no index maps them, as the filters' are.
     """
 
     def __init__(
@@ -375,6 +377,7 @@ class Source:
         clock: Clock = utcnow,
         filters: Mapping[str, Match] | None = None,
         fields: Sequence[str] | None = None,
+        features: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     ) -> None:
         self.es = es
         self.cfg = cfg
@@ -382,7 +385,9 @@ class Source:
         # The time field too: the source checks each event's time itself (`_shape_problem`).
         self.fields = None if fields is None else (cfg.time_field, *fields)
         own = json.dumps(cfg.query) if isinstance(cfg.query, dict) else cfg.query
-        self.narrowing = Narrowing(cfg.name, filters or {}, own) if cfg.push_filters else None
+        self.narrowing = (
+            Narrowing(cfg.name, filters or {}, own, features) if cfg.push_filters else None
+        )
         # This poll's share of the detectors' filters for the node (None: every event).
         self.narrowed: dict[str, Any] | None = None
         # Whether this stretch of polls that read nothing was looked into (and said, if
