@@ -391,6 +391,23 @@ def with_processes(config: Path, names: list[str]) -> Path:
     return config
 
 
+def config_apart(
+    tmp_path: Path, es_settings: esclient.ESSettings, index: str, prefix: str, names: list[str]
+) -> Path:
+    """An agent configuration over `index` with the detectors `names` in processes."""
+    return with_processes(write_agent_config(tmp_path, es_settings, index, prefix), names)
+
+
+def agent_of(config: Path, es: Elasticsearch) -> Agent:
+    return Agent(load_config(config), es, *KEYS)
+
+
+def saved_stats(es: Elasticsearch, prefix: str) -> dict[str, Any]:
+    """The detectors' counters in the auth source's checkpoint."""
+    stats: dict[str, Any] = es.get(index=f"{prefix}-state", id="source-auth")["_source"]["stats"]
+    return stats
+
+
 @pytest.fixture
 def ssh_index(es: Elasticsearch, index_name: str) -> str:
     index_docs(es, index_name, real_log_docs())
@@ -403,9 +420,7 @@ def test_the_agent_with_its_detectors_in_processes(
 ) -> None:
     names = ["auth-volume-per-user", "ssh-brute-force"]
     alone = write_agent_config(tmp_path / "alone", es_settings, ssh_index, f"{ssh_index}-a")
-    apart = with_processes(
-        write_agent_config(tmp_path / "apart", es_settings, ssh_index, f"{ssh_index}-p"), names
-    )
+    apart = config_apart(tmp_path / "apart", es_settings, ssh_index, f"{ssh_index}-p", names)
 
     expected = run_agent(alone, es)
     got = run_agent(apart, es)
@@ -415,8 +430,8 @@ def test_the_agent_with_its_detectors_in_processes(
     assert sorted(outcome(got.alerts)) == sorted(outcome(expected.alerts))
     assert "ssh-brute-force" in {a.name for a in got.alerts}
     assert got.events == expected.events > 0
-    stats = es.get(index=f"{ssh_index}-p-state", id="source-auth")["_source"]["stats"]
-    expected_stats = es.get(index=f"{ssh_index}-a-state", id="source-auth")["_source"]["stats"]
+    stats = saved_stats(es, f"{ssh_index}-p")
+    expected_stats = saved_stats(es, f"{ssh_index}-a")
     assert stats == expected_stats
     assert stats["auth-volume-per-user"]["scored"] > 0
 
@@ -425,7 +440,7 @@ def test_the_agent_with_its_detectors_in_processes(
     resumed = write_agent_config(tmp_path / "resumed", es_settings, ssh_index, f"{ssh_index}-p")
     after = run_agent(resumed, es)
     assert (after.events, after.alerts) == (0, [])
-    resumed_stats = es.get(index=f"{ssh_index}-p-state", id="source-auth")["_source"]["stats"]
+    resumed_stats = saved_stats(es, f"{ssh_index}-p")
     assert resumed_stats == expected_stats
 
 
@@ -434,10 +449,8 @@ def test_a_detector_process_killed_mid_pass_loses_nothing(
     es: Elasticsearch, es_settings: esclient.ESSettings, ssh_index: str, tmp_path: Path
 ) -> None:
     prefix = f"{ssh_index}-k"
-    config = with_processes(
-        write_agent_config(tmp_path, es_settings, ssh_index, prefix), ["ssh-brute-force"]
-    )
-    agent = Agent(load_config(config), es, *KEYS)
+    config = config_apart(tmp_path, es_settings, ssh_index, prefix, ["ssh-brute-force"])
+    agent = agent_of(config, es)
     agent.start()
     [process] = agent.runs[0].processes()
     # Started as its first page would start it, then killed before any.
@@ -458,11 +471,14 @@ def test_a_detector_process_killed_mid_pass_loses_nothing(
 def test_a_name_listed_twice_in_detector_processes_is_refused(
     es: Elasticsearch, es_settings: esclient.ESSettings, tmp_path: Path, index_name: str
 ) -> None:
-    config = with_processes(
-        write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st"),
+    config = config_apart(
+        tmp_path,
+        es_settings,
+        index_name,
+        f"{index_name}-st",
         ["ssh-brute-force", "auth-volume-per-user", "ssh-brute-force"],
     )
-    agent = Agent(load_config(config), es, *KEYS)
+    agent = agent_of(config, es)
 
     with pytest.raises(ConfigError, match="detector_processes: 'ssh-brute-force' listed more"):
         agent.start()
@@ -472,11 +488,10 @@ def test_a_name_listed_twice_in_detector_processes_is_refused(
 def test_an_unknown_name_in_detector_processes_is_refused(
     es: Elasticsearch, es_settings: esclient.ESSettings, tmp_path: Path, index_name: str
 ) -> None:
-    config = with_processes(
-        write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st"),
-        ["auth-volume-per-usr"],
+    config = config_apart(
+        tmp_path, es_settings, index_name, f"{index_name}-st", ["auth-volume-per-usr"]
     )
-    agent = Agent(load_config(config), es, *KEYS)
+    agent = agent_of(config, es)
 
     with pytest.raises(ConfigError) as refused:
         agent.start()
@@ -515,9 +530,7 @@ def test_a_process_killed_while_its_state_is_asked_mid_catch_up_loses_nothing(
     monkeypatch.setattr(agent_module, "SAVE_EVERY_SECONDS", 0.0)
     names = ["auth-volume-per-user", "ssh-brute-force"]
     alone = write_agent_config(tmp_path / "alone", es_settings, index_name, f"{index_name}-a")
-    apart = with_processes(
-        write_agent_config(tmp_path / "apart", es_settings, index_name, f"{index_name}-p"), names
-    )
+    apart = config_apart(tmp_path / "apart", es_settings, index_name, f"{index_name}-p", names)
     expected = run_agent(alone, es)
 
     asked = 0
@@ -531,7 +544,7 @@ def test_a_process_killed_while_its_state_is_asked_mid_catch_up_loses_nothing(
         return state_of(self)
 
     monkeypatch.setattr(DetectorProcess, "detector", killed_on_the_third_ask)
-    agent = Agent(load_config(apart), es, *KEYS)
+    agent = agent_of(apart, es)
     agent.start()
     with pytest.raises(DetectorProcessFailed):
         agent.run_once()
@@ -548,8 +561,8 @@ def test_a_process_killed_while_its_state_is_asked_mid_catch_up_loses_nothing(
     assert written(es, f"{index_name}-p", "deadletter") == written(
         es, f"{index_name}-a", "deadletter"
     )
-    stats = es.get(index=f"{index_name}-p-state", id="source-auth")["_source"]["stats"]
-    expected_stats = es.get(index=f"{index_name}-a-state", id="source-auth")["_source"]["stats"]
+    stats = saved_stats(es, f"{index_name}-p")
+    expected_stats = saved_stats(es, f"{index_name}-a")
     assert stats == expected_stats
 
 
@@ -557,11 +570,14 @@ def test_a_process_killed_while_its_state_is_asked_mid_catch_up_loses_nothing(
 def test_restores_leave_no_descriptor_or_process_behind(
     es: Elasticsearch, es_settings: esclient.ESSettings, ssh_index: str, tmp_path: Path
 ) -> None:
-    config = with_processes(
-        write_agent_config(tmp_path, es_settings, ssh_index, f"{ssh_index}-fd"),
+    config = config_apart(
+        tmp_path,
+        es_settings,
+        ssh_index,
+        f"{ssh_index}-fd",
         ["auth-volume-per-user", "ssh-brute-force"],
     )
-    agent = Agent(load_config(config), es, *KEYS)
+    agent = agent_of(config, es)
     agent.start()
     agent.run_once()
     agent.restore_all()
@@ -584,14 +600,13 @@ def test_restores_leave_no_descriptor_or_process_behind(
 def test_a_standby_runs_no_detector_process(
     es: Elasticsearch, es_settings: esclient.ESSettings, ssh_index: str, tmp_path: Path
 ) -> None:
-    config = with_processes(
-        write_agent_config(tmp_path, es_settings, ssh_index, f"{ssh_index}-sb"),
-        ["auth-volume-per-user"],
+    config = config_apart(
+        tmp_path, es_settings, ssh_index, f"{ssh_index}-sb", ["auth-volume-per-user"]
     )
-    leader = Agent(load_config(config), es, *KEYS)
+    leader = agent_of(config, es)
     leader.start()
     assert leader._lead()
-    standby = Agent(load_config(config), es, *KEYS)
+    standby = agent_of(config, es)
     standby.start()
 
     assert not standby._lead()

@@ -376,50 +376,64 @@ def serve(conn: Connection, level: int) -> None:
     records = _Records(level)
     logging.getLogger().addHandler(records)
     logging.getLogger().setLevel(level)
-    detector: Detector | None = None
-    set_aside: list[SetAside] = []
-
-    def failed(event: Event, exc: Exception) -> None:
-        set_aside.append(SetAside(event.index, event.id, f"{type(exc).__name__}: {exc}"))
-
+    judge = _Judge(conn, records)
     inbox = _inbox(conn)
     with gc_tuning.streaming():
-        while True:
-            data = inbox.get()
-            if data is None:
-                return  # the agent is gone
+        while (data := inbox.get()) is not None:  # None: the agent is gone
             try:
-                message = pickle.loads(data)
-                op = message[0]
-                if op == "stop":
+                if not judge.handle(pickle.loads(data)):
                     return
-                if op == "start":
-                    detector = pickle.loads(message[1])
-                    continue
-                assert detector is not None, "started before any other message"
-                if op == "ingest":
-                    detector.ingest_many([Event(*fields) for fields in message[1]], failed)
-                elif op == "ingest_json":
-                    events = [Event(i, d, ts, json.loads(text)) for i, d, ts, text in message[1]]
-                    detector.ingest_many(events, failed)
-                elif op == "close":
-                    alerts = detector.close(message[1], message[2])
-                    answer = _Answer(
-                        alerts,
-                        set_aside,
-                        records.take(),
-                        detector.stats(),
-                        detector.evictions(),
-                        detector.next_bucket_end_ms(),
-                    )
-                    conn.send(("closed", answer))
-                    set_aside = []
-                elif op == "state":
-                    conn.send(("state", pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL)))
             except Exception as exc:
                 # Said to the agent, which stops its pass: the error and where it was raised.
                 conn.send(("failed", _described(exc)))
                 return
+
+
+class _Judge:
+    """The child's side of the pipe: its detector, and what it set aside since the last
+    close."""
+
+    def __init__(self, conn: Connection, records: _Records) -> None:
+        self.conn = conn
+        self.records = records
+        self.detector: Detector | None = None
+        self.set_aside: list[SetAside] = []
+
+    def handle(self, message: tuple[Any, ...]) -> bool:
+        """Do what the agent asks; False once it asks to stop."""
+        op = message[0]
+        if op == "stop":
+            return False
+        if op == "start":
+            self.detector = pickle.loads(message[1])
+            return True
+        assert self.detector is not None, "started before any other message"
+        if op == "ingest":
+            self.detector.ingest_many([Event(*fields) for fields in message[1]], self.failed)
+        elif op == "ingest_json":
+            events = [Event(i, d, ts, json.loads(text)) for i, d, ts, text in message[1]]
+            self.detector.ingest_many(events, self.failed)
+        elif op == "close":
+            self.conn.send(("closed", self.close(self.detector, message[1], message[2])))
+        elif op == "state":
+            state = pickle.dumps(self.detector, protocol=pickle.HIGHEST_PROTOCOL)
+            self.conn.send(("state", state))
+        return True
+
+    def failed(self, event: Event, exc: Exception) -> None:
+        self.set_aside.append(SetAside(event.index, event.id, f"{type(exc).__name__}: {exc}"))
+
+    def close(self, detector: Detector, cutoff_ms: int, index_pattern: str) -> _Answer:
+        alerts = detector.close(cutoff_ms, index_pattern)
+        set_aside, self.set_aside = self.set_aside, []
+        return _Answer(
+            alerts,
+            set_aside,
+            self.records.take(),
+            detector.stats(),
+            detector.evictions(),
+            detector.next_bucket_end_ms(),
+        )
 
 
 def _inbox(conn: Connection) -> queue.SimpleQueue[bytes | None]:

@@ -263,9 +263,7 @@ def fields_read(specs: Iterable[DetectorSpec]) -> list[str]:
     names: list[str] = list(EVIDENCE_FIELDS)
     for spec in specs:
         names += [*spec.filter.fields(), spec.entity]
-        for feature in spec.features:
-            names += [feature.field] if feature.field else []
-            names += feature.where.fields() if feature.where else []
+        names += [name for _, name in feature_fields(spec)]
     return list(dict.fromkeys(names))
 
 

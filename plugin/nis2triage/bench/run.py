@@ -235,20 +235,13 @@ def _cpu_rows(t: dict[str, Any]) -> list[Row]:
     """Where the pass's time went: this process's CPU, and the node's over the same time."""
     if "e2e_cpu" not in t:
         return []
-    node = t.get("e2e_node_cpu")
-    node_text = f"{node:.1f}" if node is not None else "not read"
-    apart = t.get("e2e_processes_cpu")
+    parts = [("agent process", t["e2e_cpu"])]
     if t.get("e2e_processes"):
-        apart_text = f"{apart:.1f}" if apart is not None else "not read"
-        return [
-            Row(
-                "  CPU during the pass, agent process / detector processes / node, s",
-                f"{t['e2e_cpu']:.1f} / {apart_text} / {node_text}",
-            )
-        ]
-    return [
-        Row("  CPU during the pass, agent process / node, s", f"{t['e2e_cpu']:.1f} / {node_text}")
-    ]
+        parts.append(("detector processes", t.get("e2e_processes_cpu")))
+    parts.append(("node", t.get("e2e_node_cpu")))
+    names = " / ".join(name for name, _ in parts)
+    values = " / ".join("not read" if v is None else f"{v:.1f}" for _, v in parts)
+    return [Row(f"  CPU during the pass, {names}, s", values)]
 
 
 def _round_ratios(t: dict[str, Any]) -> list[Row]:

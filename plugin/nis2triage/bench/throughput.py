@@ -191,6 +191,7 @@ def end_to_end(
     agent = fresh_agent(es, cfg)
     indices = sorted({name for src in cfg.sources for name in src.indices})
     documents = int(es.count(index=",".join(indices))["count"])
+
     node_before = tree_cpu_seconds(node_pid) if node_pid else None
     cpu_before, started = time.process_time(), time.perf_counter()
     report = agent.run_once()
@@ -227,10 +228,13 @@ def end_to_end(
 def _cpu_of(pids: list[int | None]) -> float | None:
     """CPU seconds of these processes together (None: none, or one not started or not
     readable)."""
-    if not pids or None in pids:
-        return None
-    each = [tree_cpu_seconds(pid) for pid in pids if pid is not None]
-    return None if None in each else sum(e for e in each if e is not None)
+    total = 0.0
+    for pid in pids:
+        seconds = tree_cpu_seconds(pid) if pid is not None else None
+        if seconds is None:
+            return None
+        total += seconds
+    return total if pids else None
 
 
 def tree_cpu_seconds(pid: int) -> float | None:
