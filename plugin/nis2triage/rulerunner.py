@@ -26,6 +26,7 @@ from nis2triage.config import AgentConfig, RulesConfig
 from nis2triage.errors import PartialResultsError, RuleExecutionError, SnapshotError
 from nis2triage.records import Alert
 from nis2triage.rules import engine, sigma_run
+from nis2triage.rules.fieldcheck import FieldCheck
 from nis2triage.rules.loader import load_rules
 from nis2triage.rules.native import SIGMA_KEY_PREFIX, NativeRule
 from nis2triage.rules.sigma import SigmaConverter, SigmaQuery, rule_files
@@ -91,6 +92,7 @@ class RuleRunner:
         self.clock = clock
         self.progress: dict[str, RuleProgress] = {}
         self.forbidden_said: set[str] = set()
+        self.field_check = FieldCheck()
         self.sigma_settings = sigma_run.RunSettings(
             index_pattern=",".join(cfg.sigma_indices),
             entity_field=cfg.sigma_entity_field,
@@ -117,6 +119,7 @@ class RuleRunner:
         """Every active rule over its next window; returns the alerts."""
         end = self.clock() - self.cfg.max_lateness
         alerts: list[Alert] = []
+        self.field_check.check(self.es, [r for r in self.native if not self._paused(r.name)])
         for name, run in self._runs():
             progress = self.progress.setdefault(name, RuleProgress())
             start = progress.window_end or end - self.cfg.initial_lookback
@@ -152,6 +155,10 @@ class RuleRunner:
                 progress.incomplete, progress.held_said = None, False
             progress.window_end = end
         return alerts
+
+    def _paused(self, name: str) -> bool:
+        progress = self.progress.get(name)
+        return progress is not None and progress.paused is not None
 
     def _say_forbidden(self, name: str) -> None:
         # The start checked that the agent may read every name the rule lists, so a 403 here

@@ -1,0 +1,140 @@
+"""Saying, once, a field a native rule names that no index it searches maps.
+
+A rule keyed on `user.nme`, or filtered on `event.outcom:failure`, asks the node about
+a field no event has: a term query or an aggregation on an unmapped field is not an
+error, so the rule counts nothing and never fires (or, a flatline rule, always fires),
+and nothing said why. The detectors' filters and features are checked the same way by
+the source (`pushdown`); Sigma rules are not, since a rule set for Windows logs over a
+cluster holding only Linux ones would be said rule by rule, every start.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from elasticsearch import ApiError, Elasticsearch
+
+from nis2triage.pushdown import describe_fields
+from nis2triage.rules.native import NativeRule
+from nis2triage.source import index_names
+
+log = logging.getLogger(__name__)
+
+# The rule options that name one field each (`fields` names several).
+_KEYS = ("timestamp_field", "query_key", "compare_key", "cardinality_field", "metric_agg_key")
+# Query DSL clauses whose body is keyed by the field they test.
+_LEAVES = frozenset(
+    ("term", "terms", "match", "match_phrase", "match_phrase_prefix", "match_bool_prefix",
+     "prefix", "wildcard", "regexp", "fuzzy", "range")
+)  # fmt: skip
+# Keys of a leaf's body that are options, not fields.
+_OPTIONS = frozenset(("boost", "_name", "case_insensitive"))
+# Quoted phrases and /regular expressions/ after a colon, whose text is no field.
+_QUOTED = re.compile(r'"(?:\\.|[^"\\])*"|(?<=:)\s*/(?:\\.|[^/\\])*/')
+# `field:` at the start of a term: after the start, a space, a bracket or an operator.
+_LUCENE_FIELD = re.compile(r"(?:^|(?<=[\s(+!-]))((?:\\.|[\w@])(?:\\.|[\w@.-])*)\s*:")
+_EXISTS = re.compile(r"_exists_\s*:\s*((?:\\.|[\w@.-])+)")
+
+
+def named_fields(rule: NativeRule) -> list[tuple[str, str]]:
+    """(where the rule names it, field) for every field the rule's options and filters name."""
+    named = [(key, getattr(rule, key)) for key in _KEYS if getattr(rule, key, None)]
+    named += [("fields", name) for name in getattr(rule, "fields", ())]
+    for option in ("filter", "match_bucket_filter"):
+        given = getattr(rule, option, None)
+        if given is not None:
+            named += [(option, name) for name in filter_fields(given)]
+    return list(dict.fromkeys(named))
+
+
+def filter_fields(given: str | dict[str, Any]) -> list[str]:
+    """The field names a Lucene query string or a query DSL clause tests, each once; names
+    with a wildcard and metadata fields (`_id`, `_index`) are left out."""
+    found = _lucene_fields(given) if isinstance(given, str) else _dsl_fields(given)
+    return [n for n in dict.fromkeys(found) if not n.startswith("_") and not set(n) & set("*?")]
+
+
+def _lucene_fields(text: str) -> Iterator[str]:
+    bare = _QUOTED.sub('""', text)
+    for match in _LUCENE_FIELD.finditer(bare):
+        yield _unescaped(match.group(1))
+    for match in _EXISTS.finditer(bare):
+        yield _unescaped(match.group(1))
+
+
+def _unescaped(name: str) -> str:
+    return re.sub(r"\\(.)", r"\1", name)
+
+
+def _dsl_fields(query: Any) -> Iterator[str]:
+    if isinstance(query, list):
+        for item in query:
+            yield from _dsl_fields(item)
+        return
+    if not isinstance(query, dict):
+        return
+    for kind, body in query.items():
+        if kind in _LEAVES and isinstance(body, dict):
+            yield from (str(k) for k in body if k not in _OPTIONS)
+        elif kind == "exists" and isinstance(body, dict):
+            yield str(body.get("field", ""))
+        elif kind == "query_string" and isinstance(body, dict):
+            yield from _lucene_fields(str(body.get("query", "")))
+        else:
+            yield from _dsl_fields(body)
+
+
+class FieldCheck:
+    """Checks each rule once per run of the agent, when its indices first hold events."""
+
+    def __init__(self) -> None:
+        self.checked: set[str] = set()
+
+    def check(self, es: Elasticsearch, rules: Sequence[NativeRule]) -> None:
+        """Warn for each field of a not yet checked rule that no index of its `index` maps.
+        A rule whose indices hold no event yet is checked again next time: an empty
+        index maps nothing until its first event (dynamic mapping)."""
+        for rule in rules:
+            if rule.name in self.checked:
+                continue
+            try:
+                done = self._check_one(es, rule)
+            except ApiError as exc:
+                # The check only helps: a node that will not describe the fields (a role
+                # without view_index_metadata) must not stop the rule.
+                log.debug("rule %s: its fields were not checked: %s", rule.name, exc)
+                done = True
+            if done:
+                self.checked.add(rule.name)
+
+    @staticmethod
+    def _check_one(es: Elasticsearch, rule: NativeRule) -> bool:
+        # The node would read `*` in a name as a pattern and a comma as two names.
+        named = [(w, n) for w, n in named_fields(rule) if not set(n) & set("*,")]
+        indices = index_names([rule.index])
+        fields = describe_fields(es, indices, [name for _, name in named])
+        missing = [(w, n) for w, n in named if n not in fields.types and n not in fields.runtime]
+        if not missing:
+            return True
+
+        held = es.count(index=",".join(indices), ignore_unavailable=True, allow_no_indices=True)
+        if not held.body.get("count"):
+            return False
+
+        shown = ", ".join(fields.indices[:5]) + (", ..." if len(fields.indices) > 5 else "")
+        for where, name in missing:
+            log.warning(
+                "rule %s: its %s names %s, which no index of %s maps (%s): unless the events "
+                "hold it unindexed (a mapping with dynamic: false), no event has it and the "
+                "rule's conditions on it never hold. Check the name against the events' "
+                "fields (Discover, or GET <index>/_mapping)",
+                rule.name,
+                where,
+                name,
+                rule.index,
+                shown or "no index",
+            )
+        return True

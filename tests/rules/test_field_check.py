@@ -1,0 +1,137 @@
+"""A native rule naming a field no index it searches maps is said, once, with the field."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from nis2triage.config import RulesConfig
+from nis2triage.rulerunner import RuleRunner
+from nis2triage.rules.fieldcheck import filter_fields, named_fields
+
+from native_support import MAPPING, at, ev, index_events, make_rule
+
+
+@pytest.mark.parametrize(
+    ("given", "fields"),
+    [
+        pytest.param("event.outcome:failure", ["event.outcome"], id="one-term"),
+        pytest.param(
+            'user.name:"a:b" AND NOT (host.name:web OR -process.name:x)',
+            ["user.name", "host.name", "process.name"],
+            id="quoted-colon-and-operators",
+        ),
+        pytest.param("_exists_:user.nme AND url.path:/a:b/", ["url.path", "user.nme"], id="exists"),
+        pytest.param(r"file\.name\:x:y OR _id:1 OR host.*:a", ["file.name:x"], id="escaped"),
+        pytest.param(
+            {
+                "bool": {
+                    "filter": [{"term": {"event.outcom": "failure"}}],
+                    "must_not": [{"exists": {"field": "user.name"}}],
+                }
+            },
+            ["event.outcom", "user.name"],
+            id="dsl-bool",
+        ),
+        pytest.param(
+            {"range": {"bytes": {"gte": 10, "boost": 2}}, "query_string": {"query": "a.b:1"}},
+            ["bytes", "a.b"],
+            id="dsl-range-and-query-string",
+        ),
+    ],
+)
+def test_filter_fields_are_the_fields_the_filter_tests(given: Any, fields: list[str]) -> None:
+    assert filter_fields(given) == fields
+
+
+def test_named_fields_take_the_keys_and_the_filter() -> None:
+    rule = make_rule(
+        "change", "logs-x", query_key="user.name", compare_key="source.geo", filter="a.b:c"
+    )
+
+    assert named_fields(rule) == [
+        ("timestamp_field", "@timestamp"),
+        ("query_key", "user.name"),
+        ("compare_key", "source.geo"),
+        ("filter", "a.b"),
+    ]
+
+
+@pytest.fixture
+def index(es: Elasticsearch) -> Iterator[str]:
+    name = f"t-fieldcheck-{uuid.uuid4().hex[:8]}"
+    index_events(es, name, [ev(m, user="alice", outcome="failure") for m in (1, 2, 3)])
+    yield name
+    es.options(ignore_status=404).indices.delete(index=name)
+
+
+def _runner(es: Elasticsearch, *rules: Any) -> RuleRunner:
+    times = iter([at(10), at(12), at(14)])
+    settings = RulesConfig(
+        initial_lookback=timedelta(minutes=10), max_lateness=timedelta(seconds=1)
+    )
+    return RuleRunner(es, settings, list(rules), [], clock=lambda: next(times))
+
+
+def test_a_misspelt_key_and_filter_field_are_said_once(
+    es: Elasticsearch, index: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rule = make_rule(
+        "frequency", index, filter="event.outcom:failure AND event.outcome:failure",
+        query_key="user.nme", num_events=2, timeframe="10m",
+    )  # fmt: skip
+    runner = _runner(es, rule)
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.rules.fieldcheck"):
+        runner.run_due()
+        runner.run_due()
+
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2
+    assert said[0].startswith(
+        f"rule test frequency: its query_key names user.nme, which no index of {index} maps "
+        f"({index})"
+    )
+    assert "its filter names event.outcom," in said[1]
+
+
+def test_a_rule_over_mapped_fields_says_nothing(
+    es: Elasticsearch, index: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rule = make_rule(
+        "frequency", index, filter={"term": {"event.outcome": "failure"}},
+        query_key="user.name", num_events=2, timeframe="10m",
+    )  # fmt: skip
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.rules.fieldcheck"):
+        alerts = _runner(es, rule).run_due()
+
+    assert [a.entity for a in alerts] == ["alice"]
+    assert caplog.records == []
+
+
+def test_an_index_without_events_is_checked_again_once_it_holds_some(
+    es: Elasticsearch, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"t-fieldcheck-{uuid.uuid4().hex[:8]}"
+    es.indices.create(index=name, mappings=MAPPING)
+    rule = make_rule("any", name, filter="user.nme:alice")
+    runner = _runner(es, rule)
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="nis2triage.rules.fieldcheck"):
+            runner.run_due()
+            quiet = list(caplog.records)
+            es.index(index=name, document=ev(11, user="alice"), refresh=True)
+            runner.run_due()
+    finally:
+        es.options(ignore_status=404).indices.delete(index=name)
+
+    assert quiet == []
+    assert ["user.nme" in r.getMessage() for r in caplog.records] == [True]
