@@ -386,6 +386,24 @@ def test_a_filter_field_no_index_maps_is_said_once_naming_the_detector_and_field
     assert index_name in said[0]
 
 
+def test_a_filter_field_no_index_maps_is_said_without_pushing_filters_too(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With push_filters: false the typo was never said: the check lived in the narrowing.
+    index_docs(es, index_name)
+    typo = match(event__categroy="authentication")
+    source = source_on(es, index_name, [typo], push_filters=False)
+
+    with caplog.at_level(logging.INFO, logger="nis2triage.pushdown"):
+        read_ids = ids(source)
+        ids(source)
+
+    assert read_ids == [d["_id"] for d in DOCS]
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1
+    assert "detector detector-0's filter (all_of) names event.categroy" in said[0]
+
+
 def test_a_feature_field_no_index_maps_is_said_once_naming_the_detector_and_feature(
     es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:

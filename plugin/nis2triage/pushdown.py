@@ -285,9 +285,14 @@ class Narrowing:
         filters: Mapping[str, Match],
         own_query: str | None = None,
         features: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+        push: bool = True,
     ) -> None:
         self.source = source
         self.filters = dict(filters)
+        # False (the source's `push_filters: false`): no query for the node, yet the fields
+        # are still checked as mapped, once the indices hold events.
+        self.push = push
+        self._checked = False
         # (feature, field) by detector: checked as mapped as the filters' fields are.
         self.features = dict(features or {})
         # The source's own query, named in the log line beside the detectors' part.
@@ -301,14 +306,17 @@ class Narrowing:
 
     def query(self, es: Elasticsearch, indices: Sequence[str]) -> dict[str, Any] | None:
         """The query to add to this poll's reads, or None to read every event."""
-        if not self.filters or self.refused:
+        if not self.filters or self.refused or self._checked:
             return None
         try:
             read = [name for pairs in self.features.values() for _, name in pairs]
             fields = describe_fields(es, indices, [*fields_of(self.filters), *read])
         except ApiError as exc:
             # Reading everything is always correct, only slower. Said once, not per poll.
-            if self._said != "refused":
+            if not self.push:
+                log.debug("source %s: its fields were not checked: %s", self.source, exc)
+                self._checked = True
+            elif self._said != "refused":
                 self._said = "refused"
                 log.warning(
                     "source %s: the node would not describe the indices' fields (%s), so "
@@ -318,16 +326,20 @@ class Narrowing:
                     exc,
                 )
             return None
-        self._say_unmapped(es, indices, fields)
+        judged = self._say_unmapped(es, indices, fields)
+        if not self.push:
+            self._checked = judged
+            return None
         found = plan(self.filters, fields)
         self._say(found)
         return found.query
 
-    def _say_unmapped(self, es: Elasticsearch, indices: Sequence[str], fields: Fields) -> None:
+    def _say_unmapped(self, es: Elasticsearch, indices: Sequence[str], fields: Fields) -> bool:
         """Warn once per field when a detector's `all_of`, or one of its features, names a
         field no index of the source maps while they hold events: a misspelt name
         (`system.auth.ssh.evnt`) makes the detector take no event at all, or the feature
-        measure nothing (`user.nme`), and nothing else would say so."""
+        measure nothing (`user.nme`), and nothing else would say so. False while the
+        indices hold no event, which map no field yet."""
         named = [
             (detector, "filter (all_of)", "the detector takes none", name)
             for detector, match in self.filters.items()
@@ -347,16 +359,18 @@ class Narrowing:
             and "*" not in name
             and "," not in name
         ]
-        if not unmapped or not fields.indices:
-            return
+        if not unmapped:
+            return True
+        if not fields.indices:
+            return False
 
         # Indices without an event map nothing yet (dynamic mapping): no typo to see there.
         try:
             held = es.count(index=",".join(indices), ignore_unavailable=True, allow_no_indices=True)
         except ApiError:
-            return
+            return True
         if not held.body.get("count"):
-            return
+            return False
 
         for detector, what, then, name in unmapped:
             self._said_unmapped.add(name)
@@ -372,6 +386,7 @@ class Narrowing:
                 ", ".join(fields.indices[:5]) + (", ..." if len(fields.indices) > 5 else ""),
                 then,
             )
+        return True
 
     def refuse(self, reason: str) -> None:
         """The node refused a search with this plan's query: read every event from now on."""

@@ -385,9 +385,7 @@ class Source:
         # The time field too: the source checks each event's time itself (`_shape_problem`).
         self.fields = None if fields is None else (cfg.time_field, *fields)
         own = json.dumps(cfg.query) if isinstance(cfg.query, dict) else cfg.query
-        self.narrowing = (
-            Narrowing(cfg.name, filters or {}, own, features) if cfg.push_filters else None
-        )
+        self.narrowing = Narrowing(cfg.name, filters or {}, own, features, cfg.push_filters)
         # This poll's share of the detectors' filters for the node (None: every event).
         self.narrowed: dict[str, Any] | None = None
         # Whether this stretch of polls that read nothing was looked into (and said, if
@@ -471,7 +469,7 @@ class Source:
             except BadRequestError as exc:
                 # A refusal of the parts asked is `poll`'s to handle; one the source's own
                 # query draws without the detectors' part is not the narrowing's fault.
-                narrowed = self.narrowing is not None and self.narrowed is not None
+                narrowed = self.narrowed is not None
                 if _source_disabled(exc) or not narrowed or not self._own_ok(pit):
                     raise
                 # The cursor skips what was read, and what the narrowed pages left out no
@@ -927,14 +925,12 @@ class Source:
 
     def narrow(self) -> None:
         """Work out the node's share of the detectors' filters for the reads that follow."""
-        if self.narrowing is not None:
-            self.narrowed = self.narrowing.query(self.es, self.cfg.indices)
+        self.narrowed = self.narrowing.query(self.es, self.cfg.indices)
 
     def unnarrow(self, refusal: Exception) -> None:
         """The node refused the narrowed query (a limit of its own, say): read every event
         from now on, and say why once."""
-        if self.narrowing is not None:
-            self.narrowing.refuse(str(refusal)[:500])
+        self.narrowing.refuse(str(refusal)[:500])
         self.narrowed = None
 
     def filters(self) -> tuple[dict[str, Any], ...]:
