@@ -343,6 +343,26 @@ def test_an_acknowledgement_says_what_is_owed_and_what_is_already_overdue(
 
 
 @pytest.mark.usefixtures("agent_env")
+def test_a_personal_data_breach_known_earlier_is_due_from_then_and_said(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    config, _, incident = with_incident(es, es_settings, index_name, tmp_path)
+    capsys.readouterr()
+    known = T0 - timedelta(days=4)
+    flags = ["--personal-data", "yes", "--personal-data-at", known.isoformat()]
+
+    assert main(["incidents", "impact", incident.id, "-c", str(config), *flags]) == 0
+
+    said = " ".join(capsys.readouterr().out.split())
+    assert main(["incidents", "show", incident.id, "-c", str(config), "--json"]) == 0
+    gdpr = json.loads(capsys.readouterr().out)["incident"]["gdpr"]
+    assert datetime.fromisoformat(gdpr["due"]) == known + timedelta(hours=72)
+    due = show(known + timedelta(hours=72))
+    assert f"GDPR notification to the GBA/APD due {due} (OVERDUE: notify it now)" in said
+
+
+@pytest.mark.usefixtures("agent_env")
 def test_a_report_is_on_time_up_to_its_due_instant_when_an_acknowledgement_says_it(
     es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -351,6 +351,7 @@ def cmd_impact(ctx: Context, args: argparse.Namespace) -> int:
         for k, v in (
             ("gba_reference", args.gba_reference),
             ("not_required", args.gdpr_not_required),
+            ("aware_at", args.personal_data_at and args.personal_data_at.isoformat()),
         )
         if v
     }
@@ -358,7 +359,11 @@ def cmd_impact(ctx: Context, args: argparse.Namespace) -> int:
         raise IncidentError("nothing to record: give at least one fact, e.g. --users 1200")
     incident = ctx.flow.desk.record_impact(args.id, args.by, facts, narrative, gdpr)
     verdict = incident.significance.verdict if incident.significance else "-"
-    return _done(ctx, args, incident, f"impact recorded; significance: {verdict}")
+    said = f"impact recorded; significance: {verdict}"
+    if incident.gdpr is not None and incident.gdpr.status == "due":
+        late = " (OVERDUE: notify it now)" if _now() > incident.gdpr.due else ""
+        said += f"; GDPR notification to the GBA/APD due {show(incident.gdpr.due)}{late}"
+    return _done(ctx, args, incident, said)
 
 
 def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
@@ -585,6 +590,13 @@ def _impact_parser(commands: Any, parents: Parents) -> None:
     )
     impact.add_argument(
         "--gdpr-not-required", type=_prose, metavar="REASON", help="why no GDPR notification is due"
+    )
+    impact.add_argument(
+        "--personal-data-at",
+        type=_past,
+        metavar="TIME",
+        help="when the entity became aware of the personal-data breach (ISO time with offset; "
+        "default now): GDPR's 72 hours run from then",
     )
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
+import pytest
+from elasticsearch import Elasticsearch
+
+from nis2triage.errors import IncidentError
 from nis2triage.incidents.record import GDPR_KEY
 
 from .conftest import LAB, T0, Clock, MakeFlow, alert
@@ -44,3 +49,68 @@ def test_a_reason_recorded_for_no_notification_stands_when_personal_data_is_said
     assert found.gdpr is not None
     assert found.gdpr.status == "not_required"
     assert GDPR_KEY not in found.pending
+
+
+def test_a_breach_known_before_it_was_recorded_is_due_72_hours_from_then(
+    make_flow: MakeFlow, clock: Clock
+) -> None:
+    # The clock ran from the recording: a DPO told at 09:00 and entered at 14:00 showed a
+    # deadline five hours too late (Art. 33(1) counts from awareness).
+    flow = make_flow()
+    flow.take([(alert(), LAB)])
+    [incident] = flow.desk.book.find({"match_all": {}})
+    clock.to(T0 + timedelta(hours=5))
+    aware = {"aware_at": T0.isoformat()}
+
+    found = flow.desk.record_impact(
+        incident.id, "alice", {"personal_data_involved": True}, {}, aware
+    )
+
+    assert found.gdpr is not None
+    assert (found.gdpr.aware_at, found.gdpr.due) == (T0, T0 + timedelta(hours=72))
+    assert found.gdpr.corrections == 0
+
+
+def test_the_awareness_of_an_open_duty_can_be_moved_and_the_reminder_comes_again(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str
+) -> None:
+    flow = make_flow()
+    flow.take([(alert(), LAB)])
+    [incident] = flow.desk.book.find({"match_all": {}})
+    clock.to(T0 + timedelta(hours=5))
+    flow.desk.record_impact(incident.id, "alice", {"personal_data_involved": True}, {})
+    flow.cycle(clock())
+
+    earlier = {"aware_at": (T0 + timedelta(hours=1)).isoformat()}
+    found = flow.desk.record_impact(incident.id, "bob", {}, {}, earlier)
+    flow.cycle(clock())
+
+    assert found.gdpr is not None
+    assert (found.gdpr.due, found.gdpr.corrections) == (T0 + timedelta(hours=73), 1)
+    es.indices.refresh(index=f"{index_name}-escalations")
+    hits = es.search(index=f"{index_name}-escalations", query={"term": {"kind": "gdpr_reminder"}})
+    dues = sorted(h["_source"]["due"] for h in hits["hits"]["hits"])
+    assert dues == ["2026-03-05T10:00:00Z", "2026-03-05T14:00:00Z"]
+
+
+@pytest.mark.parametrize(
+    ("facts", "aware", "error"),
+    [
+        pytest.param(
+            {"personal_data_involved": True}, T0 + timedelta(hours=2), "later than now", id="future"
+        ),
+        pytest.param({}, T0, "add --personal-data yes first", id="no-breach-recorded"),
+    ],
+)
+def test_an_awareness_in_the_future_or_without_a_breach_is_refused(
+    facts: dict[str, Any], aware: datetime, error: str, make_flow: MakeFlow, clock: Clock
+) -> None:
+    flow = make_flow()
+    flow.take([(alert(), LAB)])
+    [incident] = flow.desk.book.find({"match_all": {}})
+    clock.to(T0 + timedelta(hours=1))
+
+    with pytest.raises(IncidentError, match=error):
+        flow.desk.record_impact(incident.id, "alice", facts, {}, {"aware_at": aware.isoformat()})
+
+    assert flow.desk.book.find({"match_all": {}})[0].gdpr is None

@@ -176,9 +176,16 @@ class Desk:
         narrative: dict[str, Any],
         gdpr: dict[str, str] | None = None,
     ) -> Incident:
-        """Analyst facts and texts; personal data involved starts the GDPR 72-hour clock."""
+        """Analyst facts and texts; personal data involved starts the GDPR 72-hour clock,
+        from `gdpr["aware_at"]` (ISO) when the entity learnt of the breach before this."""
         assess.check_impact(facts)
         now = self.clock()
+        aware = (gdpr or {}).get("aware_at")
+        if aware is not None and datetime.fromisoformat(aware) > now:
+            raise IncidentError(
+                f"personal data breach known at {aware}: that is later than now; give the "
+                "moment the entity became aware of it"
+            )
 
         def apply(i: Incident) -> Incident:
             told = Narrative.model_validate({**i.narrative.model_dump(), **narrative})
@@ -200,9 +207,15 @@ def _gdpr(
 ) -> Gdpr | None:
     """The GDPR duty (Art. 33(1)): opened when personal data are involved, closed by the analyst."""
     involved = facts.get("personal_data_involved")
+    given = said.get("aware_at")
+    # Art. 33(1): 72 hours after becoming aware, which may be before it was recorded here.
+    aware = datetime.fromisoformat(given) if given else now
     duty = current
     if duty is None and involved is True:
-        duty = Gdpr(aware_at=now, due=now + assess.GDPR_WINDOW)
+        duty = Gdpr(aware_at=aware, due=aware + assess.GDPR_WINDOW)
+    elif duty is not None and given and aware != duty.aware_at:
+        moved = {"aware_at": aware, "due": aware + assess.GDPR_WINDOW}
+        duty = duty.model_copy(update={**moved, "corrections": duty.corrections + 1})
     if duty is None:
         if said:
             raise IncidentError(

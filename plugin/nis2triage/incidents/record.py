@@ -138,6 +138,9 @@ class Gdpr(_Record):
     reference: str | None = None
     notified_at: AwareDatetime | None = None
     reason: str | None = None
+    # How often the analyst moved `aware_at` once the duty was open (`impact
+    # --personal-data-at`): each move raises the reminder again, with the new deadline.
+    corrections: int = 0
 
 
 class Criterion(_Record):

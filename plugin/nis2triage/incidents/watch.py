@@ -69,13 +69,18 @@ class Watchdog:
 
     def _gdpr_reminder(self, incident: Incident) -> None:
         """Once per incident with personal data: the CCB report does not discharge the GDPR one."""
-        if incident.gdpr is None or incident.gdpr.status != "due":
+        duty = incident.gdpr
+        if duty is None or duty.status != "due":
             return
         message = (
-            f"personal data involved: notify the GBA/APD by {show(incident.gdpr.due)} "
+            f"personal data involved: notify the GBA/APD by {show(duty.due)} "
             "(GDPR Art. 33(1)), separately from the CCB, through its web form"
         )
-        self.soc.raise_once("gdpr_reminder", incident.id, GDPR_KEY, message, incident.gdpr.due)
+        # Raised again when the analyst moved the awareness: the deadline said before is wrong.
+        again = f"correction {duty.corrections}" if duty.corrections else None
+        self.soc.raise_once(
+            "gdpr_reminder", incident.id, GDPR_KEY, message, duty.due, once_per=again
+        )
 
     def _aware_in_the_future(self, incident: Incident, now: datetime) -> None:
         """Awareness recorded later than now: the clock was ahead when it was recorded (a

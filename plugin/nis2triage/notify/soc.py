@@ -35,8 +35,10 @@ class Soc:
         message: str,
         due: datetime | None = None,
         details: dict[str, Any] | None = None,
+        once_per: str | None = None,
     ) -> bool:
-        """Record one escalation; True (and a WARNING line) only the first time."""
+        """Record one escalation; True (and a WARNING line) only the first time. `once_per`
+        tells apart escalations of one kind that must each be raised (a moved deadline)."""
         doc = {
             "@timestamp": _iso(self.clock()),
             "kind": kind,
@@ -46,9 +48,8 @@ class Soc:
             "message": message,
             "details": details or {},
         }
-        new = self.store.create(
-            "escalations", stable_id("escalation", incident_id, report, kind), doc
-        )
+        parts = [incident_id, report, kind] + ([once_per] if once_per else [])
+        new = self.store.create("escalations", stable_id("escalation", *parts), doc)
         if new:
             log.warning("SOC %s: incident %s, %s: %s", kind, incident_id, report, message)
         return new
