@@ -653,3 +653,36 @@ def test_a_frozen_process_sent_more_than_its_socket_holds_is_given_up_on(
         process.stop()
     [exc] = failed
     assert "it has not read what was sent for 1 s" in str(exc)
+
+
+def test_a_stop_asked_while_a_send_waits_on_a_frozen_process_ends_the_send(
+    logons: list[Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The send waited out its whole deadline (300 s) though a stop was asked: a service's
+    # stop then took five minutes, or ended in a kill.
+    monkeypatch.setattr(detector_process, "STOP_WAIT_S", 0.5)
+    stopping = threading.Event()
+    process = DetectorProcess(Detector(load_spec(PER_USER)), "auth", stopping.is_set)
+    failed: list[Exception] = []
+
+    def send() -> None:
+        try:
+            for _ in range(20):  # megabytes: more than the socket holds
+                process.ingest_many(logons)
+        except DetectorProcessFailed as exc:
+            failed.append(exc)
+
+    os.kill(pid_of(process), signal.SIGSTOP)
+    sender = threading.Thread(target=send, daemon=True)
+    try:
+        sender.start()
+        time.sleep(1)
+        stopping.set()
+        sender.join(10)
+        assert not sender.is_alive(), "the send went on waiting after the stop"
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        sender.join(30)
+        process.stop()
+    [exc] = failed
+    assert "it has not read what was sent for" in str(exc)

@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import pickle
 import queue
+import select
 import signal
 import socket
 import struct
@@ -60,6 +62,9 @@ STOP_WAIT_S = 5.0
 ANSWER_WARN_S = 30.0
 ANSWER_LIMIT_S = 300.0
 WAIT_STEP_S = 0.5
+# Each message to the process: its length, then the pickle. Written by the agent without
+# ever blocking (`_write`), read whole by the process (`_read_frame`).
+_LENGTH = struct.Struct("!Q")
 
 
 class DetectorProcessFailed(Nis2TriageError):
@@ -90,8 +95,10 @@ class _Answer:
 
 @dataclass
 class _Child:
-    """A started process: the agent's end of its socket, the process, and its ending."""
+    """A started process: the agent's end of its socket (written as `sock`, read as
+    `conn`), the process, and its ending."""
 
+    sock: socket.socket
     conn: Connection
     process: subprocess.Popen[bytes]
     end: Callable[[], Any]  # the weakref.finalize that stops it, once
@@ -259,22 +266,41 @@ class DetectorProcess:
     def _started(self) -> _Child:
         if self._child is None:
             assert not self._stopped and self._state is not None, "used after stop"
-            conn, process = _launch(logging.getLogger().getEffectiveLevel())
+            sock, conn, process = _launch(logging.getLogger().getEffectiveLevel())
             # Also when the agent drops it without `stop` (a failed pass, a library user).
-            end = weakref.finalize(self, _end, conn, process)
-            self._child = _Child(conn, process, end)
+            end = weakref.finalize(self, _end, sock, conn, process)
+            self._child = _Child(sock, conn, process, end)
             state, self._state = self._state, None
             self._send(("start", state))
         return self._child
 
     def _send(self, message: tuple[Any, ...]) -> None:
-        try:
-            self._started().conn.send(message)
-        except BlockingIOError as exc:
-            # The send deadline (`_launch`): the stream is cut mid-message, and the pass stops.
-            raise self._failed(f"it has not read what was sent for {ANSWER_LIMIT_S:.0f} s") from exc
-        except OSError as exc:
-            raise self._failed(f"it no longer reads ({exc})") from exc
+        child = self._started()
+        # Pickled whole before a byte is written: a RecursionError leaves the stream intact.
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        self._write(child.sock, _LENGTH.pack(len(data)))
+        self._write(child.sock, data)
+
+    def _write(self, sock: socket.socket, data: bytes) -> None:
+        """All of `data`, as fast as the process reads it. Its reader thread empties the
+        socket as the messages come, so only a frozen process (SIGSTOP, a swapping
+        machine) leaves it full for long: a blocking send then waited for ever, or for
+        its whole deadline, deaf to a stop. Given up on as an answer is (`_wait_for_answer`):
+        the stream is then cut mid-message, and the pass stops."""
+        view, waited = memoryview(data), 0.0
+        while view:
+            try:
+                view = view[sock.send(view, socket.MSG_DONTWAIT) :]
+                waited = 0.0
+                continue
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise self._failed(f"it no longer reads ({exc})") from exc
+            if not select.select([], [sock], [], WAIT_STEP_S)[1]:
+                waited += WAIT_STEP_S
+                if waited >= ANSWER_LIMIT_S or (self.stopping() and waited >= STOP_WAIT_S):
+                    raise self._failed(f"it has not read what was sent for {waited:.0f} s")
 
     def _receive(self) -> tuple[str, Any]:
         child = self._started()
@@ -332,20 +358,24 @@ def fields_for(spec: DetectorSpec) -> Callable[[dict[str, Any]], dict[str, Any]]
     return fields
 
 
-def _end(conn: Connection, process: subprocess.Popen[bytes]) -> None:
+def _end(sock: socket.socket, conn: Connection, process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
-        with contextlib.suppress(OSError):  # already going: waited for or killed below
-            conn.send(("stop",))
+        stop = pickle.dumps(("stop",))
+        # Not waited for: a process that does not read (frozen) is killed below all the same.
+        with contextlib.suppress(OSError):
+            sock.send(_LENGTH.pack(len(stop)) + stop, socket.MSG_DONTWAIT)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(STOP_WAIT_S)
     if process.poll() is None:
         process.kill()
         process.wait()
     conn.close()
+    sock.close()
 
 
-def _launch(level: int) -> tuple[Connection, subprocess.Popen[bytes]]:
-    """A fresh interpreter running `serve`, and the agent's end of a socket pair to it.
+def _launch(level: int) -> tuple[socket.socket, Connection, subprocess.Popen[bytes]]:
+    """A fresh interpreter running `serve`, and the agent's end of a socket pair to it:
+    the socket, to write to, and a Connection over a copy of it, to read the answers.
 
     Not a fork, nor multiprocessing's spawn: the agent runs threads (the read-ahead, the
     metrics server) whose locks a forked child could inherit held, and spawn runs the
@@ -353,12 +383,6 @@ def _launch(level: int) -> tuple[Connection, subprocess.Popen[bytes]]:
     (a bench, a user's own wrapper) does not survive.
     """
     ours, theirs = socket.socketpair()
-    # A send waits while the process's socket is full, and its reader thread empties it as
-    # the messages come, so only a frozen process (SIGSTOP, a swapping machine) fills it
-    # for long: without a deadline the agent waited there for ever, deaf to a stop.
-    seconds, fraction = divmod(ANSWER_LIMIT_S, 1.0)
-    deadline = struct.pack("ll", int(seconds), int(fraction * 1_000_000))
-    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, deadline)
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", __name__, str(theirs.fileno()), str(level)],
@@ -367,7 +391,7 @@ def _launch(level: int) -> tuple[Connection, subprocess.Popen[bytes]]:
         )
     finally:
         theirs.close()
-    return Connection(ours.detach()), process
+    return ours, Connection(os.dup(ours.fileno())), process
 
 
 def serve(conn: Connection, level: int) -> None:
@@ -377,7 +401,7 @@ def serve(conn: Connection, level: int) -> None:
     logging.getLogger().addHandler(records)
     logging.getLogger().setLevel(level)
     judge = _Judge(conn, records)
-    inbox = _inbox(conn)
+    inbox = _inbox(conn.fileno())
     with gc_tuning.streaming():
         while (data := inbox.get()) is not None:  # None: the agent is gone
             try:
@@ -436,7 +460,7 @@ class _Judge:
         )
 
 
-def _inbox(conn: Connection) -> queue.SimpleQueue[bytes | None]:
+def _inbox(fd: int) -> queue.SimpleQueue[bytes | None]:
     """The agent's messages, read as they come by a thread of their own (None once the
     agent is gone).
 
@@ -450,13 +474,26 @@ def _inbox(conn: Connection) -> queue.SimpleQueue[bytes | None]:
     def read() -> None:
         while True:
             try:
-                inbox.put(conn.recv_bytes())
+                (length,) = _LENGTH.unpack(_read_exactly(fd, _LENGTH.size))
+                inbox.put(_read_exactly(fd, length))
             except (EOFError, OSError):
                 inbox.put(None)
                 return
 
     threading.Thread(target=read, name="inbox", daemon=True).start()
     return inbox
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """`size` bytes from `fd`; EOFError when the agent's end closes first."""
+    parts, left = [], size
+    while left:
+        part = os.read(fd, min(left, 1 << 20))
+        if not part:
+            raise EOFError
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def _described(exc: Exception) -> str:
