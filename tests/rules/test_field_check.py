@@ -13,7 +13,7 @@ from elasticsearch import Elasticsearch
 
 from nis2triage.config import RulesConfig
 from nis2triage.rulerunner import RuleRunner
-from nis2triage.rules.fieldcheck import filter_fields, named_fields
+from nis2triage.rules.fieldcheck import RECHECK_S, filter_fields, named_fields
 
 from native_support import MAPPING, at, ev, index_events, make_rule
 
@@ -72,7 +72,7 @@ def index(es: Elasticsearch) -> Iterator[str]:
 
 
 def _runner(es: Elasticsearch, *rules: Any) -> RuleRunner:
-    times = iter([at(10), at(12), at(14)])
+    times = iter([at(10), at(12), at(14), at(16)])
     settings = RulesConfig(
         initial_lookback=timedelta(minutes=10), max_lateness=timedelta(seconds=1)
     )
@@ -123,15 +123,19 @@ def test_an_index_without_events_is_checked_again_once_it_holds_some(
     es.indices.create(index=name, mappings=MAPPING)
     rule = make_rule("any", name, filter="user.nme:alice")
     runner = _runner(es, rule)
+    seconds = [0.0]
+    runner.field_check.clock = lambda: seconds[0]
 
     try:
         with caplog.at_level(logging.WARNING, logger="nis2triage.rules.fieldcheck"):
             runner.run_due()
-            quiet = list(caplog.records)
             es.index(index=name, document=ev(11, user="alice"), refresh=True)
+            runner.run_due()
+            quiet = list(caplog.records)
+            seconds[0] = RECHECK_S
             runner.run_due()
     finally:
         es.options(ignore_status=404).indices.delete(index=name)
 
-    assert quiet == []
+    assert quiet == []  # not asked again before RECHECK_S
     assert ["user.nme" in r.getMessage() for r in caplog.records] == [True]

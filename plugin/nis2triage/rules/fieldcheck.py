@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
@@ -22,6 +23,10 @@ from nis2triage.rules.native import NativeRule
 from nis2triage.source import index_names
 
 log = logging.getLogger(__name__)
+
+# How long a rule whose indices held no event waits before its fields are asked about
+# again: three requests a cycle for each rule over an index still empty would add up.
+RECHECK_S = 600.0
 
 # The rule options that name one field each (`fields` names several).
 _KEYS = ("timestamp_field", "query_key", "compare_key", "cardinality_field", "metric_agg_key")
@@ -90,15 +95,18 @@ def _dsl_fields(query: Any) -> Iterator[str]:
 class FieldCheck:
     """Checks each rule once per run of the agent, when its indices first hold events."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.checked: set[str] = set()
+        self.clock = clock
+        # Rule name -> when to look again, for rules whose indices held no event yet.
+        self.retry_at: dict[str, float] = {}
 
     def check(self, es: Elasticsearch, rules: Sequence[NativeRule]) -> None:
         """Warn for each field of a not yet checked rule that no index of its `index` maps.
         A rule whose indices hold no event yet is checked again next time: an empty
         index maps nothing until its first event (dynamic mapping)."""
         for rule in rules:
-            if rule.name in self.checked:
+            if rule.name in self.checked or self.clock() < self.retry_at.get(rule.name, 0.0):
                 continue
             try:
                 done = self._check_one(es, rule)
@@ -109,6 +117,8 @@ class FieldCheck:
                 done = True
             if done:
                 self.checked.add(rule.name)
+            else:
+                self.retry_at[rule.name] = self.clock() + RECHECK_S
 
     @staticmethod
     def _check_one(es: Elasticsearch, rule: NativeRule) -> bool:
