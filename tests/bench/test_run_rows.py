@@ -105,3 +105,15 @@ def test_elastalerts_own_failure_on_this_node_is_said_in_words_not_cut_mid_word(
     assert other.startswith(unknown[said].removesuffix(" ..."))
     assert not unknown[said].removesuffix(" ...").endswith(" ")
     assert known["ElastAlert 2's one rule / nis2triage's whole pass"] == "0.15x"
+
+
+def test_each_readers_cpu_is_shown_the_nodes_when_it_was_read() -> None:
+    t = throughput(24_000.0) | {
+        "read_cpu_by_method": {"windowed": [11.92, 12.74], "scroll": [10.8, None]},
+    }
+    rows = {row.measure: row.value for row in run.rows({"throughput": t})}
+
+    paging = next(m for m in rows if m.startswith("  CPU of the read") and "windows" in m)
+    assert rows[paging] == "11.9 / 12.7"
+    scroll = next(m for m in rows if m.startswith("  CPU of the read") and "scroll" in m)
+    assert rows[scroll] == "10.8 / not read"

@@ -77,7 +77,7 @@ def bench_throughput(
     runs: list[throughput.Timed] = []
     for i in range(repeat):
         for method in methods:
-            reads[method].append(throughput.read_limit(es, index, 1000, method))
+            reads[method].append(throughput.read_limit(es, index, 1000, method, node.pid))
         runs.append(throughput.end_to_end(es, cfg, rule, day_range(), node.pid))
         log.info("throughput: round %d of %d done", i + 1, repeat)
     rules = repeated(repeat, "rule alone", lambda: throughput.rule_only(es, rule, day_range()))
@@ -89,6 +89,11 @@ def bench_throughput(
         "read_method": best,
         "read_rates": [r.rate for r in reads[best]],
         "read_rate_by_method": read_rates,
+        # What each reader cost: the client's decoding against the node's search and fetch.
+        "read_cpu_by_method": {
+            m: [metrics.median([r.cpu for r in timed]), _median_known([r.node_cpu for r in timed])]
+            for m, timed in reads.items()
+        },
         "e2e_rate": metrics.median([r.rate for r in runs]),
         "e2e_rates": [r.rate for r in runs],
         "e2e_seconds": metrics.median([r.seconds for r in runs]),
@@ -209,6 +214,7 @@ def _throughput_rows(d: dict[str, Any]) -> list[Row]:
             f"{t['read_rate']:,.0f}",
         ),
         *(Row(f"  read, {READ_LABELS[m]}, events/s", f"{r:,.0f}") for m, r in by_method.items()),
+        *_read_cpu_rows(t),
         Row(f"end to end (agent + frequency rule{_apart(t)}), events/s", f"{t['e2e_rate']:,.0f}"),
         Row("end to end / read limit", _percent(ratio), ">= 50%", ratio >= 0.5),
         *_round_ratios(t),
@@ -218,6 +224,18 @@ def _throughput_rows(d: dict[str, Any]) -> list[Row]:
         *_read_share(t),
         Row("nis2triage frequency rule alone, s", f"{t['rule_seconds']:.2f}"),
     ]
+
+
+def _read_cpu_rows(t: dict[str, Any]) -> list[Row]:
+    """Each reader's CPU, this process's and the node's (older bench.json files have none)."""
+    return [
+        Row(f"  CPU of the read, {READ_LABELS[m]}, client / node, s", _cpu_pair(cpu, node))
+        for m, (cpu, node) in t.get("read_cpu_by_method", {}).items()
+    ]
+
+
+def _cpu_pair(cpu: float, node: float | None) -> str:
+    return f"{cpu:.1f} / " + ("not read" if node is None else f"{node:.1f}")
 
 
 def _median_known(values: list[float | None]) -> float | None:

@@ -127,14 +127,21 @@ def fresh_agent(es: Elasticsearch, cfg: AgentConfig) -> Agent:
 READ_METHODS = ("windowed", "unbounded", "scroll")
 
 
-def read_limit(es: Elasticsearch, index: str, batch_size: int, method: str) -> Timed:
-    """Every document of `index` read one way, nothing done with the hits."""
-    started = time.perf_counter()
+def read_limit(
+    es: Elasticsearch, index: str, batch_size: int, method: str, node_pid: int | None = None
+) -> Timed:
+    """Every document of `index` read one way, nothing done with the hits; with the CPU
+    of this process and of the node (`node_pid`) over the read."""
+    node_before = tree_cpu_seconds(node_pid) if node_pid else None
+    cpu_before, started = time.process_time(), time.perf_counter()
     if method == "scroll":
         total = sum(1 for _ in helpers.scan(es, index=index, size=batch_size, preserve_order=False))
     else:
         total = _read_pit(es, index, batch_size, windowed=method == "windowed")
-    return Timed(total, time.perf_counter() - started)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_before
+    node_after = tree_cpu_seconds(node_pid) if node_pid else None
+    node_cpu = None if node_before is None or node_after is None else node_after - node_before
+    return Timed(total, seconds, cpu=cpu, node_cpu=node_cpu)
 
 
 def _read_pit(es: Elasticsearch, index: str, batch_size: int, windowed: bool) -> int:
