@@ -423,3 +423,21 @@ def test_a_native_rule_named_like_a_detector_fails_the_configuration_naming_both
         r"\(it looks like 'ssh-brute-force'\): an alert carries its name alone",
         finding.problem,
     )
+
+
+def test_a_misspelt_detector_in_detector_processes_fails_the_configuration(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    # `validate` said ok and `run` then stopped at start on the same file (new-user run).
+    path = write_agent_config(tmp_path, es_settings, "logs-x", "x-st")
+    path.write_text(path.read_text() + "detector_processes: [auth-volume-per-usr]\n")
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is not None
+    line = path.read_text().splitlines().index("detector_processes: [auth-volume-per-usr]") + 1
+    assert re.search(
+        rf"nis2triage\.yml:{line}:\d+: detector_processes\.0: no loaded detector is named "
+        r"'auth-volume-per-usr'",
+        finding.problem,
+    )

@@ -126,22 +126,33 @@ def check_sources(cfg: AgentConfig, specs: list[DetectorSpec]) -> None:
             )
 
 
-def check_processes(cfg: AgentConfig, specs: list[DetectorSpec]) -> None:
-    """Every detector named in detector_processes is one the configuration loads."""
+def check_processes(
+    cfg: AgentConfig, specs: list[DetectorSpec], located: yamlload.Located | None = None
+) -> None:
+    """Every detector named in detector_processes is one the configuration loads; with the
+    configuration's `located` file, the error names its line."""
     loaded = {spec.name for spec in specs}
-    unknown = [name for name in cfg.detector_processes if name not in loaded]
-    twice = sorted({n for n in cfg.detector_processes if cfg.detector_processes.count(n) > 1})
+    names = cfg.detector_processes
+    twice = sorted({n for n in names if names.count(n) > 1})
+    unknown = [name for name in names if name not in loaded]
     if twice:
-        raise ConfigError(
-            f"detector_processes: {', '.join(map(repr, twice))} listed more than once; each "
-            "named detector runs in one process of its own, so list it once"
+        message = (
+            f"{', '.join(map(repr, twice))} listed more than once; each named detector runs "
+            "in one process of its own, so list it once"
         )
+        raise _processes_error(located, names.index(twice[0]), message)
     if unknown:
-        raise ConfigError(
-            f"detector_processes: no loaded detector is named {', '.join(map(repr, unknown))}; "
-            f"the loaded ones are {', '.join(sorted(loaded)) or 'none'} (the `name:` in each "
-            "detector file)"
+        message = (
+            f"no loaded detector is named {', '.join(map(repr, unknown))}; the loaded ones "
+            f"are {', '.join(sorted(loaded)) or 'none'} (the `name:` in each detector file)"
         )
+        raise _processes_error(located, names.index(unknown[0]), message)
+
+
+def _processes_error(located: yamlload.Located | None, index: int, message: str) -> ConfigError:
+    if located is None:
+        return ConfigError(f"detector_processes: {message}")
+    return located.error(("detector_processes", index), message)
 
 
 def spec_fingerprint(spec: DetectorSpec) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nis2triage import yamlload
-from nis2triage.agent import check_names_apart, check_sources
+from nis2triage.agent import check_names_apart, check_processes, check_sources
 from nis2triage.assets import load_inventory
 from nis2triage.config import AgentConfig, load_config
 from nis2triage.detectors import load_spec, load_specs
@@ -102,6 +102,8 @@ def _configuration(path: Path, references: bool = True) -> None:
         raise ConfigError("\n  also ".join(missing) + hint)
     specs = load_specs(cfg.detector_files())
     check_sources(cfg, specs)
+    # As the agent checks at start: a misspelt name there stopped `run`, not `validate`.
+    check_processes(cfg, specs, located)
     check_names_apart(cfg, specs, load_native(cfg))
     _sigma_named(cfg)
     if cfg.triage:
