@@ -12,6 +12,10 @@ from elasticsearch import Elasticsearch
 from nis2triage import demo
 from nis2triage.config import load_config
 from nis2triage.errors import ConfigError
+from nis2triage.rulerunner import load_native
+from nis2triage.rules.loader import load_rules
+
+from support import REPO
 
 
 def test_the_demo_keys_are_made_once_private_and_read_back(tmp_path: Path) -> None:
@@ -87,3 +91,21 @@ def test_a_demo_run_deletes_its_own_report_files_only(
 
     assert old.exists() is kept
     assert config.exists()
+
+
+def test_the_demos_rule_reads_only_the_demos_own_index() -> None:
+    # Over the shipped rule's `logs-*,filebeat-*`, a second `make demo` on a node where a
+    # new user had indexed SSH logins of their own printed "20 alerts from 638 events
+    # read": the 20th was theirs, not the demo log's (new-user run).
+    cfg = load_config(demo.DEMO_CONFIG)
+
+    indices = {rule.index for rule in load_native(cfg)}
+
+    assert indices == {",".join(cfg.sources[0].indices)}
+
+
+def test_the_demos_rule_is_the_shipped_one_but_for_its_index() -> None:
+    [ours] = load_native(load_config(demo.DEMO_CONFIG))
+    [shipped] = load_rules([REPO / "rules" / "detection" / "ssh-brute-force.yml"])
+
+    assert ours.model_dump(exclude={"index"}) == shipped.model_dump(exclude={"index"})
