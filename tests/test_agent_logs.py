@@ -122,6 +122,29 @@ def test_a_source_without_a_checkpoint_says_once_that_it_reads_from_the_oldest_e
 
 
 @pytest.mark.usefixtures("agent_env")
+def test_a_source_says_which_of_its_detectors_run_in_a_process_of_their_own(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Nothing said it, at any level: a misread configuration ran all in one process unseen.
+    config = load_config(write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st"))
+    config = config.model_copy(update={"detector_processes": ["auth-volume-per-user"]})
+    es.index(index=index_name, document={"@timestamp": "2026-12-01T10:00:00Z"}, refresh=True)
+    agent = Agent(config, es, b"k" * 32, b"p" * 32)
+
+    with caplog.at_level(logging.INFO, logger="nis2triage.agent"):
+        agent.start()
+
+    said = [r.getMessage() for r in caplog.records if "no checkpoint" in r.getMessage()]
+    assert said[0].endswith(
+        "from the oldest (2 detectors; auth-volume-per-user in a process of its own)"
+    )
+
+
+@pytest.mark.usefixtures("agent_env")
 def test_an_agent_with_no_detector_and_no_rule_says_it_judges_nothing(
     es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
     caplog: pytest.LogCaptureFixture,

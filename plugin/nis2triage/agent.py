@@ -428,15 +428,17 @@ class Agent:
             else:
                 detectors.append(detector)
         if saved:
-            self._say_resumed(src.name, str(saved.get("updated", "?")), len(detectors))
+            self._say_resumed(src.name, str(saved.get("updated", "?")), detectors)
         else:
-            self._say_fresh(src.name, len(detectors))
+            self._say_fresh(src.name, detectors)
         filters = {d.spec.name: d.spec.filter for d in detectors}
         features = {spec.name: feature_fields(spec) for spec in specs}
         source = Source(self.es, src, self.clock, filters, fields_read(specs), features)
         return SourceRun(src, source, detectors, cursor)
 
-    def _say_resumed(self, source: str, updated: str, detectors: int) -> None:
+    def _say_resumed(
+        self, source: str, updated: str, detectors: list[Detector | DetectorProcess]
+    ) -> None:
         # The loop restores again when it takes the lease, right after start: one line per
         # checkpoint, not one per restore.
         if self.resumed_from.get(source) == updated:
@@ -449,7 +451,7 @@ class Agent:
             _detectors(detectors),
         )
 
-    def _say_fresh(self, source: str, detectors: int) -> None:
+    def _say_fresh(self, source: str, detectors: list[Detector | DetectorProcess]) -> None:
         # With no checkpoint a source has no lower bound: its first pass reads every event its
         # indices hold, however old. Said because on a cluster with months of logs that pass
         # is long, and an incident it opens on an old event is aware (its clocks run) from now.
@@ -1011,5 +1013,11 @@ def _stage_arguments(deadline_key: str) -> str:
     return f"--stage {cli_name(report)}" + (f" --request {ref}" if ref else "")
 
 
-def _detectors(count: int) -> str:
-    return "1 detector" if count == 1 else f"{count} detectors"
+def _detectors(detectors: list[Detector | DetectorProcess]) -> str:
+    """How many detectors, and which run in a process of their own (said nowhere else)."""
+    said = "1 detector" if len(detectors) == 1 else f"{len(detectors)} detectors"
+    apart = [d.spec.name for d in detectors if isinstance(d, DetectorProcess)]
+    if not apart:
+        return said
+    own = "a process of its own" if len(apart) == 1 else "processes of their own"
+    return f"{said}; {', '.join(apart)} in {own}"
