@@ -337,6 +337,26 @@ def test_a_lease_and_checkpoint_written_by_a_clock_days_ahead_are_concerns(
 
 
 @pytest.mark.usefixtures("agent_env")
+def test_a_lease_left_to_expire_is_said_as_its_holders_not_as_no_agent_running(
+    polled: tuple[Path, Store],
+) -> None:
+    # An agent waiting 5 minutes on a frozen detector process let its 2-minute lease lapse
+    # while it ran, and status said "none is running" (new-user run).
+    config, store = polled
+    cfg = load_config(config)
+    then = datetime.now(UTC) - timedelta(minutes=3)
+    Lease(store, timedelta(minutes=2), lambda: then, host="siem-a", pid=4242).hold()
+
+    concerns = read_status(cfg, store, datetime.now(UTC)).concerns()
+
+    assert concerns[0] == (
+        f"the lease of {store.index('state')} expired at {show(then + timedelta(minutes=2))}, "
+        "not renewed by process 4242 on siem-a: that agent died or is stuck (its log says "
+        "which), and no agent holds the lease"
+    )
+
+
+@pytest.mark.usefixtures("agent_env")
 def test_a_report_discharged_by_a_later_one_is_not_overdue(
     es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path
 ) -> None:

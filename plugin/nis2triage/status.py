@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from nis2triage.config import AgentConfig
 from nis2triage.incidents.record import Incident
 from nis2triage.lease import LEASE_ID, Holder, holder_of
+from nis2triage.nis2.brussels import show
 from nis2triage.store import INDICES, Store, describe_closed, lift_block
 
 # A source whose checkpoint is older than this many poll intervals, and than STALE_FLOOR,
@@ -95,6 +96,8 @@ class Status:
                 f"state.index_prefix {self.prefix}; if one runs, compare that setting with "
                 "its configuration"
             )
+        elif self.holder is not None and self.live_holder is None:
+            said.append(_lease_expired(self.prefix, self.holder))
         elif self.live_holder is None:
             said.append(f"no agent holds the lease of {self.prefix}-state: none is running")
         else:
@@ -260,6 +263,16 @@ def _source_concerns(src: SourceStatus, now: datetime) -> list[str]:
             "the agent is stopped, stuck or failing (its log says which)"
         )
     return said
+
+
+def _lease_expired(prefix: str, holder: Holder) -> str:
+    """A lease left in place past its expiry: a clean stop deletes it, so its holder died or
+    is stuck (waiting on a frozen detector process, say), which "none is running" hid."""
+    return (
+        f"the lease of {prefix}-state expired at {show(holder.expires)}, not renewed by "
+        f"process {holder.pid} on {holder.host}: that agent died or is stuck (its log says "
+        "which), and no agent holds the lease"
+    )
 
 
 def _lease_ahead(prefix: str, holder: Holder, now: datetime) -> list[str]:
