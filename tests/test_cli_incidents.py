@@ -201,7 +201,8 @@ def test_list_show_and_refusals_against_the_real_node(
 @pytest.mark.parametrize(
     ("mode", "told"),
     [
-        ("send", "not sent yet: the running agent sends it at its next cycle (or `run --once`)"),
+        # No agent runs here: "the running agent sends it" sent the reader waiting for none.
+        ("send", "not sent yet, and no agent holds the lease of "),
         ("dry-run", "dry-run: stored in the outbox as it would be sent, and not sent"),
     ],
 )

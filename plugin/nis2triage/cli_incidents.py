@@ -26,6 +26,7 @@ from nis2triage.config import AgentConfig, breaks_line, load_config, parse_durat
 from nis2triage.errors import IncidentError
 from nis2triage.incidents.record import GDPR_KEY, DeadlineView, Incident
 from nis2triage.incidents.reporting import Names
+from nis2triage.lease import LEASE_ID, holder_of
 from nis2triage.nis2.brussels import show
 from nis2triage.reports.stages import BY_CLI, BY_REPORT, cli_name, stage_named
 from nis2triage.rules.alerts import plural
@@ -66,6 +67,8 @@ class Context:
     cfg: AgentConfig
     flow: IncidentFlow
     console: Console
+    store: Store
+    config: str
 
 
 def connect(config: str, reading: bool = False) -> Context:
@@ -88,7 +91,20 @@ def connect(config: str, reading: bool = False) -> Context:
         cfg = cfg.model_copy(update={"notifier": without})
     notifier = build.notifier(cfg, store, key.encode() if key else None, clock)
     console = text_console(width=None if sys.stdout.isatty() else 160)
-    return Context(cfg, IncidentFlow(cfg, store, notifier, clock), console)
+    return Context(cfg, IncidentFlow(cfg, store, notifier, clock), console, store, config)
+
+
+def _when_sent(ctx: Context) -> str:
+    """The command only queues: the agent's loop delivers (and retries) what is due, so
+    say whether one runs to do it."""
+    doc = ctx.store.get("state", LEASE_ID)
+    holder = holder_of(doc) if doc else None
+    if holder is not None and holder.expires > _now():
+        return "not sent yet: the running agent sends it at its next cycle"
+    return (
+        f"not sent yet, and no agent holds the lease of {ctx.store.index('state')}: start "
+        f"the agent, or send it now with `nis2triage run --once -c {ctx.config}`"
+    )
 
 
 def _require_agent_ran(store: Store, config: str) -> None:
@@ -397,10 +413,7 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
     for f in files:
         ctx.console.print(f"  {f}")
     if entry["status"] == "pending":
-        # The command only queues: the agent's loop delivers (and retries) what is due.
-        ctx.console.print(
-            "not sent yet: the running agent sends it at its next cycle (or `run --once`)"
-        )
+        ctx.console.print(_when_sent(ctx))
     elif entry["status"] == "dry-run":
         ctx.console.print(
             "dry-run: stored in the outbox as it would be sent, and not sent (notifier.mode)"
