@@ -173,6 +173,10 @@ def test_list_show_and_refusals_against_the_real_node(
     assert main(["incidents", "list", "-c", str(config), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(i["id"], i["status"], i["alerts"]) for i in listed] == [(incident.id, "aware", 1)]
+    # For scripts: ISO times in UTC, as `status --json` gives them, not the table's text.
+    early_due = next(d.due for d in incident.deadlines if d.key == "early_warning")
+    assert listed[0]["opened"] == incident.opened_at.isoformat()
+    assert listed[0]["next_due"] == {"key": "early_warning", "due": early_due.isoformat()}
     assert main(["incidents", "show", incident.id[:8], "-c", str(config)]) == 0
     shown = capsys.readouterr().out
     assert "serious detection" in shown

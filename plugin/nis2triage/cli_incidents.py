@@ -241,7 +241,7 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         query = {"bool": {"must_not": [{"term": {"status": "closed"}}]}}
     found = ctx.flow.desk.book.find(query, size=args.limit)
     if args.json:
-        return _print_json([_row(i) for i in found])
+        return _print_json([_json_row(i) for i in found])
     table = Table(title=plural(len(found), "incident"))
     # The incident's time is its first detection's (the event's), not when it was recorded.
     first = "first detected (Brussels)"
@@ -261,15 +261,37 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _next_due(i: Incident) -> DeadlineView | None:
+    """The earliest deadline of a report still pending (the deadlines are not in time order:
+    an intermediate report asked for may fall before the final one)."""
+    return min((d for d in i.deadlines if d.key in i.pending), key=lambda d: d.due, default=None)
+
+
+def _json_row(i: Incident) -> dict[str, Any]:
+    """`_row` for scripts: ISO times in UTC (as `status --json`), the next due report as
+    its key and time, no placeholder text."""
+    due = _next_due(i)
+    return {
+        "id": i.id,
+        "status": i.status,
+        "opened": i.opened_at.isoformat(),
+        "alerts": i.alert_count,
+        "verdict": i.significance.verdict if i.significance else None,
+        "next_due": {"key": due.key, "due": due.due.isoformat()} if due else None,
+        "overdue": list(i.overdue),
+        "title": i.title,
+    }
+
+
 def _row(i: Incident) -> dict[str, Any]:
-    due = [d for d in i.deadlines if d.key in i.pending]
+    due = _next_due(i)
     return {
         "id": i.id,
         "status": i.status,
         "opened": show(i.opened_at),
         "alerts": i.alert_count,
         "verdict": i.significance.verdict if i.significance else "-",
-        "next_due": f"{due[0].key} {show(due[0].due)}" if due else None,
+        "next_due": f"{due.key} {show(due.due)}" if due else None,
         "overdue": list(i.overdue),
         "title": i.title,
     }
