@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from rich.logging import RichHandler
@@ -174,3 +175,27 @@ def test_control_sequences_from_outside_reach_no_terminal_or_file(for_people: bo
     else:
         said = json.loads(out)["message"]
         assert said == "rejected: HTTP 400: \\x1b]0;owned\\x07\\x1b[2Jgone\\x0dfake line\\x9b31m"
+
+
+@pytest.mark.parametrize(("command", "json_line"), [("run", True), ("status", False)])
+def test_the_error_that_ends_run_is_a_json_line_when_its_logs_are(
+    command: str, json_line: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every line of a service's log was ECS JSON but the last, the one saying why it
+    # stopped: a pipeline parsing the journal lost exactly that one.
+    from nis2triage.cli import main
+
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    try:
+        assert main([command, "-c", str(tmp_path / "absent.yml")]) == 1
+    finally:
+        root.handlers[:], root.level = before, level
+
+    [line] = capsys.readouterr().err.splitlines()
+    if json_line:
+        doc = json.loads(line)
+        assert (doc["log.level"], doc["log"]["logger"]) == ("error", "nis2triage")
+        assert "absent.yml" in doc["message"]
+    else:
+        assert line.startswith("nis2triage: ") and "absent.yml" in line

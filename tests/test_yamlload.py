@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -160,4 +161,9 @@ def test_validate_and_run_say_a_missing_configuration_is_missing(tmp_path: Path)
     assert validated.returncode == 1
     assert f"{missing}: no such file: check the path" in validated.stdout
     assert ran.returncode == 1
-    assert ran.stderr.strip() == f"nis2triage: {missing}: no such file: check the path"
+    # `run`'s stderr is a pipe here, so its log, and the error that ends it, is ECS JSON.
+    [said] = [json.loads(line) for line in ran.stderr.splitlines()]
+    assert (said["log.level"], said["message"]) == (
+        "error",
+        f"{missing}: no such file: check the path",
+    )

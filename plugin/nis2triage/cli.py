@@ -339,20 +339,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         with gc_tuning.streaming():
             return handler(args)
     except Nis2TriageError as exc:
-        print(f"nis2triage: {exc}", file=sys.stderr)
-        return 1
+        return _failed(args, str(exc))
     except TransportError as exc:
         # status, incidents and replay meet the node first here: the loop's short words
         # ("cannot be reached (ConnectionError)") named neither the address nor the fix.
-        print(f"nis2triage: {unreached(exc)}", file=sys.stderr)
-        return 1
+        return _failed(args, unreached(exc))
     except ApiError as exc:
-        print(f"nis2triage: {describe_outage(exc)}{_whose(args, exc)}", file=sys.stderr)
-        return 1
+        return _failed(args, f"{describe_outage(exc)}{_whose(args, exc)}")
     except BrokenPipeError:
         if not _stdout_gone():
             raise
         return 141  # 128 + SIGPIPE: what a shell reports for a command so cut off
+
+
+def _failed(args: argparse.Namespace, message: str) -> int:
+    """Say the error that ends the command; 1. A plain line for a person, but the agent's
+    service (`run`, its log in ECS JSON) says it as one more JSON record: a pipeline reading
+    its journal otherwise failed to parse exactly the line saying why it stopped."""
+    if args.command == "run" and logs.as_json():
+        log.error("%s", message)
+    else:
+        print(f"nis2triage: {message}", file=sys.stderr)
+    return 1
 
 
 def _stdout_gone() -> bool:

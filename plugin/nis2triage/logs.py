@@ -120,6 +120,12 @@ class PlainFormatter(logging.Formatter):
         return line
 
 
+def as_json() -> bool:
+    """Whether `configure` set the log to ECS JSON (stderr no terminal, not the demo)."""
+    ours = [h for h in logging.getLogger().handlers if getattr(h, OURS, False)]
+    return any(isinstance(h.formatter, EcsFormatter) for h in ours)
+
+
 def configure(
     verbose: bool = False, stream: TextIO | None = None, for_people: bool = False
 ) -> None:
