@@ -39,6 +39,17 @@ def test_a_new_incident_is_detected_at_the_alert_and_triaged_when_filed() -> Non
     assert incident.ips == ("203.0.113.9",)
 
 
+def test_an_alert_joining_with_earlier_events_moves_the_first_detection_back() -> None:
+    # A rule's alert over 10:02-10:03 joined an incident first detected at 10:05, which
+    # then said "first detected 10:05" in its reports all the same.
+    incident = lifecycle.open_incident(alert(), LAB, ("k",), T0)
+    earlier = alert(at=T0 - timedelta(minutes=3))
+
+    joined = lifecycle.with_alert(incident, earlier, LAB, ("k",))
+
+    assert (joined.opened_at, joined.last_seen) == (T0 - timedelta(minutes=3), T0)
+
+
 def test_awareness_is_set_once_and_a_later_acknowledgement_only_recorded() -> None:
     incident = lifecycle.open_incident(alert(), LAB, ("k",), T0)
     aware = lifecycle.become_aware(incident, T0 + timedelta(hours=1), "alice", "confirmed")

@@ -107,6 +107,9 @@ def with_alert(
             "ips": _merged(incident.ips, alert.related_ips),
             "users": _merged(incident.users, _users(alert)),
             "hosts": _merged(incident.hosts, _hosts(alert)),
+            # An alert may join with events older than the first one's (a rule's window
+            # judged later): the incident was first detected at the earliest.
+            "opened_at": min(incident.opened_at, alert.timestamp),
             "last_seen": max(incident.last_seen, alert.timestamp),
         }
     )
