@@ -222,3 +222,22 @@ def test_a_channel_configured_again_takes_its_delivery_back(
         "http": "sent",
         "smtp": "replaced",
     }
+
+
+def test_a_queued_report_is_logged_by_its_stage_and_incident(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "incident_report <key> queued (dry-run)" read as the incident notification when it
+    # was the early warning.
+    store = Store(es, index_name)
+    store.ensure_indices()
+    meta = {"incident_id": "38928b0c1d2e3f4a5b6c", "stage": "early_warning"}
+
+    with caplog.at_level(logging.INFO, logger="nis2triage.notify.notifier"):
+        Notifier(store, "dry-run", ["manual"], None, lambda: NOW).queue(
+            "key-9", "incident_report", {}, meta
+        )
+
+    assert caplog.messages == [
+        "early_warning of incident 38928b0c1d2e (incident_report key-9) queued (dry-run) for manual"
+    ]

@@ -76,7 +76,12 @@ class Notifier:
         }
         new = self.store.create_many("outbox", [(key, doc)]) == 1
         if new:
-            log.info("%s %s queued (%s) for %s", kind, key, doc["status"], ", ".join(self.channels))
+            log.info(
+                "%s queued (%s) for %s",
+                _named(kind, key, meta),
+                doc["status"],
+                ", ".join(self.channels),
+            )
         return new
 
     def requeue(self, key: str, body: dict[str, Any]) -> bool:
@@ -194,3 +199,11 @@ def _by_hand(
         "submitted_by_hand": {"at": now, "by": who, "reference": reference},
     }
     return stopped, update
+
+
+def _named(kind: str, key: str, meta: dict[str, Any]) -> str:
+    """What a log line calls an entry: a report by its stage and incident, as analysts know
+    it ("incident_report" alone read as the incident notification), with its key."""
+    if "stage" not in meta:
+        return f"{kind} {key}"
+    return f"{meta['stage']} of incident {str(meta.get('incident_id', '?'))[:12]} ({kind} {key})"
