@@ -13,6 +13,7 @@ from test_agent_restart import index_part
 from nis2triage import esclient
 from nis2triage.cli import main
 
+from ccb_server import running_ccb
 from support import real_log_docs, write_agent_config
 
 
@@ -41,4 +42,32 @@ def test_reports_the_manual_channel_wrote_are_counted_not_left_out_of_zero_sent(
     assert line.endswith(
         f", {written} written to incidents.report_dir for a person to submit "
         "(see `nis2triage incidents submitted`)"
+    )
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_reports_the_endpoint_did_not_take_are_counted_not_left_out_of_zero_sent(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With the endpoint down the line said "0 sent" and nothing else: the failure was in a
+    # WARNING line only.
+    index_part(es, index_name, real_log_docs(), 0)
+    monkeypatch.setenv("NIS2TRIAGE_CCB_TOKEN", "test-token")
+    with running_ccb() as ccb:
+        ccb.down = True
+        notifier = {"mode": "send", "endpoint": ccb.url, "token_env": "NIS2TRIAGE_CCB_TOKEN"}
+        config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", notifier)
+
+        assert main(["run", "-c", str(config), "--once"]) == 0
+
+    line = capsys.readouterr().out.strip()
+    queued = int(re.search(r"(\d+) notifications queued, 0 sent", line)[1])  # type: ignore[index]
+    assert queued > 0
+    assert line.endswith(
+        f", {queued} not delivered yet (retried at the next cycles; see {index_name}-st-outbox)"
     )

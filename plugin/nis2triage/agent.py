@@ -169,6 +169,8 @@ class CycleReport:
     notifications_sent: int = 0
     # Written by the manual channel for a person to submit: not sent until they do.
     notifications_handed_over: int = 0
+    # Deliveries that did not go through this cycle: retried later, or given up (failed).
+    notifications_unsent: int = 0
     dead_letters: int = 0
 
 
@@ -522,6 +524,7 @@ class Agent:
         delivered = self.outbox.deliver_due(self.clock())
         report.notifications_sent += delivered.sent
         report.notifications_handed_over += delivered.handed_over
+        report.notifications_unsent += delivered.retrying + delivered.failed
         if self.outbox.halted:
             raise LeaseLost("another agent took over the state prefix while this one delivered")
         # After delivery, so a report confirmed just now is not escalated as missing.

@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             agent.stop_processes()
             agent.lease.release()
-        print(_pass_summary(report))
+        print(_pass_summary(report, agent.store.index("outbox")))
         return 0
     try:
         agent.run_forever()
@@ -86,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pass_summary(report: CycleReport) -> str:
+def _pass_summary(report: CycleReport, outbox: str) -> str:
     """One line for `run --once`: what was read, found and delivered."""
     line = (
         f"{report.events} events read, {len(report.alerts)} alerts "
@@ -98,6 +98,13 @@ def _pass_summary(report: CycleReport) -> str:
         line += (
             f", {report.notifications_handed_over} written to incidents.report_dir for a "
             "person to submit (see `nis2triage incidents submitted`)"
+        )
+    if report.notifications_unsent:
+        # Otherwise an endpoint that was down showed as "0 sent" alone, its failure said
+        # in a WARNING line only.
+        line += (
+            f", {report.notifications_unsent} not delivered yet (retried at the next cycles; "
+            f"see {outbox})"
         )
     return line
 
