@@ -16,7 +16,7 @@ from nis2triage import datemath, esclient
 from nis2triage.agent import Agent
 from nis2triage.config import AgentConfig, SourceConfig, load_config
 from nis2triage.errors import ConfigError
-from nis2triage.source import Cursor, Source, event_key
+from nis2triage.source import LATE_CHECK_EVERY, Cursor, Source, event_key
 
 from support import client_for, write_agent_config
 
@@ -830,3 +830,40 @@ def test_an_event_set_aside_early_in_a_poll_leaves_the_cursor_to_the_margin(
     assert [u.id for u in source.take_unusable()] == ["3"]
     # A minute of events (6), a page (20), the event set aside, and the page's border.
     assert max(kept) <= 6 + 20 + 2, kept
+
+
+def test_events_indexed_after_the_margin_passed_them_are_said(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A shipper hours behind (a Filebeat backlog) sent events older than the cursor minus
+    # max_lateness: no poll read them, and nothing said so.
+    now = [NOW]
+    source = Source(es, SourceConfig(name="s", indices=[index_name]), clock=lambda: now[0])
+    es.index(index=index_name, id="a", refresh=True, document=stamped(1, ingested=1))
+    cursor = Cursor()
+    read_all(source, cursor)
+    source.say_too_late(cursor)  # the first look only notes where the margin stands
+    es.index(index=index_name, id="late", refresh=True, document=stamped(30, ingested=-1))
+    es.index(index=index_name, id="in-margin", refresh=True, document=stamped(3, ingested=-1))
+    now[0] += LATE_CHECK_EVERY
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        assert read_all(source, cursor) == ["in-margin"]
+        source.say_too_late(cursor)
+        now[0] += LATE_CHECK_EVERY
+        source.say_too_late(cursor)
+
+    assert warnings_of(caplog) == [
+        f"source s: 1 event indexed since 2026-12-04T12:00:00Z is dated before the reading "
+        f"margin had passed it (the oldest 2026-12-04T11:30:00.000Z, in {index_name}), so no "
+        "poll reads it: its shipper sends later than max_lateness (0:05:00) allows; raise "
+        "max_lateness, and look at those events with `nis2triage replay`"
+    ]
+
+
+def stamped(minutes_ago: float, ingested: float) -> dict[str, str]:
+    """An event `minutes_ago` before NOW, indexed `ingested` minutes before NOW."""
+    return {
+        "@timestamp": (NOW - timedelta(minutes=minutes_ago)).isoformat(),
+        "event": {"ingested": (NOW - timedelta(minutes=ingested)).isoformat()},
+    }

@@ -231,6 +231,10 @@ FUTURE_CHECK_EVERY = timedelta(hours=1)
 # Documents without the time field are counted again, while the agent runs, at most this
 # often (`Source.say_untimed_since`): each count is a search over the whole source.
 UNTIMED_CHECK_EVERY = timedelta(hours=1)
+# Events indexed after the reading margin passed their time are looked for at most this
+# often (`Source.say_too_late`), by the ECS field the ingest pipelines set on arrival.
+LATE_CHECK_EVERY = timedelta(minutes=10)
+INGESTED_FIELD = "event.ingested"
 
 
 @dataclass(frozen=True)
@@ -419,6 +423,10 @@ class Source:
         self._lacking_said = 0
         # What the last count found no read will reach, for the checkpoint (`status`).
         self.unread: Unread | None = None
+        # When events indexed too late were last looked for, and the reading margin's lower
+        # bound then: whatever was indexed since, dated before it, no poll can read.
+        self._late_looked: datetime | None = None
+        self._late_low_ms: int | None = None
 
     def poll(self, cursor: Cursor) -> Iterator[list[Event]]:
         """Batches of new events in time order; `cursor` is advanced as each batch is yielded.
@@ -606,6 +614,58 @@ class Source:
             some(where),
         )
 
+    def say_too_late(self, cursor: Cursor) -> None:
+        """Say the events indexed since the last look that were dated before the reading
+        margin's lower bound of then: every poll since started after them, so none reads
+        them (a shipper hours behind, a backlog replayed). Known by `event.ingested`, which
+        Elastic's ingest pipelines set; events without it are not counted."""
+        now = self.clock()
+        if self._late_looked is not None and now - self._late_looked < LATE_CHECK_EVERY:
+            return
+        since, low_ms = self._late_looked, self._late_low_ms
+        self._late_looked = now
+        self._late_low_ms = cursor.lower_bound_ms(self.cfg.max_lateness)
+        if since is None or low_ms is None:
+            return
+        answer = self._indexed_too_late(since, low_ms)
+        count = int(answer["hits"]["total"]["value"]) if answer else 0
+        if not answer or not count:
+            return
+        oldest = answer["aggregations"]["oldest"].get("value_as_string")
+        where = [b["key"] for b in answer["aggregations"]["where"]["buckets"]]
+        log.warning(
+            "source %s: %s indexed since %s %s dated before the reading margin had passed it "
+            "(the oldest %s, in %s), so no poll reads it: its shipper sends later than "
+            "max_lateness (%s) allows; raise max_lateness, and look at those events with "
+            "`nis2triage replay`",
+            self.cfg.name,
+            "1 event" if count == 1 else f"{count:,} events",
+            since.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "is" if count == 1 else "are",
+            oldest,
+            some(where),
+            self.cfg.max_lateness,
+        )
+
+    def _indexed_too_late(self, since: datetime, low_ms: int) -> dict[str, Any] | None:
+        too_old = {"range": {self.cfg.time_field: {"lt": low_ms, "format": "epoch_millis"}}}
+        arrived = {"range": {INGESTED_FIELD: {"gte": since.isoformat()}}}
+        try:
+            # Advisory, as the start's counts: it must not hold up a poll.
+            answer = self.es.options(request_timeout=10, max_retries=0).search(
+                index=self.expression(), size=0, track_total_hits=True,
+                query={"bool": {"filter": [too_old, arrived, *self.filters()]}},
+                aggs={
+                    "oldest": {"min": {"field": self.cfg.time_field}},
+                    "where": {"terms": {"field": "_index", "size": 3}},
+                },
+                ignore_unavailable=True, allow_no_indices=True,
+            ).body  # fmt: skip
+        except (ApiError, TransportError) as exc:
+            log.debug("source %s: events indexed too late not looked for: %s", self.cfg.name, exc)
+            return None
+        return dict(answer)
+
     def _ahead(self, after_ms: int) -> dict[str, Any] | None:
         """How many events the source would read are dated after `after_ms`, the latest
         time among them and the indices holding them (None: the node would not say)."""
@@ -729,6 +789,7 @@ class Source:
         whole documents, and which indices it leaves out for their time field's type."""
         self._untimed, self.unread = before._untimed, before.unread
         self._lacking_looked, self._lacking_said = before._lacking_looked, before._lacking_said
+        self._late_looked, self._late_low_ms = before._late_looked, before._late_low_ms
         self._said_cut = before._said_cut
         # An index keeping no _source, once found, would refuse the parts again; an index
         # mapping the time field as no date would refuse the reads again.
