@@ -28,6 +28,7 @@ from native_support import MAPPING, at, ev, index_events, make_rule
             id="quoted-colon-and-operators",
         ),
         pytest.param("_exists_:user.nme AND url.path:/a:b/", ["url.path", "user.nme"], id="exists"),
+        pytest.param("a.b:1&&c.d:2||!e.f:3", ["a.b", "c.d", "e.f"], id="symbol-operators"),
         pytest.param(r"file\.name\:x:y OR _id:1 OR host.*:a", ["file.name:x"], id="escaped"),
         pytest.param(
             {

@@ -40,7 +40,7 @@ _OPTIONS = frozenset(("boost", "_name", "case_insensitive"))
 # Quoted phrases and /regular expressions/ after a colon, whose text is no field.
 _QUOTED = re.compile(r'"(?:\\.|[^"\\])*"|(?<=:)\s*/(?:\\.|[^/\\])*/')
 # `field:` at the start of a term: after the start, a space, a bracket or an operator.
-_LUCENE_FIELD = re.compile(r"(?:^|(?<=[\s(+!-]))((?:\\.|[\w@])(?:\\.|[\w@.-])*)\s*:")
+_LUCENE_FIELD = re.compile(r"(?:^|(?<=[\s(+!&|-]))((?:\\.|[\w@])(?:\\.|[\w@.-])*)\s*:")
 _EXISTS = re.compile(r"_exists_\s*:\s*((?:\\.|[\w@.-])+)")
 
 
