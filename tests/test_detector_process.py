@@ -6,6 +6,7 @@ against the real node on the real SSH log, with the shipped detectors in process
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -655,19 +656,65 @@ def test_a_frozen_process_sent_more_than_its_socket_holds_is_given_up_on(
     assert "it has not read what was sent for 1 s" in str(exc)
 
 
-def test_a_stop_asked_while_a_send_waits_on_a_frozen_process_ends_the_send(
+def test_a_process_frozen_mid_answer_is_given_up_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(detector_process, "WAIT_STEP_S", 0.1)
+    process = DetectorProcess(Detector(load_spec(PER_USER)), "auth")
+    # An answer of 50,000 set-aside events (megabytes): the process writes part of it and
+    # waits for the agent to read the rest, and is frozen (SIGSTOP, a swapping machine).
+    start = logons_start()
+    broken = [("logs-broken", f"doc-{i}", start, ["x"]) for i in range(50_000)]
+    process._send(("ingest", broken))
+    process.close(start, "logs")
+    written_part_of_it(process)
+    os.kill(process.pid, signal.SIGSTOP)
+    monkeypatch.setattr(detector_process, "ANSWER_LIMIT_S", 1.0)  # not while it starts
+    failed: list[Exception] = []
+
+    def settle() -> None:
+        try:
+            process.settle()
+        except DetectorProcessFailed as exc:
+            failed.append(exc)
+
+    waiter = threading.Thread(target=settle, daemon=True)
+    try:
+        waiter.start()
+        waiter.join(15)
+        # It read the first part of the answer, then waited for the rest for ever.
+        assert not waiter.is_alive(), "an answer cut by a frozen process was waited for ever"
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        waiter.join(30)
+        process.stop()
+    [exc] = failed
+    assert "it has not answered for 1 s" in str(exc)
+
+
+def written_part_of_it(process: DetectorProcess) -> None:
+    """Until the process waits on a full socket to write the rest of its answer."""
+    for _ in range(300):
+        if Path(f"/proc/{process.pid}/wchan").read_text() == "sock_alloc_send_pskb":
+            return
+        time.sleep(0.1)
+    raise AssertionError("the process never waited to write its answer")
+
+
+def test_a_stop_leaves_a_frozen_process_sent_more_than_its_socket_holds_at_once(
     logons: list[Event], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The send waited out its whole deadline (300 s) though a stop was asked: a service's
-    # stop then took five minutes, or ended in a kill.
+    # A frozen process under a stop (Ctrl-C, systemd's): the send waited the whole answer
+    # limit (300 s, 30 s here), each part of the message again, and the process's end as
+    # long once more to send it "stop", past systemd's 90 s before it kills the service.
+    monkeypatch.setattr(detector_process, "WAIT_STEP_S", 0.1)
     monkeypatch.setattr(detector_process, "STOP_WAIT_S", 0.5)
-    stopping = threading.Event()
-    process = DetectorProcess(Detector(load_spec(PER_USER)), "auth", stopping.is_set)
+    monkeypatch.setattr(detector_process, "ANSWER_LIMIT_S", 30.0)
+    stopping = [False]
+    process = DetectorProcess(Detector(load_spec(PER_USER)), "auth", lambda: stopping[0])
     failed: list[Exception] = []
 
     def send() -> None:
         try:
-            for _ in range(20):  # megabytes: more than the socket holds
+            for _ in range(20):
                 process.ingest_many(logons)
         except DetectorProcessFailed as exc:
             failed.append(exc)
@@ -676,13 +723,18 @@ def test_a_stop_asked_while_a_send_waits_on_a_frozen_process_ends_the_send(
     sender = threading.Thread(target=send, daemon=True)
     try:
         sender.start()
-        time.sleep(1)
-        stopping.set()
+        time.sleep(1)  # the socket is full: the send waits
+        stopping[0] = True
+        started = time.monotonic()
         sender.join(10)
-        assert not sender.is_alive(), "the send went on waiting after the stop"
-    finally:
-        os.kill(process.pid, signal.SIGCONT)
-        sender.join(30)
+        assert not sender.is_alive(), "a send to a frozen process went on after the stop"
         process.stop()
+        took = time.monotonic() - started
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # not killed if the test failed first
+            os.kill(process.pid, signal.SIGCONT)
+        sender.join(60)
+        process.stop()
+    assert took < 5
     [exc] = failed
     assert "it has not read what was sent for" in str(exc)

@@ -21,10 +21,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import pickle
 import queue
-import select
 import signal
 import socket
 import struct
@@ -35,7 +33,6 @@ import traceback
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +52,14 @@ log = logging.getLogger(__name__)
 IN_FLIGHT = 4
 # How long a stopping process is given to exit before it is killed.
 STOP_WAIT_S = 5.0
-# How long the agent waits for an answer before it says so, and before it gives up. A
-# close judges at most `max_entities` buckets a slot, seconds of work, so a process
-# silent for minutes is frozen (stopped with SIGSTOP, its machine swapping): waiting on
-# for ever kept the agent from renewing its lease and deaf to a stop.
+# How long the agent waits on a silent process (no part of an answer comes, nothing sent
+# is read) before it says so, and before it gives up. A close judges at most
+# `max_entities` buckets a slot, seconds of work, so a process silent for minutes is
+# frozen (stopped with SIGSTOP, its machine swapping): waiting on for ever kept the
+# agent from renewing its lease and deaf to a stop.
 ANSWER_WARN_S = 30.0
 ANSWER_LIMIT_S = 300.0
 WAIT_STEP_S = 0.5
-# Each message to the process: its length, then the pickle. Written by the agent without
-# ever blocking (`_write`), read whole by the process (`_read_frame`).
-_LENGTH = struct.Struct("!Q")
 
 
 class DetectorProcessFailed(Nis2TriageError):
@@ -95,11 +90,9 @@ class _Answer:
 
 @dataclass
 class _Child:
-    """A started process: the agent's end of its socket (written as `sock`, read as
-    `conn`), the process, and its ending."""
+    """A started process: the agent's end of its socket, the process, and its ending."""
 
-    sock: socket.socket
-    conn: Connection
+    pipe: _Pipe
     process: subprocess.Popen[bytes]
     end: Callable[[], Any]  # the weakref.finalize that stops it, once
 
@@ -266,47 +259,25 @@ class DetectorProcess:
     def _started(self) -> _Child:
         if self._child is None:
             assert not self._stopped and self._state is not None, "used after stop"
-            sock, conn, process = _launch(logging.getLogger().getEffectiveLevel())
+            sock, process = _launch(logging.getLogger().getEffectiveLevel())
+            pipe = _Pipe(sock, self._silent)
             # Also when the agent drops it without `stop` (a failed pass, a library user).
-            end = weakref.finalize(self, _end, sock, conn, process)
-            self._child = _Child(sock, conn, process, end)
+            end = weakref.finalize(self, _end, pipe, process)
+            self._child = _Child(pipe, process, end)
             state, self._state = self._state, None
             self._send(("start", state))
         return self._child
 
     def _send(self, message: tuple[Any, ...]) -> None:
-        child = self._started()
-        # Pickled whole before a byte is written: a RecursionError leaves the stream intact.
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        self._write(child.sock, _LENGTH.pack(len(data)))
-        self._write(child.sock, data)
-
-    def _write(self, sock: socket.socket, data: bytes) -> None:
-        """All of `data`, as fast as the process reads it. Its reader thread empties the
-        socket as the messages come, so only a frozen process (SIGSTOP, a swapping
-        machine) leaves it full for long: a blocking send then waited for ever, or for
-        its whole deadline, deaf to a stop. Given up on as an answer is (`_wait_for_answer`):
-        the stream is then cut mid-message, and the pass stops."""
-        view, waited = memoryview(data), 0.0
-        while view:
-            try:
-                view = view[sock.send(view, socket.MSG_DONTWAIT) :]
-                waited = 0.0
-                continue
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                raise self._failed(f"it no longer reads ({exc})") from exc
-            if not select.select([], [sock], [], WAIT_STEP_S)[1]:
-                waited += WAIT_STEP_S
-                if waited >= ANSWER_LIMIT_S or (self.stopping() and waited >= STOP_WAIT_S):
-                    raise self._failed(f"it has not read what was sent for {waited:.0f} s")
+        try:
+            self._started().pipe.send(message)
+        except OSError as exc:
+            raise self._failed(f"it no longer reads ({exc})") from exc
 
     def _receive(self) -> tuple[str, Any]:
         child = self._started()
-        self._wait_for_answer(child.conn)
         try:
-            kind, payload = child.conn.recv()
+            kind, payload = child.pipe.receive()
         except (EOFError, OSError) as exc:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.process.wait(STOP_WAIT_S)
@@ -315,26 +286,24 @@ class DetectorProcess:
             raise self._failed(f"it failed: {payload}")
         return kind, payload
 
-    def _wait_for_answer(self, conn: Connection) -> None:
-        """Until an answer (or the end of the pipe) is there to read, saying so when it is
-        long in coming, and giving up on a process silent beyond any real close."""
-        waited, said = 0.0, False
-        while not conn.poll(WAIT_STEP_S):
-            waited += WAIT_STEP_S
-            if waited >= ANSWER_WARN_S and not said:
-                said = True
-                log.warning(
-                    "detector %s of source %s: its process (pid %d) has not answered for "
-                    "%.0f s; waiting up to %.0f s (a process stopped with SIGSTOP, or a "
-                    "machine short of memory, answers late)",
-                    self.spec.name,
-                    self.source,
-                    self.pid,
-                    waited,
-                    ANSWER_LIMIT_S,
-                )
-            if waited >= ANSWER_LIMIT_S or (self.stopping() and waited >= STOP_WAIT_S):
-                raise self._failed(f"it has not answered for {waited:.0f} s")
+    def _silent(self, waited: float, reading: bool) -> None:
+        """Called at each `WAIT_STEP_S` the process stays silent: says so when it is long,
+        and gives up on a process silent beyond any real close, or at once under a stop."""
+        what = "answered" if reading else "read what was sent"
+        if waited >= ANSWER_WARN_S > waited - WAIT_STEP_S:
+            log.warning(
+                "detector %s of source %s: its process (pid %d) has not %s for %.0f s; "
+                "waiting up to %.0f s (a process stopped with SIGSTOP, or a machine short "
+                "of memory, answers late)",
+                self.spec.name,
+                self.source,
+                self.pid,
+                what,
+                waited,
+                ANSWER_LIMIT_S,
+            )
+        if waited >= ANSWER_LIMIT_S or (self.stopping() and waited >= STOP_WAIT_S):
+            raise self._failed(f"it has not {what} for {waited:.0f} s")
 
     def _failed(self, what: str) -> DetectorProcessFailed:
         return DetectorProcessFailed(
@@ -358,24 +327,122 @@ def fields_for(spec: DetectorSpec) -> Callable[[dict[str, Any]], dict[str, Any]]
     return fields
 
 
-def _end(sock: socket.socket, conn: Connection, process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        stop = pickle.dumps(("stop",))
-        # Not waited for: a process that does not read (frozen) is killed below all the same.
+class _Pipe:
+    """The agent's end of the socket: each message its length (`_LENGTH`) then its pickle,
+    written and read a part at a time, with `silent` called at every `WAIT_STEP_S` without
+    progress.
+
+    A send waits while the process's socket is full, and its reader thread empties it as
+    the messages come, so only a frozen process (SIGSTOP, a swapping machine) fills it for
+    long; and an answer larger than the socket holds is cut where the process froze.
+    `multiprocessing`'s `Connection`, used before, waited there for ever (a read) or for
+    the whole limit again at each part of the message (a write), deaf to a stop."""
+
+    def __init__(self, sock: socket.socket, silent: Callable[[float, bool], None]) -> None:
+        # The kernel's deadlines, not Python's `settimeout`: that one waits before each
+        # send until the socket is three quarters empty, so a page that a frozen process's
+        # socket still holds was said as a send it does not read.
+        self.step = WAIT_STEP_S
+        seconds, fraction = divmod(self.step, 1.0)
+        deadline = struct.pack("ll", int(seconds), int(fraction * 1_000_000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, deadline)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, deadline)
+        self.sock = sock
+        self.silent = silent
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        # Pickled whole before any of it is written: a message that cannot be pickled
+        # (RecursionError) leaves the stream as it was.
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        self._write(_LENGTH.pack(len(data)))
+        self._write(data)
+
+    def send_now(self, message: tuple[Any, ...]) -> None:
+        """Without waiting: a process that does not read it is killed all the same."""
+        self.sock.setblocking(False)
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with contextlib.suppress(OSError):
-            sock.send(_LENGTH.pack(len(stop)) + stop, socket.MSG_DONTWAIT)
+            self.sock.send(_LENGTH.pack(len(data)) + data)
+
+    def receive(self) -> Any:
+        (size,) = _LENGTH.unpack(self._read(_LENGTH.size))
+        return pickle.loads(self._read(size))
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _write(self, data: bytes) -> None:
+        view, waited = memoryview(data), 0.0
+        while view:
+            try:
+                sent = self.sock.send(view)
+            except BlockingIOError:  # the deadline passed with nothing done
+                waited += self.step
+                self.silent(waited, False)
+                continue
+            view, waited = view[sent:], 0.0
+
+    def _read(self, size: int) -> bytearray:
+        data, got, waited = bytearray(size), 0, 0.0
+        view = memoryview(data)
+        while got < size:
+            try:
+                n = self.sock.recv_into(view[got:])
+            except BlockingIOError:  # the deadline passed with nothing done
+                waited += self.step
+                self.silent(waited, True)
+                continue
+            if n == 0:
+                raise EOFError("the process's end of the socket closed")
+            got, waited = got + n, 0.0
+        return data
+
+
+# Each message between the agent and the process: its length in 8 bytes, then its pickle.
+_LENGTH = struct.Struct("!Q")
+
+
+class _ChildEnd:
+    """The process's end of the socket, framed as `_Pipe` frames it; blocking, since the
+    process waits for the agent anyway and the agent kills it when it stops."""
+
+    def __init__(self, fd: int) -> None:
+        self.sock = socket.socket(fileno=fd)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        self.sock.sendall(_LENGTH.pack(len(data)) + data)
+
+    def receive_bytes(self) -> bytes:
+        """One message's pickle; EOFError once the agent's end is closed."""
+        (size,) = _LENGTH.unpack(self._read(_LENGTH.size))
+        return self._read(size)
+
+    def _read(self, size: int) -> bytes:
+        data = bytearray(size)
+        view, got = memoryview(data), 0
+        while got < size:
+            n = self.sock.recv_into(view[got:])
+            if n == 0:
+                raise EOFError("the agent's end of the socket closed")
+            got += n
+        return bytes(data)
+
+
+def _end(pipe: _Pipe, process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        # Not waited on: a frozen process, its socket full, would hold a stop that long.
+        pipe.send_now(("stop",))
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(STOP_WAIT_S)
     if process.poll() is None:
         process.kill()
         process.wait()
-    conn.close()
-    sock.close()
+    pipe.close()
 
 
-def _launch(level: int) -> tuple[socket.socket, Connection, subprocess.Popen[bytes]]:
-    """A fresh interpreter running `serve`, and the agent's end of a socket pair to it:
-    the socket, to write to, and a Connection over a copy of it, to read the answers.
+def _launch(level: int) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """A fresh interpreter running `serve`, and the agent's end of a socket pair to it.
 
     Not a fork, nor multiprocessing's spawn: the agent runs threads (the read-ahead, the
     metrics server) whose locks a forked child could inherit held, and spawn runs the
@@ -391,17 +458,17 @@ def _launch(level: int) -> tuple[socket.socket, Connection, subprocess.Popen[byt
         )
     finally:
         theirs.close()
-    return ours, Connection(os.dup(ours.fileno())), process
+    return ours, process
 
 
-def serve(conn: Connection, level: int) -> None:
+def serve(conn: _ChildEnd, level: int) -> None:
     """The child's loop: one detector, fed and closed by the agent, until told to stop or
     the agent goes away (its end of the pipe closes)."""
     records = _Records(level)
     logging.getLogger().addHandler(records)
     logging.getLogger().setLevel(level)
     judge = _Judge(conn, records)
-    inbox = _inbox(conn.fileno())
+    inbox = _inbox(conn)
     with gc_tuning.streaming():
         while (data := inbox.get()) is not None:  # None: the agent is gone
             try:
@@ -417,7 +484,7 @@ class _Judge:
     """The child's side of the pipe: its detector, and what it set aside since the last
     close."""
 
-    def __init__(self, conn: Connection, records: _Records) -> None:
+    def __init__(self, conn: _ChildEnd, records: _Records) -> None:
         self.conn = conn
         self.records = records
         self.detector: Detector | None = None
@@ -460,7 +527,7 @@ class _Judge:
         )
 
 
-def _inbox(fd: int) -> queue.SimpleQueue[bytes | None]:
+def _inbox(conn: _ChildEnd) -> queue.SimpleQueue[bytes | None]:
     """The agent's messages, read as they come by a thread of their own (None once the
     agent is gone).
 
@@ -474,26 +541,13 @@ def _inbox(fd: int) -> queue.SimpleQueue[bytes | None]:
     def read() -> None:
         while True:
             try:
-                (length,) = _LENGTH.unpack(_read_exactly(fd, _LENGTH.size))
-                inbox.put(_read_exactly(fd, length))
+                inbox.put(conn.receive_bytes())
             except (EOFError, OSError):
                 inbox.put(None)
                 return
 
     threading.Thread(target=read, name="inbox", daemon=True).start()
     return inbox
-
-
-def _read_exactly(fd: int, size: int) -> bytes:
-    """`size` bytes from `fd`; EOFError when the agent's end closes first."""
-    parts, left = [], size
-    while left:
-        part = os.read(fd, min(left, 1 << 20))
-        if not part:
-            raise EOFError
-        parts.append(part)
-        left -= len(part)
-    return b"".join(parts)
 
 
 def _described(exc: Exception) -> str:
@@ -508,7 +562,7 @@ def main() -> None:
     # needs this process's answers. It ends when the agent stops it or its pipe closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    serve(Connection(int(sys.argv[1])), int(sys.argv[2]))
+    serve(_ChildEnd(int(sys.argv[1])), int(sys.argv[2]))
 
 
 class _Records(logging.Handler):
