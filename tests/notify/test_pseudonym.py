@@ -223,6 +223,25 @@ LEAKS = {
     "mail-ampersand": ("cc jan&marie@example.be", "cc {email}", "jan&marie@example.be"),
     "mail-ampersand-one-label": ("R&D@intranet", "{email}", "r&d@intranet"),
     "mail-ampersand-literal": ("jan&marie@[10.0.0.1]", "{email}", "jan&marie@[10.0.0.1]"),
+    # URL-encoded with what a local part holds encoded too (a browser's form encodes + and
+    # '): the pattern began after the last %2B, and `jan.peeters` left in clear.
+    "mail-url-encoded-plus": (
+        "?email=jan.peeters%2Bnews%40example.be&x",
+        "?email={email}&x",
+        "jan.peeters+news@example.be",
+    ),
+    "mail-url-encoded-apostrophe": (
+        "to o%27brien%40example.be",
+        "to {email}",
+        "o'brien@example.be",
+    ),
+    "mail-url-encoded-after-a-percent": ("50%ab@example.be", "50%{email}", "ab@example.be"),
+    # A URL in another's query (a redirect, a login's `next=`) is encoded twice.
+    "mail-url-encoded-twice": (
+        "next%3D%2Freset%3Fu%3Djan.peeters%2540example.be",
+        "next%3D%2Freset%3Fu%3D{email}",
+        "jan.peeters@example.be",
+    ),
 }
 
 
