@@ -98,6 +98,22 @@ MISTAKES = [
         r"whitelist_files.0: cannot read list file .*missing.txt: No such file",
         id="missing-list-file",
     ),
+    # Written as a mapping, the list file crashed the loader with KeyError: 'path' (the
+    # agent at start and `validate` alike); a number was said as "a dictionary or an
+    # instance of ValueList".
+    pytest.param(
+        HEAD + "type: blacklist\ncompare_key: a\nblacklist_files:\n  - {path: tools.txt}\n",
+        6,
+        r"blacklist_files.0: a list file is named by its path, relative to the rule file's "
+        r"folder \(got \{'path': 'tools.txt'\}\); write e.g. lists/tools.txt",
+        id="list-file-as-a-mapping",
+    ),
+    pytest.param(
+        HEAD + "type: whitelist\ncompare_key: a\nwhitelist_files: [5]\n",
+        5,
+        r"whitelist_files.0: a list file is named by its path, .* \(got 5\)",
+        id="list-file-as-a-number",
+    ),
     pytest.param(
         FREQUENCY + "tags: [T1110]\n", 6, r"tags.0: 'T1110' is not an ATT&CK tag", id="tag"
     ),

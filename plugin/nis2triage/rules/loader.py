@@ -241,6 +241,8 @@ def _without_misspelt(errors: list[ErrorDetails], data: dict[str, Any]) -> list[
 
 
 def _expected(model: type[BaseModel], name: str) -> str:
+    if name not in model.model_fields:  # a key of a nested value, not of the rule
+        return "see the rule type's documentation"
     annotation = repr(model.model_fields[name].annotation)
     if "timedelta" in annotation:
         return DURATION_HINT

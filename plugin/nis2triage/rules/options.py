@@ -191,8 +191,15 @@ class ValueList:
 
 
 def _read_value_list(value: Any, info: ValidationInfo) -> Any:
-    if not isinstance(value, str):
+    if isinstance(value, ValueList):
         return value
+    if not isinstance(value, str):
+        # Anything else went on to the dataclass, which took a mapping's `path` and
+        # `values` unread (and the loader, naming what was missing, failed on a KeyError).
+        raise ValueError(
+            "a list file is named by its path, relative to the rule file's folder "
+            f"(got {value!r}); write e.g. lists/tools.txt"
+        )
     context = info.context or {}
     path = Path(context.get("rule_dir", ".")) / value
     root = context.get("list_root")
