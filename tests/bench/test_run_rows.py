@@ -117,3 +117,14 @@ def test_each_readers_cpu_is_shown_the_nodes_when_it_was_read() -> None:
     assert rows[paging] == "11.9 / 12.7"
     scroll = next(m for m in rows if m.startswith("  CPU of the read") and "scroll" in m)
     assert rows[scroll] == "10.8 / not read"
+
+
+def test_the_detectors_run_apart_are_named_in_the_end_to_end_row() -> None:
+    t = throughput(24_000.0) | {"e2e_processes": ["auth-volume-per-user", "ssh-brute-force"]}
+
+    rows = [row.measure for row in run.rows({"throughput": t})]
+
+    assert (
+        "end to end (agent + frequency rule; auth-volume-per-user, ssh-brute-force each in a "
+        "process of its own), events/s"
+    ) in rows

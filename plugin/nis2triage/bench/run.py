@@ -246,7 +246,9 @@ def _median_known(values: list[float | None]) -> float | None:
 def _apart(t: dict[str, Any]) -> str:
     """Which detectors the pass ran in processes of their own (`--detector-process`)."""
     names = t.get("e2e_processes")
-    return f"; {', '.join(names)} in a process of its own" if names else ""
+    if not names:
+        return ""
+    return f"; {', '.join(names)} {'each ' if len(names) > 1 else ''}in a process of its own"
 
 
 def _cpu_rows(t: dict[str, Any]) -> list[Row]:
