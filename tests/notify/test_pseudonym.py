@@ -236,6 +236,11 @@ LEAKS = {
         "o'brien@example.be",
     ),
     "mail-url-encoded-after-a-percent": ("50%ab@example.be", "50%{email}", "ab@example.be"),
+    # The @ as a web page (an HTML entity) or a JSON document (an escape) writes it.
+    "mail-html-entity": ("to jan.peeters&#64;example.be", "to {email}", "jan.peeters@example.be"),
+    "mail-html-hex-entity": ("jan&#x40;example.be.", "{email}.", "jan@example.be"),
+    "mail-html-named-entity": ("jan&commat;example.be", "{email}", "jan@example.be"),
+    "mail-json-escape": ("to jan.peeters\\u0040example.be", "to {email}", "jan.peeters@example.be"),
     # A URL in another's query (a redirect, a login's `next=`) is encoded twice.
     "mail-url-encoded-twice": (
         "next%3D%2Freset%3Fu%3Djan.peeters%2540example.be",

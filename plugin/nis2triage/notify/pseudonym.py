@@ -90,6 +90,9 @@ _LOCAL_CODES = ("21", "24", "27", "2A", "2B", "2D", "2E", "5E", "5F", "7B", "7D"
 _SEPARATOR_CODES = ("20", "26", "2F", "3A", "3D", "3F")
 _ENCODED_LOCAL = rf"{_PERCENT}(?:{'|'.join(_LOCAL_CODES)})"
 _ENCODED_AT = rf"{_PERCENT}40"
+# The @ however text carries it: URL-encoded, as an HTML entity (a web page's mailto),
+# or as a JSON escape (a document a log line holds).
+_AT_SIGN = rf"(?:@|{_ENCODED_AT}|&#0*64;|&#[xX]0*40;|&commat;|\\u0040)"
 
 
 def _not_inside(codes: tuple[str, ...]) -> str:
@@ -134,7 +137,7 @@ _ONE_LABEL = (
     rf"(?:[^\W\d_]|{_MARK})+(?:-+(?:[^\W_]|{_MARK})+)*{_LABEL_END}"
 )
 _EMAIL = re.compile(
-    rf"{_MAIL_LOCAL}(?:@|{_ENCODED_AT})(?:(?:{_LABEL}\.)+(?!(?:{_UNITS})\b)"
+    rf"{_MAIL_LOCAL}{_AT_SIGN}(?:(?:{_LABEL}\.)+(?!(?:{_UNITS})\b)"
     # The last label, a top-level domain, starts with a letter and has two characters or
     # more: `openssh@9.6p1` and `node@18.x` are versions.
     rf"[^\W\d_](?:[^\W_]|-|{_MARK})+|{_ONE_LABEL})",
@@ -143,7 +146,7 @@ _EMAIL = re.compile(
 # An e-mail address to an address literal (jan.peeters@[192.0.2.1], RFC 5321 4.1.3):
 # taken whole before the address passes, which replaced the address and left the person.
 _ADDRESS_LITERAL = r"\[(?:IPv6:)?[0-9A-Fa-f:.]{2,45}\]"
-_LITERAL_EMAIL = re.compile(rf"{_MAIL_LOCAL}(?:@|{_ENCODED_AT}){_ADDRESS_LITERAL}", re.IGNORECASE)
+_LITERAL_EMAIL = re.compile(rf"{_MAIL_LOCAL}{_AT_SIGN}{_ADDRESS_LITERAL}", re.IGNORECASE)
 # A quoted local part (RFC 5321 4.1.2: "jan peeters"@example.be, "jan\"x"@..), also as
 # JSON escapes it (\"jan peeters\"@..), to any host: no version is written so, so the
 # domain needs no dot. The quotes are replaced with the address. The quoted text is
@@ -154,7 +157,7 @@ _LITERAL_EMAIL = re.compile(rf"{_MAIL_LOCAL}(?:@|{_ENCODED_AT}){_ADDRESS_LITERAL
 _QUOTED = r'"(?P<quoted>(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f]){1,64})"'
 _JSON_QUOTED = r'\\"(?P<json>[^"\\\x00-\x1f\x7f]{1,64})\\"'
 _QUOTED_EMAIL = re.compile(
-    rf"(?:{_QUOTED}|{_JSON_QUOTED})(?:@|{_ENCODED_AT})"
+    rf"(?:{_QUOTED}|{_JSON_QUOTED}){_AT_SIGN}"
     rf"(?P<domain>{_ADDRESS_LITERAL}|{_LABEL}(?:\.{_LABEL})*)",
     re.IGNORECASE,
 )
@@ -485,6 +488,7 @@ def _mac(text: str) -> str:
     return ":".join(g.rjust(2, "0") for g in groups)
 
 
+_WRITTEN_AT = re.compile(r"&#0*64;|&#x0*40;|&commat;|\\u0040", re.IGNORECASE)
 # What `_ENCODED_LOCAL` and `_ENCODED_AT` take, each with its character's code.
 _DECODED = re.compile(rf"%(?:25)?(40|{'|'.join(_LOCAL_CODES)})", re.IGNORECASE)
 
@@ -492,7 +496,7 @@ _DECODED = re.compile(rf"%(?:25)?(40|{'|'.join(_LOCAL_CODES)})", re.IGNORECASE)
 def _email(text: str) -> str:
     """An e-mail address in one spelling: the @ decoded, case folded (mail systems match
     addresses without case), so that each person has one pseudonym."""
-    decoded = _DECODED.sub(lambda m: chr(int(m.group(1), 16)), text)
+    decoded = _DECODED.sub(lambda m: chr(int(m.group(1), 16)), _WRITTEN_AT.sub("@", text))
     return unicodedata.normalize("NFC", decoded).casefold()
 
 
