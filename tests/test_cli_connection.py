@@ -112,3 +112,19 @@ def test_a_node_that_takes_the_connection_but_never_answers_is_a_timeout_not_a_w
     assert code == 1
     assert "Elasticsearch did not answer in time" in said
     assert "raise elasticsearch.request_timeout in the configuration file" in said
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_run_once_names_the_configuration_whose_address_it_could_not_reach(
+    es_settings: esclient.ESSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "check elasticsearch.hosts in the configuration file" named no file; status does.
+    port = _free_loopback_port()
+    config = _config_at(tmp_path, es_settings, f"http://127.0.0.1:{port}")
+
+    code = main(["run", "-c", str(config), "--once"])
+
+    said = capsys.readouterr().err
+    assert code == 1
+    assert f"http://127.0.0.1:{port} (elasticsearch in {config}): " in said
+    assert "check elasticsearch.hosts in the configuration file" in said

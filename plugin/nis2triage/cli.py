@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from nis2triage import __version__, cli_setup, gc_tuning, logs
-from nis2triage.errors import ConfigError, LeaseHeld, Nis2TriageError
+from nis2triage.errors import ConfigError, ConnectionSetupError, LeaseHeld, Nis2TriageError
 from nis2triage.terminal import text_console
 
 if TYPE_CHECKING:
@@ -61,7 +61,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         logs.register_secret(secret)
     agent, server = _agent(args, cfg, es, key, pseudonym.encode() if pseudonym else None, token)
     if args.once:
-        info = esclient.cluster_info(es, credential_of(cfg))
+        try:
+            info = esclient.cluster_info(es, credential_of(cfg))
+        except ConnectionSetupError as exc:
+            # As `status` says it: which address, from which file.
+            where = f"{cfg.elasticsearch.hosts[0]} (elasticsearch in {args.config})"
+            raise ConnectionSetupError(f"{where}: {exc}") from exc
         log.info("connected to Elasticsearch %s (cluster %s)", info.version, info.name)
         agent.start()
         holder = agent.hold_for_one_pass()
