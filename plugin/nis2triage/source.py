@@ -650,39 +650,34 @@ class Source:
     def _indexed_too_late(self, since: datetime, low_ms: int) -> dict[str, Any] | None:
         too_old = {"range": {self.cfg.time_field: {"lt": low_ms, "format": "epoch_millis"}}}
         arrived = {"range": {INGESTED_FIELD: {"gte": since.isoformat()}}}
-        try:
-            # Advisory, as the start's counts: it must not hold up a poll.
-            answer = self.es.options(request_timeout=10, max_retries=0).search(
-                index=self.expression(), size=0, track_total_hits=True,
-                query={"bool": {"filter": [too_old, arrived, *self.filters()]}},
-                aggs={
-                    "oldest": {"min": {"field": self.cfg.time_field}},
-                    "where": {"terms": {"field": "_index", "size": 3}},
-                },
-                ignore_unavailable=True, allow_no_indices=True,
-            ).body  # fmt: skip
-        except (ApiError, TransportError) as exc:
-            log.debug("source %s: events indexed too late not looked for: %s", self.cfg.name, exc)
-            return None
-        return dict(answer)
+        return self._counted([too_old, arrived], "oldest", "events indexed too late")
 
     def _ahead(self, after_ms: int) -> dict[str, Any] | None:
         """How many events the source would read are dated after `after_ms`, the latest
         time among them and the indices holding them (None: the node would not say)."""
         ahead = {"range": {self.cfg.time_field: {"gt": after_ms, "format": "epoch_millis"}}}
+        return self._counted([ahead], "latest", "events dated ahead")
+
+    def _counted(
+        self, conditions: list[dict[str, Any]], extreme: str, what: str
+    ) -> dict[str, Any] | None:
+        """How many events the source would read meet `conditions`, the `oldest` or
+        `latest` time among them and the indices holding them (None: the node would not
+        say, which is logged at DEBUG as `what` not looked for)."""
+        stat = "min" if extreme == "oldest" else "max"
         try:
             # Advisory, as the start's counts: it must not hold up a poll.
             answer = self.es.options(request_timeout=10, max_retries=0).search(
                 index=self.expression(), size=0, track_total_hits=True,
-                query={"bool": {"filter": [ahead, *self.filters()]}},
+                query={"bool": {"filter": [*conditions, *self.filters()]}},
                 aggs={
-                    "latest": {"max": {"field": self.cfg.time_field}},
+                    extreme: {stat: {"field": self.cfg.time_field}},
                     "where": {"terms": {"field": "_index", "size": 3}},
                 },
                 ignore_unavailable=True, allow_no_indices=True,
             ).body  # fmt: skip
         except (ApiError, TransportError) as exc:
-            log.debug("source %s: events dated ahead not looked for: %s", self.cfg.name, exc)
+            log.debug("source %s: %s not looked for: %s", self.cfg.name, what, exc)
             return None
         return dict(answer)
 
