@@ -21,6 +21,7 @@ from nis2triage.nis2.brussels import show
 from nis2triage.notify import build
 from nis2triage.notify.notifier import Notifier
 from nis2triage.records import Alert
+from nis2triage.reports.render import claim
 from nis2triage.reports.stages import BY_CLI
 from nis2triage.store import Store
 
@@ -420,3 +421,21 @@ def test_show_and_list_say_a_deadline_passed_since_the_last_pass_and_one_a_later
     assert show(T0 - timedelta(days=364)) in listed and "(OVERDUE)" in listed
     assert deadline_row(shown, "early_warning")[2] == "discharged"
     assert deadline_row(shown, "incident_notification")[2] == "delivered"
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_a_report_folder_of_another_index_prefix_is_refused(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    config, _, incident = with_incident(es, es_settings, index_name, tmp_path)
+    claim(tmp_path / "reports", "staging")
+    capsys.readouterr()
+
+    argv = ["incidents", "report", incident.id, "-c", str(config), "--stage", "early-warning"]
+    assert main([*argv, "--out", str(tmp_path / "reports")]) == 1
+
+    said = capsys.readouterr().err
+    assert "holds the reports of the agent with index prefix 'staging'" in said
+    assert f"this one's prefix is {index_name!r}" in said
+    assert not (tmp_path / "reports" / incident.id).exists()

@@ -414,10 +414,11 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
     entry = ctx.flow.reporter.notifier.entry(key)
     if entry is None:
         raise IncidentError(f"outbox entry {key} is missing; run the command again")
-    from nis2triage.reports.render import write
+    from nis2triage.reports.render import claim, write
 
     out = Path(args.out) if args.out else ctx.cfg.resolve(ctx.cfg.incidents.report_dir)
     try:
+        claim(out, ctx.cfg.state.index_prefix)
         files = write(out, entry["payload"], incident.id)
     except OSError as exc:
         raise IncidentError(

@@ -25,7 +25,9 @@ def test_a_manual_report_waits_for_the_person_who_submits_it(
     flow.take([(alert(), LAB)])
     incident = flow.desk.book.find({"match_all": {}})[0]
     flow.reporter.queue(incident, BY_REPORT["early_warning"], "alice")
-    outbox = Outbox(flow.desk.book.store, {"manual": ManualChannel(tmp_path, flow.soc)}, 3)
+    outbox = Outbox(
+        flow.desk.book.store, {"manual": ManualChannel(tmp_path, flow.soc, index_name)}, 3
+    )
 
     assert outbox.deliver_due(clock()).handed_over == 1
     flow.cycle(clock())

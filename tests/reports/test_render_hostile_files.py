@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
+from nis2triage.errors import ConfigError
 from nis2triage.notify.channel import Rejected
 from nis2triage.notify.manual import ManualChannel
 from nis2triage.reports import render as render_module
-from nis2triage.reports.render import RenderError, ReportFolderError, write
+from nis2triage.reports.render import OWNER_FILE, RenderError, ReportFolderError, claim, write
 
 from report_sample import sample_payload
 
@@ -29,7 +30,7 @@ def test_a_report_that_cannot_render_is_rejected_by_the_manual_channel(
     monkeypatch.setattr(render_module, "pdf", broken)
     raised: list[Any] = []
     soc = SimpleNamespace(store=None, raise_once=lambda *a, **k: raised.append(a))
-    channel = ManualChannel(tmp_path, soc)  # type: ignore[arg-type]
+    channel = ManualChannel(tmp_path, soc, "nis2triage")  # type: ignore[arg-type]
 
     outcome = channel.send("key", sample_payload("final_report", False), datetime.now(UTC))
 
@@ -62,7 +63,7 @@ def test_the_manual_channel_rejects_a_symbolic_link_for_a_folder(tmp_path: Path)
     soc = SimpleNamespace(store=None, raise_once=lambda *a, **k: None)
 
     payload = sample_payload("early_warning", False) | {"incident_id": "i1"}
-    outcome = ManualChannel(tmp_path, soc).send("k", payload, datetime.now(UTC))  # type: ignore[arg-type]
+    outcome = ManualChannel(tmp_path, soc, "nis2triage").send("k", payload, datetime.now(UTC))  # type: ignore[arg-type]
 
     assert isinstance(outcome, Rejected)
     assert "symbolic link" in outcome.reason
@@ -87,3 +88,54 @@ def test_an_existing_parent_keeps_its_mode(tmp_path: Path) -> None:
     write(tmp_path, sample_payload("early_warning"), "i1")
 
     assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
+
+
+def test_a_report_folder_holds_the_reports_of_one_index_prefix(tmp_path: Path) -> None:
+    # Production and staging agents make the same incident ids from the same alerts: in
+    # one folder, staging's files would replace production's.
+    claim(tmp_path / "reports", "nis2triage")
+    claim(tmp_path / "reports", "nis2triage")  # the same agent again: nothing to say
+
+    with pytest.raises(ReportFolderError) as refused:
+        claim(tmp_path / "reports", "staging")
+
+    said = str(refused.value)
+    assert "index prefix 'nis2triage'" in said and "'staging'" in said
+    assert "incidents.report_dir" in said
+    marker = tmp_path / "reports" / OWNER_FILE
+    assert marker.read_text() == "nis2triage\n"
+    assert stat.S_IMODE(marker.stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "reports").stat().st_mode) == 0o750
+
+
+def test_the_manual_channel_of_a_second_prefix_is_refused_at_start(tmp_path: Path) -> None:
+    soc = SimpleNamespace(store=None, raise_once=lambda *a, **k: None)
+    ManualChannel(tmp_path, soc, "nis2triage")  # type: ignore[arg-type]
+
+    with pytest.raises(ConfigError, match=r"holds the reports of the agent with index prefix"):
+        ManualChannel(tmp_path, soc, "staging")  # type: ignore[arg-type]
+
+    assert (tmp_path / OWNER_FILE).read_text() == "nis2triage\n"
+
+
+def test_a_report_folder_claimed_after_start_rejects_the_report(tmp_path: Path) -> None:
+    soc = SimpleNamespace(store=None, raise_once=lambda *a, **k: None)
+    channel = ManualChannel(tmp_path / "reports", soc, "nis2triage")  # type: ignore[arg-type]
+    # Removed by hand, then taken by another agent while this one runs.
+    (tmp_path / "reports" / OWNER_FILE).unlink()
+    claim(tmp_path / "reports", "staging")
+
+    payload = sample_payload("early_warning", False) | {"incident_id": "i1"}
+    outcome = channel.send("k", payload, datetime.now(UTC))
+
+    assert isinstance(outcome, Rejected)
+    assert "index prefix 'staging'" in outcome.reason
+    assert not (tmp_path / "reports" / "i1").exists()
+
+
+def test_an_owner_marker_that_is_a_symbolic_link_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").write_text("nis2triage\n")
+    (tmp_path / OWNER_FILE).symlink_to(tmp_path / "elsewhere")
+
+    with pytest.raises(ReportFolderError, match="is a symbolic link"):
+        claim(tmp_path, "nis2triage")

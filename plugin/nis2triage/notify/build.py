@@ -46,5 +46,7 @@ def channels(cfg: AgentConfig, token: str | None, soc: Soc) -> dict[str, Channel
         logs.register_secret(password)
         built["smtp"] = SmtpChannel(options.smtp, password, soc)
     if "manual" in options.channels:
-        built["manual"] = ManualChannel(cfg.resolve(options.report_dir), soc)
+        built["manual"] = ManualChannel(
+            cfg.resolve(options.report_dir), soc, cfg.state.index_prefix
+        )
     return built

@@ -13,25 +13,39 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nis2triage.errors import ConfigError
 from nis2triage.notify.channel import HandedOver, Outcome, Rejected, RetryLater
 from nis2triage.notify.pseudonym import reveal
 from nis2triage.notify.soc import Soc
-from nis2triage.reports.render import RenderError, ReportFolderError, write
+from nis2triage.reports.render import RenderError, ReportFolderError, claim, write
 from nis2triage.reports.stages import cli_name
 
 
 class ManualChannel:
     name = "manual"
 
-    def __init__(self, directory: Path, soc: Soc) -> None:
+    def __init__(self, directory: Path, soc: Soc, prefix: str) -> None:
         self.directory = directory
         self.soc = soc
+        self.prefix = prefix
+        self._claim_at_start()
+
+    def _claim_at_start(self) -> None:
+        """Refuse to start on a folder that holds another agent's reports; a folder not
+        writable yet is said at the first report, which is tried again until it is."""
+        try:
+            claim(self.directory, self.prefix)
+        except ReportFolderError as exc:
+            raise ConfigError(str(exc)) from exc
+        except OSError:
+            pass
 
     def send(self, key: str, payload: dict[str, Any], now: datetime) -> Outcome:
         # The payload names the incident by its keyed reference; the SOC works with the id.
         incident = reveal(self.soc.store, payload["incident_id"], "incident")
         incident = incident or payload["incident_id"]
         try:
+            claim(self.directory, self.prefix)
             paths = write(self.directory, payload, incident)
         except (RenderError, ReportFolderError) as exc:
             # The same payload fails the same way, and a symbolic link stays until a

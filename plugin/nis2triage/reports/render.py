@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import itertools
 import json
@@ -136,6 +137,9 @@ def write(directory: Path, payload: dict[str, Any], folder: str | None = None) -
 # Reports are TLP:AMBER: the agent's user and its group (the SOC) only, whatever the umask.
 FOLDER_MODE = 0o750
 FILE_MODE = 0o640
+# In a report folder, names the index prefix of the agent whose reports it holds (`claim`).
+OWNER_FILE = ".nis2triage-prefix"
+MAX_OWNER_BYTES = 1024
 
 
 def _make_parents(parent: Path) -> None:
@@ -148,6 +152,63 @@ def _make_parents(parent: Path) -> None:
         except FileExistsError:
             continue  # made meanwhile by another writer, with its own mode
         folder.chmod(FOLDER_MODE)
+
+
+def claim(directory: Path, prefix: str) -> None:
+    """Mark `directory` as holding the reports of the agent whose index prefix is `prefix`,
+    or raise ReportFolderError when it holds another prefix's.
+
+    Two agents (production and staging, say) make the same incident ids from the same
+    alerts, so in one folder the files of one would replace the other's."""
+    _make_parents(directory.parent)
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(mode=FOLDER_MODE)
+        directory.chmod(FOLDER_MODE)
+    marker = directory / OWNER_FILE
+    held = _owner(marker)
+    if held is None:
+        held = _write_owner(directory, prefix)
+    if held != prefix:
+        raise ReportFolderError(
+            f"the report folder {directory} holds the reports of the agent with index prefix "
+            f"{held!r} ({marker}), and this one's prefix is {prefix!r}: the same alerts make "
+            "the same incident ids, so one agent's files would replace the other's; give "
+            "each configuration its own incidents.report_dir (or --out)"
+        )
+
+
+def _owner(marker: Path) -> str | None:
+    """The prefix `marker` names, None when there is no marker."""
+    try:
+        fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise  # the folder cannot be used at all: said as such by the caller
+        raise ReportFolderError(
+            f"{marker} is a symbolic link; it names the agent whose reports the folder "
+            "holds: make it a plain file, or remove it"
+        ) from exc
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(MAX_OWNER_BYTES).decode("utf-8", "replace").strip()
+
+
+def _write_owner(directory: Path, prefix: str) -> str:
+    """Write the marker whole by linking a finished file to its name, which fails when
+    another agent wrote it first: the prefix the marker names afterwards."""
+    partial = directory / f"{OWNER_FILE}.{os.getpid()}.part"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), FILE_MODE)
+        fh.write(prefix + "\n")
+    try:
+        os.link(partial, directory / OWNER_FILE)
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink()
+    return _owner(directory / OWNER_FILE) or prefix
 
 
 def _open_folder(out: Path) -> int:
