@@ -148,3 +148,32 @@ def test_the_oldest_incident_is_watched_behind_more_than_a_thousand_newer_ones(
     assert report.overdue >= 1
     assert "deadline_overdue" in escalations(es, index_name, "early_warning")
     assert "early_warning" in flow.desk.book.get(oldest.id).overdue
+
+
+def test_a_near_deadline_moved_earlier_is_said_again_with_its_new_due(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    # Said near at 19:00 for 24 hours after awareness; then the analyst records that the
+    # entity knew two hours earlier. The escalation kept saying the old, later due.
+    flow = make_flow()
+    flow.take([(alert(), LAB)])
+    [incident] = flow.desk.book.find({"match_all": {}})
+    clock.to(T0 + timedelta(hours=19))
+    flow.cycle(clock())
+    flow.desk.ack(incident.id, "alice", "seen on the firewall first", at=T0 - timedelta(hours=2))
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nis2triage.notify.soc"):
+        flow.cycle(clock())
+        flow.cycle(clock())
+
+    es.indices.refresh(index=f"{index_name}-escalations")
+    query = {"bool": {"filter": [{"term": {"report": "early_warning"}}]}}
+    hits = es.search(index=f"{index_name}-escalations", query=query)["hits"]["hits"]
+    assert [(h["_source"]["kind"], h["_source"]["due"]) for h in hits] == [
+        ("deadline_near", "2026-03-03T07:00:00Z")
+    ]
+    assert hits[0]["_source"]["details"]["was_due"] == "2026-03-03T09:00:00Z"
+    said = [r.getMessage() for r in caplog.records if "early_warning" in r.getMessage()]
+    assert len(said) == 1 and "due moved from 2026-03-03T09:00:00Z" in said[0]

@@ -139,7 +139,7 @@ class Gdpr(_Record):
     notified_at: AwareDatetime | None = None
     reason: str | None = None
     # How often the analyst moved `aware_at` once the duty was open (`impact
-    # --personal-data-at`): each move raises the reminder again, with the new deadline.
+    # --personal-data-at`); each move of the due says the reminder again (`Soc.raise_once`).
     corrections: int = 0
 
 

@@ -76,11 +76,8 @@ class Watchdog:
             f"personal data involved: notify the GBA/APD by {show(duty.due)} "
             "(GDPR Art. 33(1)), separately from the CCB, through its web form"
         )
-        # Raised again when the analyst moved the awareness: the deadline said before is wrong.
-        again = f"correction {duty.corrections}" if duty.corrections else None
-        self.soc.raise_once(
-            "gdpr_reminder", incident.id, GDPR_KEY, message, duty.due, once_per=again
-        )
+        # Said again when the analyst moved the awareness, and with it the due (`raise_once`).
+        self.soc.raise_once("gdpr_reminder", incident.id, GDPR_KEY, message, duty.due)
 
     def _aware_in_the_future(self, incident: Incident, now: datetime) -> None:
         """Awareness recorded later than now: the clock was ahead when it was recorded (a

@@ -35,10 +35,10 @@ class Soc:
         message: str,
         due: datetime | None = None,
         details: dict[str, Any] | None = None,
-        once_per: str | None = None,
     ) -> bool:
-        """Record one escalation; True (and a WARNING line) only the first time. `once_per`
-        tells apart escalations of one kind that must each be raised (a moved deadline)."""
+        """Record one escalation; True (and a WARNING line) only the first time, and again
+        when its `due` has moved since (an analyst dated the awareness otherwise): the one
+        document then says the new due, since the one said before is wrong."""
         doc = {
             "@timestamp": _iso(self.clock()),
             "kind": kind,
@@ -48,8 +48,25 @@ class Soc:
             "message": message,
             "details": details or {},
         }
-        parts = [incident_id, report, kind] + ([once_per] if once_per else [])
-        new = self.store.create("escalations", stable_id("escalation", *parts), doc)
-        if new:
+        doc_id = stable_id("escalation", incident_id, report, kind)
+        if self.store.create("escalations", doc_id, doc):
             log.warning("SOC %s: incident %s, %s: %s", kind, incident_id, report, message)
-        return new
+            return True
+        was_due = self._moved(doc_id, doc["due"])
+        if was_due is None:
+            return False
+        doc["details"] = {**doc["details"], "was_due": was_due}
+        self.store.put("escalations", doc_id, doc)
+        log.warning(
+            "SOC %s: incident %s, %s (due moved from %s): %s",
+            kind, incident_id, report, was_due, message,
+        )  # fmt: skip
+        return True
+
+    def _moved(self, doc_id: str, due: str | None) -> str | None:
+        """The due the escalation said before, when it was another; None otherwise."""
+        if due is None:
+            return None
+        held = self.store.get("escalations", doc_id) or {}
+        said = held.get("due")
+        return str(said) if said and said != due else None
