@@ -39,12 +39,13 @@ class Soc:
         """Record one escalation; True (and a WARNING line) only the first time, and again
         when its `due` has moved since (an analyst dated the awareness otherwise): the one
         document then says the new due, since the one said before is wrong."""
-        doc = {
+        said_due = _iso(due) if due else None
+        doc: dict[str, Any] = {
             "@timestamp": _iso(self.clock()),
             "kind": kind,
             "incident_id": incident_id,
             "report": report,
-            "due": _iso(due) if due else None,
+            "due": said_due,
             "message": message,
             "details": details or {},
         }
@@ -52,10 +53,10 @@ class Soc:
         if self.store.create("escalations", doc_id, doc):
             log.warning("SOC %s: incident %s, %s: %s", kind, incident_id, report, message)
             return True
-        was_due = self._moved(doc_id, doc["due"])
+        was_due = self._moved(doc_id, said_due)
         if was_due is None:
             return False
-        doc["details"] = {**doc["details"], "was_due": was_due}
+        doc["details"] = {**(details or {}), "was_due": was_due}
         self.store.put("escalations", doc_id, doc)
         log.warning(
             "SOC %s: incident %s, %s (due moved from %s): %s",
