@@ -12,6 +12,7 @@ from test_agent_restart import index_part
 
 from nis2triage import esclient
 from nis2triage.cli import main
+from nis2triage.reports.render import OWNER_FILE, claim
 
 from ccb_server import running_ccb
 from support import real_log_docs, write_agent_config
@@ -71,3 +72,27 @@ def test_reports_the_endpoint_did_not_take_are_counted_not_left_out_of_zero_sent
     assert line.endswith(
         f", {queued} not delivered yet (retried at the next cycles; see {index_name}-st-outbox)"
     )
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_an_agent_refuses_to_start_on_the_report_folder_of_another_index_prefix(
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_agent_config(
+        tmp_path, es_settings, index_name, f"{index_name}-st", notifier={"mode": "send"}
+    )
+    data = yaml.safe_load(config.read_text())
+    data["incidents"] = {"channels": ["manual"], "report_dir": "reports"}
+    config.write_text(yaml.safe_dump(data))
+    claim(tmp_path / "reports", "production")
+
+    assert main(["run", "-c", str(config), "--once"]) != 0
+
+    said = capsys.readouterr().err
+    assert "holds the reports of the agent with index prefix 'production'" in said
+    assert f"this one's prefix is '{index_name}-st'" in said
+    assert "Traceback" not in said
+    assert (tmp_path / "reports" / OWNER_FILE).read_text() == "production\n"
