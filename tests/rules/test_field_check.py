@@ -31,6 +31,11 @@ from native_support import MAPPING, at, ev, index_events, make_rule
         pytest.param("a.b:1&&c.d:2||!e.f:3", ["a.b", "c.d", "e.f"], id="symbol-operators"),
         pytest.param(r"file\.name\:x:y OR _id:1 OR host.*:a", ["file.name:x"], id="escaped"),
         pytest.param(
+            "@timestamp:[2024-01-01T00:00:00 TO 2024-01-02T00:00:00} AND a.b:{10:00 TO *]",
+            ["@timestamp", "a.b"],
+            id="times-in-a-range",
+        ),
+        pytest.param(
             {
                 "bool": {
                     "filter": [{"term": {"event.outcom": "failure"}}],

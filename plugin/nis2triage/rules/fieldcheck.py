@@ -37,8 +37,11 @@ _LEAVES = frozenset(
 )  # fmt: skip
 # Keys of a leaf's body that are options, not fields.
 _OPTIONS = frozenset(("boost", "_name", "case_insensitive"))
-# Quoted phrases and /regular expressions/ after a colon, whose text is no field.
-_QUOTED = re.compile(r'"(?:\\.|[^"\\])*"|(?<=:)\s*/(?:\\.|[^/\\])*/')
+# Quoted phrases, /regular expressions/ after a colon and ranges, whose text is no field:
+# a range's bounds may hold unescaped colons (`[2024-01-01T00:00:00 TO *]`).
+_QUOTED = re.compile(
+    r'"(?:\\.|[^"\\])*"|(?<=:)\s*/(?:\\.|[^/\\])*/|(?<!\\)[\[{](?:\\.|[^\]}\\])*[\]}]'
+)
 # `field:` at the start of a term: after the start, a space, a bracket or an operator.
 _LUCENE_FIELD = re.compile(r"(?:^|(?<=[\s(+!&|-]))((?:\\.|[\w@])(?:\\.|[\w@.-])*)\s*:")
 _EXISTS = re.compile(r"_exists_\s*:\s*((?:\\.|[\w@.-])+)")
