@@ -145,3 +145,30 @@ def test_an_index_without_events_is_checked_again_once_it_holds_some(
 
     assert quiet == []  # not asked again before RECHECK_S
     assert ["user.nme" in r.getMessage() for r in caplog.records] == [True]
+
+
+def test_a_key_under_a_flattened_field_is_mapped(
+    es: Elasticsearch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The node lists no field labels.env under a flattened `labels`, yet queries and
+    # aggregations reach it: the rule below fires.
+    name = f"t-fieldcheck-{uuid.uuid4().hex[:8]}"
+    flattened = {"properties": {**MAPPING["properties"], "labels": {"type": "flattened"}}}
+    es.indices.create(index=name, mappings=flattened)
+    for minute in (1, 2):
+        es.index(index=name, document={**ev(minute), "labels": {"env": "prod"}}, refresh=True)
+    rule = make_rule(
+        "frequency", name, filter="labels.env:prod OR lables.env:prod",
+        query_key="labels.env", num_events=2, timeframe="10m",
+    )  # fmt: skip
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="nis2triage.rules.fieldcheck"):
+            alerts = _runner(es, rule).run_due()
+    finally:
+        es.options(ignore_status=404).indices.delete(index=name)
+
+    assert [a.entity for a in alerts] == ["prod"]
+    assert [r.getMessage().split(",")[0] for r in caplog.records] == [
+        "rule test frequency: its filter names lables.env"
+    ]
