@@ -439,3 +439,19 @@ def test_a_report_folder_of_another_index_prefix_is_refused(
     assert "holds the reports of the agent with index prefix 'staging'" in said
     assert f"this one's prefix is {index_name!r}" in said
     assert not (tmp_path / "reports" / incident.id).exists()
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_list_json_says_the_deadlines_passed_since_the_last_pass(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # No agent's pass ran: the table, `show` and `status` said OVERDUE, the JSON `[]`.
+    config, _, incident = with_incident(es, es_settings, index_name, tmp_path)
+    capsys.readouterr()
+
+    assert main(["incidents", "list", "-c", str(config), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+
+    assert incident.overdue == ()
+    assert listed[0]["overdue"] == ["early_warning", "incident_notification", "progress_report"]

@@ -241,7 +241,8 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         query = {"bool": {"must_not": [{"term": {"status": "closed"}}]}}
     found = ctx.flow.desk.book.find(query, size=args.limit)
     if args.json:
-        return _print_json([_json_row(i) for i in found])
+        now = _now()
+        return _print_json([_json_row(i, now) for i in found])
     table = Table(title=plural(len(found), "incident"))
     # The incident's time is its first detection's (the event's), not when it was recorded.
     first = "first detected (Brussels)"
@@ -267,10 +268,13 @@ def _next_due(i: Incident) -> DeadlineView | None:
     return min((d for d in i.deadlines if d.key in i.pending), key=lambda d: d.due, default=None)
 
 
-def _json_row(i: Incident) -> dict[str, Any]:
+def _json_row(i: Incident, now: datetime) -> dict[str, Any]:
     """`_row` for scripts: ISO times in UTC (as `status --json`), the next due report as
-    its key and time, no placeholder text."""
+    its key and time, the overdue ones as the table judges them, no placeholder text."""
     due = _next_due(i)
+    # Not `i.overdue` alone: only an agent's pass marks it, so with no agent running a
+    # deadline passed since showed as none.
+    late = [d.key for d in i.deadlines if _deadline_state(i, d, set(), now) == "OVERDUE"]
     return {
         "id": i.id,
         "status": i.status,
@@ -278,7 +282,7 @@ def _json_row(i: Incident) -> dict[str, Any]:
         "alerts": i.alert_count,
         "verdict": i.significance.verdict if i.significance else None,
         "next_due": {"key": due.key, "due": due.due.isoformat()} if due else None,
-        "overdue": list(i.overdue),
+        "overdue": late,
         "title": i.title,
     }
 
