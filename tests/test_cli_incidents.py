@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -455,3 +455,25 @@ def test_list_json_says_the_deadlines_passed_since_the_last_pass(
 
     assert incident.overdue == ()
     assert listed[0]["overdue"] == ["early_warning", "incident_notification", "progress_report"]
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_list_json_gives_the_gdpr_deadline_in_utc(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # Given in Brussels' winter time, the awareness's 72 hours came out as +01:00.
+    config, _, incident = with_incident(es, es_settings, index_name, tmp_path)
+    aware = (T0 - timedelta(days=3)).astimezone(timezone(timedelta(hours=1))).isoformat()
+    known = ["--personal-data", "yes", "--personal-data-at", aware]
+    assert main(["incidents", "impact", incident.id, "-c", str(config), *known]) == 0
+    capsys.readouterr()
+
+    assert main(["incidents", "list", "-c", str(config), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+
+    assert aware == "2026-02-27T10:00:00+01:00"
+    assert listed[0]["next_due"] == {
+        "key": "gdpr_breach_notification",
+        "due": "2026-03-02T09:00:00+00:00",
+    }

@@ -278,10 +278,11 @@ def _json_row(i: Incident, now: datetime) -> dict[str, Any]:
     return {
         "id": i.id,
         "status": i.status,
-        "opened": i.opened_at.isoformat(),
+        "opened": i.opened_at.astimezone(UTC).isoformat(),
         "alerts": i.alert_count,
         "verdict": i.significance.verdict if i.significance else None,
-        "next_due": {"key": due.key, "due": due.due.isoformat()} if due else None,
+        # The GDPR deadline keeps the offset the analyst gave its awareness in.
+        "next_due": {"key": due.key, "due": due.due.astimezone(UTC).isoformat()} if due else None,
         "overdue": late,
         "title": i.title,
     }
