@@ -97,6 +97,10 @@ def test_bad_impact_arguments_say_what_is_expected(
     ("argv", "message"),
     [
         pytest.param(["list", "--limit", "-1"], "give 1 to 10,000", id="limit-negative"),
+        pytest.param(["ack", "abc123", "--at", "0001-01-01T00:00+14:00"],
+                     "lies before the year 1 in UTC", id="at-before-year-one"),
+        pytest.param(["impact", "abc123", "--personal-data-at", "0001-01-01T05:00+06:00"],
+                     "lies before the year 1 in UTC", id="personal-data-at-before-year-one"),
         pytest.param(["list", "--limit", "20000"], "give 1 to 10,000", id="limit-past-a-search"),
         pytest.param(["ack", "abc123", "--by", " "], "empty: give a name", id="by-blank"),
         pytest.param(["request", "abc123", "", "--due", "48h"], "empty", id="ref-empty"),

@@ -181,6 +181,12 @@ def _past(text: str) -> datetime:
         ) from None
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r}: give the offset too, e.g. +01:00 or Z")
+    try:
+        # The deadlines and the Brussels times shown are worked out in UTC: 0001-01-01
+        # at +14:00 ended `ack` in an OverflowError's traceback.
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} lies before the year 1 in UTC") from None
     if moment > _now():
         raise argparse.ArgumentTypeError(f"{text!r} is in the future")
     return moment
