@@ -481,6 +481,8 @@ def test_text_of_many_urls_without_an_at_sign_holds_no_login() -> None:
         ("Alice[@]corp[.]example", "alice@corp.example"),
         ("alice{at}corp(dot)example", "alice@corp.example"),
         ("jan&marie(at)corp[.]example", "jan&marie@corp.example"),
+        ("jan.peeters\uff20corp.example", "jan.peeters@corp.example"),
+        ("jan.peeters\ufe6bcorp\uff0eexample", "jan.peeters@corp.example"),
     ],
 )
 def test_a_defanged_indicator_gets_the_pseudonym_of_the_address_it_stands_for(

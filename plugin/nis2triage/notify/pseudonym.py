@@ -213,26 +213,32 @@ _DASHED_IPV4 = re.compile(
 # Indicators written defanged, as analysts share them so that no one clicks them
 # (185.190.58[.]151, alice(at)corp[.]example): each is replaced by the pseudonym of the
 # address it stands for, the same as the address written plainly. A dot may be written
-# [.] (.) {.} [dot] (dot) or full width (U+FF0E), the @ as [@] (@) [at] (at) {at}. At least
+# [.] (.) {.} [dot] (dot) or full width (U+FF0E), the @ as [@] (@) [at] (at) {at}, full
+# width (U+FF20, as an input method in Japanese or Chinese types it) or small (U+FE6B). At least
 # one part must be defanged: plain addresses are left to the patterns above. Known gaps:
 # defanged IPv6 ([:]), words with spaces (`alice at corp dot example`), a defanged
 # address with a quoted local part or a one-label host (`alice(at)intranet` reads as
 # `foo(at)bar`, which names no one).
 _DOT = r"(?:\.|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\uff0e)"
-_AT = r"(?:@|\[@\]|\(@\)|\[at\]|\(at\)|\{at\})"
+_AT = r"(?:@|\[@\]|\(@\)|\[at\]|\(at\)|\{at\}|\uff20|\ufe6b)"
 _DEFANGED_IPV4 = re.compile(rf"(?<![\d.])\d{{1,3}}(?:{_DOT}\d{{1,3}}){{3}}(?!\d|{_DOT}\d)", re.I)
 _DEFANGED_EMAIL = re.compile(
     rf"{_MAIL_LOCAL}{_AT}(?:{_LABEL}{_DOT})+[^\W\d_](?:[^\W_]|-|{_MARK})+",
     re.IGNORECASE,
 )
 _FANGS = re.compile(
-    r"\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\uff0e|\[@\]|\(@\)|\[at\]|\(at\)|\{at\}", re.I
+    r"\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\uff0e|\[@\]|\(@\)|\[at\]|\(at\)|\{at\}|\uff20|\ufe6b",
+    re.I,
 )
 
 
 def _refanged(text: str) -> str:
     """A defanged indicator as written plainly (185.190.58[.]151 as 185.190.58.151)."""
-    return _FANGS.sub(lambda m: "@" if m.group(0).lower()[1:-1] in ("@", "at") else ".", text)
+    return _FANGS.sub(lambda m: "@" if _is_at(m.group(0)) else ".", text)
+
+
+def _is_at(fang: str) -> bool:
+    return fang in ("\uff20", "\ufe6b") or fang.lower()[1:-1] in ("@", "at")
 
 
 class Written(str):
