@@ -867,3 +867,33 @@ def stamped(minutes_ago: float, ingested: float) -> dict[str, str]:
         "@timestamp": (NOW - timedelta(minutes=minutes_ago)).isoformat(),
         "event": {"ingested": (NOW - timedelta(minutes=ingested)).isoformat()},
     }
+
+
+def test_the_advisory_counts_name_their_time_over_a_numeric_time_field(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A time field mapped as a number is read as epoch milliseconds; the node gives its
+    # min and max as numbers only, and the warnings said "the latest None".
+    ingested = {"properties": {"ingested": {"type": "date"}}}
+    mapping = {"properties": {"@timestamp": {"type": "long"}, "event": ingested}}
+    es.indices.create(index=index_name, mappings=mapping)
+    now_ms, day_ms = int(NOW.timestamp() * 1000), 86_400_000
+    es.index(index=index_name, id="now", document={"@timestamp": now_ms - 60_000})
+    es.index(index=index_name, id="ahead", document={"@timestamp": now_ms + 10 * day_ms})
+    es.indices.refresh(index=index_name)
+    now = [NOW]
+    source = Source(es, SourceConfig(name="s", indices=[index_name]), clock=lambda: now[0])
+    cursor = Cursor()
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        assert read_all(source, cursor) == ["now"]
+        source.say_future()
+        source.say_too_late(cursor)
+        late = {"@timestamp": now_ms - 3_600_000, "event": {"ingested": NOW.isoformat()}}
+        es.index(index=index_name, id="late", refresh=True, document=late)
+        now[0] += LATE_CHECK_EVERY
+        source.say_too_late(cursor)
+
+    said = warnings_of(caplog)
+    assert "(the latest 2026-12-14T12:00:00.000Z, in " in said[0]
+    assert "(the oldest 2026-12-04T11:00:00.000Z, in " in said[1]

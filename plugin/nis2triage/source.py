@@ -237,6 +237,21 @@ LATE_CHECK_EVERY = timedelta(minutes=10)
 INGESTED_FIELD = "event.ingested"
 
 
+def _shown_time(extreme: dict[str, Any]) -> str:
+    """A min or max aggregation's time as the node writes a date: it gives one for a date
+    field only, and for a numeric one (read as epoch milliseconds) the number alone."""
+    if extreme.get("value_as_string"):
+        return str(extreme["value_as_string"])
+    value = extreme.get("value")
+    if not isinstance(value, int | float):
+        return str(value)
+    try:
+        moment = datetime.fromtimestamp(value / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return f"{value} (epoch milliseconds)"
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 @dataclass(frozen=True)
 class Unusable:
     """An event the source read but cannot hand on, and why."""
@@ -602,7 +617,7 @@ class Source:
         self._future_said = count
         if count <= said:
             return
-        latest = answer["aggregations"]["latest"].get("value_as_string")
+        latest = _shown_time(answer["aggregations"]["latest"])
         where = [b["key"] for b in answer["aggregations"]["where"]["buckets"]]
         log.warning(
             "source %s: %s dated more than a day ahead (the latest %s, in %s): every read "
@@ -631,7 +646,7 @@ class Source:
         count = int(answer["hits"]["total"]["value"]) if answer else 0
         if not answer or not count:
             return
-        oldest = answer["aggregations"]["oldest"].get("value_as_string")
+        oldest = _shown_time(answer["aggregations"]["oldest"])
         where = [b["key"] for b in answer["aggregations"]["where"]["buckets"]]
         log.warning(
             "source %s: %s indexed since %s %s dated before the reading margin had passed it "
