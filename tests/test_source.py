@@ -892,8 +892,43 @@ def test_the_advisory_counts_name_their_time_over_a_numeric_time_field(
         late = {"@timestamp": now_ms - 3_600_000, "event": {"ingested": NOW.isoformat()}}
         es.index(index=index_name, id="late", refresh=True, document=late)
         now[0] += LATE_CHECK_EVERY
+        assert read_all(source, cursor) == []
         source.say_too_late(cursor)
 
     said = warnings_of(caplog)
     assert "(the latest 2026-12-14T12:00:00.000Z, in " in said[0]
     assert "(the oldest 2026-12-04T11:00:00.000Z, in " in said[1]
+
+
+def test_a_shipper_steadily_behind_has_each_event_it_lost_counted(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One shipper on time, one 8 minutes behind, a margin of 5 and a poll a minute: every
+    # event of the late one is lost, and each look said 3 of its 10 (those dated before
+    # the margin of the look before, not of the poll that came after them).
+    ingested = {"properties": {"ingested": {"type": "date"}}}
+    mapping = {"properties": {"@timestamp": {"type": "date"}, "event": ingested}}
+    es.indices.create(index=index_name, mappings=mapping)
+    now = [NOW]
+    config = SourceConfig(name="s", indices=[index_name], max_lateness=timedelta(minutes=5))
+    source, cursor, read = Source(es, config, clock=lambda: now[0]), Cursor(), []
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
+        for minute in range(21):
+            arrived = {"ingested": now[0].isoformat()}
+            on_time = {"@timestamp": now[0].isoformat(), "event": arrived}
+            behind = {"@timestamp": (now[0] - timedelta(minutes=8)).isoformat(), "event": arrived}
+            es.index(index=index_name, id=f"on-time-{minute}", document=on_time)
+            es.index(index=index_name, id=f"behind-{minute}", document=behind, refresh=True)
+            read += [e.id for batch in source.poll(cursor) for e in batch]
+            source.say_too_late(cursor)
+            now[0] += timedelta(minutes=1)
+
+    assert [i for i in read if i.startswith("behind")] == ["behind-0"]  # the first poll's
+    said = [
+        re.match(r"source s: (\d+) events indexed since (\S+) ", m) for m in warnings_of(caplog)
+    ]
+    assert [(m.group(1), m.group(2)) for m in said if m] == [
+        ("10", "2026-12-04T12:00:00Z"),
+        ("10", "2026-12-04T12:10:00Z"),
+    ]
