@@ -13,7 +13,7 @@ from elasticsearch import Elasticsearch
 
 from nis2triage.config import RulesConfig
 from nis2triage.rulerunner import RuleRunner
-from nis2triage.rules.fieldcheck import RECHECK_S, filter_fields, named_fields
+from nis2triage.rules.fieldcheck import RECHECK_S, FieldCheck, filter_fields, named_fields
 
 from native_support import MAPPING, at, ev, index_events, make_rule
 
@@ -172,3 +172,40 @@ def test_a_key_under_a_flattened_field_is_mapped(
     assert [r.getMessage().split(",")[0] for r in caplog.records] == [
         "rule test frequency: its filter names lables.env"
     ]
+
+
+def test_a_node_that_cannot_answer_yet_is_asked_again(
+    es: Elasticsearch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Indices without an active shard (an agent started before its cluster recovered)
+    # make the node answer 503: the check was marked done, and the typo never said.
+    name = f"t-fieldcheck-{uuid.uuid4().hex[:8]}"
+    unassigned = {"index.routing.allocation.require._name": "no-such-node"}
+    settings = {**unassigned, "number_of_replicas": 0}
+    es.indices.create(index=name, settings=settings, mappings=MAPPING, wait_for_active_shards="0")
+    rule = make_rule("any", name, query_key="user.nme")
+    seconds = [0.0]
+    check = FieldCheck(clock=lambda: seconds[0])
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="nis2triage.rules.fieldcheck"):
+            check.check(es, [rule])
+            quiet = said(caplog)
+            es.indices.put_settings(
+                index=name, settings={"index.routing.allocation.require._name": None}
+            )
+            es.cluster.health(index=name, wait_for_status="green", timeout="30s")
+            es.index(index=name, document=ev(1, user="alice"), refresh=True)
+            seconds[0] = RECHECK_S
+            check.check(es, [rule])
+    finally:
+        es.options(ignore_status=404).indices.delete(index=name)
+
+    assert quiet == []
+    assert [m.split(",")[0] for m in said(caplog)] == [
+        "rule test any: its query_key names user.nme"
+    ]
+
+
+def said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "nis2triage.rules.fieldcheck"]

@@ -137,9 +137,10 @@ class FieldCheck:
                 done = self._check_one(es, rule)
             except ApiError as exc:
                 # The check only helps: a node that will not describe the fields (a role
-                # without view_index_metadata) must not stop the rule.
+                # without view_index_metadata) must not stop the rule. One that cannot yet
+                # (503: no active shard, before the cluster recovered; 429) is asked again.
                 log.debug("rule %s: its fields were not checked: %s", rule.name, exc)
-                done = True
+                done = exc.meta.status != 429 and exc.meta.status < 500
             if done:
                 self.checked.add(rule.name)
             else:
