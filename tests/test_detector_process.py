@@ -330,6 +330,21 @@ def test_an_error_in_the_process_is_said_with_its_place(
         process.settle()
 
 
+def test_an_error_in_the_process_is_said_when_the_next_page_finds_it_gone(
+    logons: list[Event], process: DetectorProcess
+) -> None:
+    # The agent sends the next pages before it reads the answer to a close: the process
+    # had said why it stopped, and the agent said only "Broken pipe".
+    process.ingest_many(logons[:PAGE])
+    process.close("not a time", "logs")  # type: ignore[arg-type]
+    assert process._child is not None
+    assert process._child.process.wait(10) == 0  # it stops once it has said why
+
+    said = r"it failed: TypeError: .* \(in close_until, features.py:\d+\)"
+    with pytest.raises(DetectorProcessFailed, match=said):
+        process.ingest_many(logons[PAGE : 2 * PAGE])
+
+
 def test_a_value_too_deep_to_pickle_is_judged_as_in_the_agents_process(
     logons: list[Event], process: DetectorProcess
 ) -> None:

@@ -272,7 +272,20 @@ class DetectorProcess:
         try:
             self._started().pipe.send(message)
         except OSError as exc:
-            raise self._failed(f"it no longer reads ({exc})") from exc
+            raise self._failed(self._last_words() or f"it no longer reads ({exc})") from exc
+
+    def _last_words(self) -> str | None:
+        """Why a process that no longer reads stopped, if it said so: the agent sends the
+        next pages before it reads the answer to a close, so a close the process failed
+        on came to light as a broken pipe, its error left unread behind earlier answers."""
+        assert self._child is not None
+        try:
+            while True:
+                kind, payload = self._child.pipe.receive()
+                if kind == "failed":
+                    return f"it failed: {payload}"
+        except (EOFError, OSError, pickle.UnpicklingError, DetectorProcessFailed):
+            return None
 
     def _receive(self) -> tuple[str, Any]:
         child = self._started()
