@@ -626,3 +626,21 @@ def test_the_log_line_stays_short_whatever_the_filters() -> None:
     assert said is not None and len(said) < 600 and said.endswith("more clauses)")
     assert empty == '(u in [""])'
     assert long == f'(u in ["{"x" * 40}"... (14,000 characters)])'
+
+
+def test_a_key_under_a_flattened_field_is_not_said_unmapped(
+    es: Elasticsearch, index_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The node lists no field labels.env under a flattened `labels`, yet the detector
+    # reads it from the events and takes them: said as "the detector takes none".
+    mapping = {"properties": {"@timestamp": {"type": "date"}, "labels": {"type": "flattened"}}}
+    es.indices.create(index=index_name, mappings=mapping)
+    for i, env in enumerate(("prod", "test")):
+        doc = {"@timestamp": (NOW - timedelta(minutes=10 - i)).isoformat(), "labels": {"env": env}}
+        es.index(index=index_name, id=env, document=doc, refresh=True)
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.pushdown"):
+        read_ids = read(es, index_name, [match(labels__env="prod")])
+
+    assert read_ids == ["prod", "test"]  # the agent judges the filter itself
+    assert "no index of the source maps" not in caplog.text

@@ -226,6 +226,28 @@ def describe_fields(es: Elasticsearch, indices: Sequence[str], names: Sequence[s
     return Fields(_types(caps), unsafe, tuple(caps.get("indices") or ()))
 
 
+def parents(names: Sequence[str]) -> list[str]:
+    """The objects above each of `names` (`a`, `a.b` for `a.b.c`), each once."""
+    return list(
+        dict.fromkeys(
+            ".".join(parts[:i])
+            for parts in (n.split(".") for n in names)
+            for i in range(1, len(parts))
+        )
+    )
+
+
+def mapped(name: str, fields: Fields) -> bool:
+    """Whether some index maps `name`, or a flattened field above it: the node lists no
+    field for a key under a flattened one (`labels.env` of `labels`), yet queries and
+    aggregations reach it."""
+    if name in fields.types or name in fields.runtime:
+        return True
+    parts = name.split(".")
+    above = (".".join(parts[:i]) for i in range(1, len(parts)))
+    return any("flattened" in fields.types.get(parent, ()) for parent in above)
+
+
 def _types(caps: dict[str, Any]) -> dict[str, frozenset[str]]:
     types: dict[str, frozenset[str]] = {}
     for name, by_type in (caps.get("fields") or {}).items():
@@ -310,7 +332,8 @@ class Narrowing:
             return None
         try:
             read = [name for pairs in self.features.values() for _, name in pairs]
-            fields = describe_fields(es, indices, [*fields_of(self.filters), *read])
+            named = [*fields_of(self.filters), *read]
+            fields = describe_fields(es, indices, [*named, *parents(named)])
         except ApiError as exc:
             # Reading everything is always correct, only slower. Said once, not per poll.
             if not self.push:
@@ -353,8 +376,7 @@ class Narrowing:
         unmapped = [
             (detector, what, then, name)
             for detector, what, then, name in named
-            if name not in fields.types
-            and name not in fields.runtime
+            if not mapped(name, fields)
             and name not in self._said_unmapped
             and "*" not in name
             and "," not in name

@@ -18,7 +18,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
 
-from nis2triage.pushdown import Fields, describe_fields
+from nis2triage.pushdown import describe_fields, mapped, parents
 from nis2triage.rules.native import NativeRule
 from nis2triage.source import index_names
 
@@ -95,28 +95,6 @@ def _dsl_fields(query: Any) -> Iterator[str]:
             yield from _dsl_fields(body)
 
 
-def _parents(names: Sequence[str]) -> list[str]:
-    """The objects above each of `names` (`a`, `a.b` for `a.b.c`), each once."""
-    return list(
-        dict.fromkeys(
-            ".".join(parts[:i])
-            for parts in (n.split(".") for n in names)
-            for i in range(1, len(parts))
-        )
-    )
-
-
-def _mapped(name: str, fields: Fields) -> bool:
-    """Whether some index maps `name`, or a flattened field above it: the node lists no
-    field for a key under a flattened one (`labels.env` of `labels`), yet queries and
-    aggregations reach it."""
-    if name in fields.types or name in fields.runtime:
-        return True
-    parts = name.split(".")
-    above = (".".join(parts[:i]) for i in range(1, len(parts)))
-    return any("flattened" in fields.types.get(parent, ()) for parent in above)
-
-
 class FieldCheck:
     """Checks each rule once per run of the agent, when its indices first hold events."""
 
@@ -152,8 +130,8 @@ class FieldCheck:
         named = [(w, n) for w, n in named_fields(rule) if not set(n) & set("*,")]
         indices = index_names([rule.index])
         names = [name for _, name in named]
-        fields = describe_fields(es, indices, [*names, *_parents(names)])
-        missing = [(w, n) for w, n in named if not _mapped(n, fields)]
+        fields = describe_fields(es, indices, [*names, *parents(names)])
+        missing = [(w, n) for w, n in named if not mapped(n, fields)]
         if not missing:
             return True
 
