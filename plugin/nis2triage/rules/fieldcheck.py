@@ -42,8 +42,12 @@ _OPTIONS = frozenset(("boost", "_name", "case_insensitive"))
 _QUOTED = re.compile(
     r'"(?:\\.|[^"\\])*"|(?<=:)\s*/(?:\\.|[^/\\])*/|(?<!\\)[\[{](?:\\.|[^\]}\\])*[\]}]'
 )
-# `field:` at the start of a term: after the start, a space, a bracket or an operator.
-_LUCENE_FIELD = re.compile(r"(?:^|(?<=[\s(+!&|-]))((?:\\.|[\w@])(?:\\.|[\w@.-])*)\s*:")
+# `field:` at the start of a term: after the start, a space, a bracket or an operator; a
+# `-` only as one (`-process.name:x`), not inside a term (`web-01`): each start inside a
+# long run of `a-a-a..` read to its end, 19 s for 40 kB.
+_LUCENE_FIELD = re.compile(
+    r"(?:^|(?<=[\s(+!&|])|(?<=-)(?<![\w@.\\-]-))((?:\\.|[\w@])(?:\\.|[\w@.-])*)\s*:"
+)
 _EXISTS = re.compile(r"_exists_\s*:\s*((?:\\.|[\w@.-])+)")
 
 
