@@ -483,6 +483,14 @@ def test_text_of_many_urls_without_an_at_sign_holds_no_login() -> None:
         ("jan&marie(at)corp[.]example", "jan&marie@corp.example"),
         ("jan.peeters\uff20corp.example", "jan.peeters@corp.example"),
         ("jan.peeters\ufe6bcorp\uff0eexample", "jan.peeters@corp.example"),
+        # URL-encoded dots (a query string's value) and a C or Python escape for the @.
+        ("10%2e20%2e0%2e7", "10.20.0.7"),
+        ("10%252E20%252E0%252E7", "10.20.0.7"),
+        ("jan.peeters\\x40corp.example", "jan.peeters@corp.example"),
+        # Invisible characters pasted from a web page or a mail client split no address.
+        ("jan\u200b.peeters@corp.example", "jan.peeters@corp.example"),
+        ("jan.pee\u00adters@corp\ufeff.example", "jan.peeters@corp.example"),
+        ("10.20\u2060.0.7", "10.20.0.7"),
     ],
 )
 def test_a_defanged_indicator_gets_the_pseudonym_of_the_address_it_stands_for(

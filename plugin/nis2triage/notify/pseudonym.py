@@ -62,7 +62,7 @@ _IPV6_DOTTED = re.compile(
 # non-ASCII) backtrack exponentially on text with no @, and a short Russian file name
 # took 40 s; the two readings of a local part exclude each other by what precedes it,
 # so each word is read once. Known gaps: jan&marie@ in a query's value (`?to=jan&marie@..`:
-# only marie@.. is found), full-width or HTML-escaped @ or quotes (`&quot;jan&quot;@..`).
+# only marie@.. is found), HTML-escaped quotes (`&quot;jan&quot;@..`).
 def _marks() -> str:
     r"""Unicode's combining marks as a character class: not \w in Python, yet part of
     a word in scripts that write vowels as marks (Devanagari) and in NFD text."""
@@ -91,8 +91,8 @@ _SEPARATOR_CODES = ("20", "26", "2F", "3A", "3D", "3F")
 _ENCODED_LOCAL = rf"{_PERCENT}(?:{'|'.join(_LOCAL_CODES)})"
 _ENCODED_AT = rf"{_PERCENT}40"
 # The @ however text carries it: URL-encoded, as an HTML entity (a web page's mailto),
-# or as a JSON escape (a document a log line holds).
-_AT_SIGN = rf"(?:@|{_ENCODED_AT}|&#0*64;|&#[xX]0*40;|&commat;|\\u0040)"
+# or as a JSON, C or Python escape (a document or a string a log line holds).
+_AT_SIGN = rf"(?:@|{_ENCODED_AT}|&#0*64;|&#[xX]0*40;|&commat;|\\u0040|\\x40)"
 
 
 def _not_inside(codes: tuple[str, ...]) -> str:
@@ -213,13 +213,14 @@ _DASHED_IPV4 = re.compile(
 # Indicators written defanged, as analysts share them so that no one clicks them
 # (185.190.58[.]151, alice(at)corp[.]example): each is replaced by the pseudonym of the
 # address it stands for, the same as the address written plainly. A dot may be written
-# [.] (.) {.} [dot] (dot) or full width (U+FF0E), the @ as [@] (@) [at] (at) {at}, full
+# [.] (.) {.} [dot] (dot), full width (U+FF0E) or URL-encoded (%2E, a query string's
+# value; twice, %252E, in a URL inside another), the @ as [@] (@) [at] (at) {at}, full
 # width (U+FF20, as an input method in Japanese or Chinese types it) or small (U+FE6B). At least
 # one part must be defanged: plain addresses are left to the patterns above. Known gaps:
 # defanged IPv6 ([:]), words with spaces (`alice at corp dot example`), a defanged
 # address with a quoted local part or a one-label host (`alice(at)intranet` reads as
 # `foo(at)bar`, which names no one).
-_DOT = r"(?:\.|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\uff0e)"
+_DOT = r"(?:\.|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\uff0e|%(?:25)?2e)"
 _AT = r"(?:@|\[@\]|\(@\)|\[at\]|\(at\)|\{at\}|\uff20|\ufe6b)"
 _DEFANGED_IPV4 = re.compile(rf"(?<![\d.])\d{{1,3}}(?:{_DOT}\d{{1,3}}){{3}}(?!\d|{_DOT}\d)", re.I)
 _DEFANGED_EMAIL = re.compile(
@@ -227,7 +228,8 @@ _DEFANGED_EMAIL = re.compile(
     re.IGNORECASE,
 )
 _FANGS = re.compile(
-    r"\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\uff0e|\[@\]|\(@\)|\[at\]|\(at\)|\{at\}|\uff20|\ufe6b",
+    r"\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\uff0e|%(?:25)?2e|\[@\]|\(@\)|\[at\]|\(at\)|\{at\}"
+    r"|\uff20|\ufe6b",
     re.I,
 )
 
@@ -494,7 +496,7 @@ def _mac(text: str) -> str:
     return ":".join(g.rjust(2, "0") for g in groups)
 
 
-_WRITTEN_AT = re.compile(r"&#0*64;|&#x0*40;|&commat;|\\u0040", re.IGNORECASE)
+_WRITTEN_AT = re.compile(r"&#0*64;|&#x0*40;|&commat;|\\u0040|\\x40", re.IGNORECASE)
 # What `_ENCODED_LOCAL` and `_ENCODED_AT` take, each with its character's code.
 _DECODED = re.compile(rf"%(?:25)?(40|{'|'.join(_LOCAL_CODES)})", re.IGNORECASE)
 
@@ -550,7 +552,16 @@ def named_in(text: str, names: Iterable[str]) -> list[str]:
 
 
 def _nfc(text: str) -> str:
-    return text if text.isascii() else unicodedata.normalize("NFC", text)
+    """One spelling of `text`: accents composed (macOS writes them decomposed) and without
+    the invisible characters a copy from a web page or a mail client leaves inside words
+    (soft hyphen, zero-width space, word joiner, byte order mark), which split an address
+    in two, and the part before the split left in clear."""
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFC", _INVISIBLE.sub("", text))
+
+
+_INVISIBLE = re.compile("[\u00ad\u200b\u2060\ufeff]")
 
 
 def reveal(store: Store, name: str, kind: str) -> str | None:
