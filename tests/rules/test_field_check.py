@@ -14,7 +14,13 @@ from elasticsearch import Elasticsearch
 
 from nis2triage.config import RulesConfig
 from nis2triage.rulerunner import RuleRunner
-from nis2triage.rules.fieldcheck import RECHECK_S, FieldCheck, filter_fields, named_fields
+from nis2triage.rules.fieldcheck import (
+    MAX_SAID,
+    RECHECK_S,
+    FieldCheck,
+    filter_fields,
+    named_fields,
+)
 
 from native_support import MAPPING, at, ev, index_events, make_rule
 
@@ -222,3 +228,25 @@ def test_a_node_that_cannot_answer_yet_is_asked_again(
 
 def said(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "nis2triage.rules.fieldcheck"]
+
+
+def test_a_rule_naming_many_unmapped_fields_says_the_first_few_and_counts_the_rest(
+    es: Elasticsearch, index: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One line per field: a generated rule naming thousands wrote as many warnings.
+    misspelt = [f"user.nme{i}" for i in range(30)]
+    rule = make_rule(
+        "frequency", index, filter=" OR ".join(f"{name}:x" for name in misspelt),
+        num_events=2, timeframe="10m",
+    )  # fmt: skip
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.rules.fieldcheck"):
+        _runner(es, rule).run_due()
+
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == MAX_SAID + 1
+    for line, name in zip(said[:MAX_SAID], misspelt[:MAX_SAID], strict=True):
+        assert f"its filter names {name}," in line
+    rest = misspelt[MAX_SAID:]
+    assert said[-1].startswith(f"rule test frequency: {len(rest)} more fields it names")
+    assert said[-1].endswith(f"{', '.join(rest[:20])}, ...")

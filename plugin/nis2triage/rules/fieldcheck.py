@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 # How long a rule whose indices held no event waits before its fields are asked about
 # again: three requests a cycle for each rule over an index still empty would add up.
 RECHECK_S = 600.0
+# Unmapped fields of one rule said a line each; the rest in one line, the first of them named.
+MAX_SAID = 5
+MAX_LISTED = 20
 
 # The rule options that name one field each (`fields` names several).
 _KEYS = ("timestamp_field", "query_key", "compare_key", "cardinality_field", "metric_agg_key")
@@ -144,7 +147,7 @@ class FieldCheck:
             return False
 
         shown = ", ".join(fields.indices[:5]) + (", ..." if len(fields.indices) > 5 else "")
-        for where, name in missing:
+        for where, name in missing[:MAX_SAID]:
             log.warning(
                 "rule %s: its %s names %s, which no index of %s maps (%s): unless the events "
                 "hold it unindexed (a mapping with dynamic: false), no event has it and the "
@@ -156,4 +159,20 @@ class FieldCheck:
                 rule.index,
                 shown or "no index",
             )
+        _say_the_rest(rule, [name for _, name in missing[MAX_SAID:]])
         return True
+
+
+def _say_the_rest(rule: NativeRule, names: list[str]) -> None:
+    """The unmapped fields past the first `MAX_SAID`, in one line: a generated rule
+    naming thousands wrote as many warnings."""
+    if not names:
+        return
+    listed = ", ".join(names[:MAX_LISTED]) + (", ..." if len(names) > MAX_LISTED else "")
+    log.warning(
+        "rule %s: %d more fields it names are mapped by no index of %s, as above: %s",
+        rule.name,
+        len(names),
+        rule.index,
+        listed,
+    )
