@@ -370,6 +370,8 @@ def test_a_personal_data_breach_known_earlier_is_due_from_then_and_said(
     assert datetime.fromisoformat(gdpr["due"]) == known + timedelta(hours=72)
     due = show(known + timedelta(hours=72))
     assert f"GDPR notification to the GBA/APD due {due} (OVERDUE: notify it now)" in said
+    # As `ack --at` says it: possible (the DPO told first), or a mistyped date.
+    assert f"breach known before the first detection ({show(incident.opened_at)})" in said
 
 
 @pytest.mark.usefixtures("agent_env")

@@ -412,6 +412,9 @@ def cmd_impact(ctx: Context, args: argparse.Namespace) -> int:
     if incident.gdpr is not None and incident.gdpr.status == "due":
         late = " (OVERDUE: notify it now)" if _now() > incident.gdpr.due else ""
         said += f"; GDPR notification to the GBA/APD due {show(incident.gdpr.due)}{late}"
+    if args.personal_data_at is not None and args.personal_data_at < incident.opened_at:
+        # As `ack --at` says it: possible (the DPO was told first), or a mistyped date.
+        said += f"; breach known before the first detection ({show(incident.opened_at)})"
     return _done(ctx, args, incident, said)
 
 
