@@ -96,3 +96,33 @@ def test_an_agent_refuses_to_start_on_the_report_folder_of_another_index_prefix(
     assert f"this one's prefix is '{index_name}-st'" in said
     assert "Traceback" not in said
     assert (tmp_path / "reports" / OWNER_FILE).read_text() == "production\n"
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_send_mode_over_the_manual_channel_alone_needs_no_http_token(
+    es: Elasticsearch,
+    es_settings: esclient.ESSettings,
+    index_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The example configuration keeps token_env (commented "unused with `manual`") beside
+    # `channels: [manual]`; switched to send, `run` stopped at once on the unset token.
+    index_part(es, index_name, real_log_docs(), 0)
+    monkeypatch.delenv("NIS2TRIAGE_CCB_TOKEN")
+    notifier = {"mode": "send", "token_env": "NIS2TRIAGE_CCB_TOKEN"}
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", notifier)
+    data = yaml.safe_load(config.read_text())
+    data["incidents"] = {"channels": ["manual"], "report_dir": "reports"}
+    config.write_text(yaml.safe_dump(data))
+
+    assert main(["run", "-c", str(config), "--once"]) == 0
+
+    line = capsys.readouterr().out.strip()
+    written = len(list((tmp_path / "reports").glob("*/early_warning-*.pdf")))
+    assert written > 0
+    assert line.endswith(
+        f", {written} written to incidents.report_dir for a person to submit "
+        "(see `nis2triage incidents submitted`)"
+    )

@@ -44,9 +44,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     es = esclient.connect(settings)
     key = snapshots.key_from_env(cfg.state.snapshot_key_env)
     pseudonym = os.environ.get(cfg.notifier.pseudonym_key_env)
+    # Only the http channel sends the token: a configuration over manual or smtp that
+    # keeps token_env (as the example does) must not stop on a variable nothing reads.
     token = (
         read_secret(cfg.notifier.token_env, None, "notifier token")
-        if cfg.notifier.mode == "send"
+        if cfg.notifier.mode == "send" and "http" in cfg.incidents.channels
         else None
     )
     if token is not None and not token.isascii():
