@@ -154,3 +154,16 @@ def test_a_first_setup_without_an_administrator_says_how_to_give_one(
     said = " ".join(capsys.readouterr().err.split())
     assert "NIS2TRIAGE_ES_API_KEY is not set" in said
     assert "the first setup needs an administrator's: --admin-user elastic" in said
+
+
+def test_replay_help_says_how_to_write_its_times() -> None:
+    # It said only "--from START  start": the forms it takes showed only after a wrong one.
+    done = cli("replay", "--help")
+
+    text = " ".join(done.stdout.split())
+    assert done.returncode == 0
+    assert (
+        "--from START start: 2026-12-01T00:00 (UTC unless an offset is given), 2026-12-01 or now-2d"
+        in text
+    )
+    assert "--to END end, written as --from (default: now)" in text

@@ -310,8 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", parents=verbose, help="run detectors and rules over a past time range"
     )
     replay.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
-    replay.add_argument("--from", dest="start", type=parse_time, required=True, help="start")
-    replay.add_argument("--to", dest="end", type=parse_time, default="now", help="end (now)")
+    replay.add_argument(
+        "--from",
+        dest="start",
+        type=parse_time,
+        required=True,
+        help="start: 2026-12-01T00:00 (UTC unless an offset is given), 2026-12-01 or now-2d",
+    )
+    replay.add_argument(
+        "--to",
+        dest="end",
+        type=parse_time,
+        default="now",
+        help="end, written as --from (default: now)",
+    )
     replay.add_argument(
         "--rule", action="append", help="only the native rule of this `name:` (repeatable)"
     )
