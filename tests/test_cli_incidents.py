@@ -44,6 +44,29 @@ def test_impact_flags_become_facts_of_the_right_type() -> None:
     assert args.fact == [("deaths", 0), ("death_risk", False)]
 
 
+@pytest.mark.parametrize("typed", ["20.000", "1.500.000", "20,000", "20.000,50"])
+def test_a_loss_written_with_thousands_separators_is_refused_not_read_as_cents(
+    typed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Written as Belgians write twenty thousand euros, "20.000" was recorded as 20.0 and
+    # went into the CCB's report so; "20,000" was refused as an "invalid float value".
+    with pytest.raises(SystemExit) as stopped:
+        parse("impact", "abc123", "-c", "a.yml", "--loss", typed)
+
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        f"argument --loss: {typed!r} is not an amount in euros as this option takes it: "
+        "write the digits without thousands separators and at most two decimals after "
+        "a point, e.g. 20000 or 1250.50\n"
+    )
+
+
+@pytest.mark.parametrize(("typed", "euros"), [("20000", 20000.0), ("1250.5", 1250.5),
+                                              ("1250.50", 1250.5), ("0", 0.0)])  # fmt: skip
+def test_a_loss_in_euros_and_cents_is_taken(typed: str, euros: float) -> None:
+    assert parse("impact", "abc123", "-c", "a.yml", "--loss", typed).loss == euros
+
+
 @pytest.mark.parametrize("command", [["list"], ["show", "abc123"]])
 def test_without_c_the_usage_error_names_the_file_the_readme_installs(
     command: list[str], capsys: pytest.CaptureFixture[str]

@@ -36,10 +36,32 @@ if TYPE_CHECKING:
     from nis2triage.incidents.flow import IncidentFlow
     from nis2triage.store import Store
 
+
+def _euros(text: str) -> float:
+    """An amount in euros, to the cent. Belgian writing groups thousands with a point, so
+    "20.000" (twenty thousand) would be read as 20: more than two decimals is refused."""
+    try:
+        amount = float(text)
+    except ValueError:
+        raise _not_euros(text) from None
+    _, point, decimals = text.strip().partition(".")
+    if point and decimals.isdigit() and len(decimals) > 2:
+        raise _not_euros(text)
+    return amount
+
+
+def _not_euros(text: str) -> argparse.ArgumentTypeError:
+    return argparse.ArgumentTypeError(
+        f"{text!r} is not an amount in euros as this option takes it: write the digits "
+        "without thousands separators and at most two decimals after a point, e.g. "
+        "20000 or 1250.50"
+    )
+
+
 # Flags of the `impact` command and the fact each records (nis2triage.nis2.facts.Facts).
 NUMBERS = {
     "users": ("users_affected", int, "service recipients affected (IR Art. 3(3))"),
-    "loss": ("financial_loss_eur", float, "direct financial loss in EUR"),
+    "loss": ("financial_loss_eur", _euros, "direct financial loss in EUR, e.g. 20000 or 1250.50"),
     "down": ("unavailability_minutes", float, "minutes the service was fully unavailable"),
     "limited": ("limited_availability_minutes", float, "minutes of limited availability"),
     "users_data": ("users_data_affected", int, "users whose data was compromised"),
