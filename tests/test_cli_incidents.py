@@ -189,6 +189,27 @@ def with_incident(
 
 
 @pytest.mark.usefixtures("agent_env")
+def test_a_missing_pseudonym_key_is_asked_for_as_the_agents_own_not_a_new_one(
+    es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # An analyst's shell without the key was told to make one (openssl rand -hex 32): the
+    # incident's addresses and accounts would then take other pseudonyms than the agent's.
+    config, _, incident = with_incident(es, es_settings, index_name, tmp_path)
+    monkeypatch.delenv("NIS2TRIAGE_PSEUDONYM_KEY")
+    capsys.readouterr()
+
+    assert main(["incidents", "ack", incident.id, "-c", str(config)]) == 1
+
+    assert capsys.readouterr().err == (
+        "nis2triage: notifier.pseudonymise is on but NIS2TRIAGE_PSEUDONYM_KEY is not set: "
+        "set it to the key the agent runs with (another key gives every address and account "
+        "new pseudonyms); for a first installation make one with openssl rand -hex 32, or "
+        "turn pseudonymise off\n"
+    )
+
+
+@pytest.mark.usefixtures("agent_env")
 def test_list_show_and_refusals_against_the_real_node(
     es: Elasticsearch, es_settings: esclient.ESSettings, index_name: str, tmp_path: Path,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,

@@ -23,8 +23,10 @@ def notifier(
     n = cfg.notifier
     if n.pseudonymise and not pseudonym_key:
         raise ConfigError(
-            f"notifier.pseudonymise is on but {n.pseudonym_key_env} is not set; "
-            "set it to a secret (openssl rand -hex 32) or turn pseudonymise off"
+            f"notifier.pseudonymise is on but {n.pseudonym_key_env} is not set: set it to "
+            "the key the agent runs with (another key gives every address and account new "
+            "pseudonyms); for a first installation make one with openssl rand -hex 32, or "
+            "turn pseudonymise off"
         )
     pseudonymiser = Pseudonymiser(pseudonym_key) if n.pseudonymise and pseudonym_key else None
     return Notifier(store, n.mode, list(cfg.incidents.channels), pseudonymiser, clock)
