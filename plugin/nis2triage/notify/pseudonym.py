@@ -84,11 +84,17 @@ _MARK = _marks()
 # separator (a space, & / : = ?) ends a local part, as it does written plainly, and one
 # starts after it. No reading starts inside one of these encodings (`%3Djan`: after the
 # 3D, not before it; nor at each 2B of a long run of %2B without an @, which took 15 s
-# for 10 kB). Known gap: URL-encoded UTF-8 (`ren%C3%A9e%40..` keeps `ren%C3%`).
+# for 10 kB). Letters outside ASCII come as their UTF-8 bytes (`ren%C3%A9e%40..` left
+# `ren%C3%` in clear); no reading starts at a byte that continues one.
 _PERCENT = r"%(?:25)?"
 _LOCAL_CODES = ("21", "24", "27", "2A", "2B", "2D", "2E", "5E", "5F", "7B", "7D", "7E")
 _SEPARATOR_CODES = ("20", "26", "2F", "3A", "3D", "3F")
-_ENCODED_LOCAL = rf"{_PERCENT}(?:{'|'.join(_LOCAL_CODES)})"
+_CONTINUING = rf"(?:{_PERCENT}[89AB][0-9A-F])"
+_UTF8 = (
+    rf"{_PERCENT}(?:[CD][0-9A-F]{_CONTINUING}|E[0-9A-F]{_CONTINUING}{{2}}"
+    rf"|F[0-4]{_CONTINUING}{{3}})"
+)
+_ENCODED_LOCAL = rf"(?:{_PERCENT}(?:{'|'.join(_LOCAL_CODES)})|{_UTF8})"
 _ENCODED_AT = rf"{_PERCENT}40"
 # The @ however text carries it: URL-encoded, as an HTML entity (a web page's mailto),
 # or as a JSON, C or Python escape (a document or a string a log line holds).
@@ -101,7 +107,8 @@ def _not_inside(codes: tuple[str, ...]) -> str:
     for code in codes:
         seconds[code[0]] = seconds.get(code[0], "") + code[1]
     within = "".join(f"(?!(?<=%{first})[{chars}])" for first, chars in seconds.items())
-    return f"(?!(?<=%)(?:{'|'.join(codes)})){within}"
+    continuing = "(?![89AB][0-9A-F](?<=[89A-F][0-9A-F]%..))"
+    return f"(?!(?<=%)(?:{'|'.join(codes)})){within}{continuing}"
 
 
 _NOT_INSIDE = _not_inside((*_LOCAL_CODES, *_SEPARATOR_CODES, "25", "40"))
@@ -497,14 +504,20 @@ def _mac(text: str) -> str:
 
 
 _WRITTEN_AT = re.compile(r"&#0*64;|&#x0*40;|&commat;|\\u0040|\\x40", re.IGNORECASE)
-# What `_ENCODED_LOCAL` and `_ENCODED_AT` take, each with its character's code.
-_DECODED = re.compile(rf"%(?:25)?(40|{'|'.join(_LOCAL_CODES)})", re.IGNORECASE)
+# What `_ENCODED_LOCAL` and `_ENCODED_AT` take, in runs: a letter's UTF-8 bytes together.
+_DECODED = re.compile(rf"(?:%(?:25)?(?:40|{'|'.join(_LOCAL_CODES)}|[89A-F][0-9A-F]))+", re.I)
+_BYTE = re.compile(r"%(?:25)?([0-9A-F]{2})", re.IGNORECASE)
+
+
+def _unescaped(found: re.Match[str]) -> str:
+    codes = "".join(_BYTE.findall(found.group(0)))
+    return bytes.fromhex(codes).decode("utf-8", "replace")
 
 
 def _email(text: str) -> str:
     """An e-mail address in one spelling: the @ decoded, case folded (mail systems match
     addresses without case), so that each person has one pseudonym."""
-    decoded = _DECODED.sub(lambda m: chr(int(m.group(1), 16)), _WRITTEN_AT.sub("@", text))
+    decoded = _DECODED.sub(_unescaped, _WRITTEN_AT.sub("@", text))
     return unicodedata.normalize("NFC", decoded).casefold()
 
 
