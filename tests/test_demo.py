@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,10 @@ from elasticsearch import Elasticsearch
 from nis2triage import demo
 from nis2triage.config import load_config
 from nis2triage.errors import ConfigError
+from nis2triage.lease import Lease
 from nis2triage.rulerunner import load_native
 from nis2triage.rules.loader import load_rules
+from nis2triage.store import Store
 
 from support import REPO
 
@@ -109,3 +112,30 @@ def test_the_demos_rule_is_the_shipped_one_but_for_its_index() -> None:
     [shipped] = load_rules([REPO / "rules" / "detection" / "ssh-brute-force.yml"])
 
     assert ours.model_dump(exclude={"index"}) == shipped.model_dump(exclude={"index"})
+
+
+def test_a_demo_run_leaves_the_indices_of_a_running_agent_alone(
+    es: Elasticsearch, index_name: str, tmp_path: Path
+) -> None:
+    # `make demo` deleted and made again the indices of an agent running on the demo's
+    # configuration, which carried on from the demo's new checkpoint (new-user run).
+    config = tmp_path / "nis2triage.yml"
+    config.write_text(
+        "elasticsearch: {hosts: ['http://127.0.0.1:9200']}\n"
+        "entity: {legal_name: Demo NV, enterprise_number: '0999.999.922', sector: transport,"
+        " entity_class: essential}\n"
+        f"sources: [{{name: auth, indices: [{index_name}]}}]\n"
+        f"state: {{index_prefix: {index_name}-st}}\n"
+    )
+    store = Store(es, f"{index_name}-st")
+    store.ensure_indices()
+    lease = Lease(store, timedelta(minutes=2), lambda: datetime.now(UTC), pid=4242)
+    assert lease.hold() is None
+
+    with pytest.raises(ConfigError, match=r"process 4242 on .* holds the lease of "):
+        demo.reset_state(es, load_config(config), own=tmp_path)
+    assert es.indices.exists(index=f"{index_name}-st-state")
+
+    lease.release()
+    demo.reset_state(es, load_config(config), own=tmp_path)
+    assert not es.indices.exists(index=f"{index_name}-st-state")

@@ -27,6 +27,8 @@ from nis2triage import esclient, localnode, sshlog
 from nis2triage.agent import Agent, CycleReport
 from nis2triage.config import AgentConfig, load_config
 from nis2triage.errors import ConfigError
+from nis2triage.lease import LEASE_ID, holder_of
+from nis2triage.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "deploy" / "demo" / "nis2triage.yml"
@@ -103,11 +105,29 @@ def reset_state(es: Elasticsearch, cfg: AgentConfig, own: Path = DEMO_CONFIG.par
     """The demo's indices and report files deleted, so a run starts as the first did (its
     incident ids are the same each time, and old report files would sit beside the new)."""
     prefix = cfg.state.index_prefix
+    _refuse_under_a_running_agent(Store(es, prefix))
     es.options(ignore_status=404).indices.delete(index=f"{prefix}-*", expand_wildcards="all")
     reports, own = cfg.resolve(cfg.incidents.report_dir).resolve(), own.resolve()
     # Only inside the demo's own folder: a configuration edited to write elsewhere keeps it.
     if reports.is_relative_to(own) and reports != own:
         shutil.rmtree(reports, ignore_errors=True)
+
+
+def _refuse_under_a_running_agent(store: Store) -> None:
+    """An agent holding the lease of the demo's prefix would carry on over indices deleted
+    and made again under it, from the demo's new checkpoint."""
+    if not store.es.indices.exists(index=store.index("state")):
+        return
+    doc = store.get("state", LEASE_ID)
+    holder = holder_of(doc) if doc else None
+    if holder is None or holder.expires <= datetime.now(UTC):
+        return
+    raise ConfigError(
+        f"process {holder.pid} on {holder.host} holds the lease of {store.index('state')} "
+        f"until {holder.expires.isoformat()}: an agent runs on the demo's indices "
+        f"({store.prefix}-*), which the demo would delete under it; stop that agent "
+        f"(Ctrl-C, or kill {holder.pid} on {holder.host}), then run `make demo` again"
+    )
 
 
 def check_checkout() -> None:
