@@ -177,6 +177,21 @@ def port_number(text: str) -> int:
     return port
 
 
+# More buckets than a terminal shows would only hide the nearest ones.
+MAX_CLOSEST = 1000
+
+
+def _count_arg(text: str) -> int:
+    """How many buckets `replay --closest` lists: 0 (none) to `MAX_CLOSEST`."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if not 0 <= count <= MAX_CLOSEST:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count: give 0 to {MAX_CLOSEST}")
+    return count
+
+
 # Times a replay may ask for: its rules look back and step from them, and a datetime
 # stops at year 9999; no log is older than the Unix epoch.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -244,7 +259,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         rules = [r for r in rules if r.name in (args.rule or [])]
     es = esclient.connect(es_settings(cfg))
     console = text_console(stderr=True)
-    result = run_replay(es, cfg, specs, rules, args.start, args.end, console)
+    result = run_replay(es, cfg, specs, rules, args.start, args.end, console, args.closest)
     summary(result, text_console())
     if args.write:
         inventory = load_inventory(cfg.resolve(cfg.assets) if cfg.assets else None)
@@ -329,6 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--detector", action="append", help="only this detector (repeatable)")
     replay.add_argument("--write", action="store_true", help="write the alerts (default: no)")
+    replay.add_argument(
+        "--closest",
+        type=_count_arg,
+        default=0,
+        metavar="N",
+        help="also list the N buckets nearest to alerting that did not, with their score "
+        "and the bar they missed",
+    )
     replay.set_defaults(handler=cmd_replay)
 
     demo = sub.add_parser(

@@ -667,7 +667,16 @@ class Detector:
             if verdict.alerting:
                 judged_as = (verdict.score, verdict.bar)
                 alerts.append(self._alert(j.entity, j.bucket, judged_as, j.rises, index_pattern))
+            if self.watching:
+                self._judged(j.entity, j.bucket, verdict)
         return alerts
+
+    # Whether every judged bucket is handed to `_judged` (`replay --closest`); the agent's
+    # detectors spend nothing on it.
+    watching = False
+
+    def _judged(self, entity: str, bucket: Bucket, verdict: Verdict) -> None:
+        """One bucket judged, alerting or not; for a subclass that watches the scores."""
 
     def _judge_columns(
         self,
@@ -690,6 +699,9 @@ class Detector:
         if rising.terms and slot:
             entities = [e for e, _ in slot]
             slots.fold_in(self.baselines, entities, slot[0][1].start_ms, rising, columns)
+        if self.watching:
+            for (entity, bucket), verdict in zip(slot, verdicts, strict=True):
+                self._judged(entity, bucket, verdict)
         return [
             self._alert(entity, bucket, (v.score, v.bar), self._rises(columns, i), index_pattern)
             for i, ((entity, bucket), v) in enumerate(zip(slot, verdicts, strict=True))

@@ -8,13 +8,14 @@ detector would have raised before it goes live.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from elasticsearch import ApiError, BadRequestError, Elasticsearch
 from rich.console import Console
@@ -23,8 +24,9 @@ from rich.table import Table
 
 from nis2triage import datemath
 from nis2triage.config import AgentConfig
-from nis2triage.detectors import Detector, DetectorSpec, fields_read
+from nis2triage.detectors import Detector, DetectorSpec, Verdict, fields_read
 from nis2triage.errors import PartialResultsError, RuleExecutionError
+from nis2triage.features import Bucket
 from nis2triage.records import Alert, Event, ms_to_datetime
 from nis2triage.rules import engine
 from nis2triage.rules.native import NativeRule
@@ -32,6 +34,43 @@ from nis2triage.rules.state import RuleState
 from nis2triage.source import Cursor, Source
 
 RULE_STEP = timedelta(hours=1)
+
+
+class NearMiss(NamedTuple):
+    """A bucket that did not alert, and how near it came: `score - bar`, highest first."""
+
+    margin: float
+    detector: str
+    start: datetime
+    entity: str
+    score: float
+    bar: float
+
+
+class Watched(Detector):
+    """A detector that keeps the `keep` buckets nearest to alerting that did not alert: a
+    burst that went unnoticed shows its score beside the bar it missed (new-user run: a
+    brute force scored 0.966 against 0.974, and nothing said so)."""
+
+    watching = True
+
+    def __init__(self, spec: DetectorSpec, keep: int) -> None:
+        super().__init__(spec)
+        self.keep = keep
+        self.judged = 0
+        self.near: list[NearMiss] = []  # a heap, the lowest margin first
+
+    def _judged(self, entity: str, bucket: Bucket, verdict: Verdict) -> None:
+        self.judged += 1
+        if verdict.alerting:
+            return
+        start = ms_to_datetime(bucket.start_ms)
+        miss = NearMiss(verdict.score - verdict.bar, self.spec.name, start, entity,
+                        verdict.score, verdict.bar)  # fmt: skip
+        if len(self.near) < self.keep:
+            heapq.heappush(self.near, miss)
+        elif miss.margin > self.near[0].margin:
+            heapq.heapreplace(self.near, miss)
 
 
 @dataclass
@@ -51,6 +90,8 @@ class ReplayResult:
     # name), and the first as "index/id: detector: why": the others judged them.
     failed_events: int = 0
     first_failed: str | None = None
+    # With `--closest N`: the N buckets nearest to alerting that did not, nearest first.
+    closest: list[NearMiss] = field(default_factory=list)
 
     def detector_failed(self, event: Event, exc: Exception, detector: str) -> None:
         self.failed_events += 1
@@ -133,6 +174,8 @@ def replay_detectors(
         # A last page of nothing but unusable events yields no batch.
         _count_set_aside(source, result)
         result.alerts += [a for d in detectors for a in d.close(_ms(end), pattern)]
+        result.closest += [m for d in detectors if isinstance(d, Watched) for m in d.near]
+    result.closest.sort(reverse=True)
     return result
 
 
@@ -227,19 +270,26 @@ def run_replay(
     start: datetime,
     end: datetime,
     console: Console,
+    closest: int = 0,
 ) -> ReplayResult:
+    """Detectors and rules over [start, end); with `closest`, that many buckets nearest to
+    alerting that did not are kept too."""
     sources = replay_sources(es, cfg, specs, end)
     in_range, to_read = count_events(es, sources, start, end)
+    make = partial(Watched, keep=closest) if closest else Detector
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("replaying events", total=to_read or None)
-        result = replay_detectors(sources, specs, start, end, lambda n: progress.advance(task, n))
+        advance = partial(progress.advance, task)
+        result = replay_detectors(sources, specs, start, end, advance, make)
+        result.closest = result.closest[:closest]
         result.in_range, result.narrowed = in_range, to_read != in_range
         result.detectors = len(specs)
         if rules:
             windows = rule_windows(rules, start, end)
             task = progress.add_task(f"rules, {windows} windows of an hour", total=windows)
-            advance = partial(progress.advance, task)
-            result.alerts += replay_rules(es, rules, start, end, advance, result.failed)
+            result.alerts += replay_rules(
+                es, rules, start, end, partial(progress.advance, task), result.failed
+            )
     return result
 
 
@@ -271,6 +321,8 @@ def summary(result: ReplayResult, console: Console) -> None:
     for (field_name, entity), n in top:
         entities.add_row(field_name, entity, str(n))
     console.print(entities)
+    if result.closest:
+        console.print(near_misses(result.closest))
     for name, why in result.failed.items():
         console.print(f"rule {name} could not run over the range, its alerts are missing: {why}")
     if result.failed_events:
@@ -286,3 +338,22 @@ def summary(result: ReplayResult, console: Console) -> None:
             f"{result.set_aside} {events} set aside, unusable (the first: "
             f"{result.first_set_aside}); the agent dead-letters them, no detector judged them"
         )
+
+
+def near_misses(closest: list[NearMiss]) -> Table:
+    """The buckets nearest to alerting that did not, with the bar each missed."""
+    table = Table(title=f"{len(closest)} buckets nearest to alerting that did not alert")
+    # Folded, never cut: an address cut short names no one.
+    table.add_column("detector", overflow="fold")
+    table.add_column("window (UTC)")
+    table.add_column("entity", overflow="fold")
+    for column in ("score", "bar", "missed by"):
+        table.add_column(column, no_wrap=True)
+    for miss in closest:
+        # Above the bar without alerting: only during the detector's warm-up.
+        missed = f"{abs(miss.margin):.3f}" if miss.margin <= 0 else "warm-up"
+        table.add_row(
+            miss.detector, miss.start.strftime("%Y-%m-%d %H:%M"), miss.entity,
+            f"{miss.score:.3f}", f"{miss.bar:.3f}", missed,
+        )  # fmt: skip
+    return table
