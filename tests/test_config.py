@@ -349,3 +349,16 @@ def test_a_missing_key_is_said_as_missing_under_its_parent(tmp_path: Path) -> No
         load_config(write(tmp_path, text))
 
     assert str(err.value).endswith(":1:1: elasticsearch.hosts: required, and missing")
+
+
+def test_a_loaded_configuration_knows_its_file_and_keeps_it_when_copied(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+
+    cfg = load_config(path)
+    copied = cfg.model_copy(update={"triage": None})
+
+    assert (cfg.file, copied.file) == (str(path.resolve()), str(path.resolve()))
+    spaced = tmp_path / "my configs"
+    spaced.mkdir()
+    moved = path.rename(spaced / "agent.yml")
+    assert load_config(moved).file_argument == f"'{moved.resolve()}'"

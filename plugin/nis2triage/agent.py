@@ -301,12 +301,13 @@ class Agent:
             log.warning(
                 "%d reports of the last %d days were made in dry-run and are not sent by "
                 "themselves now that notifier.mode is send; send one with `nis2triage "
-                "incidents report %s %s -c <configuration>` (first made %s); their "
+                "incidents report %s %s -c %s` (first made %s); their "
                 "incidents: %s",
                 len(made),
                 DRY_RUN_HORIZON.days,
                 first.get("incident_id"),
                 _stage_arguments(str(first.get("stage", ""))),
+                self.cfg.file_argument,
                 first.get("created"),
                 some(incidents),
             )

@@ -11,6 +11,7 @@ import glob
 import ipaddress
 import os
 import re
+import shlex
 import unicodedata
 from dataclasses import replace
 from datetime import timedelta
@@ -25,6 +26,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -369,6 +371,10 @@ class StateConfig(Strict):
     )
 
 
+# Where a command the agent suggests names its configuration file, not read from a file.
+CONFIG_PLACEHOLDER = "<configuration file>"
+
+
 class AgentConfig(Strict):
     elasticsearch: ElasticsearchConfig
     entity: Entity
@@ -384,6 +390,19 @@ class AgentConfig(Strict):
     incidents: IncidentsConfig = IncidentsConfig()
     state: StateConfig = StateConfig()
     base_dir: str = "."
+    # The file it was read from (`load_config`), for the commands the agent tells people
+    # to run; not a key of the file.
+    _file: str | None = PrivateAttr(default=None)
+
+    @property
+    def file(self) -> str:
+        """The configuration's file, or a placeholder for one not read from a file."""
+        return self._file or CONFIG_PLACEHOLDER
+
+    @property
+    def file_argument(self) -> str:
+        """`file` as a shell takes it, in a command to copy; the placeholder as it is."""
+        return shlex.quote(self._file) if self._file else CONFIG_PLACEHOLDER
 
     @field_validator("sources")
     @classmethod
@@ -558,6 +577,7 @@ def load_config(path: str | Path) -> AgentConfig:
     except ValidationError as exc:
         raise validation_error(located, exc, AgentConfig) from exc
     _refuse_detector_folders(cfg, located)
+    cfg._file = str(Path(path).resolve())
     return cfg
 
 

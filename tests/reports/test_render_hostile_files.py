@@ -4,6 +4,7 @@ the report folder is never a symbolic link nor left open by the umask."""
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,3 +140,17 @@ def test_an_owner_marker_that_is_a_symbolic_link_is_refused(tmp_path: Path) -> N
 
     with pytest.raises(ReportFolderError, match="is a symbolic link"):
         claim(tmp_path, "nis2triage")
+
+
+def test_the_manual_channel_names_the_configuration_file_in_its_command(tmp_path: Path) -> None:
+    # It said `-c <configuration file>`, for the person to find and fill in.
+    raised: list[str] = []
+    soc = SimpleNamespace(store=None, raise_once=lambda *a, **k: raised.append(a[3]))
+    config = "/etc/nis2 triage/agent.yml"
+    channel = ManualChannel(tmp_path, soc, "nis2triage", shlex.quote(config))  # type: ignore[arg-type]
+
+    payload = sample_payload("early_warning", False) | {"incident_id": "i1"}
+    channel.send("k", payload, datetime.now(UTC))
+
+    [message] = raised
+    assert "incidents submitted i1 -c '/etc/nis2 triage/agent.yml' --stage" in message

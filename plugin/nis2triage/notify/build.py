@@ -49,6 +49,6 @@ def channels(cfg: AgentConfig, token: str | None, soc: Soc) -> dict[str, Channel
         built["smtp"] = SmtpChannel(options.smtp, password, soc)
     if "manual" in options.channels:
         built["manual"] = ManualChannel(
-            cfg.resolve(options.report_dir), soc, cfg.state.index_prefix
+            cfg.resolve(options.report_dir), soc, cfg.state.index_prefix, cfg.file_argument
         )
     return built

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nis2triage.config import CONFIG_PLACEHOLDER
 from nis2triage.errors import ConfigError
 from nis2triage.notify.channel import HandedOver, Outcome, Rejected, RetryLater
 from nis2triage.notify.pseudonym import reveal
@@ -24,10 +25,14 @@ from nis2triage.reports.stages import cli_name
 class ManualChannel:
     name = "manual"
 
-    def __init__(self, directory: Path, soc: Soc, prefix: str) -> None:
+    def __init__(
+        self, directory: Path, soc: Soc, prefix: str, config: str = CONFIG_PLACEHOLDER
+    ) -> None:
         self.directory = directory
         self.soc = soc
         self.prefix = prefix
+        # The configuration's file as a shell takes it (`AgentConfig.file_argument`).
+        self.config = config
         self._claim_at_start()
 
     def _claim_at_start(self) -> None:
@@ -61,7 +66,7 @@ class ManualChannel:
             incident,
             stage,
             f"submit {pdf} on the CCB notification platform, then run "
-            f"`nis2triage incidents submitted {incident} -c <configuration file> "
+            f"`nis2triage incidents submitted {incident} -c {self.config} "
             f"--stage {named} --reference <CCB reference>`",
             details={"files": [str(p) for p in paths], "key": key},
         )
