@@ -167,3 +167,27 @@ def test_replay_help_says_how_to_write_its_times() -> None:
         in text
     )
     assert "--to END end, written as --from (default: now)" in text
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [
+        ("run", "poll, detect, triage and notify"),
+        ("setup", "create or update index templates"),
+        ("validate", "check configuration, rules and detector files"),
+        ("replay", "run detectors and rules over a past time range"),
+        ("demo", "the whole flow on a local node with the real SSH log"),
+        ("status", "is an agent running, are the sources caught up"),
+        ("incidents", "list, show, acknowledge and report incidents"),
+        ("incidents show", "one incident with its timeline"),
+    ],
+)
+def test_each_commands_own_help_says_what_it_does(
+    command: str, what: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `demo --help` and the others showed their options only (new-user run).
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command.split(), "--help"])
+
+    rest = capsys.readouterr().out.partition("\n\n")[2]
+    assert rest.startswith(what), rest[:200]

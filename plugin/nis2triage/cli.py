@@ -9,7 +9,7 @@ import select
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nis2triage import __version__, cli_setup, gc_tuning, logs
 from nis2triage.errors import ConfigError, ConnectionSetupError, LeaseHeld, Nis2TriageError
@@ -282,6 +282,16 @@ def _unknown_names(asked: list[str] | None, known: list[str], what: str) -> list
     ]
 
 
+def _command(
+    sub: Any, name: str, parents: list[argparse.ArgumentParser], what: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose own --help says what it does, as the command list does."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, parents=parents, help=what, description=what
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nis2triage",
@@ -292,9 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     verbose = [logs.verbose_flag()]
-    run = sub.add_parser(
-        "run", parents=verbose, help="poll, detect, triage and notify (Ctrl-C stops cleanly)"
-    )
+    run = _command(sub, "run", verbose, "poll, detect, triage and notify (Ctrl-C stops cleanly)")
     run.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     run.add_argument("--once", action="store_true", help="one pass over new events, then exit")
     run.add_argument(
@@ -310,9 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_setup.add_parser(sub)
 
-    check = sub.add_parser(
-        "validate", parents=verbose, help="check configuration, rules and detector files"
-    )
+    check = _command(sub, "validate", verbose, "check configuration, rules and detector files")
     check.add_argument("paths", nargs="+", help="files or folders of YAML files")
     check.add_argument(
         "--no-references",
@@ -321,9 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=cmd_validate)
 
-    replay = sub.add_parser(
-        "replay", parents=verbose, help="run detectors and rules over a past time range"
-    )
+    replay = _command(sub, "replay", verbose, "run detectors and rules over a past time range")
     replay.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     replay.add_argument(
         "--from",
@@ -354,9 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(handler=cmd_replay)
 
-    demo = sub.add_parser(
-        "demo", parents=verbose, help="the whole flow on a local node with the real SSH log"
-    )
+    demo = _command(sub, "demo", verbose, "the whole flow on a local node with the real SSH log")
     demo.set_defaults(handler=cmd_demo, for_people=True)
 
     from nis2triage import cli_incidents, cli_status

@@ -550,7 +550,8 @@ Handler = Callable[[Context, argparse.Namespace], int]
 
 def register(sub: Any) -> None:
     """Add `incidents` and its subcommands to the main parser's subparsers."""
-    parser = sub.add_parser("incidents", help="list, show, acknowledge and report incidents")
+    what = "list, show, acknowledge and report incidents"
+    parser = sub.add_parser("incidents", help=what, description=what)
     # `incidents -c FILE list` is taken as well as `incidents list -c FILE`: before, the
     # file was read as the subcommand's name and refused as an invalid choice.
     parser.add_argument("-c", "--config", dest="config_first", help=argparse.SUPPRESS)
@@ -571,7 +572,7 @@ def register(sub: Any) -> None:
 
 
 def _command(commands: Any, name: str, handler: Handler, parents: Parents, what: str) -> Any:
-    parser = commands.add_parser(name, parents=parents, help=what)
+    parser = commands.add_parser(name, parents=parents, help=what, description=what)
     parser.set_defaults(handler=run, incident_handler=handler)
     return parser
 

@@ -16,12 +16,16 @@ if TYPE_CHECKING:
     from nis2triage.provision import SetupResult
 
 
+WHAT = "create or update index templates, indices, aliases, role, Kibana objects"
+
+
 def add_parser(sub: Any) -> None:
     """Add `setup` to the subcommands `sub` of the main parser."""
     setup = sub.add_parser(
         "setup",
         parents=[logs.verbose_flag()],
-        help="create or update index templates, indices, aliases, role, Kibana objects",
+        help=WHAT,
+        description=WHAT,
     )
     setup.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     setup.add_argument(

@@ -26,11 +26,15 @@ from nis2triage.terminal import text_console
 NEEDS_ATTENTION = 3
 
 
+WHAT = "is an agent running, are the sources caught up, is anything owed"
+
+
 def add_parser(sub: Any) -> None:
     status = sub.add_parser(
         "status",
         parents=[logs.verbose_flag()],
-        help="is an agent running, are the sources caught up, is anything owed",
+        help=WHAT,
+        description=WHAT,
     )
     status.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
