@@ -105,3 +105,16 @@ def test_coarse_buckets_for_a_very_busy_key(
     assert [a.score for a in exact] == [100.0] * 7
     # Events sharing a bucket (4 to 5 of them) count together, so triggers overshoot.
     assert len(coarse) == 6 and all(100 < a.score <= 105 for a in coarse)
+
+
+def test_an_alert_names_the_hosts_its_events_came_from(es: Elasticsearch, cases: CaseIndex) -> None:
+    # With no host, triage could not find the asset an attack hit: the demo's brute force
+    # on its high-importance server stayed on the `soc` route (new-user run).
+    hits = [ev(m, ip=IP, host="web-01") for m in range(3)] + [ev(3, ip=IP, host="db-02")]
+    elsewhere = [ev(m, ip="10.0.0.9", host="mail-03") for m in range(2)]
+    case = cases.add([*hits, ev(4, ip=IP), *elsewhere])
+    rule = case.rule("frequency", num_events=5, timeframe="5m", query_key="source.ip", realert="0s")
+
+    [alert] = run(es, rule, 0, 15)
+
+    assert alert.related_hosts == ("db-02", "web-01")

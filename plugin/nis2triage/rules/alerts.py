@@ -28,6 +28,8 @@ RELATED_FIELDS = (
     "source.user.name",
 )
 
+# The ECS fields that name the host an event came from.
+HOST_NAMES = ("host.name", "host.hostname")
 # Entities that stand for "no value": the whole rule, or an event lacking the field.
 NO_ENTITY = frozenset({"*", "(missing)"})
 
@@ -52,6 +54,8 @@ class Finding:
     # Field values the message quotes that no pulled hit holds (a `change` rule's previous
     # value): named among the alert's users and hosts, so a report pseudonymises them too.
     quoted: tuple[tuple[str, Any], ...] = ()
+    # Hosts the finding's events came from, when no hit is pulled to show them (a count).
+    hosts: tuple[str, ...] = ()
 
     def field_values(self) -> Iterator[tuple[str, list[Any]]]:
         """(field, values) of every pulled hit, then of what the message quotes."""
@@ -108,9 +112,10 @@ def to_alert(rule: RuleBase, found: Finding) -> Alert:
 
 def _hosts(entity_field: str, found: Finding) -> tuple[str, ...]:
     """Host names the alert is about, so triage can find the asset it touches."""
-    hosts = {found.entity} if entity_field in ("host.name", "host.hostname") else set()
+    hosts = {found.entity} if entity_field in HOST_NAMES else set()
+    hosts.update(found.hosts)
     for name, values in found.field_values():
-        if name in ("host.name", "host.hostname"):
+        if name in HOST_NAMES:
             hosts.update(map(str, values))
     return tuple(sorted(h for h in hosts if h not in NO_ENTITY))
 
