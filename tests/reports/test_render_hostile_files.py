@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shlex
 import stat
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -154,3 +155,37 @@ def test_the_manual_channel_names_the_configuration_file_in_its_command(tmp_path
 
     [message] = raised
     assert "incidents submitted i1 -c '/etc/nis2 triage/agent.yml' --stage" in message
+
+
+def test_an_owner_marker_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    # Opened for reading, a FIFO waits for a writer: the agent hung at start, before its
+    # first log line, and `incidents report` with it.
+    os.mkfifo(tmp_path / OWNER_FILE)
+    said: list[BaseException] = []
+
+    def claiming() -> None:
+        try:
+            claim(tmp_path, "nis2triage")
+        except BaseException as exc:
+            said.append(exc)
+
+    worker = threading.Thread(target=claiming, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # let the waiting open go, so the thread ends
+        os.close(os.open(tmp_path / OWNER_FILE, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(10)
+        pytest.fail("claim waited on a FIFO for a marker")
+
+    assert len(said) == 1 and isinstance(said[0], ReportFolderError)
+    assert "is not a plain file" in str(said[0]) and str(tmp_path / OWNER_FILE) in str(said[0])
+
+
+def test_an_owner_marker_that_is_a_directory_refuses_the_agent_at_start(tmp_path: Path) -> None:
+    (tmp_path / OWNER_FILE).mkdir()
+    soc = SimpleNamespace(store=None, raise_once=lambda *a, **k: None)
+
+    with pytest.raises(
+        ConfigError, match=r"\.nis2triage-prefix is not a plain file \(a directory\)"
+    ):
+        ManualChannel(tmp_path, soc, "nis2triage")  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,7 +181,9 @@ def claim(directory: Path, prefix: str) -> None:
 def _owner(marker: Path) -> str | None:
     """The prefix `marker` names, None when there is no marker."""
     try:
-        fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW)
+        # Not blocking: a FIFO opened for reading waits for a writer, and held the agent
+        # at start (and `incidents report`) for ever.
+        fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -190,8 +193,24 @@ def _owner(marker: Path) -> str | None:
             f"{marker} is a symbolic link; it names the agent whose reports the folder "
             "holds: make it a plain file, or remove it"
         ) from exc
-    with os.fdopen(fd, "rb") as fh:
-        return fh.read(MAX_OWNER_BYTES).decode("utf-8", "replace").strip()
+    try:
+        _plain(marker, os.fstat(fd).st_mode)
+        return os.read(fd, MAX_OWNER_BYTES).decode("utf-8", "replace").strip()
+    finally:
+        os.close(fd)
+
+
+def _plain(marker: Path, mode: int) -> None:
+    """Refuse a marker that is a directory, FIFO, socket or device: it names no prefix,
+    and stays until a person removes it."""
+    if stat.S_ISREG(mode):
+        return
+    kinds = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO"}
+    kind = kinds.get(stat.S_IFMT(mode), "a socket or device")
+    raise ReportFolderError(
+        f"{marker} is not a plain file ({kind}); it names the agent whose reports the "
+        "folder holds: remove it, and the agent writes it again"
+    )
 
 
 def _write_owner(directory: Path, prefix: str) -> str:
