@@ -189,3 +189,37 @@ def test_an_owner_marker_that_is_a_directory_refuses_the_agent_at_start(tmp_path
         ConfigError, match=r"\.nis2triage-prefix is not a plain file \(a directory\)"
     ):
         ManualChannel(tmp_path, soc, "nis2triage")  # type: ignore[arg-type]
+
+
+def test_two_agents_of_one_pid_claiming_at_once_leave_one_whole_marker(tmp_path: Path) -> None:
+    # Agents in two containers are each PID 1: production's and staging's, started
+    # together on one shared report volume, wrote the same .part file (here, two threads
+    # of one process). The marker then read 'staging\non', which both refuse for ever.
+    said: dict[str, str] = {}
+
+    def claiming(folder: Path, prefix: str, start: threading.Barrier) -> None:
+        start.wait()
+        try:
+            claim(folder, prefix)
+            said[prefix] = "claimed"
+        except ReportFolderError:
+            said[prefix] = "refused"
+        except OSError as exc:
+            said[prefix] = type(exc).__name__
+
+    for n in range(100):
+        folder, start = tmp_path / str(n), threading.Barrier(2)
+        agents = [
+            threading.Thread(target=claiming, args=(folder, prefix, start))
+            for prefix in ("production", "staging")
+        ]
+        for agent in agents:
+            agent.start()
+        for agent in agents:
+            agent.join()
+
+        winner = (folder / OWNER_FILE).read_text()
+        assert winner in ("production\n", "staging\n"), n
+        assert sorted(said.values()) == ["claimed", "refused"], (n, said)
+        assert said[winner.strip()] == "claimed"
+        assert [p.name for p in folder.iterdir()] == [OWNER_FILE]

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import stat
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,11 +217,13 @@ def _plain(marker: Path, mode: int) -> None:
 def _write_owner(directory: Path, prefix: str) -> str:
     """Write the marker whole by linking a finished file to its name, which fails when
     another agent wrote it first: the prefix the marker names afterwards."""
-    partial = directory / f"{OWNER_FILE}.{os.getpid()}.part"
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
-    with os.fdopen(fd, "w") as fh:
+    # A name of this call's own: agents in two containers have the same process id (1),
+    # and two writers of one .part file left a marker of both prefixes' bytes mixed.
+    fd, name = tempfile.mkstemp(prefix=f"{OWNER_FILE}.", suffix=".part", dir=directory)
+    partial = Path(name)
+    with os.fdopen(fd, "wb") as fh:
         os.fchmod(fh.fileno(), FILE_MODE)
-        fh.write(prefix + "\n")
+        fh.write(f"{prefix}\n".encode())
     try:
         os.link(partial, directory / OWNER_FILE)
     except FileExistsError:
