@@ -223,3 +223,17 @@ def test_two_agents_of_one_pid_claiming_at_once_leave_one_whole_marker(tmp_path:
         assert sorted(said.values()) == ["claimed", "refused"], (n, said)
         assert said[winner.strip()] == "claimed"
         assert [p.name for p in folder.iterdir()] == [OWNER_FILE]
+
+
+@pytest.mark.parametrize("written", [b"", b" \n"])
+def test_an_empty_owner_marker_is_said_as_empty(tmp_path: Path, written: bytes) -> None:
+    # What a crash can leave of a marker not yet on disk, or `touch`: it names no agent,
+    # and was said as the folder of an agent with prefix '' needing a folder of its own.
+    (tmp_path / OWNER_FILE).write_bytes(written)
+
+    with pytest.raises(ReportFolderError) as refused:
+        claim(tmp_path, "nis2triage")
+
+    said = str(refused.value)
+    assert f"{tmp_path / OWNER_FILE} is empty" in said
+    assert "prefix ''" not in said and "remove it" in said

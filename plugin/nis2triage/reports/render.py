@@ -196,9 +196,16 @@ def _owner(marker: Path) -> str | None:
         ) from exc
     try:
         _plain(marker, os.fstat(fd).st_mode)
-        return os.read(fd, MAX_OWNER_BYTES).decode("utf-8", "replace").strip()
+        held = os.read(fd, MAX_OWNER_BYTES).decode("utf-8", "replace").strip()
     finally:
         os.close(fd)
+    if not held:
+        raise ReportFolderError(
+            f"{marker} is empty (cut short by a crash, or made by hand); it names the agent "
+            "whose reports the folder holds: write that agent's index prefix into it, or "
+            "remove it and the agent writes its own"
+        )
+    return held
 
 
 def _plain(marker: Path, mode: int) -> None:
@@ -224,6 +231,9 @@ def _write_owner(directory: Path, prefix: str) -> str:
     with os.fdopen(fd, "wb") as fh:
         os.fchmod(fh.fileno(), FILE_MODE)
         fh.write(f"{prefix}\n".encode())
+        # On disk before it has its name: a crash just after must not leave it empty.
+        fh.flush()
+        os.fsync(fh.fileno())
     try:
         os.link(partial, directory / OWNER_FILE)
     except FileExistsError:
