@@ -440,6 +440,13 @@ class Store:
             )
         return resp.meta.status != 409
 
+    def delete(self, what: str, doc_id: str) -> bool:
+        """Delete one document, gone from searches at once; False if there was none."""
+        resp = self.es.options(ignore_status=404).delete(
+            index=self.index(what), id=doc_id, refresh=True
+        )
+        return resp.meta.status != 404
+
     def get(self, what: str, doc_id: str) -> dict[str, Any] | None:
         resp = self.es.options(ignore_status=404).get(index=self.index(what), id=doc_id)
         return dict(resp["_source"]) if resp.get("found") else None

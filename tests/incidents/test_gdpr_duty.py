@@ -115,3 +115,40 @@ def test_an_awareness_in_the_future_or_without_a_breach_is_refused(
         flow.desk.record_impact(incident.id, "alice", facts, {}, {"aware_at": aware.isoformat()})
 
     assert flow.desk.book.find({"match_all": {}})[0].gdpr is None
+
+
+def test_a_breach_awareness_moved_later_takes_back_the_overdue_it_made(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str
+) -> None:
+    # A mistyped day (3 March typed 28 February) made the GBA/APD duty overdue at once;
+    # corrected, the duty is due in three days, and the incident and the SOC's escalation
+    # kept saying it was overdue since 2 March 09:00.
+    flow = make_flow()
+    flow.take([(alert(), LAB)])
+    [incident] = flow.desk.book.find({"match_all": {}})
+    clock.to(T0 + timedelta(hours=2))
+    typo = {"aware_at": (T0 - timedelta(hours=72)).isoformat()}
+    flow.desk.record_impact(incident.id, "alice", {"personal_data_involved": True}, {}, typo)
+    flow.cycle(clock())
+    assert GDPR_KEY in flow.desk.book.get(incident.id).overdue
+
+    fixed = {"aware_at": (T0 + timedelta(hours=1)).isoformat()}
+    flow.desk.record_impact(incident.id, "alice", {}, {}, fixed)
+    flow.cycle(clock())
+
+    assert GDPR_KEY not in flow.desk.book.get(incident.id).overdue
+    es.indices.refresh(index=f"{index_name}-escalations")
+    query = {"bool": {"filter": [{"term": {"report": GDPR_KEY}}]}}
+    hits = es.search(index=f"{index_name}-escalations", query=query)["hits"]["hits"]
+    said = sorted((h["_source"]["kind"], h["_source"]["due"]) for h in hits)
+    assert ("deadline_overdue", "2026-03-02T09:00:00Z") not in said
+    assert said == [("gdpr_reminder", "2026-03-05T10:00:00Z")]
+
+    # Past the corrected due, it is overdue again, and said again.
+    clock.to(T0 + timedelta(hours=74))
+    flow.cycle(clock())
+    assert GDPR_KEY in flow.desk.book.get(incident.id).overdue
+    es.indices.refresh(index=f"{index_name}-escalations")
+    hits = es.search(index=f"{index_name}-escalations", query=query)["hits"]["hits"]
+    said = sorted((h["_source"]["kind"], h["_source"]["due"]) for h in hits)
+    assert ("deadline_overdue", "2026-03-05T10:00:00Z") in said

@@ -61,6 +61,7 @@ class Watchdog:
                 now,
                 self.desk.options.escalate_before,
             )
+            self._no_longer_overdue(incident, watch.overdue, now)
             self._gdpr_reminder(incident)
             self._aware_in_the_future(incident, now)
             near += sum(self._near(incident, d) for d in watch.near)
@@ -106,6 +107,32 @@ class Watchdog:
         if deadline.key not in incident.overdue:
             self.desk.change(incident.id, lambda i: _mark_overdue(i, deadline, now))
         return raised
+
+    def _no_longer_overdue(
+        self, incident: Incident, overdue: tuple[clocks.Deadline, ...], now: datetime
+    ) -> None:
+        """Deadlines marked overdue whose due an analyst has since moved later (a mistyped
+        breach awareness corrected): unmarked, and their escalations taken back, which
+        said OVERDUE by a due that no longer holds."""
+        past = {d.key for d in overdue}
+        for view in incident.deadlines:
+            if view.key in incident.overdue and view.key not in past:
+                self._unmark(incident.id, view, now)
+
+    def _unmark(self, incident_id: str, view: DeadlineView, now: datetime) -> None:
+        why = f"{label(view.key)} now due {show(view.due)}: no longer overdue"
+        for kind in ("deadline_overdue", "deadline_near"):
+            self.soc.withdraw(kind, incident_id, view.key, why)
+
+        def unmarked(incident: Incident) -> Incident:
+            if view.key not in incident.overdue:
+                return incident
+            overdue = tuple(k for k in incident.overdue if k != view.key)
+            return lifecycle.step(
+                incident, now, lifecycle.AGENT, "deadline moved", why, overdue=overdue
+            )
+
+        self.desk.change(incident_id, unmarked)
 
 
 def _discharged(incident: Incident) -> set[str]:

@@ -64,6 +64,15 @@ class Soc:
         )  # fmt: skip
         return True
 
+    def withdraw(self, kind: str, incident_id: str, report: str, message: str) -> bool:
+        """Take back an escalation that no longer holds (a due moved later), so that the
+        dashboard stops saying it and `raise_once` says it afresh should it hold again;
+        True (and a WARNING line) when there was one."""
+        if not self.store.delete("escalations", stable_id("escalation", incident_id, report, kind)):
+            return False
+        log.warning("SOC %s withdrawn: incident %s, %s: %s", kind, incident_id, report, message)
+        return True
+
     def _moved(self, doc_id: str, due: str | None) -> str | None:
         """The due the escalation said before, when it was another; None otherwise."""
         if due is None:
