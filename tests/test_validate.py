@@ -441,3 +441,30 @@ def test_a_misspelt_detector_in_detector_processes_fails_the_configuration(
         r"'auth-volume-per-usr'",
         finding.problem,
     )
+
+
+def test_a_report_folder_holding_another_prefixs_reports_fails_the_configuration(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    # The agent refuses to start on it (and `incidents report` to write there): validate
+    # said ok, and the refusal came at the deployment.
+    path = write_agent_config(tmp_path, es_settings, "logs-x", "staging")
+    settings = yaml.safe_load(path.read_text())
+    settings["incidents"] = {"report_dir": "reports", "channels": ["manual"]}
+    path.write_text(yaml.safe_dump(settings))
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / ".nis2triage-prefix").write_text("production\n")
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is not None
+    line = path.read_text().splitlines().index("  report_dir: reports") + 1
+    assert re.search(
+        rf"nis2triage\.yml:{line}:\d+: incidents\.report_dir: the report folder .*reports "
+        r"holds the reports of the agent with index prefix 'production'",
+        finding.problem,
+    )
+    assert "'staging'" in finding.problem
+    # Read, never written: validate may run where the agent's files are not its own.
+    assert (tmp_path / "reports" / ".nis2triage-prefix").read_text() == "production\n"
+    assert [p.name for p in (tmp_path / "reports").iterdir()] == [".nis2triage-prefix"]

@@ -112,6 +112,22 @@ def _configuration(path: Path, references: bool = True) -> None:
         load_inventory(cfg.resolve(cfg.assets))
     if cfg.incidents.criteria:
         load_criteria_folder(cfg.resolve(cfg.incidents.criteria))
+    _report_folder(cfg, located)
+
+
+def _report_folder(cfg: AgentConfig, located: yamlload.Located) -> None:
+    """As the agent checks at start (and `incidents report` before it writes): a folder
+    of another index prefix's reports is refused, said here rather than at deployment."""
+    # Here, not at the top: the renderer loads fpdf2 and matplotlib, which the other
+    # checks do without.
+    from nis2triage.reports.render import ReportFolderError, check_claim
+
+    try:
+        check_claim(cfg.resolve(cfg.incidents.report_dir), cfg.state.index_prefix)
+    except ReportFolderError as exc:
+        raise located.error(("incidents", "report_dir"), str(exc)) from exc
+    except OSError:
+        pass  # not readable from here: the agent says it at the first report
 
 
 def _sigma_named(cfg: AgentConfig) -> None:

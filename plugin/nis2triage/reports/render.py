@@ -166,16 +166,27 @@ def claim(directory: Path, prefix: str) -> None:
     with contextlib.suppress(FileExistsError):
         directory.mkdir(mode=FOLDER_MODE)
         directory.chmod(FOLDER_MODE)
-    marker = directory / OWNER_FILE
-    held = _owner(marker)
+    held = _owner(directory / OWNER_FILE)
     if held is None:
         held = _write_owner(directory, prefix)
+    _same_prefix(directory, held, prefix)
+
+
+def check_claim(directory: Path, prefix: str) -> None:
+    """Raise ReportFolderError where `claim` would, writing nothing (for `validate`); a
+    folder or marker not there yet is claimed at start."""
+    held = _owner(directory / OWNER_FILE)
+    if held is not None:
+        _same_prefix(directory, held, prefix)
+
+
+def _same_prefix(directory: Path, held: str, prefix: str) -> None:
     if held != prefix:
         raise ReportFolderError(
             f"the report folder {directory} holds the reports of the agent with index prefix "
-            f"{held!r} ({marker}), and this one's prefix is {prefix!r}: the same alerts make "
-            "the same incident ids, so one agent's files would replace the other's; give "
-            "each configuration its own incidents.report_dir (or --out)"
+            f"{held!r} ({directory / OWNER_FILE}), and this one's prefix is {prefix!r}: the "
+            "same alerts make the same incident ids, so one agent's files would replace the "
+            "other's; give each configuration its own incidents.report_dir (or --out)"
         )
 
 
