@@ -237,3 +237,42 @@ def test_an_empty_owner_marker_is_said_as_empty(tmp_path: Path, written: bytes) 
     said = str(refused.value)
     assert f"{tmp_path / OWNER_FILE} is empty" in said
     assert "prefix ''" not in said and "remove it" in said
+
+
+def test_two_writers_of_one_report_file_never_leave_it_mixed(tmp_path: Path) -> None:
+    # The agent's manual channel and `incidents report` write the same report's files
+    # when the agent takes the entry the command just queued: both wrote one .part file,
+    # and the file the SOC is told to submit held the start of one PDF and the end of the
+    # other, while the writer whose rename came first said it was written.
+    first, second = b"A" * 3_000_000, b"B" * 1_000_000
+    for n in range(30):
+        folder = tmp_path / str(n)
+        folder.mkdir()
+
+        said = _written_at_once(folder, "r.pdf", [first, second])
+
+        assert said == ["written", "written"], n
+        assert (folder / "r.pdf").read_bytes() in (first, second), n
+        assert [p.name for p in folder.iterdir()] == ["r.pdf"], n
+
+
+def _written_at_once(folder: Path, filename: str, datas: list[bytes]) -> list[str]:
+    """What each of as many writers of `filename` as `datas`, started together, said."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    start, said = threading.Barrier(len(datas)), []
+
+    def writing(data: bytes) -> None:
+        start.wait()
+        try:
+            render_module._write_file(fd, filename, data)
+            said.append("written")
+        except OSError as exc:
+            said.append(type(exc).__name__)
+
+    writers = [threading.Thread(target=writing, args=(data,)) for data in datas]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    os.close(fd)
+    return said

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import stat
 import tempfile
 from collections.abc import Callable
@@ -275,8 +276,10 @@ def _open_folder(out: Path) -> int:
 
 def _write_file(folder: int, filename: str, data: bytes) -> None:
     """`data` into folder/filename by way of a .part file, so a reader sees all or nothing."""
-    partial = filename + ".part"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    # A .part of this write's own: the agent's manual channel and `incidents report` may
+    # write one report at once, and two writers of one .part left the file mixed.
+    partial = f"{filename}.{secrets.token_hex(8)}.part"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     fd = os.open(partial, flags, FILE_MODE, dir_fd=folder)
     with os.fdopen(fd, "wb") as fh:
         os.fchmod(fh.fileno(), FILE_MODE)
