@@ -156,3 +156,21 @@ def test_an_endpoint_query_without_a_secret_is_taken(tmp_path: Path) -> None:
     cfg = load(tmp_path, "notifier: {mode: send, endpoint: 'https://ccb.example/api?tenant=be'}\n")
 
     assert cfg.notifier.endpoint == "https://ccb.example/api?tenant=be"
+
+
+@pytest.mark.parametrize(
+    ("written", "match"),
+    [
+        # The agent's manual channel stopped at start with a ValueError's traceback.
+        pytest.param(r'"reports\0old"', r"agent.yml:6:\d+: incidents.report_dir: holds a NUL",
+                     id="nul"),
+        # Read as the configuration's own folder: TLP:AMBER reports beside the configuration.
+        pytest.param('""', r"agent.yml:6:\d+: incidents.report_dir: is empty", id="empty"),
+        pytest.param('"  "', r"agent.yml:6:\d+: incidents.report_dir: is empty", id="blank"),
+    ],
+)  # fmt: skip
+def test_a_report_dir_that_names_no_folder_is_refused_with_its_line(
+    tmp_path: Path, written: str, match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load(tmp_path, f"incidents:\n  report_dir: {written}\n  channels: [manual]\n")

@@ -347,6 +347,20 @@ class IncidentsConfig(Strict):
     smtp: SmtpConfig | None = None
     tlp: Literal["TLP:CLEAR", "TLP:GREEN", "TLP:AMBER", "TLP:AMBER+STRICT", "TLP:RED"] = "TLP:AMBER"
 
+    @field_validator("report_dir")
+    @classmethod
+    def _a_folder(cls, report_dir: str) -> str:
+        # "" is read as the configuration's own folder, which then took TLP:AMBER reports;
+        # a NUL stopped the agent at start with a traceback.
+        if not report_dir.strip():
+            raise ValueError("is empty: name the folder for report files (default: reports)")
+        if "\0" in report_dir:
+            raise ValueError(
+                "holds a NUL character (\\0), which no file system takes in a path: write "
+                "the folder's path"
+            )
+        return report_dir
+
     @model_validator(mode="after")
     def _smtp_when_used(self) -> IncidentsConfig:
         if "smtp" in self.channels and self.smtp is None:
