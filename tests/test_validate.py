@@ -468,3 +468,23 @@ def test_a_report_folder_holding_another_prefixs_reports_fails_the_configuration
     # Read, never written: validate may run where the agent's files are not its own.
     assert (tmp_path / "reports" / ".nis2triage-prefix").read_text() == "production\n"
     assert [p.name for p in (tmp_path / "reports").iterdir()] == [".nis2triage-prefix"]
+
+
+def test_a_report_dir_that_is_a_file_fails_the_configuration(
+    tmp_path: Path, es_settings: esclient.ESSettings
+) -> None:
+    # The agent starts, and each report is retried for ever as a folder it cannot write.
+    path = write_agent_config(tmp_path, es_settings, "logs-x", "x-st")
+    settings = yaml.safe_load(path.read_text())
+    settings["incidents"] = {"report_dir": "reports.pdf", "channels": ["manual"]}
+    path.write_text(yaml.safe_dump(settings))
+    (tmp_path / "reports.pdf").write_bytes(b"%PDF-1.4\n")
+
+    [finding] = validate([str(path)])
+
+    assert finding.problem is not None
+    assert re.search(
+        r"nis2triage\.yml:\d+:\d+: incidents\.report_dir: .*reports\.pdf is a file, not a "
+        r"folder",
+        finding.problem,
+    )

@@ -122,8 +122,15 @@ def _report_folder(cfg: AgentConfig, located: yamlload.Located) -> None:
     # checks do without.
     from nis2triage.reports.render import ReportFolderError, check_claim
 
+    folder = cfg.resolve(cfg.incidents.report_dir)
+    if folder.is_file():
+        raise located.error(
+            ("incidents", "report_dir"),
+            f"{folder} is a file, not a folder: each report would be retried for ever; "
+            "point incidents.report_dir at a folder (made if missing)",
+        )
     try:
-        check_claim(cfg.resolve(cfg.incidents.report_dir), cfg.state.index_prefix)
+        check_claim(folder, cfg.state.index_prefix)
     except ReportFolderError as exc:
         raise located.error(("incidents", "report_dir"), str(exc)) from exc
     except OSError:
