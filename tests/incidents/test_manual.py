@@ -111,3 +111,39 @@ def test_the_submitted_command_takes_a_past_moment_with_its_offset_only() -> Non
     for wrong in ("2026-12-01T09:30", "2999-01-01T00:00Z", "48h"):
         with pytest.raises(SystemExit):
             parser.parse_args([*base, "--at", wrong])
+
+
+def test_each_requested_intermediate_report_is_said_with_the_command_that_records_it(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str, tmp_path: Path
+) -> None:
+    # Both were said as one escalation (incident, intermediate_report): the second request's
+    # files were written and the SOC never told; and the command said left out --request,
+    # so it answered that no intermediate report was made.
+    flow = make_flow("send", channels=["manual"], auto_early_warning=False)
+    flow.take([(alert(), LAB)])
+    incident = flow.desk.book.find({"match_all": {}})[0]
+    stage = BY_REPORT["intermediate_report"]
+    outbox = Outbox(
+        flow.desk.book.store, {"manual": ManualChannel(tmp_path, flow.soc, index_name)}, 3
+    )
+    for ref in ("CCB/2026/1", "CCB 2026/2"):
+        flow.desk.request(incident.id, ref, clock() + timedelta(hours=48), "alice")
+        flow.reporter.queue(flow.desk.book.get(incident.id), stage, "alice", ref)
+        assert outbox.deliver_due(clock()).handed_over == 1
+
+    es.indices.refresh(index=f"{index_name}-escalations")
+    told = es.search(
+        index=f"{index_name}-escalations", query={"term": {"kind": "manual_submission"}}
+    )["hits"]["hits"]
+    commands = [hit["_source"]["message"].split("`")[1] for hit in told]
+    assert len(commands) == 2
+    for command in commands:
+        filled = command.replace("<configuration file>", "a.yml").replace("<CCB reference>", "R")
+        args = build_parser().parse_args(shlex.split(filled)[1:])  # as the SOC would type it
+        assert args.stage == "intermediate"
+        flow.reporter.submitted(args.id, stage, "alice", args.reference, args.request)
+    reports = flow.desk.book.get(incident.id).reports
+    assert [reports[f"intermediate_report:{r}"].status for r in ("CCB/2026/1", "CCB 2026/2")] == [
+        "sent",
+        "sent",
+    ]

@@ -9,6 +9,7 @@ reference (`nis2triage incidents submitted`).
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -59,15 +60,17 @@ class ManualChannel:
         except OSError as exc:
             return RetryLater(f"cannot write the report into {self.directory}: {exc.strerror}")
         pdf = next(p for p in paths if p.suffix == ".pdf")
-        stage = payload["report_type"]
-        named = cli_name(stage)
+        stage, ref = payload["report_type"], payload.get("request_ref")
+        # An intermediate report per request: each said on its own, and recorded by its
+        # request (the deadline's key), as `incidents submitted` needs it.
+        request = f" --request {shlex.quote(ref)}" if ref else ""
         self.soc.raise_once(
             "manual_submission",
             incident,
-            stage,
+            f"{stage}:{ref}" if ref else stage,
             f"submit {pdf} on the CCB notification platform, then run "
             f"`nis2triage incidents submitted {incident} -c {self.config} "
-            f"--stage {named} --reference <CCB reference>`",
+            f"--stage {cli_name(stage)}{request} --reference <CCB reference>`",
             details={"files": [str(p) for p in paths], "key": key},
         )
         return HandedOver(f"written to {pdf.parent}")
