@@ -137,3 +137,26 @@ def test_a_recipient_refused_while_another_accepted_is_escalated_not_resent(
     assert (hit["_source"]["kind"], hit["_source"]["incident_id"]) == ("recipient_refused", "inc-1")
     assert "incident@ccb.example: 550 5.1.1 mailbox unknown" in hit["_source"]["message"]
     assert "by hand" in hit["_source"]["message"]
+
+
+def test_a_recipient_refused_is_escalated_for_each_requested_intermediate_report(
+    es: Elasticsearch, index_name: str
+) -> None:
+    # Both were one escalation (incident, intermediate_report): the second request's
+    # report, refused too, was never said to the SOC.
+    store = Store(es, index_name)
+    store.ensure_indices()
+    with running_smtp() as smtp:
+        cfg = SmtpConfig(host="127.0.0.1", port=smtp.port, security="none",
+                         sender="soc@entity.example",
+                         recipients=["incident@ccb.example", "ciso@entity.example"])  # fmt: skip
+        relay = SmtpChannel(cfg, None, Soc(store, lambda: NOW))
+        for n, ref in enumerate(("CCB-1", "CCB-2")):
+            smtp.script = ["550 5.1.1 mailbox unknown"]  # the first RCPT only
+            payload = sample_payload("intermediate_report")
+            relay.send(f"key-{n}", {**payload, "incident_id": "inc-1", "request_ref": ref}, NOW)
+
+    store.refresh("escalations")
+    hits = es.search(index=f"{index_name}-escalations")["hits"]["hits"]
+    said = sorted((h["_source"]["report"], h["_source"]["details"]["key"]) for h in hits)
+    assert said == [("intermediate_report:CCB-1", "key-0"), ("intermediate_report:CCB-2", "key-1")]

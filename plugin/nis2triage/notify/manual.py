@@ -20,7 +20,7 @@ from nis2triage.notify.channel import HandedOver, Outcome, Rejected, RetryLater
 from nis2triage.notify.pseudonym import reveal
 from nis2triage.notify.soc import Soc
 from nis2triage.reports.render import RenderError, ReportFolderError, claim, write
-from nis2triage.reports.stages import cli_name
+from nis2triage.reports.stages import cli_name, report_of
 
 
 class ManualChannel:
@@ -67,7 +67,7 @@ class ManualChannel:
         self.soc.raise_once(
             "manual_submission",
             incident,
-            f"{stage}:{ref}" if ref else stage,
+            report_of(payload),
             f"submit {pdf} on the CCB notification platform, then run "
             f"`nis2triage incidents submitted {incident} -c {self.config} "
             f"--stage {cli_name(stage)}{request} --reference <CCB reference>`",

@@ -28,7 +28,7 @@ from nis2triage.notify.deadline import (
 from nis2triage.notify.pseudonym import reveal
 from nis2triage.notify.soc import Soc
 from nis2triage.reports.render import RenderError, rendered
-from nis2triage.reports.stages import BY_REPORT
+from nis2triage.reports.stages import BY_REPORT, report_of
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ class SmtpChannel:
         if self.soc is not None:
             named = str(payload.get("incident_id") or key)
             incident = reveal(self.soc.store, named, "incident") or named
-            stage = str(payload.get("report_type") or "report")
-            self.soc.raise_once("recipient_refused", incident, stage, message,
+            report = report_of(payload)
+            self.soc.raise_once("recipient_refused", incident, report, message,
                                 details={"key": key, "refused": sorted(refused)})  # fmt: skip
 
     def _connect(self, deadline: Deadline) -> smtplib.SMTP:

@@ -7,6 +7,7 @@ word, and a user called "root" must not turn "root cause" into a pseudonym.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from nis2triage.errors import IncidentError
 
@@ -103,3 +104,10 @@ def cli_name(report: str) -> str:
     """How the command line names a report (`early-warning` for `early_warning`); an
     unknown one as it is."""
     return BY_REPORT[report].cli if report in BY_REPORT else report
+
+
+def report_of(payload: dict[str, Any]) -> str:
+    """The report a payload is, as the incident's deadlines and the SOC's escalations name
+    it: an intermediate report per request (`intermediate_report:CCB/2026/17`)."""
+    stage, ref = str(payload.get("report_type") or "report"), payload.get("request_ref")
+    return f"{stage}:{ref}" if ref else stage
