@@ -152,3 +152,26 @@ def test_a_breach_awareness_moved_later_takes_back_the_overdue_it_made(
     hits = es.search(index=f"{index_name}-escalations", query=query)["hits"]["hits"]
     said = sorted((h["_source"]["kind"], h["_source"]["due"]) for h in hits)
     assert ("deadline_overdue", "2026-03-05T10:00:00Z") in said
+
+
+def test_a_near_breach_deadline_moved_a_day_later_is_no_longer_said_near(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str
+) -> None:
+    # Said near (due 5 March 09:00), then the breach awareness corrected a day later: the
+    # reminder said the new due, and the near escalation beside it kept the old one.
+    flow = make_flow()
+    flow.take([(alert(), LAB)])
+    [incident] = flow.desk.book.find({"match_all": {}})
+    flow.desk.record_impact(incident.id, "alice", {"personal_data_involved": True}, {})
+    clock.to(T0 + timedelta(hours=70))
+    flow.cycle(clock())
+
+    later = {"aware_at": (T0 + timedelta(hours=24)).isoformat()}
+    flow.desk.record_impact(incident.id, "alice", {}, {}, later)
+    flow.cycle(clock())
+
+    es.indices.refresh(index=f"{index_name}-escalations")
+    query = {"bool": {"filter": [{"term": {"report": GDPR_KEY}}]}}
+    hits = es.search(index=f"{index_name}-escalations", query=query)["hits"]["hits"]
+    said = sorted((h["_source"]["kind"], h["_source"]["due"]) for h in hits)
+    assert said == [("gdpr_reminder", "2026-03-06T09:00:00Z")]

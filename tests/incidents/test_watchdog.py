@@ -177,3 +177,26 @@ def test_a_near_deadline_moved_earlier_is_said_again_with_its_new_due(
     assert hits[0]["_source"]["details"]["was_due"] == "2026-03-03T09:00:00Z"
     said = [r.getMessage() for r in caplog.records if "early_warning" in r.getMessage()]
     assert len(said) == 1 and "due moved from 2026-03-03T09:00:00Z" in said[0]
+
+
+def test_a_near_deadline_moved_into_the_past_is_said_overdue_and_no_longer_near(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str
+) -> None:
+    # Said near at 19:00 (due 3 March 09:00); the analyst then records that the entity
+    # knew ten hours before the first alert: due 2 March 23:00, past. The overdue
+    # escalation said so, and the near one beside it kept saying 3 March 09:00.
+    flow = make_flow()
+    flow.take([(alert(), LAB)])
+    [incident] = flow.desk.book.find({"match_all": {}})
+    clock.to(T0 + timedelta(hours=19))
+    flow.cycle(clock())
+    flow.desk.ack(incident.id, "alice", "seen on the firewall first", at=T0 - timedelta(hours=10))
+
+    flow.cycle(clock())
+
+    es.indices.refresh(index=f"{index_name}-escalations")
+    query = {"bool": {"filter": [{"term": {"report": "early_warning"}}]}}
+    hits = es.search(index=f"{index_name}-escalations", query=query)["hits"]["hits"]
+    assert [(h["_source"]["kind"], h["_source"]["due"]) for h in hits] == [
+        ("deadline_overdue", "2026-03-02T23:00:00Z")
+    ]

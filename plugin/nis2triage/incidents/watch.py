@@ -78,7 +78,13 @@ class Watchdog:
             "(GDPR Art. 33(1)), separately from the CCB, through its web form"
         )
         # Said again when the analyst moved the awareness, and with it the due (`raise_once`).
-        self.soc.raise_once("gdpr_reminder", incident.id, GDPR_KEY, message, duty.due)
+        if not self.soc.raise_once("gdpr_reminder", incident.id, GDPR_KEY, message, duty.due):
+            return
+        # The near and overdue escalations said the due before: taken back, and said again
+        # by this pass if they still hold.
+        moved = f"{label(GDPR_KEY)} now due {show(duty.due)}"
+        for kind in ("deadline_near", "deadline_overdue"):
+            self.soc.withdraw(kind, incident.id, GDPR_KEY, moved, unless_due=duty.due)
 
     def _aware_in_the_future(self, incident: Incident, now: datetime) -> None:
         """Awareness recorded later than now: the clock was ahead when it was recorded (a
@@ -104,6 +110,12 @@ class Watchdog:
         raised = self.soc.raise_once(
             "deadline_overdue", incident.id, deadline.key, message, deadline.due
         )
+        if raised:
+            # Near by a due since moved earlier (`ack --at`): it said the wrong one.
+            moved = f"{label(deadline.key)} now due {show(deadline.due)}"
+            self.soc.withdraw(
+                "deadline_near", incident.id, deadline.key, moved, unless_due=deadline.due
+            )
         if deadline.key not in incident.overdue:
             self.desk.change(incident.id, lambda i: _mark_overdue(i, deadline, now))
         return raised

@@ -64,11 +64,23 @@ class Soc:
         )  # fmt: skip
         return True
 
-    def withdraw(self, kind: str, incident_id: str, report: str, message: str) -> bool:
-        """Take back an escalation that no longer holds (a due moved later), so that the
-        dashboard stops saying it and `raise_once` says it afresh should it hold again;
-        True (and a WARNING line) when there was one."""
-        if not self.store.delete("escalations", stable_id("escalation", incident_id, report, kind)):
+    def withdraw(
+        self,
+        kind: str,
+        incident_id: str,
+        report: str,
+        message: str,
+        unless_due: datetime | None = None,
+    ) -> bool:
+        """Take back an escalation that no longer holds (a due moved), so that the dashboard
+        stops saying it and `raise_once` says it afresh should it hold again; one that says
+        `unless_due` stays. True (and a WARNING line) when one was taken back."""
+        doc_id = stable_id("escalation", incident_id, report, kind)
+        if unless_due is not None:
+            held = self.store.get("escalations", doc_id)
+            if held is None or held.get("due") == _iso(unless_due):
+                return False
+        if not self.store.delete("escalations", doc_id):
             return False
         log.warning("SOC %s withdrawn: incident %s, %s: %s", kind, incident_id, report, message)
         return True
