@@ -167,3 +167,17 @@ def test_validate_and_run_say_a_missing_configuration_is_missing(tmp_path: Path)
         "error",
         f"{missing}: no such file: check the path",
     )
+
+
+def test_bytes_that_are_not_utf8_are_said_at_their_line_with_the_fix(tmp_path: Path) -> None:
+    # Said as "not UTF-8 text (byte 34)": a count of bytes no editor shows, and no way out.
+    path = tmp_path / "d.yml"
+    path.write_bytes(b"name: ssh\nmessage: 'Fehlversuche f\xfcr {user}'\n")
+
+    with pytest.raises(ConfigError) as raised:
+        load_file(path)
+
+    assert str(raised.value) == (
+        f"{path}:2:25: not UTF-8 text (byte 0xfc): save the file as UTF-8 (the editor's "
+        "encoding, or `iconv -f latin1 -t utf-8`)"
+    )

@@ -263,8 +263,21 @@ def load_file(path: str | Path) -> Located:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text (byte {exc.start})", path=str(p)) from exc
+        raise _not_utf8(raw, exc.start, str(p)) from exc
     return load_text(text, str(p))
+
+
+def _not_utf8(raw: bytes, start: int, path: str) -> ConfigError:
+    """The first byte that is not UTF-8, at its line and column (a byte offset is no place
+    an editor shows)."""
+    line_start = raw.rfind(b"\n", 0, start) + 1
+    return ConfigError(
+        f"not UTF-8 text (byte 0x{raw[start]:02x}): save the file as UTF-8 (the editor's "
+        "encoding, or `iconv -f latin1 -t utf-8`)",
+        path=path,
+        line=raw.count(b"\n", 0, start) + 1,
+        column=start - line_start + 1,
+    )
 
 
 def _missing(p: Path) -> str:
