@@ -200,3 +200,20 @@ def test_a_near_deadline_moved_into_the_past_is_said_overdue_and_no_longer_near(
     assert [(h["_source"]["kind"], h["_source"]["due"]) for h in hits] == [
         ("deadline_overdue", "2026-03-02T23:00:00Z")
     ]
+
+
+def test_a_clock_set_back_a_minute_past_a_due_keeps_it_overdue(
+    make_flow: MakeFlow, clock: Clock, es: Elasticsearch, index_name: str
+) -> None:
+    # A due moved later unmarks the overdue; a clock stepped back across the due does not.
+    flow = make_flow()
+    flow.take([(alert(), LAB)])
+    [incident] = flow.desk.book.find({"match_all": {}})
+    clock.to(T0 + timedelta(hours=24, minutes=1))
+    flow.cycle(clock())
+    clock.to(T0 + timedelta(hours=23, minutes=59))
+
+    flow.cycle(clock())
+
+    assert "early_warning" in flow.desk.book.get(incident.id).overdue
+    assert "deadline_overdue" in escalations(es, index_name, "early_warning")

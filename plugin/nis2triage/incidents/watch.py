@@ -128,7 +128,9 @@ class Watchdog:
         said OVERDUE by a due that no longer holds."""
         past = {d.key for d in overdue}
         for view in incident.deadlines:
-            if view.key in incident.overdue and view.key not in past:
+            # Not for a clock set back a few seconds past a due: it was missed all the same.
+            moved = view.due > now + CLOCK_SLACK
+            if view.key in incident.overdue and view.key not in past and moved:
                 self._unmark(incident.id, view, now)
 
     def _unmark(self, incident_id: str, view: DeadlineView, now: datetime) -> None:
