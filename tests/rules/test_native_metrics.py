@@ -161,3 +161,18 @@ def test_metric_field_missing(
     )
 
     assert summary(run(es, rule, 4, 5)) == expected
+
+
+def test_a_cardinality_alert_names_the_hosts_of_its_users_events(
+    es: Elasticsearch, cases: CaseIndex
+) -> None:
+    # A count pulls no event, so its alert named no host for triage to find the asset by.
+    logins = [ev(i * 0.5, user="eve", ip=f"192.0.2.{i}", host=f"vpn-0{i % 2}") for i in range(4)]
+    others = [ev(1, user="bob", ip="192.0.2.50", host="mail-03")]
+    case = cases.add([*logins, ev(4, user="eve", ip="192.0.2.0"), *others])
+    rule = case.rule("cardinality", cardinality_field="source.ip", query_key="user.name",
+                     timeframe="5m", max_cardinality=3)  # fmt: skip
+
+    [alert] = run(es, rule, 4, 5)
+
+    assert (alert.entity, alert.related_hosts) == ("eve", ("vpn-00", "vpn-01"))

@@ -54,8 +54,6 @@ class Finding:
     # Field values the message quotes that no pulled hit holds (a `change` rule's previous
     # value): named among the alert's users and hosts, so a report pseudonymises them too.
     quoted: tuple[tuple[str, Any], ...] = ()
-    # Hosts the finding's events came from, when no hit is pulled to show them (a count).
-    hosts: tuple[str, ...] = ()
 
     def field_values(self) -> Iterator[tuple[str, list[Any]]]:
         """(field, values) of every pulled hit, then of what the message quotes."""
@@ -113,7 +111,6 @@ def to_alert(rule: RuleBase, found: Finding) -> Alert:
 def _hosts(entity_field: str, found: Finding) -> tuple[str, ...]:
     """Host names the alert is about, so triage can find the asset it touches."""
     hosts = {found.entity} if entity_field in HOST_NAMES else set()
-    hosts.update(found.hosts)
     for name, values in found.field_values():
         if name in HOST_NAMES:
             hosts.update(map(str, values))

@@ -17,7 +17,7 @@ from elasticsearch import ApiError, Elasticsearch
 from nis2triage import datemath
 from nis2triage.errors import RuleExecutionError
 from nis2triage.records import Alert
-from nis2triage.rules import search, suppress
+from nis2triage.rules import hosts, search, suppress
 from nis2triage.rules.alerts import Finding, to_alert
 from nis2triage.rules.native import (
     AnyRule,
@@ -57,7 +57,10 @@ def run_rule(
         raise RuleExecutionError(_explain(rule, exc)) from exc
     if missing:
         found = [_noting_missing(f, missing) for f in found]
-    alerts = suppress.apply([to_alert(rule, f) for f in found], state, rule.suppression)
+    made = [(to_alert(rule, f), f) for f in found]
+    finding_of = {a.id: f for a, f in made}
+    alerts = suppress.apply([a for a, _ in made], state, rule.suppression)
+    alerts = [hosts.named(run, reading, a, finding_of[a.id]) for a in alerts]
     state.forget_before(_cutoffs(rule, start))
     level = logging.INFO if found else logging.DEBUG
     suppressed = len(found) - len(alerts)

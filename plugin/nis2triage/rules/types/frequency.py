@@ -14,24 +14,16 @@ gets coarser buckets, and events sharing one count as simultaneous.
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import math
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from elasticsearch import ApiError
-
-from nis2triage.errors import PartialResultsError
-from nis2triage.features import MAX_RELATED
 from nis2triage.rules import lucene, search
-from nis2triage.rules.alerts import HOST_NAMES, Finding, describe_key, human, plural
+from nis2triage.rules.alerts import Finding, describe_key, human, plural
 from nis2triage.rules.native import FrequencyRule
 from nis2triage.rules.search import Run, from_millis, millis
 from nis2triage.rules.state import RuleState
-
-log = logging.getLogger(__name__)
 
 BUCKET_BUDGET = 10_000
 # One filter per key in the histogram request; more make the request itself heavy.
@@ -48,25 +40,6 @@ def evaluate(run: Run, rule: FrequencyRule, state: RuleState) -> list[Finding]:
         for value, buckets in _histograms(run, rule, batch, interval, lookback):
             found.extend(_triggers(run, rule, state, value, buckets, interval))
     return found
-
-
-def _with_hosts(run: Run, rule: FrequencyRule, value: Any, found: Finding) -> Finding:
-    """The finding with the hosts its events came from: counted, no event is pulled to
-    name them, and without them triage cannot find the asset an attack hit. One request
-    per alert, so the rare cost of alerting, not of counting."""
-    # The key's own value, not its text: a boolean key's "True" is no boolean to the node.
-    key = () if rule.query_key is None else ({"term": {rule.query_key: value}},)
-    query = search.rule_query(rule, found.start, found.end, *key)
-    named = {f: {"terms": {"field": f, "size": MAX_RELATED}} for f in HOST_NAMES}
-    try:
-        aggs = search.aggregate(run.es, rule.index, query, named)
-    except (ApiError, PartialResultsError) as exc:
-        # The alert stands without them: triage then routes it as before, by its entity.
-        log.info("rule %s: the hosts of its alert on %s were not found: %s",
-                 rule.name, found.entity, exc)  # fmt: skip
-        return found
-    hosts = {str(b["key"]) for f in HOST_NAMES for b in aggs.get(f, {}).get("buckets", [])}
-    return dataclasses.replace(found, hosts=tuple(sorted(hosts)))
 
 
 def _candidates(run: Run, rule: FrequencyRule, lookback: datetime) -> list[tuple[Any, int]]:
@@ -155,8 +128,7 @@ def _triggers(
             total -= buckets[left][1]
             left += 1
         if at >= start and total >= rule.num_events:
-            finding = _finding(rule, value, entity, buckets[left][0], at + interval, total)
-            found.append(_with_hosts(run, rule, value, finding))
+            found.append(_finding(rule, value, entity, buckets[left][0], at + interval, total))
             state.counted_until[entity] = from_millis(at)
             left, total = right + 1, 0
     return found
