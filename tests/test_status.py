@@ -415,3 +415,24 @@ def test_a_table_whose_reader_goes_away_ends_quietly_with_141(
         os.close(write_end)
 
     assert (done.returncode, done.stderr) == (141, "")
+
+
+@pytest.mark.usefixtures("agent_env")
+def test_an_agent_run_from_a_timer_needs_no_lease_until_its_passes_stop(
+    polled: tuple[Path, Store], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `run --once` from a timer releases the lease after each pass: `status` said "none
+    # is running" and 3 after every clean pass (new-user run).
+    config, store = polled
+    cfg = load_config(config)
+
+    plain, _ = _status(config, capsys)
+    code = main(["status", "-c", str(config), "--json", "--every", "15m"])
+    said = json.loads(capsys.readouterr().out)
+    later = read_status(
+        cfg, store, datetime.now(UTC) + timedelta(minutes=31), timedelta(minutes=15)
+    )
+
+    assert (plain, code, said["concerns"]) == (3, 0, [])
+    [stale] = later.concerns()
+    assert stale.startswith("source auth: last checkpoint 31 min ago, more than two runs")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from elastic_transport import TransportError
@@ -38,7 +38,26 @@ def add_parser(sub: Any) -> None:
     )
     status.add_argument("-c", "--config", required=True, help="the agent's YAML configuration")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    status.add_argument(
+        "--every",
+        type=_interval,
+        metavar="DURATION",
+        help="the agent runs from a timer (`run --once`) this often, e.g. 15m: no agent "
+        "holding the lease is then no concern, a checkpoint older than two runs is",
+    )
     status.set_defaults(handler=cmd_status)
+
+
+def _interval(text: str) -> timedelta:
+    from nis2triage.config import parse_duration
+
+    try:
+        every = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if every <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"{text!r}: a timer's interval is longer than zero")
+    return every
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -50,7 +69,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = es_settings(cfg)
     store = Store(esclient.connect(settings), cfg.state.index_prefix)
     try:
-        status = read_status(cfg, store, datetime.now(UTC))
+        status = read_status(cfg, store, datetime.now(UTC), args.every)
     except (TransportError, ApiError) as exc:
         # Said by main too, but without where: a monitoring check runs this against
         # several configurations, and "cannot be reached" alone named none of them.

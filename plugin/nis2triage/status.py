@@ -26,6 +26,9 @@ from nis2triage.store import INDICES, Store, describe_closed, lift_block
 # after as long.
 STALE_POLLS = 5
 STALE_FLOOR = timedelta(minutes=5)
+# With the agent run from a timer, a checkpoint older than this many of its intervals: one
+# run missed is a late timer, two are a stopped one.
+TIMER_RUNS = 2
 # An early warning is due 24 hours after awareness (NIS2 Art. 23(4)(a)): a notification
 # still unsent that long after it was queued is late whatever its stage.
 NOTIFICATION_DUE = timedelta(hours=24)
@@ -79,6 +82,9 @@ class Status:
     state_index: bool = True
     # Own indices closed or under a block, said with the request that fixes each.
     index_faults: list[str] = field(default_factory=list)
+    # How often a timer runs `run --once`, when the agent runs so (`status --every`): no
+    # agent holds the lease between its passes.
+    every: timedelta | None = None
 
     @property
     def live_holder(self) -> Holder | None:
@@ -98,12 +104,14 @@ class Status:
             )
         elif self.holder is not None and self.live_holder is None:
             said.append(_lease_expired(self.prefix, self.holder))
-        elif self.live_holder is None:
+        elif self.live_holder is None and self.every is None:
             said.append(f"no agent holds the lease of {self.prefix}-state: none is running")
+        elif self.live_holder is None:
+            pass  # between two of the timer's passes: the checkpoints' ages say if it runs
         else:
             said += _lease_ahead(self.prefix, self.live_holder, self.checked)
         for src in self.sources:
-            said += _source_concerns(src, self.checked)
+            said += _source_concerns(src, self.checked, self.every)
         if self.late_notifications:
             said.append(
                 f"{self.late_notifications} notifications unsent {_hours(NOTIFICATION_DUE)} "
@@ -119,8 +127,11 @@ class Status:
         return said
 
 
-def read_status(cfg: AgentConfig, store: Store, now: datetime) -> Status:
-    """Everything `status` shows, read from the agent's indices."""
+def read_status(
+    cfg: AgentConfig, store: Store, now: datetime, every: timedelta | None = None
+) -> Status:
+    """Everything `status` shows, read from the agent's indices; `every`: how often a timer
+    runs the agent's passes, when it runs so."""
     # First: a closed index fails the reads below, and the agent's log may be far away.
     faults = index_faults(store)
     lease = store.get("state", LEASE_ID)
@@ -134,6 +145,7 @@ def read_status(cfg: AgentConfig, store: Store, now: datetime) -> Status:
         owed=_owed(store, now),
         state_index=_exists(store, "state"),
         index_faults=faults,
+        every=every,
     )
 
 
@@ -239,7 +251,7 @@ def _shown(value: Any) -> str:
     return repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."
 
 
-def _source_concerns(src: SourceStatus, now: datetime) -> list[str]:
+def _source_concerns(src: SourceStatus, now: datetime, every: timedelta | None) -> list[str]:
     if src.unreadable is not None:
         return [
             f"source {src.name}: its checkpoint document cannot be read ({src.unreadable}); "
@@ -256,7 +268,13 @@ def _source_concerns(src: SourceStatus, now: datetime) -> list[str]:
             "machine's clock: the agent's clock or this one is wrong, and until it is set "
             "right this checkpoint's age says nothing of whether the agent runs"
         )
-    if age > max(STALE_POLLS * src.poll_interval, STALE_FLOOR):
+    if every is not None and age > TIMER_RUNS * every:
+        said.append(
+            f"source {src.name}: last checkpoint {_hours(age)} ago, more than two runs of "
+            f"the timer ({_hours(every)} each): its passes stopped or fail (the timer's "
+            "log says which)"
+        )
+    elif every is None and age > max(STALE_POLLS * src.poll_interval, STALE_FLOOR):
         said.append(
             f"source {src.name}: last checkpoint {_hours(age)} ago, more than {STALE_POLLS} "
             f"poll intervals ({_hours(src.poll_interval)} each) and {_hours(STALE_FLOOR)}: "
