@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from nis2triage.config import AgentConfig, load_config
 from nis2triage.errors import ConfigError
+from nis2triage.notify import build
 
 BASE = """\
 elasticsearch: {hosts: [http://127.0.0.1:9200]}
@@ -174,3 +177,26 @@ def test_a_report_dir_that_names_no_folder_is_refused_with_its_line(
 ) -> None:
     with pytest.raises(ConfigError, match=match):
         load(tmp_path, f"incidents:\n  report_dir: {written}\n  channels: [manual]\n")
+
+
+def test_http_and_manual_together_are_said_at_start_with_where_each_goes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Once http delivered a report, the manual channel still told the SOC to submit it
+    # on the CCB's platform: to an endpoint of the CCB's, the report went twice.
+    cfg = load(
+        tmp_path,
+        "notifier: {mode: send, endpoint: 'http://127.0.0.1:9/notify'}\n"
+        "incidents: {channels: [http, manual], report_dir: out}\n",
+    )
+    soc = SimpleNamespace(store=None, raise_once=lambda *a, **k: None)
+
+    with caplog.at_level(logging.WARNING, logger="nis2triage.notify.build"):
+        built = build.channels(cfg, "token", soc)  # type: ignore[arg-type]
+        build.channels(load(tmp_path, "notifier: {mode: send, endpoint: 'http://127.0.0.1:9/n'}\n"),
+                       "token", soc)  # type: ignore[arg-type]  # fmt: skip
+
+    assert sorted(built) == ["http", "manual"]
+    [said] = [r.getMessage() for r in caplog.records]
+    assert "http://127.0.0.1:9/notify" in said and str(tmp_path / "out") in said
+    assert "twice" in said

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
@@ -15,6 +16,8 @@ from nis2triage.notify.pseudonym import Pseudonymiser
 from nis2triage.notify.smtp import SmtpChannel
 from nis2triage.notify.soc import Soc
 from nis2triage.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def notifier(
@@ -47,6 +50,15 @@ def channels(cfg: AgentConfig, token: str | None, soc: Soc) -> dict[str, Channel
         password = read_secret(options.smtp.password_env, None, "SMTP password")
         logs.register_secret(password)
         built["smtp"] = SmtpChannel(options.smtp, password, soc)
+    if "http" in built and "manual" in options.channels:
+        log.warning(
+            "incidents.channels has http and manual: each report is sent to %s and also "
+            "written to %s for a person to submit on the CCB's platform; if that endpoint "
+            "is the CCB's (or passes reports on to it), the CCB gets each report twice: "
+            "keep one of the two channels",
+            n.endpoint,
+            cfg.resolve(options.report_dir),
+        )
     if "manual" in options.channels:
         built["manual"] = ManualChannel(
             cfg.resolve(options.report_dir), soc, cfg.state.index_prefix, cfg.file_argument
