@@ -69,6 +69,19 @@ def test_the_next_steps_name_a_command_this_shell_can_run(
     assert demo._command() == "nis2triage"
 
 
+def demo_like_config(folder: Path, index_name: str, extra: str = "") -> Path:
+    """A configuration as the demo's, over `index_name` and its own state prefix."""
+    config = folder / "nis2triage.yml"
+    config.write_text(
+        "elasticsearch: {hosts: ['http://127.0.0.1:9200']}\n"
+        "entity: {legal_name: Demo NV, enterprise_number: '0999.999.922', sector: transport,"
+        " entity_class: essential}\n"
+        f"sources: [{{name: auth, indices: [{index_name}]}}]\n"
+        f"state: {{index_prefix: {index_name}-st}}\n" + extra
+    )
+    return config
+
+
 @pytest.mark.parametrize(
     ("report_dir", "kept"), [("reports", False), ("../elsewhere", True), (".", True)]
 )
@@ -77,15 +90,7 @@ def test_a_demo_run_deletes_its_own_report_files_only(
 ) -> None:
     own = tmp_path / "demo"
     own.mkdir()
-    config = own / "nis2triage.yml"
-    config.write_text(
-        "elasticsearch: {hosts: ['http://127.0.0.1:9200']}\n"
-        "entity: {legal_name: Demo NV, enterprise_number: '0999.999.922', sector: transport,"
-        " entity_class: essential}\n"
-        f"sources: [{{name: auth, indices: [{index_name}]}}]\n"
-        f"state: {{index_prefix: {index_name}-st}}\n"
-        f"incidents: {{report_dir: '{report_dir}'}}\n"
-    )
+    config = demo_like_config(own, index_name, f"incidents: {{report_dir: '{report_dir}'}}\n")
     old = (own / report_dir).resolve() / "incident-1" / "early_warning.md"
     old.parent.mkdir(parents=True, exist_ok=True)
     old.write_text("an earlier run's report\n")
@@ -119,14 +124,7 @@ def test_a_demo_run_leaves_the_indices_of_a_running_agent_alone(
 ) -> None:
     # `make demo` deleted and made again the indices of an agent running on the demo's
     # configuration, which carried on from the demo's new checkpoint (new-user run).
-    config = tmp_path / "nis2triage.yml"
-    config.write_text(
-        "elasticsearch: {hosts: ['http://127.0.0.1:9200']}\n"
-        "entity: {legal_name: Demo NV, enterprise_number: '0999.999.922', sector: transport,"
-        " entity_class: essential}\n"
-        f"sources: [{{name: auth, indices: [{index_name}]}}]\n"
-        f"state: {{index_prefix: {index_name}-st}}\n"
-    )
+    config = demo_like_config(tmp_path, index_name)
     store = Store(es, f"{index_name}-st")
     store.ensure_indices()
     lease = Lease(store, timedelta(minutes=2), lambda: datetime.now(UTC), pid=4242)

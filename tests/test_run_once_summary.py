@@ -18,6 +18,17 @@ from ccb_server import running_ccb
 from support import real_log_docs, write_agent_config
 
 
+def manual_config(
+    tmp_path: Path, es_settings: esclient.ESSettings, index_name: str, notifier: dict[str, str]
+) -> Path:
+    """An agent's configuration whose reports go by the manual channel, into `reports`."""
+    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", notifier)
+    data = yaml.safe_load(config.read_text())
+    data["incidents"] = {"channels": ["manual"], "report_dir": "reports"}
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
 @pytest.mark.usefixtures("agent_env")
 def test_reports_the_manual_channel_wrote_are_counted_not_left_out_of_zero_sent(
     es: Elasticsearch,
@@ -27,12 +38,7 @@ def test_reports_the_manual_channel_wrote_are_counted_not_left_out_of_zero_sent(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     index_part(es, index_name, real_log_docs(), 0)
-    config = write_agent_config(
-        tmp_path, es_settings, index_name, f"{index_name}-st", notifier={"mode": "send"}
-    )
-    data = yaml.safe_load(config.read_text())
-    data["incidents"] = {"channels": ["manual"], "report_dir": "reports"}
-    config.write_text(yaml.safe_dump(data))
+    config = manual_config(tmp_path, es_settings, index_name, {"mode": "send"})
 
     assert main(["run", "-c", str(config), "--once"]) == 0
 
@@ -81,12 +87,7 @@ def test_an_agent_refuses_to_start_on_the_report_folder_of_another_index_prefix(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = write_agent_config(
-        tmp_path, es_settings, index_name, f"{index_name}-st", notifier={"mode": "send"}
-    )
-    data = yaml.safe_load(config.read_text())
-    data["incidents"] = {"channels": ["manual"], "report_dir": "reports"}
-    config.write_text(yaml.safe_dump(data))
+    config = manual_config(tmp_path, es_settings, index_name, {"mode": "send"})
     claim(tmp_path / "reports", "production")
 
     assert main(["run", "-c", str(config), "--once"]) != 0
@@ -112,10 +113,7 @@ def test_send_mode_over_the_manual_channel_alone_needs_no_http_token(
     index_part(es, index_name, real_log_docs(), 0)
     monkeypatch.delenv("NIS2TRIAGE_CCB_TOKEN")
     notifier = {"mode": "send", "token_env": "NIS2TRIAGE_CCB_TOKEN"}
-    config = write_agent_config(tmp_path, es_settings, index_name, f"{index_name}-st", notifier)
-    data = yaml.safe_load(config.read_text())
-    data["incidents"] = {"channels": ["manual"], "report_dir": "reports"}
-    config.write_text(yaml.safe_dump(data))
+    config = manual_config(tmp_path, es_settings, index_name, notifier)
 
     assert main(["run", "-c", str(config), "--once"]) == 0
 
