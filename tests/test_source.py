@@ -842,16 +842,16 @@ def test_events_indexed_after_the_margin_passed_them_are_said(
     es.index(index=index_name, id="a", refresh=True, document=stamped(1, ingested=1))
     cursor = Cursor()
     read_all(source, cursor)
-    source.say_too_late(cursor)  # the first look only notes where the margin stands
+    source.say_too_late()  # the first look only notes where the margin stands
     es.index(index=index_name, id="late", refresh=True, document=stamped(30, ingested=-1))
     es.index(index=index_name, id="in-margin", refresh=True, document=stamped(3, ingested=-1))
     now[0] += LATE_CHECK_EVERY
 
     with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
         assert read_all(source, cursor) == ["in-margin"]
-        source.say_too_late(cursor)
+        source.say_too_late()
         now[0] += LATE_CHECK_EVERY
-        source.say_too_late(cursor)
+        source.say_too_late()
 
     assert warnings_of(caplog) == [
         f"source s: 1 event indexed since 2026-12-04T12:00:00Z is dated before the reading "
@@ -888,12 +888,12 @@ def test_the_advisory_counts_name_their_time_over_a_numeric_time_field(
     with caplog.at_level(logging.WARNING, logger="nis2triage.source"):
         assert read_all(source, cursor) == ["now"]
         source.say_future()
-        source.say_too_late(cursor)
+        source.say_too_late()
         late = {"@timestamp": now_ms - 3_600_000, "event": {"ingested": NOW.isoformat()}}
         es.index(index=index_name, id="late", refresh=True, document=late)
         now[0] += LATE_CHECK_EVERY
         assert read_all(source, cursor) == []
-        source.say_too_late(cursor)
+        source.say_too_late()
 
     said = warnings_of(caplog)
     assert "(the latest 2026-12-14T12:00:00.000Z, in " in said[0]
@@ -921,7 +921,7 @@ def test_a_shipper_steadily_behind_has_each_event_it_lost_counted(
             es.index(index=index_name, id=f"on-time-{minute}", document=on_time)
             es.index(index=index_name, id=f"behind-{minute}", document=behind, refresh=True)
             read += [e.id for batch in source.poll(cursor) for e in batch]
-            source.say_too_late(cursor)
+            source.say_too_late()
             now[0] += timedelta(minutes=1)
 
     assert [i for i in read if i.startswith("behind")] == ["behind-0"]  # the first poll's

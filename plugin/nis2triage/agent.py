@@ -561,7 +561,7 @@ class Agent:
                 pending += self._close(run, read_until_ms - lateness_ms, report)
         run.source.say_future()
         run.source.say_untimed_since()
-        run.source.say_too_late(run.cursor)
+        run.source.say_too_late()
         # A page of nothing but unusable events yields no batch: set those aside before the
         # checkpoint marks them read.
         self._ingest(run, [], report)

@@ -644,7 +644,7 @@ class Source:
             lows = [low for low in (first, second) if low is not None]
             marks[1:3] = [(second_at, min(lows) if lows else None)]
 
-    def say_too_late(self, cursor: Cursor) -> None:
+    def say_too_late(self) -> None:
         """Say the events that no poll read because each was dated before the reading
         margin's lower bound of the first poll that began after it was indexed (a shipper
         hours behind, a backlog replayed). Known by `event.ingested`, which Elastic's ingest

@@ -104,10 +104,11 @@ class Status:
             )
         elif self.holder is not None and self.live_holder is None:
             said.append(_lease_expired(self.prefix, self.holder))
-        elif self.live_holder is None and self.every is None:
-            said.append(f"no agent holds the lease of {self.prefix}-state: none is running")
         elif self.live_holder is None:
-            pass  # between two of the timer's passes: the checkpoints' ages say if it runs
+            # Run from a timer (`every`), no agent holds it between two passes: the
+            # checkpoints' ages then say whether it runs.
+            if self.every is None:
+                said.append(f"no agent holds the lease of {self.prefix}-state: none is running")
         else:
             said += _lease_ahead(self.prefix, self.live_holder, self.checked)
         for src in self.sources:

@@ -49,7 +49,7 @@ class Soc:
             "message": message,
             "details": details or {},
         }
-        doc_id = stable_id("escalation", incident_id, report, kind)
+        doc_id = _escalation_id(incident_id, report, kind)
         if self.store.create("escalations", doc_id, doc):
             log.warning("SOC %s: incident %s, %s: %s", kind, incident_id, report, message)
             return True
@@ -75,7 +75,7 @@ class Soc:
         """Take back an escalation that no longer holds (a due moved), so that the dashboard
         stops saying it and `raise_once` says it afresh should it hold again; one that says
         `unless_due` stays. True (and a WARNING line) when one was taken back."""
-        doc_id = stable_id("escalation", incident_id, report, kind)
+        doc_id = _escalation_id(incident_id, report, kind)
         if unless_due is not None:
             held = self.store.get("escalations", doc_id)
             if held is None or held.get("due") == _iso(unless_due):
@@ -92,3 +92,8 @@ class Soc:
         held = self.store.get("escalations", doc_id) or {}
         said = held.get("due")
         return str(said) if said and said != due else None
+
+
+def _escalation_id(incident_id: str, report: str, kind: str) -> str:
+    """One escalation of a kind per incident and report: raised once, rewritten, withdrawn."""
+    return stable_id("escalation", incident_id, report, kind)
